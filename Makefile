@@ -1,0 +1,79 @@
+# ehub — build, run and test. `make help` lists the targets.
+CC      ?= cc
+PKGS    := libuv jansson openssl sqlite3 libpq libsodium libcurl hiredis
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter \
+           -Isrc -Ibuild/gen $(shell pkg-config --cflags $(PKGS))
+LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lwslay -lxgboost -lm -lpthread
+
+B       ?= build
+SRC     := $(shell find src -name '*.c' ! -name main.c | sort)
+OBJ     := $(SRC:%.c=$(B)/obj/%.o) $(B)/obj/gen/sqlite_migrations.o $(B)/obj/gen/postgres_migrations.o
+UNIT    := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c))
+
+ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+
+.PHONY: all build run test test-unit test-asan asan fuzz bench clean deps help
+all build: $(B)/ehub $(UNIT)
+
+help:
+	@echo "make run        install deps, build, start ehub --demo on :8080"
+	@echo "make test       install deps, build, run every test suite (unit, e2e SQLite, e2e PostgreSQL+Redis, ASan)"
+	@echo "make asan       sanitizer build in build/asan"
+	@echo "make fuzz       build and run the libFuzzer targets for a bounded time"
+	@echo "make bench      run the benchmarks under bench/"
+
+deps:
+	@scripts/deps.sh
+
+$(B)/tools/embed: tools/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -o $@ $<
+
+build/gen/%_migrations.c: $(B)/tools/embed $(wildcard src/store/migrations/*/*.sql)
+	@mkdir -p $(dir $@)
+	$(B)/tools/embed $@ $* $(sort $(wildcard src/store/migrations/$*/*.sql))
+
+$(B)/obj/gen/%.o: build/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(B)/libehub.a: $(OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/ehub: $(B)/obj/src/main.o $(B)/libehub.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/tests/%: tests/unit/%.c $(B)/libehub.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(B)/libehub.a $(LDLIBS) -lcmocka
+
+asan:
+	$(MAKE) B=build/asan CFLAGS="$(ASAN_FLAGS)" all
+
+run: deps build
+	$(B)/ehub serve --demo
+
+test: deps
+	$(MAKE) all asan
+	scripts/test.sh
+
+test-unit: all
+	scripts/test.sh unit
+
+fuzz:
+	scripts/fuzz.sh
+
+bench: deps build
+	scripts/deps.sh --bench
+	bench/http.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

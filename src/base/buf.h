@@ -1,0 +1,39 @@
+/* buf — a growable byte buffer with a hard size cap (curl's dynbuf).
+ *
+ * Every buffer that holds external input has a `max`: appending past it
+ * fails with BUF_TOO_BIG and leaves the buffer as it was, so a peer can never
+ * make us allocate without bound. The contents are always NUL-terminated
+ * (the terminator is not counted in len). The struct is public so buffers can
+ * live inside other structs; the caller owns it and calls buf_free. */
+#ifndef EH_BUF_H
+#define EH_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+enum { BUF_OK = 0, BUF_NOMEM = -1, BUF_TOO_BIG = -2 };
+
+typedef struct buf {
+    char *p;     /* NULL until the first append */
+    size_t len;  /* bytes used, excluding the NUL */
+    size_t cap;  /* bytes allocated */
+    size_t max;  /* largest len allowed */
+} buf;
+
+void buf_init(buf *b, size_t max);
+int buf_append(buf *b, const void *data, size_t n);
+int buf_puts(buf *b, const char *s);
+int buf_putc(buf *b, char c);
+int buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int buf_vprintf(buf *b, const char *fmt, va_list ap);
+/* Appends s as the inside of a JSON string (no quotes), escaping as needed.
+ * Invalid UTF-8 bytes become U+FFFD so the output is always valid JSON. */
+int buf_json_str(buf *b, const char *s, size_t n);
+void buf_reset(buf *b);  /* len = 0, keeps the memory */
+/* Removes the first n bytes (n <= len). */
+void buf_consume(buf *b, size_t n);
+/* Hands the memory to the caller (free with eh_free) and re-initialises b. */
+char *buf_detach(buf *b, size_t *len);
+void buf_free(buf *b);
+
+#endif

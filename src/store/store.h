@@ -1,0 +1,190 @@
+/* store — durable storage behind one API: SQLite (embedded default) or
+ * PostgreSQL (shared, scale-out).
+ *
+ * Everything the server accepts is written here before it is acknowledged.
+ * Work happens inside transactions run by store_write / store_read, which
+ * take a callback: the store owns the connection, begins the transaction,
+ * scopes it to one tenant, calls you, and commits (or rolls back if your
+ * callback returns non-zero). All calls block: run them on the thread pool,
+ * never on the event-loop thread. A `store` is thread-safe; a `store_tx` is
+ * only valid inside the callback it was passed to.
+ *
+ * SQL is written once for both backends with $1..$N placeholders; values are
+ * always bound, never interpolated. Where the dialects differ, branch on
+ * store_tx_kind().
+ *
+ * SQLite: WAL mode, one writer connection owned by a writer thread plus a
+ * pool of reader connections. Concurrent store_write calls are grouped into
+ * one transaction (group commit), each callback inside its own SAVEPOINT so
+ * one failing callback rolls back only its own changes; every caller returns
+ * only after the shared COMMIT is durable.
+ * PostgreSQL: a pool of libpq connections; each transaction runs
+ * `SET LOCAL ehub.tenant_id` so row-level security policies can key on it.
+ *
+ * Migrations (src/store/migrations/<backend>/NNN_name.sql, embedded in the
+ * binary) are applied by store_migrate, recorded in schema_migrations, and
+ * serialised across nodes with an advisory lock on PostgreSQL. */
+#ifndef EH_STORE_H
+#define EH_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "../base/log.h"
+
+typedef struct store store;
+typedef struct store_tx store_tx;
+typedef struct store_rows store_rows;
+struct store_event;
+
+typedef enum { STORE_SQLITE = 1, STORE_POSTGRES = 2 } store_kind;
+
+/* Error codes. Every function that can fail returns one (0 = STORE_OK) and
+ * fills *err (when err is not NULL) with the code and a message that is safe
+ * to log (no parameter values). */
+enum {
+    STORE_OK = 0,
+    STORE_ERR = -1,         /* anything else (SQL error, I/O) */
+    STORE_NOMEM = -2,
+    STORE_CONFLICT = -3,    /* unique / primary-key violation */
+    STORE_NOTFOUND = -4,
+    STORE_BUSY = -5,        /* lock timeout, serialization failure: may retry */
+    STORE_UNAVAILABLE = -6, /* cannot connect / connection lost */
+    STORE_INVALID = -7,     /* bad argument or URL */
+    STORE_ABORTED = -8,     /* the callback returned non-zero */
+};
+
+typedef struct store_err {
+    int code;
+    char msg[256];
+} store_err;
+
+typedef struct store_opts {
+    int pool_size;        /* reader connections (SQLite) or pool size (PG); 0 = 4 */
+    int sync_full;        /* SQLite: synchronous=FULL instead of NORMAL */
+    int busy_timeout_ms;  /* 0 = 5000 */
+    int no_migrate;       /* do not apply migrations in store_open */
+    logger *log;          /* may be NULL; not owned */
+    /* Called after every statement with its duration, from any thread (for
+     * the storage-latency metric). May be NULL. */
+    void (*on_query)(void *ud, double seconds, int ok);
+    void *on_query_ud;
+    /* Called after a store_write transaction is durably committed, with the
+     * events appended in it (in seq order), from the committing thread. The
+     * array is valid only during the call. May be NULL. */
+    void (*on_commit)(void *ud, const struct store_event *ev, int n);
+    void *on_commit_ud;
+} store_opts;
+
+/* Opens "sqlite:PATH" (the file and its directory are created) or
+ * "postgres://..." / "postgresql://..." (any libpq connection URI). Applies
+ * pending migrations unless opts->no_migrate. On failure returns NULL and
+ * fills err. opts may be NULL for defaults. The caller owns the store and
+ * frees it with store_close. */
+store *store_open(const char *url, const store_opts *opts, store_err *err);
+
+/* Waits for queued writes, checkpoints the SQLite WAL, closes every
+ * connection, frees the store. NULL is a no-op. */
+void store_close(store *s);
+
+store_kind store_get_kind(const store *s);
+const char *store_kind_name(store_kind k);  /* "sqlite" or "postgres" */
+
+/* Applies pending migrations; *applied (may be NULL) gets how many ran. */
+int store_migrate(store *s, int *applied, store_err *err);
+/* Highest applied migration and the highest the binary knows. */
+int store_schema_version(store *s, int *applied, int *known, store_err *err);
+/* Cheap round trip to the database, for readiness checks. */
+int store_ping(store *s, store_err *err);
+
+/* A transaction callback. Return 0 to commit; any other value rolls back
+ * and store_write/store_read return STORE_ABORTED (or the callback's err code if it set one). */
+typedef int (*store_fn)(store_tx *tx, void *arg, store_err *err);
+
+/* Runs fn in a read-write transaction scoped to tenant (0 = no tenant, for
+ * cross-tenant admin work such as creating tenants). Returns after the
+ * commit is durable, or with an error and nothing written. */
+int store_write(store *s, int64_t tenant, store_fn fn, void *arg, store_err *err);
+/* Runs fn in a read-only transaction (a consistent snapshot). */
+int store_read(store *s, int64_t tenant, store_fn fn, void *arg, store_err *err);
+
+int64_t store_tx_tenant(const store_tx *tx);
+store_kind store_tx_kind(const store_tx *tx);
+
+/* ---- statements ---- */
+
+typedef enum { SV_NULL = 0, SV_INT, SV_REAL, SV_TEXT, SV_BLOB } store_vtype;
+
+typedef struct store_val {
+    store_vtype t;
+    int64_t i;
+    double d;
+    const char *s;  /* SV_TEXT / SV_BLOB: not copied; must outlive the call */
+    size_t n;
+} store_val;
+
+#define SV_NULLV ((store_val){.t = SV_NULL})
+#define SV_I(x) ((store_val){.t = SV_INT, .i = (x)})
+#define SV_D(x) ((store_val){.t = SV_REAL, .d = (x)})
+#define SV_S(str) ((store_val){.t = SV_TEXT, .s = (str), .n = (str) ? strlen(str) : 0})
+#define SV_SN(str, len) ((store_val){.t = SV_TEXT, .s = (str), .n = (len)})
+
+/* Runs one statement with $1..$n bound to params. If rows is not NULL it
+ * receives the whole result (caller frees with store_rows_free; an empty
+ * result is a valid store_rows with 0 rows). */
+int store_query(store_tx *tx, const char *sql, const store_val *params, int n,
+                store_rows **rows, store_err *err);
+/* Rows changed by the last INSERT/UPDATE/DELETE run through store_query. */
+int64_t store_tx_changes(const store_tx *tx);
+
+int store_rows_count(const store_rows *r);
+int store_rows_cols(const store_rows *r);
+const char *store_rows_name(const store_rows *r, int col);
+int store_rows_isnull(const store_rows *r, int row, int col);
+/* Text of a cell (NULL for SQL NULL); valid until store_rows_free. */
+const char *store_rows_text(const store_rows *r, int row, int col);
+int64_t store_rows_int(const store_rows *r, int row, int col);   /* 0 for NULL */
+double store_rows_real(const store_rows *r, int row, int col);   /* 0 for NULL */
+void store_rows_free(store_rows *r);
+
+/* ---- tenants ---- */
+
+/* Creates a tenant (slug: 1-64 of [a-z0-9_-]). STORE_CONFLICT if the slug
+ * exists. Use inside store_write with tenant 0. */
+int store_tenant_create(store_tx *tx, const char *slug, const char *name, int64_t *id,
+                        store_err *err);
+/* Looks a tenant up by slug; STORE_NOTFOUND if absent. */
+int store_tenant_find(store_tx *tx, const char *slug, int64_t *id, store_err *err);
+
+/* ---- event log ----
+ * An append-only, per-tenant ordered log of domain events. seq starts at 1
+ * for each tenant and has no gaps among committed events. */
+
+typedef struct store_event {
+    int64_t tenant;
+    int64_t seq;
+    int64_t time_ms;      /* epoch milliseconds */
+    const char *type;     /* e.g. "lead.created" */
+    const char *payload;  /* JSON text */
+} store_event;
+
+/* Appends an event to the transaction's tenant (must not be 0) and returns
+ * its seq. payload must be valid JSON text. */
+int store_event_append(store_tx *tx, const char *type, const char *payload, int64_t *seq,
+                       store_err *err);
+
+typedef struct store_event_list {
+    store_event *ev;
+    int n;
+} store_event_list;
+
+/* Events of the transaction's tenant with seq > after, oldest first, at
+ * most limit (1-10000). Free with store_event_list_free. */
+int store_events_after(store_tx *tx, int64_t after, int limit, store_event_list *out,
+                       store_err *err);
+void store_event_list_free(store_event_list *l);
+/* Last assigned seq for the transaction's tenant (0 if none). */
+int store_events_last_seq(store_tx *tx, int64_t *seq, store_err *err);
+
+#endif
