@@ -1,0 +1,180 @@
+#include "app.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/clock.h"
+
+static const double store_buckets[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
+                                       0.005,   0.01,   0.025,   0.05,   0.1,   0.5, 1};
+
+static void on_store_query(void *ud, double secs, int ok) {
+    app *a = ud;
+    metric_observe(a->m_store_lat, NULL, secs);
+    if (!ok) metric_add(a->m_store_err, NULL, 1);
+}
+
+static double g_conns(void *ud) { return (double)http_server_connections(((app *)ud)->srv); }
+static double g_ws(void *ud) { return (double)http_server_ws_connections(((app *)ud)->srv); }
+static double g_inflight(void *ud) { return (double)http_server_inflight(((app *)ud)->srv); }
+static double g_pool(void *ud) { return (double)http_server_pool_depth(((app *)ud)->srv); }
+static double g_uptime(void *ud) {
+    return (double)(clock_wall_ms() - http_server_started_ms(((app *)ud)->srv)) / 1000.0;
+}
+
+int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
+    memset(a, 0, sizeof *a);
+    a->loop = loop;
+    a->cfg = *cfg;
+    a->log = log;
+    a->m = metrics_new();
+    a->router = http_router_new();
+    if (!a->m || !a->router) {
+        log_msg(log, LOG_ERROR, "startup failed", "out of memory");
+        return -1;
+    }
+    a->m_store_lat = metrics_histogram(a->m, "ehub_store_query_duration_seconds",
+                                       "storage statement latency", NULL, store_buckets,
+                                       (int)(sizeof store_buckets / sizeof store_buckets[0]));
+    a->m_store_err = metrics_counter(a->m, "ehub_store_errors_total", "failed storage statements", NULL);
+
+    char url[1100];
+    config_store_url(cfg, url, sizeof url);
+    store_opts so = {
+        .pool_size = (int)cfg->pool_size,
+        .sync_full = cfg->sqlite_sync_full,
+        .no_migrate = cfg->no_migrate,
+        .log = log,
+        .on_query = on_store_query,
+        .on_query_ud = a,
+    };
+    store_err err = {0};
+    a->st = store_open(url, &so, &err);
+    if (!a->st) {
+        log_line l;
+        if (log_begin(log, &l, LOG_ERROR, "cannot open storage")) {
+            log_str(&l, "backend", strncmp(url, "sqlite:", 7) == 0 ? "sqlite" : "postgres");
+            log_str(&l, "error", err.msg);
+            log_end(&l);
+        }
+        return -1;
+    }
+
+    http_config hc = {
+        .host = cfg->host,
+        .port = cfg->port,
+        .max_body = cfg->max_body,
+        .max_header = cfg->max_header,
+        .max_url = cfg->max_url,
+        .max_connections = cfg->max_connections,
+        .header_timeout_ms = cfg->header_timeout_ms,
+        .body_timeout_ms = cfg->body_timeout_ms,
+        .idle_timeout_ms = cfg->idle_timeout_ms,
+        .shutdown_timeout_ms = cfg->shutdown_timeout_ms,
+        .ws_max_message = cfg->ws_max_message,
+        .ws_max_queue = cfg->ws_max_queue,
+        .ws_ping_ms = cfg->ws_ping_ms,
+        .cors_origins = cfg->cors_origins,
+    };
+    a->srv = http_server_new(loop, &hc, a->router, log, a->m);
+    if (!a->srv) {
+        log_msg(log, LOG_ERROR, "startup failed", "out of memory");
+        return -1;
+    }
+    metrics_gauge_fn(a->m, "ehub_http_connections", "open HTTP and WebSocket connections", g_conns, a);
+    metrics_gauge_fn(a->m, "ehub_ws_connections", "open WebSocket connections", g_ws, a);
+    metrics_gauge_fn(a->m, "ehub_http_inflight_requests", "requests being handled", g_inflight, a);
+    metrics_gauge_fn(a->m, "ehub_threadpool_queue_depth", "work items queued or running on the thread pool", g_pool, a);
+    metrics_gauge_fn(a->m, "ehub_uptime_seconds", "seconds since start", g_uptime, a);
+    metrics_gauge_fn(a->m, "process_resident_memory_bytes", "resident set size", metrics_process_rss_bytes, NULL);
+    metrics_gauge_fn(a->m, "process_open_fds", "open file descriptors", metrics_process_open_fds, NULL);
+
+    if (api_system_register(a) || api_openapi_build(a)) {
+        log_msg(log, LOG_ERROR, "startup failed", "cannot register routes");
+        return -1;
+    }
+    return 0;
+}
+
+static void on_shutdown_done(void *ud) {
+    app *a = ud;
+    uv_close((uv_handle_t *)&a->sig_term, NULL);
+    uv_close((uv_handle_t *)&a->sig_int, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    app *a = h->data;
+    if (a->stopping) {
+        log_msg(a->log, LOG_WARN, "second signal: exiting now", NULL);
+        exit(1);
+    }
+    a->stopping = 1;
+    log_line l;
+    if (log_begin(a->log, &l, LOG_INFO, "shutting down")) {
+        log_str(&l, "signal", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+        log_int(&l, "inflight", (int64_t)http_server_inflight(a->srv));
+        log_int(&l, "websockets", (int64_t)http_server_ws_connections(a->srv));
+        log_end(&l);
+    }
+    http_server_shutdown(a->srv, on_shutdown_done, a);
+}
+
+int app_run(app *a) {
+    int rc = http_server_listen(a->srv);
+    if (rc) {
+        log_line l;
+        if (log_begin(a->log, &l, LOG_ERROR, "cannot listen")) {
+            log_str(&l, "host", a->cfg.host);
+            log_int(&l, "port", a->cfg.port);
+            log_str(&l, "error", uv_strerror(rc));
+            log_end(&l);
+        }
+        return -1;
+    }
+    uv_signal_init(a->loop, &a->sig_term);
+    uv_signal_init(a->loop, &a->sig_int);
+    a->sig_term.data = a->sig_int.data = a;
+    uv_signal_start(&a->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&a->sig_int, on_signal, SIGINT);
+    log_line l;
+    if (log_begin(a->log, &l, LOG_INFO, "listening")) {
+        log_str(&l, "host", a->cfg.host);
+        log_int(&l, "port", http_server_port(a->srv));
+        log_str(&l, "store", store_kind_name(store_get_kind(a->st)));
+        log_str(&l, "bus", a->cfg.bus);
+        log_str(&l, "version", EHUB_VERSION);
+        log_end(&l);
+    }
+    uv_run(a->loop, UV_RUN_DEFAULT);
+    log_msg(a->log, LOG_INFO, "stopped", NULL);
+    return a->exit_code;
+}
+
+void app_free(app *a) {
+    /* Storage last: store_close waits for queued writes and checkpoints. */
+    http_server_free(a->srv);
+    store_close(a->st);
+    http_router_free(a->router);
+    metrics_free(a->m);
+    eh_free(a->openapi);
+    memset(a, 0, sizeof *a);
+}
+
+static int seed_demo(store_tx *tx, void *arg, store_err *err) {
+    int64_t id;
+    int rc = store_tenant_find(tx, "demo", &id, err);
+    if (rc == STORE_OK) return 0;
+    if (rc != STORE_NOTFOUND) return rc;
+    return store_tenant_create(tx, "demo", "Demo Realty", &id, err);
+}
+
+int app_demo_seed(app *a) {
+    store_err err = {0};
+    if (store_write(a->st, 0, seed_demo, a, &err)) {
+        log_msg(a->log, LOG_ERROR, "demo seed failed", err.msg);
+        return -1;
+    }
+    log_msg(a->log, LOG_INFO, "demo tenant ready", NULL);
+    return 0;
+}

@@ -1,0 +1,57 @@
+/* config — ehub's settings: command-line flags over EHUB_* environment
+ * variables over an optional config file (`--config FILE`, `EHUB_CONFIG`),
+ * over built-in defaults.
+ *
+ * Every option is one row of a table in config.c; the same row yields the
+ * flag, the environment variable, the config-file key, the default and the
+ * --help line, so they cannot drift apart. The config file is `key = value`
+ * lines (keys are the flag names without dashes, `#` starts a comment). */
+#ifndef EH_CONFIG_H
+#define EH_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct ehub_config {
+    char host[256];
+    int port;
+    char data_dir[1024];
+    char store[1024];       /* "" = sqlite:<data_dir>/ehub.db */
+    char bus[1024];         /* "inproc" or redis://host:port */
+    int demo;
+    int log_level;          /* log_level from log.h */
+    int no_migrate;
+    char cors_origins[1024]; /* comma-separated origins, or "*"; "" = no CORS */
+    size_t max_body;
+    size_t max_header;
+    size_t max_url;
+    size_t max_connections;
+    unsigned header_timeout_ms;
+    unsigned body_timeout_ms;
+    unsigned idle_timeout_ms;
+    unsigned shutdown_timeout_ms;
+    size_t ws_max_message;
+    size_t ws_max_queue;
+    unsigned ws_ping_ms;
+    size_t threads;          /* thread-pool size for blocking work */
+    int sqlite_sync_full;
+    size_t pool_size;        /* storage connections */
+    int test_routes;         /* POST /debug/echo and /debug/ws-echo, for tests and benchmarks */
+    char config_file[1024];
+} ehub_config;
+
+/* Fills cfg with defaults, then applies the config file, the environment and
+ * argv (flags only; positional arguments are left for the caller and their
+ * indexes returned in rest and nrest, which may be NULL). On a bad value or an
+ * unknown flag returns -1 with a message in err. `--help` is not handled
+ * here. */
+int config_load(ehub_config *cfg, int argc, char **argv, int *rest, int *nrest, char *err,
+                size_t errlen);
+
+/* Prints every option: flag, environment variable, default, meaning. */
+void config_print_help(FILE *out);
+
+/* The effective store URL (cfg->store or the default in data_dir). */
+void config_store_url(const ehub_config *cfg, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,186 @@
+/* http — the HTTP/1.1 and WebSocket server: libuv for I/O, http-parser for
+ * requests, wslay (through ws.h) for WebSocket frames, one port for both.
+ *
+ * The server runs on one libuv loop thread. Handlers run on that thread and
+ * must not block: storage, ML and outbound calls go through http_req_work,
+ * which runs a function on the libuv thread pool and finishes on the loop.
+ * A handler answers exactly once with one of the http_reply* functions,
+ * either before it returns or later (after work). A request whose client
+ * went away is still answered by its handler; the reply is then dropped.
+ *
+ * Limits (head size, body size, URL length) and timeouts (head, body, idle
+ * keep-alive) are enforced per connection; violations get a JSON error
+ * (400/408/413/414/431) and the connection is closed. Responses to pipelined
+ * requests go out in order because a connection handles one request at a
+ * time and parses the next only after answering. */
+#ifndef EH_HTTP_H
+#define EH_HTTP_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "base/arena.h"
+#include "base/log.h"
+#include "base/metrics.h"
+
+typedef struct http_server http_server;
+typedef struct http_req http_req;
+typedef struct http_router http_router;
+typedef struct http_ws http_ws;
+
+/* ---- router ---- */
+
+typedef void (*http_handler)(http_req *req, void *ud);
+
+enum {
+    HTTP_ROUTE_PUBLIC = 1 << 0, /* reachable without authentication */
+    HTTP_ROUTE_WS = 1 << 1,     /* a WebSocket endpoint (GET + Upgrade) */
+    HTTP_ROUTE_HIDDEN = 1 << 2, /* left out of /openapi.json (debug routes) */
+};
+
+/* What /openapi.json says about a route. Strings are not copied: use
+ * literals or storage that outlives the router. */
+typedef struct http_route_doc {
+    const char *summary;
+    const char *tag;
+    const char *request;   /* short description of the request body, or NULL */
+    const char *response;  /* short description of the 200 response */
+} http_route_doc;
+
+http_router *http_router_new(void);
+void http_router_free(http_router *r);
+/* Registers method + pattern. Pattern segments are literal or {name}
+ * (e.g. "/v1/leads/{id}"). Returns 0, or -1 on OOM or a malformed pattern
+ * or a duplicate method+pattern. */
+int http_router_add(http_router *r, const char *method, const char *pattern, http_handler fn,
+                    void *ud, int flags, const http_route_doc *doc);
+
+typedef struct http_route_info {
+    const char *method, *pattern;
+    int flags;
+    const http_route_doc *doc;
+} http_route_info;
+/* Calls fn for every route in registration order. */
+void http_router_each(const http_router *r, void (*fn)(const http_route_info *ri, void *ud),
+                      void *ud);
+
+/* Matching, used by the server and the unit tests. */
+typedef struct http_match {
+    http_handler fn;
+    void *ud;
+    const char *pattern;  /* the matched route's pattern (for metrics/logs) */
+    int flags;
+    int nparams;
+    struct { const char *name; const char *val; size_t len; } params[8];
+    char allow[128];      /* on 405: the methods the path allows, e.g. "GET, HEAD, POST" */
+} http_match;
+enum { HTTP_MATCH_OK = 0, HTTP_MATCH_NOT_FOUND = 404, HTTP_MATCH_METHOD = 405 };
+/* path: the decoded path without query. HEAD matches GET routes. Param
+ * values point into path. */
+int http_router_match(const http_router *r, const char *method, const char *path, http_match *m);
+
+/* ---- server ---- */
+
+typedef struct http_config {
+    const char *host;
+    int port;
+    size_t max_body, max_header, max_url, max_connections;
+    unsigned header_timeout_ms, body_timeout_ms, idle_timeout_ms, shutdown_timeout_ms;
+    size_t ws_max_message, ws_max_queue;
+    unsigned ws_ping_ms;
+    const char *cors_origins;  /* "", "*", or comma-separated origins */
+} http_config;
+
+/* Creates a server on loop (not yet listening). router, log and metrics are
+ * borrowed and must outlive the server; metrics may be NULL. */
+http_server *http_server_new(uv_loop_t *loop, const http_config *cfg, http_router *router,
+                             logger *log, metrics *m);
+/* Binds and listens. Returns 0 or a libuv error code. The bound port (useful
+ * with port 0) is in http_server_port. */
+int http_server_listen(http_server *s);
+int http_server_port(const http_server *s);
+/* Graceful shutdown: stops accepting, closes idle connections, lets
+ * in-flight requests finish (up to shutdown_timeout_ms, then closes them),
+ * closes WebSockets with 1001. done(ud) runs on the loop when every
+ * connection is closed. */
+void http_server_shutdown(http_server *s, void (*done)(void *ud), void *ud);
+/* Frees the server; call after shutdown's done (or before listen). */
+void http_server_free(http_server *s);
+
+size_t http_server_connections(const http_server *s);
+size_t http_server_ws_connections(const http_server *s);
+size_t http_server_inflight(const http_server *s);
+/* Work items queued or running on the thread pool. */
+size_t http_server_pool_depth(const http_server *s);
+int64_t http_server_started_ms(const http_server *s);
+
+/* ---- requests ---- */
+
+const char *http_req_method(const http_req *q);  /* "GET", ... */
+const char *http_req_path(const http_req *q);    /* decoded, without query */
+const char *http_req_url(const http_req *q);     /* raw request target */
+const char *http_req_id(const http_req *q);
+/* Case-insensitive; the first header with that name, or NULL. */
+const char *http_req_header(const http_req *q, const char *name);
+/* A query parameter, percent-decoded (arena memory), or NULL. */
+const char *http_req_query(http_req *q, const char *name);
+/* A path parameter from the route pattern ({name}), or NULL. */
+const char *http_req_param(const http_req *q, const char *name);
+const char *http_req_body(const http_req *q, size_t *len);
+/* Per-request memory, freed after the reply is sent. */
+arena *http_req_arena(http_req *q);
+http_server *http_req_server(http_req *q);
+/* Tenant name for the request log line (copied). */
+void http_req_set_tenant(http_req *q, const char *tenant);
+/* 1 once the client connection has gone away. */
+int http_req_gone(const http_req *q);
+
+/* Parses the body as JSON (object or array). On failure answers 400 itself
+ * (invalid_json, with the parser's message) or 415 (not JSON) and returns
+ * NULL. The caller owns the result (json_decref). */
+json_t *http_req_json(http_req *q);
+
+/* ---- responses (each request gets exactly one) ---- */
+
+/* Adds a response header (copied). Call before replying. Names and values
+ * with CR/LF are refused (returns -1). */
+int http_res_header(http_req *q, const char *name, const char *value);
+/* body is copied. */
+void http_reply(http_req *q, int status, const char *content_type, const void *body,
+                size_t len);
+/* Steals the reference to body. */
+void http_reply_json(http_req *q, int status, json_t *body);
+/* {"error":{"code":code,"message":message,"request_id":...}} */
+void http_reply_error(http_req *q, int status, const char *code, const char *message);
+
+/* Runs work(arg) on the thread pool, then done(q, arg) on the loop. done
+ * always runs (even if the client left) so it can free arg; it must reply.
+ * Returns 0, or a libuv error code (then neither function runs). */
+int http_req_work(http_req *q, void (*work)(void *arg), void (*done)(http_req *q, void *arg),
+                  void *arg);
+
+/* ---- WebSocket ---- */
+
+typedef struct http_ws_handler {
+    /* A complete text or binary message (data valid during the call). */
+    void (*on_message)(http_ws *ws, int opcode, const char *data, size_t len, void *ud);
+    /* The connection is gone; ud may be freed here. Called exactly once. */
+    void (*on_close)(http_ws *ws, int code, void *ud);
+} http_ws_handler;
+
+/* Completes the handshake for a request on an HTTP_ROUTE_WS route and turns
+ * the connection into a WebSocket. On failure (not an upgrade, bad key)
+ * answers 400/426 itself and returns NULL. protocol: the subprotocol to echo
+ * in Sec-WebSocket-Protocol, or NULL. After this call the request is
+ * finished; do not reply to it. */
+http_ws *http_ws_accept(http_req *q, const http_ws_handler *h, void *ud, const char *protocol);
+/* Queues a message. Returns 0; or -1 if the connection is closing, or if
+ * the backlog bound was hit, in which case the connection is being closed
+ * with 1008 (policy: slow consumer). */
+int http_ws_send(http_ws *ws, int opcode, const char *data, size_t len);
+void http_ws_close(http_ws *ws, int code, const char *reason);
+size_t http_ws_backlog(const http_ws *ws);
+
+#endif

@@ -1,0 +1,1269 @@
+/* The HTTP/1.1 + WebSocket server: connection lifecycle, parsing with
+ * http-parser, limits and timeouts, responses, the thread-pool bridge, and
+ * the WebSocket upgrade. See http.h for the contract. */
+#include <ctype.h>
+#include <http_parser.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "base/alloc.h"
+#include "base/buf.h"
+#include "base/clock.h"
+#include "base/ids.h"
+#include "http.h"
+#include "ws.h"
+
+#define READ_CHUNK 65536
+
+typedef enum {
+    ST_IDLE,     /* keep-alive, waiting for the next request */
+    ST_HEAD,     /* reading a request line and headers */
+    ST_BODY,     /* reading a body */
+    ST_HANDLING, /* the request is with its handler; reading paused */
+    ST_WS,       /* upgraded to WebSocket */
+} conn_state;
+
+typedef struct hdr {
+    char *name, *value;
+} hdr;
+
+typedef struct conn conn;
+
+struct http_req {
+    conn *c;  /* NULL once the connection is gone or the reply was sent */
+    http_server *srv;
+    arena *a;
+    char method[16];
+    const char *url, *path, *query;
+    hdr *hdrs;
+    int nhdrs, caphdrs;
+    buf body;
+    http_match match;
+    char id[132];
+    char tenant[64];
+    uint64_t start_ns;
+    buf extra;  /* extra response headers */
+    int replied, keep_alive, http10, upgrade, dispatched;
+    int pending_work;
+    int status;
+    size_t bytes_out;
+};
+
+struct http_ws {
+    conn *c;
+    ws_session *s;
+    http_ws_handler h;
+    void *ud;
+    uint64_t last_seen_ns;
+    int close_reported;
+};
+
+struct conn {
+    uv_tcp_t tcp; /* first: handle->data is not needed to get back here */
+    uv_timer_t timer;
+    http_server *srv;
+    conn *prev, *next;
+    http_parser parser;
+    conn_state state;
+    buf in;
+    http_req *req;
+    buf field, value; /* header accumulators (callbacks may split them) */
+    int in_value;
+    size_t head_bytes;
+    int err_status;
+    const char *err_code, *err_msg;
+    int closing, handles;
+    int pending_writes, close_after_write;
+    int reading, in_process;
+    http_ws *ws;
+};
+
+struct http_server {
+    uv_loop_t *loop;
+    http_config cfg;
+    char *host, *cors;
+    http_router *router;
+    logger *log;
+    metrics *m;
+    metric *m_req, *m_lat, *m_ws_msgs, *m_ws_drops;
+    uv_tcp_t listener;
+    uv_timer_t ping_timer, shutdown_timer;
+    int listening, port;
+    conn *conns;
+    size_t nconns, nws, inflight, pool_depth;
+    int shutting_down;
+    void (*done)(void *ud);
+    void *done_ud;
+    int64_t started_ms;
+    int closing_handles;
+    char read_buf[READ_CHUNK];
+};
+
+static const http_parser_settings parser_settings;
+static void conn_close(conn *c);
+static void conn_process(conn *c);
+static void req_free(http_req *q);
+static void start_read(conn *c);
+static void ws_start(conn *c);
+static void maybe_done(http_server *s);
+
+/* ---- small helpers ---- */
+
+static const char *status_text(int s) {
+    switch (s) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 304: return "Not Modified";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 417: return "Expectation Failed";
+    case 422: return "Unprocessable Content";
+    case 426: return "Upgrade Required";
+    case 428: return "Precondition Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+    }
+}
+
+static int hexval(int c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decodes n bytes of s into arena memory. Returns NULL on a bad
+ * escape or an encoded NUL (neither has a meaning we accept). */
+static char *url_decode(arena *a, const char *s, size_t n, int plus_space) {
+    char *out = arena_alloc(a, n + 1);
+    if (!out) return NULL;
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (ch == '%') {
+            if (i + 2 >= n) return NULL;
+            int h = hexval((unsigned char)s[i + 1]), l = hexval((unsigned char)s[i + 2]);
+            if (h < 0 || l < 0) return NULL;
+            ch = (char)(h * 16 + l);
+            if (ch == '\0') return NULL;
+            i += 2;
+        } else if (ch == '+' && plus_space) {
+            ch = ' ';
+        }
+        out[j++] = ch;
+    }
+    out[j] = '\0';
+    return out;
+}
+
+static void date_header(char *out, size_t n) {
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, n, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+/* ---- writing ---- */
+
+typedef struct write_req {
+    uv_write_t w;
+    conn *c;
+    size_t len;
+    char data[];
+} write_req;
+
+static void on_write(uv_write_t *w, int status) {
+    write_req *wr = (write_req *)w;
+    conn *c = wr->c;
+    eh_free(wr);
+    c->pending_writes--;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->close_after_write && c->pending_writes == 0) conn_close(c);
+}
+
+/* Copies and queues len bytes. Returns 0 or -1 (connection closing). */
+static int conn_send(conn *c, const void *a, size_t alen, const void *b, size_t blen) {
+    if (c->closing) return -1;
+    write_req *wr = eh_malloc(sizeof *wr + alen + blen);
+    if (!wr) {
+        conn_close(c);
+        return -1;
+    }
+    wr->c = c;
+    wr->len = alen + blen;
+    if (alen) memcpy(wr->data, a, alen);
+    if (blen) memcpy(wr->data + alen, b, blen);
+    uv_buf_t ub = uv_buf_init(wr->data, (unsigned)wr->len);
+    int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &ub, 1, on_write);
+    if (rc) {
+        eh_free(wr);
+        conn_close(c);
+        return -1;
+    }
+    c->pending_writes++;
+    return 0;
+}
+
+/* ---- connection lifecycle ---- */
+
+static void on_handle_closed(uv_handle_t *h) {
+    conn *c = h->data;
+    if (--c->handles > 0) return;
+    http_server *s = c->srv;
+    if (c->prev) c->prev->next = c->next;
+    else s->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    s->nconns--;
+    buf_free(&c->in);
+    buf_free(&c->field);
+    buf_free(&c->value);
+    eh_free(c);
+    maybe_done(s);
+}
+
+static void conn_close(conn *c) {
+    if (c->closing) return;
+    c->closing = 1;
+    http_server *s = c->srv;
+    if (c->ws) {
+        http_ws *ws = c->ws;
+        c->ws = NULL;
+        s->nws--;
+        if (!ws->close_reported && ws->h.on_close) {
+            ws->close_reported = 1;
+            ws->h.on_close(ws, 1006, ws->ud);
+        }
+        ws_session_free(ws->s);
+        eh_free(ws);
+    }
+    if (c->req) {
+        http_req *q = c->req;
+        c->req = NULL;
+        q->c = NULL;
+        /* A request with its handler stays alive until the handler replies. */
+        if (!q->dispatched) req_free(q);
+    }
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+static void on_timeout(uv_timer_t *t) {
+    conn *c = t->data;
+    if (c->state == ST_IDLE) {
+        conn_close(c);
+        return;
+    }
+    if (c->state == ST_HEAD || c->state == ST_BODY) {
+        /* Slowloris and stalled uploads: answer 408 and hang up. */
+        static const char body[] =
+            "{\"error\":{\"code\":\"request_timeout\",\"message\":\"request not received in time\"}}";
+        char head[256];
+        int n = snprintf(head, sizeof head,
+                         "HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+                         "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                         sizeof body - 1);
+        if (c->srv->m_req) {
+            const char *lv[] = {"unmatched", "-", "408"};
+            metric_add(c->srv->m_req, lv, 1);
+        }
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->close_after_write = 1;
+        conn_send(c, head, (size_t)n, body, sizeof body - 1);
+    }
+}
+
+static void arm_timer(conn *c, unsigned ms) {
+    if (c->closing) return;
+    if (ms) uv_timer_start(&c->timer, on_timeout, ms, 0);
+    else uv_timer_stop(&c->timer);
+}
+
+static void set_state(conn *c, conn_state st) {
+    c->state = st;
+    const http_config *cfg = &c->srv->cfg;
+    switch (st) {
+    case ST_IDLE: arm_timer(c, cfg->idle_timeout_ms); break;
+    case ST_HEAD: arm_timer(c, cfg->header_timeout_ms); break;
+    case ST_BODY: arm_timer(c, cfg->body_timeout_ms); break;
+    case ST_HANDLING:
+    case ST_WS: arm_timer(c, 0); break;
+    }
+}
+
+/* ---- requests ---- */
+
+static http_req *req_new(conn *c) {
+    http_req *q = eh_calloc(1, sizeof *q);
+    if (!q) return NULL;
+    q->a = arena_new(4096, 0);
+    if (!q->a) {
+        eh_free(q);
+        return NULL;
+    }
+    q->c = c;
+    q->srv = c->srv;
+    q->start_ns = clock_mono_ns();
+    buf_init(&q->body, c->srv->cfg.max_body);
+    buf_init(&q->extra, 8192);
+    return q;
+}
+
+static void req_free(http_req *q) {
+    if (!q) return;
+    arena_free(q->a);
+    buf_free(&q->body);
+    buf_free(&q->extra);
+    eh_free(q);
+}
+
+const char *http_req_method(const http_req *q) { return q->method; }
+const char *http_req_path(const http_req *q) { return q->path; }
+const char *http_req_url(const http_req *q) { return q->url; }
+const char *http_req_id(const http_req *q) { return q->id; }
+arena *http_req_arena(http_req *q) { return q->a; }
+http_server *http_req_server(http_req *q) { return q->srv; }
+int http_req_gone(const http_req *q) { return q->c == NULL; }
+
+void http_req_set_tenant(http_req *q, const char *tenant) {
+    snprintf(q->tenant, sizeof q->tenant, "%s", tenant ? tenant : "");
+}
+
+const char *http_req_header(const http_req *q, const char *name) {
+    for (int i = 0; i < q->nhdrs; i++)
+        if (strcasecmp(q->hdrs[i].name, name) == 0) return q->hdrs[i].value;
+    return NULL;
+}
+
+const char *http_req_param(const http_req *q, const char *name) {
+    for (int i = 0; i < q->match.nparams; i++)
+        if (strcmp(q->match.params[i].name, name) == 0) return q->match.params[i].val;
+    return NULL;
+}
+
+const char *http_req_query(http_req *q, const char *name) {
+    if (!q->query) return NULL;
+    size_t nl = strlen(name);
+    const char *p = q->query;
+    while (*p) {
+        const char *amp = strchr(p, '&');
+        size_t len = amp ? (size_t)(amp - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        size_t klen = eq ? (size_t)(eq - p) : len;
+        if (klen == nl && memcmp(p, name, nl) == 0) {
+            if (!eq) return "";
+            return url_decode(q->a, eq + 1, len - klen - 1, 1);
+        }
+        if (!amp) break;
+        p = amp + 1;
+    }
+    return NULL;
+}
+
+const char *http_req_body(const http_req *q, size_t *len) {
+    if (len) *len = q->body.len;
+    return q->body.p ? q->body.p : "";
+}
+
+json_t *http_req_json(http_req *q) {
+    const char *ct = http_req_header(q, "Content-Type");
+    if (ct && strncasecmp(ct, "application/json", 16) != 0 && !strstr(ct, "+json")) {
+        http_reply_error(q, 415, "unsupported_media_type", "expected Content-Type: application/json");
+        return NULL;
+    }
+    if (q->body.len == 0) {
+        http_reply_error(q, 400, "invalid_json", "request body is empty; expected JSON");
+        return NULL;
+    }
+    json_error_t je;
+    json_t *j = json_loadb(q->body.p, q->body.len, JSON_REJECT_DUPLICATES, &je);
+    if (!j) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "invalid JSON at line %d column %d: %s", je.line, je.column,
+                 je.text);
+        http_reply_error(q, 400, "invalid_json", msg);
+        return NULL;
+    }
+    return j;
+}
+
+int http_res_header(http_req *q, const char *name, const char *value) {
+    if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n")) return -1;
+    return buf_printf(&q->extra, "%s: %s\r\n", name, value) ? -1 : 0;
+}
+
+/* CORS: echo the origin when it is allowed. */
+static void add_cors(http_req *q) {
+    const char *cors = q->srv->cors;
+    if (!cors || !*cors) return;
+    const char *origin = http_req_header(q, "Origin");
+    if (!origin) return;
+    if (strcmp(cors, "*") == 0) {
+        buf_puts(&q->extra, "Access-Control-Allow-Origin: *\r\n");
+        return;
+    }
+    size_t ol = strlen(origin);
+    const char *p = cors;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        while (len && *p == ' ') p++, len--;
+        while (len && p[len - 1] == ' ') len--;
+        if (len == ol && memcmp(p, origin, ol) == 0 && !strpbrk(origin, "\r\n")) {
+            buf_printf(&q->extra, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", origin);
+            return;
+        }
+        if (!comma) break;
+        p = comma + 1;
+    }
+}
+
+static void log_request(http_req *q, double secs) {
+    http_server *s = q->srv;
+    const char *route = q->match.pattern ? q->match.pattern : "unmatched";
+    if (s->m_req) {
+        char st[8];
+        snprintf(st, sizeof st, "%d", q->status);
+        const char *lv[] = {route, q->method, st};
+        metric_add(s->m_req, lv, 1);
+        const char *lh[] = {route};
+        metric_observe(s->m_lat, lh, secs);
+    }
+    log_line l;
+    if (log_begin(s->log, &l, LOG_INFO, "http.request")) {
+        log_str(&l, "method", q->method);
+        log_str(&l, "path", q->path ? q->path : "");
+        log_str(&l, "route", route);
+        log_int(&l, "status", q->status);
+        log_int(&l, "bytes", (int64_t)q->bytes_out);
+        log_double(&l, "duration_ms", secs * 1000.0);
+        log_str(&l, "request_id", q->id);
+        if (q->tenant[0]) log_str(&l, "tenant", q->tenant);
+        log_end(&l);
+    }
+}
+
+/* Called when a request is answered: the connection moves on to the next
+ * pipelined request, and the request is freed once no work refers to it. */
+static void req_finish(http_req *q) {
+    conn *c = q->c;
+    http_server *s = q->srv;
+    if (q->dispatched) s->inflight--;
+    log_request(q, (double)(clock_mono_ns() - q->start_ns) / 1e9);
+    if (c) {
+        c->req = NULL;
+        q->c = NULL;
+    }
+    int keep = q->keep_alive;
+    if (q->pending_work == 0) req_free(q);
+    if (!c || c->closing) return;
+    if (c->state == ST_WS) return;
+    if (!keep) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->close_after_write = 1;
+        if (c->pending_writes == 0) conn_close(c);
+        return;
+    }
+    set_state(c, ST_IDLE);
+    if (!c->in_process) conn_process(c);
+}
+
+void http_reply(http_req *q, int status, const char *content_type, const void *body, size_t len) {
+    if (q->replied) return;
+    q->replied = 1;
+    q->status = status;
+    conn *c = q->c;
+    if (c && !c->closing) {
+        http_server *s = q->srv;
+        if (s->shutting_down) q->keep_alive = 0;
+        add_cors(q);
+        char date[64];
+        date_header(date, sizeof date);
+        buf h;
+        buf_init(&h, 16384 + q->extra.len);
+        buf_printf(&h, "HTTP/1.%d %d %s\r\n", q->http10 ? 0 : 1, status, status_text(status));
+        if (status != 204 && status != 304 && status >= 200) {
+            if (content_type) buf_printf(&h, "Content-Type: %s\r\n", content_type);
+            buf_printf(&h, "Content-Length: %zu\r\n", len);
+        }
+        buf_printf(&h, "Date: %s\r\nX-Request-Id: %s\r\n", date, q->id);
+        if (q->extra.len) buf_append(&h, q->extra.p, q->extra.len);
+        if (!q->keep_alive) buf_puts(&h, "Connection: close\r\n");
+        else if (q->http10) buf_puts(&h, "Connection: keep-alive\r\n");
+        int rc = buf_puts(&h, "\r\n");
+        int head_only = strcmp(q->method, "HEAD") == 0 || status == 204 || status == 304;
+        if (rc == BUF_OK) {
+            q->bytes_out = h.len + (head_only ? 0 : len);
+            conn_send(c, h.p, h.len, body, head_only ? 0 : len);
+        } else {
+            conn_close(c);
+        }
+        buf_free(&h);
+    }
+    req_finish(q);
+}
+
+void http_reply_json(http_req *q, int status, json_t *body) {
+    char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!s) {
+        http_reply(q, 500, "application/json",
+                   "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}", 54);
+        return;
+    }
+    http_reply(q, status, "application/json", s, strlen(s));
+    free(s);
+}
+
+void http_reply_error(http_req *q, int status, const char *code, const char *message) {
+    buf b;
+    buf_init(&b, 4096);
+    buf_puts(&b, "{\"error\":{\"code\":\"");
+    buf_json_str(&b, code, strlen(code));
+    buf_puts(&b, "\",\"message\":\"");
+    buf_json_str(&b, message, strlen(message));
+    buf_printf(&b, "\",\"request_id\":\"%s\"}}", q->id);
+    http_reply(q, status, "application/json", b.p, b.len);
+    buf_free(&b);
+}
+
+/* ---- thread pool bridge ---- */
+
+typedef struct work_item {
+    uv_work_t w;
+    http_req *q;
+    void (*work)(void *);
+    void (*done)(http_req *, void *);
+    void *arg;
+} work_item;
+
+static void work_cb(uv_work_t *w) {
+    work_item *wi = w->data;
+    wi->work(wi->arg);
+}
+
+static void after_work_cb(uv_work_t *w, int status) {
+    work_item *wi = w->data;
+    http_req *q = wi->q;
+    q->srv->pool_depth--;
+    q->pending_work--;
+    wi->done(q, wi->arg);
+    eh_free(wi);
+    /* The handler replied earlier; this was the last reference. */
+    if (q->replied && q->pending_work == 0 && q->c == NULL) req_free(q);
+}
+
+int http_req_work(http_req *q, void (*work)(void *), void (*done)(http_req *, void *), void *arg) {
+    work_item *wi = eh_calloc(1, sizeof *wi);
+    if (!wi) return UV_ENOMEM;
+    wi->q = q;
+    wi->work = work;
+    wi->done = done;
+    wi->arg = arg;
+    wi->w.data = wi;
+    int rc = uv_queue_work(q->srv->loop, &wi->w, work_cb, after_work_cb);
+    if (rc) {
+        eh_free(wi);
+        return rc;
+    }
+    q->pending_work++;
+    q->srv->pool_depth++;
+    return 0;
+}
+
+/* ---- parser callbacks ---- */
+
+static int fail(conn *c, int status, const char *code, const char *msg) {
+    c->err_status = status;
+    c->err_code = code;
+    c->err_msg = msg;
+    return 1;
+}
+
+static int on_message_begin(http_parser *p) {
+    conn *c = p->data;
+    if (!c->req) {
+        c->req = req_new(c);
+        if (!c->req) return fail(c, 503, "overloaded", "out of memory");
+    }
+    c->head_bytes = 0;
+    c->in_value = 0;
+    buf_reset(&c->field);
+    buf_reset(&c->value);
+    if (c->state == ST_IDLE) set_state(c, ST_HEAD);
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len) {
+    conn *c = p->data;
+    http_req *q = c->req;
+    size_t have = q->url ? strlen(q->url) : 0;
+    if (have + len > c->srv->cfg.max_url)
+        return fail(c, 414, "uri_too_long", "request URL exceeds the configured limit");
+    c->head_bytes += len;
+    char *u = arena_alloc(q->a, have + len + 1);
+    if (!u) return fail(c, 503, "overloaded", "out of memory");
+    if (have) memcpy(u, q->url, have);
+    memcpy(u + have, at, len);
+    u[have + len] = '\0';
+    q->url = u;
+    return 0;
+}
+
+static int commit_header(conn *c) {
+    http_req *q = c->req;
+    if (!c->field.len) return 0;
+    if (q->nhdrs == q->caphdrs) {
+        int cap = q->caphdrs ? q->caphdrs * 2 : 16;
+        hdr *nh = arena_alloc(q->a, (size_t)cap * sizeof *nh);
+        if (!nh) return fail(c, 503, "overloaded", "out of memory");
+        if (q->nhdrs) memcpy(nh, q->hdrs, (size_t)q->nhdrs * sizeof *nh);
+        q->hdrs = nh;
+        q->caphdrs = cap;
+    }
+    hdr *h = &q->hdrs[q->nhdrs];
+    h->name = arena_strndup(q->a, c->field.p, c->field.len);
+    h->value = arena_strndup(q->a, c->value.p ? c->value.p : "", c->value.len);
+    if (!h->name || !h->value) return fail(c, 503, "overloaded", "out of memory");
+    q->nhdrs++;
+    buf_reset(&c->field);
+    buf_reset(&c->value);
+    return 0;
+}
+
+static int head_limit(conn *c, size_t len) {
+    c->head_bytes += len;
+    if (c->head_bytes > c->srv->cfg.max_header)
+        return fail(c, 431, "headers_too_large", "request headers exceed the configured limit");
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len) {
+    conn *c = p->data;
+    if (head_limit(c, len)) return 1;
+    if (c->in_value) {
+        if (commit_header(c)) return 1;
+        c->in_value = 0;
+    }
+    if (buf_append(&c->field, at, len)) return fail(c, 431, "headers_too_large", "header too large");
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len) {
+    conn *c = p->data;
+    if (head_limit(c, len)) return 1;
+    c->in_value = 1;
+    if (buf_append(&c->value, at, len)) return fail(c, 431, "headers_too_large", "header too large");
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p) {
+    conn *c = p->data;
+    http_req *q = c->req;
+    if (c->in_value && commit_header(c)) return 1;
+    c->in_value = 0;
+    snprintf(q->method, sizeof q->method, "%s", http_method_str((enum http_method)p->method));
+    q->http10 = p->http_major == 1 && p->http_minor == 0;
+    q->keep_alive = http_should_keep_alive(p);
+    q->upgrade = p->upgrade;
+    if (!q->url) return fail(c, 400, "bad_request", "missing request target");
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > c->srv->cfg.max_body)
+        return fail(c, 413, "body_too_large", "request body exceeds the configured limit");
+    const char *expect = http_req_header(q, "Expect");
+    if (expect) {
+        if (strcasecmp(expect, "100-continue") != 0)
+            return fail(c, 417, "expectation_failed", "only Expect: 100-continue is supported");
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        conn_send(c, cont, sizeof cont - 1, NULL, 0);
+    }
+    set_state(c, ST_BODY);
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len) {
+    conn *c = p->data;
+    int rc = buf_append(&c->req->body, at, len);
+    if (rc == BUF_TOO_BIG) return fail(c, 413, "body_too_large", "request body exceeds the configured limit");
+    if (rc) return fail(c, 503, "overloaded", "out of memory");
+    return 0;
+}
+
+static int on_message_complete(http_parser *p) {
+    conn *c = p->data;
+    /* Stop here: the next pipelined request is parsed after this one is
+     * answered, which keeps responses in order. */
+    http_parser_pause(p, 1);
+    set_state(c, ST_HANDLING);
+    return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* ---- dispatch ---- */
+
+static int split_target(http_req *q) {
+    const char *u = q->url;
+    if (u[0] == '*' && u[1] == '\0') {
+        q->path = "*";
+        return 0;
+    }
+    if (u[0] != '/') {
+        /* absolute-form (proxies): keep just the path */
+        struct http_parser_url pu;
+        http_parser_url_init(&pu);
+        if (http_parser_parse_url(u, strlen(u), 0, &pu) || !(pu.field_set & (1 << UF_PATH)))
+            return -1;
+        u = u + pu.field_data[UF_PATH].off;
+    }
+    const char *qm = strchr(u, '?');
+    const char *hash = strchr(u, '#');
+    size_t plen = qm ? (size_t)(qm - u) : hash ? (size_t)(hash - u) : strlen(u);
+    q->path = url_decode(q->a, u, plen, 0);
+    if (!q->path) return -1;
+    if (qm) {
+        size_t ql = hash && hash > qm ? (size_t)(hash - qm - 1) : strlen(qm + 1);
+        q->query = arena_strndup(q->a, qm + 1, ql);
+    }
+    return 0;
+}
+
+static void set_request_id(http_req *q) {
+    const char *rid = http_req_header(q, "X-Request-Id");
+    if (rid && ids_request_id_valid(rid, strlen(rid))) snprintf(q->id, sizeof q->id, "%s", rid);
+    else if (ids_random_hex(q->id, sizeof q->id, 16)) snprintf(q->id, sizeof q->id, "unknown");
+}
+
+static void preflight(http_req *q, const char *allow) {
+    const char *acrm = http_req_header(q, "Access-Control-Request-Method");
+    const char *origin = http_req_header(q, "Origin");
+    if (acrm && origin && q->srv->cors && *q->srv->cors) {
+        http_res_header(q, "Access-Control-Allow-Methods", allow);
+        const char *acrh = http_req_header(q, "Access-Control-Request-Headers");
+        if (acrh && strlen(acrh) < 512) http_res_header(q, "Access-Control-Allow-Headers", acrh);
+        http_res_header(q, "Access-Control-Max-Age", "600");
+    }
+    http_res_header(q, "Allow", allow);
+    http_reply(q, 204, NULL, NULL, 0);
+}
+
+static void dispatch(conn *c) {
+    http_req *q = c->req;
+    http_server *s = c->srv;
+    q->dispatched = 1;
+    s->inflight++;
+    set_request_id(q);
+    if (s->shutting_down) q->keep_alive = 0;
+    if (q->upgrade && !q->keep_alive) q->keep_alive = 0;
+    if (split_target(q)) {
+        q->keep_alive = 0;
+        http_reply_error(q, 400, "bad_request", "malformed request target");
+        return;
+    }
+    if (strcmp(q->method, "OPTIONS") == 0 && strcmp(q->path, "*") == 0) {
+        http_res_header(q, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+        http_reply(q, 204, NULL, NULL, 0);
+        return;
+    }
+    int rc = http_router_match(s->router, q->method, q->path, &q->match);
+    if (rc == HTTP_MATCH_NOT_FOUND) {
+        q->match.pattern = NULL;
+        http_reply_error(q, 404, "not_found", "no such route");
+        return;
+    }
+    if (rc == HTTP_MATCH_METHOD) {
+        if (strcmp(q->method, "OPTIONS") == 0) {
+            preflight(q, q->match.allow);
+            return;
+        }
+        http_res_header(q, "Allow", q->match.allow);
+        q->match.pattern = NULL;
+        http_reply_error(q, 405, "method_not_allowed", "method not allowed on this route");
+        return;
+    }
+    /* Path parameters point into q->path, which lives in the arena: copy
+     * them so each is NUL-terminated. */
+    for (int i = 0; i < q->match.nparams; i++) {
+        char *v = arena_strndup(q->a, q->match.params[i].val, q->match.params[i].len);
+        if (!v) {
+            http_reply_error(q, 503, "overloaded", "out of memory");
+            return;
+        }
+        q->match.params[i].val = v;
+    }
+    /* An upgrade to a route that is not a WebSocket endpoint: answer it as a
+     * plain request, then close (the bytes after it are not HTTP). */
+    if (q->upgrade && !(q->match.flags & HTTP_ROUTE_WS)) q->keep_alive = 0;
+    q->match.fn(q, q->match.ud);
+}
+
+static void reply_parse_error(conn *c) {
+    http_req *q = c->req;
+    int status = c->err_status ? c->err_status : 400;
+    const char *code = c->err_code ? c->err_code : "bad_request";
+    char msg[160];
+    if (c->err_msg) snprintf(msg, sizeof msg, "%s", c->err_msg);
+    else
+        snprintf(msg, sizeof msg, "malformed HTTP request: %s",
+                 http_errno_description(HTTP_PARSER_ERRNO(&c->parser)));
+    if (!q) {
+        q = c->req = req_new(c);
+        if (!q) {
+            conn_close(c);
+            return;
+        }
+    }
+    if (!q->method[0]) snprintf(q->method, sizeof q->method, "-");
+    set_request_id(q);
+    q->dispatched = 1;
+    c->srv->inflight++;
+    q->keep_alive = 0;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    set_state(c, ST_HANDLING);
+    http_reply_error(q, status, code, msg);
+}
+
+/* Parses buffered input until a request is complete (then dispatches it)
+ * or the input runs out. Loops, rather than recursing, across pipelined
+ * requests answered synchronously. */
+static void conn_process(conn *c) {
+    c->in_process = 1;
+    while (!c->closing && c->state != ST_HANDLING && c->state != ST_WS && c->in.len > 0) {
+        size_t n = http_parser_execute(&c->parser, &parser_settings, c->in.p, c->in.len);
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        if (e == HPE_PAUSED) {
+            http_parser_pause(&c->parser, 0);
+            buf_consume(&c->in, n);
+            dispatch(c);
+            if (c->state == ST_WS) {
+                c->in_process = 0;
+                ws_start(c);
+                return;
+            }
+            continue;
+        }
+        if (e != HPE_OK) {
+            buf_consume(&c->in, c->in.len);
+            reply_parse_error(c);
+            break;
+        }
+        buf_consume(&c->in, n);
+        if (c->parser.upgrade && c->state == ST_HANDLING) continue;
+    }
+    c->in_process = 0;
+    if (c->closing) return;
+    if (c->state == ST_HANDLING || c->state == ST_WS) return;
+    if (!c->reading && !c->close_after_write) {
+        c->reading = 1;
+        start_read(c);
+    }
+}
+
+/* ---- reading ---- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
+    conn *c = h->data;
+    http_server *s = c->srv;
+    /* One read buffer for the whole loop: libuv calls on_read right after
+     * each on_alloc, and on_read copies what it keeps. */
+    b->base = s->read_buf;
+    b->len = sizeof s->read_buf;
+}
+
+static void ws_feed(conn *c, const char *data, size_t len);
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
+    conn *c = st->data;
+    if (nread == 0) return;
+    if (nread < 0) {
+        conn_close(c);
+        return;
+    }
+    if (c->state == ST_WS) {
+        ws_feed(c, b->base, (size_t)nread);
+        return;
+    }
+    if (buf_append(&c->in, b->base, (size_t)nread)) {
+        conn_close(c);
+        return;
+    }
+    if (c->state == ST_HANDLING) {
+        /* Pipelined bytes while a request is being handled: keep them, but
+         * stop reading so a client cannot queue without bound. */
+        uv_read_stop(st);
+        c->reading = 0;
+        return;
+    }
+    if (c->state == ST_IDLE) set_state(c, ST_HEAD);
+    conn_process(c);
+}
+
+static void start_read(conn *c) { uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read); }
+
+static void on_connection(uv_stream_t *l, int status) {
+    http_server *s = l->data;
+    if (status < 0) return;
+    conn *c = eh_calloc(1, sizeof *c);
+    if (!c) return;
+    c->srv = s;
+    uv_tcp_init(s->loop, &c->tcp);
+    uv_timer_init(s->loop, &c->timer);
+    c->tcp.data = c->timer.data = c;
+    c->handles = 2;
+    buf_init(&c->in, s->cfg.max_header + s->cfg.max_body + 2 * READ_CHUNK);
+    buf_init(&c->field, s->cfg.max_header);
+    buf_init(&c->value, s->cfg.max_header);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    c->next = s->conns;
+    if (s->conns) s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    if (uv_accept(l, (uv_stream_t *)&c->tcp) || s->shutting_down ||
+        s->nconns > s->cfg.max_connections) {
+        conn_close(c);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->state = ST_IDLE;
+    set_state(c, ST_IDLE);
+    c->reading = 1;
+    start_read(c);
+}
+
+/* ---- WebSocket ---- */
+
+static int ws_write_cb(void *ud, const uint8_t *data, size_t len) {
+    conn *c = ud;
+    return conn_send(c, data, len, NULL, 0);
+}
+
+static void ws_message_cb(void *ud, int opcode, const uint8_t *data, size_t len) {
+    conn *c = ud;
+    http_ws *ws = c->ws;
+    if (!ws) return;
+    ws->last_seen_ns = clock_mono_ns();
+    if (c->srv->m_ws_msgs) {
+        const char *lv[] = {"in"};
+        metric_add(c->srv->m_ws_msgs, lv, 1);
+    }
+    if (ws->h.on_message) ws->h.on_message(ws, opcode, (const char *)data, len, ws->ud);
+}
+
+static void ws_close_cb(void *ud, uint16_t code) {
+    conn *c = ud;
+    http_ws *ws = c->ws;
+    if (ws && !ws->close_reported) {
+        ws->close_reported = 1;
+        if (ws->h.on_close) ws->h.on_close(ws, code, ws->ud);
+    }
+    /* Let the close frame go out, then hang up. */
+    c->close_after_write = 1;
+    if (c->pending_writes == 0) conn_close(c);
+}
+
+static void ws_pong_cb(void *ud) {
+    conn *c = ud;
+    if (c->ws) c->ws->last_seen_ns = clock_mono_ns();
+}
+
+static void ws_feed(conn *c, const char *data, size_t len) {
+    http_ws *ws = c->ws;
+    if (!ws) return;
+    ws->last_seen_ns = clock_mono_ns();
+    ws_session_feed(ws->s, (const uint8_t *)data, len);
+    if (c->ws && ws_session_done(ws->s) && !c->closing) {
+        c->close_after_write = 1;
+        if (c->pending_writes == 0) conn_close(c);
+    }
+}
+
+static void ws_start(conn *c) {
+    /* Bytes that arrived right behind the handshake belong to the socket. */
+    if (c->in.len && c->ws) {
+        buf rest = c->in;
+        buf_init(&c->in, 0);
+        ws_feed(c, rest.p, rest.len);
+        buf_free(&rest);
+    }
+    if (!c->closing && !c->reading) {
+        c->reading = 1;
+        start_read(c);
+    }
+}
+
+http_ws *http_ws_accept(http_req *q, const http_ws_handler *h, void *ud, const char *protocol) {
+    const char *upgrade = http_req_header(q, "Upgrade");
+    const char *key = http_req_header(q, "Sec-WebSocket-Key");
+    const char *version = http_req_header(q, "Sec-WebSocket-Version");
+    if (!q->upgrade || !upgrade || strcasecmp(upgrade, "websocket") != 0) {
+        q->keep_alive = 0;
+        http_res_header(q, "Upgrade", "websocket");
+        http_reply_error(q, 426, "upgrade_required", "this endpoint speaks WebSocket only");
+        return NULL;
+    }
+    char accept[32];
+    if (!version || strcmp(version, "13") != 0) {
+        q->keep_alive = 0;
+        http_res_header(q, "Sec-WebSocket-Version", "13");
+        http_reply_error(q, 426, "unsupported_version", "WebSocket version 13 required");
+        return NULL;
+    }
+    if (!key || ws_handshake_accept(key, strlen(key), accept, sizeof accept)) {
+        q->keep_alive = 0;
+        http_reply_error(q, 400, "bad_handshake", "missing or invalid Sec-WebSocket-Key");
+        return NULL;
+    }
+    conn *c = q->c;
+    if (!c || c->closing) {
+        http_reply(q, 101, NULL, NULL, 0);
+        return NULL;
+    }
+    http_server *s = q->srv;
+    http_ws *ws = eh_calloc(1, sizeof *ws);
+    ws_limits lim = {s->cfg.ws_max_message, s->cfg.ws_max_queue};
+    ws_callbacks cb = {c, ws_write_cb, ws_message_cb, ws_close_cb, ws_pong_cb};
+    if (ws) ws->s = ws_session_new(&lim, &cb);
+    if (!ws || !ws->s) {
+        eh_free(ws);
+        q->keep_alive = 0;
+        http_reply_error(q, 503, "overloaded", "out of memory");
+        return NULL;
+    }
+    ws->c = c;
+    ws->h = *h;
+    ws->ud = ud;
+    ws->last_seen_ns = clock_mono_ns();
+    buf hd;
+    buf_init(&hd, 1024);
+    buf_printf(&hd,
+               "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Accept: %s\r\nX-Request-Id: %s\r\n",
+               accept, q->id);
+    if (protocol && !strpbrk(protocol, "\r\n")) buf_printf(&hd, "Sec-WebSocket-Protocol: %s\r\n", protocol);
+    buf_puts(&hd, "\r\n");
+    conn_send(c, hd.p, hd.len, NULL, 0);
+    buf_free(&hd);
+    c->ws = ws;
+    s->nws++;
+    set_state(c, ST_WS);
+    q->replied = 1;
+    q->status = 101;
+    q->keep_alive = 1;
+    req_finish(q);
+    /* Accepted later than dispatch (after async work): start reading now. */
+    if (!c->in_process) ws_start(c);
+    return ws;
+}
+
+int http_ws_send(http_ws *ws, int opcode, const char *data, size_t len) {
+    conn *c = ws->c;
+    if (c->closing || ws_session_closing(ws->s)) return -1;
+    http_server *s = c->srv;
+    if (http_ws_backlog(ws) + len > s->cfg.ws_max_queue) {
+        if (s->m_ws_drops) metric_add(s->m_ws_drops, NULL, 1);
+        http_ws_close(ws, 1008, "slow consumer");
+        return -1;
+    }
+    int rc = ws_session_send(ws->s, opcode, data, len);
+    if (rc == WS_EQUEUE) {
+        if (s->m_ws_drops) metric_add(s->m_ws_drops, NULL, 1);
+        http_ws_close(ws, 1008, "slow consumer");
+        return -1;
+    }
+    if (rc) return -1;
+    if (s->m_ws_msgs) {
+        const char *lv[] = {"out"};
+        metric_add(s->m_ws_msgs, lv, 1);
+    }
+    return 0;
+}
+
+void http_ws_close(http_ws *ws, int code, const char *reason) {
+    conn *c = ws->c;
+    if (c->closing) return;
+    if (ws_session_closing(ws->s)) return;
+    ws_session_close(ws->s, (uint16_t)code, reason);
+    /* If the peer never answers the close, the ping sweep or shutdown timer
+     * hangs up; a client that stopped reading is cut off right away. */
+    if (http_ws_backlog(ws) > c->srv->cfg.ws_max_queue) conn_close(c);
+}
+
+size_t http_ws_backlog(const http_ws *ws) {
+    return ws_session_queued(ws->s) + uv_stream_get_write_queue_size((uv_stream_t *)&ws->c->tcp);
+}
+
+/* Pings every WebSocket each interval; one silent for two intervals is
+ * gone (a dead peer otherwise holds its slot forever). */
+static void on_ping_timer(uv_timer_t *t) {
+    http_server *s = t->data;
+    uint64_t now = clock_mono_ns();
+    uint64_t limit = (uint64_t)s->cfg.ws_ping_ms * 2 * 1000000ull;
+    conn *next;
+    for (conn *c = s->conns; c; c = next) {
+        next = c->next;
+        if (!c->ws || c->closing) continue;
+        if (now - c->ws->last_seen_ns > limit) conn_close(c);
+        else if (!ws_session_closing(c->ws->s)) ws_session_ping(c->ws->s);
+        else if (now - c->ws->last_seen_ns > limit / 2) conn_close(c);
+    }
+}
+
+/* ---- server ---- */
+
+static const double latency_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                         0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                         1,      2.5,     5,      10};
+
+http_server *http_server_new(uv_loop_t *loop, const http_config *cfg, http_router *router,
+                             logger *log, metrics *m) {
+    http_server *s = eh_calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->loop = loop;
+    s->cfg = *cfg;
+    s->host = eh_strdup(cfg->host ? cfg->host : "127.0.0.1");
+    s->cors = eh_strdup(cfg->cors_origins ? cfg->cors_origins : "");
+    if (!s->host || !s->cors) {
+        http_server_free(s);
+        return NULL;
+    }
+    s->cfg.host = s->host;
+    s->cfg.cors_origins = s->cors;
+    if (!s->cfg.max_connections) s->cfg.max_connections = 20000;
+    if (!s->cfg.ws_ping_ms) s->cfg.ws_ping_ms = 30000;
+    s->router = router;
+    s->log = log;
+    s->m = m;
+    if (m) {
+        s->m_req = metrics_counter(m, "ehub_http_requests_total", "HTTP requests by route, method and status",
+                                   "route,method,status");
+        s->m_lat = metrics_histogram(m, "ehub_http_request_duration_seconds",
+                                     "HTTP request latency by route", "route", latency_buckets,
+                                     (int)(sizeof latency_buckets / sizeof latency_buckets[0]));
+        s->m_ws_msgs = metrics_counter(m, "ehub_ws_messages_total", "WebSocket messages", "direction");
+        s->m_ws_drops = metrics_counter(m, "ehub_ws_slow_consumer_disconnects_total",
+                                        "WebSocket connections closed because their backlog hit the bound", NULL);
+    }
+    uv_tcp_init(loop, &s->listener);
+    uv_timer_init(loop, &s->ping_timer);
+    uv_timer_init(loop, &s->shutdown_timer);
+    s->listener.data = s->ping_timer.data = s->shutdown_timer.data = s;
+    s->started_ms = clock_wall_ms();
+    return s;
+}
+
+int http_server_listen(http_server *s) {
+    struct sockaddr_storage addr;
+    int rc;
+    if (strchr(s->host, ':')) rc = uv_ip6_addr(s->host, s->cfg.port, (struct sockaddr_in6 *)&addr);
+    else rc = uv_ip4_addr(s->host, s->cfg.port, (struct sockaddr_in *)&addr);
+    if (rc) return rc;
+    if ((rc = uv_tcp_bind(&s->listener, (struct sockaddr *)&addr, 0))) return rc;
+    if ((rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection))) return rc;
+    struct sockaddr_storage bound;
+    int len = sizeof bound;
+    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &len);
+    s->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                : ((struct sockaddr_in *)&bound)->sin_port);
+    s->listening = 1;
+    uv_timer_start(&s->ping_timer, on_ping_timer, s->cfg.ws_ping_ms, s->cfg.ws_ping_ms);
+    return 0;
+}
+
+int http_server_port(const http_server *s) { return s->port; }
+size_t http_server_connections(const http_server *s) { return s->nconns; }
+size_t http_server_ws_connections(const http_server *s) { return s->nws; }
+size_t http_server_inflight(const http_server *s) { return s->inflight; }
+size_t http_server_pool_depth(const http_server *s) { return s->pool_depth; }
+int64_t http_server_started_ms(const http_server *s) { return s->started_ms; }
+
+static void on_timer_closed(uv_handle_t *h) {
+    http_server *s = h->data;
+    if (--s->closing_handles == 0 && s->done) {
+        void (*done)(void *) = s->done;
+        s->done = NULL;
+        done(s->done_ud);
+    }
+}
+
+/* Once the listener and every connection are closed, close our timers and
+ * then report. */
+static void maybe_done(http_server *s) {
+    if (!s->shutting_down || s->nconns || s->listening || s->closing_handles) return;
+    s->closing_handles = 2;
+    uv_close((uv_handle_t *)&s->ping_timer, on_timer_closed);
+    uv_close((uv_handle_t *)&s->shutdown_timer, on_timer_closed);
+}
+
+static void on_listener_closed(uv_handle_t *h) {
+    http_server *s = h->data;
+    s->listening = 0;
+    maybe_done(s);
+}
+
+static void on_shutdown_timeout(uv_timer_t *t) {
+    http_server *s = t->data;
+    conn *next;
+    for (conn *c = s->conns; c; c = next) {
+        next = c->next;
+        conn_close(c);
+    }
+}
+
+void http_server_shutdown(http_server *s, void (*done)(void *), void *ud) {
+    if (s->shutting_down) return;
+    s->shutting_down = 1;
+    s->done = done;
+    s->done_ud = ud;
+    uv_timer_stop(&s->ping_timer);
+    conn *next;
+    for (conn *c = s->conns; c; c = next) {
+        next = c->next;
+        if (c->ws) http_ws_close(c->ws, 1001, "server shutting down");
+        else if (c->state == ST_IDLE && c->pending_writes == 0) conn_close(c);
+        else c->close_after_write = c->state == ST_IDLE;
+    }
+    uv_timer_start(&s->shutdown_timer, on_shutdown_timeout, s->cfg.shutdown_timeout_ms, 0);
+    s->listening = 1; /* until the close callback says otherwise */
+    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+}
+
+void http_server_free(http_server *s) {
+    if (!s) return;
+    /* Call only after shutdown's done callback: by then every handle of
+     * ours is closed. */
+    eh_free(s->host);
+    eh_free(s->cors);
+    eh_free(s);
+}
