@@ -1,0 +1,85 @@
+#!/bin/bash
+# Runs every test suite and ends with one line "N passed, N failed" that adds
+# them all up. Exit status is non-zero if anything failed.
+#
+#   scripts/test.sh            all suites: unit, e2e on SQLite, e2e on PostgreSQL + Redis,
+#                              then unit and e2e (SQLite) again under ASan + UBSan
+#   scripts/test.sh unit       unit tests only (PostgreSQL parts run if EHUB_TEST_PG_URL is set)
+#   scripts/test.sh e2e        e2e on SQLite only
+#
+# Expects `make all asan` to have run (make test does it).
+set -u
+cd "$(dirname "$0")/.."
+only=${1:-all}
+passed=0
+failed=0
+log_dir=${EHUB_TEST_LOGS:-build/test-logs}
+mkdir -p "$log_dir"
+
+add() { passed=$((passed + $1)); failed=$((failed + $2)); }
+
+# cmocka prints "[  PASSED  ] N test(s)." and "[  FAILED  ] N test(s), listed below:".
+run_unit() {
+  local dir=$1 label=$2 t out p f rc
+  for t in "$dir"/tests/test_*; do
+    [ -x "$t" ] || continue
+    out="$log_dir/$label-$(basename "$t").log"
+    "$t" >"$out" 2>&1
+    rc=$?
+    p=$(grep -E '^\[  PASSED  \] [0-9]+ test' "$out" | tail -1 | grep -oE '[0-9]+' | head -1)
+    f=$(grep -E '^\[  FAILED  \] [0-9]+ test' "$out" | tail -1 | grep -oE '[0-9]+' | head -1)
+    p=${p:-0}; f=${f:-0}
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi   # crashed or sanitizer abort
+    if grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$out"; then f=$((f + 1)); fi
+    printf '%-12s %-28s %3d passed, %d failed\n' "$label" "$(basename "$t")" "$p" "$f"
+    [ "$f" -gt 0 ] && { echo "---- $out"; grep -E 'ERROR|FAILED|Failure|runtime error|SUMMARY' "$out" | head -20; }
+    add "$p" "$f"
+  done
+}
+
+run_e2e() {
+  local label=$1; shift
+  local out="$log_dir/$label.log" line p f
+  python3 tests/e2e/run.py --label "$label" --logs "$log_dir" "$@" >"$out" 2>&1
+  local rc=$?
+  grep -E '^(FAIL|ERROR)' "$out" | head -30
+  line=$(grep -E "^$label: [0-9]+ passed, [0-9]+ failed" "$out" | tail -1)
+  p=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/'); f=$(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')
+  [ -n "$line" ] || { p=0; f=1; echo "$label: runner crashed (see $out)"; tail -20 "$out"; }
+  [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+  printf '%-12s %-28s %3d passed, %d failed\n' "$label" "e2e" "$p" "$f"
+  add "$p" "$f"
+}
+
+services_dir=""
+cleanup() { [ -n "$services_dir" ] && scripts/services.sh stop "$services_dir"; }
+trap cleanup EXIT
+
+if [ "$only" = all ]; then
+  if eval "$(scripts/services.sh start)"; then
+    services_dir=$EHUB_SERVICES_DIR
+  else
+    echo "could not start PostgreSQL/Redis"; add 0 1
+  fi
+fi
+
+case "$only" in
+  unit) run_unit build unit ;;
+  e2e) run_e2e e2e-sqlite --binary build/ehub ;;
+  all)
+    run_unit build unit
+    run_e2e e2e-sqlite --binary build/ehub
+    if [ -n "$services_dir" ]; then
+      run_e2e e2e-postgres --binary build/ehub --store "$EHUB_TEST_PG_URL" --redis "$EHUB_TEST_REDIS_URL"
+    fi
+    export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
+    export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    run_unit build/asan unit-asan
+    run_e2e e2e-asan --binary build/asan/ehub --slow 3
+    ;;
+  *) echo "usage: $0 [all|unit|e2e]"; exit 2 ;;
+esac
+
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
