@@ -39,6 +39,12 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
                                        (int)(sizeof store_buckets / sizeof store_buckets[0]));
     a->m_store_err = metrics_counter(a->m, "ehub_store_errors_total", "failed storage statements", NULL);
 
+    if (strcmp(cfg->bus, "inproc") != 0) {
+        /* The Redis bus comes with the realtime feed; refusing is better than
+         * silently running single-node when the operator asked for a cluster. */
+        log_msg(log, LOG_ERROR, "unsupported --bus (this build supports: inproc)", cfg->bus);
+        return -1;
+    }
     char url[1100];
     config_store_url(cfg, url, sizeof url);
     store_opts so = {

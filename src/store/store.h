@@ -127,7 +127,17 @@ typedef struct store_val {
 #define SV_NULLV ((store_val){.t = SV_NULL})
 #define SV_I(x) ((store_val){.t = SV_INT, .i = (x)})
 #define SV_D(x) ((store_val){.t = SV_REAL, .d = (x)})
-#define SV_S(str) ((store_val){.t = SV_TEXT, .s = (str), .n = (str) ? strlen(str) : 0})
+/* A C string as a text value; NULL becomes SQL NULL. */
+static inline store_val store_text(const char *str) {
+    store_val v = {.t = SV_NULL};
+    if (str) {
+        v.t = SV_TEXT;
+        v.s = str;
+        v.n = strlen(str);
+    }
+    return v;
+}
+#define SV_S(str) store_text(str)
 #define SV_SN(str, len) ((store_val){.t = SV_TEXT, .s = (str), .n = (len)})
 
 /* Runs one statement with $1..$n bound to params. If rows is not NULL it
