@@ -47,24 +47,29 @@ typedef struct ws_callbacks {
     void (*on_message)(void *ud, int opcode, const uint8_t *data, size_t len);
     /* The session ended: the close handshake finished, the peer closed, or a
      * protocol error/limit closed it. code is the close code sent or received
-     * (1005 if none). After this the owner should close the transport once
-     * its pending writes are flushed. Called at most once. May be NULL. */
+     * (1005 if none; 1006 if the transport failed). After this the owner
+     * should close the transport once its pending writes are flushed. Called
+     * at most once, always as the last thing a ws_session_* call does, so it
+     * may free the session; the other callbacks must not. May be NULL. */
     void (*on_close)(void *ud, uint16_t code);
     /* A pong arrived (for keepalive bookkeeping). May be NULL. */
     void (*on_pong)(void *ud);
 } ws_callbacks;
 
-/* Creates a session; callbacks are copied. Returns NULL on OOM. */
+/* Creates a session; callbacks are copied. Returns NULL on OOM or if
+ * cb->write is NULL. */
 ws_session *ws_session_new(const ws_limits *limits, const ws_callbacks *cb);
 /* Frees the session; no callback is called. NULL is a no-op. */
 void ws_session_free(ws_session *s);
 
 /* Processes received bytes: may call on_message/on_close/on_pong and write
  * (pongs, close replies). Returns WS_OK, or WS_ERR once the session is
- * closing because of bad input. */
+ * closing because of bad input (or out of memory, or a write failure). */
 int ws_session_feed(ws_session *s, const uint8_t *data, size_t len);
 
-/* Queues a message and writes what the transport takes. */
+/* Queues a message and writes what the transport takes. Called from
+ * on_message, the frame is written when ws_session_feed finishes and counts
+ * toward max_queue until then. */
 int ws_session_send(ws_session *s, int opcode, const void *data, size_t len);
 int ws_session_ping(ws_session *s);
 /* Starts the close handshake with code and reason (reason <= 123 bytes). */
