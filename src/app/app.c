@@ -38,6 +38,7 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
                                        "storage statement latency", NULL, store_buckets,
                                        (int)(sizeof store_buckets / sizeof store_buckets[0]));
     a->m_store_err = metrics_counter(a->m, "ehub_store_errors_total", "failed storage statements", NULL);
+    a->m_auth_fail = metrics_counter(a->m, "ehub_auth_failures_total", "requests refused by the route guard", "reason");
 
     if (strcmp(cfg->bus, "inproc") != 0) {
         /* The Redis bus comes with the realtime feed; refusing is better than
@@ -162,6 +163,7 @@ void app_free(app *a) {
     http_server_free(a->srv);
     store_close(a->st);
     http_router_free(a->router);
+    app_routes_free(a);
     metrics_free(a->m);
     eh_free(a->openapi);
     memset(a, 0, sizeof *a);

@@ -7,6 +7,7 @@
 
 #include <uv.h>
 
+#include "auth/auth.h"
 #include "base/config.h"
 #include "base/log.h"
 #include "base/metrics.h"
@@ -14,6 +15,9 @@
 #include "store/store.h"
 
 #define EHUB_VERSION "0.1.0"
+
+typedef struct key_cache key_cache;
+typedef struct route_entry route_entry;
 
 typedef struct app {
     uv_loop_t *loop;
@@ -27,6 +31,10 @@ typedef struct app {
     char *openapi;  /* /openapi.json, built once after all routes are registered */
     size_t openapi_len;
     uv_signal_t sig_term, sig_int;
+    key_cache *keys;       /* API-key lookups, loop thread only */
+    route_entry **routes;  /* guarded routes' handlers and roles */
+    int nroutes, caproutes;
+    metric *m_auth_fail;
     int stopping;
     int exit_code;
 } app;
@@ -43,8 +51,62 @@ void app_free(app *a);
  * missing. Blocking; call before app_run. */
 int app_demo_seed(app *a);
 
+/* ---- authenticated routes ----
+ * app_route registers a route that only principals with one of `roles` may
+ * call: the guard reads `Authorization: Bearer <key>` (or `X-API-Key`),
+ * resolves it (cached for 30 s on the loop thread; revocation on this node
+ * takes effect at once), answers 401/403 itself, and otherwise calls fn with
+ * the principal. Public routes use http_router_add with HTTP_ROUTE_PUBLIC. */
+typedef void (*api_handler)(http_req *q, app *a, const auth_principal *p);
+int app_route(app *a, const char *method, const char *pattern, api_handler fn, int roles,
+              const http_route_doc *doc);
+void app_routes_free(app *a);
+/* Forgets a cached key (after revocation). */
+void app_key_forget(app *a, int64_t key_id);
+
+/* ---- running storage work for a request ----
+ * A job carries what a handler parsed on the loop thread to a function that
+ * runs inside a store transaction on the pool, and the result back. Fill in
+ * fn, write, and inputs; api_job_run schedules it and replies: with j->out
+ * (status j->status, default 200) on success, with j->code/j->msg if fn
+ * called api_job_fail, or with a status mapped from the store error. The job
+ * and everything it owns (in, out, extra via extra_free) is freed after. */
+typedef struct api_job api_job;
+struct api_job {
+    app *a;
+    auth_principal p;
+    int write;
+    int (*fn)(store_tx *tx, api_job *j, store_err *err);
+    int64_t tenant;       /* defaults to p.tenant */
+    json_t *in;           /* parsed request body, may be NULL */
+    int64_t id, id2;      /* path ids */
+    int64_t version;      /* If-Match, 0 if absent */
+    void *extra;
+    void (*extra_free)(void *);
+    /* results */
+    int status;
+    json_t *out;
+    char etag[48];
+    char location[128];
+    char code[48];
+    char msg[256];
+    json_t *details;      /* optional {"field": "problem"} for 422 */
+    int fail_status;
+    int rc;
+    store_err err;
+};
+api_job *api_job_new(app *a, const auth_principal *p);
+void api_job_run(http_req *q, api_job *j);
+/* Inside fn: records an error answer and returns STORE_ABORTED (return it). */
+int api_job_fail(api_job *j, int status, const char *code, const char *msg);
+/* Parses a positive decimal id; -1 if invalid. */
+int64_t api_parse_id(const char *s);
+/* Parses If-Match ("3", "\"v3\"", W/"v3"); 0 if absent, -1 if malformed. */
+int64_t api_if_match(http_req *q);
+
 /* Route registration, one function per module. */
 int api_system_register(app *a);
+int leads_api_register(app *a);
 /* Builds a->openapi from the router. */
 int api_openapi_build(app *a);
 
