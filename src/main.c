@@ -10,6 +10,8 @@
 
 #include "app/app.h"
 #include "base/alloc.h"
+#include "base/clock.h"
+#include "leads/leads.h"
 
 static const char usage[] =
     "ehub " EHUB_VERSION " — EnterpriseHub lead intelligence server\n"
@@ -20,6 +22,10 @@ static const char usage[] =
     "  serve                 run the HTTP/WebSocket server (default port 8080)\n"
     "  migrate               apply pending storage migrations and print the schema version\n"
     "  tenant add SLUG [NAME]  create a tenant (SLUG: 1-64 of a-z 0-9 _ -)\n"
+    "  key create ROLE [NAME] --tenant T   create an API key (admin, manager, analyst, agent, viewer);\n"
+    "                        the key is printed once\n"
+    "  key revoke ID --tenant T            revoke an API key\n"
+    "  import leads FILE.csv --tenant T    import leads from CSV (per-row errors reported)\n"
     "  version               print the version\n"
     "  help                  this text; `ehub COMMAND --help` for a command\n"
     "\n"
@@ -35,6 +41,13 @@ static void print_help(FILE *out, const char *cmd) {
                      "(safe to run from several nodes at once on PostgreSQL).\n\n");
     else if (cmd && strcmp(cmd, "tenant") == 0)
         fprintf(out, "Usage: ehub tenant add SLUG [NAME] [options]\n\n");
+    else if (cmd && strcmp(cmd, "key") == 0)
+        fprintf(out, "Usage: ehub key create ROLE [NAME] --tenant T | ehub key revoke ID --tenant T\n\n"
+                     "ROLE is admin, manager, analyst, agent or viewer. The key is printed once; only its\n"
+                     "SHA-256 is stored.\n\n");
+    else if (cmd && strcmp(cmd, "import") == 0)
+        fprintf(out, "Usage: ehub import leads FILE.csv --tenant T\n\nHeader names map to lead fields "
+                     "(see README). Bad rows are reported with their line and skipped.\n\n");
     else fputs(usage, out);
     config_print_help(out);
 }
@@ -66,10 +79,16 @@ static int cmd_serve(const ehub_config *cfg, logger *log) {
     uv_loop_init(&loop);
     app a;
     int rc = 1;
-    if (app_init(&a, &loop, cfg, log) == 0 && (!cfg->demo || app_demo_seed(&a) == 0)) {
+    char key[AUTH_KEY_LEN + 1] = "";
+    if (app_init(&a, &loop, cfg, log) == 0 && (!cfg->demo || app_demo_seed(&a, key) == 0)) {
         if (cfg->demo) {
-            fprintf(stderr, "\n  ehub is starting with demo data at http://%s:%d/  (API docs: /docs)\n\n",
-                    strcmp(cfg->host, "0.0.0.0") == 0 ? "localhost" : cfg->host, cfg->port);
+            const char *host = strcmp(cfg->host, "0.0.0.0") == 0 || strcmp(cfg->host, "127.0.0.1") == 0
+                                   ? "localhost" : cfg->host;
+            fprintf(stderr,
+                    "\n  ehub demo: http://%s:%d/   API docs: http://%s:%d/docs\n"
+                    "  tenant \"demo\", admin API key for this run (shown once):\n    %s\n"
+                    "  try: curl -H 'Authorization: Bearer %s' http://%s:%d/v1/leads\n\n",
+                    host, cfg->port, host, cfg->port, key, key, host, cfg->port);
         }
         rc = app_run(&a) == 0 ? 0 : 1;
     }
@@ -111,6 +130,11 @@ static int tenant_add_tx(store_tx *tx, void *arg, store_err *err) {
     return store_tenant_create(tx, t->slug, t->name, &t->id, err);
 }
 
+static int tenant_find_tx(store_tx *tx, void *arg, store_err *err) {
+    tenant_args *t = arg;
+    return store_tenant_find(tx, t->slug, &t->id, err);
+}
+
 static int cmd_tenant(ehub_config *cfg, logger *log, int npos, char **pos) {
     if (npos < 2 || strcmp(pos[0], "add") != 0) {
         fprintf(stderr, "usage: ehub tenant add SLUG [NAME]\n");
@@ -135,6 +159,93 @@ static int cmd_tenant(ehub_config *cfg, logger *log, int npos, char **pos) {
     return rc == STORE_OK ? 0 : 1;
 }
 
+/* Opens storage for a one-tenant CLI command and resolves --tenant. */
+static store *open_for_tenant(ehub_config *cfg, logger *log, const char *cmd, int64_t *tenant) {
+    if (!cfg->tenant[0]) {
+        fprintf(stderr, "ehub %s: --tenant SLUG is required\n", cmd);
+        return NULL;
+    }
+    if (ensure_data_dir(cfg, log)) return NULL;
+    char url[1100];
+    config_store_url(cfg, url, sizeof url);
+    store_opts so = {.log = log, .no_migrate = cfg->no_migrate};
+    store_err err = {0};
+    store *st = store_open(url, &so, &err);
+    if (!st) {
+        fprintf(stderr, "ehub %s: cannot open storage: %s\n", cmd, err.msg);
+        return NULL;
+    }
+    tenant_args t = {cfg->tenant, NULL, 0};
+    if (store_read(st, 0, tenant_find_tx, &t, &err)) {
+        fprintf(stderr, "ehub %s: no tenant \"%s\"\n", cmd, cfg->tenant);
+        store_close(st);
+        return NULL;
+    }
+    *tenant = t.id;
+    return st;
+}
+
+typedef struct key_args {
+    int role;
+    const char *name;
+    int64_t id;
+    char key[AUTH_KEY_LEN + 1];
+} key_args;
+
+static int key_create_tx(store_tx *tx, void *arg, store_err *err) {
+    key_args *k = arg;
+    return auth_key_create(tx, k->name, k->role, k->key, &k->id, err);
+}
+
+static int key_revoke_tx(store_tx *tx, void *arg, store_err *err) {
+    key_args *k = arg;
+    return auth_key_revoke(tx, k->id, clock_wall_ms(), err);
+}
+
+static int cmd_key(ehub_config *cfg, logger *log, int npos, char **pos) {
+    key_args k = {0};
+    int create = npos >= 2 && !strcmp(pos[0], "create");
+    int revoke = npos == 2 && !strcmp(pos[0], "revoke");
+    if ((!create && !revoke) || (create && (k.role = auth_role_parse(pos[1])) < 0) ||
+        (revoke && (k.id = strtoll(pos[1], NULL, 10)) <= 0)) {
+        fprintf(stderr, "usage: ehub key create ROLE [NAME] --tenant T | ehub key revoke ID --tenant T\n"
+                        "  ROLE: admin, manager, analyst, agent, viewer\n");
+        return 2;
+    }
+    int64_t tenant;
+    store *st = open_for_tenant(cfg, log, "key", &tenant);
+    if (!st) return 1;
+    store_err err = {0};
+    k.name = npos > 2 ? pos[2] : "cli";
+    int rc = store_write(st, tenant, create ? key_create_tx : key_revoke_tx, &k, &err);
+    if (rc == STORE_OK && create)
+        printf("{\"id\":%lld,\"tenant\":\"%s\",\"role\":\"%s\",\"key\":\"%s\"}\n", (long long)k.id,
+               cfg->tenant, pos[1], k.key);
+    else if (rc == STORE_OK) printf("{\"revoked\":%lld}\n", (long long)k.id);
+    else fprintf(stderr, "ehub key: %s\n", err.msg);
+    store_close(st);
+    return rc == STORE_OK ? 0 : 1;
+}
+
+static int cmd_import(ehub_config *cfg, logger *log, int npos, char **pos) {
+    if (npos != 2 || strcmp(pos[0], "leads") != 0) {
+        fprintf(stderr, "usage: ehub import leads FILE.csv --tenant T\n");
+        return 2;
+    }
+    int64_t tenant;
+    store *st = open_for_tenant(cfg, log, "import", &tenant);
+    if (!st) return 1;
+    json_t *result = NULL;
+    int rc = leads_import_file(st, tenant, pos[1], NULL, &result);
+    char *s = result ? json_dumps(result, JSON_INDENT(2)) : NULL;
+    if (s) printf("%s\n", s);
+    free(s);
+    json_decref(result);
+    store_close(st);
+    if (rc) fprintf(stderr, "ehub import: stopped early (see errors)\n");
+    return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -146,7 +257,8 @@ int main(int argc, char **argv) {
         printf("ehub %s\n", EHUB_VERSION);
         return 0;
     }
-    if (strcmp(cmd, "serve") && strcmp(cmd, "migrate") && strcmp(cmd, "tenant")) {
+    if (strcmp(cmd, "serve") && strcmp(cmd, "migrate") && strcmp(cmd, "tenant") && strcmp(cmd, "key") &&
+        strcmp(cmd, "import")) {
         fprintf(stderr, "ehub: unknown command \"%s\" (see ehub --help)\n", cmd);
         return 2;
     }
@@ -175,6 +287,10 @@ int main(int argc, char **argv) {
         }
     } else if (!strcmp(cmd, "migrate")) {
         rc = cmd_migrate(&cfg, log);
+    } else if (!strcmp(cmd, "key")) {
+        rc = cmd_key(&cfg, log, nrest, pos);
+    } else if (!strcmp(cmd, "import")) {
+        rc = cmd_import(&cfg, log, nrest, pos);
     } else {
         rc = cmd_tenant(&cfg, log, nrest, pos);
     }

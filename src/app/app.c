@@ -97,7 +97,8 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
     metrics_gauge_fn(a->m, "process_resident_memory_bytes", "resident set size", metrics_process_rss_bytes, NULL);
     metrics_gauge_fn(a->m, "process_open_fds", "open file descriptors", metrics_process_open_fds, NULL);
 
-    if (api_system_register(a) || api_openapi_build(a)) {
+    if (api_system_register(a) || leads_api_register(a) || leads_ghl_register(a) ||
+        leads_import_register(a) || api_openapi_build(a)) {
         log_msg(log, LOG_ERROR, "startup failed", "cannot register routes");
         return -1;
     }
@@ -164,25 +165,33 @@ void app_free(app *a) {
     store_close(a->st);
     http_router_free(a->router);
     app_routes_free(a);
+    leads_ctx_free(a->leads);
     metrics_free(a->m);
     eh_free(a->openapi);
     memset(a, 0, sizeof *a);
 }
 
-static int seed_demo(store_tx *tx, void *arg, store_err *err) {
-    int64_t id;
-    int rc = store_tenant_find(tx, "demo", &id, err);
-    if (rc == STORE_OK) return 0;
+typedef struct demo_seed {
+    int64_t tenant;
+    int created;
+} demo_seed;
+
+static int seed_tenant(store_tx *tx, void *arg, store_err *err) {
+    demo_seed *d = arg;
+    int rc = store_tenant_find(tx, "demo", &d->tenant, err);
     if (rc != STORE_NOTFOUND) return rc;
-    return store_tenant_create(tx, "demo", "Demo Realty", &id, err);
+    d->created = 1;
+    return store_tenant_create(tx, "demo", "Demo Realty", &d->tenant, err);
 }
 
-int app_demo_seed(app *a) {
+int app_demo_seed(app *a, char key_out[AUTH_KEY_LEN + 1]) {
     store_err err = {0};
-    if (store_write(a->st, 0, seed_demo, a, &err)) {
+    demo_seed d = {0};
+    if (store_write(a->st, 0, seed_tenant, &d, &err) ||
+        demo_data_seed(a->st, d.tenant, d.created, key_out, &err)) {
         log_msg(a->log, LOG_ERROR, "demo seed failed", err.msg);
         return -1;
     }
-    log_msg(a->log, LOG_INFO, "demo tenant ready", NULL);
+    log_msg(a->log, LOG_INFO, d.created ? "demo tenant created" : "demo tenant ready", NULL);
     return 0;
 }

@@ -18,6 +18,7 @@
 
 typedef struct key_cache key_cache;
 typedef struct route_entry route_entry;
+typedef struct leads_ctx leads_ctx;
 
 typedef struct app {
     uv_loop_t *loop;
@@ -35,6 +36,7 @@ typedef struct app {
     route_entry **routes;  /* guarded routes' handlers and roles */
     int nroutes, caproutes;
     metric *m_auth_fail;
+    leads_ctx *leads;      /* webhook tenant cache and keys (leads module) */
     int stopping;
     int exit_code;
 } app;
@@ -47,9 +49,13 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log);
 int app_run(app *a);
 void app_free(app *a);
 
-/* Creates the demo tenant (and, as the domains land, its sample data) if
- * missing. Blocking; call before app_run. */
-int app_demo_seed(app *a);
+/* Creates the demo tenant with sample agents, listings and leads if
+ * missing, and a fresh admin API key for this run (key_out). Blocking; call
+ * before app_run. */
+int app_demo_seed(app *a, char key_out[AUTH_KEY_LEN + 1]);
+/* The sample data itself (src/app/demo.c). created: the tenant is new. */
+int demo_data_seed(store *st, int64_t tenant, int created, char key_out[AUTH_KEY_LEN + 1],
+                   store_err *err);
 
 /* ---- authenticated routes ----
  * app_route registers a route that only principals with one of `roles` may
@@ -57,8 +63,8 @@ int app_demo_seed(app *a);
  * resolves it (cached for 30 s on the loop thread; revocation on this node
  * takes effect at once), answers 401/403 itself, and otherwise calls fn with
  * the principal. Public routes use http_router_add with HTTP_ROUTE_PUBLIC. */
-typedef void (*api_handler)(http_req *q, app *a, const auth_principal *p);
-int app_route(app *a, const char *method, const char *pattern, api_handler fn, int roles,
+typedef void (*api_handler)(http_req *q, app *a, const auth_principal *p, void *ud);
+int app_route(app *a, const char *method, const char *pattern, api_handler fn, void *ud, int roles,
               const http_route_doc *doc);
 void app_routes_free(app *a);
 /* Forgets a cached key (after revocation). */
@@ -83,6 +89,8 @@ struct api_job {
     int64_t version;      /* If-Match, 0 if absent */
     void *extra;
     void (*extra_free)(void *);
+    /* Replies instead of the JSON default when fn succeeded (e.g. CSV). */
+    void (*on_done)(http_req *q, api_job *j);
     /* results */
     int status;
     json_t *out;
@@ -107,6 +115,12 @@ int64_t api_if_match(http_req *q);
 /* Route registration, one function per module. */
 int api_system_register(app *a);
 int leads_api_register(app *a);
+int leads_ghl_register(app *a);
+int leads_import_register(app *a);
+leads_ctx *leads_ctx_new(void);
+void leads_ctx_free(leads_ctx *c);
+/* Drops a tenant's cached webhook settings (after they change). */
+void leads_ctx_forget(leads_ctx *c, const char *slug);
 /* Builds a->openapi from the router. */
 int api_openapi_build(app *a);
 

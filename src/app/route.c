@@ -25,6 +25,7 @@ struct key_cache {
 struct route_entry {
     app *a;
     api_handler fn;
+    void *ud;
     int roles;
 };
 
@@ -63,7 +64,7 @@ static void admit(http_req *q, route_entry *re, const auth_principal *p) {
         deny(q, re->a, 403, "forbidden", "your role may not use this route");
         return;
     }
-    re->fn(q, re->a, p);
+    re->fn(q, re->a, p, re->ud);
 }
 
 static int lookup_tx(store_tx *tx, void *arg, store_err *err) {
@@ -130,7 +131,7 @@ static void guard(http_req *q, void *ud) {
     }
 }
 
-int app_route(app *a, const char *method, const char *pattern, api_handler fn, int roles,
+int app_route(app *a, const char *method, const char *pattern, api_handler fn, void *ud, int roles,
               const http_route_doc *doc) {
     if (!a->keys && !(a->keys = eh_calloc(1, sizeof *a->keys))) return -1;
     if (a->nroutes == a->caproutes) {
@@ -147,6 +148,7 @@ int app_route(app *a, const char *method, const char *pattern, api_handler fn, i
     a->routes[a->nroutes++] = re;
     re->a = a;
     re->fn = fn;
+    re->ud = ud;
     re->roles = roles;
     return http_router_add(a->router, method, pattern, guard, re, 0, doc);
 }
@@ -210,6 +212,8 @@ static void job_done(http_req *q, void *arg) {
         } else {
             http_reply_error(q, j->fail_status, j->code, j->msg);
         }
+    } else if (j->rc == STORE_OK && j->on_done) {
+        j->on_done(q, j);
     } else if (j->rc == STORE_OK) {
         if (j->etag[0]) http_res_header(q, "ETag", j->etag);
         if (j->location[0]) http_res_header(q, "Location", j->location);

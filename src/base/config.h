@@ -38,6 +38,7 @@ typedef struct ehub_config {
     size_t pool_size;        /* storage connections */
     int test_routes;         /* POST /debug/echo and /debug/ws-echo, for tests and benchmarks */
     char config_file[1024];
+    char tenant[65];         /* CLI commands that act on one tenant */
 } ehub_config;
 
 /* Fills cfg with defaults, then applies the config file, the environment and

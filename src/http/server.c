@@ -528,7 +528,9 @@ void http_reply(http_req *q, int status, const char *content_type, const void *b
 }
 
 void http_reply_json(http_req *q, int status, json_t *body) {
-    char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    /* 15 significant digits: exact for every stored double we show, without
+     * binary noise such as 2.0059999999999998. */
+    char *s = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(body);
     if (!s) {
         http_reply(q, 500, "application/json",

@@ -1,0 +1,128 @@
+/* Demo data for `ehub serve --demo`: a team of agents, some listings and a
+ * few dozen leads, generated deterministically (the same every time), plus
+ * an admin API key for this run. Leads go through the real upsert and
+ * routing paths, so the demo shows real assignments and events. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "base/clock.h"
+#include "leads/leads.h"
+
+static const char *const first[] = {"Ana", "Ben", "Carla", "Dev", "Elena", "Farid", "Grace", "Hiro",
+                                    "Ines", "Jamal", "Kara", "Luis", "Maya", "Noah", "Olivia", "Priya"};
+static const char *const last[] = {"Silva", "Okafor", "Nguyen", "Patel", "Garcia", "Kim", "Rossi", "Haddad",
+                                   "Müller", "Johnson", "Lopez", "Chen"};
+static const char *const sources[] = {"zillow", "realtor.com", "facebook_ads", "open_house", "referral", "website"};
+static const char *const zips[] = {"95814", "95816", "95818", "95819", "95820", "95822", "95825", "95831"};
+static const char *const timelines[] = {"0-3 months", "3-6 months", "6-12 months", "just looking"};
+
+/* xorshift: deterministic, no shared state. */
+static unsigned next(unsigned *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 17;
+    *s ^= *s << 5;
+    return *s;
+}
+#define PICK(arr, s) arr[next(s) % (sizeof arr / sizeof arr[0])]
+
+static int insert(store_tx *tx, const entity *e, json_t *in, int lead, store_err *err) {
+    ent_vals v;
+    json_t *errors = NULL;
+    /* v points into in: keep in alive until the row is written. */
+    int rc = ent_parse(e, in, 1, "US", &v, &errors);
+    if (rc) {
+        json_decref(in);
+        char *s = json_dumps(errors, JSON_COMPACT);
+        snprintf(err->msg, sizeof err->msg, "demo data invalid: %s", s ? s : "?");
+        free(s);
+        json_decref(errors);
+        return STORE_INVALID;
+    }
+    int64_t id;
+    int created;
+    if (lead) rc = leads_upsert(tx, &v, clock_wall_ms(), &id, &created, err);
+    else rc = ent_insert(tx, &v, clock_wall_ms(), &id, err);
+    ent_vals_free(&v);
+    json_decref(in);
+    return rc;
+}
+
+static int seed_tx(store_tx *tx, void *arg, store_err *err) {
+    int rc = 0;
+    static const struct { const char *name, *email, *phone, *areas, *langs; int cap; } agents[] = {
+        {"Sofia Reyes", "sofia@demo-realty.example", "+19165550101", "[\"95814\",\"95816\",\"95818\"]", "[\"en\",\"es\"]", 25},
+        {"Marcus Lee", "marcus@demo-realty.example", "+19165550102", "[\"95819\",\"95820\",\"95822\"]", "[\"en\"]", 20},
+        {"Aisha Khan", "aisha@demo-realty.example", "+19165550103", "[\"95825\",\"95831\"]", "[\"en\",\"hi\"]", 15},
+        {"Tom Becker", "tom@demo-realty.example", "+19165550104", "[]", "[\"en\",\"de\"]", 10},
+    };
+    for (size_t i = 0; i < 4 && !rc; i++)
+        rc = insert(tx, &entity_agent,
+                    json_pack("{s:s, s:s, s:s, s:b, s:i, s:o, s:o}", "name", agents[i].name, "email",
+                              agents[i].email, "phone", agents[i].phone, "active", 1, "capacity", agents[i].cap,
+                              "areas", json_loads(agents[i].areas, 0, NULL), "languages",
+                              json_loads(agents[i].langs, 0, NULL)),
+                    0, err);
+    static const struct { const char *addr, *zip; double lat, lng, price, beds, baths, sqft; const char *type; } homes[] = {
+        {"2417 Capitol Ave", "95816", 38.5739, -121.4705, 529000, 3, 2, 1650, "Residential"},
+        {"914 T St", "95811", 38.5697, -121.4990, 415000, 2, 2, 1180, "Condo"},
+        {"3201 Freeport Blvd", "95818", 38.5552, -121.4960, 612000, 4, 3, 2210, "Residential"},
+        {"5540 H St", "95819", 38.5700, -121.4410, 689000, 3, 2, 1890, "Residential"},
+        {"7719 Center Pkwy", "95823", 38.4780, -121.4330, 339000, 3, 2, 1320, "Residential"},
+        {"1820 Del Paso Blvd", "95815", 38.6050, -121.4470, 299000, 2, 1, 960, "Multi-Family"},
+        {"44 Sandburg Dr", "95819", 38.5630, -121.4410, 749000, 4, 3, 2480, "Residential"},
+        {"2601 Land Park Dr", "95818", 38.5500, -121.4990, 845000, 4, 3, 2750, "Residential"},
+    };
+    for (size_t i = 0; i < sizeof homes / sizeof homes[0] && !rc; i++)
+        rc = insert(tx, &entity_listing,
+                    json_pack("{s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:s, s:s}", "address", homes[i].addr,
+                              "city", "Sacramento", "state", "CA", "zip", homes[i].zip, "lat", homes[i].lat, "lng",
+                              homes[i].lng, "price", homes[i].price, "beds", homes[i].beds, "baths", homes[i].baths,
+                              "sqft", homes[i].sqft, "type", homes[i].type, "status", "active"),
+                    0, err);
+    unsigned s = 20261123u;
+    for (int i = 0; i < 40 && !rc; i++) {
+        const char *fn = PICK(first, &s), *ln = PICK(last, &s);
+        char email[96], phone[24];
+        snprintf(email, sizeof email, "%s.%s%d@example.com", fn, ln, i);
+        for (char *c = email; *c; c++)
+            if (*c >= 'A' && *c <= 'Z') *c = (char)(*c + 32);
+        /* Non-ASCII letters in names are fine; e-mail local parts here are ASCII. */
+        for (char *c = email; *c; c++)
+            if ((unsigned char)*c >= 0x80) *c = 'u';
+        snprintf(phone, sizeof phone, "(916) 555-%04u", 1000 + next(&s) % 9000);
+        double budget = 250000 + (next(&s) % 60) * 10000;
+        rc = insert(tx, &entity_lead,
+                    json_pack("{s:s, s:s, s:s, s:s, s:s, s:[s], s:s, s:b, s:b, s:f, s:f, s:f, s:[s], s:s, s:b, s:s}",
+                              "first_name", fn, "last_name", ln, "email", email, "phone", phone, "source",
+                              PICK(sources, &s), "tags", "buyer", "stage", "new", "consent_sms", (int)(next(&s) % 4 != 0),
+                              "consent_email", 1, "budget_min", budget * 0.8, "budget_max", budget, "beds",
+                              (double)(2 + next(&s) % 3), "areas", PICK(zips, &s), "timeline", PICK(timelines, &s),
+                              "preapproved", (int)(next(&s) % 2), "language", (next(&s) % 5 == 0) ? "es" : "en"),
+                    1, err);
+    }
+    return rc;
+}
+
+typedef struct key_args {
+    char *key;
+} key_args;
+
+static int key_tx(store_tx *tx, void *arg, store_err *err) {
+    key_args *k = arg;
+    /* One live demo key at a time: earlier runs' keys stop working. */
+    store_val p[] = {SV_I(clock_wall_ms()), SV_I(store_tx_tenant(tx))};
+    int rc = store_query(tx, "UPDATE api_keys SET revoked_at = $1 WHERE tenant_id = $2 AND name = 'demo' "
+                             "AND revoked_at IS NULL", p, 2, NULL, err);
+    int64_t id;
+    if (!rc) rc = auth_key_create(tx, "demo", ROLE_ADMIN, k->key, &id, err);
+    return rc;
+}
+
+int demo_data_seed(store *st, int64_t tenant, int created, char key_out[AUTH_KEY_LEN + 1], store_err *err) {
+    int rc = created ? store_write(st, tenant, seed_tx, NULL, err) : STORE_OK;
+    key_args k = {key_out};
+    if (!rc) rc = store_write(st, tenant, key_tx, &k, err);
+    return rc;
+}

@@ -1,0 +1,701 @@
+/* The leads REST API under /v1: leads (with upsert and routing),
+ * activities, agents and listings. Agents and listings share the generic
+ * CRUD handlers; leads add upsert, routing and richer filters. */
+#include <stdio.h>
+#include <string.h>
+
+#include "app/app.h"
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/csv.h"
+#include "leads.h"
+
+/* Which resource a generic handler serves. */
+typedef struct crud {
+    const entity *e;
+    const char *base; /* "/v1/agents" */
+} crud;
+
+static const crud crud_lead = {&entity_lead, "/v1/leads"};
+static const crud crud_agent = {&entity_agent, "/v1/agents"};
+static const crud crud_listing = {&entity_listing, "/v1/listings"};
+
+/* Per-job input for create/update: the parsed, validated values. */
+typedef struct write_in {
+    ent_vals v;
+    const crud *c;
+} write_in;
+
+static void write_in_free(void *p) {
+    write_in *w = p;
+    if (!w) return;
+    ent_vals_free(&w->v);
+    eh_free(w);
+}
+
+static void set_etag(api_job *j, json_t *obj) {
+    json_t *v = json_object_get(obj, "version");
+    if (json_is_integer(v)) snprintf(j->etag, sizeof j->etag, "\"v%lld\"", (long long)json_integer_value(v));
+}
+
+/* Reads the body, validates it against the entity; on failure answers
+ * itself and returns NULL. */
+static write_in *parse_body(http_req *q, const crud *c, int creating, json_t **body) {
+    json_t *in = http_req_json(q);
+    if (!in) return NULL;
+    write_in *w = eh_calloc(1, sizeof *w);
+    json_t *errors = NULL;
+    if (!w) {
+        json_decref(in);
+        http_reply_error(q, 503, "overloaded", "out of memory");
+        return NULL;
+    }
+    w->c = c;
+    /* Phone numbers without a country code are read in the tenant's
+     * country; US until tenant settings say otherwise. */
+    if (ent_parse(c->e, in, creating, "US", &w->v, &errors)) {
+        json_t *resp = json_pack("{s:{s:s, s:s, s:s, s:o}}", "error", "code", "validation_failed", "message",
+                                 "some fields are invalid", "request_id", http_req_id(q), "fields",
+                                 errors ? errors : json_object());
+        http_reply_json(q, 422, resp);
+        json_decref(in);
+        eh_free(w);
+        return NULL;
+    }
+    *body = in;
+    return w;
+}
+
+static int64_t path_id(http_req *q, const char *name) {
+    int64_t id = api_parse_id(http_req_param(q, name));
+    if (id < 0) http_reply_error(q, 404, "not_found", "no such resource");
+    return id;
+}
+
+/* Checks an agent reference belongs to the tenant. */
+static int check_agent(store_tx *tx, api_job *j, const ent_vals *v) {
+    int i = ent_field(v->e, "agent_id");
+    if (i < 0 || !v->present[i] || v->v[i].t == SV_NULL) return STORE_OK;
+    json_t *tmp = NULL;
+    store_err e2;
+    int rc = ent_get(tx, &entity_agent, v->v[i].i, &tmp, &e2);
+    json_decref(tmp);
+    if (rc == STORE_NOTFOUND) return api_job_fail(j, 422, "validation_failed", "agent_id: no such agent");
+    return rc;
+}
+
+/* ---- create ---- */
+
+static int create_tx(store_tx *tx, api_job *j, store_err *err) {
+    write_in *w = j->extra;
+    const entity *e = w->c->e;
+    int64_t now = clock_wall_ms(), id = 0;
+    int rc, created = 1;
+    if ((rc = check_agent(tx, j, &w->v))) return rc;
+    if (e == &entity_lead) {
+        rc = leads_upsert(tx, &w->v, now, &id, &created, err);
+    } else {
+        rc = ent_insert(tx, &w->v, now, &id, err);
+    }
+    if (rc) return rc;
+    if ((rc = ent_get(tx, e, id, &j->out, err))) return rc;
+    if (e != &entity_lead) {
+        char type[48];
+        snprintf(type, sizeof type, "%s.created", e->kind);
+        if ((rc = leads_event(tx, type, j->out, err))) return rc;
+    }
+    j->status = created ? 201 : 200;
+    set_etag(j, j->out);
+    snprintf(j->location, sizeof j->location, "%s/%lld", w->c->base, (long long)id);
+    return STORE_OK;
+}
+
+static void h_create(http_req *q, app *a, const auth_principal *p, void *ud) {
+    json_t *body = NULL;
+    write_in *w = parse_body(q, ud, 1, &body);
+    if (!w) return;
+    api_job *j = api_job_new(a, p);
+    if (!j) {
+        write_in_free(w);
+        json_decref(body);
+        http_reply_error(q, 503, "overloaded", "out of memory");
+        return;
+    }
+    j->in = body;
+    j->extra = w;
+    j->extra_free = write_in_free;
+    j->write = 1;
+    j->fn = create_tx;
+    api_job_run(q, j);
+}
+
+/* ---- get ---- */
+
+static int get_tx(store_tx *tx, api_job *j, store_err *err) {
+    const crud *c = j->extra;
+    int rc = ent_get(tx, c->e, j->id, &j->out, err);
+    if (!rc) set_etag(j, j->out);
+    return rc;
+}
+
+static void h_get(http_req *q, app *a, const auth_principal *p, void *ud) {
+    int64_t id = path_id(q, "id");
+    if (id < 0) return;
+    api_job *j = api_job_new(a, p);
+    if (!j) { http_reply_error(q, 503, "overloaded", "out of memory"); return; }
+    j->id = id;
+    j->extra = (void *)ud;
+    j->fn = get_tx;
+    api_job_run(q, j);
+}
+
+/* ---- update ---- */
+
+static int update_tx(store_tx *tx, api_job *j, store_err *err) {
+    write_in *w = j->extra;
+    const entity *e = w->c->e;
+    int64_t now = clock_wall_ms();
+    json_t *before = NULL;
+    int rc = check_agent(tx, j, &w->v);
+    if (rc) return rc;
+    if ((rc = ent_get(tx, e, j->id, &before, err))) return rc;
+    rc = ent_update(tx, &w->v, j->id, j->version, now, err);
+    if (!rc) rc = ent_get(tx, e, j->id, &j->out, err);
+    if (rc) {
+        json_decref(before);
+        return rc;
+    }
+    /* The event names the fields that actually changed. */
+    json_t *changed = json_array();
+    for (int i = 0; i < e->nfields; i++) {
+        if (!w->v.present[i]) continue;
+        const char *f = e->fields[i].name;
+        if (!json_equal(json_object_get(before, f), json_object_get(j->out, f)))
+            json_array_append_new(changed, json_string(f));
+    }
+    char type[48];
+    snprintf(type, sizeof type, "%s.updated", e->kind);
+    json_t *ev = json_pack("{s:O, s:o}", e->kind, j->out, "changed", changed);
+    rc = leads_event(tx, type, ev, err);
+    json_decref(ev);
+    if (!rc && e == &entity_lead) {
+        json_t *ba = json_object_get(before, "agent_id"), *aa = json_object_get(j->out, "agent_id");
+        if (!json_equal(ba, aa)) {
+            json_t *as = json_pack("{s:I, s:O, s:s}", "lead_id", (json_int_t)j->id, "agent_id", aa,
+                                   "reason", "assigned by hand");
+            rc = leads_event(tx, "lead.assigned", as, err);
+            json_decref(as);
+        }
+    }
+    if (!rc && e == &entity_agent) {
+        json_t *act = json_object_get(j->out, "active");
+        if (json_is_false(act) && json_is_true(json_object_get(before, "active"))) {
+            int moved;
+            rc = leads_reassign_from(tx, j->id, now, &moved, err);
+        }
+    }
+    json_decref(before);
+    if (!rc) set_etag(j, j->out);
+    return rc;
+}
+
+static void h_update(http_req *q, app *a, const auth_principal *p, void *ud) {
+    int64_t id = path_id(q, "id");
+    if (id < 0) return;
+    int64_t ver = api_if_match(q);
+    if (ver < 0) {
+        http_reply_error(q, 400, "bad_if_match", "If-Match must be an ETag from this API, e.g. \"v3\"");
+        return;
+    }
+    json_t *body = NULL;
+    write_in *w = parse_body(q, ud, 0, &body);
+    if (!w) return;
+    json_t *bv = json_object_get(body, "version");
+    if (!ver && json_is_integer(bv)) ver = json_integer_value(bv);
+    api_job *j = api_job_new(a, p);
+    if (!j) {
+        write_in_free(w);
+        json_decref(body);
+        http_reply_error(q, 503, "overloaded", "out of memory");
+        return;
+    }
+    j->in = body;
+    j->id = id;
+    j->version = ver;
+    j->extra = w;
+    j->extra_free = write_in_free;
+    j->write = 1;
+    j->fn = update_tx;
+    api_job_run(q, j);
+}
+
+/* ---- delete ---- */
+
+static int delete_tx(store_tx *tx, api_job *j, store_err *err) {
+    const crud *c = j->extra;
+    int64_t now = clock_wall_ms();
+    int rc = ent_delete(tx, c->e, j->id, now, err);
+    if (rc) return rc;
+    if (c->e == &entity_agent) {
+        int moved;
+        if ((rc = leads_reassign_from(tx, j->id, now, &moved, err))) return rc;
+    }
+    char type[48];
+    snprintf(type, sizeof type, "%s.deleted", c->e->kind);
+    json_t *ev = json_pack("{s:I}", "id", (json_int_t)j->id);
+    rc = leads_event(tx, type, ev, err);
+    json_decref(ev);
+    j->status = 204;
+    return rc;
+}
+
+static void h_delete(http_req *q, app *a, const auth_principal *p, void *ud) {
+    int64_t id = path_id(q, "id");
+    if (id < 0) return;
+    api_job *j = api_job_new(a, p);
+    if (!j) { http_reply_error(q, 503, "overloaded", "out of memory"); return; }
+    j->id = id;
+    j->extra = (void *)ud;
+    j->write = 1;
+    j->fn = delete_tx;
+    api_job_run(q, j);
+}
+
+/* ---- list ---- */
+
+typedef struct list_in {
+    ent_query q;
+    char *strs[24]; /* owned copies of filter values */
+    int nstrs;
+} list_in;
+
+static void list_in_free(void *p) {
+    list_in *l = p;
+    if (!l) return;
+    for (int i = 0; i < l->nstrs; i++) eh_free(l->strs[i]);
+    eh_free(l);
+}
+
+static const char *keep(list_in *l, const char *s) {
+    if (l->nstrs == 24) return NULL;
+    return l->strs[l->nstrs++] = eh_strdup(s);
+}
+
+static int parse_ms(const char *s, int64_t *out) {
+    int64_t v = api_parse_id(s);
+    if (v < 0 && !(s && strcmp(s, "0") == 0)) return -1;
+    *out = v < 0 ? 0 : v;
+    return 0;
+}
+
+static int parse_num(const char *s, double *out) {
+    char *end;
+    double d = strtod(s, &end);
+    if (end == s || *end || d != d) return -1;
+    *out = d;
+    return 0;
+}
+
+static int list_tx(store_tx *tx, api_job *j, store_err *err) {
+    list_in *l = j->extra;
+    return ent_list(tx, &l->q, &j->out, err);
+}
+
+/* Builds a list query from the request's query string; answers 400 itself
+ * and returns NULL on a bad parameter. max_limit bounds ?limit. */
+static list_in *parse_list(http_req *q, const crud *c, const auth_principal *p, int max_limit) {
+    const entity *e = c->e;
+    (void)e;
+    list_in *l = eh_calloc(1, sizeof *l);
+    if (!l) { http_reply_error(q, 503, "overloaded", "out of memory"); return NULL; }
+    const char *cur = http_req_query(q, "cursor"), *lim = http_req_query(q, "limit");
+    int64_t before = 0, limit = max_limit < 50 ? max_limit : 50;
+    if ((cur && (before = api_parse_id(cur)) < 0) || (lim && ((limit = api_parse_id(lim)) < 1 || limit > max_limit))) {
+        list_in_free(l);
+        char msg[96];
+        snprintf(msg, sizeof msg, "cursor must come from next_cursor; limit must be 1-%d", max_limit);
+        http_reply_error(q, 400, "bad_query", msg);
+        return NULL;
+    }
+    ent_query_init(&l->q, e, p->tenant, before, (int)limit);
+    l->q.limit = (int)limit; /* ent_query_init caps at 500; export asks for more */
+    const char *bad = NULL;
+    for (int i = 0; i < e->nfields && !bad; i++) {
+        const field *f = &e->fields[i];
+        if (!(f->flags & FF_FILTER)) continue;
+        const char *v = http_req_query(q, f->name);
+        if (!v) continue;
+        char cond[96];
+        snprintf(cond, sizeof cond, "%s = $?", f->name);
+        if (f->t == F_REF || f->t == F_INT) {
+            int64_t id = api_parse_id(v);
+            if (id < 0) bad = f->name;
+            else ent_query_add(&l->q, cond, SV_I(id));
+        } else if (f->t == F_BOOL) {
+            if (strcmp(v, "true") && strcmp(v, "false")) bad = f->name;
+            else ent_query_add(&l->q, cond, SV_I(strcmp(v, "true") == 0));
+        } else {
+            const char *k = keep(l, v);
+            if (!k || strlen(k) > 256) bad = f->name;
+            else ent_query_add(&l->q, cond, SV_S(k));
+        }
+    }
+    /* Time ranges on every resource; tag, score and text search on leads. */
+    static const struct { const char *param, *cond; } ranges[] = {
+        {"created_after", "created_at >= $?"}, {"created_before", "created_at < $?"},
+        {"updated_after", "updated_at >= $?"}, {"updated_before", "updated_at < $?"}};
+    for (size_t i = 0; i < 4 && !bad; i++) {
+        const char *v = http_req_query(q, ranges[i].param);
+        int64_t ms;
+        if (!v) continue;
+        if (parse_ms(v, &ms)) bad = ranges[i].param;
+        else ent_query_add(&l->q, ranges[i].cond, SV_I(ms));
+    }
+    if (e == &entity_lead && !bad) {
+        const char *tag = http_req_query(q, "tag"), *text = http_req_query(q, "q");
+        const char *smin = http_req_query(q, "score_min"), *smax = http_req_query(q, "score_max");
+        double d;
+        if (tag) {
+            char pat[300];
+            if (strlen(tag) > 64 || strpbrk(tag, "\"%_\\")) bad = "tag";
+            else {
+                snprintf(pat, sizeof pat, "%%\"%s\"%%", tag);
+                ent_query_add(&l->q, "tags LIKE $?", SV_S(keep(l, pat)));
+            }
+        }
+        if (!bad && text) {
+            char pat[300];
+            if (strlen(text) < 1 || strlen(text) > 100 || strpbrk(text, "%_\\")) bad = "q";
+            else {
+                char low[128];
+                size_t n = 0;
+                for (const char *s = text; *s && n + 1 < sizeof low; s++)
+                    low[n++] = (char)(*s >= 'A' && *s <= 'Z' ? *s + 32 : *s);
+                low[n] = 0;
+                snprintf(pat, sizeof pat, "%%%s%%", low);
+                ent_query_add(&l->q, "(LOWER(COALESCE(first_name,'') || ' ' || COALESCE(last_name,'')) LIKE $? "
+                                     "OR email LIKE $? OR phone LIKE $?)", SV_S(keep(l, pat)));
+            }
+        }
+        if (!bad && smin) {
+            if (parse_num(smin, &d)) bad = "score_min";
+            else ent_query_add(&l->q, "score >= $?", SV_D(d));
+        }
+        if (!bad && smax) {
+            if (parse_num(smax, &d)) bad = "score_max";
+            else ent_query_add(&l->q, "score <= $?", SV_D(d));
+        }
+    }
+    if (bad) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "invalid value for query parameter \"%s\"", bad);
+        list_in_free(l);
+        http_reply_error(q, 400, "bad_query", msg);
+        return NULL;
+    }
+    return l;
+}
+
+static void h_list(http_req *q, app *a, const auth_principal *p, void *ud) {
+    list_in *l = parse_list(q, ud, p, 500);
+    if (!l) return;
+    api_job *j = api_job_new(a, p);
+    if (!j) { list_in_free(l); http_reply_error(q, 503, "overloaded", "out of memory"); return; }
+    j->extra = l;
+    j->extra_free = list_in_free;
+    j->fn = list_tx;
+    api_job_run(q, j);
+}
+
+/* ---- CSV export ---- */
+
+#define EXPORT_MAX 100000
+
+typedef struct export_job {
+    list_in *l;
+    buf out;
+    int rows, truncated;
+} export_job;
+
+static void export_free(void *p) {
+    export_job *x = p;
+    list_in_free(x->l);
+    buf_free(&x->out);
+    eh_free(x);
+}
+
+static int export_tx(store_tx *tx, api_job *j, store_err *err) {
+    export_job *x = j->extra;
+    const entity *e = &entity_lead;
+    buf_puts(&x->out, "id");
+    for (int i = 0; i < e->nfields; i++) buf_printf(&x->out, ",%s", e->fields[i].name);
+    buf_puts(&x->out, ",version,created_at,updated_at\r\n");
+    /* Page through with the keyset cursor inside one read transaction: one
+     * consistent snapshot, bounded memory per page. */
+    for (;;) {
+        json_t *page = NULL;
+        int rc = ent_list(tx, &x->l->q, &page, err);
+        if (rc) return rc;
+        json_t *items = json_object_get(page, "items");
+        size_t i;
+        json_t *it;
+        json_array_foreach(items, i, it) {
+            if (x->rows == EXPORT_MAX) { x->truncated = 1; break; }
+            char num[64];
+            snprintf(num, sizeof num, "%lld", (long long)json_integer_value(json_object_get(it, "id")));
+            csv_write_field(&x->out, num, strlen(num), CSV_WRITE_NUMBER);
+            for (int f = 0; f <= e->nfields + 2; f++) {
+                const char *name = f < e->nfields ? e->fields[f].name
+                                 : f == e->nfields ? "version" : f == e->nfields + 1 ? "created_at" : "updated_at";
+                json_t *v = json_object_get(it, name);
+                buf_putc(&x->out, ',');
+                if (json_is_null(v) || !v) continue;
+                if (json_is_string(v)) {
+                    csv_write_field(&x->out, json_string_value(v), json_string_length(v), 0);
+                } else if (json_is_array(v)) {
+                    /* lists as "a;b" */
+                    buf tmp;
+                    buf_init(&tmp, 8192);
+                    size_t k;
+                    json_t *s2;
+                    json_array_foreach(v, k, s2) {
+                        if (k) buf_putc(&tmp, ';');
+                        buf_puts(&tmp, json_string_value(s2) ? json_string_value(s2) : "");
+                    }
+                    csv_write_field(&x->out, tmp.p ? tmp.p : "", tmp.len, 0);
+                    buf_free(&tmp);
+                } else {
+                    char *s3 = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
+                    if (s3) csv_write_field(&x->out, s3, strlen(s3), CSV_WRITE_NUMBER);
+                    free(s3);
+                }
+            }
+            if (buf_puts(&x->out, "\r\n")) { x->truncated = 1; break; }
+            x->rows++;
+        }
+        json_t *next = json_object_get(page, "next_cursor");
+        int more = json_is_string(next) && !x->truncated;
+        if (more) x->l->q.params[1] = SV_I(api_parse_id(json_string_value(next)));
+        json_decref(page);
+        if (!more) break;
+    }
+    return STORE_OK;
+}
+
+static void export_done_reply(http_req *q, api_job *j);
+
+static void h_export(http_req *q, app *a, const auth_principal *p, void *ud) {
+    list_in *l = parse_list(q, (void *)&crud_lead, p, 1000);
+    if (!l) return;
+    l->q.limit = 1000;
+    export_job *x = eh_calloc(1, sizeof *x);
+    api_job *j = x ? api_job_new(a, p) : NULL;
+    if (!j) {
+        eh_free(x);
+        list_in_free(l);
+        http_reply_error(q, 503, "overloaded", "out of memory");
+        return;
+    }
+    x->l = l;
+    buf_init(&x->out, 256u * 1024 * 1024);
+    j->extra = x;
+    j->extra_free = export_free;
+    j->fn = export_tx;
+    j->on_done = export_done_reply;
+    api_job_run(q, j);
+}
+
+static void export_done_reply(http_req *q, api_job *j) {
+    export_job *x = j->extra;
+    char n[32];
+    snprintf(n, sizeof n, "%d", x->rows);
+    http_res_header(q, "Content-Disposition", "attachment; filename=\"leads.csv\"");
+    http_res_header(q, "X-Export-Rows", n);
+    if (x->truncated) http_res_header(q, "X-Export-Truncated", "true");
+    http_reply(q, 200, "text/csv; charset=utf-8", x->out.p ? x->out.p : "", x->out.len);
+}
+
+/* ---- activities ---- */
+
+static const char *const channels[] = {"sms", "email", "call", "note", "web", "task", "appointment", NULL};
+static const char *const directions[] = {"inbound", "outbound", "none", NULL};
+
+static int one_of(const char *s, const char *const *list) {
+    for (; s && *list; list++)
+        if (strcmp(s, *list) == 0) return 1;
+    return 0;
+}
+
+static int lead_exists(store_tx *tx, int64_t id, store_err *err) {
+    json_t *tmp = NULL;
+    int rc = ent_get(tx, &entity_lead, id, &tmp, err);
+    json_decref(tmp);
+    return rc;
+}
+
+static int add_activity_tx(store_tx *tx, api_job *j, store_err *err) {
+    int rc = lead_exists(tx, j->id, err);
+    if (rc) return rc;
+    json_t *in = j->in;
+    activity_in ai = {
+        .channel = json_string_value(json_object_get(in, "channel")),
+        .direction = json_string_value(json_object_get(in, "direction")),
+        .body = json_string_value(json_object_get(in, "body")),
+        .status = json_string_value(json_object_get(in, "status")),
+        .provider_message_id = json_string_value(json_object_get(in, "provider_message_id")),
+        .occurred_at = json_integer_value(json_object_get(in, "occurred_at")),
+    };
+    if (!ai.direction) ai.direction = "none";
+    int64_t now = clock_wall_ms(), id;
+    if (!ai.occurred_at) ai.occurred_at = now;
+    if ((rc = leads_add_activity(tx, j->id, &ai, now, &id, err))) return rc;
+    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(id)};
+    store_rows *r = NULL;
+    rc = store_query(tx, "SELECT id, lead_id, channel, direction, body, status, provider_message_id, "
+                         "occurred_at, created_at FROM activities WHERE tenant_id = $1 AND id = $2",
+                     p, 2, &r, err);
+    if (!rc) j->out = leads_activity_json(r, 0);
+    store_rows_free(r);
+    j->status = 201;
+    return rc;
+}
+
+static void h_add_activity(http_req *q, app *a, const auth_principal *p, void *ud) {
+    int64_t id = path_id(q, "id");
+    if (id < 0) return;
+    json_t *in = http_req_json(q);
+    if (!in) return;
+    json_t *errors = json_object();
+    const char *known[] = {"channel", "direction", "body", "status", "provider_message_id", "occurred_at", NULL};
+    const char *key;
+    json_t *v;
+    json_object_foreach(in, key, v) {
+        int ok = 0;
+        for (const char **k = known; *k; k++) ok |= strcmp(*k, key) == 0;
+        if (!ok) json_object_set_new(errors, key, json_string("unknown field"));
+    }
+    if (!one_of(json_string_value(json_object_get(in, "channel")), channels))
+        json_object_set_new(errors, "channel", json_string("one of sms, email, call, note, web, task, appointment"));
+    json_t *dir = json_object_get(in, "direction");
+    if (dir && !one_of(json_string_value(dir), directions))
+        json_object_set_new(errors, "direction", json_string("one of inbound, outbound, none"));
+    json_t *body = json_object_get(in, "body");
+    if (body && (!json_is_string(body) || json_string_length(body) > 20000))
+        json_object_set_new(errors, "body", json_string("a string of at most 20000 bytes"));
+    const char *strs[] = {"status", "provider_message_id"};
+    for (int i = 0; i < 2; i++) {
+        json_t *s = json_object_get(in, strs[i]);
+        if (s && (!json_is_string(s) || json_string_length(s) > 128))
+            json_object_set_new(errors, strs[i], json_string("a string of at most 128 bytes"));
+    }
+    json_t *oa = json_object_get(in, "occurred_at");
+    if (oa && (!json_is_integer(oa) || json_integer_value(oa) <= 0))
+        json_object_set_new(errors, "occurred_at", json_string("epoch milliseconds"));
+    if (json_object_size(errors)) {
+        json_decref(in);
+        http_reply_json(q, 422, json_pack("{s:{s:s, s:s, s:s, s:o}}", "error", "code", "validation_failed",
+                                          "message", "some fields are invalid", "request_id",
+                                          http_req_id(q), "fields", errors));
+        return;
+    }
+    json_decref(errors);
+    api_job *j = api_job_new(a, p);
+    if (!j) { json_decref(in); http_reply_error(q, 503, "overloaded", "out of memory"); return; }
+    j->in = in;
+    j->id = id;
+    j->write = 1;
+    j->fn = add_activity_tx;
+    api_job_run(q, j);
+}
+
+static int list_activities_tx(store_tx *tx, api_job *j, store_err *err) {
+    int rc = lead_exists(tx, j->id, err);
+    if (rc) return rc;
+    int64_t before = j->id2 > 0 ? j->id2 : INT64_MAX;
+    int limit = (int)j->version;
+    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(j->id), SV_I(before), SV_I(limit + 1)};
+    store_rows *r = NULL;
+    rc = store_query(tx, "SELECT id, lead_id, channel, direction, body, status, provider_message_id, "
+                         "occurred_at, created_at FROM activities WHERE tenant_id = $1 AND lead_id = $2 "
+                         "AND id < $3 ORDER BY id DESC LIMIT $4",
+                     p, 4, &r, err);
+    if (rc) return rc;
+    json_t *items = json_array();
+    int n = store_rows_count(r), take = n > limit ? limit : n;
+    for (int i = 0; i < take; i++) json_array_append_new(items, leads_activity_json(r, i));
+    json_t *next = json_null();
+    if (n > limit) {
+        char c[32];
+        snprintf(c, sizeof c, "%lld", (long long)store_rows_int(r, take - 1, 0));
+        next = json_string(c);
+    }
+    store_rows_free(r);
+    j->out = json_pack("{s:o, s:o}", "items", items, "next_cursor", next);
+    return STORE_OK;
+}
+
+static void h_list_activities(http_req *q, app *a, const auth_principal *p, void *ud) {
+    int64_t id = path_id(q, "id");
+    if (id < 0) return;
+    const char *cur = http_req_query(q, "cursor"), *lim = http_req_query(q, "limit");
+    int64_t before = 0, limit = 50;
+    if ((cur && (before = api_parse_id(cur)) < 0) || (lim && ((limit = api_parse_id(lim)) < 1 || limit > 500))) {
+        http_reply_error(q, 400, "bad_query", "cursor must come from next_cursor; limit must be 1-500");
+        return;
+    }
+    api_job *j = api_job_new(a, p);
+    if (!j) { http_reply_error(q, 503, "overloaded", "out of memory"); return; }
+    j->id = id;
+    j->id2 = before;
+    j->version = limit;
+    j->fn = list_activities_tx;
+    api_job_run(q, j);
+}
+
+/* ---- routes ---- */
+
+#define DOC(name, sum, req, resp) static const http_route_doc name = {sum, "leads", req, resp}
+DOC(d_lead_create, "Create a lead, or update the existing one with the same GHL id, email or phone (upsert); new leads are routed to an agent",
+    "lead fields (see README)", "the lead; 201 if created, 200 if an existing lead was updated");
+DOC(d_lead_list, "List leads, newest first: filters stage, status, agent_id, source, tag, email, phone, ghl_contact_id, score_min/max, created_/updated_after/before, q (name/email/phone); keyset pagination with cursor",
+    NULL, "{items:[lead], next_cursor}");
+DOC(d_lead_export, "Export leads as CSV (same filters as the list; at most 100,000 rows, X-Export-Truncated says if cut)", NULL, "text/csv");
+DOC(d_lead_get, "Get a lead (ETag carries its version)", NULL, "the lead");
+DOC(d_lead_patch, "Update some fields of a lead; send If-Match with its ETag (or \"version\") to avoid lost updates", "lead fields", "the lead; 412 if the version changed");
+DOC(d_lead_delete, "Delete a lead", NULL, "204");
+DOC(d_act_add, "Add an activity (sms, email, call, note, web, task, appointment) to a lead", "{channel, direction, body, status, provider_message_id, occurred_at}", "the activity");
+DOC(d_act_list, "List a lead's activities, newest first", NULL, "{items:[activity], next_cursor}");
+DOC(d_agent_create, "Create an agent (capacity = max open leads)", "{name, email, phone, active, capacity, areas, languages, ghl_user_id}", "the agent");
+DOC(d_agent_list, "List agents", NULL, "{items:[agent], next_cursor}");
+DOC(d_agent_get, "Get an agent", NULL, "the agent");
+DOC(d_agent_patch, "Update an agent; deactivating one re-routes its open leads", "agent fields", "the agent");
+DOC(d_agent_delete, "Delete an agent; its open leads are re-routed", NULL, "204");
+DOC(d_listing_create, "Create a listing", "{address, city, state, zip, lat, lng, price, beds, baths, sqft, type, status, external_id}", "the listing");
+DOC(d_listing_list, "List listings", NULL, "{items:[listing], next_cursor}");
+DOC(d_listing_get, "Get a listing", NULL, "the listing");
+DOC(d_listing_patch, "Update a listing", "listing fields", "the listing");
+DOC(d_listing_delete, "Delete a listing", NULL, "204");
+
+int leads_api_register(app *a) {
+    int rc = 0;
+    void *L = (void *)&crud_lead, *A = (void *)&crud_agent, *S = (void *)&crud_listing;
+    rc |= app_route(a, "POST", "/v1/leads", h_create, L, ROLES_LEAD_WRITE, &d_lead_create);
+    rc |= app_route(a, "GET", "/v1/leads", h_list, L, ROLES_ANY, &d_lead_list);
+    rc |= app_route(a, "GET", "/v1/leads/export.csv", h_export, L, ROLES_READ_ALL, &d_lead_export);
+    rc |= app_route(a, "GET", "/v1/leads/{id}", h_get, L, ROLES_ANY, &d_lead_get);
+    rc |= app_route(a, "PATCH", "/v1/leads/{id}", h_update, L, ROLES_LEAD_WRITE, &d_lead_patch);
+    rc |= app_route(a, "DELETE", "/v1/leads/{id}", h_delete, L, ROLES_MANAGE, &d_lead_delete);
+    rc |= app_route(a, "POST", "/v1/leads/{id}/activities", h_add_activity, NULL, ROLES_LEAD_WRITE, &d_act_add);
+    rc |= app_route(a, "GET", "/v1/leads/{id}/activities", h_list_activities, NULL, ROLES_ANY, &d_act_list);
+    rc |= app_route(a, "POST", "/v1/agents", h_create, A, ROLES_MANAGE, &d_agent_create);
+    rc |= app_route(a, "GET", "/v1/agents", h_list, A, ROLES_ANY, &d_agent_list);
+    rc |= app_route(a, "GET", "/v1/agents/{id}", h_get, A, ROLES_ANY, &d_agent_get);
+    rc |= app_route(a, "PATCH", "/v1/agents/{id}", h_update, A, ROLES_MANAGE, &d_agent_patch);
+    rc |= app_route(a, "DELETE", "/v1/agents/{id}", h_delete, A, ROLES_MANAGE, &d_agent_delete);
+    rc |= app_route(a, "POST", "/v1/listings", h_create, S, ROLES_MANAGE, &d_listing_create);
+    rc |= app_route(a, "GET", "/v1/listings", h_list, S, ROLES_ANY, &d_listing_list);
+    rc |= app_route(a, "GET", "/v1/listings/{id}", h_get, S, ROLES_ANY, &d_listing_get);
+    rc |= app_route(a, "PATCH", "/v1/listings/{id}", h_update, S, ROLES_MANAGE, &d_listing_patch);
+    rc |= app_route(a, "DELETE", "/v1/listings/{id}", h_delete, S, ROLES_MANAGE, &d_listing_delete);
+    return rc ? -1 : 0;
+}

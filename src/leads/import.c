@@ -1,0 +1,434 @@
+/* CSV import of leads, shared by POST /v1/leads/import and
+ * `ehub import leads FILE --tenant T`.
+ *
+ * The first record is the header. Columns map to lead fields by name (the
+ * API's own names, or common CRM/portal spellings such as "First Name",
+ * "Mobile", "Lead Source"), or explicitly with map=Header:field,... Each
+ * data row is validated alone; a bad row is reported with its line number
+ * and the reason, and skipped. Good rows are upserted (same rules as the
+ * API) in batches, each row inside its own savepoint, so a row is either
+ * wholly written or not at all. */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "app/app.h"
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "base/csv.h"
+#include "leads.h"
+
+#define BATCH 500
+#define MAX_ERRORS 1000
+
+static const struct { const char *alias, *field; } aliases[] = {
+    {"first name", "first_name"}, {"firstname", "first_name"}, {"first", "first_name"}, {"given name", "first_name"},
+    {"last name", "last_name"}, {"lastname", "last_name"}, {"last", "last_name"}, {"surname", "last_name"},
+    {"name", "_name"}, {"full name", "_name"}, {"contact name", "_name"},
+    {"email", "email"}, {"e-mail", "email"}, {"email address", "email"},
+    {"phone", "phone"}, {"phone number", "phone"}, {"mobile", "phone"}, {"cell", "phone"}, {"mobile phone", "phone"},
+    {"source", "source"}, {"lead source", "source"},
+    {"tags", "tags"}, {"stage", "stage"}, {"status", "status"}, {"timezone", "timezone"}, {"time zone", "timezone"},
+    {"language", "language"},
+    {"budget min", "budget_min"}, {"min price", "budget_min"}, {"min budget", "budget_min"},
+    {"budget max", "budget_max"}, {"max price", "budget_max"}, {"budget", "budget_max"}, {"max budget", "budget_max"},
+    {"beds", "beds"}, {"bedrooms", "beds"}, {"baths", "baths"}, {"bathrooms", "baths"},
+    {"property type", "property_type"}, {"areas", "areas"}, {"area", "areas"}, {"zip", "areas"},
+    {"zip code", "areas"}, {"postal code", "areas"}, {"timeline", "timeline"},
+    {"pre-approved", "preapproved"}, {"preapproved", "preapproved"}, {"pre approved", "preapproved"},
+    {"sms consent", "consent_sms"}, {"email consent", "consent_email"}, {"call consent", "consent_call"},
+    {"contact id", "ghl_contact_id"}, {"ghl contact id", "ghl_contact_id"},
+};
+
+typedef struct pending {
+    ent_vals v;
+    json_t *in; /* keeps the strings v points at alive */
+    unsigned long line;
+} pending;
+
+struct import_session {
+    store *st;
+    int64_t tenant;
+    char country[4];
+    int header_done;
+    int ncols;
+    const char *col_field[512]; /* field name per column, NULL = ignored, "_name" = split */
+    json_t *ignored;
+    pending batch[BATCH];
+    int nbatch;
+    long imported, updated, failed, rows;
+    json_t *errors;
+    int fatal;
+    store_err err;
+    const char *map; /* "Header:field,..." or NULL */
+};
+
+typedef struct import_session import_session;
+
+static void add_error(import_session *s, unsigned long line, const char *msg, json_t *fields) {
+    s->failed++;
+    if (json_array_size(s->errors) >= MAX_ERRORS) {
+        json_decref(fields);
+        return;
+    }
+    json_t *e = json_pack("{s:I, s:s}", "line", (json_int_t)line, "error", msg);
+    if (fields) json_object_set_new(e, "fields", fields);
+    json_array_append_new(s->errors, e);
+}
+
+static const char *map_header(import_session *s, const char *h) {
+    char low[128];
+    size_t n = 0;
+    while (*h == ' ') h++;
+    for (; *h && n + 1 < sizeof low; h++) low[n++] = (char)(*h >= 'A' && *h <= 'Z' ? *h + 32 : *h);
+    while (n && low[n - 1] == ' ') n--;
+    low[n] = 0;
+    if (s->map) {
+        /* explicit mapping first: "CSV Header:field,..." (case-insensitive header) */
+        const char *p = s->map;
+        while (*p) {
+            const char *colon = strchr(p, ':'), *comma = strchr(p, ',');
+            if (!colon || (comma && comma < colon)) break;
+            size_t hl = (size_t)(colon - p);
+            const char *f = colon + 1;
+            size_t fl = comma ? (size_t)(comma - f) : strlen(f);
+            if (hl == n && strncasecmp(p, low, hl) == 0) {
+                char field[64];
+                snprintf(field, sizeof field, "%.*s", (int)fl, f);
+                int i = ent_field(&entity_lead, field);
+                if (i >= 0) return entity_lead.fields[i].name;
+            }
+            if (!comma) break;
+            p = comma + 1;
+        }
+    }
+    int i = ent_field(&entity_lead, low);
+    if (i >= 0 && !(entity_lead.fields[i].flags & FF_READONLY)) return entity_lead.fields[i].name;
+    for (size_t k = 0; k < sizeof aliases / sizeof aliases[0]; k++)
+        if (strcmp(aliases[k].alias, low) == 0) return aliases[k].field;
+    return NULL;
+}
+
+/* Turns one cell into the JSON type its field wants. Returns NULL (and a
+ * message) if it cannot. */
+static json_t *cell_json(const field *f, const char *v, const char **why) {
+    char *end;
+    switch (f->t) {
+    case F_REAL:
+    case F_LAT:
+    case F_LNG: {
+        char tmp[64];
+        size_t n = 0;
+        for (const char *p = v; *p && n + 1 < sizeof tmp; p++)
+            if (*p != '$' && *p != ',' && *p != ' ') tmp[n++] = *p; /* "$450,000" */
+        tmp[n] = 0;
+        double d = strtod(tmp, &end);
+        if (end == tmp || *end) { *why = "not a number"; return NULL; }
+        return json_real(d);
+    }
+    case F_INT:
+    case F_REF: {
+        long long x = strtoll(v, &end, 10);
+        if (end == v || *end) { *why = "not an integer"; return NULL; }
+        return json_integer(x);
+    }
+    case F_BOOL:
+        if (!strcasecmp(v, "yes") || !strcasecmp(v, "y") || !strcasecmp(v, "true") || !strcmp(v, "1"))
+            return json_true();
+        if (!strcasecmp(v, "no") || !strcasecmp(v, "n") || !strcasecmp(v, "false") || !strcmp(v, "0"))
+            return json_false();
+        *why = "expected yes/no";
+        return NULL;
+    case F_LIST: {
+        json_t *a = json_array();
+        const char *p = v;
+        while (*p) {
+            size_t n = strcspn(p, ",;|");
+            const char *b = p, *e = p + n;
+            while (b < e && *b == ' ') b++;
+            while (e > b && e[-1] == ' ') e--;
+            if (e > b) json_array_append_new(a, json_stringn(b, (size_t)(e - b)));
+            p += n;
+            if (*p) p++;
+        }
+        return a;
+    }
+    default:
+        return json_string(v);
+    }
+}
+
+static int flush_tx(store_tx *tx, void *arg, store_err *err) {
+    import_session *s = arg;
+    int64_t now = clock_wall_ms();
+    for (int i = 0; i < s->nbatch; i++) {
+        pending *p = &s->batch[i];
+        int rc = store_query(tx, "SAVEPOINT import_row", NULL, 0, NULL, err);
+        if (rc) return rc;
+        int64_t id;
+        int created;
+        store_err rerr = {0};
+        rc = leads_upsert(tx, &p->v, now, &id, &created, &rerr);
+        if (rc == STORE_OK) {
+            if ((rc = store_query(tx, "RELEASE SAVEPOINT import_row", NULL, 0, NULL, err))) return rc;
+            if (created) s->imported++;
+            else s->updated++;
+        } else if (rc == STORE_CONFLICT || rc == STORE_INVALID) {
+            if ((rc = store_query(tx, "ROLLBACK TO SAVEPOINT import_row", NULL, 0, NULL, err))) return rc;
+            store_query(tx, "RELEASE SAVEPOINT import_row", NULL, 0, NULL, err);
+            add_error(s, p->line, "conflicts with an existing lead", NULL);
+        } else {
+            *err = rerr;
+            return rc; /* storage trouble: the whole batch is rolled back and reported */
+        }
+    }
+    return STORE_OK;
+}
+
+static void clear_batch(import_session *s) {
+    for (int i = 0; i < s->nbatch; i++) {
+        ent_vals_free(&s->batch[i].v);
+        json_decref(s->batch[i].in);
+    }
+    s->nbatch = 0;
+}
+
+static int flush(import_session *s) {
+    if (!s->nbatch) return 0;
+    long before_i = s->imported, before_u = s->updated, before_f = s->failed;
+    int rc = store_write(s->st, s->tenant, flush_tx, s, &s->err);
+    if (rc) {
+        /* Nothing of this batch was written: report every row of it. */
+        s->imported = before_i;
+        s->updated = before_u;
+        s->failed = before_f;
+        for (int i = 0; i < s->nbatch; i++) add_error(s, s->batch[i].line, "storage error; row not imported", NULL);
+        s->fatal = 1;
+    }
+    clear_batch(s);
+    return rc;
+}
+
+static int on_row(void *ud, const csv_row *row) {
+    import_session *s = ud;
+    if (row->error) {
+        if (!s->header_done) {
+            s->fatal = 1;
+            add_error(s, row->line, csv_strerror(row->error->code), NULL);
+            return 1;
+        }
+        add_error(s, row->line, csv_strerror(row->error->code), NULL);
+        return 0;
+    }
+    if (!s->header_done) {
+        s->header_done = 1;
+        s->ncols = (int)row->nfields;
+        int mapped = 0;
+        for (size_t i = 0; i < row->nfields; i++) {
+            s->col_field[i] = map_header(s, row->field[i]);
+            if (s->col_field[i]) mapped++;
+            else json_array_append_new(s->ignored, json_string(row->field[i]));
+        }
+        if (!mapped) {
+            s->fatal = 1;
+            add_error(s, row->line, "no column of the header maps to a lead field", NULL);
+            return 1;
+        }
+        return 0;
+    }
+    s->rows++;
+    json_t *in = json_object();
+    json_t *cell_errors = NULL;
+    for (size_t i = 0; i < row->nfields && i < (size_t)s->ncols; i++) {
+        const char *f = s->col_field[i];
+        const char *v = row->field[i];
+        if (!f || !row->len[i]) continue;
+        if (strcmp(f, "_name") == 0) {
+            const char *sp = strchr(v, ' ');
+            if (!json_object_get(in, "first_name"))
+                json_object_set_new(in, "first_name", sp ? json_stringn(v, (size_t)(sp - v)) : json_string(v));
+            if (sp && !json_object_get(in, "last_name")) json_object_set_new(in, "last_name", json_string(sp + 1));
+            continue;
+        }
+        const field *fd = &entity_lead.fields[ent_field(&entity_lead, f)];
+        const char *why = NULL;
+        json_t *j = cell_json(fd, v, &why);
+        if (!j) {
+            if (!cell_errors) cell_errors = json_object();
+            json_object_set_new(cell_errors, f, json_string(why));
+            continue;
+        }
+        json_object_set_new(in, f, j);
+    }
+    if (cell_errors) {
+        add_error(s, row->line, "invalid values", cell_errors);
+        json_decref(in);
+        return 0;
+    }
+    if (!json_object_get(in, "email") && !json_object_get(in, "phone") && !json_object_get(in, "first_name") &&
+        !json_object_get(in, "last_name")) {
+        add_error(s, row->line, "a lead needs a name, an email or a phone", NULL);
+        json_decref(in);
+        return 0;
+    }
+    pending *p = &s->batch[s->nbatch];
+    json_t *errors = NULL;
+    if (ent_parse(&entity_lead, in, 1, s->country, &p->v, &errors)) {
+        add_error(s, row->line, "invalid values", errors);
+        json_decref(in);
+        return 0;
+    }
+    p->in = in;
+    p->line = row->line;
+    s->nbatch++;
+    if (s->nbatch == BATCH && flush(s)) return 1;
+    return 0;
+}
+
+static import_session *session_new(store *st, int64_t tenant, const char *map) {
+    import_session *s = eh_calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->st = st;
+    s->tenant = tenant;
+    s->map = map;
+    strcpy(s->country, "US");
+    s->errors = json_array();
+    s->ignored = json_array();
+    return s;
+}
+
+static json_t *session_result(import_session *s) {
+    return json_pack("{s:I, s:I, s:I, s:I, s:O, s:O}", "rows", (json_int_t)s->rows, "imported",
+                     (json_int_t)s->imported, "updated", (json_int_t)s->updated, "failed", (json_int_t)s->failed,
+                     "errors", s->errors, "ignored_columns", s->ignored);
+}
+
+static void session_free(import_session *s) {
+    if (!s) return;
+    clear_batch(s);
+    json_decref(s->errors);
+    json_decref(s->ignored);
+    eh_free(s);
+}
+
+/* Runs a whole import of data[0..len) (or of the file path). */
+static int run_import(import_session *s, const char *data, size_t len, const char *path) {
+    csv_limits lim = {.max_field = 8192, .max_fields = 512, .max_row = 256 * 1024};
+    int rc;
+    if (path) {
+        csv_error ce;
+        rc = csv_read_file(path, &lim, on_row, s, &ce);
+    } else {
+        csv_reader *r = csv_new(&lim);
+        if (!r) return CSV_ENOMEM;
+        rc = csv_feed(r, data, len, on_row, s);
+        if (rc == CSV_OK) rc = csv_finish(r, on_row, s);
+        csv_free(r);
+    }
+    if (!s->fatal) flush(s);
+    if (!s->header_done && !s->fatal) {
+        s->fatal = 1;
+        add_error(s, 1, "empty file: expected a header row", NULL);
+    }
+    return rc < 0 ? rc : 0;
+}
+
+/* ---- HTTP ---- */
+
+typedef struct import_job {
+    app *a;
+    import_session *s;
+    char *body;
+    size_t len;
+    char *map;
+    int rc;
+} import_job;
+
+static void import_work(void *arg) {
+    import_job *j = arg;
+    j->rc = run_import(j->s, j->body, j->len, NULL);
+}
+
+static void import_done(http_req *q, void *arg) {
+    import_job *j = arg;
+    import_session *s = j->s;
+    if (s->fatal && !s->imported && !s->updated && s->header_done && s->err.msg[0]) {
+        log_msg(j->a->log, LOG_ERROR, "import failed", s->err.msg);
+        http_reply_error(q, 503, "unavailable", "storage error during import; nothing from the failed batch was written");
+    } else if (s->fatal && !s->header_done) {
+        json_t *first = json_array_get(s->errors, 0);
+        http_reply_error(q, 400, "invalid_csv", first ? json_string_value(json_object_get(first, "error")) : "bad CSV");
+    } else if (s->fatal && s->rows == 0 && json_array_size(s->errors)) {
+        json_t *first = json_array_get(s->errors, 0);
+        http_reply_error(q, 400, "invalid_csv", json_string_value(json_object_get(first, "error")));
+    } else {
+        http_reply_json(q, 200, session_result(s));
+    }
+    session_free(s);
+    eh_free(j->body);
+    eh_free(j->map);
+    eh_free(j);
+}
+
+static void h_import(http_req *q, app *a, const auth_principal *p, void *ud) {
+    size_t len;
+    const char *body = http_req_body(q, &len);
+    const char *ct = http_req_header(q, "Content-Type");
+    if (ct && strncasecmp(ct, "text/csv", 8) != 0 && strncasecmp(ct, "application/csv", 15) != 0 &&
+        strncasecmp(ct, "text/plain", 10) != 0) {
+        http_reply_error(q, 415, "unsupported_media_type", "send the CSV as text/csv");
+        return;
+    }
+    if (!len) {
+        http_reply_error(q, 400, "invalid_csv", "empty body: expected a header row and data rows");
+        return;
+    }
+    const char *map = http_req_query(q, "map");
+    import_job *j = eh_calloc(1, sizeof *j);
+    if (j) {
+        j->a = a;
+        j->body = eh_malloc(len);
+        j->map = map ? eh_strdup(map) : NULL;
+        j->s = session_new(a->st, p->tenant, j->map);
+    }
+    if (!j || !j->body || !j->s || (map && !j->map)) {
+        if (j) {
+            session_free(j->s);
+            eh_free(j->body);
+            eh_free(j->map);
+        }
+        eh_free(j);
+        http_reply_error(q, 503, "overloaded", "out of memory");
+        return;
+    }
+    memcpy(j->body, body, len);
+    j->len = len;
+    if (http_req_work(q, import_work, import_done, j)) {
+        session_free(j->s);
+        eh_free(j->body);
+        eh_free(j->map);
+        eh_free(j);
+        http_reply_error(q, 503, "overloaded", "cannot schedule work");
+    }
+}
+
+static const http_route_doc d_import = {
+    "Import leads from CSV (text/csv body up to --max-body). Header names map to lead fields (or use "
+    "?map=Header:field,...); each bad row is reported with its line and skipped; good rows are upserted",
+    "leads", "CSV with a header row", "{rows, imported, updated, failed, errors:[{line, error, fields}], ignored_columns}"};
+
+int leads_import_register(app *a) {
+    return app_route(a, "POST", "/v1/leads/import", h_import, NULL, ROLES_LEAD_WRITE, &d_import);
+}
+
+/* ---- CLI ---- */
+
+int leads_import_file(store *st, int64_t tenant, const char *path, const char *map, json_t **result) {
+    import_session *s = session_new(st, tenant, map);
+    if (!s) return -1;
+    int rc = run_import(s, NULL, 0, path);
+    *result = session_result(s);
+    int failed = s->fatal || rc;
+    session_free(s);
+    return failed ? -1 : 0;
+}

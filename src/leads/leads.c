@@ -1,0 +1,105 @@
+/* Lead upsert and activities: the domain writes shared by the REST API,
+ * the GoHighLevel webhooks and CSV import. */
+#include <stdio.h>
+#include <string.h>
+
+#include "leads.h"
+
+static const store_val *val_of(const ent_vals *v, const char *name) {
+    int i = ent_field(v->e, name);
+    if (i < 0 || !v->present[i] || v->v[i].t == SV_NULL) return NULL;
+    return &v->v[i];
+}
+
+/* The tenant's live lead with the same GHL contact id, else email, else
+ * phone: GHL's duplicate rules, most specific first. */
+static int find_duplicate(store_tx *tx, const ent_vals *v, int64_t *id, store_err *err) {
+    static const char *const keys[] = {"ghl_contact_id", "email", "phone"};
+    *id = 0;
+    for (int k = 0; k < 3 && !*id; k++) {
+        const store_val *sv = val_of(v, keys[k]);
+        if (!sv) continue;
+        char sql[160];
+        snprintf(sql, sizeof sql,
+                 "SELECT id FROM leads WHERE tenant_id = $1 AND %s = $2 AND deleted_at IS NULL "
+                 "ORDER BY id LIMIT 1",
+                 keys[k]);
+        store_val p[] = {SV_I(store_tx_tenant(tx)), *sv};
+        store_rows *r = NULL;
+        int rc = store_query(tx, sql, p, 2, &r, err);
+        if (rc) return rc;
+        if (store_rows_count(r)) *id = store_rows_int(r, 0, 0);
+        store_rows_free(r);
+    }
+    return STORE_OK;
+}
+
+int leads_upsert(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, int *created,
+                 store_err *err) {
+    int64_t dup;
+    int rc = find_duplicate(tx, v, &dup, err);
+    if (rc) return rc;
+    json_t *lead = NULL;
+    if (dup) {
+        *created = 0;
+        *id = dup;
+        if ((rc = ent_update(tx, v, dup, 0, now_ms, err))) return rc;
+        if ((rc = ent_get(tx, &entity_lead, dup, &lead, err))) return rc;
+        json_t *ev = json_pack("{s:O, s:s}", "lead", lead, "via", "upsert");
+        rc = leads_event(tx, "lead.updated", ev, err);
+        json_decref(ev);
+        json_decref(lead);
+        return rc;
+    }
+    *created = 1;
+    if ((rc = ent_insert(tx, v, now_ms, id, err))) return rc;
+    if ((rc = ent_get(tx, &entity_lead, *id, &lead, err))) return rc;
+    rc = leads_event(tx, "lead.created", lead, err);
+    int has_agent = json_is_integer(json_object_get(lead, "agent_id"));
+    json_decref(lead);
+    if (rc) return rc;
+    if (!has_agent) {
+        int64_t agent;
+        rc = leads_route(tx, *id, "new lead", now_ms, &agent, err);
+    }
+    return rc;
+}
+
+int leads_add_activity(store_tx *tx, int64_t lead_id, const activity_in *a, int64_t now_ms,
+                       int64_t *id, store_err *err) {
+    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(lead_id), SV_S(a->channel), SV_S(a->direction),
+                     SV_S(a->body), SV_S(a->status), SV_S(a->provider_message_id), SV_S(a->ghl_id),
+                     SV_I(a->occurred_at ? a->occurred_at : now_ms), SV_I(now_ms)};
+    store_rows *r = NULL;
+    int rc = store_query(tx,
+                         "INSERT INTO activities (tenant_id, lead_id, channel, direction, body, status, "
+                         "provider_message_id, ghl_id, occurred_at, created_at) "
+                         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+                         p, 10, &r, err);
+    if (rc) return rc;
+    *id = store_rows_int(r, 0, 0);
+    store_rows_free(r);
+    /* The event carries no message body: bodies are personal data, and
+     * consumers that need one read it through the API. */
+    json_t *ev = json_pack("{s:I, s:I, s:s, s:s, s:s?, s:I}", "id", (json_int_t)*id, "lead_id",
+                           (json_int_t)lead_id, "channel", a->channel, "direction", a->direction,
+                           "status", a->status, "occurred_at",
+                           (json_int_t)(a->occurred_at ? a->occurred_at : now_ms));
+    rc = leads_event(tx, "activity.created", ev, err);
+    json_decref(ev);
+    return rc;
+}
+
+json_t *leads_activity_json(const store_rows *r, int row) {
+    json_t *o = json_object();
+    const char *names[] = {"id", "lead_id", "channel", "direction", "body", "status", "provider_message_id",
+                           "occurred_at", "created_at"};
+    for (int c = 0; c < 9; c++) {
+        json_t *v;
+        if (store_rows_isnull(r, row, c)) v = json_null();
+        else if (c == 0 || c == 1 || c == 7 || c == 8) v = json_integer(store_rows_int(r, row, c));
+        else v = json_string(store_rows_text(r, row, c));
+        json_object_set_new(o, names[c], v);
+    }
+    return o;
+}
