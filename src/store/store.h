@@ -13,13 +13,21 @@
  * always bound, never interpolated. Where the dialects differ, branch on
  * store_tx_kind().
  *
+ * Both backends behave alike on purpose, so code tested on SQLite works on
+ * PostgreSQL: a statement that fails dooms its transaction (later
+ * store_query calls fail and it cannot commit, as in PostgreSQL), and a
+ * callback may run more than once (PostgreSQL retries it on deadlock or
+ * serialization failure), so it must have no effects outside the
+ * transaction other than filling its own result.
+ *
  * SQLite: WAL mode, one writer connection owned by a writer thread plus a
  * pool of reader connections. Concurrent store_write calls are grouped into
  * one transaction (group commit), each callback inside its own SAVEPOINT so
  * one failing callback rolls back only its own changes; every caller returns
  * only after the shared COMMIT is durable.
  * PostgreSQL: a pool of libpq connections; each transaction runs
- * `SET LOCAL ehub.tenant_id` so row-level security policies can key on it.
+ * `SET LOCAL ehub.tenant_id` (as set_config(..., true), the id bound) so
+ * row-level security policies can key on it.
  *
  * Migrations (src/store/migrations/<backend>/NNN_name.sql, embedded in the
  * binary) are applied by store_migrate, recorded in schema_migrations, and
@@ -42,7 +50,10 @@ typedef enum { STORE_SQLITE = 1, STORE_POSTGRES = 2 } store_kind;
 
 /* Error codes. Every function that can fail returns one (0 = STORE_OK) and
  * fills *err (when err is not NULL) with the code and a message that is safe
- * to log (no parameter values). */
+ * to log (no parameter values). Database errors map as: unique/primary key
+ * -> CONFLICT; NOT NULL, CHECK, foreign key, bad value for a type, writing
+ * in store_read -> INVALID; SQLite BUSY/LOCKED, PG 40001/40P01/55P03 ->
+ * BUSY; connection failures -> UNAVAILABLE. */
 enum {
     STORE_OK = 0,
     STORE_ERR = -1,         /* anything else (SQL error, I/O) */
@@ -72,7 +83,12 @@ typedef struct store_opts {
     void *on_query_ud;
     /* Called after a store_write transaction is durably committed, with the
      * events appended in it (in seq order), from the committing thread. The
-     * array is valid only during the call. May be NULL. */
+     * array is valid only during the call. May be NULL.
+     * SQLite: called on the writer thread, before that store_write returns,
+     * in commit order; keep it short (hand off to a queue) and never call
+     * store_write from it. PostgreSQL: called on the caller's thread, so
+     * calls for concurrent transactions may arrive out of seq order; a
+     * consumer needing strict order fills gaps with store_events_after. */
     void (*on_commit)(void *ud, const struct store_event *ev, int n);
     void *on_commit_ud;
 } store_opts;
@@ -104,7 +120,10 @@ typedef int (*store_fn)(store_tx *tx, void *arg, store_err *err);
 
 /* Runs fn in a read-write transaction scoped to tenant (0 = no tenant, for
  * cross-tenant admin work such as creating tenants). Returns after the
- * commit is durable, or with an error and nothing written. */
+ * commit is durable, or with an error and nothing written. If fn returned 0
+ * but a statement in it failed, that statement's error is returned.
+ * Do not call store_write or store_read from inside fn (SQLite refuses a
+ * nested store_write with STORE_INVALID; a pool can run dry). */
 int store_write(store *s, int64_t tenant, store_fn fn, void *arg, store_err *err);
 /* Runs fn in a read-only transaction (a consistent snapshot). */
 int store_read(store *s, int64_t tenant, store_fn fn, void *arg, store_err *err);
@@ -139,10 +158,17 @@ static inline store_val store_text(const char *str) {
 }
 #define SV_S(str) store_text(str)
 #define SV_SN(str, len) ((store_val){.t = SV_TEXT, .s = (str), .n = (len)})
+#define SV_B(ptr, len) ((store_val){.t = SV_BLOB, .s = (const char *)(ptr), .n = (len)})
 
 /* Runs one statement with $1..$n bound to params. If rows is not NULL it
  * receives the whole result (caller frees with store_rows_free; an empty
- * result is a valid store_rows with 0 rows). */
+ * result is a valid store_rows with 0 rows); on error *rows is NULL.
+ * n must equal the highest $k in sql. Text may not contain NUL bytes.
+ * STORE_INVALID (without dooming the transaction) for a wrong parameter
+ * count, other placeholder styles, several statements, or transaction
+ * control (BEGIN/COMMIT/ROLLBACK/SAVEPOINT...: the store owns those).
+ * Results are the same on both engines: integers and reals as decimal text
+ * (reals read back exactly), booleans as 1/0, blobs/bytea as raw bytes. */
 int store_query(store_tx *tx, const char *sql, const store_val *params, int n,
                 store_rows **rows, store_err *err);
 /* Rows changed by the last INSERT/UPDATE/DELETE run through store_query. */
@@ -154,6 +180,8 @@ const char *store_rows_name(const store_rows *r, int col);
 int store_rows_isnull(const store_rows *r, int row, int col);
 /* Text of a cell (NULL for SQL NULL); valid until store_rows_free. */
 const char *store_rows_text(const store_rows *r, int row, int col);
+/* Bytes in a cell (for blobs, which may hold NULs); 0 for NULL. */
+size_t store_rows_len(const store_rows *r, int row, int col);
 int64_t store_rows_int(const store_rows *r, int row, int col);   /* 0 for NULL */
 double store_rows_real(const store_rows *r, int row, int col);   /* 0 for NULL */
 void store_rows_free(store_rows *r);
@@ -161,7 +189,7 @@ void store_rows_free(store_rows *r);
 /* ---- tenants ---- */
 
 /* Creates a tenant (slug: 1-64 of [a-z0-9_-]). STORE_CONFLICT if the slug
- * exists. Use inside store_write with tenant 0. */
+ * exists. Use inside store_write with tenant 0 (STORE_INVALID elsewhere). */
 int store_tenant_create(store_tx *tx, const char *slug, const char *name, int64_t *id,
                         store_err *err);
 /* Looks a tenant up by slug; STORE_NOTFOUND if absent. */
@@ -180,7 +208,9 @@ typedef struct store_event {
 } store_event;
 
 /* Appends an event to the transaction's tenant (must not be 0) and returns
- * its seq. payload must be valid JSON text. */
+ * its seq. payload must be valid JSON text (else STORE_INVALID). PostgreSQL
+ * stores it as jsonb, so it reads back normalised ({"a": 1}); STORE_NOTFOUND
+ * if the tenant does not exist. */
 int store_event_append(store_tx *tx, const char *type, const char *payload, int64_t *seq,
                        store_err *err);
 

@@ -1,0 +1,758 @@
+/* sqlite.c — the embedded backend.
+ *
+ * SQLite allows one writer at a time, and in WAL mode the cost of a write
+ * transaction is mostly its COMMIT. So all writes go through one connection
+ * owned by a writer thread that does group commit: callers queue a job and
+ * sleep; the writer takes every queued job, opens one BEGIN IMMEDIATE
+ * transaction, runs each job's callback inside its own SAVEPOINT (a failing
+ * callback is rolled back to its savepoint, the others keep their work),
+ * COMMITs once, then wakes each caller with its own result. Reads never wait
+ * for that: they run on a pool of reader connections, each read in a
+ * deferred transaction, which in WAL mode is a consistent snapshot. */
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "../base/alloc.h"
+#include "../base/clock.h"
+#include "backend.h"
+
+#define CACHE_CAP 128
+
+/* A cached statement and where each $k is bound (SQLite numbers parameters
+ * in order of first appearance, so "$2 ... $1" makes $2 index 1). */
+typedef struct sq_stmt {
+    sqlite3_stmt *st;
+    int nparams;  /* highest $k */
+    int map[];    /* map[k-1] = bind index of $k, 0 if unused */
+} sq_stmt;
+
+typedef struct sq_conn {
+    sqlite3 *db;
+    stmt_cache cache;
+} sq_conn;
+
+typedef struct sq_job {
+    store_fn fn;
+    void *arg;
+    int64_t tenant;
+    store_tx tx;
+    int rc;
+    store_err err;
+    int done;
+    pthread_cond_t cv;  /* the caller sleeps on this, under sq_store.qmu */
+    struct sq_job *next;
+} sq_job;
+
+typedef struct sq_store {
+    store *s;
+    sq_conn writer;
+    sq_conn *readers;
+    int nreaders;
+    int *free_readers;  /* stack of indexes into readers */
+    int nfree;
+    pthread_mutex_t rmu;
+    pthread_cond_t rcv;
+    pthread_mutex_t qmu;
+    pthread_cond_t qcv;  /* the writer sleeps on this */
+    sq_job *qhead, *qtail;
+    int stopping;
+    pthread_t writer_thread;
+    int writer_started;
+    int sync_init;  /* how many of the mutexes/condvars exist */
+} sq_store;
+
+/* ---- errors ---- */
+
+static int map_code(int ext) {
+    switch (ext) {
+    case SQLITE_CONSTRAINT_UNIQUE:
+    case SQLITE_CONSTRAINT_PRIMARYKEY:
+    case SQLITE_CONSTRAINT_ROWID:
+        return STORE_CONFLICT;
+    case SQLITE_CONSTRAINT_NOTNULL:
+    case SQLITE_CONSTRAINT_CHECK:
+    case SQLITE_CONSTRAINT_FOREIGNKEY:
+        return STORE_INVALID;
+    }
+    switch (ext & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return STORE_BUSY;
+    case SQLITE_NOMEM:
+        return STORE_NOMEM;
+    case SQLITE_CANTOPEN:
+    case SQLITE_NOTADB:
+        return STORE_UNAVAILABLE;
+    case SQLITE_READONLY:
+    case SQLITE_MISMATCH:
+    case SQLITE_RANGE:
+    case SQLITE_TOOBIG:
+        return STORE_INVALID;
+    }
+    return STORE_ERR;
+}
+
+/* SQLite's messages name tables, columns and constraints, never values. */
+static int db_err(sqlite3 *db, int rc, store_err *err) {
+    int ext = db ? sqlite3_extended_errcode(db) : rc;
+    if ((ext & 0xff) != (rc & 0xff)) ext = rc;
+    int code = map_code(ext);
+    store__err(err, code, "sqlite: %s", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    return code;
+}
+
+/* ---- statements ---- */
+
+static void drop_stmt(void *ud, void *val) {
+    sq_stmt *st = val;
+    sqlite3_finalize(st->st);
+    eh_free(st);
+}
+
+/* Parses "$k"; 0 if the name is anything else. */
+static int param_number(const char *name) {
+    if (!name || name[0] != '$' || name[1] < '1' || name[1] > '9') return 0;
+    long k = 0;
+    for (const char *p = name + 1; *p; p++) {
+        if (*p < '0' || *p > '9' || k > 100000) return 0;
+        k = k * 10 + (*p - '0');
+    }
+    return (int)k;
+}
+
+static int prepare(sq_conn *c, const char *sql, int persistent, sq_stmt **out, store_err *err) {
+    sqlite3_stmt *st = NULL;
+    const char *tail = NULL;
+    int rc = sqlite3_prepare_v3(c->db, sql, -1, persistent ? SQLITE_PREPARE_PERSISTENT : 0, &st,
+                                &tail);
+    if (rc != SQLITE_OK) return db_err(c->db, rc, err);
+    if (!st) {
+        store__err(err, STORE_INVALID, "empty statement");
+        return STORE_INVALID;
+    }
+    while (tail && (*tail == ' ' || *tail == '\t' || *tail == '\n' || *tail == '\r' || *tail == ';'))
+        tail++;
+    if (tail && *tail) {
+        /* PostgreSQL refuses several statements in one prepared statement;
+         * refuse here too instead of silently running only the first. */
+        sqlite3_finalize(st);
+        store__err(err, STORE_INVALID, "one statement per store_query");
+        return STORE_INVALID;
+    }
+    int cnt = sqlite3_bind_parameter_count(st), maxk = 0;
+    for (int j = 1; j <= cnt; j++) {
+        int k = param_number(sqlite3_bind_parameter_name(st, j));
+        if (k == 0) {
+            sqlite3_finalize(st);
+            store__err(err, STORE_INVALID, "placeholders must be $1..$N");
+            return STORE_INVALID;
+        }
+        if (k > maxk) maxk = k;
+    }
+    sq_stmt *s = eh_calloc(1, sizeof *s + (size_t)maxk * sizeof(int));
+    if (!s) {
+        sqlite3_finalize(st);
+        store__err(err, STORE_NOMEM, "out of memory");
+        return STORE_NOMEM;
+    }
+    s->st = st;
+    s->nparams = maxk;
+    for (int j = 1; j <= cnt; j++) s->map[param_number(sqlite3_bind_parameter_name(st, j)) - 1] = j;
+    *out = s;
+    return STORE_OK;
+}
+
+/* A cached statement for sql. *owned is set when it could not be cached
+ * (out of memory) and the caller must drop it after use. */
+static int get_stmt(sq_conn *c, const char *sql, sq_stmt **out, int *owned, store_err *err) {
+    *owned = 0;
+    sq_stmt *st = sc_get(&c->cache, sql);
+    if (st) {
+        *out = st;
+        return STORE_OK;
+    }
+    int rc = prepare(c, sql, 1, &st, err);
+    if (rc) return rc;
+    if (sc_put(&c->cache, sql, st)) *owned = 1;
+    *out = st;
+    return STORE_OK;
+}
+
+static void done_stmt(sq_stmt *st, int owned) {
+    sqlite3_reset(st->st);
+    /* Parameters are bound SQLITE_STATIC: forget the caller's pointers. */
+    sqlite3_clear_bindings(st->st);
+    if (owned) drop_stmt(NULL, st);
+}
+
+/* Runs a parameterless control statement (BEGIN, SAVEPOINT, COMMIT ...). */
+static int ctl(sq_conn *c, const char *sql, store_err *err) {
+    sq_stmt *st;
+    int owned;
+    int rc = get_stmt(c, sql, &st, &owned, err);
+    if (rc) {
+        /* Out of memory for the cache must not stop a ROLLBACK. */
+        char *emsg = NULL;
+        int src = sqlite3_exec(c->db, sql, NULL, NULL, &emsg);
+        sqlite3_free(emsg);
+        if (src == SQLITE_OK) return STORE_OK;
+        return db_err(c->db, src, err);
+    }
+    int src = sqlite3_step(st->st);
+    if (src != SQLITE_DONE && src != SQLITE_ROW) {
+        rc = db_err(c->db, src, err);
+    }
+    done_stmt(st, owned);
+    return rc;
+}
+
+static int bind_all(sq_conn *c, sq_stmt *st, const store_val *params, int n, store_err *err) {
+    if (n != st->nparams) {
+        store__err(err, STORE_INVALID, "statement has %d parameters, %d given", st->nparams, n);
+        return STORE_INVALID;
+    }
+    for (int k = 0; k < n; k++) {
+        int j = st->map[k];
+        if (!j) continue;
+        const store_val *v = &params[k];
+        int rc;
+        switch (v->t) {
+        case SV_INT: rc = sqlite3_bind_int64(st->st, j, v->i); break;
+        case SV_REAL: rc = sqlite3_bind_double(st->st, j, v->d); break;
+        case SV_TEXT:
+            rc = v->s ? sqlite3_bind_text64(st->st, j, v->s, v->n, SQLITE_STATIC, SQLITE_UTF8)
+                      : sqlite3_bind_null(st->st, j);
+            break;
+        case SV_BLOB: rc = sqlite3_bind_blob64(st->st, j, v->s ? v->s : "", v->n, SQLITE_STATIC); break;
+        default: rc = sqlite3_bind_null(st->st, j); break;
+        }
+        if (rc != SQLITE_OK) return db_err(c->db, rc, err);
+    }
+    return STORE_OK;
+}
+
+static int add_row(store_rows *r, sqlite3_stmt *st, int ncols) {
+    for (int i = 0; i < ncols; i++) {
+        char num[32];
+        int rc;
+        switch (sqlite3_column_type(st, i)) {
+        case SQLITE_NULL: rc = store__rows_cell(r, NULL, 0); break;
+        case SQLITE_INTEGER:
+            snprintf(num, sizeof num, "%lld", (long long)sqlite3_column_int64(st, i));
+            rc = store__rows_cell(r, num, strlen(num));
+            break;
+        case SQLITE_FLOAT:
+            /* SQLite's own text keeps 15 digits; ours reads back exactly. */
+            store__fmt_double(sqlite3_column_double(st, i), num, sizeof num);
+            rc = store__rows_cell(r, num, strlen(num));
+            break;
+        case SQLITE_BLOB: {
+            const void *p = sqlite3_column_blob(st, i);
+            rc = store__rows_cell(r, p ? p : "", (size_t)sqlite3_column_bytes(st, i));
+            break;
+        }
+        default: {
+            const unsigned char *p = sqlite3_column_text(st, i);
+            if (!p) return STORE_NOMEM;
+            rc = store__rows_cell(r, (const char *)p, (size_t)sqlite3_column_bytes(st, i));
+            break;
+        }
+        }
+        if (rc) return rc;
+    }
+    return STORE_OK;
+}
+
+static int sq_query(store_tx *tx, const char *sql, const store_val *params, int n,
+                    store_rows **rows, store_err *err) {
+    sq_conn *c = tx->conn;
+    uint64_t t0 = clock_mono_ns();
+    sq_stmt *st;
+    int owned;
+    int rc = get_stmt(c, sql, &st, &owned, err);
+    if (rc) {
+        if (rc != STORE_INVALID || sqlite3_errcode(c->db) != SQLITE_OK) store__tx_fail(tx, err);
+        store__on_query(tx->s, t0, 0);
+        return rc;
+    }
+    rc = bind_all(c, st, params, n, err);
+    if (rc) {
+        done_stmt(st, owned);
+        store__on_query(tx->s, t0, 0);
+        return rc;
+    }
+    store_rows *r = NULL;
+    int ncols = sqlite3_column_count(st->st);
+    if (rows) {
+        r = store__rows_new(ncols);
+        for (int i = 0; r && i < ncols; i++) {
+            const char *name = sqlite3_column_name(st->st, i);
+            if (store__rows_name(r, i, name ? name : "")) {
+                store_rows_free(r);
+                r = NULL;
+            }
+        }
+        if (!r) {
+            done_stmt(st, owned);
+            store__err(err, STORE_NOMEM, "out of memory");
+            store__on_query(tx->s, t0, 0);
+            return STORE_NOMEM;
+        }
+    }
+    int src;
+    while ((src = sqlite3_step(st->st)) == SQLITE_ROW) {
+        if (r && add_row(r, st->st, ncols)) {
+            src = SQLITE_NOMEM;
+            break;
+        }
+    }
+    if (src == SQLITE_DONE) {
+        if (!sqlite3_stmt_readonly(st->st)) tx->changes = sqlite3_changes64(c->db);
+        rc = STORE_OK;
+    } else if (src == SQLITE_NOMEM && r) {
+        store__err(err, STORE_NOMEM, "out of memory");
+        rc = STORE_NOMEM;
+    } else {
+        rc = db_err(c->db, src, err);
+    }
+    done_stmt(st, owned);
+    if (rc) {
+        store__tx_fail(tx, err);
+        store_rows_free(r);
+        r = NULL;
+    }
+    if (rows) *rows = r;
+    store__on_query(tx->s, t0, rc == 0);
+    return rc;
+}
+
+static int sq_exec_script(store_tx *tx, const char *sql, store_err *err) {
+    sq_conn *c = tx->conn;
+    uint64_t t0 = clock_mono_ns();
+    char *emsg = NULL;
+    int src = sqlite3_exec(c->db, sql, NULL, NULL, &emsg);
+    int rc = STORE_OK;
+    if (src != SQLITE_OK) {
+        rc = map_code(sqlite3_extended_errcode(c->db));
+        store__err(err, rc, "sqlite: %s", emsg ? emsg : sqlite3_errstr(src));
+        store__tx_fail(tx, err);
+    }
+    sqlite3_free(emsg);
+    store__on_query(tx->s, t0, rc == 0);
+    return rc;
+}
+
+/* ---- connections ---- */
+
+static int conn_open(sq_store *q, sq_conn *c, const char *path, int writer, store_err *err) {
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (writer ? SQLITE_OPEN_CREATE : 0);
+    int rc = sqlite3_open_v2(path, &c->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        if (!c->db) {
+            store__err(err, STORE_NOMEM, "sqlite: out of memory");
+            return STORE_NOMEM;
+        }
+        store__err(err, STORE_UNAVAILABLE, "sqlite: cannot open database: %s", sqlite3_errmsg(c->db));
+        sqlite3_close(c->db);
+        c->db = NULL;
+        return STORE_UNAVAILABLE;
+    }
+    sc_init(&c->cache, CACHE_CAP, drop_stmt, NULL);
+    sqlite3_extended_result_codes(c->db, 1);
+    sqlite3_busy_timeout(c->db, q->s->opts.busy_timeout_ms);
+    char pragmas[256];
+    if (writer) {
+        /* WAL: readers never block the writer nor it them. NORMAL syncs the
+         * WAL only at checkpoints: a commit survives a process crash, and
+         * FULL (fsync per commit, cheap with group commit) survives power
+         * loss too. */
+        snprintf(pragmas, sizeof pragmas,
+                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;",
+                 q->s->opts.sync_full ? "FULL" : "NORMAL");
+    } else {
+        /* store_read promises a read-only transaction; make SQLite enforce it. */
+        snprintf(pragmas, sizeof pragmas, "PRAGMA foreign_keys=ON; PRAGMA query_only=1;");
+    }
+    char *emsg = NULL;
+    rc = sqlite3_exec(c->db, pragmas, NULL, NULL, &emsg);
+    if (rc == SQLITE_OK && writer) {
+        /* journal_mode answers with the mode it got; a read-only directory or
+         * a network file system can refuse WAL. */
+        sqlite3_stmt *st = NULL;
+        rc = sqlite3_prepare_v2(c->db, "PRAGMA journal_mode", -1, &st, NULL);
+        if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+            const unsigned char *m = sqlite3_column_text(st, 0);
+            if (!m || strcmp((const char *)m, "wal") != 0) rc = SQLITE_ERROR;
+        }
+        sqlite3_finalize(st);
+        if (rc != SQLITE_OK) {
+            store__err(err, STORE_ERR, "sqlite: cannot enable WAL mode");
+            sqlite3_free(emsg);
+            sqlite3_close(c->db);
+            c->db = NULL;
+            return STORE_ERR;
+        }
+    }
+    if (rc != SQLITE_OK) {
+        int code = map_code(sqlite3_extended_errcode(c->db));
+        if (code == STORE_ERR && (rc & 0xff) == SQLITE_NOTADB) code = STORE_UNAVAILABLE;
+        store__err(err, code, "sqlite: %s", emsg ? emsg : sqlite3_errstr(rc));
+        sqlite3_free(emsg);
+        sqlite3_close(c->db);
+        c->db = NULL;
+        return code;
+    }
+    return STORE_OK;
+}
+
+static void conn_close(sq_conn *c) {
+    if (!c->db) return;
+    sc_clear(&c->cache);
+    sqlite3_close(c->db);
+    c->db = NULL;
+}
+
+static int acquire_reader(sq_store *q, sq_conn **out, store_err *err) {
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    long ms = q->s->opts.busy_timeout_ms;
+    dl.tv_sec += ms / 1000;
+    dl.tv_nsec += (ms % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&q->rmu);
+    while (q->nfree == 0) {
+        if (pthread_cond_timedwait(&q->rcv, &q->rmu, &dl) == ETIMEDOUT && q->nfree == 0) {
+            pthread_mutex_unlock(&q->rmu);
+            store__err(err, STORE_BUSY, "no free reader connection");
+            return STORE_BUSY;
+        }
+    }
+    *out = &q->readers[q->free_readers[--q->nfree]];
+    pthread_mutex_unlock(&q->rmu);
+    return STORE_OK;
+}
+
+static void release_reader(sq_store *q, sq_conn *c) {
+    if (!sqlite3_get_autocommit(c->db)) {
+        char *emsg = NULL;
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, &emsg);
+        sqlite3_free(emsg);
+    }
+    pthread_mutex_lock(&q->rmu);
+    q->free_readers[q->nfree++] = (int)(c - q->readers);
+    pthread_cond_signal(&q->rcv);
+    pthread_mutex_unlock(&q->rmu);
+}
+
+/* ---- the writer ---- */
+
+static void finish_jobs(sq_store *q, sq_job *batch) {
+    pthread_mutex_lock(&q->qmu);
+    for (sq_job *j = batch, *next; j; j = next) {
+        next = j->next;  /* j lives on its caller's stack: done ends our use */
+        j->done = 1;
+        pthread_cond_signal(&j->cv);
+    }
+    pthread_mutex_unlock(&q->qmu);
+}
+
+/* The batch cannot commit: every job fails with err (their callbacks' work
+ * is rolled back with everything else). */
+static void fail_batch(sq_store *q, sq_job *batch, const store_err *err) {
+    sq_conn *w = &q->writer;
+    if (!sqlite3_get_autocommit(w->db)) {
+        store_err e2;
+        ctl(w, "ROLLBACK", &e2);
+    }
+    for (sq_job *j = batch; j; j = j->next) {
+        store__tx_clear(&j->tx);
+        j->rc = err->code;
+        j->err = *err;
+    }
+    log_msg(q->s->opts.log, LOG_ERROR, "store.group_commit_failed", err->msg);
+}
+
+static void run_batch(sq_store *q, sq_job *batch) {
+    sq_conn *w = &q->writer;
+    store_err err;
+    /* IMMEDIATE takes the write lock now, so no job can hit SQLITE_BUSY
+     * halfway through (another process may hold it; busy_timeout waits). */
+    if (ctl(w, "BEGIN IMMEDIATE", &err)) {
+        fail_batch(q, batch, &err);
+        finish_jobs(q, batch);
+        return;
+    }
+    for (sq_job *j = batch; j; j = j->next) {
+        if (ctl(w, "SAVEPOINT job", &err)) {
+            fail_batch(q, batch, &err);
+            finish_jobs(q, batch);
+            return;
+        }
+        store__tx_init(&j->tx, q->s, j->tenant, 0, w);
+        j->rc = store__run_fn(&j->tx, j->fn, j->arg, &j->err);
+        if (sqlite3_get_autocommit(w->db)) {
+            /* Some errors (disk full, I/O, out of memory) make SQLite roll
+             * back the whole transaction: the earlier jobs' work is gone. */
+            store__err(&err, j->rc ? j->rc : STORE_ERR, "transaction rolled back by the engine: %s",
+                       j->rc ? j->err.msg : "unknown");
+            fail_batch(q, batch, &err);
+            finish_jobs(q, batch);
+            return;
+        }
+        if (j->rc == 0) {
+            if (ctl(w, "RELEASE job", &err)) {
+                fail_batch(q, batch, &err);
+                finish_jobs(q, batch);
+                return;
+            }
+        } else {
+            store__tx_clear(&j->tx);
+            /* ROLLBACK TO keeps the savepoint open; RELEASE closes it. */
+            if (ctl(w, "ROLLBACK TO job", &err) || ctl(w, "RELEASE job", &err)) {
+                fail_batch(q, batch, &err);
+                finish_jobs(q, batch);
+                return;
+            }
+        }
+    }
+    uint64_t t0 = clock_mono_ns();
+    int rc = ctl(w, "COMMIT", &err);
+    store__on_query(q->s, t0, rc == 0);
+    if (rc) {
+        /* Nothing of the batch is durable: jobs that had succeeded fail too. */
+        fail_batch(q, batch, &err);
+    } else {
+        for (sq_job *j = batch; j; j = j->next) {
+            if (j->rc == 0) store__tx_committed(&j->tx);
+            store__tx_clear(&j->tx);
+        }
+    }
+    finish_jobs(q, batch);
+}
+
+static void *writer_main(void *arg) {
+    sq_store *q = arg;
+    for (;;) {
+        pthread_mutex_lock(&q->qmu);
+        while (!q->qhead && !q->stopping) pthread_cond_wait(&q->qcv, &q->qmu);
+        sq_job *batch = q->qhead;
+        q->qhead = q->qtail = NULL;
+        pthread_mutex_unlock(&q->qmu);
+        if (!batch) break;  /* stopping and drained */
+        run_batch(q, batch);
+    }
+    return NULL;
+}
+
+static int sq_write(store *s, int64_t tenant, store_fn fn, void *arg, store_err *err) {
+    sq_store *q = s->impl;
+    if (pthread_equal(pthread_self(), q->writer_thread)) {
+        /* Called from a write callback: the writer would wait for itself. */
+        store__err(err, STORE_INVALID, "store_write called inside a store_write callback");
+        return STORE_INVALID;
+    }
+    sq_job j;
+    memset(&j, 0, sizeof j);
+    j.fn = fn;
+    j.arg = arg;
+    j.tenant = tenant;
+    if (pthread_cond_init(&j.cv, NULL)) {
+        store__err(err, STORE_NOMEM, "cannot create condition variable");
+        return STORE_NOMEM;
+    }
+    pthread_mutex_lock(&q->qmu);
+    if (q->stopping) {
+        pthread_mutex_unlock(&q->qmu);
+        pthread_cond_destroy(&j.cv);
+        store__err(err, STORE_UNAVAILABLE, "store is closing");
+        return STORE_UNAVAILABLE;
+    }
+    if (q->qtail) q->qtail->next = &j;
+    else q->qhead = &j;
+    q->qtail = &j;
+    pthread_cond_signal(&q->qcv);
+    while (!j.done) pthread_cond_wait(&j.cv, &q->qmu);
+    pthread_mutex_unlock(&q->qmu);
+    pthread_cond_destroy(&j.cv);
+    *err = j.err;
+    return j.rc;
+}
+
+static int sq_read(store *s, int64_t tenant, store_fn fn, void *arg, store_err *err) {
+    sq_store *q = s->impl;
+    sq_conn *c;
+    int rc = acquire_reader(q, &c, err);
+    if (rc) return rc;
+    rc = ctl(c, "BEGIN", err);
+    if (rc == 0) {
+        store_tx tx;
+        store__tx_init(&tx, s, tenant, 1, c);
+        rc = store__run_fn(&tx, fn, arg, err);
+        store__tx_clear(&tx);
+        store_err e2;
+        ctl(c, rc ? "ROLLBACK" : "COMMIT", &e2);
+    }
+    release_reader(q, c);
+    return rc;
+}
+
+static int sq_ping(store *s, store_err *err) {
+    sq_store *q = s->impl;
+    sq_conn *c;
+    int rc = acquire_reader(q, &c, err);
+    if (rc) return rc;
+    uint64_t t0 = clock_mono_ns();
+    rc = ctl(c, "SELECT 1", err);
+    store__on_query(s, t0, rc == 0);
+    release_reader(q, c);
+    return rc;
+}
+
+/* ---- open / close ---- */
+
+static int mkdirs(const char *path) {
+    char tmp[4096];
+    size_t n = strlen(path);
+    if (n >= sizeof tmp) return -1;
+    memcpy(tmp, path, n + 1);
+    char *slash = strrchr(tmp, '/');
+    if (!slash || slash == tmp) return 0;
+    *slash = '\0';
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
+    return 0;
+}
+
+static void sq_free(sq_store *q) {
+    for (int i = 0; i < q->nreaders; i++) conn_close(&q->readers[i]);
+    if (q->writer.db) {
+        /* Fold the WAL back into the database so the file is whole on its
+         * own and the -wal file is left empty. */
+        char *emsg = NULL;
+        sqlite3_exec(q->writer.db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, &emsg);
+        sqlite3_free(emsg);
+        conn_close(&q->writer);
+    }
+    if (q->sync_init >= 1) pthread_mutex_destroy(&q->rmu);
+    if (q->sync_init >= 2) pthread_cond_destroy(&q->rcv);
+    if (q->sync_init >= 3) pthread_mutex_destroy(&q->qmu);
+    if (q->sync_init >= 4) pthread_cond_destroy(&q->qcv);
+    eh_free(q->readers);
+    eh_free(q->free_readers);
+    eh_free(q);
+}
+
+static int init_sync(sq_store *q) {
+    pthread_condattr_t ca;
+    if (pthread_mutex_init(&q->rmu, NULL)) return -1;
+    q->sync_init = 1;
+    if (pthread_condattr_init(&ca)) return -1;
+    /* Pool waits have a deadline; measure it on a clock that does not jump. */
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&q->rcv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc) return -1;
+    q->sync_init = 2;
+    if (pthread_mutex_init(&q->qmu, NULL)) return -1;
+    q->sync_init = 3;
+    if (pthread_cond_init(&q->qcv, NULL)) return -1;
+    q->sync_init = 4;
+    return 0;
+}
+
+static int sq_open(store *s, const char *url, store_err *err) {
+    const char *path = url + strlen("sqlite:");
+    if (!*path || strcmp(path, ":memory:") == 0 || strncmp(path, "file:", 5) == 0) {
+        /* Separate connections to ":memory:" would be separate databases. */
+        store__err(err, STORE_INVALID, "sqlite URL needs a file path (sqlite:PATH)");
+        return STORE_INVALID;
+    }
+    if (!sqlite3_threadsafe()) {
+        store__err(err, STORE_ERR, "sqlite library built without thread support");
+        return STORE_ERR;
+    }
+    if (mkdirs(path)) {
+        store__err(err, STORE_UNAVAILABLE, "cannot create the database directory: %s", strerror(errno));
+        return STORE_UNAVAILABLE;
+    }
+    sq_store *q = eh_calloc(1, sizeof *q);
+    if (!q) {
+        store__err(err, STORE_NOMEM, "out of memory");
+        return STORE_NOMEM;
+    }
+    q->s = s;
+    int n = s->opts.pool_size;
+    q->readers = eh_calloc((size_t)n, sizeof *q->readers);
+    q->free_readers = eh_calloc((size_t)n, sizeof *q->free_readers);
+    if (!q->readers || !q->free_readers) {
+        sq_free(q);
+        store__err(err, STORE_NOMEM, "out of memory");
+        return STORE_NOMEM;
+    }
+    if (init_sync(q)) {
+        sq_free(q);
+        store__err(err, STORE_NOMEM, "cannot create mutex");
+        return STORE_NOMEM;
+    }
+    int rc = conn_open(q, &q->writer, path, 1, err);
+    if (rc) {
+        sq_free(q);
+        return rc;
+    }
+    for (int i = 0; i < n; i++) {
+        rc = conn_open(q, &q->readers[i], path, 0, err);
+        if (rc) {
+            sq_free(q);
+            return rc;
+        }
+        q->nreaders++;
+        q->free_readers[q->nfree++] = i;
+    }
+    if (pthread_create(&q->writer_thread, NULL, writer_main, q)) {
+        sq_free(q);
+        store__err(err, STORE_ERR, "cannot start the writer thread");
+        return STORE_ERR;
+    }
+    q->writer_started = 1;
+    s->impl = q;
+    return STORE_OK;
+}
+
+static void sq_close(store *s) {
+    sq_store *q = s->impl;
+    if (!q) return;
+    if (q->writer_started) {
+        pthread_mutex_lock(&q->qmu);
+        q->stopping = 1;
+        pthread_cond_signal(&q->qcv);
+        pthread_mutex_unlock(&q->qmu);
+        /* The writer runs what is queued before it sees `stopping`. */
+        pthread_join(q->writer_thread, NULL);
+    }
+    sq_free(q);
+    s->impl = NULL;
+}
+
+const store_backend store_sqlite_backend = {
+    .open = sq_open,
+    .close = sq_close,
+    .write = sq_write,
+    .read = sq_read,
+    .query = sq_query,
+    .exec_script = sq_exec_script,
+    .ping = sq_ping,
+};
