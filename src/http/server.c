@@ -77,6 +77,9 @@ struct conn {
     int closing, handles;
     int pending_writes, close_after_write;
     int reading, in_process;
+    int lingering;      /* response sent, write side shut: draining input */
+    size_t linger_bytes;
+    uv_shutdown_t shut;
     http_ws *ws;
 };
 
@@ -103,6 +106,7 @@ struct http_server {
 
 static const http_parser_settings parser_settings;
 static void conn_close(conn *c);
+static void conn_linger(conn *c);
 static void conn_process(conn *c);
 static void req_free(http_req *q);
 static void start_read(conn *c);
@@ -143,6 +147,7 @@ static const char *status_text(int s) {
     case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
     default: return "Unknown";
     }
 }
@@ -203,7 +208,7 @@ static void on_write(uv_write_t *w, int status) {
         conn_close(c);
         return;
     }
-    if (c->close_after_write && c->pending_writes == 0) conn_close(c);
+    if (c->close_after_write && c->pending_writes == 0) conn_linger(c);
 }
 
 /* Copies and queues len bytes. Returns 0 or -1 (connection closing). */
@@ -274,7 +279,7 @@ static void conn_close(conn *c) {
 
 static void on_timeout(uv_timer_t *t) {
     conn *c = t->data;
-    if (c->state == ST_IDLE) {
+    if (c->lingering || c->state == ST_IDLE) {
         conn_close(c);
         return;
     }
@@ -294,6 +299,37 @@ static void on_timeout(uv_timer_t *t) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->close_after_write = 1;
         conn_send(c, head, (size_t)n, body, sizeof body - 1);
+    }
+}
+
+static void start_read(conn *c);
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+    conn *c = req->data;
+    if (status < 0) conn_close(c);
+}
+
+/* Closing right after an error response would make the kernel answer the
+ * client's unread bytes (the rest of a too-large body, say) with a reset,
+ * which can destroy the response before the client reads it. So: send FIN,
+ * keep reading and discarding for a short while (nginx's lingering close),
+ * then close. Bounded in time and bytes. */
+static void conn_linger(conn *c) {
+    if (c->closing || c->lingering) return;
+    if (c->ws) {
+        conn_close(c);
+        return;
+    }
+    c->lingering = 1;
+    c->shut.data = c;
+    if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, on_shutdown)) {
+        conn_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timeout, 2000, 0);
+    if (!c->reading) {
+        c->reading = 1;
+        start_read(c);
     }
 }
 
@@ -485,7 +521,7 @@ static void req_finish(http_req *q) {
     if (!keep) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->close_after_write = 1;
-        if (c->pending_writes == 0) conn_close(c);
+        if (c->pending_writes == 0) conn_linger(c);
         return;
     }
     set_state(c, ST_IDLE);
@@ -686,19 +722,22 @@ static int on_header_value(http_parser *p, const char *at, size_t len) {
 static int on_headers_complete(http_parser *p) {
     conn *c = p->data;
     http_req *q = c->req;
-    if (c->in_value && commit_header(c)) return 1;
+    /* Here 1 would mean "no body" to http-parser: errors must be -1. */
+    if (c->in_value && commit_header(c)) return -1;
     c->in_value = 0;
+    if (p->http_major != 1)
+        return -fail(c, 505, "http_version_not_supported", "only HTTP/1.0 and HTTP/1.1 are supported");
     snprintf(q->method, sizeof q->method, "%s", http_method_str((enum http_method)p->method));
     q->http10 = p->http_major == 1 && p->http_minor == 0;
     q->keep_alive = http_should_keep_alive(p);
     q->upgrade = p->upgrade;
-    if (!q->url) return fail(c, 400, "bad_request", "missing request target");
+    if (!q->url) return -fail(c, 400, "bad_request", "missing request target");
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > c->srv->cfg.max_body)
-        return fail(c, 413, "body_too_large", "request body exceeds the configured limit");
+        return -fail(c, 413, "body_too_large", "request body exceeds the configured limit");
     const char *expect = http_req_header(q, "Expect");
     if (expect) {
         if (strcasecmp(expect, "100-continue") != 0)
-            return fail(c, 417, "expectation_failed", "only Expect: 100-continue is supported");
+            return -fail(c, 417, "expectation_failed", "only Expect: 100-continue is supported");
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         conn_send(c, cont, sizeof cont - 1, NULL, 0);
     }
@@ -912,6 +951,11 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
         conn_close(c);
         return;
     }
+    if (c->lingering) {
+        c->linger_bytes += (size_t)nread;
+        if (c->linger_bytes > 4u * 1024 * 1024) conn_close(c);
+        return;
+    }
     if (c->state == ST_WS) {
         ws_feed(c, b->base, (size_t)nread);
         return;
@@ -992,7 +1036,7 @@ static void ws_close_cb(void *ud, uint16_t code) {
     }
     /* Let the close frame go out, then hang up. */
     c->close_after_write = 1;
-    if (c->pending_writes == 0) conn_close(c);
+    if (c->pending_writes == 0) conn_linger(c);
 }
 
 static void ws_pong_cb(void *ud) {
@@ -1007,7 +1051,7 @@ static void ws_feed(conn *c, const char *data, size_t len) {
     ws_session_feed(ws->s, (const uint8_t *)data, len);
     if (c->ws && ws_session_done(ws->s) && !c->closing) {
         c->close_after_write = 1;
-        if (c->pending_writes == 0) conn_close(c);
+        if (c->pending_writes == 0) conn_linger(c);
     }
 }
 

@@ -195,7 +195,7 @@ class WS:
         head, _, self.buf = self.buf.partition(b"\r\n\r\n")
         self.head = head.decode("latin-1")
         self.status = int(self.head.split()[1])
-        want = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC11B65").encode()).digest()).decode()
+        want = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
         self.accept_ok = ("sec-websocket-accept: " + want.lower()) in self.head.lower()
 
     @staticmethod

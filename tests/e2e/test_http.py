@@ -162,7 +162,9 @@ def test_headers_too_large_431(t):
 
 
 def test_malformed_request_400(t):
-    for bad in [b"GARBAGE\r\n\r\n", b"GET / HTTP/9.9\r\n\r\n", b"GET /health HTTP/1.1\r\nBad Header\r\n\r\n",
+    data = t.srv.raw(b"GET /health HTTP/2.0\r\nHost: x\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 505"), data[:40]
+    for bad in [b"GARBAGE\r\n\r\n", b"GET /health HTTP/1.1\r\nBad Header\r\n\r\n",
                 b"POST /debug/echo HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
                 b"GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /a%00b HTTP/1.1\r\nHost: x\r\n\r\n"]:
         data = t.srv.raw(bad)

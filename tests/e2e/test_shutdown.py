@@ -18,7 +18,8 @@ def test_sigterm_closes_websockets_with_1001(t):
     assert op == 8 and int.from_bytes(payload[:2], "big") == 1001
     ws.send(8, payload[:2])  # complete the handshake
     ws.close()
-    assert s.stop() == 0
+    assert s.proc.wait(10 * t.slow) == 0
+    s.stop()
 
 
 def test_sigterm_finishes_inflight_and_refuses_new(t):

@@ -100,9 +100,17 @@ def test_cli_migrate_and_tenant(t):
 
 
 def test_env_overrides(t):
-    s = t.new_server(env={"EHUB_LOG_LEVEL": "warn"}, name="env")
-    assert s.request("GET", "/health")[0] == 200
-    assert not [l for l in s.log_json() if l.get("msg") == "http.request"]
+    # EHUB_* variables configure the server when no flag says otherwise.
+    s = t.new_server(env={"EHUB_MAX_URL": "100"}, name="env")
+    assert s.request("GET", "/health?" + "a" * 50)[0] == 200
+    data = s.raw(b"GET /health?" + b"a" * 200 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 414"), data[:40]
+    s.stop()
+
+
+def test_flag_beats_env(t):
+    s = t.new_server(extra=["--max-url", "1000"], env={"EHUB_MAX_URL": "100"}, name="flag-env")
+    assert s.request("GET", "/health?" + "a" * 200)[0] == 200
     s.stop()
 
 
