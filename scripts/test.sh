@@ -13,6 +13,9 @@ cd "$(dirname "$0")/.."
 only=${1:-all}
 passed=0
 failed=0
+# Debian's python3 (with python3-cryptography from deps.sh), not whatever a
+# version manager puts first on PATH.
+PY=/usr/bin/python3; [ -x "$PY" ] || PY=python3
 log_dir=${EHUB_TEST_LOGS:-build/test-logs}
 mkdir -p "$log_dir"
 
@@ -40,7 +43,7 @@ run_unit() {
 run_e2e() {
   local label=$1; shift
   local out="$log_dir/$label.log" line p f
-  python3 tests/e2e/run.py --label "$label" --logs "$log_dir" "$@" >"$out" 2>&1
+  "$PY" tests/e2e/run.py --label "$label" --logs "$log_dir" "$@" >"$out" 2>&1
   local rc=$?
   grep -E '^(FAIL|ERROR)' "$out" | head -30
   line=$(grep -E "^$label: [0-9]+ passed, [0-9]+ failed" "$out" | tail -1)

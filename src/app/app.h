@@ -117,6 +117,7 @@ int api_system_register(app *a);
 int leads_api_register(app *a);
 int leads_ghl_register(app *a);
 int leads_import_register(app *a);
+int leads_settings_register(app *a);
 leads_ctx *leads_ctx_new(void);
 void leads_ctx_free(leads_ctx *c);
 /* Drops a tenant's cached webhook settings (after they change). */

@@ -20,17 +20,35 @@ static const crud crud_lead = {&entity_lead, "/v1/leads"};
 static const crud crud_agent = {&entity_agent, "/v1/agents"};
 static const crud crud_listing = {&entity_listing, "/v1/listings"};
 
-/* Per-job input for create/update: the parsed, validated values. */
+/* Per-job input for create/update: the values, validated inside the
+ * transaction (phone numbers need the tenant's default country). */
 typedef struct write_in {
     ent_vals v;
+    int parsed;
+    int creating;
     const crud *c;
 } write_in;
 
 static void write_in_free(void *p) {
     write_in *w = p;
     if (!w) return;
-    ent_vals_free(&w->v);
+    if (w->parsed) ent_vals_free(&w->v);
     eh_free(w);
+}
+
+/* Validates j->in against the entity with the tenant's default country. */
+static int validate(store_tx *tx, api_job *j, write_in *w, store_err *err) {
+    tenant_settings ts;
+    int rc = leads_settings_load(tx, &ts, err);
+    leads_settings_free(&ts);
+    if (rc) return rc;
+    json_t *errors = NULL;
+    if (ent_parse(w->c->e, j->in, w->creating, ts.default_country, &w->v, &errors)) {
+        j->details = errors;
+        return api_job_fail(j, 422, "validation_failed", "some fields are invalid");
+    }
+    w->parsed = 1;
+    return STORE_OK;
 }
 
 static void set_etag(api_job *j, json_t *obj) {
@@ -38,30 +56,24 @@ static void set_etag(api_job *j, json_t *obj) {
     if (json_is_integer(v)) snprintf(j->etag, sizeof j->etag, "\"v%lld\"", (long long)json_integer_value(v));
 }
 
-/* Reads the body, validates it against the entity; on failure answers
- * itself and returns NULL. */
+/* Reads the JSON object body; on failure answers itself and returns NULL.
+ * Field validation happens in the transaction (validate). */
 static write_in *parse_body(http_req *q, const crud *c, int creating, json_t **body) {
     json_t *in = http_req_json(q);
     if (!in) return NULL;
+    if (!json_is_object(in)) {
+        json_decref(in);
+        http_reply_error(q, 422, "validation_failed", "expected a JSON object");
+        return NULL;
+    }
     write_in *w = eh_calloc(1, sizeof *w);
-    json_t *errors = NULL;
     if (!w) {
         json_decref(in);
         http_reply_error(q, 503, "overloaded", "out of memory");
         return NULL;
     }
     w->c = c;
-    /* Phone numbers without a country code are read in the tenant's
-     * country; US until tenant settings say otherwise. */
-    if (ent_parse(c->e, in, creating, "US", &w->v, &errors)) {
-        json_t *resp = json_pack("{s:{s:s, s:s, s:s, s:o}}", "error", "code", "validation_failed", "message",
-                                 "some fields are invalid", "request_id", http_req_id(q), "fields",
-                                 errors ? errors : json_object());
-        http_reply_json(q, 422, resp);
-        json_decref(in);
-        eh_free(w);
-        return NULL;
-    }
+    w->creating = creating;
     *body = in;
     return w;
 }
@@ -91,6 +103,7 @@ static int create_tx(store_tx *tx, api_job *j, store_err *err) {
     const entity *e = w->c->e;
     int64_t now = clock_wall_ms(), id = 0;
     int rc, created = 1;
+    if ((rc = validate(tx, j, w, err))) return rc;
     if ((rc = check_agent(tx, j, &w->v))) return rc;
     if (e == &entity_lead) {
         rc = leads_upsert(tx, &w->v, now, &id, &created, err);
@@ -156,7 +169,8 @@ static int update_tx(store_tx *tx, api_job *j, store_err *err) {
     const entity *e = w->c->e;
     int64_t now = clock_wall_ms();
     json_t *before = NULL;
-    int rc = check_agent(tx, j, &w->v);
+    int rc = validate(tx, j, w, err);
+    if (!rc) rc = check_agent(tx, j, &w->v);
     if (rc) return rc;
     if ((rc = ent_get(tx, e, j->id, &before, err))) return rc;
     rc = ent_update(tx, &w->v, j->id, j->version, now, err);
@@ -451,7 +465,9 @@ static int export_tx(store_tx *tx, api_job *j, store_err *err) {
                 buf_putc(&x->out, ',');
                 if (json_is_null(v) || !v) continue;
                 if (json_is_string(v)) {
-                    csv_write_field(&x->out, json_string_value(v), json_string_length(v), 0);
+                    /* E.164 phones are validated "+digits": a number, not a formula. */
+                    int fl = f < e->nfields && e->fields[f].t == F_PHONE ? CSV_WRITE_NUMBER : 0;
+                    csv_write_field(&x->out, json_string_value(v), json_string_length(v), fl);
                 } else if (json_is_array(v)) {
                     /* lists as "a;b" */
                     buf tmp;

@@ -29,6 +29,7 @@ typedef struct tenant_slot {
     int64_t id;
     int token_mode;
     char token_hash[65];
+    char country[4];
     sig_key *ed, *rsa;
     int64_t expires;
 } tenant_slot;
@@ -187,6 +188,7 @@ static int resolve_tenant(ghl_job *j, leads_ctx *c, tenant_slot *out) {
     snprintf(fresh.slug, sizeof fresh.slug, "%s", j->slug);
     fresh.id = t.id;
     fresh.token_mode = strcmp(t.ts.ghl_mode, "token") == 0;
+    memcpy(fresh.country, t.ts.default_country, sizeof fresh.country);
     memcpy(fresh.token_hash, t.ts.ghl_token_hash, sizeof fresh.token_hash);
     const char *ed = t.ts.ghl_ed25519_pem ? t.ts.ghl_ed25519_pem : SIG_GHL_ED25519_PEM;
     const char *rsa = t.ts.ghl_rsa_pem ? t.ts.ghl_rsa_pem : SIG_GHL_RSA_PEM;
@@ -285,7 +287,8 @@ static void dnd_to_consent(json_t *src, json_t *in) {
 /* Builds lead input from a GHL contact payload. Fields GHL got wrong (an
  * unparseable phone, say) are dropped, not fatal: the event is still
  * stored, and the drop is reported in the lead event. */
-static int contact_upsert(store_tx *tx, json_t *p, int64_t now, int64_t *lead_id, store_err *err) {
+static int contact_upsert(store_tx *tx, json_t *p, const char *country, int64_t now, int64_t *lead_id,
+                          store_err *err) {
     json_t *in = json_object();
     const char *id = str(p, "id") ? str(p, "id") : str(p, "contactId");
     if (id) json_object_set_new(in, "ghl_contact_id", json_string(id));
@@ -316,7 +319,7 @@ static int contact_upsert(store_tx *tx, json_t *p, int64_t now, int64_t *lead_id
     ent_vals v;
     json_t *errors = NULL;
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (ent_parse(&entity_lead, in, 0, "US", &v, &errors) == 0) break;
+        if (ent_parse(&entity_lead, in, 0, country, &v, &errors) == 0) break;
         const char *k;
         json_t *e;
         json_object_foreach(errors, k, e) json_object_del(in, k);
@@ -335,14 +338,14 @@ out:
     return rc;
 }
 
-static int ensure_lead(store_tx *tx, json_t *p, const char *contact_id, int64_t now, int64_t *lead_id,
-                       store_err *err) {
+static int ensure_lead(store_tx *tx, json_t *p, const char *contact_id, const char *country, int64_t now,
+                       int64_t *lead_id, store_err *err) {
     int rc = lead_by_ghl(tx, contact_id, lead_id, err);
     if (rc || *lead_id || !contact_id) return rc;
     /* A message or note for a contact we have not seen yet: create it from
      * what we know, so nothing is dropped. */
     json_t *stub = json_pack("{s:s, s:s?}", "id", contact_id, "locationId", str(p, "locationId"));
-    rc = contact_upsert(tx, stub, now, lead_id, err);
+    rc = contact_upsert(tx, stub, country, now, lead_id, err);
     json_decref(stub);
     return rc;
 }
@@ -355,11 +358,11 @@ static const char *channel_of(const char *message_type) {
     return "web";
 }
 
-static int set_lead_fields(store_tx *tx, int64_t lead_id, json_t *in, int64_t now, const char *event,
-                           store_err *err) {
+static int set_lead_fields(store_tx *tx, int64_t lead_id, json_t *in, const char *country, int64_t now,
+                           const char *event, store_err *err) {
     ent_vals v;
     json_t *errors = NULL;
-    if (ent_parse(&entity_lead, in, 0, "US", &v, &errors)) {
+    if (ent_parse(&entity_lead, in, 0, country, &v, &errors)) {
         json_decref(errors);
         return STORE_OK; /* nothing usable */
     }
@@ -374,11 +377,12 @@ static int set_lead_fields(store_tx *tx, int64_t lead_id, json_t *in, int64_t no
     return rc;
 }
 
-static int opportunity(store_tx *tx, const char *type, json_t *p, int64_t now, store_err *err) {
+static int opportunity(store_tx *tx, const char *type, json_t *p, const char *country, int64_t now,
+                       store_err *err) {
     const char *oid = str(p, "id");
     if (!oid) return STORE_OK;
     int64_t lead_id = 0, agent = 0;
-    int rc = ensure_lead(tx, p, str(p, "contactId"), now, &lead_id, err);
+    int rc = ensure_lead(tx, p, str(p, "contactId"), country, now, &lead_id, err);
     if (!rc) rc = agent_by_ghl(tx, str(p, "assignedTo"), &agent, err);
     if (rc) return rc;
     const char *status = str(p, "status");
@@ -429,7 +433,7 @@ static int opportunity(store_tx *tx, const char *type, json_t *p, int64_t now, s
     /* A lead's status follows its opportunity's outcome. */
     if (!rc && lead_id && status) {
         json_t *in = json_pack("{s:s}", "status", status);
-        rc = set_lead_fields(tx, lead_id, in, now, "lead.updated", err);
+        rc = set_lead_fields(tx, lead_id, in, country, now, "lead.updated", err);
         json_decref(in);
     }
     return rc;
@@ -438,12 +442,14 @@ static int opportunity(store_tx *tx, const char *type, json_t *p, int64_t now, s
 typedef struct apply_args {
     ghl_job *j;
     json_t *p; /* normalised payload */
+    const char *country;
 } apply_args;
 
 static int apply_tx(store_tx *tx, void *arg, store_err *err) {
     apply_args *aa = arg;
     ghl_job *j = aa->j;
     json_t *p = aa->p;
+    const char *cc = aa->country;
     int64_t now = clock_wall_ms();
     store_val ip[] = {SV_I(store_tx_tenant(tx)), SV_S("ghl"), SV_S(j->webhook_id), SV_S(j->type),
                       SV_SN(j->body, j->len), SV_I(now)};
@@ -459,7 +465,7 @@ static int apply_tx(store_tx *tx, void *arg, store_err *err) {
     const char *t = j->type;
     int64_t lead_id = 0;
     if (!strcmp(t, "ContactCreate") || !strcmp(t, "ContactUpdate")) {
-        rc = contact_upsert(tx, p, now, &lead_id, err);
+        rc = contact_upsert(tx, p, cc, now, &lead_id, err);
         if (rc == STORE_INVALID) rc = STORE_OK; /* nothing usable in it; the body is in the inbox */
     } else if (!strcmp(t, "ContactDelete")) {
         if (!(rc = lead_by_ghl(tx, str(p, "id"), &lead_id, err)) && lead_id) {
@@ -470,12 +476,12 @@ static int apply_tx(store_tx *tx, void *arg, store_err *err) {
         }
     } else if (!strcmp(t, "ContactTagUpdate") || !strcmp(t, "ContactDndUpdate")) {
         const char *cid = str(p, "id") ? str(p, "id") : str(p, "contactId");
-        if (!(rc = ensure_lead(tx, p, cid, now, &lead_id, err)) && lead_id) {
+        if (!(rc = ensure_lead(tx, p, cid, cc, now, &lead_id, err)) && lead_id) {
             json_t *in = json_object();
             json_t *tags = json_object_get(p, "tags");
             if (t[7] == 'T' && json_is_array(tags)) json_object_set(in, "tags", tags);
             if (t[7] == 'D') dnd_to_consent(p, in);
-            rc = set_lead_fields(tx, lead_id, in, now, t[7] == 'D' ? "lead.consent_changed" : "lead.updated", err);
+            rc = set_lead_fields(tx, lead_id, in, cc, now, t[7] == 'D' ? "lead.consent_changed" : "lead.updated", err);
             json_decref(in);
         }
     } else if (!strcmp(t, "InboundMessage") || !strcmp(t, "OutboundMessage") || !strcmp(t, "NoteCreate") ||
@@ -483,7 +489,7 @@ static int apply_tx(store_tx *tx, void *arg, store_err *err) {
         json_t *src = p;
         if (!strcmp(t, "AppointmentCreate") && json_is_object(json_object_get(p, "appointment")))
             src = json_object_get(p, "appointment");
-        if (!(rc = ensure_lead(tx, p, str(src, "contactId"), now, &lead_id, err)) && lead_id) {
+        if (!(rc = ensure_lead(tx, p, str(src, "contactId"), cc, now, &lead_id, err)) && lead_id) {
             activity_in ai = {0};
             char body[512];
             if (t[0] == 'I' || t[0] == 'O') {
@@ -523,7 +529,7 @@ static int apply_tx(store_tx *tx, void *arg, store_err *err) {
             rc = leads_add_activity(tx, lead_id, &ai, now, &aid, err);
         }
     } else if (!strncmp(t, "Opportunity", 11)) {
-        rc = opportunity(tx, t, p, now, err);
+        rc = opportunity(tx, t, p, cc, now, err);
     } else {
         j->stored_only = 1; /* unknown type: kept in the inbox, acknowledged */
     }
@@ -622,7 +628,7 @@ static void ghl_work(void *arg) {
             return;
         }
     }
-    apply_args aa = {j, p};
+    apply_args aa = {j, p, ts.country};
     int rc = store_write(a->st, ts.id, apply_tx, &aa, &j->err);
     json_decref(p);
     if (rc == STORE_BUSY || rc == STORE_UNAVAILABLE) fail(j, 503, "unavailable", "storage unavailable, retry");

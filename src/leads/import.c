@@ -6,8 +6,8 @@
  * "Mobile", "Lead Source"), or explicitly with map=Header:field,... Each
  * data row is validated alone; a bad row is reported with its line number
  * and the reason, and skipped. Good rows are upserted (same rules as the
- * API) in batches, each row inside its own savepoint, so a row is either
- * wholly written or not at all. */
+ * API) in batches of 500 per transaction; a row is either wholly written or
+ * not at all (see flush). */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -61,6 +61,7 @@ struct import_session {
     int fatal;
     store_err err;
     const char *map; /* "Header:field,..." or NULL */
+    int batch_created, bad_row;
 };
 
 typedef struct import_session import_session;
@@ -158,31 +159,34 @@ static json_t *cell_json(const field *f, const char *v, const char **why) {
     }
 }
 
+/* One transaction for the whole batch: the fast path. */
 static int flush_tx(store_tx *tx, void *arg, store_err *err) {
     import_session *s = arg;
     int64_t now = clock_wall_ms();
+    s->batch_created = 0;
     for (int i = 0; i < s->nbatch; i++) {
-        pending *p = &s->batch[i];
-        int rc = store_query(tx, "SAVEPOINT import_row", NULL, 0, NULL, err);
-        if (rc) return rc;
         int64_t id;
         int created;
-        store_err rerr = {0};
-        rc = leads_upsert(tx, &p->v, now, &id, &created, &rerr);
-        if (rc == STORE_OK) {
-            if ((rc = store_query(tx, "RELEASE SAVEPOINT import_row", NULL, 0, NULL, err))) return rc;
-            if (created) s->imported++;
-            else s->updated++;
-        } else if (rc == STORE_CONFLICT || rc == STORE_INVALID) {
-            if ((rc = store_query(tx, "ROLLBACK TO SAVEPOINT import_row", NULL, 0, NULL, err))) return rc;
-            store_query(tx, "RELEASE SAVEPOINT import_row", NULL, 0, NULL, err);
-            add_error(s, p->line, "conflicts with an existing lead", NULL);
-        } else {
-            *err = rerr;
-            return rc; /* storage trouble: the whole batch is rolled back and reported */
+        int rc = leads_upsert(tx, &s->batch[i].v, now, &id, &created, err);
+        if (rc) {
+            s->bad_row = i;
+            return rc;
         }
+        s->batch_created += created;
     }
     return STORE_OK;
+}
+
+typedef struct one_row {
+    import_session *s;
+    pending *p;
+    int created;
+} one_row;
+
+static int row_tx(store_tx *tx, void *arg, store_err *err) {
+    one_row *o = arg;
+    int64_t id;
+    return leads_upsert(tx, &o->p->v, clock_wall_ms(), &id, &o->created, err);
 }
 
 static void clear_batch(import_session *s) {
@@ -193,15 +197,37 @@ static void clear_batch(import_session *s) {
     s->nbatch = 0;
 }
 
+/* Writes the batch. A batch is one transaction; if one row in it fails
+ * (a failed statement dooms the transaction on both backends), nothing of
+ * the batch was written and each row is retried alone, so only the rows
+ * that really fail are reported. */
 static int flush(import_session *s) {
     if (!s->nbatch) return 0;
-    long before_i = s->imported, before_u = s->updated, before_f = s->failed;
+    s->bad_row = -1;
     int rc = store_write(s->st, s->tenant, flush_tx, s, &s->err);
-    if (rc) {
-        /* Nothing of this batch was written: report every row of it. */
-        s->imported = before_i;
-        s->updated = before_u;
-        s->failed = before_f;
+    if (rc == STORE_OK) {
+        s->imported += s->batch_created;
+        s->updated += s->nbatch - s->batch_created;
+    } else if (rc == STORE_CONFLICT || rc == STORE_INVALID) {
+        rc = 0;
+        for (int i = 0; i < s->nbatch; i++) {
+            one_row o = {s, &s->batch[i], 0};
+            store_err e = {0};
+            int r = store_write(s->st, s->tenant, row_tx, &o, &e);
+            if (r == STORE_OK) {
+                if (o.created) s->imported++;
+                else s->updated++;
+            } else if (r == STORE_CONFLICT || r == STORE_INVALID) {
+                add_error(s, s->batch[i].line, r == STORE_CONFLICT ? "conflicts with an existing lead"
+                                                                   : "rejected by the database", NULL);
+            } else {
+                s->err = e;
+                add_error(s, s->batch[i].line, "storage error; row not imported", NULL);
+                s->fatal = 1;
+                rc = r;
+            }
+        }
+    } else {
         for (int i = 0; i < s->nbatch; i++) add_error(s, s->batch[i].line, "storage error; row not imported", NULL);
         s->fatal = 1;
     }
@@ -285,6 +311,15 @@ static int on_row(void *ud, const csv_row *row) {
     return 0;
 }
 
+static int country_tx(store_tx *tx, void *arg, store_err *err) {
+    import_session *s = arg;
+    tenant_settings ts;
+    int rc = leads_settings_load(tx, &ts, err);
+    leads_settings_free(&ts);
+    if (!rc) memcpy(s->country, ts.default_country, sizeof s->country);
+    return rc;
+}
+
 static import_session *session_new(store *st, int64_t tenant, const char *map) {
     import_session *s = eh_calloc(1, sizeof *s);
     if (!s) return NULL;
@@ -313,6 +348,8 @@ static void session_free(import_session *s) {
 
 /* Runs a whole import of data[0..len) (or of the file path). */
 static int run_import(import_session *s, const char *data, size_t len, const char *path) {
+    /* Phones without a country code are read in the tenant's country. */
+    store_read(s->st, s->tenant, country_tx, s, &s->err);
     csv_limits lim = {.max_field = 8192, .max_fields = 512, .max_row = 256 * 1024};
     int rc;
     if (path) {
