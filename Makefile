@@ -1,8 +1,9 @@
 # ehub — build, run and test. `make help` lists the targets.
 CC      ?= cc
 PKGS    := libuv jansson openssl sqlite3 libpq libsodium libcurl hiredis
-CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter \
+# OPT is what a caller may change (make OPT=-O0); the rest is required.
+OPT     ?= -O2 -g
+override CFLAGS := $(OPT) $(CFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter \
            -Isrc -Ibuild/gen $(shell pkg-config --cflags $(PKGS))
 LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lwslay -lxgboost -lm -lpthread
 
@@ -54,7 +55,7 @@ $(B)/tests/%: tests/unit/%.c $(B)/libehub.a
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libehub.a $(LDLIBS) -lcmocka
 
 asan:
-	$(MAKE) B=build/asan CFLAGS="$(ASAN_FLAGS)" all
+	$(MAKE) B=build/asan OPT="$(ASAN_FLAGS)" all
 
 run: deps build
 	$(B)/ehub serve --demo
