@@ -608,11 +608,11 @@ static void after_work_cb(uv_work_t *w, int status) {
     work_item *wi = w->data;
     http_req *q = wi->q;
     q->srv->pool_depth--;
-    q->pending_work--;
+    /* Our reference stays until done returns: done usually replies, and a
+     * reply frees a request that no work refers to. */
     wi->done(q, wi->arg);
     eh_free(wi);
-    /* The handler replied earlier; this was the last reference. */
-    if (q->replied && q->pending_work == 0 && q->c == NULL) req_free(q);
+    if (--q->pending_work == 0 && q->replied) req_free(q);
 }
 
 int http_req_work(http_req *q, void (*work)(void *), void (*done)(http_req *, void *), void *arg) {
