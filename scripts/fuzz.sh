@@ -11,7 +11,7 @@ CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc 
 LIBS="$(pkg-config --libs $PKG) -lhttp_parser -lwslay -lm -lpthread"
 BASE="src/base/alloc.c src/base/buf.c src/base/arena.c src/base/log.c src/base/clock.c src/base/ids.c"
 declare -A SRCS=(
-  [http]="src/http/server.c src/http/router.c src/http/ws.c $BASE"
+  [http]="src/http/server.c src/http/router.c src/http/ws.c src/base/metrics.c $BASE"
   [ws]="src/http/ws.c $BASE"
   [sig]="src/auth/sig.c $BASE"
   [csv]="src/base/csv.c $BASE"
