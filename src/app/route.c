@@ -72,9 +72,20 @@ static int lookup_tx(store_tx *tx, void *arg, store_err *err) {
     return auth_key_lookup(tx, g->hash, clock_wall_ms(), &g->p, err);
 }
 
+static int touch_tx(store_tx *tx, void *arg, store_err *err) {
+    guard_job *g = arg;
+    return auth_key_touch(tx, g->p.key_id, clock_wall_ms(), err);
+}
+
 static void guard_work(void *arg) {
     guard_job *g = arg;
     g->rc = store_read(g->re->a->st, 0, lookup_tx, g, &g->err);
+    /* last_used_at is refreshed when the key enters the cache, so at most
+     * once per cache lifetime per node; a failure here does not deny. */
+    if (g->rc == STORE_OK) {
+        store_err e;
+        store_write(g->re->a->st, g->p.tenant, touch_tx, g, &e);
+    }
 }
 
 static void guard_done(http_req *q, void *arg) {

@@ -111,6 +111,6 @@ int auth_key_revoke(store_tx *tx, int64_t id, int64_t now_ms, store_err *err) {
 }
 
 int auth_key_touch(store_tx *tx, int64_t id, int64_t now_ms, store_err *err) {
-    store_val v[] = {SV_I(now_ms), SV_I(id)};
-    return store_query(tx, "UPDATE api_keys SET last_used_at = $1 WHERE id = $2", v, 2, NULL, err);
+    store_val v[] = {SV_I(now_ms), SV_I(id), SV_I(store_tx_tenant(tx))};
+    return store_query(tx, "UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND tenant_id = $3", v, 3, NULL, err);
 }

@@ -120,3 +120,25 @@ def test_bad_store_fails_clearly(t):
     out, _ = s.proc.communicate(timeout=30)
     assert s.proc.returncode != 0
     assert "cannot open storage" in out
+
+
+def test_no_route_reachable_without_authentication(t):
+    # Every route is either on the explicit public list or refuses a caller
+    # without credentials (401) before doing anything.
+    public = {("get", "/health"), ("get", "/ready"), ("get", "/metrics"), ("get", "/openapi.json"),
+              ("get", "/docs"), ("post", "/v1/webhooks/ghl/{tenant}")}
+    st, h, doc = t.srv.get_json("/openapi.json")
+    checked = 0
+    for path, item in doc["paths"].items():
+        concrete = re.sub(r"\{[^}]+\}", "1", path)
+        for method, op in item.items():
+            if (method, path) in public:
+                assert op.get("security") == [], (method, path)
+                continue
+            assert "security" not in op, (method, path, "marked public but not on the list")
+            for hdr in ({}, {"Authorization": "Bearer ehk_" + "0" * 40}, {"Authorization": "Basic abc"}):
+                st2, _, body = t.srv.request(method.upper(), concrete, body=b"{}" if method in ("post", "put", "patch") else None,
+                                             headers=dict(hdr, **{"Content-Type": "application/json"}))
+                assert st2 == 401, (method, path, hdr, st2, body[:100])
+            checked += 1
+    assert checked >= 15, checked
