@@ -66,6 +66,10 @@ int demo_data_seed(store *st, int64_t tenant, int created, char key_out[AUTH_KEY
 typedef void (*api_handler)(http_req *q, app *a, const auth_principal *p, void *ud);
 int app_route(app *a, const char *method, const char *pattern, api_handler fn, void *ud, int roles,
               const http_route_doc *doc);
+/* The same with router flags, e.g. HTTP_ROUTE_STREAM: the guard then runs
+ * when the headers are in, before any of the body is read. */
+int app_route_flags(app *a, const char *method, const char *pattern, api_handler fn, void *ud, int roles,
+                    int flags, const http_route_doc *doc);
 void app_routes_free(app *a);
 /* Forgets a cached key (after revocation). */
 void app_key_forget(app *a, int64_t key_id);

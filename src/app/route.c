@@ -142,8 +142,8 @@ static void guard(http_req *q, void *ud) {
     }
 }
 
-int app_route(app *a, const char *method, const char *pattern, api_handler fn, void *ud, int roles,
-              const http_route_doc *doc) {
+int app_route_flags(app *a, const char *method, const char *pattern, api_handler fn, void *ud, int roles,
+                    int flags, const http_route_doc *doc) {
     if (!a->keys && !(a->keys = eh_calloc(1, sizeof *a->keys))) return -1;
     if (a->nroutes == a->caproutes) {
         /* The router keeps pointers to entries, so entries are allocated one
@@ -161,7 +161,12 @@ int app_route(app *a, const char *method, const char *pattern, api_handler fn, v
     re->fn = fn;
     re->ud = ud;
     re->roles = roles;
-    return http_router_add(a->router, method, pattern, guard, re, 0, doc);
+    return http_router_add(a->router, method, pattern, guard, re, flags, doc);
+}
+
+int app_route(app *a, const char *method, const char *pattern, api_handler fn, void *ud, int roles,
+              const http_route_doc *doc) {
+    return app_route_flags(a, method, pattern, fn, ud, roles, 0, doc);
 }
 
 void app_routes_free(app *a) {

@@ -32,6 +32,7 @@ static const opt opts[] = {
     {"no-migrate", T_BOOL, O(no_migrate), "false", "do not apply pending migrations at start-up"},
     {"cors-origins", T_STR, O(cors_origins), "", "origins allowed by CORS, comma-separated, or *"},
     {"max-body", T_SIZE, O(max_body), "1M", "largest request body (bytes; K/M suffix)"},
+    {"max-import", T_SIZE, O(max_import), "256M", "largest CSV upload to POST /v1/leads/import (streamed)"},
     {"max-header", T_SIZE, O(max_header), "16K", "largest request head: request line + headers"},
     {"max-url", T_SIZE, O(max_url), "8K", "longest request URL"},
     {"max-connections", T_SIZE, O(max_connections), "20000", "concurrent connections; more are refused"},

@@ -23,6 +23,7 @@ typedef struct ehub_config {
     int no_migrate;
     char cors_origins[1024]; /* comma-separated origins, or "*"; "" = no CORS */
     size_t max_body;
+    size_t max_import;
     size_t max_header;
     size_t max_url;
     size_t max_connections;

@@ -38,6 +38,8 @@ enum {
     HTTP_ROUTE_PUBLIC = 1 << 0, /* reachable without authentication */
     HTTP_ROUTE_WS = 1 << 1,     /* a WebSocket endpoint (GET + Upgrade) */
     HTTP_ROUTE_HIDDEN = 1 << 2, /* left out of /openapi.json (debug routes) */
+    HTTP_ROUTE_STREAM = 1 << 3, /* the handler runs when the headers are in and reads the body
+                                   in pieces with http_req_stream_body (no --max-body) */
 };
 
 /* What /openapi.json says about a route. Strings are not copied: use
@@ -141,6 +143,31 @@ int http_req_gone(const http_req *q);
  * (invalid_json, with the parser's message) or 415 (not JSON) and returns
  * NULL. The caller owns the result (json_decref). */
 json_t *http_req_json(http_req *q);
+
+/* ---- streamed bodies (HTTP_ROUTE_STREAM routes) ----
+ * The handler is called as soon as the headers are in. It either replies
+ * at once (the body is then discarded and the connection closed after the
+ * reply), or calls http_req_stream_body, possibly later (after async work),
+ * to receive the body in pieces on the loop thread. Until then, and while
+ * paused, the server stops reading (backpressure) and no timeout runs; while
+ * pieces flow, --body-timeout applies to the gap between them. */
+typedef struct http_body_stream {
+    /* A piece of the body (chunked encoding already removed); data is valid
+     * only during the call. May call http_req_pause. */
+    void (*on_data)(http_req *q, const char *data, size_t len, void *ud);
+    /* The body ended: status 0 when complete, else why it cannot be read on:
+     * 413 (past max), 400 (malformed), 408 (too slow), or -1 (the client is
+     * gone). Called exactly once; the handler then replies (after any work
+     * of its own finishes). */
+    void (*on_end)(http_req *q, int status, void *ud);
+} http_body_stream;
+
+/* max: largest body accepted (413 past it, also checked against
+ * Content-Length up front). Returns 0, or -1 if the client is already gone
+ * or the route does not stream (reply anyway). */
+int http_req_stream_body(http_req *q, const http_body_stream *cb, void *ud, size_t max);
+void http_req_pause(http_req *q);
+void http_req_resume(http_req *q);
 
 /* ---- responses (each request gets exactly one) ---- */
 

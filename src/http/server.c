@@ -49,6 +49,15 @@ struct http_req {
     int pending_work;
     int status;
     size_t bytes_out;
+    /* body streaming (HTTP_ROUTE_STREAM) */
+    int stream;         /* the route streams: dispatched at the end of the headers */
+    int stream_wait;    /* dispatched; the handler has not asked for the body yet */
+    int stream_on;      /* pieces go to scb */
+    int stream_paused;  /* the handler asked us to stop for now */
+    int stream_done;    /* on_end was called */
+    size_t stream_max, stream_bytes;
+    http_body_stream scb;
+    void *sud;
 };
 
 struct http_ws {
@@ -116,6 +125,7 @@ static void req_free(http_req *q);
 static void start_read(conn *c);
 static void ws_start(conn *c);
 static void maybe_done(http_server *s);
+static int split_target(http_req *q);
 
 /* ---- small helpers ---- */
 
@@ -305,6 +315,10 @@ static void conn_close(conn *c) {
         q->c = NULL;
         /* A request with its handler stays alive until the handler replies. */
         if (!q->dispatched) req_free(q);
+        else if (q->stream_on && !q->stream_done) {
+            q->stream_done = 1;
+            q->scb.on_end(q, -1, q->sud);
+        }
     }
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
@@ -312,6 +326,15 @@ static void conn_close(conn *c) {
 static void on_timeout(conn *c) {
     if (c->lingering || c->state == ST_IDLE) {
         conn_close(c);
+        return;
+    }
+    if (c->state == ST_BODY && c->req && c->req->stream_on && !c->req->stream_done) {
+        http_req *q = c->req;
+        q->stream_done = 1;
+        q->keep_alive = 0;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = 0;
+        q->scb.on_end(q, 408, q->sud);
         return;
     }
     if (c->state == ST_HEAD || c->state == ST_BODY) {
@@ -569,6 +592,9 @@ void http_reply(http_req *q, int status, const char *content_type, const void *b
     if (q->replied) return;
     q->replied = 1;
     q->status = status;
+    /* Answered before its body was read: the rest of the body is not HTTP
+     * we can parse, so this connection ends after the reply. */
+    if (q->stream && !q->stream_done) q->keep_alive = 0;
     conn *c = q->c;
     if (c && !c->closing) {
         http_server *s = q->srv;
@@ -784,7 +810,11 @@ static int on_headers_complete(http_parser *p) {
     q->keep_alive = http_should_keep_alive(p);
     q->upgrade = p->upgrade;
     if (!q->url) return -fail(c, 400, "bad_request", "missing request target");
-    if ((p->flags & F_CONTENTLENGTH) && p->content_length > c->srv->cfg.max_body)
+    if (!q->upgrade && !split_target(q) &&
+        http_router_match(c->srv->router, q->method, q->path, &q->match) == HTTP_MATCH_OK &&
+        (q->match.flags & HTTP_ROUTE_STREAM))
+        q->stream = 1;
+    if (!q->stream && (p->flags & F_CONTENTLENGTH) && p->content_length > c->srv->cfg.max_body)
         return -fail(c, 413, "body_too_large", "request body exceeds the configured limit");
     const char *expect = http_req_header(q, "Expect");
     if (expect) {
@@ -794,12 +824,34 @@ static int on_headers_complete(http_parser *p) {
         conn_send(c, cont, sizeof cont - 1, NULL, 0);
     }
     set_state(c, ST_BODY);
+    if (q->stream) {
+        /* Hand the request to its handler before reading the body. */
+        q->stream_wait = 1;
+        arm_timer(c, 0);
+        http_parser_pause(p, 1);
+    }
     return 0;
 }
 
 static int on_body(http_parser *p, const char *at, size_t len) {
     conn *c = p->data;
-    int rc = buf_append(&c->req->body, at, len);
+    http_req *q = c->req;
+    if (!q) {
+        /* A streaming handler answered mid-body: the rest is dropped with
+         * the connection. */
+        http_parser_pause(p, 1);
+        return 0;
+    }
+    if (q->stream_on) {
+        if (len > q->stream_max - q->stream_bytes)
+            return fail(c, 413, "body_too_large", "request body exceeds this route's limit");
+        q->stream_bytes += len;
+        arm_timer(c, c->srv->cfg.body_timeout_ms); /* the gap between pieces */
+        q->scb.on_data(q, at, len, q->sud);
+        if (q->stream_paused) http_parser_pause(p, 1);
+        return 0;
+    }
+    int rc = buf_append(&q->body, at, len);
     if (rc == BUF_TOO_BIG) return fail(c, 413, "body_too_large", "request body exceeds the configured limit");
     if (rc) return fail(c, 503, "overloaded", "out of memory");
     return 0;
@@ -828,6 +880,7 @@ static const http_parser_settings parser_settings = {
 
 static int split_target(http_req *q) {
     const char *u = q->url;
+    if (q->path) return 0; /* already split at the end of the headers */
     if (u[0] == '*' && u[1] == '\0') {
         q->path = "*";
         return 0;
@@ -960,12 +1013,31 @@ static void reply_parse_error(conn *c) {
  * requests answered synchronously. */
 static void conn_process(conn *c) {
     c->in_process = 1;
-    while (!c->closing && c->state != ST_HANDLING && c->state != ST_WS && c->in.len > 0) {
+    for (;;) {
+        http_req *q = c->req;
+        if (c->closing || c->lingering || c->close_after_write || c->state == ST_HANDLING ||
+            c->state == ST_WS || c->in.len == 0)
+            break;
+        if (q && (q->stream_wait || q->stream_paused)) break; /* the handler has the floor */
         size_t n = http_parser_execute(&c->parser, &parser_settings, c->in.p, c->in.len);
         enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
+        q = c->req;
         if (e == HPE_PAUSED) {
             http_parser_pause(&c->parser, 0);
             buf_consume(&c->in, n);
+            if (!q) break; /* answered early; the connection closes */
+            if (q && q->stream_wait && !q->dispatched) {
+                dispatch(c); /* end of headers of a streaming route */
+                continue;
+            }
+            if (q && q->stream_paused && c->state != ST_HANDLING) continue;
+            if (q && q->stream_on) {
+                if (!q->stream_done) {
+                    q->stream_done = 1;
+                    q->scb.on_end(q, 0, q->sud);
+                }
+                continue;
+            }
             dispatch(c);
             if (c->state == ST_WS) {
                 c->in_process = 0;
@@ -976,19 +1048,67 @@ static void conn_process(conn *c) {
         }
         if (e != HPE_OK) {
             buf_consume(&c->in, c->in.len);
-            reply_parse_error(c);
+            if (q && q->stream_on && !q->stream_done) {
+                /* The handler owns this request: it answers the error. */
+                q->stream_done = 1;
+                q->keep_alive = 0;
+                uv_read_stop((uv_stream_t *)&c->tcp);
+                c->reading = 0;
+                set_state(c, ST_HANDLING);
+                q->scb.on_end(q, c->err_status ? c->err_status : 400, q->sud);
+            } else {
+                reply_parse_error(c);
+            }
             break;
         }
         buf_consume(&c->in, n);
         if (c->parser.upgrade && c->state == ST_HANDLING) continue;
     }
     c->in_process = 0;
-    if (c->closing) return;
+    if (c->closing || c->lingering) return;
     if (c->state == ST_HANDLING || c->state == ST_WS) return;
+    if (c->req && (c->req->stream_wait || c->req->stream_paused)) return;
     if (!c->reading && !c->close_after_write) {
         c->reading = 1;
         start_read(c);
     }
+}
+
+int http_req_stream_body(http_req *q, const http_body_stream *cb, void *ud, size_t max) {
+    conn *c = q->c;
+    if (!c || c->closing || !q->stream || q->stream_on || q->replied) return -1;
+    q->stream_wait = 0;
+    q->stream_on = 1;
+    q->scb = *cb;
+    q->sud = ud;
+    q->stream_max = max;
+    if ((c->parser.flags & F_CONTENTLENGTH) && c->parser.content_length > max) {
+        q->stream_done = 1;
+        q->keep_alive = 0;
+        cb->on_end(q, 413, ud);
+        return 0;
+    }
+    if (c->state == ST_BODY) arm_timer(c, c->srv->cfg.body_timeout_ms);
+    if (!c->in_process) conn_process(c);
+    return 0;
+}
+
+void http_req_pause(http_req *q) {
+    conn *c = q->c;
+    if (!c || !q->stream_on || q->stream_done || q->stream_paused) return;
+    q->stream_paused = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+    arm_timer(c, 0);
+}
+
+void http_req_resume(http_req *q) {
+    conn *c = q->c;
+    if (!q->stream_paused) return;
+    q->stream_paused = 0;
+    if (!c || c->closing) return;
+    if (c->state == ST_BODY) arm_timer(c, c->srv->cfg.body_timeout_ms);
+    if (!c->in_process) conn_process(c);
 }
 
 /* ---- reading ---- */
@@ -1024,9 +1144,10 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b) {
         conn_close(c);
         return;
     }
-    if (c->state == ST_HANDLING) {
-        /* Pipelined bytes while a request is being handled: keep them, but
-         * stop reading so a client cannot queue without bound. */
+    if (c->state == ST_HANDLING || (c->req && (c->req->stream_wait || c->req->stream_paused))) {
+        /* Pipelined bytes while a request is being handled (or a streaming
+         * handler is busy): keep them, but stop reading so a client cannot
+         * queue without bound. */
         uv_read_stop(st);
         c->reading = 0;
         return;

@@ -9,6 +9,7 @@
  * API) in batches of 500 per transaction; a row is either wholly written or
  * not at all (see flush). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -46,6 +47,13 @@ typedef struct pending {
     unsigned long line;
 } pending;
 
+/* A growable set of parsed rows. A streamed import parses a whole network
+ * read before it stops for a write, so a set may pass BATCH a little. */
+typedef struct rowset {
+    pending *v;
+    int n, cap;
+} rowset;
+
 struct import_session {
     store *st;
     int64_t tenant;
@@ -54,14 +62,15 @@ struct import_session {
     int ncols;
     const char *col_field[512]; /* field name per column, NULL = ignored, "_name" = split */
     json_t *ignored;
-    pending batch[BATCH];
-    int nbatch;
+    rowset fill; /* rows parsed, waiting to be written */
+    rowset out;  /* rows being written (flush) */
     long imported, updated, failed, rows;
     json_t *errors;
     int fatal;
     store_err err;
     const char *map; /* "Header:field,..." or NULL */
     int batch_created, bad_row;
+    int streamed; /* rows are written by the caller (HTTP), not from on_row */
 };
 
 typedef struct import_session import_session;
@@ -164,10 +173,10 @@ static int flush_tx(store_tx *tx, void *arg, store_err *err) {
     import_session *s = arg;
     int64_t now = clock_wall_ms();
     s->batch_created = 0;
-    for (int i = 0; i < s->nbatch; i++) {
+    for (int i = 0; i < s->out.n; i++) {
         int64_t id;
         int created;
-        int rc = leads_upsert(tx, &s->batch[i].v, now, &id, &created, err);
+        int rc = leads_upsert(tx, &s->out.v[i].v, now, &id, &created, err);
         if (rc) {
             s->bad_row = i;
             return rc;
@@ -189,49 +198,72 @@ static int row_tx(store_tx *tx, void *arg, store_err *err) {
     return leads_upsert(tx, &o->p->v, clock_wall_ms(), &id, &o->created, err);
 }
 
-static void clear_batch(import_session *s) {
-    for (int i = 0; i < s->nbatch; i++) {
-        ent_vals_free(&s->batch[i].v);
-        json_decref(s->batch[i].in);
+static void rowset_clear(rowset *r) {
+    for (int i = 0; i < r->n; i++) {
+        ent_vals_free(&r->v[i].v);
+        json_decref(r->v[i].in);
     }
-    s->nbatch = 0;
+    r->n = 0;
 }
 
-/* Writes the batch. A batch is one transaction; if one row in it fails
- * (a failed statement dooms the transaction on both backends), nothing of
- * the batch was written and each row is retried alone, so only the rows
- * that really fail are reported. */
+static void rowset_free(rowset *r) {
+    rowset_clear(r);
+    eh_free(r->v);
+    r->v = NULL;
+    r->cap = 0;
+}
+
+/* The next free slot, or NULL without memory. */
+static pending *rowset_slot(rowset *r) {
+    if (r->n == r->cap) {
+        int cap = r->cap ? r->cap * 2 : BATCH;
+        pending *nv = eh_realloc(r->v, (size_t)cap * sizeof *nv);
+        if (!nv) return NULL;
+        r->v = nv;
+        r->cap = cap;
+    }
+    return &r->v[r->n];
+}
+
+/* Writes the parsed rows (s->fill) as one batch. A batch is one
+ * transaction; if one row in it fails (a failed statement dooms the
+ * transaction on both backends), nothing of the batch was written and each
+ * row is retried alone, so only the rows that really fail are reported.
+ * Blocking: runs on the pool for HTTP. */
 static int flush(import_session *s) {
-    if (!s->nbatch) return 0;
+    rowset t = s->out;
+    s->out = s->fill;
+    s->fill = t;
+    if (!s->out.n) return 0;
     s->bad_row = -1;
     int rc = store_write(s->st, s->tenant, flush_tx, s, &s->err);
     if (rc == STORE_OK) {
         s->imported += s->batch_created;
-        s->updated += s->nbatch - s->batch_created;
+        s->updated += s->out.n - s->batch_created;
     } else if (rc == STORE_CONFLICT || rc == STORE_INVALID) {
         rc = 0;
-        for (int i = 0; i < s->nbatch; i++) {
-            one_row o = {s, &s->batch[i], 0};
+        for (int i = 0; i < s->out.n; i++) {
+            one_row o = {s, &s->out.v[i], 0};
             store_err e = {0};
             int r = store_write(s->st, s->tenant, row_tx, &o, &e);
             if (r == STORE_OK) {
                 if (o.created) s->imported++;
                 else s->updated++;
             } else if (r == STORE_CONFLICT || r == STORE_INVALID) {
-                add_error(s, s->batch[i].line, r == STORE_CONFLICT ? "conflicts with an existing lead"
+                add_error(s, s->out.v[i].line, r == STORE_CONFLICT ? "conflicts with an existing lead"
                                                                    : "rejected by the database", NULL);
             } else {
                 s->err = e;
-                add_error(s, s->batch[i].line, "storage error; row not imported", NULL);
+                add_error(s, s->out.v[i].line, "storage error; row not imported", NULL);
                 s->fatal = 1;
                 rc = r;
             }
         }
     } else {
-        for (int i = 0; i < s->nbatch; i++) add_error(s, s->batch[i].line, "storage error; row not imported", NULL);
+        for (int i = 0; i < s->out.n; i++) add_error(s, s->out.v[i].line, "storage error; row not imported", NULL);
         s->fatal = 1;
     }
-    clear_batch(s);
+    rowset_clear(&s->out);
     return rc;
 }
 
@@ -297,7 +329,13 @@ static int on_row(void *ud, const csv_row *row) {
         json_decref(in);
         return 0;
     }
-    pending *p = &s->batch[s->nbatch];
+    pending *p = rowset_slot(&s->fill);
+    if (!p) {
+        add_error(s, row->line, "out of memory", NULL);
+        json_decref(in);
+        s->fatal = 1;
+        return 1;
+    }
     json_t *errors = NULL;
     if (ent_parse(&entity_lead, in, 1, s->country, &p->v, &errors)) {
         add_error(s, row->line, "invalid values", errors);
@@ -306,8 +344,8 @@ static int on_row(void *ud, const csv_row *row) {
     }
     p->in = in;
     p->line = row->line;
-    s->nbatch++;
-    if (s->nbatch == BATCH && flush(s)) return 1;
+    s->fill.n++;
+    if (!s->streamed && s->fill.n >= BATCH && flush(s)) return 1;
     return 0;
 }
 
@@ -340,122 +378,231 @@ static json_t *session_result(import_session *s) {
 
 static void session_free(import_session *s) {
     if (!s) return;
-    clear_batch(s);
+    rowset_free(&s->fill);
+    rowset_free(&s->out);
     json_decref(s->errors);
     json_decref(s->ignored);
     eh_free(s);
 }
 
-/* Runs a whole import of data[0..len) (or of the file path). */
-static int run_import(import_session *s, const char *data, size_t len, const char *path) {
-    /* Phones without a country code are read in the tenant's country. */
+static const csv_limits import_limits = {.max_field = 8192, .max_fields = 512, .max_row = 256 * 1024};
+
+/* Phones without a country code are read in the tenant's country. */
+static void load_country(import_session *s) {
     store_read(s->st, s->tenant, country_tx, s, &s->err);
-    csv_limits lim = {.max_field = 8192, .max_fields = 512, .max_row = 256 * 1024};
-    int rc;
-    if (path) {
-        csv_error ce;
-        rc = csv_read_file(path, &lim, on_row, s, &ce);
-    } else {
-        csv_reader *r = csv_new(&lim);
-        if (!r) return CSV_ENOMEM;
-        rc = csv_feed(r, data, len, on_row, s);
-        if (rc == CSV_OK) rc = csv_finish(r, on_row, s);
-        csv_free(r);
-    }
-    if (!s->fatal) flush(s);
+}
+
+/* After the last row: what the whole import amounts to. */
+static void finish_rows(import_session *s) {
     if (!s->header_done && !s->fatal) {
         s->fatal = 1;
         add_error(s, 1, "empty file: expected a header row", NULL);
     }
-    return rc < 0 ? rc : 0;
 }
 
-/* ---- HTTP ---- */
+/* ---- HTTP ----
+ * The body is streamed: rows are parsed on the loop thread as the bytes
+ * arrive, and each time a batch is ready reading pauses while the batch is
+ * written on the pool, so an upload of any size (up to --max-import) holds
+ * about one batch in memory and the client is slowed to the database's
+ * pace by TCP itself. */
 
-typedef struct import_job {
+typedef struct import_req {
     app *a;
     import_session *s;
-    char *body;
-    size_t len;
+    csv_reader *r;
     char *map;
-    int rc;
-} import_job;
+    int busy;       /* a write is on the pool */
+    int ended;      /* the body ended (on_end) */
+    int end_status; /* what on_end said */
+    int final;      /* the last write is on the pool */
+    int64_t start_ms;
+} import_req;
 
-static void import_work(void *arg) {
-    import_job *j = arg;
-    j->rc = run_import(j->s, j->body, j->len, NULL);
+static void ireq_free(import_req *ir) {
+    session_free(ir->s);
+    if (ir->r) csv_free(ir->r);
+    eh_free(ir->map);
+    eh_free(ir);
 }
 
-static void import_done(http_req *q, void *arg) {
-    import_job *j = arg;
-    import_session *s = j->s;
-    if (s->fatal && !s->imported && !s->updated && s->header_done && s->err.msg[0]) {
-        log_msg(j->a->log, LOG_ERROR, "import failed", s->err.msg);
-        http_reply_error(q, 503, "unavailable", "storage error during import; nothing from the failed batch was written");
-    } else if (s->fatal && !s->header_done) {
+static void reply_result(http_req *q, import_req *ir) {
+    import_session *s = ir->s;
+    int st = ir->end_status;
+    if (st == 0 && s->fatal && (!s->header_done || (s->rows == 0 && !s->err.msg[0]))) {
         json_t *first = json_array_get(s->errors, 0);
         http_reply_error(q, 400, "invalid_csv", first ? json_string_value(json_object_get(first, "error")) : "bad CSV");
-    } else if (s->fatal && s->rows == 0 && json_array_size(s->errors)) {
-        json_t *first = json_array_get(s->errors, 0);
-        http_reply_error(q, 400, "invalid_csv", json_string_value(json_object_get(first, "error")));
-    } else {
+    } else if (st == 0 && s->fatal && !s->imported && !s->updated && s->err.msg[0]) {
+        log_msg(ir->a->log, LOG_ERROR, "import failed", s->err.msg);
+        http_reply_error(q, 503, "unavailable", "storage error during import; nothing from the failed batch was written");
+    } else if (st == 0) {
+        log_line l;
+        if (log_begin(ir->a->log, &l, LOG_INFO, "leads imported")) {
+            log_str(&l, "request_id", http_req_id(q));
+            log_int(&l, "rows", s->rows);
+            log_int(&l, "imported", s->imported);
+            log_int(&l, "updated", s->updated);
+            log_int(&l, "failed", s->failed);
+            log_int(&l, "ms", clock_wall_ms() - ir->start_ms);
+            log_end(&l);
+        }
         http_reply_json(q, 200, session_result(s));
+    } else {
+        /* The upload stopped part-way. Rows of batches already written stay
+         * (each is whole); rows parsed since are dropped; the client learns
+         * how far it got. */
+        const char *code = st == 413 ? "body_too_large" : st == 408 ? "timeout" : "bad_request";
+        char msg[256];
+        snprintf(msg, sizeof msg,
+                 st == 413 ? "the CSV exceeds --max-import; %ld rows were written before it was cut off"
+                 : st == 408 ? "the upload stalled; %ld rows were written before it stopped"
+                             : "malformed request body; %ld rows were written before it",
+                 s->imported + s->updated);
+        json_t *body = json_pack("{s:{s:s, s:s, s:s, s:o}}", "error", "code", code, "message", msg, "request_id",
+                                 http_req_id(q), "result", session_result(s));
+        http_reply_json(q, st > 0 ? st : 400, body);
     }
-    session_free(s);
-    eh_free(j->body);
-    eh_free(j->map);
-    eh_free(j);
+    ireq_free(ir);
+}
+
+static void write_work(void *arg) {
+    import_req *ir = arg;
+    if (ir->final) {
+        csv_finish(ir->r, on_row, ir->s);
+        finish_rows(ir->s);
+        if (!ir->s->fatal || ir->s->header_done) flush(ir->s);
+    } else {
+        flush(ir->s);
+    }
+}
+
+static void write_done(http_req *q, void *arg) {
+    import_req *ir = arg;
+    ir->busy = 0;
+    if (ir->final || http_req_gone(q) || (ir->ended && ir->end_status)) {
+        reply_result(q, ir);
+        return;
+    }
+    if (ir->s->fatal) {
+        /* storage failed: stop reading and say so */
+        ir->end_status = 0;
+        reply_result(q, ir);
+        return;
+    }
+    if (ir->ended) { /* cannot happen while paused; kept for safety */
+        ir->final = 1;
+        ir->busy = 1;
+        if (http_req_work(q, write_work, write_done, ir) == 0) return;
+        ir->busy = 0;
+        http_reply_error(q, 503, "overloaded", "cannot schedule work");
+        ireq_free(ir);
+        return;
+    }
+    http_req_resume(q); /* may end the body: on_end runs from here */
+}
+
+static void schedule_write(http_req *q, import_req *ir) {
+    ir->busy = 1;
+    if (http_req_work(q, write_work, write_done, ir)) {
+        ir->busy = 0;
+        http_reply_error(q, 503, "overloaded", "cannot schedule work");
+        ireq_free(ir);
+    }
+}
+
+static void on_body_data(http_req *q, const char *data, size_t len, void *ud) {
+    import_req *ir = ud;
+    import_session *s = ir->s;
+    int rc = csv_feed(ir->r, data, len, on_row, s);
+    if (rc == CSV_STOPPED || rc < 0 || s->fatal) {
+        /* A header no field maps to, or out of memory: answer now; the rest
+         * of the body is not read. */
+        if (rc < 0 && !s->fatal) {
+            s->fatal = 1;
+            add_error(s, 0, "out of memory", NULL);
+        }
+        reply_result(q, ir);
+        return;
+    }
+    if (s->fill.n >= BATCH) {
+        http_req_pause(q);
+        schedule_write(q, ir);
+    }
+}
+
+static void on_body_end(http_req *q, int status, void *ud) {
+    import_req *ir = ud;
+    ir->ended = 1;
+    ir->end_status = status;
+    if (ir->busy) return; /* write_done answers */
+    if (status) {
+        reply_result(q, ir);
+        return;
+    }
+    ir->final = 1;
+    schedule_write(q, ir);
+}
+
+static const http_body_stream import_stream = {on_body_data, on_body_end};
+
+static void country_work(void *arg) {
+    import_req *ir = arg;
+    load_country(ir->s);
+}
+
+static void country_done(http_req *q, void *arg) {
+    import_req *ir = arg;
+    ir->busy = 0;
+    if (http_req_gone(q) || http_req_stream_body(q, &import_stream, ir, ir->a->cfg.max_import)) {
+        http_reply_error(q, 503, "unavailable", "client gone");
+        ireq_free(ir);
+    }
 }
 
 static void h_import(http_req *q, app *a, const auth_principal *p, void *ud) {
-    size_t len;
-    const char *body = http_req_body(q, &len);
+    (void)ud;
     const char *ct = http_req_header(q, "Content-Type");
     if (ct && strncasecmp(ct, "text/csv", 8) != 0 && strncasecmp(ct, "application/csv", 15) != 0 &&
         strncasecmp(ct, "text/plain", 10) != 0) {
         http_reply_error(q, 415, "unsupported_media_type", "send the CSV as text/csv");
         return;
     }
-    if (!len) {
+    const char *cl = http_req_header(q, "Content-Length");
+    if (cl && strtoull(cl, NULL, 10) == 0) {
         http_reply_error(q, 400, "invalid_csv", "empty body: expected a header row and data rows");
         return;
     }
     const char *map = http_req_query(q, "map");
-    import_job *j = eh_calloc(1, sizeof *j);
-    if (j) {
-        j->a = a;
-        j->body = eh_malloc(len);
-        j->map = map ? eh_strdup(map) : NULL;
-        j->s = session_new(a->st, p->tenant, j->map);
+    import_req *ir = eh_calloc(1, sizeof *ir);
+    if (ir) {
+        ir->a = a;
+        ir->start_ms = clock_wall_ms();
+        ir->map = map ? eh_strdup(map) : NULL;
+        ir->s = session_new(a->st, p->tenant, ir->map);
+        ir->r = csv_new(&import_limits);
     }
-    if (!j || !j->body || !j->s || (map && !j->map)) {
-        if (j) {
-            session_free(j->s);
-            eh_free(j->body);
-            eh_free(j->map);
-        }
-        eh_free(j);
+    if (!ir || !ir->s || !ir->r || (map && !ir->map)) {
+        if (ir) ireq_free(ir);
         http_reply_error(q, 503, "overloaded", "out of memory");
         return;
     }
-    memcpy(j->body, body, len);
-    j->len = len;
-    if (http_req_work(q, import_work, import_done, j)) {
-        session_free(j->s);
-        eh_free(j->body);
-        eh_free(j->map);
-        eh_free(j);
+    ir->s->streamed = 1;
+    ir->busy = 1;
+    if (http_req_work(q, country_work, country_done, ir)) {
+        ireq_free(ir);
         http_reply_error(q, 503, "overloaded", "cannot schedule work");
     }
 }
 
 static const http_route_doc d_import = {
-    "Import leads from CSV (text/csv body up to --max-body). Header names map to lead fields (or use "
-    "?map=Header:field,...); each bad row is reported with its line and skipped; good rows are upserted",
+    "Import leads from CSV (text/csv body, streamed, up to --max-import). Header names map to lead fields (or use "
+    "?map=Header:field,...); each bad row is reported with its line and skipped; good rows are upserted in "
+    "batches of 500, each row wholly or not at all",
     "leads", "CSV with a header row", "{rows, imported, updated, failed, errors:[{line, error, fields}], ignored_columns}"};
 
 int leads_import_register(app *a) {
-    return app_route(a, "POST", "/v1/leads/import", h_import, NULL, ROLES_LEAD_WRITE, &d_import);
+    return app_route_flags(a, "POST", "/v1/leads/import", h_import, NULL, ROLES_LEAD_WRITE, HTTP_ROUTE_STREAM,
+                           &d_import);
 }
 
 /* ---- CLI ---- */
@@ -463,9 +610,13 @@ int leads_import_register(app *a) {
 int leads_import_file(store *st, int64_t tenant, const char *path, const char *map, json_t **result) {
     import_session *s = session_new(st, tenant, map);
     if (!s) return -1;
-    int rc = run_import(s, NULL, 0, path);
+    load_country(s);
+    csv_error ce;
+    int rc = csv_read_file(path, &import_limits, on_row, s, &ce);
+    if (!s->fatal) flush(s);
+    finish_rows(s);
     *result = session_result(s);
-    int failed = s->fatal || rc;
+    int failed = s->fatal || rc < 0;
     session_free(s);
     return failed ? -1 : 0;
 }
