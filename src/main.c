@@ -12,6 +12,7 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "leads/leads.h"
+#include "ml/ml.h"
 
 static const char usage[] =
     "ehub " EHUB_VERSION " — EnterpriseHub lead intelligence server\n"
@@ -48,6 +49,10 @@ static void print_help(FILE *out, const char *cmd) {
     else if (cmd && strcmp(cmd, "import") == 0)
         fprintf(out, "Usage: ehub import leads FILE.csv --tenant T\n\nHeader names map to lead fields "
                      "(see README). Bad rows are reported with their line and skipped.\n\n");
+    else if (cmd && strcmp(cmd, "train") == 0)
+        fputs(ml_cli_train_help, out);
+    else if (cmd && strcmp(cmd, "predict") == 0)
+        fputs(ml_cli_predict_help, out);
     else fputs(usage, out);
     config_print_help(out);
 }
@@ -246,6 +251,79 @@ static int cmd_import(ehub_config *cfg, logger *log, int npos, char **pos) {
     return rc ? 1 : 0;
 }
 
+static int cmd_train(ehub_config *cfg, ml_cli *c) {
+    char out[sizeof cfg->data_dir + 16], err[512];
+    if (!c->train.data || !c->train.label || !c->train.model) {
+        fprintf(stderr, "ehub train: --data, --label and --model are required (ehub train --help)\n");
+        return 2;
+    }
+    if (!c->train.out) {
+        snprintf(out, sizeof out, "%s/models", cfg->data_dir);
+        c->train.out = out;
+    }
+    c->train.trained_by = "cli";
+    json_t *rep = NULL;
+    if (ml_train(&c->train, &rep, err, sizeof err)) {
+        fprintf(stderr, "ehub train: %s\n", err);
+        return 1;
+    }
+    if (c->json) {
+        char *s = json_dumps(rep, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        if (s) printf("%s\n", s);
+        free(s);
+    } else {
+        json_t *m = json_object_get(rep, "metrics");
+        printf("model %s v%lld: %lld rows (%lld train, %lld validation, %lld test), %lld features, %lld rounds, %lld ms\n",
+               c->train.model, (long long)json_integer_value(json_object_get(rep, "version")),
+               (long long)json_integer_value(json_object_get(rep, "rows")),
+               (long long)json_integer_value(json_object_get(rep, "train_rows")),
+               (long long)json_integer_value(json_object_get(rep, "valid_rows")),
+               (long long)json_integer_value(json_object_get(rep, "test_rows")),
+               (long long)json_integer_value(json_object_get(rep, "features")),
+               (long long)json_integer_value(json_object_get(rep, "rounds")),
+               (long long)json_integer_value(json_object_get(rep, "train_ms")));
+        const char *k;
+        json_t *v;
+        printf("test:");
+        json_object_foreach(m, k, v) printf(" %s=%.4f", k, json_number_value(v));
+        printf("\nsaved to %s\n", json_string_value(json_object_get(rep, "dir")));
+    }
+    json_decref(rep);
+    return 0;
+}
+
+static int cmd_predict(ml_cli *c) {
+    char err[512];
+    if (!c->model_dir || !c->train.data) {
+        fprintf(stderr, "ehub predict: --model DIR and --data FILE.csv are required\n");
+        return 2;
+    }
+    ml_model *m = ml_model_load(c->model_dir, err, sizeof err);
+    if (!m) {
+        fprintf(stderr, "ehub predict: %s\n", err);
+        return 1;
+    }
+    ml_table *t = ml_table_read(c->train.data, err, sizeof err);
+    if (!t) {
+        ml_model_free(m);
+        fprintf(stderr, "ehub predict: %s\n", err);
+        return 1;
+    }
+    FILE *out = c->output ? fopen(c->output, "w") : stdout;
+    int rc = 0;
+    if (!out) {
+        fprintf(stderr, "ehub predict: cannot write %s\n", c->output);
+        rc = 1;
+    } else if (ml_predict_table(m, t, out, err, sizeof err)) {
+        fprintf(stderr, "ehub predict: %s\n", err);
+        rc = 1;
+    }
+    if (out && out != stdout) fclose(out);
+    ml_table_free(t);
+    ml_model_free(m);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -258,7 +336,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(cmd, "serve") && strcmp(cmd, "migrate") && strcmp(cmd, "tenant") && strcmp(cmd, "key") &&
-        strcmp(cmd, "import")) {
+        strcmp(cmd, "import") && strcmp(cmd, "train") && strcmp(cmd, "predict")) {
         fprintf(stderr, "ehub: unknown command \"%s\" (see ehub --help)\n", cmd);
         return 2;
     }
@@ -269,12 +347,30 @@ int main(int argc, char **argv) {
     ehub_config cfg;
     char err[512];
     int rest[64], nrest = 0;
-    if (argc - 2 > 64 || config_load(&cfg, argc - 2, argv + 2, rest, &nrest, err, sizeof err)) {
-        fprintf(stderr, "ehub %s: %s\n", cmd, argc - 2 > 64 ? "too many arguments" : err);
+    if (argc - 2 > 64) {
+        fprintf(stderr, "ehub %s: too many arguments\n", cmd);
+        return 2;
+    }
+    /* train/predict: their own flags first, the common options after */
+    char *args[64];
+    int nargs = argc - 2;
+    ml_cli mlc;
+    for (int i = 0; i < nargs; i++) args[i] = argv[2 + i];
+    if (!strcmp(cmd, "train") || !strcmp(cmd, "predict")) {
+        int keep[64], nkeep;
+        if (ml_cli_parse(nargs, args, &mlc, keep, &nkeep, err, sizeof err)) {
+            fprintf(stderr, "ehub %s: %s\n", cmd, err);
+            return 2;
+        }
+        for (int i = 0; i < nkeep; i++) args[i] = argv[2 + keep[i]];
+        nargs = nkeep;
+    }
+    if (config_load(&cfg, nargs, args, rest, &nrest, err, sizeof err)) {
+        fprintf(stderr, "ehub %s: %s\n", cmd, err);
         return 2;
     }
     char *pos[64];
-    for (int i = 0; i < nrest; i++) pos[i] = argv[2 + rest[i]];
+    for (int i = 0; i < nrest; i++) pos[i] = args[rest[i]];
     logger *log = log_new(2, (log_level)cfg.log_level);
     if (!log) return 1;
     int rc;
@@ -291,6 +387,13 @@ int main(int argc, char **argv) {
         rc = cmd_key(&cfg, log, nrest, pos);
     } else if (!strcmp(cmd, "import")) {
         rc = cmd_import(&cfg, log, nrest, pos);
+    } else if (!strcmp(cmd, "train") || !strcmp(cmd, "predict")) {
+        if (nrest) {
+            fprintf(stderr, "ehub %s: unexpected argument \"%s\"\n", cmd, pos[0]);
+            rc = 2;
+        } else {
+            rc = !strcmp(cmd, "train") ? cmd_train(&cfg, &mlc) : cmd_predict(&mlc);
+        }
     } else {
         rc = cmd_tenant(&cfg, log, nrest, pos);
     }
