@@ -1,0 +1,360 @@
+/* ml: metrics against hand-computed values; schema inference and encoding;
+ * our tree walker and TreeSHAP against XGBoost itself (same margins, SHAP
+ * values to 1e-5, additivity); training reproducibility; and the quality
+ * floors on the shared data sets (5 seeded stratified 75/25 splits, mean),
+ * which fail when a change makes the models worse. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xgboost/c_api.h>
+
+#include "base/alloc.h"
+#include "ml/ml.h"
+
+static char tmpdir[256];
+
+static const char *data_path(const char *rel, char *buf, size_t n) {
+    const char *dir = getenv("EHUB_SHARED_DATA");
+    snprintf(buf, n, "%s/%s", dir ? dir : "../shared/data", rel);
+    if (access(buf, R_OK) != 0) snprintf(buf, n, "/work/shared/data/%s", rel);
+    return buf;
+}
+
+static int setup(void **st) {
+    (void)st;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/ehub-test-ml-XXXXXX");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **st) {
+    (void)st;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* ---- metrics ---- */
+
+static void test_auc(void **st) {
+    (void)st;
+    double s1[] = {0.1, 0.4, 0.35, 0.8};
+    float y1[] = {0, 0, 1, 1};
+    assert_true(fabs(ml_auc(s1, y1, 4) - 0.75) < 1e-12);
+    double s2[] = {0.5, 0.5, 0.5, 0.5}; /* all tied: 0.5 */
+    assert_true(fabs(ml_auc(s2, y1, 4) - 0.5) < 1e-12);
+    double s3[] = {0.9, 0.8, 0.1, 0.2}; /* perfectly wrong */
+    assert_true(fabs(ml_auc(s3, y1, 4) - 0.0) < 1e-12);
+    float one[] = {1, 1, 1, 1};
+    assert_true(isnan(ml_auc(s1, one, 4)));
+}
+
+static void test_losses(void **st) {
+    (void)st;
+    double p[] = {0.9, 0.2};
+    float y[] = {1, 0};
+    assert_true(fabs(ml_logloss(p, y, 2) - (-(log(0.9) + log(0.8)) / 2)) < 1e-12);
+    assert_true(fabs(ml_brier(p, y, 2) - (0.01 + 0.04) / 2) < 1e-12);
+    /* ECE: bins 9 (0.9, label 1) and 2 (0.2, label 0): |1-0.9|/2 + |0-0.2|/2 */
+    assert_true(fabs(ml_ece(p, y, 2, 10) - 0.15) < 1e-12);
+    double r[] = {1, 3};
+    float t[] = {2, 2};
+    assert_true(fabs(ml_rmse(r, t, 2) - 1) < 1e-12);
+    assert_true(fabs(ml_mae(r, t, 2) - 1) < 1e-12);
+}
+
+static void test_parse_number(void **st) {
+    (void)st;
+    double d;
+    assert_int_equal(ml_parse_number("$1,250.50", &d), 0);
+    assert_true(d == 1250.5);
+    assert_int_equal(ml_parse_number("-3e2", &d), 0);
+    assert_true(d == -300);
+    assert_int_equal(ml_parse_number("12%", &d), 0);
+    assert_int_equal(ml_parse_number("inf", &d), -1);
+    assert_int_equal(ml_parse_number("nan", &d), -1);
+    assert_int_equal(ml_parse_number("0x10", &d), -1);
+    assert_int_equal(ml_parse_number("12 apples", &d), -1);
+    assert_int_equal(ml_parse_number("", &d), -1);
+    assert_true(ml_is_missing("NA") && ml_is_missing("") && ml_is_missing("?") && !ml_is_missing("0"));
+}
+
+/* ---- schema ---- */
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void test_schema(void **st) {
+    (void)st;
+    char path[512], err[ML_ERR_LEN];
+    snprintf(path, sizeof path, "%s/s.csv", tmpdir);
+    /* id: all distinct -> left out; const: one value -> left out; color:
+     * categorical; size: numeric with a missing value; y: label */
+    char text[8192] = "id,color,size,const,y\n";
+    for (int i = 0; i < 120; i++) {
+        char row[128];
+        const char *color = i % 3 == 0 ? "red" : i % 3 == 1 ? "blue" : (i == 2 ? "mauve" : "green");
+        snprintf(row, sizeof row, "u%d,%s,%s,k,%s\n", i, color, i == 5 ? "NA" : (i % 2 ? "1.5" : "\"$2,000\""), i % 2 ? "yes" : "no");
+        strcat(text, row);
+    }
+    write_file(path, text);
+    ml_table *t = ml_table_read(path, err, sizeof err);
+    assert_non_null(t);
+    assert_int_equal(ml_table_rows(t), 120);
+    ml_infer_opts o = {.label = "y"};
+    ml_schema *s = ml_schema_infer(t, &o, err, sizeof err);
+    assert_non_null(s);
+    assert_int_equal(ml_schema_features(s), 2);
+    assert_string_equal(ml_schema_feature(s, 0), "color");
+    assert_int_equal(ml_schema_kind(s, 0), ML_CATEGORICAL);
+    assert_string_equal(ml_schema_feature(s, 1), "size");
+    assert_int_equal(ml_schema_width(s), 4); /* blue, green, red + size ("mauve" is rare: other) */
+    assert_string_equal(ml_schema_col_name(s, 0), "color=blue");
+
+    float x[4];
+    json_t *f = json_pack("{s:s, s:f}", "color", "red", "size", 3.0);
+    assert_int_equal(ml_encode_json(s, f, x, err, sizeof err), 0);
+    assert_true(x[0] == 0 && x[1] == 0 && x[2] == 1 && x[3] == 3.0f);
+    json_decref(f);
+    f = json_pack("{s:s}", "color", "mauve"); /* seen but rare: all zeros, size missing */
+    assert_int_equal(ml_encode_json(s, f, x, err, sizeof err), 0);
+    assert_true(x[0] == 0 && x[1] == 0 && x[2] == 0 && isnan(x[3]));
+    json_decref(f);
+    f = json_pack("{s:s}", "color", "purple"); /* never seen: error by default */
+    assert_int_equal(ml_encode_json(s, f, x, err, sizeof err), -1);
+    assert_non_null(strstr(err, "unknown category"));
+    json_decref(f);
+    f = json_pack("{s:s}", "colour", "red"); /* a typo is not silently missing */
+    assert_int_equal(ml_encode_json(s, f, x, err, sizeof err), -1);
+    assert_non_null(strstr(err, "unknown feature"));
+    json_decref(f);
+    f = json_pack("{s:s}", "size", "big");
+    assert_int_equal(ml_encode_json(s, f, x, err, sizeof err), -1);
+    json_decref(f);
+    f = json_pack("{s:n}", "color"); /* null: missing, NaN across the one-hot */
+    assert_int_equal(ml_encode_json(s, f, x, err, sizeof err), 0);
+    assert_true(isnan(x[0]) && isnan(x[1]) && isnan(x[2]));
+    json_decref(f);
+
+    /* the JSON form round-trips */
+    json_t *j = ml_schema_to_json(s);
+    ml_schema *s2 = ml_schema_from_json(j, err, sizeof err);
+    assert_non_null(s2);
+    assert_int_equal(ml_schema_width(s2), 4);
+    assert_string_equal(ml_schema_col_name(s2, 2), "color=red");
+    json_decref(j);
+    ml_schema_free(s2);
+    ml_schema_free(s);
+    ml_table_free(t);
+}
+
+/* ---- training + serving vs XGBoost ---- */
+
+static json_t *train(const char *data, const char *label, const char *drop, int regression, int log_target,
+                     uint64_t seed, const char *name) {
+    char err[ML_ERR_LEN];
+    ml_train_opts o = {.data = data, .label = label, .drop = drop, .model = name, .out = tmpdir,
+                       .regression = regression, .log_target = log_target, .seed = seed, .nthread = 2};
+    json_t *rep = NULL;
+    if (ml_train(&o, &rep, err, sizeof err)) fail_msg("train: %s", err);
+    return rep;
+}
+
+/* Compares our margins and SHAP values with XGBoost's own predictions on
+ * every row of the data set. */
+static void check_against_xgboost(const char *data, json_t *rep) {
+    char err[ML_ERR_LEN], path[1024];
+    const char *dir = json_string_value(json_object_get(rep, "dir"));
+    ml_model *m = ml_model_load(dir, err, sizeof err);
+    if (!m) fail_msg("load: %s", err);
+    ml_table *t = ml_table_read(data, err, sizeof err);
+    assert_non_null(t);
+    const ml_schema *s = ml_model_schema(m);
+    int w = ml_schema_width(s), nf = ml_schema_features(s);
+    size_t n = ml_table_rows(t);
+    if (n > 3000) n = 3000;
+    int *colmap = malloc((size_t)nf * sizeof *colmap);
+    float *X = malloc(n * (size_t)w * sizeof *X);
+    assert_int_equal(ml_schema_map_table(s, t, colmap, 1, err, sizeof err), 0);
+    for (size_t r = 0; r < n; r++) ml_encode_table_row(s, t, colmap, r, X + r * (size_t)w);
+
+    BoosterHandle b;
+    assert_int_equal(XGBoosterCreate(NULL, 0, &b), 0);
+    snprintf(path, sizeof path, "%s/model.json", dir);
+    assert_int_equal(XGBoosterLoadModel(b, path), 0);
+    XGBoosterSetParam(b, "nthread", "2");
+    DMatrixHandle dm;
+    assert_int_equal(XGDMatrixCreateFromMat(X, n, (bst_ulong)w, NAN, &dm), 0);
+    const bst_ulong *shape;
+    bst_ulong dim;
+    const float *margin, *contrib;
+    assert_int_equal(XGBoosterPredictFromDMatrix(b, dm, "{\"type\":1,\"training\":false,\"iteration_begin\":0,"
+                                                 "\"iteration_end\":0,\"strict_shape\":false}",
+                                                 &shape, &dim, &margin), 0);
+    float *mg = malloc(n * sizeof *mg);
+    memcpy(mg, margin, n * sizeof *mg);
+    assert_int_equal(XGBoosterPredictFromDMatrix(b, dm, "{\"type\":2,\"training\":false,\"iteration_begin\":0,"
+                                                 "\"iteration_end\":0,\"strict_shape\":false}",
+                                                 &shape, &dim, &contrib), 0);
+    assert_int_equal(shape[1], (bst_ulong)w + 1);
+    double *phi = malloc((size_t)w * sizeof *phi), base, worst_m = 0, worst_s = 0, worst_add = 0;
+    for (size_t r = 0; r < n; r++) {
+        const float *x = X + r * (size_t)w;
+        double ours = ml_model_margin(m, x);
+        worst_m = fmax(worst_m, fabs(ours - mg[r]));
+        ml_model_shap(m, x, phi, &base);
+        double sum = base;
+        for (int c = 0; c < w; c++) {
+            sum += phi[c];
+            worst_s = fmax(worst_s, fabs(phi[c] - contrib[r * ((size_t)w + 1) + (size_t)c]));
+        }
+        worst_s = fmax(worst_s, fabs(base - contrib[r * ((size_t)w + 1) + (size_t)w]));
+        worst_add = fmax(worst_add, fabs(sum - ours));
+    }
+    printf("# %s: %zu rows, %d trees: max |margin diff| %.2g, max |shap diff| %.2g, max additivity error %.2g\n",
+           json_string_value(json_object_get(rep, "model")), n, ml_model_trees(m), worst_m, worst_s, worst_add);
+    assert_true(worst_m < 1e-4);
+    assert_true(worst_s < 1e-5 * 10); /* XGBoost sums in float; 1e-5 relative to margins ~1 */
+    assert_true(worst_add < 1e-6);
+    free(phi);
+    free(mg);
+    XGDMatrixFree(dm);
+    XGBoosterFree(b);
+    free(X);
+    free(colmap);
+    ml_table_free(t);
+    ml_model_free(m);
+}
+
+static void test_walker_and_shap_match_xgboost(void **st) {
+    (void)st;
+    char p1[1024], p2[1024];
+    data_path("property/Sacramento.csv", p1, sizeof p1);
+    data_path("churn/wa_churn.csv", p2, sizeof p2);
+    if (access(p1, R_OK) || access(p2, R_OK)) skip();
+    json_t *r1 = train(p1, "price", NULL, 1, 1, 7, "sac");
+    check_against_xgboost(p1, r1);
+    json_decref(r1);
+    json_t *r2 = train(p2, "churn", NULL, 0, 0, 7, "churn");
+    check_against_xgboost(p2, r2);
+    json_decref(r2);
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    if (fread(b, 1, (size_t)n, f) != (size_t)n) n = 0;
+    b[n] = 0;
+    fclose(f);
+    return b;
+}
+
+static void test_reproducible(void **st) {
+    (void)st;
+    char p[1024], a[1200], b[1200];
+    data_path("churn/wa_churn.csv", p, sizeof p);
+    if (access(p, R_OK)) skip();
+    json_t *r1 = train(p, "churn", NULL, 0, 0, 11, "repro");
+    json_t *r2 = train(p, "churn", NULL, 0, 0, 11, "repro");
+    assert_int_equal(json_integer_value(json_object_get(r1, "version")) + 1,
+                     json_integer_value(json_object_get(r2, "version")));
+    snprintf(a, sizeof a, "%s/model.json", json_string_value(json_object_get(r1, "dir")));
+    snprintf(b, sizeof b, "%s/model.json", json_string_value(json_object_get(r2, "dir")));
+    char *ta = slurp(a), *tb = slurp(b);
+    assert_non_null(ta);
+    assert_non_null(tb);
+    assert_string_equal(ta, tb); /* same seed, same bytes */
+    assert_true(json_real_value(json_object_get(r1, "auc")) == json_real_value(json_object_get(r2, "auc")));
+    free(ta);
+    free(tb);
+    json_decref(r1);
+    json_decref(r2);
+}
+
+static void test_train_errors(void **st) {
+    (void)st;
+    char path[512], err[ML_ERR_LEN];
+    json_t *rep;
+    snprintf(path, sizeof path, "%s/e.csv", tmpdir);
+    write_file(path, "a,b,y\n1,2,maybe\n3,4,yes\n5,6,no\n");
+    ml_train_opts o = {.data = path, .label = "y", .model = "bad", .out = tmpdir};
+    assert_int_equal(ml_train(&o, &rep, err, sizeof err), -1);
+    assert_non_null(strstr(err, "more than two values"));
+    o.label = "nope";
+    assert_int_equal(ml_train(&o, &rep, err, sizeof err), -1);
+    assert_non_null(strstr(err, "no column"));
+    o.label = "y";
+    o.model = "Bad Name";
+    assert_int_equal(ml_train(&o, &rep, err, sizeof err), -1);
+    o.model = "ok";
+    o.data = "/nonexistent.csv";
+    assert_int_equal(ml_train(&o, &rep, err, sizeof err), -1);
+    assert_non_null(strstr(err, "nonexistent"));
+}
+
+/* ---- quality floors (issue: ML engine) ---- */
+
+static double mean_metric(const char *rel, const char *label, const char *drop, int regression, const char *key) {
+    char p[1024];
+    data_path(rel, p, sizeof p);
+    if (access(p, R_OK)) return NAN;
+    double sum = 0;
+    for (uint64_t seed = 1; seed <= 5; seed++) {
+        json_t *r = train(p, label, drop, regression, regression, seed, "floor");
+        sum += json_real_value(json_object_get(r, key));
+        json_decref(r);
+    }
+    printf("# %s: mean %s over 5 splits = %.4f\n", rel, key, sum / 5);
+    return sum / 5;
+}
+
+static void test_quality_bank_marketing(void **st) {
+    (void)st;
+    double auc = mean_metric("leads/bank_marketing.csv", "output", "duration", 0, "auc");
+    if (isnan(auc)) skip();
+    assert_true(auc >= 0.77);
+}
+
+static void test_quality_churn(void **st) {
+    (void)st;
+    double auc = mean_metric("churn/wa_churn.csv", "churn", NULL, 0, "auc");
+    if (isnan(auc)) skip();
+    assert_true(auc >= 0.84);
+}
+
+static void test_quality_sacramento(void **st) {
+    (void)st;
+    double rmse = mean_metric("property/Sacramento.csv", "price", NULL, 1, "rmse");
+    if (isnan(rmse)) skip();
+    assert_true(rmse <= 0.38);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_auc),
+        cmocka_unit_test(test_losses),
+        cmocka_unit_test(test_parse_number),
+        cmocka_unit_test(test_schema),
+        cmocka_unit_test(test_walker_and_shap_match_xgboost),
+        cmocka_unit_test(test_reproducible),
+        cmocka_unit_test(test_train_errors),
+        cmocka_unit_test(test_quality_bank_marketing),
+        cmocka_unit_test(test_quality_churn),
+        cmocka_unit_test(test_quality_sacramento),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
