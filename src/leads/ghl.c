@@ -424,8 +424,9 @@ static int opportunity(store_tx *tx, const char *type, json_t *p, const char *co
                          "VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8, 'open'), $9, $10, $10)",
                          up, 10, NULL, err);
     if (rc) return rc;
-    json_t *ev = json_pack("{s:s, s:I?, s:s?, s:s?, s:o, s:s}", "ghl_opportunity_id", oid, "lead_id",
-                           (json_int_t)lead_id, "stage", str(p, "pipelineStageId"), "status", status,
+    /* (jansson has no optional integer: "I?" would make json_pack fail) */
+    json_t *ev = json_pack("{s:s, s:o, s:s?, s:s?, s:o, s:s}", "ghl_opportunity_id", oid, "lead_id",
+                           lead_id ? json_integer((json_int_t)lead_id) : json_null(), "stage", str(p, "pipelineStageId"), "status", status,
                            "monetary_value", json_is_number(mv) ? json_real(json_number_value(mv)) : json_null(),
                            "ghl_event", type);
     rc = leads_event(tx, exists ? "opportunity.updated" : "opportunity.created", ev, err);
@@ -596,9 +597,9 @@ static void ghl_work(void *arg) {
     snprintf(j->type, sizeof j->type, "%s", type);
     const char *wid = str(p, "webhookId");
     json_t *ts_v = json_object_get(p, "timestamp");
-    if (!ts.token_mode && (!wid || !ts_v)) {
+    if (!ts.token_mode && (!wid || !ts_v || !str(p, "locationId"))) {
         json_decref(p);
-        fail(j, 400, "missing_field", "\"webhookId\" and \"timestamp\" are required");
+        fail(j, 400, "missing_field", "\"webhookId\", \"timestamp\" and \"locationId\" are required");
         return;
     }
     if (wid) {
@@ -629,7 +630,16 @@ static void ghl_work(void *arg) {
         }
     }
     apply_args aa = {j, p, ts.country};
-    int rc = store_write(a->st, ts.id, apply_tx, &aa, &j->err);
+    int rc;
+    /* Events racing for the same new contact (or the same webhookId) can
+     * each find nothing and insert: the loser's unique violation rolls its
+     * transaction back whole, and running it again finds the winner's row
+     * (and answers "duplicate" for a replayed webhookId). */
+    for (int attempt = 0;; attempt++) {
+        j->duplicate = j->stored_only = 0;
+        rc = store_write(a->st, ts.id, apply_tx, &aa, &j->err);
+        if (rc != STORE_CONFLICT || attempt == 3) break;
+    }
     json_decref(p);
     if (rc == STORE_BUSY || rc == STORE_UNAVAILABLE) fail(j, 503, "unavailable", "storage unavailable, retry");
     else if (rc) fail(j, 500, "internal", "could not store the webhook");

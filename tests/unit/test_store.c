@@ -294,9 +294,11 @@ static void *open_thread_main(void *arg) {
     store *s = store_open(t->url, &o, &err);
     if (!s) {
         t->rc = err.code;
+        fprintf(stderr, "# store_open: %s\n", err.msg);
         return NULL;
     }
     t->rc = t->no_migrate ? store_migrate(s, &t->applied, &err) : 0;
+    if (t->rc) fprintf(stderr, "# store_migrate: %s\n", err.msg);
     store_close(s);
     return NULL;
 }
