@@ -5,6 +5,7 @@
 
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "ml/ml.h"
 
 static const double store_buckets[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
                                        0.005,   0.01,   0.025,   0.05,   0.1,   0.5, 1};
@@ -98,7 +99,7 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
     metrics_gauge_fn(a->m, "process_open_fds", "open file descriptors", metrics_process_open_fds, NULL);
 
     if (api_system_register(a) || leads_api_register(a) || leads_ghl_register(a) ||
-        leads_import_register(a) || leads_settings_register(a) || api_openapi_build(a)) {
+        leads_import_register(a) || leads_settings_register(a) || ml_serve_register(a) || api_openapi_build(a)) {
         log_msg(log, LOG_ERROR, "startup failed", "cannot register routes");
         return -1;
     }
@@ -166,6 +167,7 @@ void app_free(app *a) {
     http_router_free(a->router);
     app_routes_free(a);
     leads_ctx_free(a->leads);
+    ml_serve_free(a->ml);
     metrics_free(a->m);
     eh_free(a->openapi);
     memset(a, 0, sizeof *a);

@@ -19,6 +19,7 @@
 typedef struct key_cache key_cache;
 typedef struct route_entry route_entry;
 typedef struct leads_ctx leads_ctx;
+typedef struct ml_ctx ml_ctx;
 
 typedef struct app {
     uv_loop_t *loop;
@@ -37,6 +38,7 @@ typedef struct app {
     int nroutes, caproutes;
     metric *m_auth_fail;
     leads_ctx *leads;      /* webhook tenant cache and keys (leads module) */
+    ml_ctx *ml;            /* models served (ml module) */
     int stopping;
     int exit_code;
 } app;

@@ -98,8 +98,8 @@ void ml_encode_table_row(const ml_schema *s, const ml_table *t, const int *colma
 int ml_schema_map_table(const ml_schema *s, const ml_table *t, int *colmap, int require_all, char *err,
                         size_t errlen);
 
-/* Encodes a JSON object of raw features into out[width]. A feature absent
- * or null is missing; numbers must be JSON numbers (or numeric strings) and
+/* Encodes a JSON object of raw features into out[width]. Every feature
+ * must be present; null means missing; numbers must be JSON numbers (or numeric strings) and
  * finite; categorical values strings (or numbers, read as their text).
  * Unknown keys are an error, so a typo cannot silently score as missing.
  * Returns 0, or -1 with err saying which feature is wrong and why. */
@@ -176,6 +176,15 @@ void ml_model_shap(const ml_model *m, const float *x, double *phi, double *base)
 /* Scores a table into a CSV stream: the columns `score` (and `margin`),
  * one row per table row. Returns 0 or -1 with err. */
 int ml_predict_table(const ml_model *m, const ml_table *t, FILE *out, char *err, size_t errlen);
+
+/* ---- serving over HTTP (serve.c) ----
+ * Loads every model under DATA_DIR/models and registers /predict,
+ * /batch-predict, /models, /stats (and /v1/...) and
+ * /v1/models/{name}/activate. Sets a->ml; ml_serve_free releases it. */
+struct app;
+typedef struct ml_ctx ml_ctx;
+int ml_serve_register(struct app *a);
+void ml_serve_free(ml_ctx *c);
 
 /* ---- command line (ehub train / ehub predict) ---- */
 

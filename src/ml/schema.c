@@ -373,6 +373,16 @@ int ml_encode_json(const ml_schema *s, const json_t *features, float *out, char 
         return -1;
     }
     for (int i = 0; i < s->nfeat; i++) put_missing(&s->f[i], out);
+    /* Every feature must be named: a value really unknown is sent as null.
+     * An absent key is more often a client bug, which would otherwise
+     * score quietly as "missing". */
+    if (json_object_size(features) < (size_t)s->nfeat) {
+        for (int i = 0; i < s->nfeat; i++)
+            if (!json_object_get(features, s->f[i].name)) {
+                snprintf(err, errlen, "feature \"%.64s\" is missing (send null if its value is unknown)", s->f[i].name);
+                return -1;
+            }
+    }
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)features, key, v) {

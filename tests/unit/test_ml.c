@@ -122,26 +122,30 @@ static void test_schema(void **st) {
     assert_string_equal(ml_schema_col_name(s, 0), "color=blue");
 
     float x[4];
-    json_t *f = json_pack("{s:s, s:f}", "color", "red", "size", 3.0);
+    json_t *f = json_pack("{s:s}", "color", "red"); /* size absent: an error, not a silent NaN */
+    assert_int_equal(ml_encode_json(s, f, x, err, sizeof err), -1);
+    assert_non_null(strstr(err, "\"size\" is missing"));
+    json_decref(f);
+    f = json_pack("{s:s, s:f}", "color", "red", "size", 3.0);
     assert_int_equal(ml_encode_json(s, f, x, err, sizeof err), 0);
     assert_true(x[0] == 0 && x[1] == 0 && x[2] == 1 && x[3] == 3.0f);
     json_decref(f);
-    f = json_pack("{s:s}", "color", "mauve"); /* seen but rare: all zeros, size missing */
+    f = json_pack("{s:s, s:n}", "color", "mauve", "size"); /* seen but rare: all zeros; size null */
     assert_int_equal(ml_encode_json(s, f, x, err, sizeof err), 0);
     assert_true(x[0] == 0 && x[1] == 0 && x[2] == 0 && isnan(x[3]));
     json_decref(f);
-    f = json_pack("{s:s}", "color", "purple"); /* never seen: error by default */
+    f = json_pack("{s:s, s:n}", "color", "purple", "size"); /* never seen: error by default */
     assert_int_equal(ml_encode_json(s, f, x, err, sizeof err), -1);
     assert_non_null(strstr(err, "unknown category"));
     json_decref(f);
-    f = json_pack("{s:s}", "colour", "red"); /* a typo is not silently missing */
+    f = json_pack("{s:s, s:s, s:n}", "color", "red", "colour", "red", "size"); /* a typo is an error */
     assert_int_equal(ml_encode_json(s, f, x, err, sizeof err), -1);
     assert_non_null(strstr(err, "unknown feature"));
     json_decref(f);
-    f = json_pack("{s:s}", "size", "big");
+    f = json_pack("{s:n, s:s}", "color", "size", "big");
     assert_int_equal(ml_encode_json(s, f, x, err, sizeof err), -1);
     json_decref(f);
-    f = json_pack("{s:n}", "color"); /* null: missing, NaN across the one-hot */
+    f = json_pack("{s:n, s:n}", "color", "size"); /* null: missing, NaN across the one-hot */
     assert_int_equal(ml_encode_json(s, f, x, err, sizeof err), 0);
     assert_true(isnan(x[0]) && isnan(x[1]) && isnan(x[2]));
     json_decref(f);

@@ -1,0 +1,648 @@
+/* The model registry and the scoring routes.
+ *
+ * Models live on disk as DATA_DIR/models/NAME/vN (written by `ehub train`
+ * or imported); NAME/active names the version served (the newest when
+ * absent). All are loaded at start. Activating another version (a rollback,
+ * or a model trained while the server runs) loads it aside and swaps one
+ * pointer on the loop thread: requests in flight keep the version they
+ * started with (batch jobs hold a reference), none is dropped.
+ *
+ * Single predictions run on the loop thread: encoding plus the tree walk
+ * costs a few microseconds, less than a trip through the thread pool.
+ * Explanations (TreeSHAP, tens of microseconds) and batches go to the pool.
+ *
+ * Routes: POST /predict, /batch-predict, GET /models, /stats (the old
+ * inference server's, kept for its clients) and the same under /v1, plus
+ * POST /v1/models/{name}/activate. */
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "app/app.h"
+#include "base/alloc.h"
+#include "base/buf.h"
+#include "base/clock.h"
+#include "ml.h"
+
+#define MAX_BATCH 10000
+#define MAX_BATCH_BODY (32u * 1024 * 1024)
+#define LAT_BUCKETS 96 /* latency histogram for /stats: bucket k holds <= 1.2^k µs */
+
+typedef struct mref {
+    ml_model *m;
+    int version;
+    int refs; /* the registry's, plus one per batch or explain job; loop thread only */
+} mref;
+
+typedef struct served {
+    char name[65];
+    mref *cur;
+    uint64_t predictions, errors;
+    uint64_t lat[LAT_BUCKETS];
+} served;
+
+struct ml_ctx {
+    app *a;
+    char dir[1100];
+    served *v;
+    int n, cap;
+    metric *m_pred, *m_lat;
+};
+
+static void mref_put(mref *r) {
+    if (r && --r->refs == 0) {
+        ml_model_free(r->m);
+        eh_free(r);
+    }
+}
+
+static served *find(ml_ctx *c, const char *name) {
+    for (int i = 0; i < c->n; i++)
+        if (strcmp(c->v[i].name, name) == 0) return &c->v[i];
+    return NULL;
+}
+
+/* The version a model's directory says to serve: NAME/active, else the
+ * newest vN. 0 if none. */
+static int active_version(const char *mdir) {
+    char path[1500];
+    snprintf(path, sizeof path, "%s/active", mdir);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        int v = 0;
+        if (fscanf(f, "v%d", &v) != 1) v = 0;
+        fclose(f);
+        if (v > 0) return v;
+    }
+    DIR *d = opendir(mdir);
+    int best = 0;
+    if (!d) return 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        long v = e->d_name[0] == 'v' ? strtol(e->d_name + 1, &end, 10) : 0;
+        if (v > best && v < 1000000 && !*end) best = (int)v;
+    }
+    closedir(d);
+    return best;
+}
+
+static mref *load_version(ml_ctx *c, const char *name, int version, char *err, size_t errlen) {
+    char vdir[1200];
+    snprintf(vdir, sizeof vdir, "%s/%s/v%d", c->dir, name, version);
+    ml_model *m = ml_model_load(vdir, err, errlen);
+    if (!m) return NULL;
+    mref *r = eh_calloc(1, sizeof *r);
+    if (!r) {
+        ml_model_free(m);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    r->m = m;
+    r->version = version;
+    r->refs = 1;
+    return r;
+}
+
+static served *add(ml_ctx *c, const char *name) {
+    if (c->n == c->cap) {
+        int cap = c->cap ? c->cap * 2 : 8;
+        served *nv = eh_realloc(c->v, (size_t)cap * sizeof *nv);
+        if (!nv) return NULL;
+        c->v = nv;
+        c->cap = cap;
+    }
+    served *s = &c->v[c->n++];
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "%s", name);
+    return s;
+}
+
+/* Swaps in a loaded version (loop thread). */
+static int install(ml_ctx *c, const char *name, mref *r) {
+    served *s = find(c, name);
+    if (!s && !(s = add(c, name))) return -1;
+    mref *old = s->cur;
+    s->cur = r;
+    mref_put(old);
+    return 0;
+}
+
+static void load_all(ml_ctx *c) {
+    DIR *d = opendir(c->dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!ml_name_valid(e->d_name)) continue;
+        char mdir[1400], err[ML_ERR_LEN];
+        snprintf(mdir, sizeof mdir, "%s/%s", c->dir, e->d_name);
+        int v = active_version(mdir);
+        if (!v) continue;
+        mref *r = load_version(c, e->d_name, v, err, sizeof err);
+        log_line l;
+        if (!r) {
+            if (log_begin(c->a->log, &l, LOG_WARN, "model not loaded")) {
+                log_str(&l, "model", e->d_name);
+                log_int(&l, "version", v);
+                log_str(&l, "error", err);
+                log_end(&l);
+            }
+            continue;
+        }
+        if (install(c, e->d_name, r)) {
+            mref_put(r);
+            continue;
+        }
+        if (log_begin(c->a->log, &l, LOG_INFO, "model loaded")) {
+            log_str(&l, "model", e->d_name);
+            log_int(&l, "version", v);
+            log_int(&l, "trees", ml_model_trees(r->m));
+            log_int(&l, "features", ml_schema_features(ml_model_schema(r->m)));
+            log_end(&l);
+        }
+    }
+    closedir(d);
+}
+
+static void observe(ml_ctx *c, served *s, int64_t t0, size_t rows) {
+    double us = (double)(clock_mono_ns() - t0) / 1000.0;
+    int k = us <= 1 ? 0 : (int)ceil(log(us) / log(1.2));
+    if (k >= LAT_BUCKETS) k = LAT_BUCKETS - 1;
+    s->lat[k]++;
+    s->predictions += rows;
+    const char *lv[] = {s->name};
+    metric_add(c->m_pred, lv, (double)rows);
+    metric_observe(c->m_lat, lv, us / 1e6);
+}
+
+static double quantile_us(const served *s, double q) {
+    uint64_t total = 0, seen = 0;
+    for (int k = 0; k < LAT_BUCKETS; k++) total += s->lat[k];
+    if (!total) return 0;
+    for (int k = 0; k < LAT_BUCKETS; k++) {
+        seen += s->lat[k];
+        if ((double)seen >= q * (double)total) return pow(1.2, k);
+    }
+    return pow(1.2, LAT_BUCKETS - 1);
+}
+
+/* ---- request parsing shared by the routes ---- */
+
+static served *model_of(ml_ctx *c, http_req *q, const json_t *body) {
+    const char *name = json_string_value(json_object_get(body, "model"));
+    if (!name) {
+        http_reply_error(q, 400, "missing_field", "\"model\" (string) is required; GET /models lists them");
+        return NULL;
+    }
+    served *s = find(c, name);
+    if (!s || !s->cur) {
+        http_reply_error(q, 404, "unknown_model", "no such model; GET /models lists them");
+        return NULL;
+    }
+    return s;
+}
+
+/* Contributions per raw feature: SHAP is additive, so a categorical's
+ * one-hot columns add up to the feature's share. */
+static json_t *explanation(const ml_model *m, const double *phi, double base) {
+    const ml_schema *sc = ml_model_schema(m);
+    int nf = ml_schema_features(sc), w = ml_schema_width(sc);
+    double *byf = eh_calloc((size_t)nf, sizeof *byf);
+    if (!byf) return NULL;
+    for (int col = 0; col < w; col++) byf[ml_schema_owner(sc, col)] += phi[col];
+    json_t *contrib = json_object();
+    for (int f = 0; f < nf; f++) json_object_set_new(contrib, ml_schema_feature(sc, f), json_real(byf[f]));
+    eh_free(byf);
+    return json_pack("{s:f, s:o}", "base", base, "contributions", contrib);
+}
+
+static json_t *score_json(served *s, const ml_model *m, double margin) {
+    return json_pack("{s:s, s:i, s:f, s:f}", "model", s->name, "version", s->cur->version, "score",
+                     ml_model_output(m, margin), "margin", margin);
+}
+
+/* ---- POST /predict ---- */
+
+typedef struct explain_job {
+    ml_ctx *c;
+    served *s; /* stays valid: served entries are never removed */
+    mref *r;
+    float *x;
+    double *phi;
+    double base, margin;
+    int64_t t0;
+} explain_job;
+
+static void explain_work(void *arg) {
+    explain_job *j = arg;
+    j->margin = ml_model_margin(j->r->m, j->x);
+    ml_model_shap(j->r->m, j->x, j->phi, &j->base);
+}
+
+static void explain_done(http_req *q, void *arg) {
+    explain_job *j = arg;
+    json_t *out = json_pack("{s:s, s:i, s:f, s:f}", "model", j->s->name, "version", j->r->version, "score",
+                            ml_model_output(j->r->m, j->margin), "margin", j->margin);
+    json_t *ex = explanation(j->r->m, j->phi, j->base);
+    if (out && ex) json_object_set_new(out, "explanation", ex);
+    else json_decref(ex);
+    observe(j->c, j->s, j->t0, 1);
+    http_reply_json(q, 200, out);
+    mref_put(j->r);
+    eh_free(j->x);
+    eh_free(j->phi);
+    eh_free(j);
+}
+
+static void h_predict(http_req *q, app *a, const auth_principal *p, void *ud) {
+    ml_ctx *c = ud;
+    int64_t t0 = clock_mono_ns();
+    json_t *body = http_req_json(q);
+    if (!body) return; /* answered */
+    served *s = model_of(c, q, body);
+    if (!s) {
+        json_decref(body);
+        return;
+    }
+    const ml_model *m = s->cur->m;
+    int w = ml_schema_width(ml_model_schema(m));
+    float xs[512], *x = w <= 512 ? xs : eh_malloc((size_t)w * sizeof *x);
+    char err[ML_ERR_LEN];
+    if (!x) {
+        json_decref(body);
+        http_reply_error(q, 503, "overloaded", "out of memory");
+        return;
+    }
+    if (ml_encode_json(ml_model_schema(m), json_object_get(body, "features"), x, err, sizeof err)) {
+        s->errors++;
+        json_decref(body);
+        if (x != xs) eh_free(x);
+        http_reply_error(q, 422, "invalid_features", err);
+        return;
+    }
+    int explain = json_is_true(json_object_get(body, "explain"));
+    json_decref(body);
+    if (!explain) {
+        double mg = ml_model_margin(m, x);
+        if (x != xs) eh_free(x);
+        observe(c, s, t0, 1);
+        http_reply_json(q, 200, score_json(s, m, mg));
+        return;
+    }
+    explain_job *j = eh_calloc(1, sizeof *j);
+    float *xc = eh_malloc((size_t)w * sizeof *xc);
+    double *phi = eh_malloc((size_t)w * sizeof *phi);
+    if (!j || !xc || !phi) {
+        eh_free(j);
+        eh_free(xc);
+        eh_free(phi);
+        if (x != xs) eh_free(x);
+        http_reply_error(q, 503, "overloaded", "out of memory");
+        return;
+    }
+    memcpy(xc, x, (size_t)w * sizeof *xc);
+    if (x != xs) eh_free(x);
+    *j = (explain_job){c, s, s->cur, xc, phi, 0, 0, t0};
+    s->cur->refs++;
+    if (http_req_work(q, explain_work, explain_done, j)) {
+        mref_put(j->r);
+        eh_free(xc);
+        eh_free(phi);
+        eh_free(j);
+        http_reply_error(q, 503, "overloaded", "cannot schedule work");
+    }
+}
+
+/* ---- POST /batch-predict (body streamed: up to 10,000 rows, 32 MiB) ---- */
+
+/* Three steps, so the loop never parses megabytes: the body is collected
+ * (streamed), parsed on the pool, the model looked up on the loop (where
+ * the registry lives), and the rows scored on the pool. */
+typedef struct batch_job {
+    ml_ctx *c;
+    served *s;
+    mref *r;
+    buf body;
+    json_t *in, *out;
+    int status;
+    char err[ML_ERR_LEN + 64];
+    int64_t t0;
+    size_t rows;
+} batch_job;
+
+static void batch_free(batch_job *j) {
+    mref_put(j->r);
+    buf_free(&j->body);
+    json_decref(j->in);
+    json_decref(j->out);
+    eh_free(j);
+}
+
+static void batch_fail(http_req *q, batch_job *j) {
+    if (j->s) j->s->errors++;
+    const char *code = j->status == 422 ? "invalid_features" : j->status == 413 ? "too_large" : "bad_request";
+    http_reply_error(q, j->status, code, j->err);
+    batch_free(j);
+}
+
+static void score_work(void *arg) {
+    batch_job *j = arg;
+    const json_t *rows = json_object_get(j->in, "rows");
+    const ml_model *m = j->r->m;
+    int w = ml_schema_width(ml_model_schema(m));
+    float *x = eh_malloc((size_t)w * sizeof *x);
+    json_t *scores = json_array();
+    char err[ML_ERR_LEN];
+    for (size_t i = 0; x && scores && i < json_array_size(rows); i++) {
+        if (ml_encode_json(ml_model_schema(m), json_array_get(rows, i), x, err, sizeof err)) {
+            j->status = 422;
+            snprintf(j->err, sizeof j->err, "row %zu: %s", i, err);
+            break;
+        }
+        if (json_array_append_new(scores, json_real(ml_model_output(m, ml_model_margin(m, x))))) break;
+    }
+    if (!j->status && (!x || !scores || json_array_size(scores) != json_array_size(rows))) {
+        j->status = 503;
+        snprintf(j->err, sizeof j->err, "out of memory");
+    }
+    j->rows = json_array_size(rows);
+    eh_free(x);
+    if (!j->status)
+        j->out = json_pack("{s:s, s:i, s:o}", "model", j->s->name, "version", j->r->version, "scores", scores);
+    else json_decref(scores);
+}
+
+static void score_done(http_req *q, void *arg) {
+    batch_job *j = arg;
+    if (j->status) {
+        batch_fail(q, j);
+        return;
+    }
+    observe(j->c, j->s, j->t0, j->rows);
+    json_t *out = j->out;
+    j->out = NULL;
+    http_reply_json(q, 200, out);
+    batch_free(j);
+}
+
+static void parse_work(void *arg) {
+    batch_job *j = arg;
+    json_error_t je;
+    j->in = json_loadb(j->body.p, j->body.len, 0, &je);
+    buf_free(&j->body);
+    if (!json_is_object(j->in)) {
+        j->status = 400;
+        snprintf(j->err, sizeof j->err, "body must be a JSON object: %s", j->in ? "not an object" : je.text);
+        return;
+    }
+    const json_t *rows = json_object_get(j->in, "rows");
+    if (!json_is_array(rows)) {
+        j->status = 400;
+        snprintf(j->err, sizeof j->err, "\"rows\" must be an array of feature objects");
+    } else if (json_array_size(rows) > MAX_BATCH) {
+        j->status = 413;
+        snprintf(j->err, sizeof j->err, "at most %d rows per batch", MAX_BATCH);
+    }
+}
+
+static void parse_done(http_req *q, void *arg) {
+    batch_job *j = arg;
+    if (j->status) {
+        batch_fail(q, j);
+        return;
+    }
+    if (!(j->s = model_of(j->c, q, j->in))) {
+        batch_free(j);
+        return;
+    }
+    j->r = j->s->cur;
+    j->r->refs++;
+    if (http_req_work(q, score_work, score_done, j)) {
+        http_reply_error(q, 503, "overloaded", "cannot schedule work");
+        batch_free(j);
+    }
+}
+
+static void batch_on_data(http_req *q, const char *data, size_t len, void *ud) {
+    batch_job *j = ud;
+    if (buf_append(&j->body, data, len) != BUF_OK) j->status = 413;
+}
+
+static void batch_on_end(http_req *q, int status, void *ud) {
+    batch_job *j = ud;
+    if (status || j->status) {
+        j->status = status > 0 ? status : j->status ? j->status : 400;
+        snprintf(j->err, sizeof j->err, "%s",
+                 j->status == 413 ? "batch body exceeds 32 MiB" : "the request body could not be read");
+        batch_fail(q, j);
+        return;
+    }
+    if (http_req_work(q, parse_work, parse_done, j)) {
+        http_reply_error(q, 503, "overloaded", "cannot schedule work");
+        batch_free(j);
+    }
+}
+
+static const http_body_stream batch_stream = {batch_on_data, batch_on_end};
+
+static void h_batch(http_req *q, app *a, const auth_principal *p, void *ud) {
+    ml_ctx *c = ud;
+    batch_job *j = eh_calloc(1, sizeof *j);
+    if (!j) {
+        http_reply_error(q, 503, "overloaded", "out of memory");
+        return;
+    }
+    j->c = c;
+    j->t0 = clock_mono_ns();
+    buf_init(&j->body, MAX_BATCH_BODY);
+    if (http_req_stream_body(q, &batch_stream, j, MAX_BATCH_BODY)) {
+        http_reply_error(q, 503, "unavailable", "client gone");
+        batch_free(j);
+    }
+}
+
+/* ---- GET /models, GET /stats ---- */
+
+static json_t *model_json(const served *s) {
+    const ml_model *m = s->cur->m;
+    const ml_schema *sc = ml_model_schema(m);
+    const json_t *info = ml_model_info(m);
+    json_t *feats = json_array();
+    for (int f = 0; f < ml_schema_features(sc); f++)
+        json_array_append_new(feats, json_pack("{s:s, s:s}", "name", ml_schema_feature(sc, f), "type",
+                                               ml_schema_kind(sc, f) == ML_NUMERIC ? "numeric" : "categorical"));
+    json_t *o = json_pack("{s:s, s:i, s:s, s:i, s:o}", "name", s->name, "version", s->cur->version, "task",
+                          ml_model_is_regression(m) ? "regression" : "classification", "trees", ml_model_trees(m),
+                          "features", feats);
+    if (info) {
+        json_t *mt = json_object_get(info, "metrics");
+        if (mt) json_object_set(o, "metrics", mt);
+        const char *keys[] = {"trained_at", "trained_by", "rows", "label", "positive"};
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+            json_t *v = json_object_get(info, keys[i]);
+            if (v) json_object_set(o, keys[i], v);
+        }
+    }
+    return o;
+}
+
+static int cmp_served(const void *a, const void *b) {
+    return strcmp(((const served *)a)->name, ((const served *)b)->name);
+}
+
+static void h_models(http_req *q, app *a, const auth_principal *p, void *ud) {
+    ml_ctx *c = ud;
+    json_t *arr = json_array();
+    for (int i = 0; i < c->n; i++)
+        if (c->v[i].cur) json_array_append_new(arr, model_json(&c->v[i]));
+    http_reply_json(q, 200, json_pack("{s:o}", "models", arr));
+}
+
+static void h_stats(http_req *q, app *a, const auth_principal *p, void *ud) {
+    ml_ctx *c = ud;
+    json_t *models = json_object();
+    uint64_t total = 0;
+    for (int i = 0; i < c->n; i++) {
+        served *s = &c->v[i];
+        total += s->predictions;
+        json_object_set_new(models, s->name,
+                            json_pack("{s:I, s:I, s:{s:f, s:f, s:f}}", "predictions", (json_int_t)s->predictions,
+                                      "errors", (json_int_t)s->errors, "latency_us", "p50", quantile_us(s, 0.5),
+                                      "p90", quantile_us(s, 0.9), "p99", quantile_us(s, 0.99)));
+    }
+    http_reply_json(q, 200, json_pack("{s:I, s:o}", "predictions", (json_int_t)total, "models", models));
+}
+
+/* ---- POST /v1/models/{name}/activate {"version": N} ---- */
+
+typedef struct activate_job {
+    ml_ctx *c;
+    char name[65];
+    int version;
+    mref *r;
+    char err[ML_ERR_LEN];
+} activate_job;
+
+static void activate_work(void *arg) {
+    activate_job *j = arg;
+    j->r = load_version(j->c, j->name, j->version, j->err, sizeof j->err);
+    if (!j->r) return;
+    /* remembered across restarts: NAME/active, replaced atomically */
+    char path[1300], tmp[1320];
+    snprintf(path, sizeof path, "%s/%s/active", j->c->dir, j->name);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f || fprintf(f, "v%d\n", j->version) < 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
+        snprintf(j->err, sizeof j->err, "cannot record the active version: %s", strerror(errno));
+        mref_put(j->r);
+        j->r = NULL;
+    }
+}
+
+static void activate_done(http_req *q, void *arg) {
+    activate_job *j = arg;
+    if (!j->r) {
+        http_reply_error(q, strstr(j->err, "cannot read") ? 404 : 422, "cannot_activate", j->err);
+    } else if (install(j->c, j->name, j->r)) {
+        mref_put(j->r);
+        http_reply_error(q, 503, "overloaded", "out of memory");
+    } else {
+        log_line l;
+        if (log_begin(j->c->a->log, &l, LOG_INFO, "model activated")) {
+            log_str(&l, "model", j->name);
+            log_int(&l, "version", j->version);
+            log_str(&l, "request_id", http_req_id(q));
+            log_end(&l);
+        }
+        http_reply_json(q, 200, model_json(find(j->c, j->name)));
+    }
+    eh_free(j);
+}
+
+static void h_activate(http_req *q, app *a, const auth_principal *p, void *ud) {
+    ml_ctx *c = ud;
+    const char *name = http_req_param(q, "name");
+    if (!name || !ml_name_valid(name)) {
+        http_reply_error(q, 404, "unknown_model", "no such model");
+        return;
+    }
+    json_t *body = http_req_json(q);
+    if (!body) return;
+    json_t *v = json_object_get(body, "version");
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 999999) {
+        json_decref(body);
+        http_reply_error(q, 400, "invalid_field", "\"version\" must be a positive integer");
+        return;
+    }
+    activate_job *j = eh_calloc(1, sizeof *j);
+    if (!j) {
+        json_decref(body);
+        http_reply_error(q, 503, "overloaded", "out of memory");
+        return;
+    }
+    j->c = c;
+    snprintf(j->name, sizeof j->name, "%s", name);
+    j->version = (int)json_integer_value(v);
+    json_decref(body);
+    if (http_req_work(q, activate_work, activate_done, j)) {
+        eh_free(j);
+        http_reply_error(q, 503, "overloaded", "cannot schedule work");
+    }
+}
+
+/* ---- registration ---- */
+
+static const http_route_doc d_predict = {
+    "Score one row: {model, features:{raw field: value}, explain?}. With explain, SHAP contributions per "
+    "feature: base + sum(contributions) = margin",
+    "ml", "{model, features, explain}", "{model, version, score, margin, explanation:{base, contributions}}"};
+static const http_route_doc d_batch = {"Score up to 10,000 rows: {model, rows:[{...}]}", "ml", "{model, rows}",
+                                       "{model, version, scores:[...]}"};
+static const http_route_doc d_models = {"Models served: version, task, features, test metrics, training time",
+                                        "ml", NULL, "{models:[...]}"};
+static const http_route_doc d_stats = {"Predictions served and latency percentiles per model", "ml", NULL,
+                                       "{predictions, models:{name:{predictions, errors, latency_us}}}"};
+static const http_route_doc d_activate = {
+    "Serve another trained version of a model (rollback or upgrade), without dropping requests", "ml",
+    "{version}", "the model as in GET /models"};
+
+int ml_serve_register(app *a) {
+    ml_ctx *c = eh_calloc(1, sizeof *c);
+    if (!c) return -1;
+    a->ml = c;
+    c->a = a;
+    snprintf(c->dir, sizeof c->dir, "%s/models", a->cfg.data_dir);
+    static const double lat_buckets[] = {1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 5e-3, 2e-2, 0.1};
+    c->m_pred = metrics_counter(a->m, "ehub_ml_predictions_total", "rows scored, per model", "model");
+    c->m_lat = metrics_histogram(a->m, "ehub_ml_predict_seconds", "time to answer a scoring request, per model",
+                                 "model", lat_buckets, (int)(sizeof lat_buckets / sizeof lat_buckets[0]));
+    load_all(c);
+    qsort(c->v, (size_t)c->n, sizeof *c->v, cmp_served);
+    int rc = 0;
+    const char *pre[] = {"", "/v1"};
+    for (int i = 0; i < 2; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "%s/predict", pre[i]);
+        rc |= app_route(a, "POST", path, h_predict, c, ROLES_ANY, &d_predict);
+        snprintf(path, sizeof path, "%s/batch-predict", pre[i]);
+        rc |= app_route_flags(a, "POST", path, h_batch, c, ROLES_ANY, HTTP_ROUTE_STREAM, &d_batch);
+        snprintf(path, sizeof path, "%s/models", pre[i]);
+        rc |= app_route(a, "GET", path, h_models, c, ROLES_ANY, &d_models);
+        snprintf(path, sizeof path, "%s/stats", pre[i]);
+        rc |= app_route(a, "GET", path, h_stats, c, ROLES_ANY, &d_stats);
+    }
+    rc |= app_route(a, "POST", "/v1/models/{name}/activate", h_activate, c, ROLE_ANALYST | ROLE_ADMIN, &d_activate);
+    return rc ? -1 : 0;
+}
+
+void ml_serve_free(ml_ctx *c) {
+    if (!c) return;
+    for (int i = 0; i < c->n; i++) mref_put(c->v[i].cur);
+    eh_free(c->v);
+    eh_free(c);
+}
