@@ -149,6 +149,9 @@ int ml_train(const ml_train_opts *o, json_t **report, char *err, size_t errlen);
 
 typedef struct ml_model ml_model;
 
+/* The newest version under a model's directory (NAME/vN), 0 if none. */
+int ml_newest_version(const char *model_dir);
+
 /* Loads a model directory (model.json + schema.json [+ metrics.json]).
  * dir may also name a model's directory (OUT/NAME): its newest version is
  * loaded. */

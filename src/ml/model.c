@@ -246,6 +246,20 @@ static char *slurp(const char *path, size_t *len) {
     return b;
 }
 
+int ml_newest_version(const char *model_dir) {
+    DIR *d = opendir(model_dir);
+    int best = 0;
+    if (!d) return 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char *end;
+        long v = e->d_name[0] == 'v' ? strtol(e->d_name + 1, &end, 10) : 0;
+        if (v > best && v < 1000000 && !*end) best = (int)v;
+    }
+    closedir(d);
+    return best;
+}
+
 ml_model *ml_model_load(const char *dir, char *err, size_t errlen) {
     char path[1200], vdir[1024];
     snprintf(path, sizeof path, "%s/model.json", dir);
@@ -255,17 +269,7 @@ ml_model *ml_model_load(const char *dir, char *err, size_t errlen) {
         fclose(probe);
     } else {
         /* a model's directory: take its newest version */
-        DIR *d = opendir(dir);
-        int best = 0;
-        if (d) {
-            struct dirent *e;
-            while ((e = readdir(d))) {
-                char *end;
-                long v = e->d_name[0] == 'v' ? strtol(e->d_name + 1, &end, 10) : 0;
-                if (v > best && !*end) best = (int)v;
-            }
-            closedir(d);
-        }
+        int best = ml_newest_version(dir);
         if (!best) {
             snprintf(err, errlen, "%s: no model.json and no version directory", dir);
             return NULL;

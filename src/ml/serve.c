@@ -79,17 +79,7 @@ static int active_version(const char *mdir) {
         fclose(f);
         if (v > 0) return v;
     }
-    DIR *d = opendir(mdir);
-    int best = 0;
-    if (!d) return 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        char *end;
-        long v = e->d_name[0] == 'v' ? strtol(e->d_name + 1, &end, 10) : 0;
-        if (v > best && v < 1000000 && !*end) best = (int)v;
-    }
-    closedir(d);
-    return best;
+    return ml_newest_version(mdir);
 }
 
 static mref *load_version(ml_ctx *c, const char *name, int version, char *err, size_t errlen) {

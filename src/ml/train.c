@@ -9,7 +9,6 @@
  * rounds up to the best validation score. The hyper-parameters are fixed,
  * general-purpose defaults (not tuned to any data set): eta 0.05, depth 4,
  * row and column subsampling 0.8, histogram trees. */
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -64,22 +63,6 @@ static int mkdirs(const char *path) {
         *p = '/';
     }
     return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
-}
-
-/* The next version number under dir: 1 + the largest vN present. */
-static int next_version(const char *dir) {
-    DIR *d = opendir(dir);
-    int max = 0;
-    if (!d) return 1;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] != 'v') continue;
-        char *end;
-        long v = strtol(e->d_name + 1, &end, 10);
-        if (!*end && v > max && v < 1000000) max = (int)v;
-    }
-    closedir(d);
-    return max + 1;
 }
 
 static int write_json(const char *dir, const char *file, json_t *j) {
@@ -468,7 +451,7 @@ int ml_train(const ml_train_opts *o, json_t **report, char *err, size_t errlen) 
         json_decref(metrics);
         goto out;
     }
-    int version = next_version(mdir);
+    int version = ml_newest_version(mdir) + 1;
     snprintf(tmp, sizeof tmp, "%s/.tmp-v%d-%ld", mdir, version, (long)getpid());
     if (mkdir(tmp, 0755)) {
         snprintf(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
