@@ -77,6 +77,7 @@ static int arr_len(const json_t *t, const char *key, size_t want) {
 
 static double mean_below(ml_model *m, int32_t i, int depth, int *maxd) {
     if (depth > *maxd) *maxd = depth;
+    if (depth > MAX_DEPTH) return 0; /* refused by the caller; stop before the stack does */
     node *nd = &m->n[i];
     if (nd->feat < 0) return m->mean[i] = nd->val;
     double l = mean_below(m, nd->left, depth + 1, maxd), r = mean_below(m, nd->right, depth + 1, maxd);
@@ -168,6 +169,10 @@ static int load_trees(ml_model *m, const json_t *root, char *err, size_t errlen)
             long l = (long)num_of(json_array_get(lc, i)), r = (long)num_of(json_array_get(rc, i));
             nd->val = (float)num_of(json_array_get(sc, i));
             m->cover[at + (int32_t)i] = num_of(json_array_get(sh, i));
+            if (!(m->cover[at + (int32_t)i] >= 0) || !isfinite(m->cover[at + (int32_t)i]) || !isfinite(nd->val)) {
+                snprintf(err, errlen, "model.json: tree %zu node %zu has a bad value or cover", t, i);
+                return -1;
+            }
             if (l < 0) {
                 nd->feat = -1;
                 nd->left = nd->right = -1;
@@ -395,8 +400,10 @@ static void shap_rec(const ml_model *m, const float *x, double *phi, int32_t j, 
     float v = x[nd->feat];
     int32_t hot = isnan(v) ? (nd->dleft ? nd->left : nd->right) : (v < nd->val ? nd->left : nd->right);
     int32_t cold = hot == nd->left ? nd->right : nd->left;
-    double c = m->cover[j];
-    double hz = c > 0 ? m->cover[hot] / c : 0, cz = c > 0 ? m->cover[cold] / c : 0;
+    /* the children's covers, normalised: a model whose covers do not add
+     * up (hand-edited, or rounded) stays additive, as mean_below assumes */
+    double ch = m->cover[hot], cc = m->cover[cold];
+    double hz = ch + cc > 0 ? ch / (ch + cc) : 0.5, cz = ch + cc > 0 ? cc / (ch + cc) : 0.5;
     double iz = 1, io = 1;
     int k;
     for (k = 1; k <= depth; k++)
