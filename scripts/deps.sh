@@ -8,7 +8,7 @@ pkgs="build-essential pkg-config clang python3 ca-certificates \
 libuv1-dev libhttp-parser-dev libwslay-dev libjansson-dev libssl-dev \
 libsqlite3-dev libpq-dev libhiredis-dev libxgboost-dev libcurl4-openssl-dev \
 libsodium-dev libcmocka-dev libclang-rt-14-dev \
-postgresql redis-server sqlite3 curl python3-cryptography"
+postgresql redis-server sqlite3 curl python3-cryptography python3-numpy python3-xgboost"
 # Benchmarks compare against nginx and drive load with wrk.
 [ "${1:-}" = "--bench" ] && pkgs="$pkgs wrk nginx-light"
 

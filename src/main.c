@@ -53,6 +53,13 @@ static void print_help(FILE *out, const char *cmd) {
         fputs(ml_cli_train_help, out);
     else if (cmd && strcmp(cmd, "predict") == 0)
         fputs(ml_cli_predict_help, out);
+    else if (cmd && strcmp(cmd, "model") == 0)
+        fprintf(out, "Usage: ehub model import NAME MODEL.json SCHEMA.json\n\nCopies a model saved by Python or R "
+                     "XGBoost (save_model(\"m.json\")) into DATA_DIR/models/NAME/vN after checking that it loads.\n"
+                     "SCHEMA.json: {\"features\":[{\"name\":\"age\",\"type\":\"numeric\"},...]} in the model's column "
+                     "order\n(categoricals: \"type\":\"categorical\",\"categories\":[...], one-hot in that order).\n"
+                     "Supported: gbtree, binary:logistic, reg:logistic, binary:logitraw, reg:squarederror,\n"
+                     "count:poisson, reg:gamma, reg:tweedie; numeric splits only.\n\n");
     else fputs(usage, out);
     config_print_help(out);
 }
@@ -292,6 +299,25 @@ static int cmd_train(ehub_config *cfg, ml_cli *c) {
     return 0;
 }
 
+static int cmd_model(ehub_config *cfg, int npos, char **pos) {
+    if (npos != 4 || strcmp(pos[0], "import") != 0) {
+        fprintf(stderr, "usage: ehub model import NAME MODEL.json SCHEMA.json [--data-dir DIR]\n");
+        return 2;
+    }
+    char out[sizeof cfg->data_dir + 16], err[512];
+    snprintf(out, sizeof out, "%s/models", cfg->data_dir);
+    json_t *rep;
+    if (ml_import(out, pos[1], pos[2], pos[3], &rep, err, sizeof err)) {
+        fprintf(stderr, "ehub model import: %s\n", err);
+        return 1;
+    }
+    char *s = json_dumps(rep, JSON_COMPACT);
+    if (s) printf("%s\n", s);
+    free(s);
+    json_decref(rep);
+    return 0;
+}
+
 static int cmd_predict(ml_cli *c) {
     char err[512];
     if (!c->model_dir || !c->train.data) {
@@ -336,7 +362,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(cmd, "serve") && strcmp(cmd, "migrate") && strcmp(cmd, "tenant") && strcmp(cmd, "key") &&
-        strcmp(cmd, "import") && strcmp(cmd, "train") && strcmp(cmd, "predict")) {
+        strcmp(cmd, "import") && strcmp(cmd, "train") && strcmp(cmd, "predict") && strcmp(cmd, "model")) {
         fprintf(stderr, "ehub: unknown command \"%s\" (see ehub --help)\n", cmd);
         return 2;
     }
@@ -387,6 +413,8 @@ int main(int argc, char **argv) {
         rc = cmd_key(&cfg, log, nrest, pos);
     } else if (!strcmp(cmd, "import")) {
         rc = cmd_import(&cfg, log, nrest, pos);
+    } else if (!strcmp(cmd, "model")) {
+        rc = cmd_model(&cfg, nrest, pos);
     } else if (!strcmp(cmd, "train") || !strcmp(cmd, "predict")) {
         if (nrest) {
             fprintf(stderr, "ehub %s: unexpected argument \"%s\"\n", cmd, pos[0]);

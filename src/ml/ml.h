@@ -145,6 +145,12 @@ typedef struct ml_train_opts {
  * metrics.json holds (model, version, dir, rows, features, metrics...). */
 int ml_train(const ml_train_opts *o, json_t **report, char *err, size_t errlen);
 
+/* Imports a model trained elsewhere (Python/R XGBoost: save_model to
+ * .json) with a schema.json naming its features in column order, as
+ * OUT/NAME/vN, after loading it exactly as the server will. */
+int ml_import(const char *out, const char *name, const char *model_path, const char *schema_path, json_t **report,
+              char *err, size_t errlen);
+
 /* ---- serving ---- */
 
 typedef struct ml_model ml_model;

@@ -21,6 +21,7 @@
 #include <xgboost/c_api.h>
 
 #include "base/alloc.h"
+#include "base/buf.h"
 #include "base/clock.h"
 #include "ml.h"
 
@@ -534,5 +535,101 @@ out:
     eh_free(pred);
     ml_schema_free(s);
     ml_table_free(t);
+    return rc;
+}
+
+/* ---- import of a model trained elsewhere ---- */
+
+static char *read_all(const char *path, size_t *len, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    buf b;
+    buf_init(&b, 512u * 1024 * 1024);
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        if (buf_append(&b, chunk, n) != BUF_OK) {
+            snprintf(err, errlen, "%s: too large", path);
+            buf_free(&b);
+            fclose(f);
+            return NULL;
+        }
+    fclose(f);
+    *len = b.len;
+    if (buf_append(&b, "", 1) != BUF_OK) {
+        buf_free(&b);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    return b.p; /* the caller frees with eh_free */
+}
+
+int ml_import(const char *out, const char *name, const char *model_path, const char *schema_path, json_t **report,
+              char *err, size_t errlen) {
+    *report = NULL;
+    if (!ml_name_valid(name)) {
+        snprintf(err, errlen, "model name must be 1-64 of a-z 0-9 _ -");
+        return -1;
+    }
+    size_t len;
+    char *text = read_all(model_path, &len, err, errlen);
+    if (!text) return -1;
+    json_error_t je;
+    json_t *schema = json_load_file(schema_path, 0, &je);
+    if (!schema) {
+        snprintf(err, errlen, "%s: %s (line %d)", schema_path, je.text, je.line);
+        eh_free(text);
+        return -1;
+    }
+    /* it must load exactly as the server will load it */
+    ml_model *m = ml_model_from_json(text, len, schema, err, errlen);
+    int rc = -1;
+    char mdir[1024], tmp[1100], path[1200], final[1100];
+    json_t *rep = NULL;
+    if (!m) goto done;
+    snprintf(mdir, sizeof mdir, "%s/%s", out, name);
+    if (mkdirs(mdir)) {
+        snprintf(err, errlen, "cannot create %s: %s", mdir, strerror(errno));
+        goto done;
+    }
+    int version = ml_newest_version(mdir) + 1;
+    snprintf(tmp, sizeof tmp, "%s/.tmp-v%d-%ld", mdir, version, (long)getpid());
+    snprintf(path, sizeof path, "%s/model.json", tmp);
+    FILE *f = mkdir(tmp, 0755) == 0 ? fopen(path, "wb") : NULL;
+    if (!f || fwrite(text, 1, len, f) != len || fclose(f) != 0) {
+        if (f) fclose(f);
+        snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));
+        goto done;
+    }
+    time_t now = time(NULL);
+    struct tm tmv;
+    char when[32];
+    gmtime_r(&now, &tmv);
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+    rep = json_pack("{s:s, s:i, s:s, s:s, s:s, s:i, s:i, s:s}", "model", name, "version", version, "task",
+                    ml_model_is_regression(m) ? "regression" : "classification", "trained_at", when, "trained_by",
+                    "import", "features", ml_schema_features(ml_model_schema(m)), "trees", ml_model_trees(m),
+                    "source", model_path);
+    if (!rep || write_json(tmp, "schema.json", schema) || write_json(tmp, "metrics.json", rep)) {
+        snprintf(err, errlen, "cannot write to %s", tmp);
+        goto done;
+    }
+    snprintf(final, sizeof final, "%s/v%d", mdir, version);
+    if (rename(tmp, final)) {
+        snprintf(err, errlen, "cannot rename %s: %s", tmp, strerror(errno));
+        goto done;
+    }
+    json_object_set_new(rep, "dir", json_string(final));
+    *report = rep;
+    rep = NULL;
+    rc = 0;
+done:
+    json_decref(rep);
+    ml_model_free(m);
+    json_decref(schema);
+    eh_free(text);
     return rc;
 }
