@@ -173,6 +173,9 @@ const json_t *ml_model_info(const ml_model *m);
 const char *ml_model_dir(const ml_model *m);
 int ml_model_trees(const ml_model *m);
 
+/* schema.json's training_distribution (NULL for imported models). */
+const json_t *ml_model_training(const ml_model *m);
+
 /* The raw margin (sum of leaves + base) of an encoded row. */
 double ml_model_margin(const ml_model *m, const float *x);
 /* The score users see: a probability for classifiers, the prediction in the
@@ -185,6 +188,20 @@ void ml_model_shap(const ml_model *m, const float *x, double *phi, double *base)
 /* Scores a table into a CSV stream: the columns `score` (and `margin`),
  * one row per table row. Returns 0 or -1 with err. */
 int ml_predict_table(const ml_model *m, const ml_table *t, FILE *out, char *err, size_t errlen);
+
+/* ---- drift (drift.c) ----
+ * Live feature distributions against the training rows', as the
+ * population stability index per feature. Not thread-safe: one owner, or
+ * one per job and ml_drift_merge on the owner's thread. */
+typedef struct ml_drift ml_drift;
+/* NULL when the model has no training distribution (imported) or OOM. */
+ml_drift *ml_drift_new(const ml_model *m);
+void ml_drift_free(ml_drift *d);
+void ml_drift_add(ml_drift *d, const float *x);
+void ml_drift_merge(ml_drift *into, const ml_drift *from);
+uint64_t ml_drift_rows(const ml_drift *d);
+/* PSI of raw feature i; NaN before any row. */
+double ml_drift_psi(const ml_drift *d, int feature);
 
 /* ---- serving over HTTP (serve.c) ----
  * Loads every model under DATA_DIR/models and registers /predict,

@@ -31,6 +31,7 @@ typedef enum { LINK_LOGIT, LINK_IDENTITY, LINK_LOG, LINK_RAW } link_kind;
 struct ml_model {
     ml_schema *schema;
     json_t *info;   /* metrics.json, or NULL */
+    json_t *training; /* schema.json's training_distribution, or NULL */
     char *dir;
     int ntrees, nnodes, width, max_depth;
     int32_t *root;  /* ntrees */
@@ -47,6 +48,7 @@ void ml_model_free(ml_model *m) {
     if (!m) return;
     ml_schema_free(m->schema);
     json_decref(m->info);
+    json_decref(m->training);
     eh_free(m->dir);
     eh_free(m->root);
     eh_free(m->n);
@@ -59,6 +61,7 @@ const ml_schema *ml_model_schema(const ml_model *m) { return m->schema; }
 int ml_model_is_regression(const ml_model *m) { return m->regression; }
 int ml_model_log_target(const ml_model *m) { return m->log_target; }
 const json_t *ml_model_info(const ml_model *m) { return m->info; }
+const json_t *ml_model_training(const ml_model *m) { return m->training; }
 const char *ml_model_dir(const ml_model *m) { return m->dir; }
 int ml_model_trees(const ml_model *m) { return m->ntrees; }
 
@@ -223,6 +226,7 @@ ml_model *ml_model_from_json(const char *xgb_json, size_t len, const json_t *sch
     if (!(m->schema = ml_schema_from_json(schema, err, errlen))) goto bad;
     m->width = ml_schema_width(m->schema);
     m->log_target = json_is_true(json_object_get(schema, "log_target"));
+    m->training = json_incref(json_object_get(schema, "training_distribution"));
     if (load_trees(m, root, err, errlen)) goto bad;
     json_decref(root);
     return m;

@@ -35,6 +35,7 @@
 
 typedef struct mref {
     ml_model *m;
+    ml_drift *drift; /* live rows scored by this version (loop thread) */
     int version;
     int refs; /* the registry's, plus one per batch or explain job; loop thread only */
 } mref;
@@ -51,11 +52,12 @@ struct ml_ctx {
     char dir[1100];
     served *v;
     int n, cap;
-    metric *m_pred, *m_lat;
+    metric *m_pred, *m_lat, *m_psi;
 };
 
 static void mref_put(mref *r) {
     if (r && --r->refs == 0) {
+        ml_drift_free(r->drift);
         ml_model_free(r->m);
         eh_free(r);
     }
@@ -94,6 +96,7 @@ static mref *load_version(ml_ctx *c, const char *name, int version, char *err, s
         return NULL;
     }
     r->m = m;
+    r->drift = ml_drift_new(m);
     r->version = version;
     r->refs = 1;
     return r;
@@ -159,7 +162,21 @@ static void load_all(ml_ctx *c) {
     closedir(d);
 }
 
+/* PSI per feature into the ehub_ml_feature_psi gauge. */
+static void publish_drift(ml_ctx *c, served *s) {
+    const ml_drift *d = s->cur->drift;
+    const ml_schema *sc = ml_model_schema(s->cur->m);
+    if (!d || !ml_drift_rows(d)) return;
+    for (int f = 0; f < ml_schema_features(sc); f++) {
+        double psi = ml_drift_psi(d, f);
+        const char *lv[] = {s->name, ml_schema_feature(sc, f)};
+        if (!isnan(psi)) metric_set(c->m_psi, lv, psi);
+    }
+}
+
 static void observe(ml_ctx *c, served *s, int64_t t0, size_t rows) {
+    /* the gauges follow every 1,000 rows: cheap, and fresh enough to scrape */
+    if ((s->predictions + rows) / 1000 != s->predictions / 1000) publish_drift(c, s);
     double us = (double)(clock_mono_ns() - t0) / 1000.0;
     int k = us <= 1 ? 0 : (int)ceil(log(us) / log(1.2));
     if (k >= LAT_BUCKETS) k = LAT_BUCKETS - 1;
@@ -277,6 +294,7 @@ static void h_predict(http_req *q, app *a, const auth_principal *p, void *ud) {
     }
     int explain = json_is_true(json_object_get(body, "explain"));
     json_decref(body);
+    if (s->cur->drift) ml_drift_add(s->cur->drift, x);
     if (!explain) {
         double mg = ml_model_margin(m, x);
         if (x != xs) eh_free(x);
@@ -319,6 +337,7 @@ typedef struct batch_job {
     mref *r;
     buf body;
     json_t *in, *out;
+    ml_drift *drift; /* this batch's rows, merged on the loop */
     int status;
     char err[ML_ERR_LEN + 64];
     int64_t t0;
@@ -326,6 +345,7 @@ typedef struct batch_job {
 } batch_job;
 
 static void batch_free(batch_job *j) {
+    ml_drift_free(j->drift);
     mref_put(j->r);
     buf_free(&j->body);
     json_decref(j->in);
@@ -354,6 +374,7 @@ static void score_work(void *arg) {
             snprintf(j->err, sizeof j->err, "row %zu: %s", i, err);
             break;
         }
+        if (j->drift) ml_drift_add(j->drift, x);
         if (json_array_append_new(scores, json_real(ml_model_output(m, ml_model_margin(m, x))))) break;
     }
     if (!j->status && (!x || !scores || json_array_size(scores) != json_array_size(rows))) {
@@ -373,6 +394,7 @@ static void score_done(http_req *q, void *arg) {
         batch_fail(q, j);
         return;
     }
+    ml_drift_merge(j->r->drift, j->drift);
     observe(j->c, j->s, j->t0, j->rows);
     json_t *out = j->out;
     j->out = NULL;
@@ -412,6 +434,7 @@ static void parse_done(http_req *q, void *arg) {
     }
     j->r = j->s->cur;
     j->r->refs++;
+    j->drift = j->r->drift ? ml_drift_new(j->r->m) : NULL;
     if (http_req_work(q, score_work, score_done, j)) {
         http_reply_error(q, 503, "overloaded", "cannot schedule work");
         batch_free(j);
@@ -469,6 +492,15 @@ static json_t *model_json(const served *s) {
     json_t *o = json_pack("{s:s, s:i, s:s, s:i, s:o}", "name", s->name, "version", s->cur->version, "task",
                           ml_model_is_regression(m) ? "regression" : "classification", "trees", ml_model_trees(m),
                           "features", feats);
+    if (s->cur->drift) {
+        json_t *psi = json_object();
+        for (int f = 0; f < ml_schema_features(sc); f++) {
+            double v = ml_drift_psi(s->cur->drift, f);
+            json_object_set_new(psi, ml_schema_feature(sc, f), isnan(v) ? json_null() : json_real(v));
+        }
+        json_object_set_new(o, "drift", json_pack("{s:I, s:o}", "rows", (json_int_t)ml_drift_rows(s->cur->drift),
+                                                  "psi", psi));
+    }
     if (info) {
         json_t *mt = json_object_get(info, "metrics");
         if (mt) json_object_set(o, "metrics", mt);
@@ -611,6 +643,9 @@ int ml_serve_register(app *a) {
     c->m_pred = metrics_counter(a->m, "ehub_ml_predictions_total", "rows scored, per model", "model");
     c->m_lat = metrics_histogram(a->m, "ehub_ml_predict_seconds", "time to answer a scoring request, per model",
                                  "model", lat_buckets, (int)(sizeof lat_buckets / sizeof lat_buckets[0]));
+    c->m_psi = metrics_gauge(a->m, "ehub_ml_feature_psi",
+                             "population stability index of live rows vs training, per model and feature "
+                             "(updated every 1,000 predictions)", "model,feature");
     load_all(c);
     qsort(c->v, (size_t)c->n, sizeof *c->v, cmp_served);
     int rc = 0;

@@ -310,6 +310,55 @@ static void test_train_errors(void **st) {
     assert_non_null(strstr(err, "nonexistent"));
 }
 
+/* Drift: the training data itself is stable; shifting one feature moves its
+ * PSI and not the others'. */
+static void test_drift(void **st) {
+    (void)st;
+    char p[1024], err[ML_ERR_LEN];
+    data_path("churn/wa_churn.csv", p, sizeof p);
+    if (access(p, R_OK)) skip();
+    json_t *rep = train(p, "churn", NULL, 0, 0, 5, "drift");
+    ml_model *m = ml_model_load(json_string_value(json_object_get(rep, "dir")), err, sizeof err);
+    assert_non_null(m);
+    ml_table *t = ml_table_read(p, err, sizeof err);
+    const ml_schema *s = ml_model_schema(m);
+    int w = ml_schema_width(s), tenure = -1, contract = -1;
+    for (int f = 0; f < ml_schema_features(s); f++) {
+        if (!strcmp(ml_schema_feature(s, f), "tenure")) tenure = f;
+        if (!strcmp(ml_schema_feature(s, f), "contract")) contract = f;
+    }
+    assert_true(tenure >= 0 && contract >= 0);
+    int *colmap = malloc((size_t)ml_schema_features(s) * sizeof *colmap);
+    float *x = malloc((size_t)w * sizeof *x);
+    ml_schema_map_table(s, t, colmap, 1, err, sizeof err);
+    ml_drift *same = ml_drift_new(m), *shifted = ml_drift_new(m);
+    assert_non_null(same);
+    int tcol = -1;
+    for (int c = 0; c < w; c++)
+        if (ml_schema_owner(s, c) == tenure) tcol = c;
+    for (size_t r = 0; r < ml_table_rows(t); r++) {
+        ml_encode_table_row(s, t, colmap, r, x);
+        ml_drift_add(same, x);
+        x[tcol] += 40; /* everyone a long-time customer */
+        ml_drift_add(shifted, x);
+    }
+    printf("# PSI tenure: same %.4f, shifted %.4f; contract: same %.4f, shifted %.4f\n", ml_drift_psi(same, tenure),
+           ml_drift_psi(shifted, tenure), ml_drift_psi(same, contract), ml_drift_psi(shifted, contract));
+    assert_true(ml_drift_psi(same, tenure) < 0.05);
+    assert_true(ml_drift_psi(same, contract) < 0.05);
+    assert_true(ml_drift_psi(shifted, tenure) > 0.25);
+    assert_true(ml_drift_psi(shifted, contract) < 0.05);
+    ml_drift_merge(same, shifted);
+    assert_int_equal(ml_drift_rows(same), 2 * ml_table_rows(t));
+    ml_drift_free(same);
+    ml_drift_free(shifted);
+    free(colmap);
+    free(x);
+    ml_table_free(t);
+    ml_model_free(m);
+    json_decref(rep);
+}
+
 /* ---- quality floors (issue: ML engine) ---- */
 
 static double mean_metric(const char *rel, const char *label, const char *drop, int regression, const char *key) {
@@ -356,6 +405,7 @@ int main(void) {
         cmocka_unit_test(test_walker_and_shap_match_xgboost),
         cmocka_unit_test(test_reproducible),
         cmocka_unit_test(test_train_errors),
+        cmocka_unit_test(test_drift),
         cmocka_unit_test(test_quality_bank_marketing),
         cmocka_unit_test(test_quality_churn),
         cmocka_unit_test(test_quality_sacramento),
