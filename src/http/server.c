@@ -647,8 +647,8 @@ void http_reply_json(http_req *q, int status, json_t *body) {
     char *s = body ? json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(15)) : NULL;
     json_decref(body);
     if (!s) {
-        http_reply(q, 500, "application/json",
-                   "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}", 54);
+        static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+        http_reply(q, 500, "application/json", oom, sizeof oom - 1);
         return;
     }
     http_reply(q, status, "application/json", s, strlen(s));
@@ -848,7 +848,8 @@ static int on_body(http_parser *p, const char *at, size_t len) {
         q->stream_bytes += len;
         arm_timer(c, c->srv->cfg.body_timeout_ms); /* the gap between pieces */
         q->scb.on_data(q, at, len, q->sud);
-        if (q->stream_paused) http_parser_pause(p, 1);
+        /* The handler may have answered (and so freed q): stop here. */
+        if (c->req != q || q->stream_paused) http_parser_pause(p, 1);
         return 0;
     }
     int rc = buf_append(&q->body, at, len);

@@ -195,9 +195,10 @@ static int update_tx(store_tx *tx, api_job *j, store_err *err) {
     if (!rc && e == &entity_lead) {
         json_t *ba = json_object_get(before, "agent_id"), *aa = json_object_get(j->out, "agent_id");
         if (!json_equal(ba, aa)) {
+            int un = !json_is_integer(aa);
             json_t *as = json_pack("{s:I, s:O, s:s}", "lead_id", (json_int_t)j->id, "agent_id", aa,
-                                   "reason", "assigned by hand");
-            rc = leads_event(tx, "lead.assigned", as, err);
+                                   "reason", un ? "unassigned by hand" : "assigned by hand");
+            rc = leads_event(tx, un ? "lead.unassigned" : "lead.assigned", as, err);
             json_decref(as);
         }
     }

@@ -250,8 +250,10 @@ static int flush(import_session *s) {
                 if (o.created) s->imported++;
                 else s->updated++;
             } else if (r == STORE_CONFLICT || r == STORE_INVALID) {
-                add_error(s, s->out.v[i].line, r == STORE_CONFLICT ? "conflicts with an existing lead"
-                                                                   : "rejected by the database", NULL);
+                add_error(s, s->out.v[i].line, r == STORE_CONFLICT                      ? "conflicts with an existing lead"
+                                               : strncmp(e.msg, "agent_id:", 9) == 0 ? e.msg
+                                                                                     : "rejected by the database",
+                          NULL);
             } else {
                 s->err = e;
                 add_error(s, s->out.v[i].line, "storage error; row not imported", NULL);
@@ -275,6 +277,7 @@ static int on_row(void *ud, const csv_row *row) {
             add_error(s, row->line, csv_strerror(row->error->code), NULL);
             return 1;
         }
+        s->rows++; /* a data row, if an unreadable one */
         add_error(s, row->line, csv_strerror(row->error->code), NULL);
         return 0;
     }

@@ -34,11 +34,30 @@ static int find_duplicate(store_tx *tx, const ent_vals *v, int64_t *id, store_er
     return STORE_OK;
 }
 
+/* An agent reference must name one of the tenant's live agents: the
+ * foreign key alone would accept another tenant's agent id. */
+static int check_agent_ref(store_tx *tx, const ent_vals *v, store_err *err) {
+    int i = ent_field(v->e, "agent_id");
+    if (i < 0 || !v->present[i] || v->v[i].t == SV_NULL) return STORE_OK;
+    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(v->v[i].i)};
+    store_rows *r = NULL;
+    int rc = store_query(tx, "SELECT 1 FROM agents WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL", p, 2,
+                         &r, err);
+    if (rc) return rc;
+    int found = store_rows_count(r) > 0;
+    store_rows_free(r);
+    if (found) return STORE_OK;
+    snprintf(err->msg, sizeof err->msg, "agent_id: no such agent");
+    err->code = STORE_INVALID;
+    return STORE_INVALID;
+}
+
 int leads_upsert(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, int *created,
                  store_err *err) {
     int64_t dup;
-    int rc = find_duplicate(tx, v, &dup, err);
+    int rc = check_agent_ref(tx, v, err);
     if (rc) return rc;
+    if ((rc = find_duplicate(tx, v, &dup, err))) return rc;
     json_t *lead = NULL;
     if (dup) {
         *created = 0;

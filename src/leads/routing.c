@@ -176,13 +176,15 @@ int leads_route(store_tx *tx, int64_t lead_id, const char *why, int64_t now_ms, 
 
 int leads_reassign_from(store_tx *tx, int64_t agent_id, int64_t now_ms, int *moved, store_err *err) {
     *moved = 0;
-    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(agent_id)};
+    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(agent_id), SV_I(now_ms)};
     store_rows *r = NULL;
     int rc = store_query(tx, "SELECT id FROM leads WHERE tenant_id = $1 AND agent_id = $2 AND "
                              "status = 'open' AND deleted_at IS NULL ORDER BY id", p, 2, &r, err);
     if (rc) return rc;
-    rc = store_query(tx, "UPDATE leads SET agent_id = NULL WHERE tenant_id = $1 AND agent_id = $2 AND "
-                         "status = 'open' AND deleted_at IS NULL", p, 2, NULL, err);
+    /* a change like any other: new version (ETags go stale), updated_at */
+    rc = store_query(tx, "UPDATE leads SET agent_id = NULL, version = version + 1, updated_at = $3 "
+                         "WHERE tenant_id = $1 AND agent_id = $2 AND status = 'open' AND deleted_at IS NULL",
+                     p, 3, NULL, err);
     for (int i = 0; rc == STORE_OK && i < store_rows_count(r); i++) {
         int64_t to;
         rc = leads_route(tx, store_rows_int(r, i, 0), "reassigned: previous agent deactivated", now_ms, &to, err);

@@ -50,7 +50,7 @@ typedef struct served {
 struct ml_ctx {
     app *a;
     char dir[1100];
-    served *v;
+    served **v; /* each allocated alone: jobs keep pointers across a grow */
     int n, cap;
     metric *m_pred, *m_lat, *m_psi;
 };
@@ -65,7 +65,7 @@ static void mref_put(mref *r) {
 
 static served *find(ml_ctx *c, const char *name) {
     for (int i = 0; i < c->n; i++)
-        if (strcmp(c->v[i].name, name) == 0) return &c->v[i];
+        if (strcmp(c->v[i]->name, name) == 0) return c->v[i];
     return NULL;
 }
 
@@ -105,14 +105,15 @@ static mref *load_version(ml_ctx *c, const char *name, int version, char *err, s
 static served *add(ml_ctx *c, const char *name) {
     if (c->n == c->cap) {
         int cap = c->cap ? c->cap * 2 : 8;
-        served *nv = eh_realloc(c->v, (size_t)cap * sizeof *nv);
+        served **nv = eh_realloc(c->v, (size_t)cap * sizeof *nv);
         if (!nv) return NULL;
         c->v = nv;
         c->cap = cap;
     }
-    served *s = &c->v[c->n++];
-    memset(s, 0, sizeof *s);
+    served *s = eh_calloc(1, sizeof *s);
+    if (!s) return NULL;
     snprintf(s->name, sizeof s->name, "%s", name);
+    c->v[c->n++] = s;
     return s;
 }
 
@@ -514,14 +515,14 @@ static json_t *model_json(const served *s) {
 }
 
 static int cmp_served(const void *a, const void *b) {
-    return strcmp(((const served *)a)->name, ((const served *)b)->name);
+    return strcmp((*(served *const *)a)->name, (*(served *const *)b)->name);
 }
 
 static void h_models(http_req *q, app *a, const auth_principal *p, void *ud) {
     ml_ctx *c = ud;
     json_t *arr = json_array();
     for (int i = 0; i < c->n; i++)
-        if (c->v[i].cur) json_array_append_new(arr, model_json(&c->v[i]));
+        if (c->v[i]->cur) json_array_append_new(arr, model_json(c->v[i]));
     http_reply_json(q, 200, json_pack("{s:o}", "models", arr));
 }
 
@@ -530,7 +531,7 @@ static void h_stats(http_req *q, app *a, const auth_principal *p, void *ud) {
     json_t *models = json_object();
     uint64_t total = 0;
     for (int i = 0; i < c->n; i++) {
-        served *s = &c->v[i];
+        served *s = c->v[i];
         total += s->predictions;
         json_object_set_new(models, s->name,
                             json_pack("{s:I, s:I, s:{s:f, s:f, s:f}}", "predictions", (json_int_t)s->predictions,
@@ -553,23 +554,36 @@ typedef struct activate_job {
 static void activate_work(void *arg) {
     activate_job *j = arg;
     j->r = load_version(j->c, j->name, j->version, j->err, sizeof j->err);
-    if (!j->r) return;
-    /* remembered across restarts: NAME/active, replaced atomically */
+}
+
+/* NAME/active, replaced atomically. Written here on the loop thread (a
+ * few bytes, no fsync) so that concurrent activations are recorded in the
+ * same order as they are installed: the file always names the version
+ * being served. */
+static int record_active(ml_ctx *c, const char *name, int version) {
     char path[1300], tmp[1320];
-    snprintf(path, sizeof path, "%s/%s/active", j->c->dir, j->name);
+    snprintf(path, sizeof path, "%s/%s/active", c->dir, name);
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
-    if (!f || fprintf(f, "v%d\n", j->version) < 0 || fclose(f) != 0 || rename(tmp, path) != 0) {
-        snprintf(j->err, sizeof j->err, "cannot record the active version: %s", strerror(errno));
-        mref_put(j->r);
-        j->r = NULL;
-    }
+    if (!f) return -1;
+    int bad = fprintf(f, "v%d\n", version) < 0;
+    if (fclose(f) != 0 || bad) return -1;
+    return rename(tmp, path);
 }
 
 static void activate_done(http_req *q, void *arg) {
     activate_job *j = arg;
     if (!j->r) {
-        http_reply_error(q, strstr(j->err, "cannot read") ? 404 : 422, "cannot_activate", j->err);
+        char dir[1200];
+        snprintf(dir, sizeof dir, "%s/%s/v%d", j->c->dir, j->name, j->version);
+        struct stat sb;
+        if (stat(dir, &sb) != 0) http_reply_error(q, 404, "unknown_version", "no such version of this model");
+        else http_reply_error(q, 422, "cannot_activate", "this version does not load (see the server log)");
+        log_msg(j->c->a->log, LOG_WARN, "model activation failed", j->err);
+    } else if (record_active(j->c, j->name, j->version)) {
+        log_msg(j->c->a->log, LOG_ERROR, "cannot record the active model version", strerror(errno));
+        http_reply_error(q, 503, "unavailable", "cannot record the active version");
+        mref_put(j->r);
     } else if (install(j->c, j->name, j->r)) {
         mref_put(j->r);
         http_reply_error(q, 503, "overloaded", "out of memory");
@@ -647,7 +661,7 @@ int ml_serve_register(app *a) {
                              "population stability index of live rows vs training, per model and feature "
                              "(updated every 1,000 predictions)", "model,feature");
     load_all(c);
-    qsort(c->v, (size_t)c->n, sizeof *c->v, cmp_served);
+    if (c->n) qsort(c->v, (size_t)c->n, sizeof *c->v, cmp_served);
     int rc = 0;
     const char *pre[] = {"", "/v1"};
     for (int i = 0; i < 2; i++) {
@@ -667,7 +681,10 @@ int ml_serve_register(app *a) {
 
 void ml_serve_free(ml_ctx *c) {
     if (!c) return;
-    for (int i = 0; i < c->n; i++) mref_put(c->v[i].cur);
+    for (int i = 0; i < c->n; i++) {
+        mref_put(c->v[i]->cur);
+        eh_free(c->v[i]);
+    }
     eh_free(c->v);
     eh_free(c);
 }

@@ -249,10 +249,20 @@ static int pg_begin(pg_conn *pc, store *s, int64_t tenant, int readonly, store_e
     /* A read is one consistent snapshot; READ ONLY lets the server skip
      * serialization bookkeeping. Writes use READ COMMITTED and row locks. */
     const char *begin = readonly ? "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY" : "BEGIN";
+    /* A tenant's writes take its row lock first. Every write appends to the
+     * tenant's event log (UPDATE tenants ... event_seq), which holds that
+     * lock until commit anyway; taking it at the start instead makes each
+     * read-then-write (duplicate detection, version checks) see the
+     * previous writer's commit: under READ COMMITTED, two creates of the
+     * same email would otherwise both find nothing, and two PATCHes would
+     * fail each other's version check. SQLite has one writer already. */
+    int lock = !readonly && tenant > 0;
     if (!PQenterPipelineMode(c) ||
         !PQsendQueryParams(c, begin, 0, NULL, NULL, NULL, NULL, 0) ||
         !PQsendQueryParams(c, "SELECT set_config('ehub.tenant_id', $1, true)", 1, NULL, vals, NULL,
                            NULL, 0) ||
+        (lock && !PQsendQueryParams(c, "SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE", 1, NULL, vals, NULL,
+                                    NULL, 0)) ||
         !PQpipelineSync(c)) {
         pc->broken = 1;
         PQexitPipelineMode(c);
