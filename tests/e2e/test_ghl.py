@@ -14,7 +14,6 @@ import itertools
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 import threading
 import time
@@ -22,6 +21,8 @@ import uuid
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+
+from tenants import db_rows
 
 HOOK = "/v1/webhooks/ghl/%s"
 LOCATION = "loc_e2e_0001"
@@ -169,24 +170,6 @@ class Tenant:
 
 def q(s):
     return s.replace("'", "''")
-
-
-def db_rows(t, srv, sql):
-    """Rows of a read-only query as dicts, straight from the server's store."""
-    if t.backend == "postgres":
-        r = subprocess.run(["psql", srv.store, "-X", "-At", "-v", "ON_ERROR_STOP=1",
-                            "-c", "SELECT set_config('ehub.tenant_id', '0', false)",
-                            "-c", "SELECT coalesce(json_agg(r), '[]') FROM (%s) r" % sql],
-                           capture_output=True, text=True, timeout=30 * t.slow)
-        assert r.returncode == 0, r.stderr
-        # the first line is set_config's answer; json_agg spreads rows over lines
-        return json.loads(r.stdout.split("\n", 1)[1])
-    c = sqlite3.connect("file:%s?mode=ro" % os.path.join(srv.tmp, "data", "ehub.db"), uri=True, timeout=10)
-    try:
-        c.row_factory = sqlite3.Row
-        return [dict(r) for r in c.execute(sql).fetchall()]
-    finally:
-        c.close()
 
 
 # ---------------------------------------------------------------- events
