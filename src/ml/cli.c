@@ -23,7 +23,7 @@ const char ml_cli_train_help[] =
     "  --out DIR              models directory (default DATA_DIR/models)\n"
     "  --seed N               split and sampling seed (default 42): same seed, same model\n"
     "  --test-fraction F      held-out share (default 0.25, stratified by class)\n"
-    "  --nthread N            training threads (default: all cores)\n"
+    "  --nthread N            training threads (default: all cores but one)\n"
     "  --max-depth N          tree depth (default 4)\n"
     "  --eta F                learning rate (default 0.05)\n"
     "  --json                 print the report as one JSON line (the last line of output)\n\n";

@@ -133,7 +133,7 @@ typedef struct ml_train_opts {
     int regression;
     int log_target;       /* regression on log(y) (y > 0 required) */
     uint64_t seed;        /* split and sampling seed */
-    int nthread;          /* 0: all cores */
+    int nthread;          /* 0: all cores but one */
     double test_fraction; /* default 0.25 */
     int max_rounds;       /* default 2000 */
     int early_stopping;   /* rounds without improvement on the validation fold; default 50 */

@@ -247,7 +247,11 @@ static int set_params(BoosterHandle b, const ml_train_opts *o, double base) {
     e |= XGBoosterSetParam(b, "base_score", num);
     snprintf(num, sizeof num, "%llu", (unsigned long long)(o->seed & 0x7fffffff));
     e |= XGBoosterSetParam(b, "seed", num);
-    snprintf(num, sizeof num, "%d", o->nthread > 0 ? o->nthread : (int)sysconf(_SC_NPROCESSORS_ONLN));
+    /* Default: all cores but one. OpenMP threads spin at each barrier; when
+     * every core is asked for and one is busy (the server, another job),
+     * training can take ten times longer waiting for it. */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    snprintf(num, sizeof num, "%d", o->nthread > 0 ? o->nthread : ncpu > 1 ? (int)ncpu - 1 : 1);
     e |= XGBoosterSetParam(b, "nthread", num);
     return e;
 }
