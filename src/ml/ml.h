@@ -172,6 +172,9 @@ int ml_model_log_target(const ml_model *m);
 const json_t *ml_model_info(const ml_model *m);
 const char *ml_model_dir(const ml_model *m);
 int ml_model_trees(const ml_model *m);
+/* 1 when explanations use the per-leaf tables (tens of µs a row), 0 when
+ * they fall back to the recursive algorithm (hundreds). */
+int ml_model_fast_shap(const ml_model *m);
 
 /* schema.json's training_distribution (NULL for imported models). */
 const json_t *ml_model_training(const ml_model *m);
@@ -184,6 +187,10 @@ double ml_model_output(const ml_model *m, double margin);
 /* Exact TreeSHAP: phi[width] per encoded column and *base (the expected
  * margin), with base + sum(phi) == margin. */
 void ml_model_shap(const ml_model *m, const float *x, double *phi, double *base);
+/* The same by the recursive TreeSHAP algorithm (Lundberg et al. 2018),
+ * which ml_model_shap uses when the per-leaf tables would be too large
+ * (deep trees); kept callable as the reference for the fast one. */
+void ml_model_shap_recursive(const ml_model *m, const float *x, double *phi, double *base);
 
 /* Scores a table into a CSV stream: the columns `score` (and `margin`),
  * one row per table row. Returns 0 or -1 with err. */

@@ -42,7 +42,28 @@ struct ml_model {
     double expected; /* base_margin + sum of root means: SHAP's base value */
     link_kind link;
     int regression, log_target;
+    /* Fast TreeSHAP tables (see fast_build); fast = 0 falls back to the
+     * recursive algorithm */
+    int fast;
+    int max_tree_nodes;
+    int32_t *leaf_start; /* ntrees + 1: each tree's leaves in `leaves` */
+    struct fleaf *leaves;
+    struct fpath *paths;
+    int32_t *lfeat;      /* each leaf's distinct path features */
+    double *tab;         /* each leaf: 2^d rows of d contributions */
 };
+
+typedef struct fleaf {
+    int32_t path0, feat0; /* into paths, lfeat */
+    int64_t tab0;         /* into tab */
+    uint8_t npath, d;
+} fleaf;
+
+typedef struct fpath {
+    int32_t node;  /* relative to the tree's root */
+    uint8_t left;  /* the path goes left here */
+    uint8_t pos;   /* which of the leaf's distinct features splits here */
+} fpath;
 
 void ml_model_free(ml_model *m) {
     if (!m) return;
@@ -54,6 +75,11 @@ void ml_model_free(ml_model *m) {
     eh_free(m->n);
     eh_free(m->cover);
     eh_free(m->mean);
+    eh_free(m->leaf_start);
+    eh_free(m->leaves);
+    eh_free(m->paths);
+    eh_free(m->lfeat);
+    eh_free(m->tab);
     eh_free(m);
 }
 
@@ -64,6 +90,7 @@ const json_t *ml_model_info(const ml_model *m) { return m->info; }
 const json_t *ml_model_training(const ml_model *m) { return m->training; }
 const char *ml_model_dir(const ml_model *m) { return m->dir; }
 int ml_model_trees(const ml_model *m) { return m->ntrees; }
+int ml_model_fast_shap(const ml_model *m) { return m->fast; }
 
 /* XGBoost writes numbers in its JSON as numbers, and model parameters as
  * strings ("5E-1"). */
@@ -210,6 +237,194 @@ static int load_trees(ml_model *m, const json_t *root, char *err, size_t errlen)
     return 0;
 }
 
+/* ---- Fast TreeSHAP ----
+ * (Yang 2021, "Fast TreeSHAP" v2.) For one leaf L with value v whose path
+ * splits on the distinct features U (d of them), TreeSHAP's conditional
+ * expectation is a product over U: feature j contributes o_j (1 if the row
+ * follows every split of j on the path, else 0) when j is known and z_j
+ * (the share of training cover that follows those splits) when not. The
+ * Shapley value of i in U is then
+ *   v (o_i - z_i) sum_k k!(d-1-k)!/d! e_k,
+ * e_k the k-th coefficient of prod_{j != i} (z_j + o_j t). The o_j are 0
+ * or 1, so per leaf there are only 2^d cases: all are computed at load,
+ * and explaining a row is one pass over the tree to see which way it goes
+ * at each split, then a table lookup per leaf. For depth-4 trees that is
+ * about ten times less work than the recursive algorithm. */
+
+#define FAST_MAX_D 12
+#define FAST_BUDGET (4u << 20) /* table entries (doubles) per model */
+
+typedef struct fast_build {
+    ml_model *m;
+    int32_t root;
+    int32_t stack_node[MAX_DEPTH + 1];
+    uint8_t stack_left[MAX_DEPTH + 1];
+    int nl, np, nf;
+    int64_t nt;
+    int caplv, cappa, capfe;
+    int64_t capta;
+    int fail;
+} fast_build;
+
+static int grow(void **p, int *cap, int need, size_t size) {
+    if (need <= *cap) return 0;
+    int c = *cap ? *cap : 256;
+    while (c < need) c *= 2;
+    void *n = eh_realloc(*p, (size_t)c * size);
+    if (!n) return -1;
+    *p = n;
+    *cap = c;
+    return 0;
+}
+
+static void fast_leaf(fast_build *b, int32_t leaf, int depth) {
+    ml_model *m = b->m;
+    int32_t uf[FAST_MAX_D];
+    double z[FAST_MAX_D];
+    int d = 0;
+    if (grow((void **)&m->leaves, &b->caplv, b->nl + 1, sizeof *m->leaves) ||
+        grow((void **)&m->paths, &b->cappa, b->np + depth, sizeof *m->paths)) {
+        b->fail = 1;
+        return;
+    }
+    fleaf *L = &m->leaves[b->nl];
+    L->path0 = b->np;
+    L->npath = (uint8_t)depth;
+    for (int k = 0; k < depth; k++) {
+        const node *nd = &m->n[b->stack_node[k]];
+        int pos;
+        for (pos = 0; pos < d; pos++)
+            if (uf[pos] == nd->feat) break;
+        if (pos == d) {
+            if (d == FAST_MAX_D) {
+                b->fail = 1;
+                return;
+            }
+            uf[d] = nd->feat;
+            z[d++] = 1.0;
+        }
+        int32_t child = b->stack_left[k] ? nd->left : nd->right;
+        double cl = m->cover[nd->left], cr = m->cover[nd->right];
+        z[pos] *= cl + cr > 0 ? m->cover[child] / (cl + cr) : 0.5;
+        fpath *fp = &m->paths[b->np++];
+        fp->node = b->stack_node[k] - b->root;
+        fp->left = b->stack_left[k];
+        fp->pos = (uint8_t)pos;
+    }
+    int64_t rows = (int64_t)1 << d;
+    if (b->nt + rows * d > (int64_t)FAST_BUDGET ||
+        grow((void **)&m->lfeat, &b->capfe, b->nf + d, sizeof *m->lfeat)) {
+        b->fail = 1;
+        return;
+    }
+    if (b->nt + rows * d > b->capta) {
+        int64_t c = b->capta ? b->capta : 4096;
+        while (c < b->nt + rows * d) c *= 2;
+        double *n = eh_realloc(m->tab, (size_t)c * sizeof *n);
+        if (!n) {
+            b->fail = 1;
+            return;
+        }
+        m->tab = n;
+        b->capta = c;
+    }
+    L->d = (uint8_t)d;
+    L->feat0 = b->nf;
+    L->tab0 = b->nt;
+    memcpy(m->lfeat + b->nf, uf, (size_t)d * sizeof *uf);
+    b->nf += d;
+    /* w[k] = k! (d-1-k)! / d! */
+    double w[FAST_MAX_D];
+    for (int k = 0; k < d; k++) {
+        double x = 1.0 / d;
+        for (int a = 1; a <= k; a++) x *= (double)a / (double)(d - a); /* C(d-1, k)^-1 / d */
+        w[k] = x;
+    }
+    double v = m->n[leaf].val;
+    for (int64_t mask = 0; mask < rows; mask++) {
+        double *out = m->tab + b->nt + mask * d;
+        for (int i = 0; i < d; i++) {
+            double c[FAST_MAX_D + 1] = {1.0};
+            int deg = 0;
+            for (int j = 0; j < d; j++) {
+                if (j == i) continue;
+                double o = (double)((mask >> j) & 1);
+                for (int k = deg + 1; k >= 1; k--) c[k] = c[k] * z[j] + c[k - 1] * o;
+                c[0] *= z[j];
+                deg++;
+            }
+            double sum = 0;
+            for (int k = 0; k < d; k++) sum += c[k] * w[k];
+            out[i] = v * ((double)((mask >> i) & 1) - z[i]) * sum;
+        }
+    }
+    b->nt += rows * d;
+    b->nl++;
+}
+
+static void fast_walk(fast_build *b, int32_t j, int depth) {
+    if (b->fail) return;
+    const node *nd = &b->m->n[j];
+    if (nd->feat < 0) {
+        fast_leaf(b, j, depth);
+        return;
+    }
+    b->stack_node[depth] = j;
+    b->stack_left[depth] = 1;
+    fast_walk(b, nd->left, depth + 1);
+    b->stack_left[depth] = 0;
+    fast_walk(b, nd->right, depth + 1);
+}
+
+static void fast_build_all(ml_model *m) {
+    fast_build b = {.m = m};
+    m->leaf_start = eh_malloc((size_t)(m->ntrees + 1) * sizeof *m->leaf_start);
+    if (!m->leaf_start) return;
+    for (int t = 0; t < m->ntrees && !b.fail; t++) {
+        m->leaf_start[t] = b.nl;
+        b.root = m->root[t];
+        int32_t end = t + 1 < m->ntrees ? m->root[t + 1] : m->nnodes;
+        if (end - b.root > m->max_tree_nodes) m->max_tree_nodes = end - b.root;
+        fast_walk(&b, m->root[t], 0);
+    }
+    m->leaf_start[m->ntrees] = b.nl;
+    m->fast = !b.fail;
+    if (!m->fast) { /* too deep or too large: the recursive algorithm serves */
+        eh_free(m->leaf_start);
+        eh_free(m->leaves);
+        eh_free(m->paths);
+        eh_free(m->lfeat);
+        eh_free(m->tab);
+        m->leaf_start = NULL;
+        m->leaves = NULL;
+        m->paths = NULL;
+        m->lfeat = NULL;
+        m->tab = NULL;
+    }
+}
+
+static void fast_shap(const ml_model *m, const float *x, double *phi, uint8_t *left) {
+    for (int t = 0; t < m->ntrees; t++) {
+        int32_t root = m->root[t], end = t + 1 < m->ntrees ? m->root[t + 1] : m->nnodes;
+        for (int32_t i = root; i < end; i++) {
+            const node *nd = &m->n[i];
+            if (nd->feat < 0) continue;
+            float v = x[nd->feat];
+            left[i - root] = isnan(v) ? (uint8_t)nd->dleft : (uint8_t)(v < nd->val);
+        }
+        for (int32_t l = m->leaf_start[t]; l < m->leaf_start[t + 1]; l++) {
+            const fleaf *L = &m->leaves[l];
+            unsigned mask = (1u << L->d) - 1;
+            const fpath *fp = m->paths + L->path0;
+            for (int k = 0; k < L->npath; k++)
+                if (left[fp[k].node] != fp[k].left) mask &= ~(1u << fp[k].pos);
+            const double *row = m->tab + L->tab0 + (int64_t)mask * L->d;
+            const int32_t *f = m->lfeat + L->feat0;
+            for (int k = 0; k < L->d; k++) phi[f[k]] += row[k];
+        }
+    }
+}
+
 ml_model *ml_model_from_json(const char *xgb_json, size_t len, const json_t *schema, char *err, size_t errlen) {
     json_error_t je;
     json_t *root = json_loadb(xgb_json, len, 0, &je);
@@ -228,6 +443,7 @@ ml_model *ml_model_from_json(const char *xgb_json, size_t len, const json_t *sch
     m->log_target = json_is_true(json_object_get(schema, "log_target"));
     m->training = json_incref(json_object_get(schema, "training_distribution"));
     if (load_trees(m, root, err, errlen)) goto bad;
+    fast_build_all(m);
     json_decref(root);
     return m;
 bad:
@@ -423,12 +639,27 @@ static void shap_rec(const ml_model *m, const float *x, double *phi, int32_t j, 
 }
 
 void ml_model_shap(const ml_model *m, const float *x, double *phi, double *base) {
+    for (int c = 0; c < m->width; c++) phi[c] = 0;
+    *base = m->expected;
+    if (m->fast) {
+        uint8_t small_left[1024];
+        uint8_t *left = m->max_tree_nodes <= 1024 ? small_left : eh_malloc((size_t)m->max_tree_nodes);
+        if (left) {
+            fast_shap(m, x, phi, left);
+            if (left != small_left) eh_free(left);
+            return;
+        }
+    }
+    ml_model_shap_recursive(m, x, phi, base);
+}
+
+void ml_model_shap_recursive(const ml_model *m, const float *x, double *phi, double *base) {
+    for (int c = 0; c < m->width; c++) phi[c] = 0;
+    *base = m->expected;
     /* each level of recursion keeps a copy of the path: (D+2)(D+3)/2 */
     pathel small[(20 + 2) * (20 + 3) / 2];
     size_t need = (size_t)(m->max_depth + 2) * (size_t)(m->max_depth + 3) / 2;
     pathel *buf = need <= sizeof small / sizeof small[0] ? small : eh_malloc(need * sizeof *buf);
-    for (int c = 0; c < m->width; c++) phi[c] = 0;
-    *base = m->expected;
     if (!buf) {
         for (int c = 0; c < m->width; c++) phi[c] = NAN;
         return;
