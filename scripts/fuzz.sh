@@ -8,7 +8,7 @@ SECS=${FUZZ_SECONDS:-60}
 mkdir -p build/fuzz
 PKG="libuv jansson openssl"
 CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc $(pkg-config --cflags $PKG)"
-LIBS="$(pkg-config --libs $PKG) -lhttp_parser -lwslay -lm -lpthread"
+LIBS="$(pkg-config --libs $PKG) -lsodium -lhttp_parser -lwslay -lm -lpthread"
 BASE="src/base/alloc.c src/base/buf.c src/base/arena.c src/base/log.c src/base/clock.c src/base/ids.c"
 declare -A SRCS=(
   [http]="src/http/server.c src/http/router.c src/http/ws.c src/base/metrics.c $BASE"

@@ -372,8 +372,12 @@ static int conn_open(sq_store *q, sq_conn *c, const char *path, int writer, stor
          * WAL only at checkpoints: a commit survives a process crash, and
          * FULL (fsync per commit, cheap with group commit) survives power
          * loss too. */
+        /* temp_store=MEMORY: each job in a group commit runs in a savepoint,
+         * whose statement journal would otherwise be a temporary file —
+         * measured at 40 KB written per webhook. */
         snprintf(pragmas, sizeof pragmas,
-                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON;",
+                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON; "
+                 "PRAGMA temp_store=MEMORY;",
                  q->s->opts.sync_full ? "FULL" : "NORMAL");
     } else {
         /* store_read promises a read-only transaction; make SQLite enforce it. */

@@ -1,0 +1,121 @@
+-- wrk script for bench/ingest.sh: posts pre-signed GoHighLevel webhooks
+-- round-robin, one distinct webhook per request, and accounts for every answer.
+--
+-- Environment:
+--   INGEST_BODIES  file of "<base64 Ed25519 signature>\t<JSON body>" lines (bench/ingest_sign.py sign)
+--   INGEST_ACKED   where done() writes the index of every webhook answered 200 "accepted"
+--   INGEST_RESULT  where done() writes "key value" lines (figures for the shell script)
+--
+-- The bodies are read in init() (before wrk starts its clock). Every request
+-- is built with wrk.format; response() counts statuses and records which
+-- webhook each 200 acknowledged (the answer echoes its webhook_id, and the id
+-- carries the index). If the run outlasts the bodies the list starts over:
+-- those repeats answer 200 "duplicate", are counted as such and are not
+-- acknowledgements, and the script warns (give it more bodies).
+
+local sigs, bodies, n, idx = {}, {}, 0, 0
+local hdr = { ["Content-Type"] = "application/json" }
+
+-- per-thread results, fetched by done() through thread:get()
+statuses = {}
+acked = {}
+nacked = 0
+dups = 0
+wraps = 0
+samples = {}
+
+local threads = {}
+
+function setup(thread)
+   threads[#threads + 1] = thread
+end
+
+function init(args)
+   local path = assert(os.getenv("INGEST_BODIES"), "INGEST_BODIES is not set")
+   local f = assert(io.open(path, "rb"))
+   for line in f:lines() do
+      local tab = line:find("\t", 1, true)
+      if tab then
+         n = n + 1
+         sigs[n] = line:sub(1, tab - 1)
+         bodies[n] = line:sub(tab + 1)
+      end
+   end
+   f:close()
+   assert(n > 0, "no webhooks in " .. path)
+end
+
+function request()
+   idx = idx + 1
+   if idx > n then
+      idx = 1
+      wraps = wraps + 1
+   end
+   hdr["x-ghl-signature"] = sigs[idx]
+   return wrk.format("POST", nil, hdr, bodies[idx])
+end
+
+function response(status, headers, body)
+   statuses[status] = (statuses[status] or 0) + 1
+   if status == 200 and body:find('"status":%s*"accepted"') then
+      local i = body:match('"webhook_id":%s*"wh%-%w+%-(%d+)"')
+      if i then
+         nacked = nacked + 1
+         acked[nacked] = tonumber(i)
+         return
+      end
+   end
+   if status == 200 and body:find('"status":%s*"duplicate"') then
+      dups = dups + 1
+   elseif #samples < 5 then
+      samples[#samples + 1] = status .. " " .. body:sub(1, 300)
+   end
+end
+
+function done(summary, latency, requests)
+   local st, total_acked, total_dups, total_wraps, out_samples = {}, 0, 0, 0, {}
+   local af = assert(io.open(assert(os.getenv("INGEST_ACKED"), "INGEST_ACKED is not set"), "w"))
+   for _, t in ipairs(threads) do
+      for code, c in pairs(t:get("statuses")) do st[code] = (st[code] or 0) + c end
+      local a = t:get("acked")
+      local k = t:get("nacked")
+      for j = 1, k do af:write(a[j], "\n") end
+      total_acked = total_acked + k
+      total_dups = total_dups + t:get("dups")
+      total_wraps = total_wraps + t:get("wraps")
+      for _, s in ipairs(t:get("samples")) do out_samples[#out_samples + 1] = s end
+   end
+   af:close()
+
+   local r = assert(io.open(assert(os.getenv("INGEST_RESULT"), "INGEST_RESULT is not set"), "w"))
+   local function put(k, v) r:write(k, " ", tostring(v), "\n") end
+   put("duration_us", summary.duration)
+   put("responses", summary.requests)
+   put("bytes", summary.bytes)
+   put("acked", total_acked)
+   put("duplicates", total_dups)
+   put("wraps", total_wraps)
+   local non2xx = 0
+   local codes = {}
+   for code, c in pairs(st) do
+      codes[#codes + 1] = code .. ":" .. c
+      if code < 200 or code > 299 then non2xx = non2xx + c end
+   end
+   table.sort(codes)
+   put("statuses", #codes > 0 and table.concat(codes, ",") or "none")
+   put("non2xx", non2xx)
+   put("err_connect", summary.errors.connect)
+   put("err_read", summary.errors.read)
+   put("err_write", summary.errors.write)
+   put("err_timeout", summary.errors.timeout)
+   put("err_status", summary.errors.status)
+   put("lat_min_us", latency.min)
+   put("lat_mean_us", string.format("%.1f", latency.mean))
+   put("lat_stdev_us", string.format("%.1f", latency.stdev))
+   for _, p in ipairs({ 50, 90, 99, 99.9 }) do
+      put("lat_p" .. tostring(p):gsub("%.", "_") .. "_us", latency:percentile(p))
+   end
+   put("lat_max_us", latency.max)
+   for _, s in ipairs(out_samples) do put("sample", (s:gsub("\n", " "))) end
+   r:close()
+end
