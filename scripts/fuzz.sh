@@ -15,7 +15,7 @@ declare -A SRCS=(
   [ws]="src/http/ws.c $BASE"
   [sig]="src/auth/sig.c $BASE"
   [csv]="src/base/csv.c $BASE"
-  [model]="src/ml/model.c src/ml/schema.c src/ml/table.c src/base/csv.c $BASE"
+  [model]="src/ml/model.c src/ml/schema.c src/ml/table.c src/ml/batch.c src/base/csv.c $BASE"
 )
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=($(ls fuzz/fuzz_*.c | sed -E 's|fuzz/fuzz_(.*)\.c|\1|'))

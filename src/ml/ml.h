@@ -105,6 +105,35 @@ int ml_schema_map_table(const ml_schema *s, const ml_table *t, int *colmap, int 
  * Returns 0, or -1 with err saying which feature is wrong and why. */
 int ml_encode_json(const ml_schema *s, const json_t *features, float *out, char *err, size_t errlen);
 
+/* One raw value, as the encoders see it (from jansson or from the batch
+ * parser). */
+typedef enum { ML_V_NULL, ML_V_INT, ML_V_REAL, ML_V_BOOL, ML_V_STRING, ML_V_OTHER } ml_vtype;
+typedef struct ml_value {
+    ml_vtype type; /* ML_V_OTHER: an array or object, never valid */
+    long long i;   /* INT, BOOL */
+    double d;      /* REAL */
+    const char *s; /* STRING, NUL-terminated */
+} ml_value;
+
+/* Raw feature index by name, -1 if unknown. */
+int ml_schema_find(const ml_schema *s, const char *name);
+/* Sets out[width] to "all missing", then each present feature through
+ * ml_encode_value (same rules as ml_encode_json). */
+void ml_encode_begin(const ml_schema *s, float *out);
+int ml_encode_value(const ml_schema *s, int feature, const ml_value *v, float *out, char *err, size_t errlen);
+
+/* Batch requests parsed straight from the bytes into encoded rows, without
+ * building a JSON tree (batch.c): {"model": NAME, "rows": [{...}, ...]}.
+ * ml_batch_model finds the top-level "model" string (name[65]); returns 0,
+ * or -1 (400: not JSON, or no model string) with err. */
+int ml_batch_model(const char *json, size_t len, char name[65], char *err, size_t errlen);
+/* Encodes every row into *X (rows x width floats, the caller frees with
+ * eh_free); at most max_rows. Returns 0, or the HTTP status of the problem
+ * (400 malformed JSON, 413 too many rows, 422 a bad row: err says which)
+ * with *X NULL. */
+int ml_batch_rows(const ml_schema *s, const char *json, size_t len, size_t max_rows, float **X, size_t *nrows,
+                  char *err, size_t errlen);
+
 /* ---- metrics ---- */
 
 /* label: 0/1. Ties in score are handled (average rank). NaN if one class

@@ -367,12 +367,61 @@ static int find_feat(const ml_schema *s, const char *name) {
     return -1;
 }
 
+int ml_schema_find(const ml_schema *s, const char *name) { return find_feat(s, name); }
+
+void ml_encode_begin(const ml_schema *s, float *out) {
+    for (int i = 0; i < s->nfeat; i++) put_missing(&s->f[i], out);
+}
+
+int ml_encode_value(const ml_schema *s, int i, const ml_value *v, float *out, char *err, size_t errlen) {
+    const feat *f = &s->f[i];
+    const char *key = f->name;
+    if (v->type == ML_V_NULL) {
+        put_missing(f, out); /* (a repeated key's last value wins) */
+        return 0;
+    }
+    if (v->type == ML_V_OTHER) {
+        snprintf(err, errlen, "feature \"%.64s\" must be a %s", key,
+                 f->kind == ML_NUMERIC ? "number" : "string (one of its categories)");
+        return -1;
+    }
+    if (f->kind == ML_NUMERIC) {
+        double d;
+        if (v->type == ML_V_INT) d = (double)v->i;
+        else if (v->type == ML_V_REAL) d = v->d;
+        else if (v->type == ML_V_BOOL) d = v->i != 0;
+        else if (ml_is_missing(v->s)) return 0;
+        else if (ml_parse_number(v->s, &d)) {
+            snprintf(err, errlen, "feature \"%.64s\" must be a number", key);
+            return -1;
+        }
+        if (!isfinite(d) || fabs(d) > 3.4e38) {
+            snprintf(err, errlen, "feature \"%.64s\" must be finite", key);
+            return -1;
+        }
+        out[f->col0] = (float)d;
+        return 0;
+    }
+    char num[64];
+    const char *sv;
+    if (v->type == ML_V_STRING) sv = v->s;
+    else if (v->type == ML_V_INT) snprintf(num, sizeof num, "%lld", v->i), sv = num;
+    else if (v->type == ML_V_REAL) snprintf(num, sizeof num, "%.17g", v->d), sv = num;
+    else sv = v->i ? "true" : "false";
+    if (ml_is_missing(sv)) return 0;
+    if (put_cat(f, sv, out)) {
+        snprintf(err, errlen, "feature \"%.64s\": unknown category \"%.64s\"", key, sv);
+        return -1;
+    }
+    return 0;
+}
+
 int ml_encode_json(const ml_schema *s, const json_t *features, float *out, char *err, size_t errlen) {
     if (!json_is_object(features)) {
         snprintf(err, errlen, "\"features\" must be an object of raw field values");
         return -1;
     }
-    for (int i = 0; i < s->nfeat; i++) put_missing(&s->f[i], out);
+    ml_encode_begin(s, out);
     /* Every feature must be named: a value really unknown is sent as null.
      * An absent key is more often a client bug, which would otherwise
      * score quietly as "missing". */
@@ -391,39 +440,13 @@ int ml_encode_json(const ml_schema *s, const json_t *features, float *out, char 
             snprintf(err, errlen, "unknown feature \"%.64s\" (GET /models lists each model's features)", key);
             return -1;
         }
-        const feat *f = &s->f[i];
-        if (json_is_null(v)) continue;
-        if (f->kind == ML_NUMERIC) {
-            double d;
-            if (json_is_number(v)) d = json_number_value(v);
-            else if (json_is_boolean(v)) d = json_is_true(v);
-            else if (json_is_string(v) && ml_is_missing(json_string_value(v))) continue;
-            else if (!json_is_string(v) || ml_parse_number(json_string_value(v), &d)) {
-                snprintf(err, errlen, "feature \"%.64s\" must be a number", key);
-                return -1;
-            }
-            if (!isfinite(d) || fabs(d) > 3.4e38) {
-                snprintf(err, errlen, "feature \"%.64s\" must be finite", key);
-                return -1;
-            }
-            out[f->col0] = (float)d;
-        } else {
-            char num[64];
-            const char *sv;
-            if (json_is_string(v)) sv = json_string_value(v);
-            else if (json_is_integer(v)) snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v)), sv = num;
-            else if (json_is_real(v)) snprintf(num, sizeof num, "%.17g", json_real_value(v)), sv = num;
-            else if (json_is_boolean(v)) sv = json_is_true(v) ? "true" : "false";
-            else {
-                snprintf(err, errlen, "feature \"%.64s\" must be a string (one of its categories)", key);
-                return -1;
-            }
-            if (ml_is_missing(sv)) continue;
-            if (put_cat(f, sv, out)) {
-                snprintf(err, errlen, "feature \"%.64s\": unknown category \"%.64s\"", key, sv);
-                return -1;
-            }
-        }
+        ml_value mv = {.type = ML_V_OTHER};
+        if (json_is_null(v)) mv.type = ML_V_NULL;
+        else if (json_is_integer(v)) mv.type = ML_V_INT, mv.i = json_integer_value(v);
+        else if (json_is_real(v)) mv.type = ML_V_REAL, mv.d = json_real_value(v);
+        else if (json_is_boolean(v)) mv.type = ML_V_BOOL, mv.i = json_is_true(v);
+        else if (json_is_string(v)) mv.type = ML_V_STRING, mv.s = json_string_value(v);
+        if (ml_encode_value(s, i, &mv, out, err, errlen)) return -1;
     }
     return 0;
 }

@@ -345,14 +345,17 @@ static void h_predict(http_req *q, app *a, const auth_principal *p, void *ud) {
 /* ---- POST /batch-predict (body streamed: up to 10,000 rows, 32 MiB) ---- */
 
 /* Three steps, so the loop never parses megabytes: the body is collected
- * (streamed), parsed on the pool, the model looked up on the loop (where
- * the registry lives), and the rows scored on the pool. */
+ * (streamed); the model's name is found on the pool; the model is looked
+ * up on the loop (where the registry lives); the rows are read straight
+ * into encoded floats, scored and answered on the pool (ml_batch_rows: no
+ * JSON tree is built). */
 typedef struct batch_job {
     ml_ctx *c;
     served *s;
     mref *r;
     buf body;
-    json_t *in, *out;
+    char name[65];
+    buf out;
     ml_drift *drift; /* this batch's rows, merged on the loop */
     int status;
     char err[ML_ERR_LEN + 64];
@@ -364,44 +367,44 @@ static void batch_free(batch_job *j) {
     ml_drift_free(j->drift);
     mref_put(j->r);
     buf_free(&j->body);
-    json_decref(j->in);
-    json_decref(j->out);
+    buf_free(&j->out);
     eh_free(j);
 }
 
 static void batch_fail(http_req *q, batch_job *j) {
     if (j->s) j->s->errors++;
-    const char *code = j->status == 422 ? "invalid_features" : j->status == 413 ? "too_large" : "bad_request";
+    const char *code = j->status == 422   ? "invalid_features"
+                       : j->status == 413 ? "too_large"
+                       : j->status == 503 ? "overloaded"
+                                          : "bad_request";
     http_reply_error(q, j->status, code, j->err);
     batch_free(j);
 }
 
 static void score_work(void *arg) {
     batch_job *j = arg;
-    const json_t *rows = json_object_get(j->in, "rows");
     const ml_model *m = j->r->m;
     int w = ml_schema_width(ml_model_schema(m));
-    float *x = eh_malloc((size_t)w * sizeof *x);
-    json_t *scores = json_array();
-    char err[ML_ERR_LEN];
-    for (size_t i = 0; x && scores && i < json_array_size(rows); i++) {
-        if (ml_encode_json(ml_model_schema(m), json_array_get(rows, i), x, err, sizeof err)) {
-            j->status = 422;
-            snprintf(j->err, sizeof j->err, "row %zu: %s", i, err);
-            break;
-        }
+    float *X = NULL;
+    size_t n = 0;
+    j->status = ml_batch_rows(ml_model_schema(m), j->body.p, j->body.len, MAX_BATCH, &X, &n, j->err, sizeof j->err);
+    buf_free(&j->body);
+    if (j->status) return;
+    j->rows = n;
+    /* {"model":NAME,"version":N,"scores":[...]}: names are [a-z0-9_-] */
+    buf_init(&j->out, (size_t)64 << 20);
+    int rc = buf_printf(&j->out, "{\"model\":\"%s\",\"version\":%d,\"scores\":[", j->s->name, j->r->version);
+    for (size_t i = 0; i < n && rc == BUF_OK; i++) {
+        const float *x = X + i * (size_t)w;
         if (j->drift) ml_drift_add(j->drift, x);
-        if (json_array_append_new(scores, json_real(ml_model_output(m, ml_model_margin(m, x))))) break;
+        rc = buf_printf(&j->out, i ? ",%.15g" : "%.15g", ml_model_output(m, ml_model_margin(m, x)));
     }
-    if (!j->status && (!x || !scores || json_array_size(scores) != json_array_size(rows))) {
+    if (rc == BUF_OK) rc = buf_puts(&j->out, "]}");
+    eh_free(X);
+    if (rc != BUF_OK) {
         j->status = 503;
         snprintf(j->err, sizeof j->err, "out of memory");
     }
-    j->rows = json_array_size(rows);
-    eh_free(x);
-    if (!j->status)
-        j->out = json_pack("{s:s, s:i, s:o}", "model", j->s->name, "version", j->r->version, "scores", scores);
-    else json_decref(scores);
 }
 
 static void score_done(http_req *q, void *arg) {
@@ -412,30 +415,13 @@ static void score_done(http_req *q, void *arg) {
     }
     ml_drift_merge(j->r->drift, j->drift);
     observe(j->c, j->s, j->t0, j->rows);
-    json_t *out = j->out;
-    j->out = NULL;
-    http_reply_json(q, 200, out);
+    http_reply(q, 200, "application/json", j->out.p, j->out.len);
     batch_free(j);
 }
 
 static void parse_work(void *arg) {
     batch_job *j = arg;
-    json_error_t je;
-    j->in = json_loadb(j->body.p, j->body.len, 0, &je);
-    buf_free(&j->body);
-    if (!json_is_object(j->in)) {
-        j->status = 400;
-        snprintf(j->err, sizeof j->err, "body must be a JSON object: %s", j->in ? "not an object" : je.text);
-        return;
-    }
-    const json_t *rows = json_object_get(j->in, "rows");
-    if (!json_is_array(rows)) {
-        j->status = 400;
-        snprintf(j->err, sizeof j->err, "\"rows\" must be an array of feature objects");
-    } else if (json_array_size(rows) > MAX_BATCH) {
-        j->status = 413;
-        snprintf(j->err, sizeof j->err, "at most %d rows per batch", MAX_BATCH);
-    }
+    if (ml_batch_model(j->body.p, j->body.len, j->name, j->err, sizeof j->err)) j->status = 400;
 }
 
 static void parse_done(http_req *q, void *arg) {
@@ -444,11 +430,14 @@ static void parse_done(http_req *q, void *arg) {
         batch_fail(q, j);
         return;
     }
-    if (!(j->s = model_of(j->c, q, j->in))) {
+    served *s = j->name[0] ? find(j->c, j->name) : NULL;
+    if (!s || !s->cur) {
+        http_reply_error(q, 404, "unknown_model", "no such model; GET /models lists them");
         batch_free(j);
         return;
     }
-    j->r = j->s->cur;
+    j->s = s;
+    j->r = s->cur;
     j->r->refs++;
     j->drift = j->r->drift ? ml_drift_new(j->r->m) : NULL;
     if (http_req_work(q, score_work, score_done, j)) {
