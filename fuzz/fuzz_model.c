@@ -27,7 +27,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
     json_t *schema = json_loads(schema_text, 0, NULL);
     char err[ML_ERR_LEN];
-    if ((data[0] & 3) == 2) {
+    if ((data[0] & 3) == 3) {
+        /* a /predict body: the direct reader against jansson + ml_encode_json */
+        ml_schema *s = ml_schema_from_json(schema, err, sizeof err);
+        float x1[5], x2[5];
+        int explain;
+        int st = ml_read_predict(s, (const char *)data + 1, size - 1, x1, &explain, err, sizeof err);
+        json_t *j = json_loadb((const char *)data + 1, size - 1, JSON_REJECT_DUPLICATES, NULL);
+        json_t *loose = j ? NULL : json_loadb((const char *)data + 1, size - 1, 0, NULL);
+        if (loose || memchr(data + 1, 0, size - 1)) {
+            /* repeated keys or a raw NUL: see below */
+        } else if (!j) {
+            if (st != 400) abort();
+        } else if (json_is_object(j)) {
+            json_t *f = json_object_get(j, "features");
+            int bad = !f || ml_encode_json(s, f, x2, err, sizeof err) != 0;
+            if (bad != (st == 422)) abort();
+            if (!bad && (st != 0 || memcmp(x1, x2, sizeof x1) != 0)) abort();
+            if (!bad && explain != json_is_true(json_object_get(j, "explain"))) abort();
+        }
+        json_decref(j);
+        json_decref(loose);
+        ml_schema_free(s);
+    } else if ((data[0] & 3) == 2) {
         ml_schema *s = ml_schema_from_json(schema, err, sizeof err);
         float *X = NULL;
         size_t n = 0;

@@ -143,6 +143,9 @@ int http_req_gone(const http_req *q);
  * (invalid_json, with the parser's message) or 415 (not JSON) and returns
  * NULL. The caller owns the result (json_decref). */
 json_t *http_req_json(http_req *q);
+/* The same checks (415 unless JSON, 400 when empty) for a handler that
+ * reads the JSON itself: 0 with the body, or -1 once answered. */
+int http_req_json_body(http_req *q, const char **body, size_t *len);
 
 /* ---- streamed bodies (HTTP_ROUTE_STREAM routes) ----
  * The handler is called as soon as the headers are in. It either replies

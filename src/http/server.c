@@ -484,16 +484,25 @@ const char *http_req_body(const http_req *q, size_t *len) {
     return q->body.p ? q->body.p : "";
 }
 
-json_t *http_req_json(http_req *q) {
+int http_req_json_body(http_req *q, const char **body, size_t *len) {
     const char *ct = http_req_header(q, "Content-Type");
     if (ct && strncasecmp(ct, "application/json", 16) != 0 && !strstr(ct, "+json")) {
         http_reply_error(q, 415, "unsupported_media_type", "expected Content-Type: application/json");
-        return NULL;
+        return -1;
     }
     if (q->body.len == 0) {
         http_reply_error(q, 400, "invalid_json", "request body is empty; expected JSON");
-        return NULL;
+        return -1;
     }
+    *body = q->body.p;
+    *len = q->body.len;
+    return 0;
+}
+
+json_t *http_req_json(http_req *q) {
+    const char *body;
+    size_t len;
+    if (http_req_json_body(q, &body, &len)) return NULL;
     json_error_t je;
     json_t *j = json_loadb(q->body.p, q->body.len, JSON_REJECT_DUPLICATES, &je);
     if (!j) {

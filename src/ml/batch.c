@@ -312,7 +312,9 @@ typedef struct model_ud {
 
 static int on_model_key(rd *r, const char *key, void *ud) {
     model_ud *m = ud;
-    if (strcmp(key, "model") != 0 || r->p >= r->end || *r->p != '"') return 0;
+    if (strcmp(key, "model") != 0) return 0;
+    if (m->found) return fail(r, 400, "duplicate key \"model\"");
+    if (r->p >= r->end || *r->p != '"') return 0;
     size_t len;
     int trunc;
     char tmp[MAX_STR];
@@ -386,10 +388,7 @@ static int row(rd *r, rows_ud *u) {
                          u->n, key);
                 return fail(r, 422, msg);
             }
-            if (u->seen[f]) {
-                snprintf(msg, sizeof msg, "row %zu: feature \"%.64s\" appears twice", u->n, key);
-                return fail(r, 422, msg);
-            }
+            if (u->seen[f]) return fail(r, 400, "duplicate key in a row");
             ws(r);
             ml_value v = {.type = ML_V_OTHER};
             char c = r->p < r->end ? *r->p : 0;
@@ -440,6 +439,7 @@ static int row(rd *r, rows_ud *u) {
 static int on_rows_key(rd *r, const char *key, void *ud) {
     rows_ud *u = ud;
     if (strcmp(key, "rows") != 0) return 0;
+    if (u->found) return fail(r, 400, "duplicate key \"rows\"");
     if (r->p >= r->end) return fail(r, 400, "unexpected end");
     if (*r->p != '[') return fail(r, 400, "\"rows\" must be an array of feature objects");
     u->found = 1;
@@ -494,5 +494,59 @@ int ml_batch_rows(const ml_schema *s, const char *json, size_t len, size_t max_r
     }
     *X = u.X;
     *nrows = u.n;
+    return 0;
+}
+
+/* ---- one row: {"model", "features": {...}, "explain": bool} ---- */
+
+typedef struct one_ud {
+    rows_ud rows;
+    int found, explain;
+} one_ud;
+
+static int on_one_key(rd *r, const char *key, void *ud) {
+    one_ud *o = ud;
+    if (strcmp(key, "features") == 0) {
+        if (o->found) return fail(r, 400, "duplicate key \"features\"");
+        o->found = 1;
+        if (row(r, &o->rows)) return -1;
+        return 1;
+    }
+    if (strcmp(key, "explain") == 0 && r->p < r->end && (*r->p == 't' || *r->p == 'f')) {
+        o->explain = *r->p == 't';
+        return literal(r, o->explain ? "true" : "false", o->explain ? 4 : 5) ? -1 : 1;
+    }
+    return 0;
+}
+
+int ml_read_predict(const ml_schema *s, const char *json, size_t len, float *x, int *explain, char *err,
+                    size_t errlen) {
+    rd r = {json, json + len, json, err, errlen, 0};
+    one_ud o = {.rows = {.s = s, .max_rows = 1, .X = x, .cap = 1}};
+    unsigned char seen[256];
+    o.rows.seen = ml_schema_features(s) <= 256 ? seen : eh_malloc((size_t)ml_schema_features(s));
+    if (!o.rows.seen) {
+        snprintf(err, errlen, "out of memory");
+        return 503;
+    }
+    int rc = top(&r, on_one_key, &o);
+    if (o.rows.seen != seen) eh_free(o.rows.seen);
+    *explain = o.explain;
+    if (rc) {
+        if (r.status == 422) {
+            /* the row reader says "row 0: ..."; a single row has no number */
+            if (strncmp(err, "row 0: ", 7) == 0) memmove(err, err + 7, strlen(err + 7) + 1);
+            rd v = {json, json + len, json, err, errlen, 0};
+            char keep[ML_ERR_LEN + 64];
+            snprintf(keep, sizeof keep, "%s", err);
+            if (top(&v, skip_all, NULL)) return 400;
+            snprintf(err, errlen, "%s", keep);
+        }
+        return r.status ? r.status : 400;
+    }
+    if (!o.found) {
+        snprintf(err, errlen, "\"features\" must be an object of raw field values");
+        return 422;
+    }
     return 0;
 }

@@ -134,6 +134,11 @@ int ml_batch_model(const char *json, size_t len, char name[65], char *err, size_
 int ml_batch_rows(const ml_schema *s, const char *json, size_t len, size_t max_rows, float **X, size_t *nrows,
                   char *err, size_t errlen);
 
+/* A /predict body read the same way into x[width]; *explain from
+ * "explain": true. Returns 0 or an HTTP status (400, 422) with err. */
+int ml_read_predict(const ml_schema *s, const char *json, size_t len, float *x, int *explain, char *err,
+                    size_t errlen);
+
 /* ---- metrics ---- */
 
 /* label: 0/1. Ties in score are handled (average rank). NaN if one class
