@@ -416,8 +416,10 @@ static void fast_shap(const ml_model *m, const float *x, double *phi, uint8_t *l
             const fleaf *L = &m->leaves[l];
             unsigned mask = (1u << L->d) - 1;
             const fpath *fp = m->paths + L->path0;
+            /* branch-free: whether a row agrees with a path is a coin
+             * toss to the branch predictor */
             for (int k = 0; k < L->npath; k++)
-                if (left[fp[k].node] != fp[k].left) mask &= ~(1u << fp[k].pos);
+                mask &= ~((unsigned)(left[fp[k].node] != fp[k].left) << fp[k].pos);
             const double *row = m->tab + L->tab0 + (int64_t)mask * L->d;
             const int32_t *f = m->lfeat + L->feat0;
             for (int k = 0; k < L->d; k++) phi[f[k]] += row[k];

@@ -204,23 +204,42 @@ static double quantile_us(const served *s, double q) {
 /* ---- request parsing shared by the routes ---- */
 
 
-/* Contributions per raw feature: SHAP is additive, so a categorical's
+/* The answer to /predict, written directly (this is the hot path):
+ * {"model","version","score","margin"[,"explanation":{"base","contributions"}]}.
+ * Contributions are per raw feature: SHAP is additive, so a categorical's
  * one-hot columns add up to the feature's share. */
-static json_t *explanation(const ml_model *m, const double *phi, double base) {
-    const ml_schema *sc = ml_model_schema(m);
-    int nf = ml_schema_features(sc), w = ml_schema_width(sc);
-    double *byf = eh_calloc((size_t)nf, sizeof *byf);
-    if (!byf) return NULL;
-    for (int col = 0; col < w; col++) byf[ml_schema_owner(sc, col)] += phi[col];
-    json_t *contrib = json_object();
-    for (int f = 0; f < nf; f++) json_object_set_new(contrib, ml_schema_feature(sc, f), json_real(byf[f]));
-    eh_free(byf);
-    return json_pack("{s:f, s:o}", "base", base, "contributions", contrib);
-}
-
-static json_t *score_json(served *s, const ml_model *m, double margin) {
-    return json_pack("{s:s, s:i, s:f, s:f}", "model", s->name, "version", s->cur->version, "score",
-                     ml_model_output(m, margin), "margin", margin);
+static void reply_scored(http_req *q, const served *s, const mref *r, double margin, const double *phi, double base) {
+    const ml_model *m = r->m;
+    buf b;
+    buf_init(&b, (size_t)4 << 20);
+    /* model names are [a-z0-9_-]: nothing to escape */
+    int rc = buf_printf(&b, "{\"model\":\"%s\",\"version\":%d,\"score\":%.15g,\"margin\":%.15g", s->name,
+                        r->version, ml_model_output(m, margin), margin);
+    if (phi && rc == BUF_OK) {
+        const ml_schema *sc = ml_model_schema(m);
+        int nf = ml_schema_features(sc), w = ml_schema_width(sc);
+        double byf_small[256], *byf = nf <= 256 ? byf_small : eh_calloc((size_t)nf, sizeof *byf);
+        if (!byf) {
+            rc = BUF_NOMEM;
+        } else {
+            memset(byf, 0, (size_t)nf * sizeof *byf);
+            for (int col = 0; col < w; col++) byf[ml_schema_owner(sc, col)] += phi[col];
+            rc = buf_printf(&b, ",\"explanation\":{\"base\":%.15g,\"contributions\":{", base);
+            for (int f = 0; f < nf && rc == BUF_OK; f++) {
+                const char *name = ml_schema_feature(sc, f);
+                if (f) rc = buf_puts(&b, ",");
+                if (rc == BUF_OK) rc = buf_puts(&b, "\"");
+                if (rc == BUF_OK) rc = buf_json_str(&b, name, strlen(name));
+                if (rc == BUF_OK) rc = buf_printf(&b, "\":%.15g", byf[f]);
+            }
+            if (rc == BUF_OK) rc = buf_puts(&b, "}}");
+            if (byf != byf_small) eh_free(byf);
+        }
+    }
+    if (rc == BUF_OK) rc = buf_puts(&b, "}");
+    if (rc == BUF_OK) http_reply(q, 200, "application/json", b.p, b.len);
+    else http_reply_error(q, 503, "overloaded", "out of memory");
+    buf_free(&b);
 }
 
 /* ---- POST /predict ---- */
@@ -243,13 +262,8 @@ static void explain_work(void *arg) {
 
 static void explain_done(http_req *q, void *arg) {
     explain_job *j = arg;
-    json_t *out = json_pack("{s:s, s:i, s:f, s:f}", "model", j->s->name, "version", j->r->version, "score",
-                            ml_model_output(j->r->m, j->margin), "margin", j->margin);
-    json_t *ex = explanation(j->r->m, j->phi, j->base);
-    if (out && ex) json_object_set_new(out, "explanation", ex);
-    else json_decref(ex);
     observe(j->c, j->s, j->t0, 1);
-    http_reply_json(q, 200, out);
+    reply_scored(q, j->s, j->r, j->margin, j->phi, j->base);
     mref_put(j->r);
     eh_free(j->x);
     eh_free(j->phi);
@@ -294,11 +308,7 @@ static void h_predict(http_req *q, app *a, const auth_principal *p, void *ud) {
         double mg = ml_model_margin(m, x);
         if (x != xs) eh_free(x);
         observe(c, s, t0, 1);
-        /* names are [a-z0-9_-]: nothing to escape */
-        char out[160];
-        int n = snprintf(out, sizeof out, "{\"model\":\"%s\",\"version\":%d,\"score\":%.15g,\"margin\":%.15g}",
-                         s->name, s->cur->version, ml_model_output(m, mg), mg);
-        http_reply(q, 200, "application/json", out, (size_t)n);
+        reply_scored(q, s, s->cur, mg, NULL, 0);
         return;
     }
     if (ml_model_fast_shap(m) && w <= 512) {
@@ -306,12 +316,9 @@ static void h_predict(http_req *q, app *a, const auth_principal *p, void *ud) {
          * does: cheaper here than two trips through the thread pool. */
         double phi[512], base, mg = ml_model_margin(m, x);
         ml_model_shap(m, x, phi, &base);
-        json_t *out = score_json(s, m, mg), *ex = explanation(m, phi, base);
-        if (out && ex) json_object_set_new(out, "explanation", ex);
-        else json_decref(ex);
         if (x != xs) eh_free(x);
         observe(c, s, t0, 1);
-        http_reply_json(q, 200, out);
+        reply_scored(q, s, s->cur, mg, phi, base);
         return;
     }
     explain_job *j = eh_calloc(1, sizeof *j);
