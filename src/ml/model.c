@@ -50,6 +50,10 @@ struct ml_model {
     struct fleaf *leaves;
     struct fpath *paths;
     int32_t *lfeat;      /* each leaf's distinct path features */
+    uint64_t *care, *want; /* per distinct path feature: its split nodes on
+                              the path, and which of them the path takes
+                              left (bit = node index in its tree); used
+                              when every tree has at most 64 nodes */
     double *tab;         /* each leaf: 2^d rows of d contributions */
 };
 
@@ -79,6 +83,8 @@ void ml_model_free(ml_model *m) {
     eh_free(m->leaves);
     eh_free(m->paths);
     eh_free(m->lfeat);
+    eh_free(m->care);
+    eh_free(m->want);
     eh_free(m->tab);
     eh_free(m);
 }
@@ -312,10 +318,21 @@ static void fast_leaf(fast_build *b, int32_t leaf, int depth) {
         fp->pos = (uint8_t)pos;
     }
     int64_t rows = (int64_t)1 << d;
+    int capfe = b->capfe, capfe2 = b->capfe;
     if (b->nt + rows * d > (int64_t)FAST_BUDGET ||
-        grow((void **)&m->lfeat, &b->capfe, b->nf + d, sizeof *m->lfeat)) {
+        grow((void **)&m->lfeat, &b->capfe, b->nf + d, sizeof *m->lfeat) ||
+        grow((void **)&m->care, &capfe, b->nf + d, sizeof *m->care) ||
+        grow((void **)&m->want, &capfe2, b->nf + d, sizeof *m->want)) {
         b->fail = 1;
         return;
+    }
+    for (int pos = 0; pos < d; pos++) m->care[b->nf + pos] = m->want[b->nf + pos] = 0;
+    for (int k = 0; k < depth; k++) {
+        const fpath *fp = &m->paths[L->path0 + k];
+        if (fp->node < 64) {
+            m->care[b->nf + fp->pos] |= 1ull << fp->node;
+            if (fp->left) m->want[b->nf + fp->pos] |= 1ull << fp->node;
+        }
     }
     if (b->nt + rows * d > b->capta) {
         int64_t c = b->capta ? b->capta : 4096;
@@ -394,16 +411,48 @@ static void fast_build_all(ml_model *m) {
         eh_free(m->leaves);
         eh_free(m->paths);
         eh_free(m->lfeat);
+        eh_free(m->care);
+        eh_free(m->want);
         eh_free(m->tab);
         m->leaf_start = NULL;
         m->leaves = NULL;
         m->paths = NULL;
         m->lfeat = NULL;
+        m->care = m->want = NULL;
         m->tab = NULL;
     }
 }
 
+/* Trees of at most 64 nodes: which way the row goes at every node is one
+ * word, and a leaf's agreement with each of its features is two ANDs. */
+static void fast_shap_bits(const ml_model *m, const float *x, double *phi) {
+    for (int t = 0; t < m->ntrees; t++) {
+        int32_t root = m->root[t], end = t + 1 < m->ntrees ? m->root[t + 1] : m->nnodes;
+        uint64_t dir = 0;
+        for (int32_t i = root; i < end; i++) {
+            const node *nd = &m->n[i];
+            if (nd->feat < 0) continue;
+            float v = x[nd->feat];
+            uint64_t goes_left = isnan(v) ? (uint64_t)nd->dleft : (uint64_t)(v < nd->val);
+            dir |= goes_left << (i - root);
+        }
+        for (int32_t l = m->leaf_start[t]; l < m->leaf_start[t + 1]; l++) {
+            const fleaf *L = &m->leaves[l];
+            const uint64_t *care = m->care + L->feat0, *want = m->want + L->feat0;
+            unsigned mask = 0;
+            for (int k = 0; k < L->d; k++) mask |= (unsigned)(((dir ^ want[k]) & care[k]) == 0) << k;
+            const double *row = m->tab + L->tab0 + (int64_t)mask * L->d;
+            const int32_t *f = m->lfeat + L->feat0;
+            for (int k = 0; k < L->d; k++) phi[f[k]] += row[k];
+        }
+    }
+}
+
 static void fast_shap(const ml_model *m, const float *x, double *phi, uint8_t *left) {
+    if (m->max_tree_nodes <= 64) {
+        fast_shap_bits(m, x, phi);
+        return;
+    }
     for (int t = 0; t < m->ntrees; t++) {
         int32_t root = m->root[t], end = t + 1 < m->ntrees ? m->root[t + 1] : m->nnodes;
         for (int32_t i = root; i < end; i++) {
