@@ -344,9 +344,9 @@ static int ensure_lead(store_tx *tx, json_t *p, const char *contact_id, const ch
     if (rc || *lead_id || !contact_id) return rc;
     /* A message or note for a contact we have not seen yet: create it from
      * what we know, so nothing is dropped. */
-    json_t *stub = json_pack("{s:s, s:s?}", "id", contact_id, "locationId", str(p, "locationId"));
-    rc = contact_upsert(tx, stub, country, now, lead_id, err);
-    json_decref(stub);
+    json_t *contact = json_pack("{s:s, s:s?}", "id", contact_id, "locationId", str(p, "locationId"));
+    rc = contact_upsert(tx, contact, country, now, lead_id, err);
+    json_decref(contact);
     return rc;
 }
 
