@@ -303,6 +303,18 @@ static int skip_all(rd *r, const char *key, void *ud) {
     return 0;
 }
 
+/* A bad row (413/422) is only worth naming when the body is JSON at all;
+ * otherwise it is a 400 wherever the first bad row was. Returns 0 and
+ * leaves err as it was, or -1 with err saying what is malformed. */
+static int still_json(const char *json, size_t len, char *err, size_t errlen) {
+    char keep[ML_ERR_LEN + 64];
+    snprintf(keep, sizeof keep, "%s", err);
+    rd v = {json, json + len, json, err, errlen, 0};
+    if (top(&v, skip_all, NULL)) return -1;
+    snprintf(err, errlen, "%s", keep);
+    return 0;
+}
+
 /* ---- "model" ---- */
 
 typedef struct model_ud {
@@ -471,17 +483,9 @@ int ml_batch_rows(const ml_schema *s, const char *json, size_t len, size_t max_r
     }
     int rc = top(&r, on_rows_key, &u);
     eh_free(u.seen);
-    if (rc && (r.status == 413 || r.status == 422)) {
-        /* A body that is not JSON at all is a 400 wherever the first bad
-         * row is: check the whole of it before blaming a row. */
-        rd v = {json, json + len, json, err, errlen, 0};
-        char keep[ML_ERR_LEN + 64];
-        snprintf(keep, sizeof keep, "%s", err);
-        if (top(&v, skip_all, NULL)) {
-            eh_free(u.X);
-            return 400;
-        }
-        snprintf(err, errlen, "%s", keep);
+    if (rc && (r.status == 413 || r.status == 422) && still_json(json, len, err, errlen)) {
+        eh_free(u.X);
+        return 400;
     }
     if (rc == 0 && !u.found) {
         eh_free(u.X);
@@ -536,11 +540,7 @@ int ml_read_predict(const ml_schema *s, const char *json, size_t len, float *x, 
         if (r.status == 422) {
             /* the row reader says "row 0: ..."; a single row has no number */
             if (strncmp(err, "row 0: ", 7) == 0) memmove(err, err + 7, strlen(err + 7) + 1);
-            rd v = {json, json + len, json, err, errlen, 0};
-            char keep[ML_ERR_LEN + 64];
-            snprintf(keep, sizeof keep, "%s", err);
-            if (top(&v, skip_all, NULL)) return 400;
-            snprintf(err, errlen, "%s", keep);
+            if (still_json(json, len, err, errlen)) return 400;
         }
         return r.status ? r.status : 400;
     }

@@ -189,6 +189,10 @@ int ml_import(const char *out, const char *name, const char *model_path, const c
 
 typedef struct ml_model ml_model;
 
+/* A whole file, NUL-terminated (eh_free it); at most max bytes. NULL with
+ * err ("cannot read PATH: why"). */
+char *ml_read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen);
+
 /* The newest version under a model's directory (NAME/vN), 0 if none. */
 int ml_newest_version(const char *model_dir);
 

@@ -9,12 +9,14 @@
  * branch, the margin is the sum of the reached leaves plus the base margin
  * (the base_score mapped through the objective's link). */
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/alloc.h"
+#include "base/buf.h"
 #include "ml.h"
 
 #define MAX_DEPTH 64
@@ -503,23 +505,29 @@ bad:
     return NULL;
 }
 
-static char *slurp(const char *path, size_t *len) {
+char *ml_read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = n >= 0 && n < (1L << 30) ? eh_malloc((size_t)n + 1) : NULL;
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        eh_free(b);
-        b = NULL;
+    if (!f) {
+        snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+        return NULL;
     }
+    buf b;
+    buf_init(&b, max);
+    char chunk[65536];
+    size_t n;
+    int rc = BUF_OK;
+    while (rc == BUF_OK && (n = fread(chunk, 1, sizeof chunk, f)) > 0) rc = buf_append(&b, chunk, n);
+    int bad = ferror(f);
     fclose(f);
-    if (b) {
-        b[n] = 0;
-        *len = (size_t)n;
+    *len = b.len;
+    if (rc == BUF_OK && !bad) rc = buf_append(&b, "", 1); /* NUL-terminated for parsers that want it */
+    if (rc != BUF_OK || bad) {
+        snprintf(err, errlen, "cannot read %s: %s", path,
+                 bad ? "read error" : rc == BUF_TOO_BIG ? "too large" : "out of memory");
+        buf_free(&b);
+        return NULL;
     }
-    return b;
+    return b.p; /* eh_free */
 }
 
 int ml_newest_version(const char *model_dir) {
@@ -554,11 +562,8 @@ ml_model *ml_model_load(const char *dir, char *err, size_t errlen) {
         snprintf(path, sizeof path, "%s/model.json", vdir);
     }
     size_t len;
-    char *text = slurp(path, &len);
-    if (!text) {
-        snprintf(err, errlen, "cannot read %s", path);
-        return NULL;
-    }
+    char *text = ml_read_file(path, (size_t)1 << 30, &len, err, errlen);
+    if (!text) return NULL;
     snprintf(path, sizeof path, "%s/schema.json", vdir);
     json_error_t je;
     json_t *schema = json_load_file(path, 0, &je);

@@ -21,7 +21,6 @@
 #include <xgboost/c_api.h>
 
 #include "base/alloc.h"
-#include "base/buf.h"
 #include "base/clock.h"
 #include "ml.h"
 
@@ -544,33 +543,6 @@ out:
 
 /* ---- import of a model trained elsewhere ---- */
 
-static char *read_all(const char *path, size_t *len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
-        return NULL;
-    }
-    buf b;
-    buf_init(&b, 512u * 1024 * 1024);
-    char chunk[65536];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        if (buf_append(&b, chunk, n) != BUF_OK) {
-            snprintf(err, errlen, "%s: too large", path);
-            buf_free(&b);
-            fclose(f);
-            return NULL;
-        }
-    fclose(f);
-    *len = b.len;
-    if (buf_append(&b, "", 1) != BUF_OK) {
-        buf_free(&b);
-        snprintf(err, errlen, "out of memory");
-        return NULL;
-    }
-    return b.p; /* the caller frees with eh_free */
-}
-
 int ml_import(const char *out, const char *name, const char *model_path, const char *schema_path, json_t **report,
               char *err, size_t errlen) {
     *report = NULL;
@@ -579,7 +551,7 @@ int ml_import(const char *out, const char *name, const char *model_path, const c
         return -1;
     }
     size_t len;
-    char *text = read_all(model_path, &len, err, errlen);
+    char *text = ml_read_file(model_path, 512u * 1024 * 1024, &len, err, errlen);
     if (!text) return -1;
     json_error_t je;
     json_t *schema = json_load_file(schema_path, 0, &je);
