@@ -13,6 +13,7 @@
 #include "base/clock.h"
 #include "leads/leads.h"
 #include "ml/ml.h"
+#include "score/score.h"
 
 static const char usage[] =
     "ehub " EHUB_VERSION " — EnterpriseHub lead intelligence server\n"
@@ -172,7 +173,8 @@ static int cmd_tenant(ehub_config *cfg, logger *log, int npos, char **pos) {
 }
 
 /* Opens storage for a one-tenant CLI command and resolves --tenant. */
-static store *open_for_tenant(ehub_config *cfg, logger *log, const char *cmd, int64_t *tenant) {
+/* ctx: the lead scorer for commands that write leads (store_opts.ctx). */
+static store *open_for_tenant(ehub_config *cfg, logger *log, const char *cmd, int64_t *tenant, void *ctx) {
     if (!cfg->tenant[0]) {
         fprintf(stderr, "ehub %s: --tenant SLUG is required\n", cmd);
         return NULL;
@@ -180,7 +182,7 @@ static store *open_for_tenant(ehub_config *cfg, logger *log, const char *cmd, in
     if (ensure_data_dir(cfg, log)) return NULL;
     char url[1100];
     config_store_url(cfg, url, sizeof url);
-    store_opts so = {.log = log, .no_migrate = cfg->no_migrate};
+    store_opts so = {.log = log, .no_migrate = cfg->no_migrate, .ctx = ctx};
     store_err err = {0};
     store *st = store_open(url, &so, &err);
     if (!st) {
@@ -225,7 +227,7 @@ static int cmd_key(ehub_config *cfg, logger *log, int npos, char **pos) {
         return 2;
     }
     int64_t tenant;
-    store *st = open_for_tenant(cfg, log, "key", &tenant);
+    store *st = open_for_tenant(cfg, log, "key", &tenant, NULL);
     if (!st) return 1;
     store_err err = {0};
     k.name = npos > 2 ? pos[2] : "cli";
@@ -245,8 +247,12 @@ static int cmd_import(ehub_config *cfg, logger *log, int npos, char **pos) {
         return 2;
     }
     int64_t tenant;
-    store *st = open_for_tenant(cfg, log, "import", &tenant);
-    if (!st) return 1;
+    score_ctx *sc = score_ctx_new(cfg->data_dir);
+    store *st = sc ? open_for_tenant(cfg, log, "import", &tenant, sc) : NULL;
+    if (!st) {
+        score_ctx_free(sc);
+        return 1;
+    }
     json_t *result = NULL;
     int rc = leads_import_file(st, tenant, pos[1], NULL, &result);
     char *s = result ? json_dumps(result, JSON_INDENT(2)) : NULL;
@@ -254,8 +260,58 @@ static int cmd_import(ehub_config *cfg, logger *log, int npos, char **pos) {
     free(s);
     json_decref(result);
     store_close(st);
+    score_ctx_free(sc);
     if (rc) fprintf(stderr, "ehub import: stopped early (see errors)\n");
     return rc ? 1 : 0;
+}
+
+/* ehub train --tenant T --builtin lead_scoring */
+static int cmd_train_builtin(ehub_config *cfg, logger *log, ml_cli *c) {
+    if (strcmp(c->builtin, SCORE_MODEL) != 0) {
+        fprintf(stderr, "ehub train: unknown built-in model \"%s\" (built-in: %s)\n", c->builtin, SCORE_MODEL);
+        return 2;
+    }
+    if (c->train.data || c->train.label || c->train.model) {
+        fprintf(stderr, "ehub train: --builtin reads the tenant's leads: no --data, --label or --model\n");
+        return 2;
+    }
+    int64_t tenant;
+    score_ctx *sc = score_ctx_new(cfg->data_dir);
+    store *st = sc ? open_for_tenant(cfg, log, "train", &tenant, sc) : NULL;
+    if (!st) {
+        score_ctx_free(sc);
+        return 1;
+    }
+    char err[512];
+    json_t *rep = NULL;
+    int rc = score_train(st, sc, tenant, "cli", c->train.seed, &rep, err, sizeof err);
+    int rescored = 0;
+    store_err se = {0};
+    if (rc == 0 && score_rescore_open(st, tenant, clock_wall_ms(), &rescored, &se)) {
+        fprintf(stderr, "ehub train: trained, but re-scoring open leads failed: %s\n", se.msg);
+        rc = -1;
+    }
+    if (rc == 0) {
+        json_object_set_new(rep, "rescored", json_integer(rescored));
+        char *s = json_dumps(rep, JSON_COMPACT | JSON_REAL_PRECISION(10));
+        if (s && !c->json) {
+            json_t *m = json_object_get(rep, "metrics");
+            printf("lead_scoring v%lld for %s: %lld won, %lld lost; test AUC %.4f; %d open leads re-scored\n",
+                   (long long)json_integer_value(json_object_get(rep, "version")), cfg->tenant,
+                   (long long)json_integer_value(json_object_get(rep, "won")),
+                   (long long)json_integer_value(json_object_get(rep, "lost")),
+                   json_number_value(json_object_get(m, "auc")), rescored);
+        } else if (s) {
+            printf("%s\n", s);
+        }
+        free(s);
+    } else {
+        fprintf(stderr, "ehub train: %s\n", err);
+    }
+    json_decref(rep);
+    store_close(st);
+    score_ctx_free(sc);
+    return rc == 0 ? 0 : 1;
 }
 
 static int cmd_train(ehub_config *cfg, ml_cli *c) {
@@ -420,7 +476,9 @@ int main(int argc, char **argv) {
             fprintf(stderr, "ehub %s: unexpected argument \"%s\"\n", cmd, pos[0]);
             rc = 2;
         } else {
-            rc = !strcmp(cmd, "train") ? cmd_train(&cfg, &mlc) : cmd_predict(&mlc);
+            rc = !strcmp(cmd, "predict") ? cmd_predict(&mlc)
+                 : mlc.builtin           ? cmd_train_builtin(&cfg, log, &mlc)
+                                         : cmd_train(&cfg, &mlc);
         }
     } else {
         rc = cmd_tenant(&cfg, log, nrest, pos);

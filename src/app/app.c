@@ -6,6 +6,7 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "ml/ml.h"
+#include "score/score.h"
 
 static const double store_buckets[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
                                        0.005,   0.01,   0.025,   0.05,   0.1,   0.5, 1};
@@ -49,6 +50,11 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
     }
     char url[1100];
     config_store_url(cfg, url, sizeof url);
+    a->score = score_ctx_new(cfg->data_dir);
+    if (!a->score) {
+        log_msg(log, LOG_ERROR, "startup failed", "out of memory");
+        return -1;
+    }
     store_opts so = {
         .pool_size = (int)cfg->pool_size,
         .sync_full = cfg->sqlite_sync_full,
@@ -56,6 +62,7 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
         .log = log,
         .on_query = on_store_query,
         .on_query_ud = a,
+        .ctx = a->score,
     };
     store_err err = {0};
     a->st = store_open(url, &so, &err);
@@ -99,7 +106,7 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
     metrics_gauge_fn(a->m, "process_open_fds", "open file descriptors", metrics_process_open_fds, NULL);
 
     if (api_system_register(a) || leads_api_register(a) || leads_ghl_register(a) ||
-        leads_import_register(a) || leads_settings_register(a) || ml_serve_register(a) || api_openapi_build(a)) {
+        leads_import_register(a) || leads_settings_register(a) || ml_serve_register(a) || score_api_register(a) || api_openapi_build(a)) {
         log_msg(log, LOG_ERROR, "startup failed", "cannot register routes");
         return -1;
     }
@@ -164,6 +171,7 @@ void app_free(app *a) {
     /* Storage last: store_close waits for queued writes and checkpoints. */
     http_server_free(a->srv);
     store_close(a->st);
+    score_ctx_free(a->score);
     http_router_free(a->router);
     app_routes_free(a);
     leads_ctx_free(a->leads);

@@ -20,6 +20,7 @@ typedef struct key_cache key_cache;
 typedef struct route_entry route_entry;
 typedef struct leads_ctx leads_ctx;
 typedef struct ml_ctx ml_ctx;
+typedef struct score_ctx score_ctx;
 
 typedef struct app {
     uv_loop_t *loop;
@@ -39,6 +40,7 @@ typedef struct app {
     metric *m_auth_fail;
     leads_ctx *leads;      /* webhook tenant cache and keys (leads module) */
     ml_ctx *ml;            /* models served (ml module) */
+    score_ctx *score;      /* tenants' lead_scoring models (score module); the store's context */
     int stopping;
     int exit_code;
 } app;

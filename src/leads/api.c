@@ -9,6 +9,7 @@
 #include "base/clock.h"
 #include "base/csv.h"
 #include "leads.h"
+#include "score/score.h"
 
 /* Which resource a generic handler serves. */
 typedef struct crud {
@@ -201,6 +202,12 @@ static int update_tx(store_tx *tx, api_job *j, store_err *err) {
             rc = leads_event(tx, un ? "lead.unassigned" : "lead.assigned", as, err);
             json_decref(as);
         }
+    }
+    /* The score reads the lead's fields: re-score, and answer with it. */
+    if (!rc && e == &entity_lead && !(rc = score_lead(tx, j->id, now, err))) {
+        json_decref(j->out);
+        j->out = NULL;
+        rc = ent_get(tx, e, j->id, &j->out, err);
     }
     if (!rc && e == &entity_agent) {
         json_t *act = json_object_get(j->out, "active");

@@ -19,6 +19,7 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "leads.h"
+#include "score/score.h"
 
 #define FRESHNESS_MS (5 * 60 * 1000)
 #define CACHE_TTL_MS 30000
@@ -374,7 +375,7 @@ static int set_lead_fields(store_tx *tx, int64_t lead_id, json_t *in, const char
     json_t *ev = json_pack("{s:o, s:s}", "lead", lead, "via", "ghl");
     rc = leads_event(tx, event, ev, err);
     json_decref(ev);
-    return rc;
+    return rc ? rc : score_lead(tx, lead_id, now, err);
 }
 
 static int opportunity(store_tx *tx, const char *type, json_t *p, const char *country, int64_t now,

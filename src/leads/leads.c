@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "leads.h"
+#include "score/score.h"
 
 static const store_val *val_of(const ent_vals *v, const char *name) {
     int i = ent_field(v->e, name);
@@ -68,7 +69,7 @@ int leads_upsert(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, i
         rc = leads_event(tx, "lead.updated", ev, err);
         json_decref(ev);
         json_decref(lead);
-        return rc;
+        return rc ? rc : score_lead(tx, dup, now_ms, err);
     }
     *created = 1;
     if ((rc = ent_insert(tx, v, now_ms, id, err))) return rc;
@@ -81,7 +82,7 @@ int leads_upsert(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, i
         int64_t agent;
         rc = leads_route(tx, *id, "new lead", now_ms, &agent, err);
     }
-    return rc;
+    return rc ? rc : score_lead(tx, *id, now_ms, err);
 }
 
 int leads_add_activity(store_tx *tx, int64_t lead_id, const activity_in *a, int64_t now_ms,
@@ -106,7 +107,8 @@ int leads_add_activity(store_tx *tx, int64_t lead_id, const activity_in *a, int6
                            (json_int_t)(a->occurred_at ? a->occurred_at : now_ms));
     rc = leads_event(tx, "activity.created", ev, err);
     json_decref(ev);
-    return rc;
+    /* messages, calls and appointments are what the score reads most */
+    return rc ? rc : score_lead(tx, lead_id, now_ms, err);
 }
 
 json_t *leads_activity_json(const store_rows *r, int row) {

@@ -52,6 +52,7 @@ typedef struct tenant_settings {
     char ghl_token_hash[65];
     char *ghl_ed25519_pem; /* NULL = GHL's published key; owned */
     char *ghl_rsa_pem;
+    double hot_threshold; /* a lead scored at or above it is hot (lead.hot) */
 } tenant_settings;
 int leads_settings_load(store_tx *tx, tenant_settings *s, store_err *err);
 void leads_settings_free(tenant_settings *s);

@@ -26,11 +26,12 @@ int leads_settings_load(store_tx *tx, tenant_settings *s, store_err *err) {
     strcpy(s->routing_mode, "round_robin");
     strcpy(s->default_country, "US");
     strcpy(s->ghl_mode, "signed");
+    s->hot_threshold = 0.7;
     store_val p[] = {SV_I(store_tx_tenant(tx))};
     store_rows *r = NULL;
     int rc = store_query(tx,
                          "SELECT routing_mode, default_country, ghl_mode, ghl_token_hash, "
-                         "ghl_ed25519_pem, ghl_rsa_pem FROM tenant_settings WHERE tenant_id = $1",
+                         "ghl_ed25519_pem, ghl_rsa_pem, hot_threshold FROM tenant_settings WHERE tenant_id = $1",
                          p, 1, &r, err);
     if (rc) return rc;
     if (store_rows_count(r) == 1) {
@@ -41,6 +42,7 @@ int leads_settings_load(store_tx *tx, tenant_settings *s, store_err *err) {
             snprintf(s->ghl_token_hash, sizeof s->ghl_token_hash, "%s", store_rows_text(r, 0, 3));
         if (!store_rows_isnull(r, 0, 4)) s->ghl_ed25519_pem = eh_strdup(store_rows_text(r, 0, 4));
         if (!store_rows_isnull(r, 0, 5)) s->ghl_rsa_pem = eh_strdup(store_rows_text(r, 0, 5));
+        s->hot_threshold = store_rows_real(r, 0, 6);
     }
     store_rows_free(r);
     return STORE_OK;

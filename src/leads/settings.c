@@ -14,10 +14,11 @@
 #include "normalize.h"
 
 static json_t *settings_json(const tenant_settings *ts) {
-    return json_pack("{s:s, s:s, s:s, s:b, s:s, s:s}", "routing_mode", ts->routing_mode, "default_country",
+    return json_pack("{s:s, s:s, s:s, s:b, s:s, s:s, s:f}", "routing_mode", ts->routing_mode, "default_country",
                      ts->default_country, "ghl_mode", ts->ghl_mode, "ghl_token_set", ts->ghl_token_hash[0] != 0,
                      "ghl_ed25519_public_key", ts->ghl_ed25519_pem ? "custom" : "ghl-published",
-                     "ghl_rsa_public_key", ts->ghl_rsa_pem ? "custom" : "ghl-published");
+                     "ghl_rsa_public_key", ts->ghl_rsa_pem ? "custom" : "ghl-published", "hot_threshold",
+                     ts->hot_threshold);
 }
 
 static int get_tx(store_tx *tx, api_job *j, store_err *err) {
@@ -42,6 +43,7 @@ typedef struct patch {
     int token_set, token_clear;
     const char *ed_pem, *rsa_pem;
     int ed_clear, rsa_clear;
+    double hot_threshold; /* 0: unchanged */
     char slug[65];
 } patch;
 
@@ -55,6 +57,7 @@ static int patch_tx(store_tx *tx, api_job *j, store_err *err) {
     if (p->ghl_mode) snprintf(ts.ghl_mode, sizeof ts.ghl_mode, "%s", p->ghl_mode);
     if (p->token_set) memcpy(ts.ghl_token_hash, p->token_hash, sizeof ts.ghl_token_hash);
     if (p->token_clear) ts.ghl_token_hash[0] = 0;
+    if (p->hot_threshold > 0) ts.hot_threshold = p->hot_threshold;
     if (p->ed_pem || p->ed_clear) {
         eh_free(ts.ghl_ed25519_pem);
         ts.ghl_ed25519_pem = p->ed_pem ? eh_strdup(p->ed_pem) : NULL;
@@ -69,15 +72,16 @@ static int patch_tx(store_tx *tx, api_job *j, store_err *err) {
     }
     store_val v[] = {SV_I(store_tx_tenant(tx)), SV_S(ts.routing_mode), SV_S(ts.default_country), SV_S(ts.ghl_mode),
                      SV_S(ts.ghl_token_hash[0] ? ts.ghl_token_hash : NULL), SV_S(ts.ghl_ed25519_pem),
-                     SV_S(ts.ghl_rsa_pem), SV_I(clock_wall_ms())};
+                     SV_S(ts.ghl_rsa_pem), SV_I(clock_wall_ms()), SV_D(ts.hot_threshold)};
     rc = store_query(tx,
                      "INSERT INTO tenant_settings (tenant_id, routing_mode, default_country, ghl_mode, ghl_token_hash, "
-                     "ghl_ed25519_pem, ghl_rsa_pem, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+                     "ghl_ed25519_pem, ghl_rsa_pem, updated_at, hot_threshold) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
                      "ON CONFLICT (tenant_id) DO UPDATE SET routing_mode = excluded.routing_mode, "
                      "default_country = excluded.default_country, ghl_mode = excluded.ghl_mode, "
                      "ghl_token_hash = excluded.ghl_token_hash, ghl_ed25519_pem = excluded.ghl_ed25519_pem, "
-                     "ghl_rsa_pem = excluded.ghl_rsa_pem, updated_at = excluded.updated_at",
-                     v, 8, NULL, err);
+                     "ghl_rsa_pem = excluded.ghl_rsa_pem, updated_at = excluded.updated_at, "
+                     "hot_threshold = excluded.hot_threshold",
+                     v, 9, NULL, err);
     if (!rc) {
         j->out = settings_json(&ts);
         /* The event says what changed, never the token or key material. */
@@ -147,6 +151,10 @@ static void h_patch(http_req *q, app *a, const auth_principal *pr, void *ud) {
             } else {
                 p->rsa_pem = s;
             }
+        } else if (!strcmp(key, "hot_threshold")) {
+            double d = json_is_number(v) ? json_number_value(v) : -1;
+            if (!(d > 0 && d <= 1)) json_object_set_new(errors, key, json_string("a probability in (0, 1]"));
+            else p->hot_threshold = d;
         } else {
             json_object_set_new(errors, key, json_string("unknown setting"));
         }
@@ -179,7 +187,8 @@ static void h_patch(http_req *q, app *a, const auth_principal *pr, void *ud) {
 static const http_route_doc d_get = {"The tenant's lead settings (routing, default country, GHL webhook mode and keys)",
                                      "settings", NULL, "{routing_mode, default_country, ghl_mode, ghl_token_set, ...}"};
 static const http_route_doc d_patch = {
-    "Change lead settings: routing_mode (off, round_robin, least_loaded), default_country, ghl_mode (signed, token), "
+    "Change lead settings: routing_mode (off, round_robin, least_loaded), default_country, hot_threshold (0-1], "
+    "ghl_mode (signed, token), "
     "ghl_token (write-only), ghl_ed25519_public_key / ghl_rsa_public_key (PEM; null = GHL's published keys)",
     "settings", "settings to change", "the settings"};
 

@@ -8,6 +8,11 @@
 
 const char ml_cli_train_help[] =
     "Usage: ehub train --data FILE.csv --label COL --model NAME [options]\n"
+    "       ehub train --tenant SLUG --builtin lead_scoring [--seed N] [--json]\n"
+    "\n"
+    "The second form trains a tenant's built-in lead_scoring model from its won/lost leads\n"
+    "(at least 100, with 20 of each), serves it from DATA_DIR/tenants/ID/models and re-scores\n"
+    "the tenant's open leads; a server running on the same data picks it up on restart.\n"
     "\n"
     "Trains a gradient-boosted model (XGBoost) on any CSV with a header row, measures it on a\n"
     "held-out part and saves it as OUT/NAME/vN (model.json, schema.json, metrics.json).\n"
@@ -26,6 +31,7 @@ const char ml_cli_train_help[] =
     "  --nthread N            training threads (default: all cores but one)\n"
     "  --max-depth N          tree depth (default 4)\n"
     "  --eta F                learning rate (default 0.05)\n"
+    "  --builtin NAME         a built-in model over ehub's own data (lead_scoring), with --tenant\n"
     "  --json                 print the report as one JSON line (the last line of output)\n\n";
 
 const char ml_cli_predict_help[] =
@@ -50,7 +56,7 @@ int ml_cli_parse(int argc, char **argv, ml_cli *c, int *rest, int *nrest, char *
         const char *eq = strchr(a, '=');
         snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - a - 2) : (int)strlen(a + 2), a + 2);
         static const char *const valued[] = {"data", "label", "positive", "drop", "model", "out", "seed",
-                                             "nthread", "test-fraction", "output", "max-depth", "eta"};
+                                             "nthread", "test-fraction", "output", "max-depth", "eta", "builtin"};
         static const char *const flags[] = {"regression", "log-target", "json"};
         int known = 0, is_flag = 0;
         for (size_t k = 0; k < sizeof valued / sizeof valued[0]; k++) known |= !strcmp(name, valued[k]);
@@ -83,6 +89,7 @@ int ml_cli_parse(int argc, char **argv, ml_cli *c, int *rest, int *nrest, char *
         else if (!strcmp(name, "model")) c->train.model = c->model_dir = v;
         else if (!strcmp(name, "out")) c->train.out = v;
         else if (!strcmp(name, "output")) c->output = v;
+        else if (!strcmp(name, "builtin")) c->builtin = v;
         else if (!strcmp(name, "seed")) {
             c->train.seed = strtoull(v, &end, 10);
             if (*end || !*v) goto bad;

@@ -195,6 +195,11 @@ char *ml_read_file(const char *path, size_t max, size_t *len, char *err, size_t 
 
 /* The newest version under a model's directory (NAME/vN), 0 if none. */
 int ml_newest_version(const char *model_dir);
+/* The version to serve: the one NAME/active names, else the newest; 0 if
+ * none. */
+int ml_active_version(const char *model_dir);
+/* Records NAME/active (replaced atomically by rename). 0 or -1 (errno). */
+int ml_set_active(const char *model_dir, int version);
 
 /* Loads a model directory (model.json + schema.json [+ metrics.json]).
  * dir may also name a model's directory (OUT/NAME): its newest version is
@@ -263,6 +268,7 @@ typedef struct ml_cli {
     ml_train_opts train;
     const char *model_dir; /* predict --model DIR */
     const char *output;    /* predict --output FILE (default stdout) */
+    const char *builtin;   /* train --builtin NAME (with --tenant) */
     int json;
 } ml_cli;
 

@@ -544,6 +544,30 @@ int ml_newest_version(const char *model_dir) {
     return best;
 }
 
+int ml_active_version(const char *model_dir) {
+    char path[1500];
+    snprintf(path, sizeof path, "%s/active", model_dir);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        int v = 0;
+        if (fscanf(f, "v%d", &v) != 1) v = 0;
+        fclose(f);
+        if (v > 0) return v;
+    }
+    return ml_newest_version(model_dir);
+}
+
+int ml_set_active(const char *model_dir, int version) {
+    char path[1500], tmp[1520];
+    snprintf(path, sizeof path, "%s/active", model_dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return -1;
+    int bad = fprintf(f, "v%d\n", version) < 0;
+    if (fclose(f) != 0 || bad) return -1;
+    return rename(tmp, path);
+}
+
 ml_model *ml_model_load(const char *dir, char *err, size_t errlen) {
     char path[1200], vdir[1024];
     snprintf(path, sizeof path, "%s/model.json", dir);

@@ -71,21 +71,6 @@ static served *find(ml_ctx *c, const char *name) {
     return NULL;
 }
 
-/* The version a model's directory says to serve: NAME/active, else the
- * newest vN. 0 if none. */
-static int active_version(const char *mdir) {
-    char path[1500];
-    snprintf(path, sizeof path, "%s/active", mdir);
-    FILE *f = fopen(path, "r");
-    if (f) {
-        int v = 0;
-        if (fscanf(f, "v%d", &v) != 1) v = 0;
-        fclose(f);
-        if (v > 0) return v;
-    }
-    return ml_newest_version(mdir);
-}
-
 static mref *load_version(ml_ctx *c, const char *name, int version, char *err, size_t errlen) {
     char vdir[1200];
     snprintf(vdir, sizeof vdir, "%s/%s/v%d", c->dir, name, version);
@@ -137,7 +122,7 @@ static void load_all(ml_ctx *c) {
         if (!ml_name_valid(e->d_name)) continue;
         char mdir[1400], err[ML_ERR_LEN];
         snprintf(mdir, sizeof mdir, "%s/%s", c->dir, e->d_name);
-        int v = active_version(mdir);
+        int v = ml_active_version(mdir);
         if (!v) continue;
         mref *r = load_version(c, e->d_name, v, err, sizeof err);
         log_line l;
@@ -563,19 +548,13 @@ static void activate_work(void *arg) {
     j->r = load_version(j->c, j->name, j->version, j->err, sizeof j->err);
 }
 
-/* NAME/active, replaced atomically. Written here on the loop thread (a
- * few bytes, no fsync) so that concurrent activations are recorded in the
- * same order as they are installed: the file always names the version
- * being served. */
+/* NAME/active is written on the loop thread (a few bytes, no fsync) so
+ * that concurrent activations are recorded in the order they are
+ * installed: the file always names the version being served. */
 static int record_active(ml_ctx *c, const char *name, int version) {
-    char path[1300], tmp[1320];
-    snprintf(path, sizeof path, "%s/%s/active", c->dir, name);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return -1;
-    int bad = fprintf(f, "v%d\n", version) < 0;
-    if (fclose(f) != 0 || bad) return -1;
-    return rename(tmp, path);
+    char mdir[1200];
+    snprintf(mdir, sizeof mdir, "%s/%s", c->dir, name);
+    return ml_set_active(mdir, version);
 }
 
 static void activate_done(http_req *q, void *arg) {

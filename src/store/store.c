@@ -407,6 +407,7 @@ int store_read(store *s, int64_t tenant, store_fn fn, void *arg, store_err *err)
 
 int64_t store_tx_tenant(const store_tx *tx) { return tx->tenant; }
 store_kind store_tx_kind(const store_tx *tx) { return tx->s->kind; }
+void *store_tx_ctx(const store_tx *tx) { return tx->s->opts.ctx; }
 int64_t store_tx_changes(const store_tx *tx) { return tx->changes; }
 
 /* Skips blanks and SQL comments. */

@@ -91,6 +91,11 @@ typedef struct store_opts {
      * consumer needing strict order fills gaps with store_events_after. */
     void (*on_commit)(void *ud, const struct store_event *ev, int n);
     void *on_commit_ud;
+    /* The application's context, handed to domain code running inside a
+     * transaction (store_tx_ctx): in ehub, the lead scorer, so that every
+     * write that changes a lead can re-score it in the same transaction.
+     * Not owned; may be NULL. */
+    void *ctx;
 } store_opts;
 
 /* Opens "sqlite:PATH" (the file and its directory are created) or
@@ -130,6 +135,8 @@ int store_read(store *s, int64_t tenant, store_fn fn, void *arg, store_err *err)
 
 int64_t store_tx_tenant(const store_tx *tx);
 store_kind store_tx_kind(const store_tx *tx);
+/* store_opts.ctx of the transaction's store. */
+void *store_tx_ctx(const store_tx *tx);
 
 /* ---- statements ---- */
 

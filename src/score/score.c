@@ -1,0 +1,730 @@
+/* Lead scoring: features from the store, the points prior, the per-tenant
+ * model cache, and the re-scoring every lead write runs. See score.h. */
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/alloc.h"
+#include "base/buf.h"
+#include "ml/ml.h"
+#include "score.h"
+
+/* ---- features ---- */
+
+enum {
+    F_SOURCE,
+    F_TIMELINE,
+    F_PROPERTY_TYPE,
+    F_PREAPPROVED,
+    F_BUDGET_MAX,
+    F_BUDGET_VS_AREA,
+    F_PREFS,
+    F_HAS_EMAIL,
+    F_HAS_PHONE,
+    F_CONSENTS,
+    F_INBOUND,
+    F_OUTBOUND,
+    F_CALLS,
+    F_APPOINTMENTS,
+    F_FIRST_RESPONSE_MIN,
+    F_DAYS_SINCE_INBOUND,
+    F_DAYS_SINCE_ACTIVITY,
+    F_AGE_DAYS,
+    F_TAGS,
+    NFEAT
+};
+static const char *const feat_name[NFEAT] = {
+    "source",       "timeline",   "property_type",   "preapproved",  "budget_max",
+    "budget_vs_area", "preferences", "has_email",     "has_phone",    "consents",
+    "inbound_messages", "outbound_messages", "calls", "appointments", "first_response_min",
+    "days_since_inbound", "days_since_activity", "age_days", "tags",
+};
+#define NCAT 3 /* the first three are categorical */
+
+typedef struct feats {
+    char cat[NCAT][65]; /* "" = missing */
+    double num[NFEAT];  /* NaN = missing; [0, NCAT) unused */
+} feats;
+
+/* One lead's row: its columns, then its activity aggregates. The same
+ * select serves scoring (one lead) and training (every labelled lead). */
+#define LEAD_COLS                                                                                         \
+    "SELECT l.id, l.source, l.timeline, l.property_type, l.preapproved, l.budget_min, l.budget_max, "     \
+    "l.beds, l.baths, l.areas, l.email, l.phone, l.consent_sms + l.consent_email + l.consent_call, "      \
+    "l.tags, l.created_at, l.updated_at, l.score, l.agent_id, l.status, "                                 \
+    "COALESCE(x.inb, 0), COALESCE(x.outb, 0), COALESCE(x.calls, 0), COALESCE(x.appts, 0), x.first_out, " \
+    "x.last_in, x.last_act, "                                                                             \
+    "(SELECT hot_threshold FROM tenant_settings s WHERE s.tenant_id = l.tenant_id) "                      \
+    "FROM leads l LEFT JOIN (SELECT lead_id, "                                                            \
+    "SUM(CASE WHEN direction = 'inbound' THEN 1 ELSE 0 END) AS inb, "                                     \
+    "SUM(CASE WHEN direction = 'outbound' THEN 1 ELSE 0 END) AS outb, "                                   \
+    "SUM(CASE WHEN channel = 'call' THEN 1 ELSE 0 END) AS calls, "                                        \
+    "SUM(CASE WHEN channel = 'appointment' THEN 1 ELSE 0 END) AS appts, "                                 \
+    "MIN(CASE WHEN direction = 'outbound' THEN occurred_at END) AS first_out, "                           \
+    "MAX(CASE WHEN direction = 'inbound' THEN occurred_at END) AS last_in, "                              \
+    "MAX(occurred_at) AS last_act FROM activities WHERE tenant_id = $1 "
+enum {
+    C_ID, C_SOURCE, C_TIMELINE, C_PTYPE, C_PREAPPROVED, C_BMIN, C_BMAX, C_BEDS, C_BATHS, C_AREAS, C_EMAIL,
+    C_PHONE, C_CONSENTS, C_TAGS, C_CREATED, C_UPDATED, C_SCORE, C_AGENT, C_STATUS, C_INB, C_OUTB, C_CALLS,
+    C_APPTS, C_FIRST_OUT, C_LAST_IN, C_LAST_ACT, C_THRESHOLD
+};
+static const char sql_one[] = LEAD_COLS "AND lead_id = $2 GROUP BY lead_id) x ON x.lead_id = l.id "
+                                        "WHERE l.tenant_id = $1 AND l.id = $2 AND l.deleted_at IS NULL";
+static const char sql_labelled[] = LEAD_COLS "GROUP BY lead_id) x ON x.lead_id = l.id "
+                                             "WHERE l.tenant_id = $1 AND l.deleted_at IS NULL "
+                                             "AND l.status IN ('won', 'lost') ORDER BY l.id";
+
+const char *score_timeline_bucket(const char *text) {
+    if (!text || !*text) return NULL;
+    char low[65];
+    size_t n = 0;
+    for (; text[n] && n < sizeof low - 1; n++) low[n] = (char)tolower((unsigned char)text[n]);
+    low[n] = 0;
+    if (strstr(low, "asap") || strstr(low, "now") || strstr(low, "immediate") || strstr(low, "ready"))
+        return "0-3m";
+    /* The largest number in the text, in months by the unit after it. */
+    double best = -1;
+    for (const char *s = low; *s;) {
+        if (!isdigit((unsigned char)*s)) {
+            s++;
+            continue;
+        }
+        char *end;
+        double v = strtod(s, &end);
+        while (*end == ' ' || *end == '+') end++;
+        double months = v;
+        if (strncmp(end, "week", 4) == 0 || strncmp(end, "wk", 2) == 0) months = v / 4.345;
+        else if (strncmp(end, "day", 3) == 0) months = v / 30.4;
+        else if (strncmp(end, "year", 4) == 0 || strncmp(end, "yr", 2) == 0) months = v * 12;
+        if (months > best) best = months;
+        s = end;
+    }
+    if (best < 0) return NULL;
+    if (best <= 3) return "0-3m";
+    if (best <= 6) return "3-6m";
+    if (best <= 12) return "6-12m";
+    return "12m+";
+}
+
+static int json_array_len(const char *text) {
+    if (!text || !*text) return 0;
+    json_t *j = json_loads(text, 0, NULL);
+    int n = json_is_array(j) ? (int)json_array_size(j) : 0;
+    json_decref(j);
+    return n;
+}
+
+static double num_or_nan(const store_rows *r, int row, int col) {
+    return store_rows_isnull(r, row, col) ? NAN : store_rows_real(r, row, col);
+}
+
+/* The average asking price of the tenant's active listings in the lead's
+ * areas (zip codes; the first four). NaN when none. */
+static int area_price(store_tx *tx, const char *areas, double *avg, store_err *err) {
+    *avg = NAN;
+    json_t *a = areas ? json_loads(areas, 0, NULL) : NULL;
+    const char *zip[4];
+    int nz = 0;
+    for (size_t i = 0; json_is_array(a) && i < json_array_size(a) && nz < 4; i++) {
+        const char *s = json_string_value(json_array_get(a, i));
+        if (s && *s) zip[nz++] = s;
+    }
+    if (!nz) {
+        json_decref(a);
+        return STORE_OK;
+    }
+    for (int i = nz; i < 4; i++) zip[i] = zip[0];
+    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_S(zip[0]), SV_S(zip[1]), SV_S(zip[2]), SV_S(zip[3])};
+    store_rows *r = NULL;
+    int rc = store_query(tx,
+                         "SELECT AVG(price) FROM listings WHERE tenant_id = $1 AND zip IN ($2, $3, $4, $5) "
+                         "AND deleted_at IS NULL AND status = 'active' AND price > 0",
+                         p, 5, &r, err);
+    json_decref(a);
+    if (rc) return rc;
+    if (store_rows_count(r) && !store_rows_isnull(r, 0, 0)) *avg = store_rows_real(r, 0, 0);
+    store_rows_free(r);
+    return STORE_OK;
+}
+
+/* Fills f from row `row` of a LEAD_COLS result, as of asof_ms. */
+static int features_of(store_tx *tx, const store_rows *r, int row, int64_t asof_ms, feats *f,
+                       store_err *err) {
+    memset(f, 0, sizeof *f);
+    for (int i = 0; i < NFEAT; i++) f->num[i] = NAN;
+    const int catcol[NCAT] = {C_SOURCE, C_TIMELINE, C_PTYPE};
+    for (int i = 0; i < NCAT; i++) {
+        const char *s = store_rows_text(r, row, catcol[i]);
+        if (i == F_TIMELINE) s = score_timeline_bucket(s);
+        if (s) snprintf(f->cat[i], sizeof f->cat[i], "%s", s);
+    }
+    f->num[F_PREAPPROVED] = num_or_nan(r, row, C_PREAPPROVED);
+    double bmax = num_or_nan(r, row, C_BMAX), bmin = num_or_nan(r, row, C_BMIN);
+    double budget = isnan(bmax) ? bmin : bmax;
+    f->num[F_BUDGET_MAX] = budget;
+    const char *areas = store_rows_text(r, row, C_AREAS);
+    int nareas = json_array_len(areas);
+    if (!isnan(budget) && nareas) {
+        double avg;
+        int rc = area_price(tx, areas, &avg, err);
+        if (rc) return rc;
+        if (!isnan(avg) && avg > 0) f->num[F_BUDGET_VS_AREA] = budget / avg;
+    }
+    f->num[F_PREFS] = (!isnan(budget)) + !store_rows_isnull(r, row, C_BEDS) + !store_rows_isnull(r, row, C_BATHS) +
+                      !store_rows_isnull(r, row, C_PTYPE) + (nareas > 0) + !store_rows_isnull(r, row, C_TIMELINE);
+    f->num[F_HAS_EMAIL] = !store_rows_isnull(r, row, C_EMAIL);
+    f->num[F_HAS_PHONE] = !store_rows_isnull(r, row, C_PHONE);
+    f->num[F_CONSENTS] = store_rows_real(r, row, C_CONSENTS);
+    f->num[F_INBOUND] = store_rows_real(r, row, C_INB);
+    f->num[F_OUTBOUND] = store_rows_real(r, row, C_OUTB);
+    f->num[F_CALLS] = store_rows_real(r, row, C_CALLS);
+    f->num[F_APPOINTMENTS] = store_rows_real(r, row, C_APPTS);
+    int64_t created = store_rows_int(r, row, C_CREATED);
+    const double day = 86400000.0;
+    if (!store_rows_isnull(r, row, C_FIRST_OUT)) {
+        double m = (double)(store_rows_int(r, row, C_FIRST_OUT) - created) / 60000.0;
+        f->num[F_FIRST_RESPONSE_MIN] = m < 0 ? 0 : m;
+    }
+    if (!store_rows_isnull(r, row, C_LAST_IN))
+        f->num[F_DAYS_SINCE_INBOUND] = fmax(0, (double)(asof_ms - store_rows_int(r, row, C_LAST_IN)) / day);
+    if (!store_rows_isnull(r, row, C_LAST_ACT))
+        f->num[F_DAYS_SINCE_ACTIVITY] = fmax(0, (double)(asof_ms - store_rows_int(r, row, C_LAST_ACT)) / day);
+    f->num[F_AGE_DAYS] = fmax(0, (double)(asof_ms - created) / day);
+    f->num[F_TAGS] = json_array_len(store_rows_text(r, row, C_TAGS));
+    return STORE_OK;
+}
+
+static json_t *feat_value(const feats *f, int i) {
+    if (i < NCAT) return f->cat[i][0] ? json_string(f->cat[i]) : json_null();
+    double v = f->num[i];
+    if (isnan(v)) return json_null();
+    return v == floor(v) && fabs(v) < 1e15 ? json_integer((json_int_t)v) : json_real(round(v * 1000) / 1000);
+}
+
+/* ---- the points prior ---- */
+
+typedef struct reason {
+    int feature;
+    double effect;
+} reason;
+
+static void add_reason(reason *rs, int *n, int feature, double effect) {
+    if (effect != 0) rs[(*n)++] = (reason){feature, effect};
+}
+
+/* Points out of 100, each documented in README "Lead scoring". */
+static double prior(const feats *f, reason *rs, int *n) {
+    double pts = 10;
+    *n = 0;
+    const double *x = f->num;
+    if (x[F_PREAPPROVED] == 1) add_reason(rs, n, F_PREAPPROVED, 20);
+    if (strcmp(f->cat[F_TIMELINE], "0-3m") == 0) add_reason(rs, n, F_TIMELINE, 15);
+    else if (strcmp(f->cat[F_TIMELINE], "3-6m") == 0) add_reason(rs, n, F_TIMELINE, 8);
+    else if (strcmp(f->cat[F_TIMELINE], "6-12m") == 0) add_reason(rs, n, F_TIMELINE, 3);
+    if (x[F_APPOINTMENTS] > 0) add_reason(rs, n, F_APPOINTMENTS, 20);
+    if (x[F_INBOUND] > 0) add_reason(rs, n, F_INBOUND, fmin(15, 5 * x[F_INBOUND]));
+    if (x[F_FIRST_RESPONSE_MIN] <= 5) add_reason(rs, n, F_FIRST_RESPONSE_MIN, 10);
+    else if (x[F_FIRST_RESPONSE_MIN] <= 60) add_reason(rs, n, F_FIRST_RESPONSE_MIN, 5);
+    add_reason(rs, n, F_PREFS, 2 * x[F_PREFS]);
+    if (x[F_HAS_PHONE] == 1) add_reason(rs, n, F_HAS_PHONE, 3);
+    if (x[F_HAS_EMAIL] == 1) add_reason(rs, n, F_HAS_EMAIL, 2);
+    if (x[F_BUDGET_VS_AREA] >= 0.8 && x[F_BUDGET_VS_AREA] <= 1.5) add_reason(rs, n, F_BUDGET_VS_AREA, 5);
+    if (x[F_DAYS_SINCE_INBOUND] > 14) add_reason(rs, n, F_DAYS_SINCE_INBOUND, -10);
+    for (int i = 0; i < *n; i++) pts += rs[i].effect;
+    return fmin(99, fmax(1, pts)) / 100.0;
+}
+
+/* ---- the tenant model cache ---- */
+
+typedef struct tmodel {
+    int64_t tenant;
+    ml_model *m; /* NULL: the tenant has no model (yet) */
+    int version;
+    int refs; /* the cache's, plus one per scoring in progress */
+} tmodel;
+
+struct score_ctx {
+    char dir[1024];
+    pthread_mutex_t mu;
+    tmodel **v;
+    int n, cap;
+};
+
+score_ctx *score_ctx_new(const char *data_dir) {
+    score_ctx *c = eh_calloc(1, sizeof *c);
+    if (!c) return NULL;
+    snprintf(c->dir, sizeof c->dir, "%s", data_dir ? data_dir : "./data");
+    pthread_mutex_init(&c->mu, NULL);
+    return c;
+}
+
+static void tm_put_locked(tmodel *t) {
+    if (t && --t->refs == 0) {
+        ml_model_free(t->m);
+        eh_free(t);
+    }
+}
+
+void score_ctx_free(score_ctx *c) {
+    if (!c) return;
+    for (int i = 0; i < c->n; i++) tm_put_locked(c->v[i]);
+    eh_free(c->v);
+    pthread_mutex_destroy(&c->mu);
+    eh_free(c);
+}
+
+static void model_dir(const score_ctx *c, int64_t tenant, char *out, size_t n) {
+    snprintf(out, n, "%s/tenants/%lld/models/%s", c->dir, (long long)tenant, SCORE_MODEL);
+}
+
+/* Replaces (or adds) the tenant's entry; takes the caller's reference. */
+static int install_locked(score_ctx *c, tmodel *t) {
+    for (int i = 0; i < c->n; i++)
+        if (c->v[i]->tenant == t->tenant) {
+            tm_put_locked(c->v[i]);
+            c->v[i] = t;
+            return 0;
+        }
+    if (c->n == c->cap) {
+        int cap = c->cap ? c->cap * 2 : 16;
+        tmodel **nv = eh_realloc(c->v, (size_t)cap * sizeof *nv);
+        if (!nv) return -1;
+        c->v = nv;
+        c->cap = cap;
+    }
+    c->v[c->n++] = t;
+    return 0;
+}
+
+static tmodel *load_tenant(score_ctx *c, int64_t tenant, int version) {
+    tmodel *t = eh_calloc(1, sizeof *t);
+    if (!t) return NULL;
+    t->tenant = tenant;
+    t->refs = 1;
+    char dir[1200], vdir[1300], err[ML_ERR_LEN];
+    model_dir(c, tenant, dir, sizeof dir);
+    if (!version) version = ml_active_version(dir);
+    if (version) {
+        snprintf(vdir, sizeof vdir, "%s/v%d", dir, version);
+        t->m = ml_model_load(vdir, err, sizeof err);
+        if (t->m) t->version = version;
+    }
+    return t;
+}
+
+/* The tenant's model with a reference (release with tm_release), loaded on
+ * first use; NULL when out of memory. */
+static tmodel *tm_acquire(score_ctx *c, int64_t tenant) {
+    pthread_mutex_lock(&c->mu);
+    tmodel *t = NULL;
+    for (int i = 0; i < c->n && !t; i++)
+        if (c->v[i]->tenant == tenant) t = c->v[i];
+    /* Loading holds the lock: once per tenant and process, and it keeps
+     * two threads from loading the same model. */
+    if (!t && (t = load_tenant(c, tenant, 0)) && install_locked(c, t)) {
+        tm_put_locked(t);
+        t = NULL;
+    }
+    if (t) t->refs++;
+    pthread_mutex_unlock(&c->mu);
+    return t;
+}
+
+static void tm_release(score_ctx *c, tmodel *t) {
+    if (!t) return;
+    pthread_mutex_lock(&c->mu);
+    tm_put_locked(t);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- scoring ---- */
+
+static int cmp_reason(const void *a, const void *b) {
+    double x = fabs(((const reason *)a)->effect), y = fabs(((const reason *)b)->effect);
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Scores f with the model: encodes the features it knows, explains with
+ * SHAP summed per raw feature. */
+static double model_score(const ml_model *m, const feats *f, reason *rs, int *n) {
+    const ml_schema *s = ml_model_schema(m);
+    int w = ml_schema_width(s), nf = ml_schema_features(s);
+    float xs[256];
+    double phis[256];
+    float *x = w <= 256 ? xs : eh_malloc((size_t)w * sizeof *x);
+    double *phi = w <= 256 ? phis : eh_malloc((size_t)w * sizeof *phi);
+    double *per = eh_calloc((size_t)nf + 1, sizeof *per);
+    if (!x || !phi || !per) {
+        if (x != xs) eh_free(x);
+        if (phi != phis) eh_free(phi);
+        eh_free(per);
+        *n = 0;
+        return NAN;
+    }
+    ml_encode_begin(s, x);
+    char err[ML_ERR_LEN];
+    for (int i = 0; i < NFEAT; i++) {
+        int k = ml_schema_find(s, feat_name[i]);
+        if (k < 0) continue;
+        ml_value v = {.type = ML_V_NULL};
+        if (i < NCAT) {
+            if (f->cat[i][0]) v = (ml_value){.type = ML_V_STRING, .s = f->cat[i]};
+        } else if (!isnan(f->num[i])) {
+            v = (ml_value){.type = ML_V_REAL, .d = f->num[i]};
+        }
+        if (ml_encode_value(s, k, &v, x, err, sizeof err)) {
+            /* an unseen category: score it as missing */
+            v = (ml_value){.type = ML_V_NULL};
+            ml_encode_value(s, k, &v, x, err, sizeof err);
+        }
+    }
+    double base, margin = ml_model_margin(m, x);
+    ml_model_shap(m, x, phi, &base);
+    for (int col = 0; col < w; col++) per[ml_schema_owner(s, col)] += phi[col];
+    *n = 0;
+    for (int i = 0; i < NFEAT; i++) {
+        int k = ml_schema_find(s, feat_name[i]);
+        if (k >= 0 && fabs(per[k]) > 1e-6) rs[(*n)++] = (reason){i, per[k]};
+    }
+    if (x != xs) eh_free(x);
+    if (phi != phis) eh_free(phi);
+    eh_free(per);
+    return ml_model_output(m, margin);
+}
+
+static json_t *reasons_json(const feats *f, reason *rs, int n, int kind_model) {
+    qsort(rs, (size_t)n, sizeof *rs, cmp_reason);
+    json_t *a = json_array();
+    for (int i = 0; i < n && i < 6; i++) {
+        double e = kind_model ? round(rs[i].effect * 10000) / 10000 : rs[i].effect;
+        json_array_append_new(a, json_pack("{s:s, s:o, s:f}", "feature", feat_name[rs[i].feature], "value",
+                                           feat_value(f, rs[i].feature), "effect", e));
+    }
+    return a;
+}
+
+int score_lead(store_tx *tx, int64_t lead_id, int64_t now_ms, store_err *err) {
+    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(lead_id)};
+    store_rows *r = NULL;
+    int rc = store_query(tx, sql_one, p, 2, &r, err);
+    if (rc) return rc;
+    if (!store_rows_count(r)) {
+        store_rows_free(r);
+        err->code = STORE_NOTFOUND;
+        snprintf(err->msg, sizeof err->msg, "no such lead");
+        return STORE_NOTFOUND;
+    }
+    feats f;
+    if ((rc = features_of(tx, r, 0, now_ms, &f, err))) {
+        store_rows_free(r);
+        return rc;
+    }
+    int had = !store_rows_isnull(r, 0, C_SCORE);
+    double old = store_rows_real(r, 0, C_SCORE);
+    double thr = store_rows_isnull(r, 0, C_THRESHOLD) ? 0.7 : store_rows_real(r, 0, C_THRESHOLD);
+    int64_t agent = store_rows_int(r, 0, C_AGENT);
+    store_rows_free(r);
+
+    score_ctx *c = store_tx_ctx(tx);
+    tmodel *t = c ? tm_acquire(c, store_tx_tenant(tx)) : NULL;
+    reason rs[NFEAT + 16];
+    int n = 0, version = 0;
+    double sc = NAN;
+    if (t && t->m) {
+        sc = model_score(t->m, &f, rs, &n);
+        version = t->version;
+    }
+    if (c) tm_release(c, t);
+    int kind_model = !isnan(sc);
+    if (!kind_model) sc = prior(&f, rs, &n);
+    sc = round(sc * 10000) / 10000;
+    if (had && fabs(sc - old) < 0.001) return STORE_OK;
+
+    json_t *reasons = reasons_json(&f, rs, n, kind_model);
+    char *rtext = json_dumps(reasons, JSON_COMPACT);
+    store_val up[] = {SV_I(store_tx_tenant(tx)), SV_I(lead_id), SV_D(sc)};
+    rc = store_query(tx, "UPDATE leads SET score = $3 WHERE tenant_id = $1 AND id = $2", up, 3, NULL, err);
+    if (!rc) {
+        store_val ins[] = {SV_I(store_tx_tenant(tx)), SV_I(lead_id), SV_D(sc), SV_S(kind_model ? "model" : "prior"),
+                           version ? SV_I(version) : SV_NULLV, SV_S(rtext ? rtext : "[]"), SV_I(now_ms)};
+        rc = store_query(tx,
+                         "INSERT INTO lead_scores (tenant_id, lead_id, score, kind, model_version, reasons, created_at) "
+                         "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                         ins, 7, NULL, err);
+    }
+    free(rtext);
+    if (!rc) {
+        json_t *ev = json_pack("{s:I, s:f, s:o, s:s, s:o, s:O}", "lead_id", (json_int_t)lead_id, "score", sc,
+                               "previous", had ? json_real(old) : json_null(), "kind",
+                               kind_model ? "model" : "prior", "model_version",
+                               version ? json_integer(version) : json_null(), "reasons", reasons);
+        char *text = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+        int64_t seq;
+        rc = text ? store_event_append(tx, "lead.scored", text, &seq, err) : STORE_NOMEM;
+        free(text);
+        json_decref(ev);
+    }
+    if (!rc && sc >= thr && (!had || old < thr)) {
+        json_t *ev = json_pack("{s:I, s:f, s:f, s:o, s:O}", "lead_id", (json_int_t)lead_id, "score", sc,
+                               "threshold", thr, "agent_id", agent ? json_integer(agent) : json_null(),
+                               "reasons", reasons);
+        char *text = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+        int64_t seq;
+        rc = text ? store_event_append(tx, "lead.hot", text, &seq, err) : STORE_NOMEM;
+        free(text);
+        json_decref(ev);
+    }
+    json_decref(reasons);
+    if (rc == STORE_NOMEM && err) {
+        err->code = STORE_NOMEM;
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+    }
+    return rc;
+}
+
+int score_get(store_tx *tx, int64_t lead_id, json_t **out, store_err *err) {
+    *out = NULL;
+    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(lead_id)};
+    store_rows *r = NULL;
+    int rc = store_query(tx,
+                         "SELECT l.score, (SELECT hot_threshold FROM tenant_settings s WHERE s.tenant_id = l.tenant_id) "
+                         "FROM leads l WHERE l.tenant_id = $1 AND l.id = $2 AND l.deleted_at IS NULL",
+                         p, 2, &r, err);
+    if (rc) return rc;
+    if (!store_rows_count(r)) {
+        store_rows_free(r);
+        err->code = STORE_NOTFOUND;
+        snprintf(err->msg, sizeof err->msg, "no such lead");
+        return STORE_NOTFOUND;
+    }
+    double thr = store_rows_isnull(r, 0, 1) ? 0.7 : store_rows_real(r, 0, 1);
+    json_t *o = json_pack("{s:I, s:o, s:f}", "lead_id", (json_int_t)lead_id, "score",
+                          store_rows_isnull(r, 0, 0) ? json_null() : json_real(store_rows_real(r, 0, 0)),
+                          "threshold", thr);
+    store_rows_free(r);
+    rc = store_query(tx,
+                     "SELECT score, kind, model_version, reasons, created_at FROM lead_scores "
+                     "WHERE tenant_id = $1 AND lead_id = $2 ORDER BY id DESC LIMIT 50",
+                     p, 2, &r, err);
+    if (rc) {
+        json_decref(o);
+        return rc;
+    }
+    json_t *hist = json_array();
+    for (int i = 0; i < store_rows_count(r); i++) {
+        json_t *mv = store_rows_isnull(r, i, 2) ? json_null() : json_integer(store_rows_int(r, i, 2));
+        if (i == 0) {
+            json_t *reasons = json_loads(store_rows_text(r, i, 3), 0, NULL);
+            json_object_set_new(o, "kind", json_string(store_rows_text(r, i, 1)));
+            json_object_set(o, "model_version", mv);
+            json_object_set_new(o, "reasons", reasons ? reasons : json_array());
+            json_object_set_new(o, "scored_at", json_integer(store_rows_int(r, i, 4)));
+        }
+        json_array_append_new(hist, json_pack("{s:f, s:s, s:o, s:I}", "score", store_rows_real(r, i, 0), "kind",
+                                              store_rows_text(r, i, 1), "model_version", mv, "at",
+                                              (json_int_t)store_rows_int(r, i, 4)));
+    }
+    store_rows_free(r);
+    json_t *sc = json_object_get(o, "score");
+    json_object_set_new(o, "hot", json_boolean(json_is_number(sc) && json_number_value(sc) >= thr));
+    json_object_set_new(o, "history", hist);
+    *out = o;
+    return STORE_OK;
+}
+
+/* ---- training ---- */
+
+typedef struct collect {
+    buf csv;
+    int won, lost;
+    int bad; /* an append failed (out of memory, or past 1 GiB) */
+} collect;
+
+static int csv_cell(buf *b, const char *s) {
+    int rc = buf_putc(b, '"');
+    for (; *s; s++) {
+        if (*s == '"') rc |= buf_putc(b, '"');
+        rc |= buf_putc(b, (*s == '\n' || *s == '\r') ? ' ' : *s);
+    }
+    return rc | buf_putc(b, '"');
+}
+
+static int collect_tx(store_tx *tx, void *arg, store_err *err) {
+    collect *c = arg;
+    /* a read may run again (PostgreSQL retries): start over each time */
+    buf_reset(&c->csv);
+    c->won = c->lost = c->bad = 0;
+    for (int i = 0; i < NFEAT; i++) c->bad |= buf_printf(&c->csv, "%s,", feat_name[i]);
+    c->bad |= buf_puts(&c->csv, "won\n");
+    store_val p[] = {SV_I(store_tx_tenant(tx))};
+    store_rows *r = NULL;
+    int rc = store_query(tx, sql_labelled, p, 1, &r, err);
+    if (rc) return rc;
+    for (int row = 0; row < store_rows_count(r) && !rc; row++) {
+        feats f;
+        /* Behaviour as of the outcome (the status change is the lead's
+         * last update), not as of today, which would make every closed
+         * lead look stale. */
+        if ((rc = features_of(tx, r, row, store_rows_int(r, row, C_UPDATED), &f, err))) break;
+        for (int i = 0; i < NFEAT; i++) {
+            if (i < NCAT) c->bad |= csv_cell(&c->csv, f.cat[i]);
+            else if (!isnan(f.num[i])) c->bad |= buf_printf(&c->csv, "%.6g", f.num[i]);
+            c->bad |= buf_putc(&c->csv, ',');
+        }
+        int won = strcmp(store_rows_text(r, row, C_STATUS), "won") == 0;
+        won ? c->won++ : c->lost++;
+        c->bad |= buf_puts(&c->csv, won ? "1\n" : "0\n");
+    }
+    store_rows_free(r);
+    if (!rc && c->bad) {
+        err->code = STORE_NOMEM;
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        rc = STORE_NOMEM;
+    }
+    return rc;
+}
+
+static int mkdirs(const char *path) {
+    char tmp[1200];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *s = tmp + 1; *s; s++)
+        if (*s == '/') {
+            *s = 0;
+            if (mkdir(tmp, 0755) && errno != EEXIST) return -1;
+            *s = '/';
+        }
+    return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
+}
+
+int score_train(store *st, score_ctx *c, int64_t tenant, const char *trained_by, uint64_t seed,
+                json_t **report, char *err, size_t errlen) {
+    *report = NULL;
+    collect col = {0};
+    buf_init(&col.csv, (size_t)1 << 30);
+    store_err se = {0};
+    int rc = store_read(st, tenant, collect_tx, &col, &se);
+    if (rc) {
+        snprintf(err, errlen, "cannot read the tenant's leads: %s", se.msg);
+        buf_free(&col.csv);
+        return -1;
+    }
+    int labelled = col.won + col.lost;
+    if (labelled < SCORE_MIN_OUTCOMES || col.won < SCORE_MIN_CLASS || col.lost < SCORE_MIN_CLASS) {
+        *report = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i}", "error", "not_enough_outcomes", "labelled", labelled,
+                            "won", col.won, "lost", col.lost, "min_outcomes", SCORE_MIN_OUTCOMES, "min_class",
+                            SCORE_MIN_CLASS);
+        snprintf(err, errlen, "%d won and %d lost leads: training needs %d outcomes with %d of each", col.won,
+                 col.lost, SCORE_MIN_OUTCOMES, SCORE_MIN_CLASS);
+        buf_free(&col.csv);
+        return 1;
+    }
+    char base[1100], models[1200], csv[1300];
+    snprintf(base, sizeof base, "%s/tenants/%lld", c->dir, (long long)tenant);
+    snprintf(models, sizeof models, "%s/models", base);
+    snprintf(csv, sizeof csv, "%s/lead_scoring-train-%ld.csv", base, (long)getpid());
+    if (mkdirs(models)) {
+        snprintf(err, errlen, "cannot create %s: %s", models, strerror(errno));
+        buf_free(&col.csv);
+        return -1;
+    }
+    FILE *fp = fopen(csv, "w");
+    int bad = !fp || fwrite(col.csv.p, 1, col.csv.len, fp) != col.csv.len;
+    if (fp && fclose(fp)) bad = 1;
+    buf_free(&col.csv);
+    if (bad) {
+        snprintf(err, errlen, "cannot write %s: %s", csv, strerror(errno));
+        unlink(csv);
+        return -1;
+    }
+    ml_train_opts o = {
+        .data = csv,
+        .label = "won",
+        .positive = "1",
+        .model = SCORE_MODEL,
+        .out = models,
+        .trained_by = trained_by,
+        .seed = seed ? seed : 42,
+    };
+    json_t *rep = NULL;
+    rc = ml_train(&o, &rep, err, errlen);
+    unlink(csv);
+    if (rc) return -1;
+    int version = (int)json_integer_value(json_object_get(rep, "version"));
+    char mdir[1300];
+    model_dir(c, tenant, mdir, sizeof mdir);
+    tmodel *t = load_tenant(c, tenant, version);
+    if (!t || !t->m || ml_set_active(mdir, version)) {
+        snprintf(err, errlen, "trained version %d but cannot serve it", version);
+        pthread_mutex_lock(&c->mu);
+        tm_put_locked(t);
+        pthread_mutex_unlock(&c->mu);
+        json_decref(rep);
+        return -1;
+    }
+    pthread_mutex_lock(&c->mu);
+    if (install_locked(c, t)) tm_put_locked(t);
+    pthread_mutex_unlock(&c->mu);
+    json_object_set_new(rep, "tenant_id", json_integer(tenant));
+    json_object_set_new(rep, "won", json_integer(col.won));
+    json_object_set_new(rep, "lost", json_integer(col.lost));
+    *report = rep;
+    return 0;
+}
+
+/* ---- re-scoring a tenant ---- */
+
+typedef struct id_list {
+    int64_t *id;
+    int n;
+    int64_t after;
+} id_list;
+
+static int open_ids_tx(store_tx *tx, void *arg, store_err *err) {
+    id_list *l = arg;
+    l->n = 0;
+    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(l->after)};
+    store_rows *r = NULL;
+    int rc = store_query(tx,
+                         "SELECT id FROM leads WHERE tenant_id = $1 AND id > $2 AND status = 'open' "
+                         "AND deleted_at IS NULL ORDER BY id LIMIT 200",
+                         p, 2, &r, err);
+    if (rc) return rc;
+    for (int i = 0; i < store_rows_count(r); i++) l->id[l->n++] = store_rows_int(r, i, 0);
+    store_rows_free(r);
+    return STORE_OK;
+}
+
+typedef struct rescore_args {
+    id_list *l;
+    int64_t now;
+} rescore_args;
+
+static int rescore_tx(store_tx *tx, void *arg, store_err *err) {
+    rescore_args *ra = arg;
+    for (int i = 0; i < ra->l->n; i++) {
+        int rc = score_lead(tx, ra->l->id[i], ra->now, err);
+        if (rc && rc != STORE_NOTFOUND) return rc; /* deleted meanwhile: nothing to score */
+    }
+    return STORE_OK;
+}
+
+int score_rescore_open(store *st, int64_t tenant, int64_t now_ms, int *n, store_err *err) {
+    int64_t ids[200];
+    id_list l = {ids, 0, 0};
+    *n = 0;
+    for (;;) {
+        int rc = store_read(st, tenant, open_ids_tx, &l, err);
+        if (rc) return rc;
+        if (!l.n) return STORE_OK;
+        rescore_args ra = {&l, now_ms};
+        if ((rc = store_write(st, tenant, rescore_tx, &ra, err))) return rc;
+        *n += l.n;
+        l.after = ids[l.n - 1];
+    }
+}

@@ -1,0 +1,176 @@
+"""The built-in lead_scoring model end to end: the points prior on a new
+tenant, re-scoring on every lead write with history and lead.scored /
+lead.hot events, the minimum of outcomes, training a tenant's model over
+HTTP and with `ehub train --tenant --builtin lead_scoring`, and the model
+taking over from the prior.
+
+Every test makes its own tenant. Standard library only."""
+import math
+import random
+
+from tenants import Tenant, cli_json, run_cli
+
+
+def _score(tn, lead_id):
+    st, j = tn.api("GET", "/v1/leads/%d/score" % lead_id)
+    assert st == 200, (st, j)
+    return j
+
+
+def _act(tn, lead_id, channel, direction="inbound", **kw):
+    tn.ok("POST", "/v1/leads/%d/activities" % lead_id, dict(kw, channel=channel, direction=direction, body="x"))
+
+
+def test_scoring_prior_scores_new_leads_with_reasons(t):
+    tn = Tenant(t, prefix="sc")
+    bare = tn.create_lead(first_name="Bare")
+    keen = tn.create_lead(first_name="Keen", email="keen@example.com", phone="+14155550101", preapproved=True,
+                          timeline="ASAP", budget_max=500000, beds=3, baths=2, property_type="house",
+                          areas=["94110"])
+    assert 0 < bare["score"] < keen["score"] < 1, (bare["score"], keen["score"])
+    s = _score(tn, keen["id"])
+    assert s["kind"] == "prior" and s["model_version"] is None, s
+    assert abs(s["score"] - keen["score"]) < 1e-9 and s["threshold"] == 0.7
+    feats = {r["feature"]: r for r in s["reasons"]}
+    assert feats["preapproved"]["effect"] == 20 and feats["timeline"]["value"] == "0-3m", s["reasons"]
+    # the prior's points add up to the score: 10 base + every reason
+    pts = 10 + sum(r["effect"] for r in s["reasons"])
+    assert abs(min(99, max(1, pts)) / 100 - s["score"]) < 1e-9, (pts, s)
+    assert len(s["history"]) == 1 and s["history"][0]["kind"] == "prior"
+    ev = [e for e in tn.events("lead.scored") if e["payload"]["lead_id"] == keen["id"]]
+    assert len(ev) == 1 and abs(ev[0]["payload"]["score"] - keen["score"]) < 1e-9, ev
+    assert ev[0]["payload"]["previous"] is None and ev[0]["payload"]["kind"] == "prior"
+
+
+def test_scoring_rescored_on_activity_and_update_with_history(t):
+    tn = Tenant(t, prefix="sc")
+    lead = tn.create_lead(first_name="Moving", email="m@example.com")
+    first = lead["score"]
+    _act(tn, lead["id"], "sms")
+    s1 = _score(tn, lead["id"])
+    assert s1["score"] > first, (first, s1)
+    _act(tn, lead["id"], "appointment", "none")
+    s2 = _score(tn, lead["id"])
+    assert s2["score"] > s1["score"], (s1, s2)
+    # PATCH answers with the new score (and the version is the lead's own:
+    # a score is derived, it does not bump it)
+    st, h, patched = tn.call("PATCH", "/v1/leads/%d" % lead["id"], {"preapproved": True})
+    assert st == 200 and patched["score"] > s2["score"], (st, patched)
+    assert patched["version"] == lead["version"] + 1, (lead["version"], patched["version"])
+    s3 = _score(tn, lead["id"])
+    assert [round(x["score"], 4) for x in s3["history"]] == [round(v, 4) for v in
+                                                            (s3["score"], s2["score"], s1["score"], first)]
+    # a write that changes nothing the score reads adds no history
+    tn.ok("PATCH", "/v1/leads/%d" % lead["id"], {"last_name": "Still"})
+    assert len(_score(tn, lead["id"])["history"]) == 4
+    scored = [e["payload"]["score"] for e in tn.events("lead.scored") if e["payload"]["lead_id"] == lead["id"]]
+    assert len(scored) == 4, scored
+    # the list filter sees the stored score
+    page = tn.list_page(score_min=s3["score"] - 0.0001)
+    assert lead["id"] in [x["id"] for x in page["items"]], page
+
+
+def test_scoring_hot_event_when_crossing_threshold_once(t):
+    tn = Tenant(t, prefix="sc", settings={"hot_threshold": 0.5})
+    st, j = tn.api("GET", "/v1/settings")
+    assert st == 200 and j["hot_threshold"] == 0.5, j
+    st, j = tn.api("PATCH", "/v1/settings", {"hot_threshold": 1.5})
+    assert st == 422 and "hot_threshold" in j["error"]["fields"], j
+    lead = tn.create_lead(first_name="Warm", phone="+14155550177", preapproved=True)
+    assert lead["score"] < 0.5, lead
+    assert not [e for e in tn.events("lead.hot")]
+    _act(tn, lead["id"], "appointment", "none")
+    s = _score(tn, lead["id"])
+    assert s["score"] >= 0.5 and s["hot"] is True, s
+    hot = tn.events("lead.hot")
+    assert len(hot) == 1 and hot[0]["payload"]["lead_id"] == lead["id"], hot
+    assert hot[0]["payload"]["threshold"] == 0.5 and hot[0]["payload"]["reasons"], hot
+    _act(tn, lead["id"], "sms")  # higher still: already hot, no second event
+    assert _score(tn, lead["id"])["score"] > s["score"]
+    assert len(tn.events("lead.hot")) == 1
+
+
+def test_scoring_training_needs_enough_outcomes(t):
+    tn = Tenant(t, prefix="sc")
+    for i in range(5):
+        lead = tn.create_lead(first_name="L%d" % i)
+        tn.ok("PATCH", "/v1/leads/%d" % lead["id"], {"status": "won" if i % 2 else "lost"})
+    st, j = tn.api("POST", "/v1/models/lead_scoring/train")
+    assert st == 409 and j["error"]["code"] == "not_enough_outcomes", (st, j)
+    d = j["error"]["details"]
+    assert d["labelled"] == 5 and d["won"] == 2 and d["lost"] == 3 and d["min_outcomes"] == 100, d
+    # only analysts and admins train
+    st, j = tn.role_client("viewer").api("POST", "/v1/models/lead_scoring/train")
+    assert st == 403, (st, j)
+    st, j = tn.api("POST", "/v1/models/lead_scoring/train", {"seed": "x"})
+    assert st == 422, (st, j)
+    r = run_cli(t, tn.srv, "train", "--tenant", tn.slug, "--builtin", "lead_scoring")
+    assert r.returncode == 1 and "training needs 100 outcomes" in r.stderr, (r.returncode, r.stderr)
+    r = run_cli(t, tn.srv, "train", "--tenant", tn.slug, "--builtin", "churn_magic")
+    assert r.returncode == 2 and "unknown built-in" in r.stderr, r.stderr
+
+
+def _history(tn, rng, n):
+    """n leads with a known pattern: pre-approval, inbound messages and
+    appointments make a win likely; the outcome is drawn from it."""
+    won = lost = 0
+    for i in range(n):
+        pre = rng.random() < 0.5
+        inbound = rng.randrange(0, 4)
+        appt = rng.random() < 0.3
+        lead = tn.create_lead(first_name="H%d" % i, preapproved=pre,
+                              source=rng.choice(["zillow", "open house", "facebook"]))
+        for _ in range(inbound):
+            _act(tn, lead["id"], "sms")
+        if appt:
+            _act(tn, lead["id"], "appointment", "none")
+        z = -2.2 + 2.0 * pre + 0.9 * inbound + 1.6 * appt
+        w = rng.random() < 1 / (1 + math.exp(-z))
+        won += w
+        lost += not w
+        tn.ok("PATCH", "/v1/leads/%d" % lead["id"], {"status": "won" if w else "lost"})
+    return won, lost
+
+
+def test_scoring_trained_model_takes_over_from_prior(t):
+    tn = Tenant(t, prefix="sc")
+    rng = random.Random(7)
+    won, lost = _history(tn, rng, 220)
+    open_strong = tn.create_lead(first_name="Strong", preapproved=True)
+    for _ in range(3):
+        _act(tn, open_strong["id"], "sms")
+    _act(tn, open_strong["id"], "appointment", "none")
+    open_weak = tn.create_lead(first_name="Weak", preapproved=False)
+    assert _score(tn, open_weak["id"])["kind"] == "prior"
+
+    st, rep = tn.api("POST", "/v1/models/lead_scoring/train", {"seed": 3})
+    assert st == 201, (st, rep)
+    assert rep["model"] == "lead_scoring" and rep["version"] == 1, rep
+    assert rep["won"] == won and rep["lost"] == lost and rep["rows"] == won + lost, (rep, won, lost)
+    assert rep["rescored"] == 2, rep  # the two open leads
+    # the pattern is strong: a model that learned nothing would sit at 0.5
+    assert rep["metrics"]["auc"] >= 0.75, rep["metrics"]
+
+    strong, weak = _score(tn, open_strong["id"]), _score(tn, open_weak["id"])
+    for s in (strong, weak):
+        assert s["kind"] == "model" and s["model_version"] == 1, s
+        assert s["history"][0]["kind"] == "model" and s["history"][1]["kind"] == "prior", s["history"]
+    assert strong["score"] > weak["score"] + 0.2, (strong["score"], weak["score"])
+    # reasons are SHAP contributions (log-odds), biggest first, and name the
+    # features that drive the pattern
+    top = [r["feature"] for r in strong["reasons"][:3]]
+    assert "preapproved" in top or "appointments" in top or "inbound_messages" in top, strong["reasons"]
+    eff = [abs(r["effect"]) for r in strong["reasons"]]
+    assert eff == sorted(eff, reverse=True), strong["reasons"]
+
+    # new leads are scored by the model from then on
+    fresh = tn.create_lead(first_name="Fresh", preapproved=True)
+    assert _score(tn, fresh["id"])["kind"] == "model"
+    ev = [e["payload"] for e in tn.events("lead.scored") if e["payload"]["lead_id"] == fresh["id"]]
+    assert ev and ev[-1]["kind"] == "model" and ev[-1]["model_version"] == 1, ev
+
+    # the CLI trains the next version from the same history (same seed,
+    # same data: the same metrics)
+    rep2 = cli_json(t, tn.srv, "train", "--tenant", tn.slug, "--builtin", "lead_scoring", "--seed", "3", "--json")
+    assert rep2["version"] == 2 and rep2["rows"] == rep["rows"], rep2
+    assert abs(rep2["metrics"]["auc"] - rep["metrics"]["auc"]) < 1e-9, (rep2["metrics"], rep["metrics"])
