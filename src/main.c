@@ -267,8 +267,9 @@ static int cmd_import(ehub_config *cfg, logger *log, int npos, char **pos) {
 
 /* ehub train --tenant T --builtin lead_scoring */
 static int cmd_train_builtin(ehub_config *cfg, logger *log, ml_cli *c) {
-    if (strcmp(c->builtin, SCORE_MODEL) != 0) {
-        fprintf(stderr, "ehub train: unknown built-in model \"%s\" (built-in: %s)\n", c->builtin, SCORE_MODEL);
+    if (!score_builtin(c->builtin)) {
+        fprintf(stderr, "ehub train: unknown built-in model \"%s\" (built-in: %s, %s)\n", c->builtin, SCORE_MODEL,
+                SCORE_CHURN);
         return 2;
     }
     if (c->train.data || c->train.label || c->train.model) {
@@ -284,10 +285,11 @@ static int cmd_train_builtin(ehub_config *cfg, logger *log, ml_cli *c) {
     }
     char err[512];
     json_t *rep = NULL;
-    int rc = score_train(st, sc, tenant, "cli", c->train.seed, &rep, err, sizeof err);
+    int rc = score_train(st, sc, tenant, c->builtin, "cli", c->train.seed, clock_wall_ms(), &rep, err, sizeof err);
     int rescored = 0;
     store_err se = {0};
-    if (rc == 0 && score_rescore_open(st, tenant, clock_wall_ms(), &rescored, &se)) {
+    int leads = !strcmp(c->builtin, SCORE_MODEL); /* churn is computed when asked, not stored */
+    if (rc == 0 && leads && score_rescore_open(st, tenant, clock_wall_ms(), &rescored, &se)) {
         fprintf(stderr, "ehub train: trained, but re-scoring open leads failed: %s\n", se.msg);
         rc = -1;
     }
@@ -296,10 +298,9 @@ static int cmd_train_builtin(ehub_config *cfg, logger *log, ml_cli *c) {
         char *s = json_dumps(rep, JSON_COMPACT | JSON_REAL_PRECISION(10));
         if (s && !c->json) {
             json_t *m = json_object_get(rep, "metrics");
-            printf("lead_scoring v%lld for %s: %lld won, %lld lost; test AUC %.4f; %d open leads re-scored\n",
+            printf("%s v%lld for %s: %lld rows; test AUC %.4f; %d open leads re-scored\n", c->builtin,
                    (long long)json_integer_value(json_object_get(rep, "version")), cfg->tenant,
-                   (long long)json_integer_value(json_object_get(rep, "won")),
-                   (long long)json_integer_value(json_object_get(rep, "lost")),
+                   (long long)json_integer_value(json_object_get(rep, "rows")),
                    json_number_value(json_object_get(m, "auc")), rescored);
         } else if (s) {
             printf("%s\n", s);

@@ -8,11 +8,13 @@
 
 const char ml_cli_train_help[] =
     "Usage: ehub train --data FILE.csv --label COL --model NAME [options]\n"
-    "       ehub train --tenant SLUG --builtin lead_scoring [--seed N] [--json]\n"
+    "       ehub train --tenant SLUG --builtin lead_scoring|churn [--seed N] [--json]\n"
     "\n"
-    "The second form trains a tenant's built-in lead_scoring model from its won/lost leads\n"
-    "(at least 100, with 20 of each), serves it from DATA_DIR/tenants/ID/models and re-scores\n"
-    "the tenant's open leads; a server running on the same data picks it up on restart.\n"
+    "The second form trains a tenant's built-in model from its own history (at least 100\n"
+    "outcomes, 20 of each kind): lead_scoring from won/lost leads (then re-scores the open\n"
+    "ones), churn from leads engaged 14 days ago and whether they replied since. The model is\n"
+    "saved in DATA_DIR/tenants/ID/models; a server on the same data picks it up on restart\n"
+    "(POST /v1/models/NAME/train trains and serves at once).\n"
     "\n"
     "Trains a gradient-boosted model (XGBoost) on any CSV with a header row, measures it on a\n"
     "held-out part and saves it as OUT/NAME/vN (model.json, schema.json, metrics.json).\n"
@@ -31,7 +33,7 @@ const char ml_cli_train_help[] =
     "  --nthread N            training threads (default: all cores but one)\n"
     "  --max-depth N          tree depth (default 4)\n"
     "  --eta F                learning rate (default 0.05)\n"
-    "  --builtin NAME         a built-in model over ehub's own data (lead_scoring), with --tenant\n"
+    "  --builtin NAME         a built-in model over ehub's own data (lead_scoring, churn), with --tenant\n"
     "  --json                 print the report as one JSON line (the last line of output)\n\n";
 
 const char ml_cli_predict_help[] =

@@ -1,4 +1,6 @@
-/* GET /v1/leads/{id}/score and POST /v1/models/lead_scoring/train. */
+/* GET /v1/leads/{id}/score, POST /predict-churn (the old churn server's
+ * route) and /v1/predict-churn, POST /v1/models/{name}/train for the
+ * built-in models. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,7 @@ static void h_score(http_req *q, app *a, const auth_principal *p, void *ud) {
 
 typedef struct train_job {
     app *a;
+    char name[32];
     int64_t tenant;
     char by[128];
     uint64_t seed;
@@ -39,8 +42,11 @@ typedef struct train_job {
 
 static void train_work(void *arg) {
     train_job *t = arg;
-    t->rc = score_train(t->a->st, t->a->score, t->tenant, t->by, t->seed, &t->report, t->err, sizeof t->err);
-    if (t->rc == 0) {
+    t->rc = score_train(t->a->st, t->a->score, t->tenant, t->name, t->by, t->seed, clock_wall_ms(), &t->report,
+                        t->err, sizeof t->err);
+    /* lead scores are stored, so a new model re-scores the open leads;
+     * churn is computed when asked */
+    if (t->rc == 0 && !strcmp(t->name, SCORE_MODEL)) {
         store_err se = {0};
         if (score_rescore_open(t->a->st, t->tenant, clock_wall_ms(), &t->rescored, &se))
             snprintf(t->err, sizeof t->err, "trained, but re-scoring open leads failed: %s", se.msg);
@@ -52,13 +58,14 @@ static void train_done(http_req *q, void *arg) {
     train_job *t = arg;
     if (t->rc == 0) {
         log_line l;
-        if (log_begin(t->a->log, &l, LOG_INFO, "lead_scoring trained")) {
+        if (log_begin(t->a->log, &l, LOG_INFO, "built-in model trained")) {
+            log_str(&l, "model", t->name);
             log_int(&l, "tenant", t->tenant);
             log_int(&l, "version", json_integer_value(json_object_get(t->report, "version")));
             log_int(&l, "rescored", t->rescored);
             log_end(&l);
         }
-        if (t->err[0]) log_msg(t->a->log, LOG_WARN, "lead_scoring re-scoring", t->err);
+        if (t->err[0]) log_msg(t->a->log, LOG_WARN, "re-scoring after training", t->err);
         http_reply_json(q, 201, t->report);
         t->report = NULL;
     } else if (t->rc == 1) {
@@ -66,7 +73,7 @@ static void train_done(http_req *q, void *arg) {
                               "details", t->report, "request_id", http_req_id(q));
         http_reply_json(q, 409, e);
     } else {
-        log_msg(t->a->log, LOG_ERROR, "lead_scoring training failed", t->err);
+        log_msg(t->a->log, LOG_ERROR, "built-in model training failed", t->err);
         http_reply_error(q, 500, "training_failed", t->err);
     }
     json_decref(t->report);
@@ -74,6 +81,11 @@ static void train_done(http_req *q, void *arg) {
 }
 
 static void h_train(http_req *q, app *a, const auth_principal *p, void *ud) {
+    const char *name = http_req_param(q, "name");
+    if (!score_builtin(name)) {
+        http_reply_error(q, 404, "unknown_model", "built-in models that train on your data: lead_scoring, churn");
+        return;
+    }
     uint64_t seed = 42;
     size_t len = 0;
     http_req_body(q, &len);
@@ -95,6 +107,7 @@ static void h_train(http_req *q, app *a, const auth_principal *p, void *ud) {
         return;
     }
     t->a = a;
+    snprintf(t->name, sizeof t->name, "%s", name);
     t->tenant = p->tenant;
     t->seed = seed;
     snprintf(t->by, sizeof t->by, "%s key %lld (%s)", p->tenant_slug, (long long)p->key_id, auth_role_name(p->role));
@@ -104,17 +117,75 @@ static void h_train(http_req *q, app *a, const auth_principal *p, void *ud) {
     }
 }
 
+/* ---- churn ---- */
+
+static int churn_tx(store_tx *tx, api_job *j, store_err *err) {
+    return score_churn(tx, j->id, clock_wall_ms(), &j->out, err);
+}
+
+static void h_churn(http_req *q, app *a, const auth_principal *p, void *ud) {
+    json_t *in = http_req_json(q);
+    if (!in) return;
+    json_t *id = json_object_get(in, "lead_id"), *feats = json_object_get(in, "features");
+    const char *key;
+    json_t *v;
+    json_object_foreach(in, key, v) {
+        if (strcmp(key, "lead_id") && strcmp(key, "features")) {
+            json_decref(in);
+            http_reply_error(q, 422, "validation_failed", "send {\"lead_id\": N} or {\"features\": {...}}");
+            return;
+        }
+    }
+    if (!json_is_object(in) || (!id == !feats)) {
+        json_decref(in);
+        http_reply_error(q, 422, "validation_failed", "send either {\"lead_id\": N} or {\"features\": {...}}");
+        return;
+    }
+    if (feats) {
+        json_t *out = NULL;
+        char err[256];
+        /* no storage: the features are all there is */
+        if (score_churn_features(a->score, p->tenant, feats, &out, err, sizeof err))
+            http_reply_error(q, 422, "invalid_features", err);
+        else
+            http_reply_json(q, 200, out);
+        json_decref(in);
+        return;
+    }
+    int64_t lead = json_is_integer(id) ? json_integer_value(id) : -1;
+    json_decref(in);
+    if (lead <= 0) {
+        http_reply_error(q, 422, "validation_failed", "lead_id: a positive integer");
+        return;
+    }
+    api_job *j = api_job_new(a, p);
+    if (!j) {
+        http_reply_error(q, 503, "overloaded", "out of memory");
+        return;
+    }
+    j->id = lead;
+    j->fn = churn_tx;
+    api_job_run(q, j);
+}
+
+static const http_route_doc d_churn = {
+    "Churn risk of an engaged lead (no inbound reply in the next 14 days): by lead_id or raw engagement features; "
+    "probability, risk band, drivers and suggested interventions",
+    "scoring", "{lead_id} or {features:{...}}",
+    "{probability, risk, kind, version, drivers, interventions, horizon_days}"};
 static const http_route_doc d_score = {
     "A lead's score: probability of converting, kind (model or prior), model version, reasons, threshold, hot, "
     "and its history",
     "scoring", NULL, "{lead_id, score, kind, model_version, reasons, threshold, hot, history}"};
 static const http_route_doc d_train = {
-    "Train the tenant's lead_scoring model from its won/lost leads; serves it and re-scores open leads "
-    "(409 not_enough_outcomes below the minimum)",
+    "Train a built-in model on the tenant's history: lead_scoring (won/lost leads; re-scores open leads) or churn "
+    "(engaged leads and whether they replied); 409 not_enough_outcomes below the minimum",
     "scoring", "{seed?}", "the training report: version, rows, features, auc, logloss, brier, ece, rescored"};
 
 int score_api_register(app *a) {
     int rc = app_route(a, "GET", "/v1/leads/{id}/score", h_score, NULL, ROLES_ANY, &d_score);
-    rc |= app_route(a, "POST", "/v1/models/lead_scoring/train", h_train, NULL, ROLE_ANALYST | ROLE_ADMIN, &d_train);
+    rc |= app_route(a, "POST", "/v1/models/{name}/train", h_train, NULL, ROLE_ANALYST | ROLE_ADMIN, &d_train);
+    rc |= app_route(a, "POST", "/predict-churn", h_churn, NULL, ROLES_ANY, &d_churn);
+    rc |= app_route(a, "POST", "/v1/predict-churn", h_churn, NULL, ROLES_ANY, &d_churn);
     return rc;
 }

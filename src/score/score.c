@@ -37,14 +37,43 @@ enum {
     F_DAYS_SINCE_ACTIVITY,
     F_AGE_DAYS,
     F_TAGS,
+    F_DAYS_SINCE_OUTBOUND,
+    F_DAYS_SINCE_CALL,
+    F_AWAITING_REPLY,
     NFEAT
 };
 static const char *const feat_name[NFEAT] = {
     "source",       "timeline",   "property_type",   "preapproved",  "budget_max",
     "budget_vs_area", "preferences", "has_email",     "has_phone",    "consents",
     "inbound_messages", "outbound_messages", "calls", "appointments", "first_response_min",
-    "days_since_inbound", "days_since_activity", "age_days", "tags",
+    "days_since_inbound", "days_since_activity", "age_days", "tags", "days_since_outbound",
+    "days_since_call", "awaiting_reply",
 };
+#define FB(f) (1u << (f))
+/* What each built-in model reads. lead_scoring: the lead and its
+ * behaviour; churn: engagement only (who the lead is matters less than
+ * whether the conversation is alive). */
+static const struct builtin {
+    const char *name;
+    uint32_t feats;
+} builtins[] = {
+    {SCORE_MODEL, FB(F_SOURCE) | FB(F_TIMELINE) | FB(F_PROPERTY_TYPE) | FB(F_PREAPPROVED) | FB(F_BUDGET_MAX) |
+                      FB(F_BUDGET_VS_AREA) | FB(F_PREFS) | FB(F_HAS_EMAIL) | FB(F_HAS_PHONE) | FB(F_CONSENTS) |
+                      FB(F_INBOUND) | FB(F_OUTBOUND) | FB(F_CALLS) | FB(F_APPOINTMENTS) | FB(F_FIRST_RESPONSE_MIN) |
+                      FB(F_DAYS_SINCE_INBOUND) | FB(F_DAYS_SINCE_ACTIVITY) | FB(F_AGE_DAYS) | FB(F_TAGS)},
+    {SCORE_CHURN, FB(F_TIMELINE) | FB(F_PREAPPROVED) | FB(F_INBOUND) | FB(F_OUTBOUND) | FB(F_CALLS) |
+                      FB(F_APPOINTMENTS) | FB(F_FIRST_RESPONSE_MIN) | FB(F_DAYS_SINCE_INBOUND) |
+                      FB(F_DAYS_SINCE_OUTBOUND) | FB(F_DAYS_SINCE_CALL) | FB(F_AWAITING_REPLY) | FB(F_AGE_DAYS)},
+};
+enum { B_LEAD, B_CHURN, NBUILTIN };
+
+static int builtin_find(const char *name) {
+    for (int i = 0; i < NBUILTIN; i++)
+        if (name && strcmp(builtins[i].name, name) == 0) return i;
+    return -1;
+}
+
+int score_builtin(const char *name) { return builtin_find(name) >= 0; }
 #define NCAT 3 /* the first three are categorical */
 
 typedef struct feats {
@@ -52,33 +81,50 @@ typedef struct feats {
     double num[NFEAT];  /* NaN = missing; [0, NCAT) unused */
 } feats;
 
-/* One lead's row: its columns, then its activity aggregates. The same
- * select serves scoring (one lead) and training (every labelled lead). */
-#define LEAD_COLS                                                                                         \
+/* One lead's row: its columns, then its activity aggregates up to a time
+ * ($2: now when scoring, the snapshot time when building churn training
+ * rows). The same columns serve scoring (one lead) and training. */
+#define LEAD_SELECT                                                                                       \
     "SELECT l.id, l.source, l.timeline, l.property_type, l.preapproved, l.budget_min, l.budget_max, "     \
     "l.beds, l.baths, l.areas, l.email, l.phone, l.consent_sms + l.consent_email + l.consent_call, "      \
     "l.tags, l.created_at, l.updated_at, l.score, l.agent_id, l.status, "                                 \
     "COALESCE(x.inb, 0), COALESCE(x.outb, 0), COALESCE(x.calls, 0), COALESCE(x.appts, 0), x.first_out, " \
-    "x.last_in, x.last_act, "                                                                             \
-    "(SELECT hot_threshold FROM tenant_settings s WHERE s.tenant_id = l.tenant_id) "                      \
-    "FROM leads l LEFT JOIN (SELECT lead_id, "                                                            \
-    "SUM(CASE WHEN direction = 'inbound' THEN 1 ELSE 0 END) AS inb, "                                     \
-    "SUM(CASE WHEN direction = 'outbound' THEN 1 ELSE 0 END) AS outb, "                                   \
-    "SUM(CASE WHEN channel = 'call' THEN 1 ELSE 0 END) AS calls, "                                        \
-    "SUM(CASE WHEN channel = 'appointment' THEN 1 ELSE 0 END) AS appts, "                                 \
-    "MIN(CASE WHEN direction = 'outbound' THEN occurred_at END) AS first_out, "                           \
-    "MAX(CASE WHEN direction = 'inbound' THEN occurred_at END) AS last_in, "                              \
-    "MAX(occurred_at) AS last_act FROM activities WHERE tenant_id = $1 "
+    "x.last_in, x.last_act, x.last_out, x.last_call, "                                                    \
+    "(SELECT hot_threshold FROM tenant_settings s WHERE s.tenant_id = l.tenant_id) "
+#define LEAD_FROM                                                                \
+    "FROM leads l LEFT JOIN (SELECT lead_id, "                                   \
+    "SUM(CASE WHEN direction = 'inbound' THEN 1 ELSE 0 END) AS inb, "            \
+    "SUM(CASE WHEN direction = 'outbound' THEN 1 ELSE 0 END) AS outb, "          \
+    "SUM(CASE WHEN channel = 'call' THEN 1 ELSE 0 END) AS calls, "               \
+    "SUM(CASE WHEN channel = 'appointment' THEN 1 ELSE 0 END) AS appts, "        \
+    "MIN(CASE WHEN direction = 'outbound' THEN occurred_at END) AS first_out, "  \
+    "MAX(CASE WHEN direction = 'inbound' THEN occurred_at END) AS last_in, "     \
+    "MAX(occurred_at) AS last_act, "                                             \
+    "MAX(CASE WHEN direction = 'outbound' THEN occurred_at END) AS last_out, "   \
+    "MAX(CASE WHEN channel = 'call' THEN occurred_at END) AS last_call "         \
+    "FROM activities WHERE tenant_id = $1 AND occurred_at <= $2 "
 enum {
     C_ID, C_SOURCE, C_TIMELINE, C_PTYPE, C_PREAPPROVED, C_BMIN, C_BMAX, C_BEDS, C_BATHS, C_AREAS, C_EMAIL,
     C_PHONE, C_CONSENTS, C_TAGS, C_CREATED, C_UPDATED, C_SCORE, C_AGENT, C_STATUS, C_INB, C_OUTB, C_CALLS,
-    C_APPTS, C_FIRST_OUT, C_LAST_IN, C_LAST_ACT, C_THRESHOLD
+    C_APPTS, C_FIRST_OUT, C_LAST_IN, C_LAST_ACT, C_LAST_OUT, C_LAST_CALL, C_THRESHOLD,
+    C_REPLIED_AFTER /* churn training only */
 };
-static const char sql_one[] = LEAD_COLS "AND lead_id = $2 GROUP BY lead_id) x ON x.lead_id = l.id "
-                                        "WHERE l.tenant_id = $1 AND l.id = $2 AND l.deleted_at IS NULL";
-static const char sql_labelled[] = LEAD_COLS "GROUP BY lead_id) x ON x.lead_id = l.id "
-                                             "WHERE l.tenant_id = $1 AND l.deleted_at IS NULL "
-                                             "AND l.status IN ('won', 'lost') ORDER BY l.id";
+static const char sql_one[] = LEAD_SELECT LEAD_FROM "AND lead_id = $3 GROUP BY lead_id) x ON x.lead_id = l.id "
+                                                    "WHERE l.tenant_id = $1 AND l.id = $3 AND l.deleted_at IS NULL";
+/* lead_scoring's examples: every won or lost lead. */
+static const char sql_won_lost[] = LEAD_SELECT LEAD_FROM "GROUP BY lead_id) x ON x.lead_id = l.id "
+                                                         "WHERE l.tenant_id = $1 AND l.deleted_at IS NULL "
+                                                         "AND l.status IN ('won', 'lost') ORDER BY l.id";
+/* churn's examples: every lead engaged (it had replied) at the snapshot
+ * time $2, with whether it replied again in the horizon after ($2, $3].
+ * Engagement is read from the activities' own times, not from when the
+ * lead row was made, so imported history counts. */
+static const char sql_engaged_at[] =
+    LEAD_SELECT ", (SELECT COUNT(*) FROM activities a2 WHERE a2.tenant_id = l.tenant_id AND a2.lead_id = l.id "
+                "AND a2.direction = 'inbound' AND a2.occurred_at > $2 AND a2.occurred_at <= $3) " LEAD_FROM
+                "GROUP BY lead_id) x ON x.lead_id = l.id WHERE l.tenant_id = $1 AND l.deleted_at IS NULL "
+                "AND x.inb > 0 ORDER BY l.id";
+#define FOREVER ((int64_t)1 << 62)
 
 const char *score_timeline_bucket(const char *text) {
     if (!text || !*text) return NULL;
@@ -197,6 +243,14 @@ static int features_of(store_tx *tx, const store_rows *r, int row, int64_t asof_
         f->num[F_DAYS_SINCE_ACTIVITY] = fmax(0, (double)(asof_ms - store_rows_int(r, row, C_LAST_ACT)) / day);
     f->num[F_AGE_DAYS] = fmax(0, (double)(asof_ms - created) / day);
     f->num[F_TAGS] = json_array_len(store_rows_text(r, row, C_TAGS));
+    if (!store_rows_isnull(r, row, C_LAST_OUT))
+        f->num[F_DAYS_SINCE_OUTBOUND] = fmax(0, (double)(asof_ms - store_rows_int(r, row, C_LAST_OUT)) / day);
+    if (!store_rows_isnull(r, row, C_LAST_CALL))
+        f->num[F_DAYS_SINCE_CALL] = fmax(0, (double)(asof_ms - store_rows_int(r, row, C_LAST_CALL)) / day);
+    /* the agent wrote last and the lead has not answered */
+    f->num[F_AWAITING_REPLY] = !store_rows_isnull(r, row, C_LAST_OUT) &&
+                               (store_rows_isnull(r, row, C_LAST_IN) ||
+                                store_rows_int(r, row, C_LAST_OUT) > store_rows_int(r, row, C_LAST_IN));
     return STORE_OK;
 }
 
@@ -240,10 +294,32 @@ static double prior(const feats *f, reason *rs, int *n) {
     return fmin(99, fmax(1, pts)) / 100.0;
 }
 
+/* Churn risk within SCORE_CHURN_DAYS, in probability units, each
+ * documented in README "Churn". */
+static double churn_prior(const feats *f, reason *rs, int *n) {
+    double p = 0.10;
+    *n = 0;
+    const double *x = f->num;
+    double silent = x[F_DAYS_SINCE_INBOUND];
+    if (isnan(silent)) add_reason(rs, n, F_DAYS_SINCE_INBOUND, 0.20);
+    else if (silent > 14) add_reason(rs, n, F_DAYS_SINCE_INBOUND, 0.45);
+    else if (silent > 7) add_reason(rs, n, F_DAYS_SINCE_INBOUND, 0.25);
+    else if (silent > 3) add_reason(rs, n, F_DAYS_SINCE_INBOUND, 0.10);
+    if (isnan(x[F_DAYS_SINCE_CALL]) || x[F_DAYS_SINCE_CALL] > 5) add_reason(rs, n, F_DAYS_SINCE_CALL, 0.10);
+    if (x[F_AWAITING_REPLY] == 1) add_reason(rs, n, F_AWAITING_REPLY, 0.10);
+    if (isnan(x[F_DAYS_SINCE_OUTBOUND]) || x[F_DAYS_SINCE_OUTBOUND] > 3) add_reason(rs, n, F_DAYS_SINCE_OUTBOUND, 0.05);
+    if (x[F_APPOINTMENTS] > 0) add_reason(rs, n, F_APPOINTMENTS, -0.15);
+    if (x[F_PREAPPROVED] == 1) add_reason(rs, n, F_PREAPPROVED, -0.05);
+    if (strcmp(f->cat[F_TIMELINE], "0-3m") == 0) add_reason(rs, n, F_TIMELINE, -0.05);
+    for (int i = 0; i < *n; i++) p += rs[i].effect;
+    return fmin(0.98, fmax(0.02, p));
+}
+
 /* ---- the tenant model cache ---- */
 
 typedef struct tmodel {
     int64_t tenant;
+    int b;       /* builtins[] index */
     ml_model *m; /* NULL: the tenant has no model (yet) */
     int version;
     int refs; /* the cache's, plus one per scoring in progress */
@@ -279,14 +355,14 @@ void score_ctx_free(score_ctx *c) {
     eh_free(c);
 }
 
-static void model_dir(const score_ctx *c, int64_t tenant, char *out, size_t n) {
-    snprintf(out, n, "%s/tenants/%lld/models/%s", c->dir, (long long)tenant, SCORE_MODEL);
+static void model_dir(const score_ctx *c, int64_t tenant, int b, char *out, size_t n) {
+    snprintf(out, n, "%s/tenants/%lld/models/%s", c->dir, (long long)tenant, builtins[b].name);
 }
 
 /* Replaces (or adds) the tenant's entry; takes the caller's reference. */
 static int install_locked(score_ctx *c, tmodel *t) {
     for (int i = 0; i < c->n; i++)
-        if (c->v[i]->tenant == t->tenant) {
+        if (c->v[i]->tenant == t->tenant && c->v[i]->b == t->b) {
             tm_put_locked(c->v[i]);
             c->v[i] = t;
             return 0;
@@ -302,13 +378,14 @@ static int install_locked(score_ctx *c, tmodel *t) {
     return 0;
 }
 
-static tmodel *load_tenant(score_ctx *c, int64_t tenant, int version) {
+static tmodel *load_tenant(score_ctx *c, int64_t tenant, int b, int version) {
     tmodel *t = eh_calloc(1, sizeof *t);
     if (!t) return NULL;
     t->tenant = tenant;
+    t->b = b;
     t->refs = 1;
     char dir[1200], vdir[1300], err[ML_ERR_LEN];
-    model_dir(c, tenant, dir, sizeof dir);
+    model_dir(c, tenant, b, dir, sizeof dir);
     if (!version) version = ml_active_version(dir);
     if (version) {
         snprintf(vdir, sizeof vdir, "%s/v%d", dir, version);
@@ -320,14 +397,14 @@ static tmodel *load_tenant(score_ctx *c, int64_t tenant, int version) {
 
 /* The tenant's model with a reference (release with tm_release), loaded on
  * first use; NULL when out of memory. */
-static tmodel *tm_acquire(score_ctx *c, int64_t tenant) {
+static tmodel *tm_acquire(score_ctx *c, int64_t tenant, int b) {
     pthread_mutex_lock(&c->mu);
     tmodel *t = NULL;
     for (int i = 0; i < c->n && !t; i++)
-        if (c->v[i]->tenant == tenant) t = c->v[i];
-    /* Loading holds the lock: once per tenant and process, and it keeps
-     * two threads from loading the same model. */
-    if (!t && (t = load_tenant(c, tenant, 0)) && install_locked(c, t)) {
+        if (c->v[i]->tenant == tenant && c->v[i]->b == b) t = c->v[i];
+    /* Loading holds the lock: once per tenant, model and process, and it
+     * keeps two threads from loading the same model. */
+    if (!t && (t = load_tenant(c, tenant, b, 0)) && install_locked(c, t)) {
         tm_put_locked(t);
         t = NULL;
     }
@@ -360,11 +437,11 @@ static double model_score(const ml_model *m, const feats *f, reason *rs, int *n)
     float *x = w <= 256 ? xs : eh_malloc((size_t)w * sizeof *x);
     double *phi = w <= 256 ? phis : eh_malloc((size_t)w * sizeof *phi);
     double *per = eh_calloc((size_t)nf + 1, sizeof *per);
+    *n = 0;
     if (!x || !phi || !per) {
         if (x != xs) eh_free(x);
         if (phi != phis) eh_free(phi);
         eh_free(per);
-        *n = 0;
         return NAN;
     }
     ml_encode_begin(s, x);
@@ -387,7 +464,6 @@ static double model_score(const ml_model *m, const feats *f, reason *rs, int *n)
     double base, margin = ml_model_margin(m, x);
     ml_model_shap(m, x, phi, &base);
     for (int col = 0; col < w; col++) per[ml_schema_owner(s, col)] += phi[col];
-    *n = 0;
     for (int i = 0; i < NFEAT; i++) {
         int k = ml_schema_find(s, feat_name[i]);
         if (k >= 0 && fabs(per[k]) > 1e-6) rs[(*n)++] = (reason){i, per[k]};
@@ -396,6 +472,24 @@ static double model_score(const ml_model *m, const feats *f, reason *rs, int *n)
     if (phi != phis) eh_free(phi);
     eh_free(per);
     return ml_model_output(m, margin);
+}
+
+/* A score by the tenant's model of builtin b when it has one (kind model,
+ * *version set), else by the prior. */
+static double score_with(score_ctx *c, int64_t tenant, int b, const feats *f, reason *rs, int *n, int *version) {
+    tmodel *t = c ? tm_acquire(c, tenant, b) : NULL;
+    double sc = NAN;
+    *version = 0;
+    if (t && t->m) {
+        sc = model_score(t->m, f, rs, n);
+        *version = t->version;
+    }
+    if (c) tm_release(c, t);
+    if (isnan(sc)) {
+        *version = 0;
+        sc = b == B_CHURN ? churn_prior(f, rs, n) : prior(f, rs, n);
+    }
+    return round(sc * 10000) / 10000;
 }
 
 static json_t *reasons_json(const feats *f, reason *rs, int n, int kind_model) {
@@ -409,17 +503,38 @@ static json_t *reasons_json(const feats *f, reason *rs, int n, int kind_model) {
     return a;
 }
 
-int score_lead(store_tx *tx, int64_t lead_id, int64_t now_ms, store_err *err) {
-    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(lead_id)};
-    store_rows *r = NULL;
-    int rc = store_query(tx, sql_one, p, 2, &r, err);
+/* Reads one lead's row (sql_one) as of now; STORE_NOTFOUND if none. */
+static int lead_row(store_tx *tx, int64_t lead_id, int64_t now_ms, store_rows **r, store_err *err) {
+    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(now_ms), SV_I(lead_id)};
+    int rc = store_query(tx, sql_one, p, 3, r, err);
     if (rc) return rc;
-    if (!store_rows_count(r)) {
-        store_rows_free(r);
+    if (!store_rows_count(*r)) {
+        store_rows_free(*r);
+        *r = NULL;
         err->code = STORE_NOTFOUND;
         snprintf(err->msg, sizeof err->msg, "no such lead");
         return STORE_NOTFOUND;
     }
+    return STORE_OK;
+}
+
+static int append_event(store_tx *tx, const char *type, json_t *ev, store_err *err) {
+    char *text = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
+    int64_t seq;
+    int rc = text ? store_event_append(tx, type, text, &seq, err) : STORE_NOMEM;
+    free(text);
+    json_decref(ev);
+    if (rc == STORE_NOMEM) {
+        err->code = STORE_NOMEM;
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+    }
+    return rc;
+}
+
+int score_lead(store_tx *tx, int64_t lead_id, int64_t now_ms, store_err *err) {
+    store_rows *r = NULL;
+    int rc = lead_row(tx, lead_id, now_ms, &r, err);
+    if (rc) return rc;
     feats f;
     if ((rc = features_of(tx, r, 0, now_ms, &f, err))) {
         store_rows_free(r);
@@ -431,27 +546,18 @@ int score_lead(store_tx *tx, int64_t lead_id, int64_t now_ms, store_err *err) {
     int64_t agent = store_rows_int(r, 0, C_AGENT);
     store_rows_free(r);
 
-    score_ctx *c = store_tx_ctx(tx);
-    tmodel *t = c ? tm_acquire(c, store_tx_tenant(tx)) : NULL;
     reason rs[NFEAT + 16];
-    int n = 0, version = 0;
-    double sc = NAN;
-    if (t && t->m) {
-        sc = model_score(t->m, &f, rs, &n);
-        version = t->version;
-    }
-    if (c) tm_release(c, t);
-    int kind_model = !isnan(sc);
-    if (!kind_model) sc = prior(&f, rs, &n);
-    sc = round(sc * 10000) / 10000;
+    int n = 0, version;
+    double sc = score_with(store_tx_ctx(tx), store_tx_tenant(tx), B_LEAD, &f, rs, &n, &version);
     if (had && fabs(sc - old) < 0.001) return STORE_OK;
 
-    json_t *reasons = reasons_json(&f, rs, n, kind_model);
+    const char *kind = version ? "model" : "prior";
+    json_t *reasons = reasons_json(&f, rs, n, version != 0);
     char *rtext = json_dumps(reasons, JSON_COMPACT);
     store_val up[] = {SV_I(store_tx_tenant(tx)), SV_I(lead_id), SV_D(sc)};
     rc = store_query(tx, "UPDATE leads SET score = $3 WHERE tenant_id = $1 AND id = $2", up, 3, NULL, err);
     if (!rc) {
-        store_val ins[] = {SV_I(store_tx_tenant(tx)), SV_I(lead_id), SV_D(sc), SV_S(kind_model ? "model" : "prior"),
+        store_val ins[] = {SV_I(store_tx_tenant(tx)), SV_I(lead_id), SV_D(sc), SV_S(kind),
                            version ? SV_I(version) : SV_NULLV, SV_S(rtext ? rtext : "[]"), SV_I(now_ms)};
         rc = store_query(tx,
                          "INSERT INTO lead_scores (tenant_id, lead_id, score, kind, model_version, reasons, created_at) "
@@ -459,36 +565,139 @@ int score_lead(store_tx *tx, int64_t lead_id, int64_t now_ms, store_err *err) {
                          ins, 7, NULL, err);
     }
     free(rtext);
-    if (!rc) {
-        json_t *ev = json_pack("{s:I, s:f, s:o, s:s, s:o, s:O}", "lead_id", (json_int_t)lead_id, "score", sc,
-                               "previous", had ? json_real(old) : json_null(), "kind",
-                               kind_model ? "model" : "prior", "model_version",
-                               version ? json_integer(version) : json_null(), "reasons", reasons);
-        char *text = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
-        int64_t seq;
-        rc = text ? store_event_append(tx, "lead.scored", text, &seq, err) : STORE_NOMEM;
-        free(text);
-        json_decref(ev);
-    }
-    if (!rc && sc >= thr && (!had || old < thr)) {
-        json_t *ev = json_pack("{s:I, s:f, s:f, s:o, s:O}", "lead_id", (json_int_t)lead_id, "score", sc,
-                               "threshold", thr, "agent_id", agent ? json_integer(agent) : json_null(),
-                               "reasons", reasons);
-        char *text = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
-        int64_t seq;
-        rc = text ? store_event_append(tx, "lead.hot", text, &seq, err) : STORE_NOMEM;
-        free(text);
-        json_decref(ev);
-    }
+    if (!rc)
+        rc = append_event(tx, "lead.scored",
+                          json_pack("{s:I, s:f, s:o, s:s, s:o, s:O}", "lead_id", (json_int_t)lead_id, "score", sc,
+                                    "previous", had ? json_real(old) : json_null(), "kind", kind, "model_version",
+                                    version ? json_integer(version) : json_null(), "reasons", reasons),
+                          err);
+    if (!rc && sc >= thr && (!had || old < thr))
+        rc = append_event(tx, "lead.hot",
+                          json_pack("{s:I, s:f, s:f, s:o, s:O}", "lead_id", (json_int_t)lead_id, "score", sc,
+                                    "threshold", thr, "agent_id", agent ? json_integer(agent) : json_null(),
+                                    "reasons", reasons),
+                          err);
     json_decref(reasons);
-    if (rc == STORE_NOMEM && err) {
-        err->code = STORE_NOMEM;
-        snprintf(err->msg, sizeof err->msg, "out of memory");
-    }
     return rc;
 }
 
+/* ---- churn ---- */
+
+/* What to do about a driver of churn risk; NULL when it suggests nothing. */
+static const char *intervention(const feats *f, int feature, char *buf, size_t n) {
+    double v = feature < NCAT ? NAN : f->num[feature];
+    switch (feature) {
+    case F_DAYS_SINCE_CALL:
+        if (isnan(v)) return "No call with the agent yet: call today";
+        snprintf(buf, n, "No agent call in %.0f days: call today", floor(v));
+        return buf;
+    case F_DAYS_SINCE_OUTBOUND:
+        if (isnan(v)) return "The agent has not written yet: send a personal message today";
+        snprintf(buf, n, "No message from the agent in %.0f days: send a personal check-in today", floor(v));
+        return buf;
+    case F_DAYS_SINCE_INBOUND:
+        if (isnan(v)) return "The lead has never replied: try another channel (call, or email if texts go unread)";
+        snprintf(buf, n, "Silent for %.0f days: send new listings that match their search", floor(v));
+        return buf;
+    case F_AWAITING_REPLY: return "The last message is unanswered: switch channel (call instead of text)";
+    case F_APPOINTMENTS: return "No appointment yet: offer a showing this week";
+    case F_FIRST_RESPONSE_MIN: return "Slow first response: answer the next inbound message within 5 minutes";
+    case F_OUTBOUND: return "Few touches so far: enrol the lead in a nurture sequence";
+    case F_INBOUND: return "Little two-way conversation: ask an open question about their move";
+    case F_CALLS: return "Few calls: schedule a call to re-qualify needs and budget";
+    case F_PREAPPROVED: return "Not pre-approved: introduce a lender";
+    case F_TIMELINE: return "Long or unknown timeline: switch to a monthly market update";
+    case F_AGE_DAYS: return "An older lead: re-qualify needs and budget";
+    default: return NULL;
+    }
+}
+
+static json_t *churn_result(const feats *f, double p, int version, reason *rs, int n) {
+    json_t *drivers = reasons_json(f, rs, n, version != 0); /* sorts rs */
+    json_t *todo = json_array();
+    for (int i = 0; i < n && json_array_size(todo) < 3; i++) {
+        char buf[160];
+        const char *s = rs[i].effect > 0 ? intervention(f, rs[i].feature, buf, sizeof buf) : NULL;
+        if (s) json_array_append_new(todo, json_string(s));
+    }
+    const char *band = p >= SCORE_CHURN_HIGH ? "high" : p >= SCORE_CHURN_MEDIUM ? "medium" : "low";
+    return json_pack("{s:s, s:s, s:o, s:f, s:s, s:i, s:o, s:o}", "model", SCORE_CHURN, "kind",
+                     version ? "model" : "prior", "version", version ? json_integer(version) : json_null(),
+                     "probability", p, "risk", band, "horizon_days", SCORE_CHURN_DAYS, "drivers", drivers,
+                     "interventions", todo);
+}
+
+int score_churn(store_tx *tx, int64_t lead_id, int64_t now_ms, json_t **out, store_err *err) {
+    *out = NULL;
+    store_rows *r = NULL;
+    int rc = lead_row(tx, lead_id, now_ms, &r, err);
+    if (rc) return rc;
+    feats f;
+    rc = features_of(tx, r, 0, now_ms, &f, err);
+    store_rows_free(r);
+    if (rc) return rc;
+    reason rs[NFEAT + 16];
+    int n = 0, version;
+    double p = score_with(store_tx_ctx(tx), store_tx_tenant(tx), B_CHURN, &f, rs, &n, &version);
+    *out = churn_result(&f, p, version, rs, n);
+    json_object_set_new(*out, "lead_id", json_integer(lead_id));
+    return STORE_OK;
+}
+
+int score_churn_features(score_ctx *c, int64_t tenant, const json_t *in, json_t **out, char *err, size_t errlen) {
+    *out = NULL;
+    feats f;
+    memset(&f, 0, sizeof f);
+    for (int i = 0; i < NFEAT; i++) f.num[i] = NAN;
+    if (!json_is_object(in)) {
+        snprintf(err, errlen, "features must be an object of the churn features");
+        return -1;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)in, key, v) {
+        int i = 0;
+        while (i < NFEAT && strcmp(feat_name[i], key)) i++;
+        if (i == NFEAT || !(builtins[B_CHURN].feats & FB(i))) {
+            snprintf(err, errlen, "features.%.64s: not a churn feature", key);
+            return -1;
+        }
+        if (json_is_null(v)) continue;
+        if (i == F_TIMELINE) {
+            const char *s = json_string_value(v);
+            const char *bucket = s ? score_timeline_bucket(s) : NULL;
+            if (!s) {
+                snprintf(err, errlen, "features.timeline: a string (\"0-3m\", \"3 months\", ...) or null");
+                return -1;
+            }
+            if (bucket) snprintf(f.cat[i], sizeof f.cat[i], "%s", bucket);
+            continue;
+        }
+        if (json_is_boolean(v)) {
+            f.num[i] = json_is_true(v);
+            continue;
+        }
+        double d = json_is_number(v) ? json_number_value(v) : NAN;
+        if (!json_is_number(v) || !isfinite(d) || d < 0) {
+            snprintf(err, errlen, "features.%s: a non-negative number or null", key);
+            return -1;
+        }
+        f.num[i] = d;
+    }
+    for (int i = 0; i < NFEAT; i++)
+        if ((builtins[B_CHURN].feats & FB(i)) && !json_object_get(in, feat_name[i])) {
+            snprintf(err, errlen, "features.%s: missing (send null when unknown)", feat_name[i]);
+            return -1;
+        }
+    reason rs[NFEAT + 16];
+    int n = 0, version;
+    double p = score_with(c, tenant, B_CHURN, &f, rs, &n, &version);
+    *out = churn_result(&f, p, version, rs, n);
+    return 0;
+}
+
 int score_get(store_tx *tx, int64_t lead_id, json_t **out, store_err *err) {
+
     *out = NULL;
     store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(lead_id)};
     store_rows *r = NULL;
@@ -541,8 +750,10 @@ int score_get(store_tx *tx, int64_t lead_id, json_t **out, store_err *err) {
 /* ---- training ---- */
 
 typedef struct collect {
+    int b;
+    int64_t now;
     buf csv;
-    int won, lost;
+    int pos, neg;
     int bad; /* an append failed (out of memory, or past 1 GiB) */
 } collect;
 
@@ -555,31 +766,45 @@ static int csv_cell(buf *b, const char *s) {
     return rc | buf_putc(b, '"');
 }
 
+static void csv_row(collect *c, const feats *f, int label) {
+    for (int i = 0; i < NFEAT; i++) {
+        if (!(builtins[c->b].feats & FB(i))) continue;
+        if (i < NCAT) c->bad |= csv_cell(&c->csv, f->cat[i]);
+        else if (!isnan(f->num[i])) c->bad |= buf_printf(&c->csv, "%.6g", f->num[i]);
+        c->bad |= buf_putc(&c->csv, ',');
+    }
+    c->bad |= buf_puts(&c->csv, label ? "1\n" : "0\n");
+    label ? c->pos++ : c->neg++;
+}
+
+/* lead_scoring: each won or lost lead, its behaviour as of the outcome
+ * (the status change is the lead's last update), not as of today, which
+ * would make every closed lead look stale. churn: each lead engaged at
+ * the snapshot time (now - horizon), as it was then, labelled 1 when it
+ * did not reply within the horizon. */
 static int collect_tx(store_tx *tx, void *arg, store_err *err) {
     collect *c = arg;
     /* a read may run again (PostgreSQL retries): start over each time */
     buf_reset(&c->csv);
-    c->won = c->lost = c->bad = 0;
-    for (int i = 0; i < NFEAT; i++) c->bad |= buf_printf(&c->csv, "%s,", feat_name[i]);
-    c->bad |= buf_puts(&c->csv, "won\n");
-    store_val p[] = {SV_I(store_tx_tenant(tx))};
+    c->pos = c->neg = c->bad = 0;
+    for (int i = 0; i < NFEAT; i++)
+        if (builtins[c->b].feats & FB(i)) c->bad |= buf_printf(&c->csv, "%s,", feat_name[i]);
+    c->bad |= buf_puts(&c->csv, "label\n");
+    int64_t snap = c->now - (int64_t)SCORE_CHURN_DAYS * 86400000;
+    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(c->b == B_CHURN ? snap : FOREVER), SV_I(c->now)};
     store_rows *r = NULL;
-    int rc = store_query(tx, sql_labelled, p, 1, &r, err);
+    int rc = c->b == B_CHURN ? store_query(tx, sql_engaged_at, p, 3, &r, err)
+                             : store_query(tx, sql_won_lost, p, 2, &r, err);
     if (rc) return rc;
     for (int row = 0; row < store_rows_count(r) && !rc; row++) {
         feats f;
-        /* Behaviour as of the outcome (the status change is the lead's
-         * last update), not as of today, which would make every closed
-         * lead look stale. */
-        if ((rc = features_of(tx, r, row, store_rows_int(r, row, C_UPDATED), &f, err))) break;
-        for (int i = 0; i < NFEAT; i++) {
-            if (i < NCAT) c->bad |= csv_cell(&c->csv, f.cat[i]);
-            else if (!isnan(f.num[i])) c->bad |= buf_printf(&c->csv, "%.6g", f.num[i]);
-            c->bad |= buf_putc(&c->csv, ',');
+        if (c->b == B_CHURN) {
+            if ((rc = features_of(tx, r, row, snap, &f, err))) break;
+            csv_row(c, &f, store_rows_int(r, row, C_REPLIED_AFTER) == 0);
+        } else {
+            if ((rc = features_of(tx, r, row, store_rows_int(r, row, C_UPDATED), &f, err))) break;
+            csv_row(c, &f, strcmp(store_rows_text(r, row, C_STATUS), "won") == 0);
         }
-        int won = strcmp(store_rows_text(r, row, C_STATUS), "won") == 0;
-        won ? c->won++ : c->lost++;
-        c->bad |= buf_puts(&c->csv, won ? "1\n" : "0\n");
     }
     store_rows_free(r);
     if (!rc && c->bad) {
@@ -602,10 +827,16 @@ static int mkdirs(const char *path) {
     return mkdir(tmp, 0755) && errno != EEXIST ? -1 : 0;
 }
 
-int score_train(store *st, score_ctx *c, int64_t tenant, const char *trained_by, uint64_t seed,
-                json_t **report, char *err, size_t errlen) {
+int score_train(store *st, score_ctx *c, int64_t tenant, const char *name, const char *trained_by, uint64_t seed,
+                int64_t now_ms, json_t **report, char *err, size_t errlen) {
     *report = NULL;
-    collect col = {0};
+    int b = builtin_find(name);
+    if (b < 0) {
+        snprintf(err, errlen, "unknown built-in model \"%.64s\" (built-in: %s, %s)", name ? name : "",
+                 SCORE_MODEL, SCORE_CHURN);
+        return -1;
+    }
+    collect col = {.b = b, .now = now_ms};
     buf_init(&col.csv, (size_t)1 << 30);
     store_err se = {0};
     int rc = store_read(st, tenant, collect_tx, &col, &se);
@@ -614,20 +845,21 @@ int score_train(store *st, score_ctx *c, int64_t tenant, const char *trained_by,
         buf_free(&col.csv);
         return -1;
     }
-    int labelled = col.won + col.lost;
-    if (labelled < SCORE_MIN_OUTCOMES || col.won < SCORE_MIN_CLASS || col.lost < SCORE_MIN_CLASS) {
-        *report = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i}", "error", "not_enough_outcomes", "labelled", labelled,
-                            "won", col.won, "lost", col.lost, "min_outcomes", SCORE_MIN_OUTCOMES, "min_class",
-                            SCORE_MIN_CLASS);
-        snprintf(err, errlen, "%d won and %d lost leads: training needs %d outcomes with %d of each", col.won,
-                 col.lost, SCORE_MIN_OUTCOMES, SCORE_MIN_CLASS);
+    const char *pos = b == B_CHURN ? "cold" : "won", *neg = b == B_CHURN ? "replied" : "lost";
+    int labelled = col.pos + col.neg;
+    if (labelled < SCORE_MIN_OUTCOMES || col.pos < SCORE_MIN_CLASS || col.neg < SCORE_MIN_CLASS) {
+        *report = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i}", "error", "not_enough_outcomes", "model", name,
+                            "labelled", labelled, pos, col.pos, neg, col.neg, "min_outcomes", SCORE_MIN_OUTCOMES,
+                            "min_class", SCORE_MIN_CLASS);
+        snprintf(err, errlen, "%d %s and %d %s leads: training needs %d outcomes with %d of each", col.pos, pos,
+                 col.neg, neg, SCORE_MIN_OUTCOMES, SCORE_MIN_CLASS);
         buf_free(&col.csv);
         return 1;
     }
     char base[1100], models[1200], csv[1300];
     snprintf(base, sizeof base, "%s/tenants/%lld", c->dir, (long long)tenant);
     snprintf(models, sizeof models, "%s/models", base);
-    snprintf(csv, sizeof csv, "%s/lead_scoring-train-%ld.csv", base, (long)getpid());
+    snprintf(csv, sizeof csv, "%s/%s-train-%ld.csv", base, name, (long)getpid());
     if (mkdirs(models)) {
         snprintf(err, errlen, "cannot create %s: %s", models, strerror(errno));
         buf_free(&col.csv);
@@ -644,9 +876,9 @@ int score_train(store *st, score_ctx *c, int64_t tenant, const char *trained_by,
     }
     ml_train_opts o = {
         .data = csv,
-        .label = "won",
+        .label = "label",
         .positive = "1",
-        .model = SCORE_MODEL,
+        .model = name,
         .out = models,
         .trained_by = trained_by,
         .seed = seed ? seed : 42,
@@ -657,8 +889,8 @@ int score_train(store *st, score_ctx *c, int64_t tenant, const char *trained_by,
     if (rc) return -1;
     int version = (int)json_integer_value(json_object_get(rep, "version"));
     char mdir[1300];
-    model_dir(c, tenant, mdir, sizeof mdir);
-    tmodel *t = load_tenant(c, tenant, version);
+    model_dir(c, tenant, b, mdir, sizeof mdir);
+    tmodel *t = load_tenant(c, tenant, b, version);
     if (!t || !t->m || ml_set_active(mdir, version)) {
         snprintf(err, errlen, "trained version %d but cannot serve it", version);
         pthread_mutex_lock(&c->mu);
@@ -671,8 +903,8 @@ int score_train(store *st, score_ctx *c, int64_t tenant, const char *trained_by,
     if (install_locked(c, t)) tm_put_locked(t);
     pthread_mutex_unlock(&c->mu);
     json_object_set_new(rep, "tenant_id", json_integer(tenant));
-    json_object_set_new(rep, "won", json_integer(col.won));
-    json_object_set_new(rep, "lost", json_integer(col.lost));
+    json_object_set_new(rep, pos, json_integer(col.pos));
+    json_object_set_new(rep, neg, json_integer(col.neg));
     *report = rep;
     return 0;
 }

@@ -36,6 +36,12 @@
 #define SCORE_MIN_OUTCOMES 100
 #define SCORE_MIN_CLASS 20
 #define SCORE_MODEL "lead_scoring"
+#define SCORE_CHURN "churn"
+/* churn: the probability that an engaged lead sends no inbound message in
+ * the next SCORE_CHURN_DAYS; bands low < MEDIUM <= medium < HIGH <= high. */
+#define SCORE_CHURN_DAYS 14
+#define SCORE_CHURN_MEDIUM 0.3
+#define SCORE_CHURN_HIGH 0.6
 
 typedef struct score_ctx score_ctx;
 
@@ -57,15 +63,30 @@ int score_lead(store_tx *tx, int64_t lead_id, int64_t now_ms, store_err *err);
  * Read-only. */
 int score_get(store_tx *tx, int64_t lead_id, json_t **out, store_err *err);
 
-/* Trains the tenant's lead_scoring model from its won/lost leads, saves it
- * as the next version, serves it, and re-scores the tenant's open leads.
- * *report: the training report (as ehub train --json), or, when the tenant
- * has too few outcomes, {error, labelled, won, lost, min_outcomes,
+/* The churn risk of a lead now: {lead_id, model, kind, version,
+ * probability, risk (low/medium/high), horizon_days, drivers:[{feature,
+ * value, effect}], interventions:[text]}. Read-only; STORE_NOTFOUND if no
+ * such lead. */
+int score_churn(store_tx *tx, int64_t lead_id, int64_t now_ms, json_t **out, store_err *err);
+/* The same from raw engagement features (every churn feature present,
+ * null when unknown). -1 with err (a 422 message) if one is missing,
+ * unknown or mistyped. No storage: callable on the loop thread. */
+int score_churn_features(score_ctx *c, int64_t tenant, const json_t *features, json_t **out, char *err,
+                         size_t errlen);
+
+/* Trains a tenant's built-in model (name: lead_scoring or churn), saves it
+ * as the next version and serves it. lead_scoring learns from won/lost
+ * leads; churn from leads engaged SCORE_CHURN_DAYS ago, as they were then,
+ * and whether they replied since. *report: the training report (as ehub
+ * train --json) with the class counts, or, when the tenant has too few
+ * outcomes, {error, model, labelled, <class counts>, min_outcomes,
  * min_class} with a return of 1. Returns 0 on success, 1 for too few
- * outcomes, -1 with err on failure. Blocking (seconds): thread pool or CLI
- * only. */
-int score_train(store *st, score_ctx *c, int64_t tenant, const char *trained_by, uint64_t seed,
-                json_t **report, char *err, size_t errlen);
+ * outcomes, -1 with err on failure (an unknown name included). Blocking
+ * (seconds): thread pool or CLI only. */
+int score_train(store *st, score_ctx *c, int64_t tenant, const char *name, const char *trained_by, uint64_t seed,
+                int64_t now_ms, json_t **report, char *err, size_t errlen);
+/* 1 if name is a built-in model. */
+int score_builtin(const char *name);
 
 /* Re-scores every open lead of a tenant (after a new model). *n: how many. */
 int score_rescore_open(store *st, int64_t tenant, int64_t now_ms, int *n, store_err *err);
@@ -75,7 +96,8 @@ int score_rescore_open(store *st, int64_t tenant, int64_t now_ms, int *n, store_
 const char *score_timeline_bucket(const char *text);
 
 struct app;
-/* GET /v1/leads/{id}/score, POST /v1/models/lead_scoring/train. */
+/* GET /v1/leads/{id}/score, POST /predict-churn (and /v1/), POST
+ * /v1/models/{lead_scoring|churn}/train. */
 int score_api_register(struct app *a);
 
 #endif

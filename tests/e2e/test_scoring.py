@@ -7,6 +7,7 @@ taking over from the prior.
 Every test makes its own tenant. Standard library only."""
 import math
 import random
+import time
 
 from tenants import Tenant, cli_json, run_cli
 
@@ -174,3 +175,96 @@ def test_scoring_trained_model_takes_over_from_prior(t):
     rep2 = cli_json(t, tn.srv, "train", "--tenant", tn.slug, "--builtin", "lead_scoring", "--seed", "3", "--json")
     assert rep2["version"] == 2 and rep2["rows"] == rep["rows"], rep2
     assert abs(rep2["metrics"]["auc"] - rep["metrics"]["auc"]) < 1e-9, (rep2["metrics"], rep["metrics"])
+
+
+# ---------------------------------------------------------------- churn
+
+DAY = 86400000
+
+
+def _ago(days):
+    return int(time.time() * 1000) - int(days * DAY)
+
+
+def test_churn_prior_bands_drivers_and_interventions(t):
+    tn = Tenant(t, prefix="ch")
+    quiet = tn.create_lead(first_name="Quiet", phone="+14155550123")
+    _act(tn, quiet["id"], "sms", "inbound", occurred_at=_ago(10))
+    _act(tn, quiet["id"], "sms", "outbound", occurred_at=_ago(8))
+    st, j = tn.api("POST", "/v1/predict-churn", {"lead_id": quiet["id"]})
+    assert st == 200, (st, j)
+    # 0.10 + 0.25 (silent 10 days) + 0.10 (never called) + 0.10 (awaiting a
+    # reply) + 0.05 (agent quiet 8 days)
+    assert j["kind"] == "prior" and abs(j["probability"] - 0.60) < 1e-9 and j["risk"] == "high", j
+    assert j["lead_id"] == quiet["id"] and j["horizon_days"] == 14
+    drivers = [d["feature"] for d in j["drivers"]]
+    assert drivers[0] == "days_since_inbound" and j["drivers"][0]["value"] == 10, j["drivers"]
+    assert any("call today" in s for s in j["interventions"]), j["interventions"]
+    assert len(j["interventions"]) == 3, j
+
+    warm = tn.create_lead(first_name="Warm", preapproved=True)
+    _act(tn, warm["id"], "sms", "outbound", occurred_at=_ago(1.5))
+    _act(tn, warm["id"], "sms", "inbound", occurred_at=_ago(1))
+    _act(tn, warm["id"], "call", "outbound", occurred_at=_ago(0.5))
+    _act(tn, warm["id"], "appointment", "none")
+    st, w = tn.api("POST", "/predict-churn", {"lead_id": warm["id"]})  # the old route
+    assert st == 200 and w["risk"] == "low" and w["probability"] < 0.1, w
+
+    # the same from raw features
+    feats = {"timeline": None, "preapproved": False, "inbound_messages": 1, "outbound_messages": 1, "calls": 0,
+             "appointments": 0, "first_response_min": None, "days_since_inbound": 10, "days_since_outbound": 8,
+             "days_since_call": None, "awaiting_reply": True, "age_days": 10}
+    st, r = tn.api("POST", "/v1/predict-churn", {"features": feats})
+    assert st == 200 and abs(r["probability"] - 0.60) < 1e-9 and "lead_id" not in r, r
+    for bad, why in [({k: v for k, v in feats.items() if k != "calls"}, "calls"),
+                     (dict(feats, budget=3), "budget"), (dict(feats, calls=-1), "calls"),
+                     (dict(feats, calls="two"), "calls")]:
+        st, e = tn.api("POST", "/v1/predict-churn", {"features": bad})
+        assert st == 422 and why in e["error"]["message"], (bad, st, e)
+    for body in ({}, {"lead_id": quiet["id"], "features": feats}, {"lead_id": "x"}, {"lead": 1}):
+        st, e = tn.api("POST", "/v1/predict-churn", body)
+        assert st == 422, (body, st, e)
+    st, e = tn.api("POST", "/v1/predict-churn", {"lead_id": 999999999})
+    assert st == 404, (st, e)
+    # another tenant's lead is not found
+    other = Tenant(t, prefix="ch")
+    st, e = other.api("POST", "/v1/predict-churn", {"lead_id": quiet["id"]})
+    assert st == 404, (st, e)
+
+
+def test_churn_model_trained_on_tenant_history(t):
+    tn = Tenant(t, prefix="ch")
+    rng = random.Random(11)
+    st, j = tn.api("POST", "/v1/models/churn/train")
+    assert st == 409 and j["error"]["details"]["labelled"] == 0, (st, j)
+    st, j = tn.api("POST", "/v1/models/nope/train")
+    assert st == 404, (st, j)
+    cold = 0
+    for i in range(170):
+        lead = tn.create_lead(first_name="C%d" % i)
+        # engaged 20 days ago; what the agent did before the snapshot
+        # (14 days ago) decides whether the lead replies again
+        _act(tn, lead["id"], "sms", "inbound", occurred_at=_ago(20))
+        called = rng.random() < 0.5
+        appt = rng.random() < 0.3
+        if called:
+            _act(tn, lead["id"], "call", "outbound", occurred_at=_ago(16))
+        if appt:
+            _act(tn, lead["id"], "appointment", "none", occurred_at=_ago(15))
+        p_reply = 0.15 + 0.45 * called + 0.35 * appt
+        if rng.random() < p_reply:
+            _act(tn, lead["id"], "sms", "inbound", occurred_at=_ago(rng.uniform(1, 13)))
+        else:
+            cold += 1
+    st, rep = tn.api("POST", "/v1/models/churn/train", {"seed": 5})
+    assert st == 201, (st, rep)
+    assert rep["model"] == "churn" and rep["cold"] == cold and rep["replied"] == 170 - cold, (rep, cold)
+    assert rep["metrics"]["auc"] >= 0.7, rep["metrics"]
+    assert "rescored" not in rep
+    lead = tn.create_lead(first_name="Now")
+    _act(tn, lead["id"], "sms", "inbound", occurred_at=_ago(3))
+    st, j = tn.api("POST", "/v1/predict-churn", {"lead_id": lead["id"]})
+    assert st == 200 and j["kind"] == "model" and j["version"] == 1, j
+    assert j["risk"] in ("low", "medium", "high") and 0 < j["probability"] < 1, j
+    eff = [abs(d["effect"]) for d in j["drivers"]]
+    assert eff == sorted(eff, reverse=True) and j["drivers"], j
