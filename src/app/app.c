@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/clock.h"
@@ -197,11 +198,37 @@ static int seed_tenant(store_tx *tx, void *arg, store_err *err) {
 int app_demo_seed(app *a, char key_out[AUTH_KEY_LEN + 1]) {
     store_err err = {0};
     demo_seed d = {0};
+    /* demo/sacramento.csv of the source tree the binary was built in
+     * (build/ehub -> ../demo, build/asan/ehub -> ../../demo) */
+    char exe[1024], csv[1100];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = 0;
+    snprintf(csv, sizeof csv, "%s/../demo/sacramento.csv", exe);
+    if (access(csv, R_OK) != 0) /* build/asan/ehub */
+        snprintf(csv, sizeof csv, "%s/../../demo/sacramento.csv", exe);
     if (store_write(a->st, 0, seed_tenant, &d, &err) ||
-        demo_data_seed(a->st, d.tenant, d.created, key_out, &err)) {
+        demo_data_seed(a->st, d.tenant, d.created, access(csv, R_OK) == 0 ? csv : NULL, key_out, &err)) {
         log_msg(a->log, LOG_ERROR, "demo seed failed", err.msg);
         return -1;
     }
     log_msg(a->log, LOG_INFO, d.created ? "demo tenant created" : "demo tenant ready", NULL);
+    if (d.created) {
+        /* the demo's listings are enough to value homes at once */
+        char why[512];
+        json_t *rep = NULL;
+        int rc = score_train(a->st, a->score, d.tenant, SCORE_VALUE, "demo", 42, clock_wall_ms(), &rep, why,
+                             sizeof why);
+        log_line l;
+        if (rc == 0 && log_begin(a->log, &l, LOG_INFO, "demo property_value model trained")) {
+            log_int(&l, "listings", json_integer_value(json_object_get(rep, "listings")));
+            log_double(&l, "test_rmse_log_price", json_number_value(json_object_get(json_object_get(rep, "metrics"), "rmse")));
+            log_end(&l);
+        } else if (rc) {
+            log_msg(a->log, LOG_WARN, "demo property_value model not trained", why);
+        }
+        json_decref(rep);
+    }
     return 0;
 }

@@ -53,13 +53,17 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log);
 int app_run(app *a);
 void app_free(app *a);
 
-/* Creates the demo tenant with sample agents, listings and leads if
- * missing, and a fresh admin API key for this run (key_out). Blocking; call
- * before app_run. */
+/* Creates the demo tenant with sample agents, listings (demo/
+ * sacramento.csv beside the binary's build/ directory) and leads if
+ * missing, trains its property_value model on those listings, and makes a
+ * fresh admin API key for this run (key_out). Blocking; call before
+ * app_run. */
 int app_demo_seed(app *a, char key_out[AUTH_KEY_LEN + 1]);
-/* The sample data itself (src/app/demo.c). created: the tenant is new. */
-int demo_data_seed(store *st, int64_t tenant, int created, char key_out[AUTH_KEY_LEN + 1],
-                   store_err *err);
+/* The sample data itself (src/app/demo.c). created: the tenant is new.
+ * listings_csv: Sacramento.csv-shaped listings to add (NULL or missing:
+ * only the built-in few). */
+int demo_data_seed(store *st, int64_t tenant, int created, const char *listings_csv,
+                   char key_out[AUTH_KEY_LEN + 1], store_err *err);
 
 /* ---- authenticated routes ----
  * app_route registers a route that only principals with one of `roles` may

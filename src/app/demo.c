@@ -9,13 +9,15 @@
 #include "app.h"
 #include "base/clock.h"
 #include "leads/leads.h"
+#include "ml/ml.h"
 
 static const char *const first[] = {"Ana", "Ben", "Carla", "Dev", "Elena", "Farid", "Grace", "Hiro",
                                     "Ines", "Jamal", "Kara", "Luis", "Maya", "Noah", "Olivia", "Priya"};
 static const char *const last[] = {"Silva", "Okafor", "Nguyen", "Patel", "Garcia", "Kim", "Rossi", "Haddad",
                                    "Müller", "Johnson", "Lopez", "Chen"};
 static const char *const sources[] = {"zillow", "realtor.com", "facebook_ads", "open_house", "referral", "website"};
-static const char *const zips[] = {"95814", "95816", "95818", "95819", "95820", "95822", "95825", "95831"};
+/* the zips with the most listings in demo/sacramento.csv */
+static const char *const zips[] = {"95823", "95828", "95758", "95838", "95835", "95757", "95822", "95820"};
 static const char *const timelines[] = {"0-3 months", "3-6 months", "6-12 months", "just looking"};
 
 /* xorshift: deterministic, no shared state. */
@@ -52,9 +54,9 @@ static int insert(store_tx *tx, const entity *e, json_t *in, int lead, store_err
 static int seed_tx(store_tx *tx, void *arg, store_err *err) {
     int rc = 0;
     static const struct { const char *name, *email, *phone, *areas, *langs; int cap; } agents[] = {
-        {"Sofia Reyes", "sofia@demo-realty.example", "+19165550101", "[\"95814\",\"95816\",\"95818\"]", "[\"en\",\"es\"]", 25},
-        {"Marcus Lee", "marcus@demo-realty.example", "+19165550102", "[\"95819\",\"95820\",\"95822\"]", "[\"en\"]", 20},
-        {"Aisha Khan", "aisha@demo-realty.example", "+19165550103", "[\"95825\",\"95831\"]", "[\"en\",\"hi\"]", 15},
+        {"Sofia Reyes", "sofia@demo-realty.example", "+19165550101", "[\"95823\",\"95828\",\"95758\"]", "[\"en\",\"es\"]", 25},
+        {"Marcus Lee", "marcus@demo-realty.example", "+19165550102", "[\"95838\",\"95835\",\"95757\"]", "[\"en\"]", 20},
+        {"Aisha Khan", "aisha@demo-realty.example", "+19165550103", "[\"95822\",\"95820\"]", "[\"en\",\"hi\"]", 15},
         {"Tom Becker", "tom@demo-realty.example", "+19165550104", "[]", "[\"en\",\"de\"]", 10},
     };
     for (size_t i = 0; i < 4 && !rc; i++)
@@ -92,7 +94,8 @@ static int seed_tx(store_tx *tx, void *arg, store_err *err) {
         for (char *c = email; *c; c++)
             if ((unsigned char)*c >= 0x80) *c = 'u';
         snprintf(phone, sizeof phone, "(916) 555-%04u", 1000 + next(&s) % 9000);
-        double budget = 250000 + (next(&s) % 60) * 10000;
+        /* 2008 Sacramento prices: a median sale near $215k */
+        double budget = 150000 + (next(&s) % 40) * 7500;
         rc = insert(tx, &entity_lead,
                     json_pack("{s:s, s:s, s:s, s:s, s:s, s:[s], s:s, s:b, s:b, s:f, s:f, s:f, s:[s], s:s, s:b, s:s}",
                               "first_name", fn, "last_name", ln, "email", email, "phone", phone, "source",
@@ -101,6 +104,43 @@ static int seed_tx(store_tx *tx, void *arg, store_err *err) {
                               (double)(2 + next(&s) % 3), "areas", PICK(zips, &s), "timeline", PICK(timelines, &s),
                               "preapproved", (int)(next(&s) % 2), "language", (next(&s) % 5 == 0) ? "es" : "en"),
                     1, err);
+    }
+    return rc;
+}
+
+/* Listings from a CSV with Sacramento.csv's columns (city, zip, beds,
+ * baths, sqft, type, price, latitude, longitude): 932 real sales, offered
+ * as the demo tenant's active listings. Rows that do not parse are
+ * skipped. */
+static int csv_listings_tx(store_tx *tx, void *arg, store_err *err) {
+    const ml_table *t = arg;
+    static const char *const need[] = {"city", "zip", "beds", "baths", "sqft", "type", "price", "latitude", "longitude"};
+    int col[9];
+    for (int i = 0; i < 9; i++)
+        if ((col[i] = ml_table_col(t, need[i])) < 0) {
+            snprintf(err->msg, sizeof err->msg, "demo listings: no column %s", need[i]);
+            return STORE_INVALID;
+        }
+    int rc = 0;
+    for (size_t r = 0; r < ml_table_rows(t) && !rc; r++) {
+        double num[7];
+        int ok = 1;
+        for (int i = 2; i < 9; i++)
+            if (i != 5) ok &= ml_parse_number(ml_table_cell(t, r, (size_t)col[i]), &num[i - 2]) == 0;
+        const char *zip = ml_table_cell(t, r, (size_t)col[1]);
+        if (*zip == 'z') zip++;
+        if (!ok || strlen(zip) != 5) continue;
+        char city[64], addr[160];
+        snprintf(city, sizeof city, "%s", ml_table_cell(t, r, (size_t)col[0]));
+        for (char *c = city + 1; *c; c++) /* SACRAMENTO -> Sacramento */
+            if (*c >= 'A' && *c <= 'Z' && c[-1] != ' ') *c = (char)(*c + 32);
+        snprintf(addr, sizeof addr, "Demo home %zu, %s %s", r + 1, city, zip);
+        json_t *in = json_pack("{s:s, s:s, s:s, s:s, s:f, s:f, s:f, s:f, s:f, s:f, s:s, s:s}", "address", addr, "city",
+                               city, "state", "CA", "zip", zip, "lat", num[5], "lng", num[6], "price", num[4], "beds",
+                               num[0], "baths", num[1], "sqft", num[2], "type", ml_table_cell(t, r, (size_t)col[5]),
+                               "status", "active");
+        if (num[2] <= 0) json_object_del(in, "sqft"); /* the data set has 0 for unknown */
+        rc = insert(tx, &entity_listing, in, 0, err);
     }
     return rc;
 }
@@ -120,8 +160,18 @@ static int key_tx(store_tx *tx, void *arg, store_err *err) {
     return rc;
 }
 
-int demo_data_seed(store *st, int64_t tenant, int created, char key_out[AUTH_KEY_LEN + 1], store_err *err) {
+int demo_data_seed(store *st, int64_t tenant, int created, const char *listings_csv,
+                   char key_out[AUTH_KEY_LEN + 1], store_err *err) {
     int rc = created ? store_write(st, tenant, seed_tx, NULL, err) : STORE_OK;
+    if (!rc && created && listings_csv) {
+        char why[ML_ERR_LEN];
+        ml_table *t = ml_table_read(listings_csv, why, sizeof why);
+        if (t) {
+            rc = store_write(st, tenant, csv_listings_tx, t, err);
+            ml_table_free(t);
+        }
+        /* a missing file leaves the eight listings above */
+    }
     key_args k = {key_out};
     if (!rc) rc = store_write(st, tenant, key_tx, &k, err);
     return rc;

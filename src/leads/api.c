@@ -118,6 +118,10 @@ static int create_tx(store_tx *tx, api_job *j, store_err *err) {
         snprintf(type, sizeof type, "%s.created", e->kind);
         if ((rc = leads_event(tx, type, j->out, err))) return rc;
     }
+    if (e == &entity_listing) {
+        int matched;
+        if ((rc = score_listing_matched(tx, id, "new listing", &matched, err))) return rc;
+    }
     j->status = created ? 201 : 200;
     set_etag(j, j->out);
     snprintf(j->location, sizeof j->location, "%s/%lld", w->c->base, (long long)id);
@@ -208,6 +212,16 @@ static int update_tx(store_tx *tx, api_job *j, store_err *err) {
         json_decref(j->out);
         j->out = NULL;
         rc = ent_get(tx, e, j->id, &j->out, err);
+    }
+    /* A new price, or a listing back on the market, is news for buyers. */
+    if (!rc && e == &entity_listing) {
+        json_t *bp = json_object_get(before, "price"), *ap = json_object_get(j->out, "price");
+        const char *bs = json_string_value(json_object_get(before, "status"));
+        const char *as = json_string_value(json_object_get(j->out, "status"));
+        int relisted = as && !strcmp(as, "active") && bs && strcmp(bs, "active");
+        int matched;
+        if (!json_equal(bp, ap) || relisted)
+            rc = score_listing_matched(tx, j->id, relisted ? "back on the market" : "price changed", &matched, err);
     }
     if (!rc && e == &entity_agent) {
         json_t *act = json_object_get(j->out, "active");

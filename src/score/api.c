@@ -1,6 +1,7 @@
 /* GET /v1/leads/{id}/score, POST /predict-churn (the old churn server's
  * route) and /v1/predict-churn, POST /v1/models/{name}/train for the
  * built-in models. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,7 +84,8 @@ static void train_done(http_req *q, void *arg) {
 static void h_train(http_req *q, app *a, const auth_principal *p, void *ud) {
     const char *name = http_req_param(q, "name");
     if (!score_builtin(name)) {
-        http_reply_error(q, 404, "unknown_model", "built-in models that train on your data: lead_scoring, churn");
+        http_reply_error(q, 404, "unknown_model",
+                         "built-in models that train on your data: lead_scoring, churn, property_value");
         return;
     }
     uint64_t seed = 42;
@@ -115,6 +117,86 @@ static void h_train(http_req *q, app *a, const auth_principal *p, void *ud) {
         eh_free(t);
         http_reply_error(q, 503, "overloaded", "cannot schedule training");
     }
+}
+
+/* ---- matching and valuation ---- */
+
+static int matches_tx(store_tx *tx, api_job *j, store_err *err) {
+    return score_matches(tx, j->id, j->extra, &j->out, err);
+}
+
+static int parse_num(const char *s, double *out) {
+    if (!s) return 0;
+    char *end;
+    double d = strtod(s, &end);
+    if (end == s || *end || !isfinite(d)) return -1;
+    *out = d;
+    return 0;
+}
+
+static void h_matches(http_req *q, app *a, const auth_principal *p, void *ud) {
+    int64_t id = api_parse_id(http_req_param(q, "id"));
+    if (id < 0) {
+        http_reply_error(q, 400, "invalid_id", "the lead id must be a positive integer");
+        return;
+    }
+    score_match_opts *o = eh_calloc(1, sizeof *o);
+    if (!o) {
+        http_reply_error(q, 503, "overloaded", "out of memory");
+        return;
+    }
+    double limit = 10;
+    o->lat = o->lng = NAN;
+    const char *bad = NULL;
+    if (parse_num(http_req_query(q, "limit"), &limit) || limit < 1 || limit > 50 || limit != floor(limit))
+        bad = "limit: an integer from 1 to 50";
+    else if (parse_num(http_req_query(q, "radius_km"), &o->radius_km) || o->radius_km < 0 || o->radius_km > 500)
+        bad = "radius_km: 0-500";
+    else if (parse_num(http_req_query(q, "lat"), &o->lat) || (!isnan(o->lat) && fabs(o->lat) > 90))
+        bad = "lat: -90 to 90";
+    else if (parse_num(http_req_query(q, "lng"), &o->lng) || (!isnan(o->lng) && fabs(o->lng) > 180))
+        bad = "lng: -180 to 180";
+    else if (o->radius_km > 0 && (isnan(o->lat) || isnan(o->lng)))
+        bad = "radius_km needs lat and lng";
+    if (bad) {
+        eh_free(o);
+        http_reply_error(q, 400, "invalid_query", bad);
+        return;
+    }
+    o->limit = (int)limit;
+    api_job *j = api_job_new(a, p);
+    if (!j) {
+        eh_free(o);
+        http_reply_error(q, 503, "overloaded", "out of memory");
+        return;
+    }
+    j->id = id;
+    j->extra = o;
+    j->extra_free = eh_free;
+    j->fn = matches_tx;
+    api_job_run(q, j);
+}
+
+static int valuation_tx(store_tx *tx, api_job *j, store_err *err) {
+    int rc = score_valuation(tx, j->id, &j->out, err);
+    if (rc == STORE_INVALID) return api_job_fail(j, 409, "no_model", err->msg);
+    return rc;
+}
+
+static void h_valuation(http_req *q, app *a, const auth_principal *p, void *ud) {
+    int64_t id = api_parse_id(http_req_param(q, "id"));
+    if (id < 0) {
+        http_reply_error(q, 400, "invalid_id", "the listing id must be a positive integer");
+        return;
+    }
+    api_job *j = api_job_new(a, p);
+    if (!j) {
+        http_reply_error(q, 503, "overloaded", "out of memory");
+        return;
+    }
+    j->id = id;
+    j->fn = valuation_tx;
+    api_job_run(q, j);
 }
 
 /* ---- churn ---- */
@@ -173,18 +255,28 @@ static const http_route_doc d_churn = {
     "probability, risk band, drivers and suggested interventions",
     "scoring", "{lead_id} or {features:{...}}",
     "{probability, risk, kind, version, drivers, interventions, horizon_days}"};
+static const http_route_doc d_matches = {
+    "Listings for a lead, best first: hard filters (budget, beds, baths, type, areas or radius_km around lat/lng), "
+    "then a soft score from price, size, place and value fits, each with its reason; limit 1-50 (default 10)",
+    "scoring", NULL, "{lead_id, candidates, matches:[{listing, score, value, reasons}]}"};
+static const http_route_doc d_valuation = {
+    "The tenant's property_value estimate of a listing against its asking price, with SHAP reasons (log price)",
+    "scoring", NULL, "{listing_id, price, estimate, ratio, model_version, reasons}"};
 static const http_route_doc d_score = {
     "A lead's score: probability of converting, kind (model or prior), model version, reasons, threshold, hot, "
     "and its history",
     "scoring", NULL, "{lead_id, score, kind, model_version, reasons, threshold, hot, history}"};
 static const http_route_doc d_train = {
-    "Train a built-in model on the tenant's history: lead_scoring (won/lost leads; re-scores open leads) or churn "
-    "(engaged leads and whether they replied); 409 not_enough_outcomes below the minimum",
+    "Train a built-in model on the tenant's data: lead_scoring (won/lost leads; re-scores open leads), churn "
+    "(engaged leads and whether they replied) or property_value (priced listings, log price); 409 "
+    "not_enough_outcomes below the minimum",
     "scoring", "{seed?}", "the training report: version, rows, features, auc, logloss, brier, ece, rescored"};
 
 int score_api_register(app *a) {
     int rc = app_route(a, "GET", "/v1/leads/{id}/score", h_score, NULL, ROLES_ANY, &d_score);
     rc |= app_route(a, "POST", "/v1/models/{name}/train", h_train, NULL, ROLE_ANALYST | ROLE_ADMIN, &d_train);
+    rc |= app_route(a, "GET", "/v1/leads/{id}/matches", h_matches, NULL, ROLES_ANY, &d_matches);
+    rc |= app_route(a, "GET", "/v1/listings/{id}/valuation", h_valuation, NULL, ROLES_ANY, &d_valuation);
     rc |= app_route(a, "POST", "/predict-churn", h_churn, NULL, ROLES_ANY, &d_churn);
     rc |= app_route(a, "POST", "/v1/predict-churn", h_churn, NULL, ROLES_ANY, &d_churn);
     return rc;

@@ -13,49 +13,26 @@
 #include "base/alloc.h"
 #include "base/buf.h"
 #include "ml/ml.h"
+#include "internal.h"
 #include "score.h"
 
 /* ---- features ---- */
 
-enum {
-    F_SOURCE,
-    F_TIMELINE,
-    F_PROPERTY_TYPE,
-    F_PREAPPROVED,
-    F_BUDGET_MAX,
-    F_BUDGET_VS_AREA,
-    F_PREFS,
-    F_HAS_EMAIL,
-    F_HAS_PHONE,
-    F_CONSENTS,
-    F_INBOUND,
-    F_OUTBOUND,
-    F_CALLS,
-    F_APPOINTMENTS,
-    F_FIRST_RESPONSE_MIN,
-    F_DAYS_SINCE_INBOUND,
-    F_DAYS_SINCE_ACTIVITY,
-    F_AGE_DAYS,
-    F_TAGS,
-    F_DAYS_SINCE_OUTBOUND,
-    F_DAYS_SINCE_CALL,
-    F_AWAITING_REPLY,
-    NFEAT
-};
 static const char *const feat_name[NFEAT] = {
     "source",       "timeline",   "property_type",   "preapproved",  "budget_max",
     "budget_vs_area", "preferences", "has_email",     "has_phone",    "consents",
     "inbound_messages", "outbound_messages", "calls", "appointments", "first_response_min",
     "days_since_inbound", "days_since_activity", "age_days", "tags", "days_since_outbound",
-    "days_since_call", "awaiting_reply",
+    "days_since_call", "awaiting_reply", "type", "zip", "city", "beds", "baths", "sqft", "lat", "lng",
 };
-#define FB(f) (1u << (f))
+static int is_cat(int f) { return f < 3 || (f >= F_L_TYPE && f <= F_L_CITY); }
+#define FB(f) (1ull << (f))
 /* What each built-in model reads. lead_scoring: the lead and its
  * behaviour; churn: engagement only (who the lead is matters less than
  * whether the conversation is alive). */
 static const struct builtin {
     const char *name;
-    uint32_t feats;
+    uint64_t feats;
 } builtins[] = {
     {SCORE_MODEL, FB(F_SOURCE) | FB(F_TIMELINE) | FB(F_PROPERTY_TYPE) | FB(F_PREAPPROVED) | FB(F_BUDGET_MAX) |
                       FB(F_BUDGET_VS_AREA) | FB(F_PREFS) | FB(F_HAS_EMAIL) | FB(F_HAS_PHONE) | FB(F_CONSENTS) |
@@ -64,8 +41,9 @@ static const struct builtin {
     {SCORE_CHURN, FB(F_TIMELINE) | FB(F_PREAPPROVED) | FB(F_INBOUND) | FB(F_OUTBOUND) | FB(F_CALLS) |
                       FB(F_APPOINTMENTS) | FB(F_FIRST_RESPONSE_MIN) | FB(F_DAYS_SINCE_INBOUND) |
                       FB(F_DAYS_SINCE_OUTBOUND) | FB(F_DAYS_SINCE_CALL) | FB(F_AWAITING_REPLY) | FB(F_AGE_DAYS)},
+    {SCORE_VALUE, FB(F_L_TYPE) | FB(F_L_ZIP) | FB(F_L_CITY) | FB(F_L_BEDS) | FB(F_L_BATHS) | FB(F_L_SQFT) |
+                      FB(F_L_LAT) | FB(F_L_LNG)},
 };
-enum { B_LEAD, B_CHURN, NBUILTIN };
 
 static int builtin_find(const char *name) {
     for (int i = 0; i < NBUILTIN; i++)
@@ -74,13 +52,6 @@ static int builtin_find(const char *name) {
 }
 
 int score_builtin(const char *name) { return builtin_find(name) >= 0; }
-#define NCAT 3 /* the first three are categorical */
-
-typedef struct feats {
-    char cat[NCAT][65]; /* "" = missing */
-    double num[NFEAT];  /* NaN = missing; [0, NCAT) unused */
-} feats;
-
 /* One lead's row: its columns, then its activity aggregates up to a time
  * ($2: now when scoring, the snapshot time when building churn training
  * rows). The same columns serve scoring (one lead) and training. */
@@ -204,8 +175,8 @@ static int features_of(store_tx *tx, const store_rows *r, int row, int64_t asof_
                        store_err *err) {
     memset(f, 0, sizeof *f);
     for (int i = 0; i < NFEAT; i++) f->num[i] = NAN;
-    const int catcol[NCAT] = {C_SOURCE, C_TIMELINE, C_PTYPE};
-    for (int i = 0; i < NCAT; i++) {
+    const int catcol[3] = {C_SOURCE, C_TIMELINE, C_PTYPE};
+    for (int i = 0; i < 3; i++) {
         const char *s = store_rows_text(r, row, catcol[i]);
         if (i == F_TIMELINE) s = score_timeline_bucket(s);
         if (s) snprintf(f->cat[i], sizeof f->cat[i], "%s", s);
@@ -255,18 +226,26 @@ static int features_of(store_tx *tx, const store_rows *r, int row, int64_t asof_
 }
 
 static json_t *feat_value(const feats *f, int i) {
-    if (i < NCAT) return f->cat[i][0] ? json_string(f->cat[i]) : json_null();
+    if (is_cat(i)) return f->cat[i][0] ? json_string(f->cat[i]) : json_null();
     double v = f->num[i];
     if (isnan(v)) return json_null();
     return v == floor(v) && fabs(v) < 1e15 ? json_integer((json_int_t)v) : json_real(round(v * 1000) / 1000);
 }
 
-/* ---- the points prior ---- */
+void score_listing_features(const store_rows *r, int row, feats *f) {
+    memset(f, 0, sizeof *f);
+    for (int i = 0; i < NFEAT; i++) f->num[i] = NAN;
+    const int cat[][2] = {{F_L_TYPE, L_TYPE}, {F_L_ZIP, L_ZIP}, {F_L_CITY, L_CITY}};
+    for (int i = 0; i < 3; i++) {
+        const char *s = store_rows_text(r, row, cat[i][1]);
+        if (s) snprintf(f->cat[cat[i][0]], sizeof f->cat[0], "%s", s);
+    }
+    const int num[][2] = {{F_L_BEDS, L_BEDS}, {F_L_BATHS, L_BATHS}, {F_L_SQFT, L_SQFT}, {F_L_LAT, L_LAT},
+                          {F_L_LNG, L_LNG}};
+    for (int i = 0; i < 5; i++) f->num[num[i][0]] = num_or_nan(r, row, num[i][1]);
+}
 
-typedef struct reason {
-    int feature;
-    double effect;
-} reason;
+/* ---- the points prior ---- */
 
 static void add_reason(reason *rs, int *n, int feature, double effect) {
     if (effect != 0) rs[(*n)++] = (reason){feature, effect};
@@ -428,7 +407,7 @@ static int cmp_reason(const void *a, const void *b) {
 }
 
 /* Scores f with the model: encodes the features it knows, explains with
- * SHAP summed per raw feature. */
+ * SHAP summed per raw feature into rs (NULL: no explanation). */
 static double model_score(const ml_model *m, const feats *f, reason *rs, int *n) {
     const ml_schema *s = ml_model_schema(m);
     int w = ml_schema_width(s), nf = ml_schema_features(s);
@@ -450,7 +429,7 @@ static double model_score(const ml_model *m, const feats *f, reason *rs, int *n)
         int k = ml_schema_find(s, feat_name[i]);
         if (k < 0) continue;
         ml_value v = {.type = ML_V_NULL};
-        if (i < NCAT) {
+        if (is_cat(i)) {
             if (f->cat[i][0]) v = (ml_value){.type = ML_V_STRING, .s = f->cat[i]};
         } else if (!isnan(f->num[i])) {
             v = (ml_value){.type = ML_V_REAL, .d = f->num[i]};
@@ -462,11 +441,13 @@ static double model_score(const ml_model *m, const feats *f, reason *rs, int *n)
         }
     }
     double base, margin = ml_model_margin(m, x);
-    ml_model_shap(m, x, phi, &base);
-    for (int col = 0; col < w; col++) per[ml_schema_owner(s, col)] += phi[col];
-    for (int i = 0; i < NFEAT; i++) {
-        int k = ml_schema_find(s, feat_name[i]);
-        if (k >= 0 && fabs(per[k]) > 1e-6) rs[(*n)++] = (reason){i, per[k]};
+    if (rs) { /* explanations cost more than the score: only when asked */
+        ml_model_shap(m, x, phi, &base);
+        for (int col = 0; col < w; col++) per[ml_schema_owner(s, col)] += phi[col];
+        for (int i = 0; i < NFEAT; i++) {
+            int k = ml_schema_find(s, feat_name[i]);
+            if (k >= 0 && fabs(per[k]) > 1e-6) rs[(*n)++] = (reason){i, per[k]};
+        }
     }
     if (x != xs) eh_free(x);
     if (phi != phis) eh_free(phi);
@@ -476,7 +457,7 @@ static double model_score(const ml_model *m, const feats *f, reason *rs, int *n)
 
 /* A score by the tenant's model of builtin b when it has one (kind model,
  * *version set), else by the prior. */
-static double score_with(score_ctx *c, int64_t tenant, int b, const feats *f, reason *rs, int *n, int *version) {
+double score_predict(score_ctx *c, int64_t tenant, int b, const feats *f, reason *rs, int *n, int *version) {
     tmodel *t = c ? tm_acquire(c, tenant, b) : NULL;
     double sc = NAN;
     *version = 0;
@@ -487,12 +468,14 @@ static double score_with(score_ctx *c, int64_t tenant, int b, const feats *f, re
     if (c) tm_release(c, t);
     if (isnan(sc)) {
         *version = 0;
-        sc = b == B_CHURN ? churn_prior(f, rs, n) : prior(f, rs, n);
+        if (b == B_VALUE) return NAN; /* no valuation without a model */
+        reason own[NFEAT + 16];
+        sc = b == B_CHURN ? churn_prior(f, rs ? rs : own, n) : prior(f, rs ? rs : own, n);
     }
     return round(sc * 10000) / 10000;
 }
 
-static json_t *reasons_json(const feats *f, reason *rs, int n, int kind_model) {
+json_t *score_reasons_json(const feats *f, reason *rs, int n, int kind_model) {
     qsort(rs, (size_t)n, sizeof *rs, cmp_reason);
     json_t *a = json_array();
     for (int i = 0; i < n && i < 6; i++) {
@@ -518,7 +501,7 @@ static int lead_row(store_tx *tx, int64_t lead_id, int64_t now_ms, store_rows **
     return STORE_OK;
 }
 
-static int append_event(store_tx *tx, const char *type, json_t *ev, store_err *err) {
+int score_append_event(store_tx *tx, const char *type, json_t *ev, store_err *err) {
     char *text = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
     int64_t seq;
     int rc = text ? store_event_append(tx, type, text, &seq, err) : STORE_NOMEM;
@@ -548,11 +531,11 @@ int score_lead(store_tx *tx, int64_t lead_id, int64_t now_ms, store_err *err) {
 
     reason rs[NFEAT + 16];
     int n = 0, version;
-    double sc = score_with(store_tx_ctx(tx), store_tx_tenant(tx), B_LEAD, &f, rs, &n, &version);
+    double sc = score_predict(store_tx_ctx(tx), store_tx_tenant(tx), B_LEAD, &f, rs, &n, &version);
     if (had && fabs(sc - old) < 0.001) return STORE_OK;
 
     const char *kind = version ? "model" : "prior";
-    json_t *reasons = reasons_json(&f, rs, n, version != 0);
+    json_t *reasons = score_reasons_json(&f, rs, n, version != 0);
     char *rtext = json_dumps(reasons, JSON_COMPACT);
     store_val up[] = {SV_I(store_tx_tenant(tx)), SV_I(lead_id), SV_D(sc)};
     rc = store_query(tx, "UPDATE leads SET score = $3 WHERE tenant_id = $1 AND id = $2", up, 3, NULL, err);
@@ -566,13 +549,13 @@ int score_lead(store_tx *tx, int64_t lead_id, int64_t now_ms, store_err *err) {
     }
     free(rtext);
     if (!rc)
-        rc = append_event(tx, "lead.scored",
+        rc = score_append_event(tx, "lead.scored",
                           json_pack("{s:I, s:f, s:o, s:s, s:o, s:O}", "lead_id", (json_int_t)lead_id, "score", sc,
                                     "previous", had ? json_real(old) : json_null(), "kind", kind, "model_version",
                                     version ? json_integer(version) : json_null(), "reasons", reasons),
                           err);
     if (!rc && sc >= thr && (!had || old < thr))
-        rc = append_event(tx, "lead.hot",
+        rc = score_append_event(tx, "lead.hot",
                           json_pack("{s:I, s:f, s:f, s:o, s:O}", "lead_id", (json_int_t)lead_id, "score", sc,
                                     "threshold", thr, "agent_id", agent ? json_integer(agent) : json_null(),
                                     "reasons", reasons),
@@ -585,7 +568,7 @@ int score_lead(store_tx *tx, int64_t lead_id, int64_t now_ms, store_err *err) {
 
 /* What to do about a driver of churn risk; NULL when it suggests nothing. */
 static const char *intervention(const feats *f, int feature, char *buf, size_t n) {
-    double v = feature < NCAT ? NAN : f->num[feature];
+    double v = is_cat(feature) ? NAN : f->num[feature];
     switch (feature) {
     case F_DAYS_SINCE_CALL:
         if (isnan(v)) return "No call with the agent yet: call today";
@@ -613,7 +596,7 @@ static const char *intervention(const feats *f, int feature, char *buf, size_t n
 }
 
 static json_t *churn_result(const feats *f, double p, int version, reason *rs, int n) {
-    json_t *drivers = reasons_json(f, rs, n, version != 0); /* sorts rs */
+    json_t *drivers = score_reasons_json(f, rs, n, version != 0); /* sorts rs */
     json_t *todo = json_array();
     for (int i = 0; i < n && json_array_size(todo) < 3; i++) {
         char buf[160];
@@ -638,7 +621,7 @@ int score_churn(store_tx *tx, int64_t lead_id, int64_t now_ms, json_t **out, sto
     if (rc) return rc;
     reason rs[NFEAT + 16];
     int n = 0, version;
-    double p = score_with(store_tx_ctx(tx), store_tx_tenant(tx), B_CHURN, &f, rs, &n, &version);
+    double p = score_predict(store_tx_ctx(tx), store_tx_tenant(tx), B_CHURN, &f, rs, &n, &version);
     *out = churn_result(&f, p, version, rs, n);
     json_object_set_new(*out, "lead_id", json_integer(lead_id));
     return STORE_OK;
@@ -691,7 +674,7 @@ int score_churn_features(score_ctx *c, int64_t tenant, const json_t *in, json_t 
         }
     reason rs[NFEAT + 16];
     int n = 0, version;
-    double p = score_with(c, tenant, B_CHURN, &f, rs, &n, &version);
+    double p = score_predict(c, tenant, B_CHURN, &f, rs, &n, &version);
     *out = churn_result(&f, p, version, rs, n);
     return 0;
 }
@@ -766,15 +749,16 @@ static int csv_cell(buf *b, const char *s) {
     return rc | buf_putc(b, '"');
 }
 
-static void csv_row(collect *c, const feats *f, int label) {
+static void csv_row(collect *c, const feats *f, const char *label) {
     for (int i = 0; i < NFEAT; i++) {
         if (!(builtins[c->b].feats & FB(i))) continue;
-        if (i < NCAT) c->bad |= csv_cell(&c->csv, f->cat[i]);
+        if (is_cat(i)) c->bad |= csv_cell(&c->csv, f->cat[i]);
         else if (!isnan(f->num[i])) c->bad |= buf_printf(&c->csv, "%.6g", f->num[i]);
         c->bad |= buf_putc(&c->csv, ',');
     }
-    c->bad |= buf_puts(&c->csv, label ? "1\n" : "0\n");
-    label ? c->pos++ : c->neg++;
+    c->bad |= buf_puts(&c->csv, label);
+    c->bad |= buf_putc(&c->csv, '\n');
+    strcmp(label, "0") ? c->pos++ : c->neg++;
 }
 
 /* lead_scoring: each won or lost lead, its behaviour as of the outcome
@@ -793,17 +777,22 @@ static int collect_tx(store_tx *tx, void *arg, store_err *err) {
     int64_t snap = c->now - (int64_t)SCORE_CHURN_DAYS * 86400000;
     store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(c->b == B_CHURN ? snap : FOREVER), SV_I(c->now)};
     store_rows *r = NULL;
-    int rc = c->b == B_CHURN ? store_query(tx, sql_engaged_at, p, 3, &r, err)
-                             : store_query(tx, sql_won_lost, p, 2, &r, err);
+    int rc = c->b == B_CHURN   ? store_query(tx, sql_engaged_at, p, 3, &r, err)
+             : c->b == B_VALUE ? store_query(tx, LISTING_COLS "WHERE tenant_id = $1 AND deleted_at IS NULL "
+                                                              "AND price > 0 ORDER BY id", p, 1, &r, err)
+                               : store_query(tx, sql_won_lost, p, 2, &r, err);
     if (rc) return rc;
     for (int row = 0; row < store_rows_count(r) && !rc; row++) {
         feats f;
         if (c->b == B_CHURN) {
             if ((rc = features_of(tx, r, row, snap, &f, err))) break;
-            csv_row(c, &f, store_rows_int(r, row, C_REPLIED_AFTER) == 0);
+            csv_row(c, &f, store_rows_int(r, row, C_REPLIED_AFTER) == 0 ? "1" : "0");
+        } else if (c->b == B_VALUE) {
+            score_listing_features(r, row, &f);
+            csv_row(c, &f, store_rows_text(r, row, L_PRICE));
         } else {
             if ((rc = features_of(tx, r, row, store_rows_int(r, row, C_UPDATED), &f, err))) break;
-            csv_row(c, &f, strcmp(store_rows_text(r, row, C_STATUS), "won") == 0);
+            csv_row(c, &f, strcmp(store_rows_text(r, row, C_STATUS), "won") == 0 ? "1" : "0");
         }
     }
     store_rows_free(r);
@@ -832,8 +821,8 @@ int score_train(store *st, score_ctx *c, int64_t tenant, const char *name, const
     *report = NULL;
     int b = builtin_find(name);
     if (b < 0) {
-        snprintf(err, errlen, "unknown built-in model \"%.64s\" (built-in: %s, %s)", name ? name : "",
-                 SCORE_MODEL, SCORE_CHURN);
+        snprintf(err, errlen, "unknown built-in model \"%.64s\" (built-in: %s, %s, %s)", name ? name : "",
+                 SCORE_MODEL, SCORE_CHURN, SCORE_VALUE);
         return -1;
     }
     collect col = {.b = b, .now = now_ms};
@@ -845,9 +834,17 @@ int score_train(store *st, score_ctx *c, int64_t tenant, const char *name, const
         buf_free(&col.csv);
         return -1;
     }
-    const char *pos = b == B_CHURN ? "cold" : "won", *neg = b == B_CHURN ? "replied" : "lost";
+    const char *pos = b == B_CHURN ? "cold" : b == B_VALUE ? "listings" : "won";
+    const char *neg = b == B_CHURN ? "replied" : "lost";
     int labelled = col.pos + col.neg;
-    if (labelled < SCORE_MIN_OUTCOMES || col.pos < SCORE_MIN_CLASS || col.neg < SCORE_MIN_CLASS) {
+    if (b == B_VALUE && labelled < SCORE_MIN_OUTCOMES) {
+        *report = json_pack("{s:s, s:s, s:i, s:i}", "error", "not_enough_outcomes", "model", name, "listings",
+                            labelled, "min_outcomes", SCORE_MIN_OUTCOMES);
+        snprintf(err, errlen, "%d priced listings: training needs %d", labelled, SCORE_MIN_OUTCOMES);
+        buf_free(&col.csv);
+        return 1;
+    }
+    if (b != B_VALUE && (labelled < SCORE_MIN_OUTCOMES || col.pos < SCORE_MIN_CLASS || col.neg < SCORE_MIN_CLASS)) {
         *report = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i}", "error", "not_enough_outcomes", "model", name,
                             "labelled", labelled, pos, col.pos, neg, col.neg, "min_outcomes", SCORE_MIN_OUTCOMES,
                             "min_class", SCORE_MIN_CLASS);
@@ -877,7 +874,9 @@ int score_train(store *st, score_ctx *c, int64_t tenant, const char *name, const
     ml_train_opts o = {
         .data = csv,
         .label = "label",
-        .positive = "1",
+        .positive = b == B_VALUE ? NULL : "1",
+        .regression = b == B_VALUE,
+        .log_target = b == B_VALUE,
         .model = name,
         .out = models,
         .trained_by = trained_by,
@@ -903,8 +902,8 @@ int score_train(store *st, score_ctx *c, int64_t tenant, const char *name, const
     if (install_locked(c, t)) tm_put_locked(t);
     pthread_mutex_unlock(&c->mu);
     json_object_set_new(rep, "tenant_id", json_integer(tenant));
-    json_object_set_new(rep, pos, json_integer(col.pos));
-    json_object_set_new(rep, neg, json_integer(col.neg));
+    json_object_set_new(rep, pos, json_integer(b == B_VALUE ? labelled : col.pos));
+    if (b != B_VALUE) json_object_set_new(rep, neg, json_integer(col.neg));
     *report = rep;
     return 0;
 }

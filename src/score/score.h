@@ -37,6 +37,7 @@
 #define SCORE_MIN_CLASS 20
 #define SCORE_MODEL "lead_scoring"
 #define SCORE_CHURN "churn"
+#define SCORE_VALUE "property_value"
 /* churn: the probability that an engaged lead sends no inbound message in
  * the next SCORE_CHURN_DAYS; bands low < MEDIUM <= medium < HIGH <= high. */
 #define SCORE_CHURN_DAYS 14
@@ -88,6 +89,29 @@ int score_train(store *st, score_ctx *c, int64_t tenant, const char *name, const
 /* 1 if name is a built-in model. */
 int score_builtin(const char *name);
 
+/* ---- property_match and property_value (match.c) ---- */
+
+typedef struct score_match_opts {
+    int limit;        /* matches returned, 1-50 */
+    double radius_km; /* > 0 with lat/lng: the place filter is this circle instead of the lead's areas */
+    double lat, lng;  /* NaN when not given */
+} score_match_opts;
+
+/* Listings for a lead, best first: {lead_id, candidates, scanned,
+ * matches:[{listing, score, value:{estimate, ratio, model_version}|null,
+ * reasons:[{factor, fit, detail}]}]}. Read-only; STORE_NOTFOUND if no such
+ * lead. */
+int score_matches(store_tx *tx, int64_t lead_id, const score_match_opts *o, json_t **out, store_err *err);
+/* Reverse matching, in the transaction that created a listing or changed
+ * its price: appends listing.matched {listing_id, lead_id, agent_id, score,
+ * why, reasons} for each open lead (at most 200) whose hard filters it
+ * passes. *matched: how many. */
+int score_listing_matched(store_tx *tx, int64_t listing_id, const char *why, int *matched, store_err *err);
+/* The tenant's property_value estimate of a listing with its SHAP reasons
+ * (on the log price). STORE_INVALID when the tenant has no such model,
+ * STORE_NOTFOUND when no such listing. */
+int score_valuation(store_tx *tx, int64_t listing_id, json_t **out, store_err *err);
+
 /* Re-scores every open lead of a tenant (after a new model). *n: how many. */
 int score_rescore_open(store *st, int64_t tenant, int64_t now_ms, int *n, store_err *err);
 
@@ -96,8 +120,9 @@ int score_rescore_open(store *st, int64_t tenant, int64_t now_ms, int *n, store_
 const char *score_timeline_bucket(const char *text);
 
 struct app;
-/* GET /v1/leads/{id}/score, POST /predict-churn (and /v1/), POST
- * /v1/models/{lead_scoring|churn}/train. */
+/* GET /v1/leads/{id}/score, GET /v1/leads/{id}/matches, GET
+ * /v1/listings/{id}/valuation, POST /predict-churn (and /v1/), POST
+ * /v1/models/{lead_scoring|churn|property_value}/train. */
 int score_api_register(struct app *a);
 
 #endif
