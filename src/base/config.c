@@ -48,7 +48,7 @@ static const opt opts[] = {
     {"pool-size", T_SIZE, O(pool_size), "8", "storage connections (readers on SQLite)"},
     {"test-routes", T_BOOL, O(test_routes), "false", "enable POST /debug/echo and GET /debug/ws-echo"},
     {"config", T_STR, O(config_file), "", "config file of key = value lines"},
-    {"tenant", T_STR, O(tenant), "", "tenant slug, for the commands that act on one (key, import)"},
+    {"tenant", T_STR, O(tenant), "", "tenant slug, for the commands that act on one (key, import, train --builtin)"},
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 
