@@ -13,7 +13,7 @@ const char ml_cli_train_help[] =
     "The second form trains a tenant's built-in model from its own history (at least 100\n"
     "outcomes, 20 of each kind): lead_scoring from won/lost leads (then re-scores the open\n"
     "ones), churn from leads engaged 14 days ago and whether they replied since. The model is\n"
-    "saved in DATA_DIR/tenants/ID/models; a server on the same data picks it up on restart\n"
+    "saved in DATA_DIR/tenants/ID/models; a server on the same data serves it within 5 s\n"
     "(POST /v1/models/NAME/train trains and serves at once).\n"
     "\n"
     "Trains a gradient-boosted model (XGBoost) on any CSV with a header row, measures it on a\n"

@@ -119,6 +119,94 @@ static void h_train(http_req *q, app *a, const auth_principal *p, void *ud) {
     }
 }
 
+/* ---- the tenant's built-in models ---- */
+
+typedef struct models_job {
+    app *a;
+    int64_t tenant;
+    char name[65];
+    int version, status;
+    json_t *out;
+    char err[256];
+} models_job;
+
+static void list_work(void *arg) {
+    models_job *m = arg;
+    m->out = score_models(m->a->score, m->tenant);
+}
+
+static void list_done(http_req *q, void *arg) {
+    models_job *m = arg;
+    http_reply_json(q, 200, json_pack("{s:o}", "models", m->out ? m->out : json_array()));
+    eh_free(m);
+}
+
+static void h_models(http_req *q, app *a, const auth_principal *p, void *ud) {
+    models_job *m = eh_calloc(1, sizeof *m);
+    if (!m) {
+        http_reply_error(q, 503, "overloaded", "out of memory");
+        return;
+    }
+    m->a = a;
+    m->tenant = p->tenant;
+    if (http_req_work(q, list_work, list_done, m)) {
+        eh_free(m);
+        http_reply_error(q, 503, "overloaded", "cannot schedule");
+    }
+}
+
+static void activate_work(void *arg) {
+    models_job *m = arg;
+    m->status = score_activate(m->a->score, m->tenant, m->name, m->version, m->err, sizeof m->err);
+}
+
+static void activate_done(http_req *q, void *arg) {
+    models_job *m = arg;
+    if (m->status) {
+        http_reply_error(q, m->status, m->status == 404 ? "unknown_version" : "unavailable", m->err);
+    } else {
+        log_line l;
+        if (log_begin(m->a->log, &l, LOG_INFO, "built-in model activated")) {
+            log_str(&l, "model", m->name);
+            log_int(&l, "tenant", m->tenant);
+            log_int(&l, "version", m->version);
+            log_end(&l);
+        }
+        http_reply_json(q, 200, json_pack("{s:s, s:i}", "model", m->name, "active_version", m->version));
+    }
+    eh_free(m);
+}
+
+static void h_activate(http_req *q, app *a, const auth_principal *p, void *ud) {
+    const char *name = http_req_param(q, "name");
+    if (!score_builtin(name)) {
+        http_reply_error(q, 404, "unknown_model", "built-in models: lead_scoring, churn, property_value");
+        return;
+    }
+    json_t *in = http_req_json(q);
+    if (!in) return;
+    json_t *v = json_object_get(in, "version");
+    json_int_t version = json_is_integer(v) ? json_integer_value(v) : 0;
+    json_decref(in);
+    if (version < 1 || version > 1000000) {
+        http_reply_error(q, 422, "validation_failed", "{\"version\": a positive integer}");
+        return;
+    }
+    models_job *m = eh_calloc(1, sizeof *m);
+    if (!m) {
+        http_reply_error(q, 503, "overloaded", "out of memory");
+        return;
+    }
+    m->a = a;
+    m->tenant = p->tenant;
+    m->version = (int)version;
+    snprintf(m->name, sizeof m->name, "%s", name);
+    if (http_req_work(q, activate_work, activate_done, m)) {
+        eh_free(m);
+        http_reply_error(q, 503, "overloaded", "cannot schedule");
+    }
+}
+
 /* ---- matching and valuation ---- */
 
 static int matches_tx(store_tx *tx, api_job *j, store_err *err) {
@@ -255,6 +343,13 @@ static const http_route_doc d_churn = {
     "probability, risk band, drivers and suggested interventions",
     "scoring", "{lead_id} or {features:{...}}",
     "{probability, risk, kind, version, drivers, interventions, horizon_days}"};
+static const http_route_doc d_models = {
+    "The tenant's built-in models (lead_scoring, churn, property_value): what serves (model, prior or none), the "
+    "active version, and every version with its test metrics, rows, trained at/by",
+    "scoring", NULL, "{models:[{name, serving, active_version, versions}]}"};
+static const http_route_doc d_activate = {
+    "Serve another version of a tenant's built-in model (rollback or upgrade); recorded in NAME/active", "scoring",
+    "{version}", "{model, active_version}"};
 static const http_route_doc d_matches = {
     "Listings for a lead, best first: hard filters (budget, beds, baths, type, areas or radius_km around lat/lng), "
     "then a soft score from price, size, place and value fits, each with its reason; limit 1-50 (default 10)",
@@ -275,6 +370,9 @@ static const http_route_doc d_train = {
 int score_api_register(app *a) {
     int rc = app_route(a, "GET", "/v1/leads/{id}/score", h_score, NULL, ROLES_ANY, &d_score);
     rc |= app_route(a, "POST", "/v1/models/{name}/train", h_train, NULL, ROLE_ANALYST | ROLE_ADMIN, &d_train);
+    rc |= app_route(a, "GET", "/v1/builtin-models", h_models, NULL, ROLES_READ_ALL, &d_models);
+    rc |= app_route(a, "POST", "/v1/builtin-models/{name}/activate", h_activate, NULL, ROLE_ANALYST | ROLE_ADMIN,
+                    &d_activate);
     rc |= app_route(a, "GET", "/v1/leads/{id}/matches", h_matches, NULL, ROLES_ANY, &d_matches);
     rc |= app_route(a, "GET", "/v1/listings/{id}/valuation", h_valuation, NULL, ROLES_ANY, &d_valuation);
     rc |= app_route(a, "POST", "/predict-churn", h_churn, NULL, ROLES_ANY, &d_churn);

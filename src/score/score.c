@@ -12,6 +12,7 @@
 
 #include "base/alloc.h"
 #include "base/buf.h"
+#include "base/clock.h"
 #include "ml/ml.h"
 #include "internal.h"
 #include "score.h"
@@ -301,7 +302,8 @@ typedef struct tmodel {
     int b;       /* builtins[] index */
     ml_model *m; /* NULL: the tenant has no model (yet) */
     int version;
-    int refs; /* the cache's, plus one per scoring in progress */
+    int refs;           /* the cache's, plus one per scoring in progress */
+    int64_t checked_ns; /* when NAME/active was last compared with version */
 } tmodel;
 
 struct score_ctx {
@@ -363,6 +365,7 @@ static tmodel *load_tenant(score_ctx *c, int64_t tenant, int b, int version) {
     t->tenant = tenant;
     t->b = b;
     t->refs = 1;
+    t->checked_ns = clock_mono_ns();
     char dir[1200], vdir[1300], err[ML_ERR_LEN];
     model_dir(c, tenant, b, dir, sizeof dir);
     if (!version) version = ml_active_version(dir);
@@ -379,8 +382,20 @@ static tmodel *load_tenant(score_ctx *c, int64_t tenant, int b, int version) {
 static tmodel *tm_acquire(score_ctx *c, int64_t tenant, int b) {
     pthread_mutex_lock(&c->mu);
     tmodel *t = NULL;
+    int64_t now = clock_mono_ns();
     for (int i = 0; i < c->n && !t; i++)
         if (c->v[i]->tenant == tenant && c->v[i]->b == b) t = c->v[i];
+    /* A version trained or activated by another process (ehub train
+     * --builtin) is noticed within SCORE_RECHECK_S. */
+    if (t && now - t->checked_ns > (int64_t)SCORE_RECHECK_S * 1000000000) {
+        char dir[1200];
+        model_dir(c, tenant, b, dir, sizeof dir);
+        t->checked_ns = now;
+        int v = ml_active_version(dir);
+        tmodel *nt = v && v != t->version ? load_tenant(c, tenant, b, v) : NULL;
+        if (nt && nt->m && !install_locked(c, nt)) t = nt;
+        else if (nt) tm_put_locked(nt);
+    }
     /* Loading holds the lock: once per tenant, model and process, and it
      * keeps two threads from loading the same model. */
     if (!t && (t = load_tenant(c, tenant, b, 0)) && install_locked(c, t)) {
@@ -905,6 +920,63 @@ int score_train(store *st, score_ctx *c, int64_t tenant, const char *name, const
     json_object_set_new(rep, pos, json_integer(b == B_VALUE ? labelled : col.pos));
     if (b != B_VALUE) json_object_set_new(rep, neg, json_integer(col.neg));
     *report = rep;
+    return 0;
+}
+
+/* ---- the tenant's registry ---- */
+
+json_t *score_models(score_ctx *c, int64_t tenant) {
+    json_t *arr = json_array();
+    for (int b = 0; b < NBUILTIN; b++) {
+        char dir[1200];
+        model_dir(c, tenant, b, dir, sizeof dir);
+        int active = ml_active_version(dir), newest = ml_newest_version(dir);
+        json_t *versions = json_array();
+        for (int v = newest; v >= 1 && json_array_size(versions) < 50; v--) {
+            char path[1400];
+            snprintf(path, sizeof path, "%s/v%d/metrics.json", dir, v);
+            json_t *m = json_load_file(path, 0, NULL);
+            if (!m) continue;
+            json_array_append_new(versions,
+                                  json_pack("{s:i, s:O?, s:O?, s:O?, s:O?, s:b}", "version", v, "rows",
+                                            json_object_get(m, "rows"), "metrics", json_object_get(m, "metrics"),
+                                            "trained_at", json_object_get(m, "trained_at"), "trained_by",
+                                            json_object_get(m, "trained_by"), "active", v == active));
+            json_decref(m);
+        }
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:o, s:o}", "name", builtins[b].name, "serving",
+                                             active ? "model" : b == B_VALUE ? "none" : "prior", "active_version",
+                                             active ? json_integer(active) : json_null(), "versions", versions));
+    }
+    return arr;
+}
+
+int score_activate(score_ctx *c, int64_t tenant, const char *name, int version, char *err, size_t errlen) {
+    int b = builtin_find(name);
+    if (b < 0) {
+        snprintf(err, errlen, "no built-in model \"%.64s\"", name ? name : "");
+        return 404;
+    }
+    tmodel *t = load_tenant(c, tenant, b, version);
+    if (!t || !t->m) {
+        snprintf(err, errlen, "%s has no loadable version %d", name, version);
+        pthread_mutex_lock(&c->mu);
+        tm_put_locked(t);
+        pthread_mutex_unlock(&c->mu);
+        return 404;
+    }
+    char dir[1200];
+    model_dir(c, tenant, b, dir, sizeof dir);
+    pthread_mutex_lock(&c->mu);
+    /* recorded and installed under the lock: the file names what is served */
+    int rc = ml_set_active(dir, version);
+    if (rc == 0 && install_locked(c, t)) rc = -1;
+    if (rc) tm_put_locked(t);
+    pthread_mutex_unlock(&c->mu);
+    if (rc) {
+        snprintf(err, errlen, "cannot record the active version: %s", strerror(errno));
+        return 503;
+    }
     return 0;
 }
 

@@ -21,10 +21,11 @@
  * commit with the change or not at all; crossing the tenant's hot
  * threshold upwards appends lead.hot.
  *
- * Tenant models live in DATA_DIR/tenants/<id>/models/lead_scoring/vN
- * (NAME/active picks the served version, as for the shared models). The
- * score_ctx caches them per tenant for the pool threads; it is the
- * store's context (store_opts.ctx), which is how domain code reaches it. */
+ * Tenant models live in DATA_DIR/tenants/<id>/models/NAME/vN (NAME/active
+ * picks the served version, as for the shared models). The score_ctx
+ * caches them per tenant for the pool threads, and notices a version
+ * trained by another process within SCORE_RECHECK_S; it is the store's
+ * context (store_opts.ctx), which is how domain code reaches it. */
 #ifndef EH_SCORE_H
 #define EH_SCORE_H
 
@@ -36,6 +37,8 @@
 #define SCORE_MIN_OUTCOMES 100
 #define SCORE_MIN_CLASS 20
 #define SCORE_MODEL "lead_scoring"
+/* how often a served tenant model looks for a version made elsewhere */
+#define SCORE_RECHECK_S 5
 #define SCORE_CHURN "churn"
 #define SCORE_VALUE "property_value"
 /* churn: the probability that an engaged lead sends no inbound message in
@@ -88,6 +91,17 @@ int score_train(store *st, score_ctx *c, int64_t tenant, const char *name, const
                 int64_t now_ms, json_t **report, char *err, size_t errlen);
 /* 1 if name is a built-in model. */
 int score_builtin(const char *name);
+
+/* The tenant's built-in models: [{name, serving (model, prior or none),
+ * active_version, versions:[{version, rows, metrics, trained_at,
+ * trained_by, active}]}], newest first. Reads the model directories. */
+json_t *score_models(score_ctx *c, int64_t tenant);
+/* Serves another version of a tenant's built-in model (rollback or
+ * upgrade) and records it in NAME/active. Returns 0, or an HTTP status
+ * (404 no such model or version, 503 cannot record) with err. Loads the
+ * model: thread pool only. Stored lead scores are not recomputed; each
+ * lead gets the new model's score on its next write. */
+int score_activate(score_ctx *c, int64_t tenant, const char *name, int version, char *err, size_t errlen);
 
 /* ---- property_match and property_value (match.c) ---- */
 

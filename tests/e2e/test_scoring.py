@@ -176,6 +176,35 @@ def test_scoring_trained_model_takes_over_from_prior(t):
     assert rep2["version"] == 2 and rep2["rows"] == rep["rows"], rep2
     assert abs(rep2["metrics"]["auc"] - rep["metrics"]["auc"]) < 1e-9, (rep2["metrics"], rep["metrics"])
 
+    # the running server serves the CLI's version within 5 s
+    deadline = time.time() + 10 * t.slow
+    while True:
+        lead = tn.create_lead(first_name="Later")
+        if _score(tn, lead["id"])["model_version"] == 2:
+            break
+        assert time.time() < deadline, "v2 never served"
+        time.sleep(0.5)
+    st, j = tn.api("GET", "/v1/builtin-models")
+    assert st == 200, j
+    ls = {m["name"]: m for m in j["models"]}
+    assert ls["lead_scoring"]["serving"] == "model" and ls["lead_scoring"]["active_version"] == 2, ls
+    assert [v["version"] for v in ls["lead_scoring"]["versions"]] == [2, 1], ls["lead_scoring"]
+    assert ls["lead_scoring"]["versions"][1]["trained_by"].startswith(tn.slug), ls["lead_scoring"]["versions"]
+    assert ls["churn"]["serving"] == "prior" and ls["property_value"]["serving"] == "none", ls
+
+    # rollback to v1, over HTTP
+    st, j = tn.role_client("viewer").api("POST", "/v1/builtin-models/lead_scoring/activate", {"version": 1})
+    assert st == 403, (st, j)
+    for body, want in (({"version": 9}, 404), ({"version": "1"}, 422), ({}, 422)):
+        st, j = tn.api("POST", "/v1/builtin-models/lead_scoring/activate", body)
+        assert st == want, (body, st, j)
+    st, j = tn.api("POST", "/v1/builtin-models/nope/activate", {"version": 1})
+    assert st == 404, (st, j)
+    st, j = tn.api("POST", "/v1/builtin-models/lead_scoring/activate", {"version": 1})
+    assert st == 200 and j["active_version"] == 1, (st, j)
+    lead = tn.create_lead(first_name="Rolled back")
+    assert _score(tn, lead["id"])["model_version"] == 1
+
 
 # ---------------------------------------------------------------- churn
 
