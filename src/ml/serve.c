@@ -30,6 +30,7 @@
 #include "base/buf.h"
 #include "base/clock.h"
 #include "ml.h"
+#include "score/score.h"
 
 #define MAX_BATCH 10000
 #define MAX_BATCH_BODY (32u * 1024 * 1024)
@@ -255,6 +256,66 @@ static void explain_done(http_req *q, void *arg) {
     eh_free(j);
 }
 
+/* /predict for a tenant's built-in model (lead_scoring, churn,
+ * property_value: src/score): on the pool, since the tenant's model may
+ * have to be read from disk first. A shared model of the same name, if
+ * one was trained, wins. */
+typedef struct builtin_job {
+    app *a;
+    int64_t tenant;
+    char name[65];
+    json_t *features;
+    int explain, status;
+    json_t *out;
+    char err[256];
+} builtin_job;
+
+static void builtin_work(void *arg) {
+    builtin_job *j = arg;
+    j->status = score_features(j->a->score, j->tenant, j->name, j->features, j->explain, &j->out, j->err,
+                               sizeof j->err);
+}
+
+static void builtin_done(http_req *q, void *arg) {
+    builtin_job *j = arg;
+    if (j->status == 0) http_reply_json(q, 200, j->out);
+    else
+        http_reply_error(q, j->status, j->status == 422 ? "invalid_features" : j->status == 409 ? "no_model"
+                                                                                                : "unknown_model",
+                         j->err);
+    json_decref(j->features);
+    eh_free(j);
+}
+
+static void builtin_predict(http_req *q, app *a, const auth_principal *p, const char *body, size_t len,
+                            const char *name) {
+    json_error_t je;
+    json_t *in = json_loadb(body, len, 0, &je);
+    json_t *f = json_object_get(in, "features"), *ex = json_object_get(in, "explain");
+    if (!json_is_object(f) || (ex && !json_is_boolean(ex))) {
+        json_decref(in);
+        http_reply_error(q, 422, "invalid_features", "send {\"model\", \"features\": {...}, \"explain\": bool}");
+        return;
+    }
+    builtin_job *j = eh_calloc(1, sizeof *j);
+    if (!j) {
+        json_decref(in);
+        http_reply_error(q, 503, "overloaded", "out of memory");
+        return;
+    }
+    j->a = a;
+    j->tenant = p->tenant;
+    snprintf(j->name, sizeof j->name, "%s", name);
+    j->features = json_incref(f);
+    j->explain = json_is_true(ex);
+    json_decref(in);
+    if (http_req_work(q, builtin_work, builtin_done, j)) {
+        json_decref(j->features);
+        eh_free(j);
+        http_reply_error(q, 503, "overloaded", "cannot schedule");
+    }
+}
+
 static void h_predict(http_req *q, app *a, const auth_principal *p, void *ud) {
     ml_ctx *c = ud;
     int64_t t0 = clock_mono_ns();
@@ -269,6 +330,10 @@ static void h_predict(http_req *q, app *a, const auth_principal *p, void *ud) {
         return;
     }
     served *s = name[0] ? find(c, name) : NULL;
+    if ((!s || !s->cur) && score_builtin(name)) {
+        builtin_predict(q, a, p, body, blen, name);
+        return;
+    }
     if (!s || !s->cur) {
         http_reply_error(q, 404, "unknown_model", "no such model; GET /models lists them");
         return;

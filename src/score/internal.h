@@ -68,8 +68,11 @@ void score_listing_features(const store_rows *r, int row, feats *f);
 /* Scores f with the tenant's model of builtin b when it has one (*version
  * set), else with b's prior (*version 0); the value model has no prior:
  * NaN then. rs[0..*n) gets the reasons (rs NULL: a model's score without
- * them, cheaper). c may be NULL (prior only). */
-double score_predict(score_ctx *c, int64_t tenant, int b, const feats *f, reason *rs, int *n, int *version);
+ * them, cheaper). *base (may be NULL), with reasons: the model's expected
+ * margin (SHAP base), or the prior's starting probability. c may be NULL
+ * (prior only). */
+double score_predict(score_ctx *c, int64_t tenant, int b, const feats *f, reason *rs, int *n, int *version,
+                     double *base);
 /* The top reasons, biggest effect first (sorts rs). */
 json_t *score_reasons_json(const feats *f, reason *rs, int n, int kind_model);
 /* Appends an event; steals ev (NULL = out of memory). */

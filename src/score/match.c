@@ -153,7 +153,7 @@ static double estimate(score_ctx *c, int64_t tenant, const store_rows *r, int ro
     feats f;
     score_listing_features(r, row, &f);
     int n = 0;
-    return score_predict(c, tenant, B_VALUE, &f, NULL, &n, version);
+    return score_predict(c, tenant, B_VALUE, &f, NULL, &n, version, NULL);
 }
 
 int score_matches(store_tx *tx, int64_t lead_id, const score_match_opts *o, json_t **out, store_err *err) {
@@ -343,7 +343,7 @@ int score_valuation(store_tx *tx, int64_t listing_id, json_t **out, store_err *e
     score_listing_features(r, 0, &f);
     reason rs[NFEAT + 16];
     int n = 0, version = 0;
-    double value = score_predict(store_tx_ctx(tx), store_tx_tenant(tx), B_VALUE, &f, rs, &n, &version);
+    double value = score_predict(store_tx_ctx(tx), store_tx_tenant(tx), B_VALUE, &f, rs, &n, &version, NULL);
     double price = nan_or(r, 0, L_PRICE);
     if (isnan(value)) {
         store_rows_free(r);

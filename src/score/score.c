@@ -423,7 +423,7 @@ static int cmp_reason(const void *a, const void *b) {
 
 /* Scores f with the model: encodes the features it knows, explains with
  * SHAP summed per raw feature into rs (NULL: no explanation). */
-static double model_score(const ml_model *m, const feats *f, reason *rs, int *n) {
+static double model_score(const ml_model *m, const feats *f, reason *rs, int *n, double *base_out) {
     const ml_schema *s = ml_model_schema(m);
     int w = ml_schema_width(s), nf = ml_schema_features(s);
     float xs[256];
@@ -458,6 +458,7 @@ static double model_score(const ml_model *m, const feats *f, reason *rs, int *n)
     double base, margin = ml_model_margin(m, x);
     if (rs) { /* explanations cost more than the score: only when asked */
         ml_model_shap(m, x, phi, &base);
+        if (base_out) *base_out = base;
         for (int col = 0; col < w; col++) per[ml_schema_owner(s, col)] += phi[col];
         for (int i = 0; i < NFEAT; i++) {
             int k = ml_schema_find(s, feat_name[i]);
@@ -472,12 +473,13 @@ static double model_score(const ml_model *m, const feats *f, reason *rs, int *n)
 
 /* A score by the tenant's model of builtin b when it has one (kind model,
  * *version set), else by the prior. */
-double score_predict(score_ctx *c, int64_t tenant, int b, const feats *f, reason *rs, int *n, int *version) {
+double score_predict(score_ctx *c, int64_t tenant, int b, const feats *f, reason *rs, int *n, int *version,
+                     double *base) {
     tmodel *t = c ? tm_acquire(c, tenant, b) : NULL;
     double sc = NAN;
     *version = 0;
     if (t && t->m) {
-        sc = model_score(t->m, f, rs, n);
+        sc = model_score(t->m, f, rs, n, base);
         *version = t->version;
     }
     if (c) tm_release(c, t);
@@ -486,6 +488,7 @@ double score_predict(score_ctx *c, int64_t tenant, int b, const feats *f, reason
         if (b == B_VALUE) return NAN; /* no valuation without a model */
         reason own[NFEAT + 16];
         sc = b == B_CHURN ? churn_prior(f, rs ? rs : own, n) : prior(f, rs ? rs : own, n);
+        if (base) *base = 0.10; /* both priors start there (10 points of 100) */
     }
     return round(sc * 10000) / 10000;
 }
@@ -546,7 +549,7 @@ int score_lead(store_tx *tx, int64_t lead_id, int64_t now_ms, store_err *err) {
 
     reason rs[NFEAT + 16];
     int n = 0, version;
-    double sc = score_predict(store_tx_ctx(tx), store_tx_tenant(tx), B_LEAD, &f, rs, &n, &version);
+    double sc = score_predict(store_tx_ctx(tx), store_tx_tenant(tx), B_LEAD, &f, rs, &n, &version, NULL);
     if (had && fabs(sc - old) < 0.001) return STORE_OK;
 
     const char *kind = version ? "model" : "prior";
@@ -636,19 +639,19 @@ int score_churn(store_tx *tx, int64_t lead_id, int64_t now_ms, json_t **out, sto
     if (rc) return rc;
     reason rs[NFEAT + 16];
     int n = 0, version;
-    double p = score_predict(store_tx_ctx(tx), store_tx_tenant(tx), B_CHURN, &f, rs, &n, &version);
+    double p = score_predict(store_tx_ctx(tx), store_tx_tenant(tx), B_CHURN, &f, rs, &n, &version, NULL);
     *out = churn_result(&f, p, version, rs, n);
     json_object_set_new(*out, "lead_id", json_integer(lead_id));
     return STORE_OK;
 }
 
-int score_churn_features(score_ctx *c, int64_t tenant, const json_t *in, json_t **out, char *err, size_t errlen) {
-    *out = NULL;
-    feats f;
-    memset(&f, 0, sizeof f);
-    for (int i = 0; i < NFEAT; i++) f.num[i] = NAN;
+/* Raw features of builtin b from JSON: every feature present (null when
+ * unknown), of the right type. 0, or -1 with err. */
+static int parse_features(int b, const json_t *in, feats *f, char *err, size_t errlen) {
+    memset(f, 0, sizeof *f);
+    for (int i = 0; i < NFEAT; i++) f->num[i] = NAN;
     if (!json_is_object(in)) {
-        snprintf(err, errlen, "features must be an object of the churn features");
+        snprintf(err, errlen, "features must be an object of the %s features", builtins[b].name);
         return -1;
     }
     const char *key;
@@ -656,41 +659,82 @@ int score_churn_features(score_ctx *c, int64_t tenant, const json_t *in, json_t 
     json_object_foreach((json_t *)in, key, v) {
         int i = 0;
         while (i < NFEAT && strcmp(feat_name[i], key)) i++;
-        if (i == NFEAT || !(builtins[B_CHURN].feats & FB(i))) {
-            snprintf(err, errlen, "features.%.64s: not a churn feature", key);
+        if (i == NFEAT || !(builtins[b].feats & FB(i))) {
+            snprintf(err, errlen, "features.%.64s: not a %s feature", key, builtins[b].name);
             return -1;
         }
         if (json_is_null(v)) continue;
-        if (i == F_TIMELINE) {
+        if (is_cat(i)) {
             const char *s = json_string_value(v);
-            const char *bucket = s ? score_timeline_bucket(s) : NULL;
-            if (!s) {
-                snprintf(err, errlen, "features.timeline: a string (\"0-3m\", \"3 months\", ...) or null");
+            if (!s || strlen(s) > 64) {
+                snprintf(err, errlen, "features.%s: a string of at most 64 bytes, or null", key);
                 return -1;
             }
-            if (bucket) snprintf(f.cat[i], sizeof f.cat[i], "%s", bucket);
+            if (i == F_TIMELINE) s = score_timeline_bucket(s); /* "3 months" as stored leads are read */
+            if (s) snprintf(f->cat[i], sizeof f->cat[i], "%s", s);
             continue;
         }
         if (json_is_boolean(v)) {
-            f.num[i] = json_is_true(v);
+            f->num[i] = json_is_true(v);
             continue;
         }
         double d = json_is_number(v) ? json_number_value(v) : NAN;
-        if (!json_is_number(v) || !isfinite(d) || d < 0) {
-            snprintf(err, errlen, "features.%s: a non-negative number or null", key);
+        int may_be_negative = i == F_L_LAT || i == F_L_LNG;
+        if (!json_is_number(v) || !isfinite(d) || (d < 0 && !may_be_negative)) {
+            snprintf(err, errlen, "features.%s: a %snumber or null", key, may_be_negative ? "" : "non-negative ");
             return -1;
         }
-        f.num[i] = d;
+        f->num[i] = d;
     }
     for (int i = 0; i < NFEAT; i++)
-        if ((builtins[B_CHURN].feats & FB(i)) && !json_object_get(in, feat_name[i])) {
+        if ((builtins[b].feats & FB(i)) && !json_object_get(in, feat_name[i])) {
             snprintf(err, errlen, "features.%s: missing (send null when unknown)", feat_name[i]);
             return -1;
         }
+    return 0;
+}
+
+int score_churn_features(score_ctx *c, int64_t tenant, const json_t *in, json_t **out, char *err, size_t errlen) {
+    *out = NULL;
+    feats f;
+    if (parse_features(B_CHURN, in, &f, err, errlen)) return -1;
     reason rs[NFEAT + 16];
     int n = 0, version;
-    double p = score_predict(c, tenant, B_CHURN, &f, rs, &n, &version);
+    double p = score_predict(c, tenant, B_CHURN, &f, rs, &n, &version, NULL);
     *out = churn_result(&f, p, version, rs, n);
+    return 0;
+}
+
+int score_features(score_ctx *c, int64_t tenant, const char *name, const json_t *features, int explain, json_t **out,
+                   char *err, size_t errlen) {
+    *out = NULL;
+    int b = builtin_find(name);
+    feats f;
+    if (b < 0) {
+        snprintf(err, errlen, "no built-in model \"%.64s\"", name ? name : "");
+        return 404;
+    }
+    if (parse_features(b, features, &f, err, errlen)) return 422;
+    reason rs[NFEAT + 16];
+    int n = 0, version;
+    double base = NAN;
+    double sc = score_predict(c, tenant, b, &f, rs, &n, &version, &base);
+    if (isnan(sc)) {
+        snprintf(err, errlen, "no %s model for this tenant yet: train one (POST /v1/models/%s/train)", name, name);
+        return 409;
+    }
+    *out = json_pack("{s:s, s:s, s:o, s:f}", "model", name, "kind", version ? "model" : "prior", "version",
+                     version ? json_integer(version) : json_null(), "score", sc);
+    if (explain) {
+        /* model: SHAP on the margin (base + sum = margin); prior: its
+         * points as probabilities (base + sum = score, before clamping) */
+        json_t *contrib = json_object();
+        for (int i = 0; i < n; i++) json_object_set_new(contrib, feat_name[rs[i].feature],
+                                                        json_real(version ? rs[i].effect : rs[i].effect / 100.0));
+        if (!version && b == B_CHURN) /* the churn prior's effects are probabilities already */
+            for (int i = 0; i < n; i++) json_object_set_new(contrib, feat_name[rs[i].feature], json_real(rs[i].effect));
+        json_object_set_new(*out, "explanation", json_pack("{s:f, s:o}", "base", base, "contributions", contrib));
+    }
     return 0;
 }
 

@@ -78,6 +78,15 @@ int score_churn(store_tx *tx, int64_t lead_id, int64_t now_ms, json_t **out, sto
 int score_churn_features(score_ctx *c, int64_t tenant, const json_t *features, json_t **out, char *err,
                          size_t errlen);
 
+/* /predict for a built-in name: scores raw features (every feature of the
+ * model present, null when unknown) with the tenant's model, or its prior:
+ * {model, kind, version, score[, explanation:{base, contributions}]} —
+ * SHAP on the margin for a model, the prior's points as probabilities.
+ * Returns 0, or an HTTP status with err: 404 not built-in, 422 bad
+ * features, 409 no model and no prior (property_value). No storage. */
+int score_features(score_ctx *c, int64_t tenant, const char *name, const json_t *features, int explain, json_t **out,
+                   char *err, size_t errlen);
+
 /* Trains a tenant's built-in model (name: lead_scoring or churn), saves it
  * as the next version and serves it. lead_scoring learns from won/lost
  * leads; churn from leads engaged SCORE_CHURN_DAYS ago, as they were then,

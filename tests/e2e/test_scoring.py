@@ -91,6 +91,35 @@ def test_scoring_hot_event_when_crossing_threshold_once(t):
     assert len(tn.events("lead.hot")) == 1
 
 
+LEAD_FEATURES = {"source": "zillow", "timeline": "ASAP", "property_type": None, "preapproved": True,
+                 "budget_max": 400000, "budget_vs_area": None, "preferences": 2, "has_email": 1, "has_phone": 1,
+                 "consents": 0, "inbound_messages": 1, "outbound_messages": 0, "calls": 0, "appointments": 0,
+                 "first_response_min": None, "days_since_inbound": 1, "days_since_activity": 1, "age_days": 2,
+                 "tags": 0}
+
+
+def test_scoring_predict_route_scores_raw_features_with_the_prior(t):
+    tn = Tenant(t, prefix="sc")
+    st, j = tn.api("POST", "/predict", {"model": "lead_scoring", "features": LEAD_FEATURES, "explain": True})
+    assert st == 200 and j["kind"] == "prior" and j["version"] is None, (st, j)
+    # 10 + 20 pre-approved + 15 timeline + 5 one inbound + 4 preferences + 3 + 2 = 59 points
+    assert abs(j["score"] - 0.59) < 1e-9, j
+    e = j["explanation"]
+    assert abs(e["base"] + sum(e["contributions"].values()) - j["score"]) < 1e-9, e
+    st, j = tn.api("POST", "/v1/predict", {"model": "lead_scoring", "features": LEAD_FEATURES})
+    assert st == 200 and "explanation" not in j, j
+    for bad in (dict(LEAD_FEATURES, calls=-2), {k: v for k, v in LEAD_FEATURES.items() if k != "tags"},
+                dict(LEAD_FEATURES, typo=1), dict(LEAD_FEATURES, source=5)):
+        st, j = tn.api("POST", "/predict", {"model": "lead_scoring", "features": bad})
+        assert st == 422 and j["error"]["code"] == "invalid_features", (bad, st, j)
+    st, j = tn.api("POST", "/predict", {"model": "property_value", "features": {
+        "type": "Residential", "zip": "95823", "city": "Sacramento", "beds": 3, "baths": 2, "sqft": 1400,
+        "lat": 38.5, "lng": -121.4}})
+    assert st == 409 and j["error"]["code"] == "no_model", (st, j)
+    st, j = tn.api("POST", "/predict", {"model": "churn", "features": {"calls": 1}})
+    assert st == 422, (st, j)
+
+
 def test_scoring_training_needs_enough_outcomes(t):
     tn = Tenant(t, prefix="sc")
     for i in range(5):
@@ -163,6 +192,14 @@ def test_scoring_trained_model_takes_over_from_prior(t):
     assert "preapproved" in top or "appointments" in top or "inbound_messages" in top, strong["reasons"]
     eff = [abs(r["effect"]) for r in strong["reasons"]]
     assert eff == sorted(eff, reverse=True), strong["reasons"]
+
+    # /predict with the built-in's name scores raw features with this
+    # tenant's model; SHAP adds up to the margin
+    raw = dict(LEAD_FEATURES, preapproved=1, inbound_messages=3, appointments=1)
+    st, j = tn.api("POST", "/predict", {"model": "lead_scoring", "features": raw, "explain": True})
+    assert st == 200 and j["kind"] == "model" and j["version"] == 1, (st, j)
+    margin = j["explanation"]["base"] + sum(j["explanation"]["contributions"].values())
+    assert abs(1 / (1 + math.exp(-margin)) - j["score"]) < 1e-3, (margin, j)
 
     # new leads are scored by the model from then on
     fresh = tn.create_lead(first_name="Fresh", preapproved=True)
