@@ -7,6 +7,7 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "ml/ml.h"
+#include "nurture/nurture.h"
 #include "score/score.h"
 
 static const double store_buckets[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
@@ -107,7 +108,7 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
     metrics_gauge_fn(a->m, "process_open_fds", "open file descriptors", metrics_process_open_fds, NULL);
 
     if (api_system_register(a) || leads_api_register(a) || leads_ghl_register(a) ||
-        leads_import_register(a) || leads_settings_register(a) || ml_serve_register(a) || score_api_register(a) || api_openapi_build(a)) {
+        leads_import_register(a) || leads_settings_register(a) || ml_serve_register(a) || score_api_register(a) || nurture_register(a) || api_openapi_build(a)) {
         log_msg(log, LOG_ERROR, "startup failed", "cannot register routes");
         return -1;
     }
@@ -116,6 +117,7 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
 
 static void on_shutdown_done(void *ud) {
     app *a = ud;
+    nurture_stop(a->nurture);
     uv_close((uv_handle_t *)&a->sig_term, NULL);
     uv_close((uv_handle_t *)&a->sig_int, NULL);
 }
@@ -173,6 +175,7 @@ void app_free(app *a) {
     http_server_free(a->srv);
     store_close(a->st);
     score_ctx_free(a->score);
+    nurture_free(a->nurture);
     http_router_free(a->router);
     app_routes_free(a);
     leads_ctx_free(a->leads);

@@ -49,6 +49,9 @@ static const opt opts[] = {
     {"test-routes", T_BOOL, O(test_routes), "false", "enable POST /debug/echo and GET /debug/ws-echo"},
     {"config", T_STR, O(config_file), "", "config file of key = value lines"},
     {"tenant", T_STR, O(tenant), "", "tenant slug, for the commands that act on one (key, import, train --builtin)"},
+    {"twilio-url", T_STR, O(twilio_url), "https://api.twilio.com", "Twilio REST API base URL"},
+    {"sendgrid-url", T_STR, O(sendgrid_url), "https://api.sendgrid.com", "SendGrid API base URL"},
+    {"public-url", T_STR, O(public_url), "", "this server's URL as providers see it (default http://HOST:PORT)"},
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 

@@ -40,6 +40,9 @@ typedef struct ehub_config {
     int test_routes;         /* POST /debug/echo and /debug/ws-echo, for tests and benchmarks */
     char config_file[1024];
     char tenant[65];         /* CLI commands that act on one tenant */
+    char twilio_url[512];    /* Twilio REST API base (tests point it at a local server) */
+    char sendgrid_url[512];  /* SendGrid v3 API base */
+    char public_url[512];    /* how providers reach us: status callbacks, Twilio signatures */
 } ehub_config;
 
 /* Fills cfg with defaults, then applies the config file, the environment and

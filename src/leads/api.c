@@ -9,13 +9,10 @@
 #include "base/clock.h"
 #include "base/csv.h"
 #include "leads.h"
+#include "nurture/nurture.h"
 #include "score/score.h"
 
-/* Which resource a generic handler serves. */
-typedef struct crud {
-    const entity *e;
-    const char *base; /* "/v1/agents" */
-} crud;
+typedef leads_crud crud;
 
 static const crud crud_lead = {&entity_lead, "/v1/leads"};
 static const crud crud_agent = {&entity_agent, "/v1/agents"};
@@ -207,6 +204,7 @@ static int update_tx(store_tx *tx, api_job *j, store_err *err) {
             json_decref(as);
         }
     }
+    if (!rc && e == &entity_lead) rc = nurture_on_lead_changed(tx, j->id, now, err);
     /* The score reads the lead's fields: re-score, and answer with it. */
     if (!rc && e == &entity_lead && !(rc = score_lead(tx, j->id, now, err))) {
         json_decref(j->out);
@@ -735,5 +733,17 @@ int leads_api_register(app *a) {
     rc |= app_route(a, "GET", "/v1/listings/{id}", h_get, S, ROLES_ANY, &d_listing_get);
     rc |= app_route(a, "PATCH", "/v1/listings/{id}", h_update, S, ROLES_MANAGE, &d_listing_patch);
     rc |= app_route(a, "DELETE", "/v1/listings/{id}", h_delete, S, ROLES_MANAGE, &d_listing_delete);
+    return rc ? -1 : 0;
+}
+
+int leads_crud_register(app *a, const leads_crud *c, int read_roles, int write_roles, const http_route_doc *docs) {
+    char path[160];
+    void *C = (void *)c;
+    int rc = app_route(a, "POST", c->base, h_create, C, write_roles, &docs[0]);
+    rc |= app_route(a, "GET", c->base, h_list, C, read_roles, &docs[1]);
+    snprintf(path, sizeof path, "%s/{id}", c->base);
+    rc |= app_route(a, "GET", path, h_get, C, read_roles, &docs[2]);
+    rc |= app_route(a, "PATCH", path, h_update, C, write_roles, &docs[3]);
+    rc |= app_route(a, "DELETE", path, h_delete, C, write_roles, &docs[4]);
     return rc ? -1 : 0;
 }

@@ -71,9 +71,9 @@ static const field listing_fields[] = {
 };
 
 #define N(a) ((int)(sizeof a / sizeof a[0]))
-const entity entity_lead = {"leads", "lead", lead_fields, N(lead_fields), 1};
-const entity entity_agent = {"agents", "agent", agent_fields, N(agent_fields), 1};
-const entity entity_listing = {"listings", "listing", listing_fields, N(listing_fields), 1};
+const entity entity_lead = {"leads", "lead", lead_fields, N(lead_fields), 1, NULL};
+const entity entity_agent = {"agents", "agent", agent_fields, N(agent_fields), 1, NULL};
+const entity entity_listing = {"listings", "listing", listing_fields, N(listing_fields), 1, NULL};
 
 /* ---- input ---- */
 
@@ -95,6 +95,8 @@ static void add_err(json_t **errors, const char *field, const char *msg) {
     if (!*errors) *errors = json_object();
     if (*errors) json_object_set_new(*errors, field, json_string(msg));
 }
+
+void ent_error(json_t **errors, const char *field, const char *message) { add_err(errors, field, message); }
 
 static char *own(ent_vals *out, int i, const char *s) {
     eh_free(out->owned[i]);
@@ -189,6 +191,15 @@ int ent_parse(const entity *e, json_t *in, int creating, const char *default_cou
             if (!json_is_boolean(val)) { add_err(errors, key, "expected true or false"); break; }
             out->v[i] = SV_I(json_is_true(val) ? 1 : 0);
             break;
+        case F_JSON: {
+            if (!json_is_array(val) && !json_is_object(val)) { add_err(errors, key, "expected a JSON array or object"); break; }
+            char *s = json_dumps(val, JSON_COMPACT);
+            if (!s || strlen(s) > f->maxlen) { free(s); add_err(errors, key, s ? "too large" : "out of memory"); break; }
+            if (!own(out, i, s)) { free(s); add_err(errors, key, "out of memory"); break; }
+            free(s);
+            out->v[i] = SV_S(out->owned[i]);
+            break;
+        }
         case F_LIST: {
             if (!json_is_array(val) || json_array_size(val) > 50) {
                 add_err(errors, key, "expected an array of at most 50 strings");
@@ -216,6 +227,7 @@ int ent_parse(const entity *e, json_t *in, int creating, const char *default_cou
         for (int i = 0; i < e->nfields; i++)
             if ((e->fields[i].flags & FF_REQUIRED) && (!out->present[i] || out->v[i].t == SV_NULL))
                 add_err(errors, e->fields[i].name, "required");
+    if (!*errors && e->check) e->check(out, in, creating, errors);
     if (*errors) {
         ent_vals_free(out);
         return -1;
@@ -348,6 +360,11 @@ json_t *ent_row_json(const entity *e, const store_rows *r, int row) {
                     json_decref(v);
                     v = json_array();
                 }
+                break;
+            }
+            case F_JSON: {
+                v = json_loads(store_rows_text(r, row, c), 0, NULL);
+                if (!v) v = json_null();
                 break;
             }
             default: v = json_string(store_rows_text(r, row, c)); break;

@@ -27,6 +27,7 @@ typedef enum {
     F_REF,    /* id of another row of the tenant (checked by the caller) */
     F_LAT,    /* latitude -90..90 */
     F_LNG,    /* longitude -180..180 */
+    F_JSON,   /* a JSON array or object, at most maxlen bytes compact; checked by the entity's check */
 } field_type;
 
 enum {
@@ -43,12 +44,17 @@ typedef struct field {
     const char *const *enums; /* F_ENUM: NULL-terminated */
 } field;
 
+struct ent_vals;
 typedef struct entity {
     const char *table;   /* "leads" */
     const char *kind;    /* "lead": event types "lead.created"... */
     const field *fields; /* excluding id, tenant_id, version, created_at, updated_at, deleted_at */
     int nfields;
     int versioned;       /* has a version column */
+    /* Rules across fields or inside a F_JSON value, after each field was
+     * parsed: adds {field: message} to errors (created on demand) for
+     * each problem. in is the request's JSON. May be NULL. */
+    void (*check)(const struct ent_vals *v, json_t *in, int creating, json_t **errors);
 } entity;
 
 extern const entity entity_lead, entity_agent, entity_listing;
@@ -69,6 +75,8 @@ int ent_parse(const entity *e, json_t *in, int creating, const char *default_cou
 void ent_vals_free(ent_vals *v);
 /* Index of a field by name, or -1. */
 int ent_field(const entity *e, const char *name);
+/* Adds {field: message} to *errors (created on demand), for check hooks. */
+void ent_error(json_t **errors, const char *field, const char *message);
 
 /* INSERT with the present values; returns the new id. */
 int ent_insert(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, store_err *err);

@@ -19,6 +19,7 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "leads.h"
+#include "nurture/nurture.h"
 #include "score/score.h"
 
 #define FRESHNESS_MS (5 * 60 * 1000)
@@ -375,6 +376,7 @@ static int set_lead_fields(store_tx *tx, int64_t lead_id, json_t *in, const char
     json_t *ev = json_pack("{s:o, s:s}", "lead", lead, "via", "ghl");
     rc = leads_event(tx, event, ev, err);
     json_decref(ev);
+    if (!rc) rc = nurture_on_lead_changed(tx, lead_id, now, err);
     return rc ? rc : score_lead(tx, lead_id, now, err);
 }
 

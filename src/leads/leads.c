@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "leads.h"
+#include "nurture/nurture.h"
 #include "score/score.h"
 
 static const store_val *val_of(const ent_vals *v, const char *name) {
@@ -69,6 +70,7 @@ int leads_upsert(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, i
         rc = leads_event(tx, "lead.updated", ev, err);
         json_decref(ev);
         json_decref(lead);
+        if (!rc) rc = nurture_on_lead_changed(tx, dup, now_ms, err);
         return rc ? rc : score_lead(tx, dup, now_ms, err);
     }
     *created = 1;
@@ -82,6 +84,8 @@ int leads_upsert(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, i
         int64_t agent;
         rc = leads_route(tx, *id, "new lead", now_ms, &agent, err);
     }
+    /* speed to lead: the first touch is queued with the lead itself */
+    if (!rc) rc = nurture_on_new_lead(tx, *id, now_ms, err);
     return rc ? rc : score_lead(tx, *id, now_ms, err);
 }
 
@@ -107,6 +111,11 @@ int leads_add_activity(store_tx *tx, int64_t lead_id, const activity_in *a, int6
                            (json_int_t)(a->occurred_at ? a->occurred_at : now_ms));
     rc = leads_event(tx, "activity.created", ev, err);
     json_decref(ev);
+    /* a reply ends the lead's sequences: a person takes over */
+    if (!rc && !strcmp(a->direction, "inbound")) {
+        int n;
+        rc = nurture_exit_lead(tx, lead_id, "replied", now_ms, &n, err);
+    }
     /* messages, calls and appointments are what the score reads most */
     return rc ? rc : score_lead(tx, lead_id, now_ms, err);
 }

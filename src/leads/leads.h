@@ -15,6 +15,21 @@
 #include "entity.h"
 #include "store/store.h"
 
+/* A resource served by the generic REST handlers (create, list with
+ * filters and keyset pagination, get with ETag, PATCH with If-Match,
+ * soft delete), each write with its "<kind>.created/updated/deleted"
+ * event: agents and listings here, templates and sequences in nurture. */
+typedef struct leads_crud {
+    const entity *e;
+    const char *base; /* "/v1/agents"; must outlive the server */
+} leads_crud;
+struct app;
+struct http_route_doc;
+/* Registers POST base, GET base, GET/PATCH/DELETE base/{id}; docs: their
+ * descriptions in that order. */
+int leads_crud_register(struct app *a, const leads_crud *c, int read_roles, int write_roles,
+                        const struct http_route_doc *docs);
+
 /* Appends an event whose payload is `data` (not stolen). */
 int leads_event(store_tx *tx, const char *type, json_t *data, store_err *err);
 

@@ -1,0 +1,610 @@
+/* The dispatcher: claims due steps from the durable queue, decides what
+ * each may do (consent, do-not-disturb, quiet hours, daily cap), renders
+ * and sends it, and records the outcome — all on the thread pool, driven
+ * by a 100 ms timer on the loop.
+ *
+ * Exactly once: a claimed step is marked "sending" (and its attempt
+ * counted) in a committed transaction before anything goes out, and every
+ * send carries the step's idempotency key (Twilio: I-Twilio-Idempotency-
+ * Token; SendGrid: Idempotency-Key), so the provider turns a repeat into
+ * the same message. A step left "sending" by a crash is claimed again
+ * after NURTURE_LEASE_MS and re-sent with the same key.
+ *
+ * Provider calls use libcurl's easy interface on the pool thread that
+ * runs the batch, with a 10 s timeout; the loop never waits on them. */
+#include <curl/curl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "app/app.h"
+#include "base/alloc.h"
+#include "base/clock.h"
+#include "leads/leads.h"
+#include "nurture.h"
+#include "nurture_int.h"
+
+#define BATCH 50
+#define NURTURE_LEASE_MS 60000
+#define TICK_MS 100
+
+/* ---- time zones ----
+ * Quiet hours need the lead's local time. The C library can only switch
+ * zones through the process-wide TZ, which threads cannot share, so the
+ * zones of our users are kept here with their DST rules. */
+typedef struct zone {
+    const char *name;
+    int offset_min; /* standard time, east of UTC */
+    char dst;       /* 'U' US rules, 'E' EU rules, 0 none */
+} zone;
+static const zone zones[] = {
+    {"America/New_York", -300, 'U'},   {"America/Detroit", -300, 'U'},  {"America/Chicago", -360, 'U'},
+    {"America/Denver", -420, 'U'},     {"America/Phoenix", -420, 0},    {"America/Los_Angeles", -480, 'U'},
+    {"America/Anchorage", -540, 'U'},  {"Pacific/Honolulu", -600, 0},   {"America/Toronto", -300, 'U'},
+    {"America/Vancouver", -480, 'U'},  {"America/Puerto_Rico", -240, 0}, {"Europe/London", 0, 'E'},
+    {"Europe/Dublin", 0, 'E'},         {"Europe/Lisbon", 0, 'E'},       {"Europe/Paris", 60, 'E'},
+    {"Europe/Berlin", 60, 'E'},        {"Europe/Madrid", 60, 'E'},      {"Europe/Rome", 60, 'E'},
+    {"UTC", 0, 0},                     {"Etc/UTC", 0, 0},
+};
+#define DEFAULT_ZONE 0 /* America/New_York when the lead's zone is unknown */
+
+/* Day of month of the n-th Sunday (n = -1: last) of month m (1-12). */
+static int nth_sunday(int year, int m, int n) {
+    struct tm t = {.tm_year = year - 1900, .tm_mon = m - 1, .tm_mday = 1, .tm_hour = 12};
+    time_t s = timegm(&t);
+    gmtime_r(&s, &t);
+    int first = 1 + (7 - t.tm_wday) % 7;
+    if (n > 0) return first + 7 * (n - 1);
+    int days = m == 2 ? 28 : (m == 4 || m == 6 || m == 9 || m == 11) ? 30 : 31;
+    int last = first;
+    while (last + 7 <= days) last += 7;
+    return last;
+}
+
+/* Minutes east of UTC in zone z at utc_ms. */
+static int zone_offset(const zone *z, int64_t utc_ms) {
+    if (!z->dst) return z->offset_min;
+    time_t s = (time_t)(utc_ms / 1000);
+    struct tm t;
+    gmtime_r(&s, &t);
+    int y = t.tm_year + 1900;
+    struct tm a = {.tm_year = y - 1900}, b = {.tm_year = y - 1900};
+    int64_t start, end;
+    if (z->dst == 'U') { /* 2:00 local, second Sunday of March to first Sunday of November */
+        a.tm_mon = 2, a.tm_mday = nth_sunday(y, 3, 2), a.tm_hour = 2;
+        b.tm_mon = 10, b.tm_mday = nth_sunday(y, 11, 1), b.tm_hour = 2;
+        start = (int64_t)timegm(&a) - z->offset_min * 60;
+        end = (int64_t)timegm(&b) - (z->offset_min + 60) * 60;
+    } else { /* 1:00 UTC, last Sunday of March to last Sunday of October */
+        a.tm_mon = 2, a.tm_mday = nth_sunday(y, 3, -1), a.tm_hour = 1;
+        b.tm_mon = 9, b.tm_mday = nth_sunday(y, 10, -1), b.tm_hour = 1;
+        start = (int64_t)timegm(&a);
+        end = (int64_t)timegm(&b);
+    }
+    return z->offset_min + ((int64_t)s >= start && (int64_t)s < end ? 60 : 0);
+}
+
+static const zone *zone_find(const char *name) {
+    for (size_t i = 0; name && i < sizeof zones / sizeof zones[0]; i++)
+        if (!strcmp(zones[i].name, name)) return &zones[i];
+    return NULL;
+}
+
+int64_t nurture_quiet_until(const char *tz, int quiet_start, int quiet_end, int64_t now_ms) {
+    const zone *z = zone_find(tz);
+    if (!z) z = &zones[DEFAULT_ZONE];
+    int off = zone_offset(z, now_ms);
+    int64_t local_ms = now_ms + (int64_t)off * 60000;
+    int64_t day_ms = 86400000;
+    int minute = (int)((local_ms % day_ms + day_ms) % day_ms / 60000);
+    int quiet = quiet_start > quiet_end ? (minute >= quiet_start || minute < quiet_end)
+                                        : (minute >= quiet_start && minute < quiet_end);
+    if (!quiet || quiet_start == quiet_end) return 0;
+    int64_t midnight = local_ms - minute * (int64_t)60000 - local_ms % 60000;
+    int64_t wake = midnight + (int64_t)quiet_end * 60000;
+    if (wake <= local_ms) wake += day_ms;
+    return wake - (int64_t)off * 60000;
+}
+
+/* ---- the dispatcher ---- */
+
+struct nurture_ctx {
+    app *a;
+    uv_timer_t timer;
+    uv_work_t work;
+    int busy, again, stopping, closed;
+    char twilio_url[512], sendgrid_url[512], public_url[512];
+    metric *m_sent, *m_fail;
+    /* results of the batch in flight (pool thread writes, loop reads after) */
+    int claimed;
+    int sent[2], failed;
+};
+
+typedef struct job {
+    int64_t id, tenant, enrollment;
+    int step, attempts;
+    char key[96];
+} job;
+
+typedef struct claim {
+    job jobs[BATCH];
+    int n;
+} claim;
+
+static int claim_tx(store_tx *tx, void *arg, store_err *err) {
+    claim *cl = arg;
+    job *jobs = cl->jobs;
+    cl->n = 0;
+    int64_t now = clock_wall_ms();
+    store_val p[] = {SV_I(now), SV_I(now - NURTURE_LEASE_MS), SV_I(BATCH)};
+    const char *sql = store_tx_kind(tx) == STORE_POSTGRES
+                          /* nodes never claim the same step */
+                          ? "SELECT id, tenant_id, enrollment_id, step, attempts, idem_key FROM nurture_jobs "
+                            "WHERE (state = 'queued' AND due_at <= $1) OR (state = 'sending' AND updated_at < $2) "
+                            "ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED"
+                          : "SELECT id, tenant_id, enrollment_id, step, attempts, idem_key FROM nurture_jobs "
+                            "WHERE (state = 'queued' AND due_at <= $1) OR (state = 'sending' AND updated_at < $2) "
+                            "ORDER BY due_at LIMIT $3";
+    store_rows *r = NULL;
+    int rc = store_query(tx, sql, p, 3, &r, err);
+    if (rc) return rc;
+    int n = store_rows_count(r);
+    for (int i = 0; i < n && i < BATCH && !rc; i++) {
+        job *j = &jobs[i];
+        j->id = store_rows_int(r, i, 0);
+        j->tenant = store_rows_int(r, i, 1);
+        j->enrollment = store_rows_int(r, i, 2);
+        j->step = (int)store_rows_int(r, i, 3);
+        j->attempts = (int)store_rows_int(r, i, 4) + 1;
+        snprintf(j->key, sizeof j->key, "%s", store_rows_text(r, i, 5));
+        store_val u[] = {SV_I(j->id), SV_I(now)};
+        rc = store_query(tx,
+                         "UPDATE nurture_jobs SET state = 'sending', attempts = attempts + 1, updated_at = $2 "
+                         "WHERE id = $1",
+                         u, 2, NULL, err);
+        cl->n = i + 1;
+    }
+    store_rows_free(r);
+    return rc;
+}
+
+/* What one step needs, read in one snapshot. */
+typedef struct plan {
+    job *j;
+    int64_t now;
+    int action;          /* PLAN_* */
+    int64_t reschedule;  /* PLAN_WAIT: new due time */
+    char why[300];
+    char type[8];        /* sms, email, task */
+    json_t *steps;
+    int64_t lead_id;
+    char to[320], from[320], subject[256];
+    buf body;
+    char cred1[128], cred2[256]; /* twilio sid/token, or sendgrid key */
+    char slug[65];
+} plan;
+enum { PLAN_SEND, PLAN_TASK, PLAN_SKIP, PLAN_WAIT, PLAN_DROP, PLAN_FAIL };
+
+static const char *col(const store_rows *r, int c) { return store_rows_text(r, 0, c) ? store_rows_text(r, 0, c) : ""; }
+
+static int plan_tx(store_tx *tx, void *arg, store_err *err) {
+    plan *p = arg;
+    job *j = p->j;
+    buf_reset(&p->body);
+    json_decref(p->steps);
+    p->steps = NULL;
+    p->action = PLAN_DROP;
+    store_val a[] = {SV_I(j->tenant), SV_I(j->enrollment)};
+    store_rows *r = NULL;
+    int rc = store_query(tx,
+                         "SELECT e.state, e.lead_id, s.steps, l.first_name, l.last_name, l.email, l.phone, "
+                         "l.consent_sms, l.consent_email, l.dnd, l.timezone, g.name, g.phone, g.email, t.name, t.slug, "
+                         "n.twilio_account_sid, n.twilio_auth_token, n.twilio_from, n.sendgrid_api_key, n.sendgrid_from, "
+                         "COALESCE(n.quiet_start, 1260), COALESCE(n.quiet_end, 480), COALESCE(n.daily_cap, 3), "
+                         "l.deleted_at, l.status "
+                         "FROM nurture_enrollments e JOIN nurture_sequences s ON s.id = e.sequence_id "
+                         "JOIN leads l ON l.id = e.lead_id JOIN tenants t ON t.id = e.tenant_id "
+                         "LEFT JOIN agents g ON g.id = l.agent_id AND g.tenant_id = l.tenant_id "
+                         "LEFT JOIN nurture_settings n ON n.tenant_id = e.tenant_id "
+                         "WHERE e.tenant_id = $1 AND e.id = $2",
+                         a, 2, &r, err);
+    if (rc) return rc;
+    if (!store_rows_count(r) || strcmp(col(r, 0), "active") || !store_rows_isnull(r, 0, 24)) {
+        snprintf(p->why, sizeof p->why, "enrollment no longer active");
+        store_rows_free(r);
+        return STORE_OK;
+    }
+    p->lead_id = store_rows_int(r, 0, 1);
+    snprintf(p->slug, sizeof p->slug, "%s", col(r, 15));
+    p->steps = json_loads(col(r, 2), 0, NULL);
+    json_t *st = json_array_get(p->steps, (size_t)j->step);
+    const char *type = json_string_value(json_object_get(st, "type"));
+    if (!type) {
+        snprintf(p->why, sizeof p->why, "the sequence changed: no step %d", j->step);
+        store_rows_free(r);
+        return STORE_OK;
+    }
+    snprintf(p->type, sizeof p->type, "%s", type);
+    if (!strcmp(type, "task")) {
+        p->action = PLAN_TASK;
+        buf_puts(&p->body, json_string_value(json_object_get(st, "text")));
+        store_rows_free(r);
+        return STORE_OK;
+    }
+    int sms = !strcmp(type, "sms");
+    /* consent and do-not-disturb: the step is skipped, the sequence goes on */
+    if (store_rows_int(r, 0, 9) || !store_rows_int(r, 0, sms ? 7 : 8) || !*col(r, sms ? 6 : 5)) {
+        p->action = PLAN_SKIP;
+        snprintf(p->why, sizeof p->why, "%s", store_rows_int(r, 0, 9) ? "do not disturb"
+                                             : !*col(r, sms ? 6 : 5) ? (sms ? "no phone number" : "no email address")
+                                                                     : (sms ? "no SMS consent" : "no email consent"));
+        store_rows_free(r);
+        return STORE_OK;
+    }
+    int64_t wake = nurture_quiet_until(store_rows_text(r, 0, 10), (int)store_rows_int(r, 0, 21),
+                                       (int)store_rows_int(r, 0, 22), p->now);
+    if (wake) {
+        p->action = PLAN_WAIT;
+        p->reschedule = wake;
+        snprintf(p->why, sizeof p->why, "quiet hours in the lead's time zone");
+        store_rows_free(r);
+        return STORE_OK;
+    }
+    /* the daily cap, over the last 24 hours */
+    store_val c[] = {SV_I(j->tenant), SV_I(p->lead_id), SV_I(p->now - 86400000)};
+    store_rows *cr = NULL;
+    rc = store_query(tx,
+                     "SELECT COUNT(*) FROM activities WHERE tenant_id = $1 AND lead_id = $2 AND direction = 'outbound' "
+                     "AND channel IN ('sms', 'email') AND provider_message_id IS NOT NULL AND created_at > $3",
+                     c, 3, &cr, err);
+    if (rc) {
+        store_rows_free(r);
+        return rc;
+    }
+    int64_t today = store_rows_int(cr, 0, 0);
+    store_rows_free(cr);
+    if (today >= store_rows_int(r, 0, 23)) {
+        p->action = PLAN_WAIT;
+        p->reschedule = p->now + 86400000;
+        snprintf(p->why, sizeof p->why, "daily cap of %lld messages reached", (long long)store_rows_int(r, 0, 23));
+        store_rows_free(r);
+        return STORE_OK;
+    }
+    const char *tname = json_string_value(json_object_get(st, "template"));
+    store_val tq[] = {SV_I(j->tenant), SV_S(tname), SV_S(type)};
+    store_rows *tr = NULL;
+    rc = store_query(tx,
+                     "SELECT subject, body, marketing FROM nurture_templates WHERE tenant_id = $1 AND name = $2 "
+                     "AND channel = $3 AND deleted_at IS NULL",
+                     tq, 3, &tr, err);
+    if (rc) {
+        store_rows_free(r);
+        return rc;
+    }
+    if (!store_rows_count(tr)) {
+        p->action = PLAN_FAIL;
+        snprintf(p->why, sizeof p->why, "no %s template named \"%.60s\"", type, tname ? tname : "");
+    } else {
+        json_t *vars = json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s}, s:{s:s}, s:{}}", "first_name", col(r, 3),
+                                 "last_name", col(r, 4), "email", col(r, 5), "phone", col(r, 6), "agent", "name",
+                                 col(r, 11), "phone", col(r, 12), "email", col(r, 13), "tenant", "name", col(r, 14),
+                                 "listing");
+        char e[256];
+        int bad = nurture_render(store_rows_text(tr, 0, 1), vars, !sms, &p->body, e, sizeof e);
+        buf subj;
+        buf_init(&subj, sizeof p->subject - 1);
+        if (!bad && !sms) bad = nurture_render(col(tr, 0), vars, 0, &subj, e, sizeof e);
+        snprintf(p->subject, sizeof p->subject, "%s", subj.p ? subj.p : "");
+        buf_free(&subj);
+        json_decref(vars);
+        if (!bad && sms && store_rows_int(tr, 0, 2) && !nurture_has_opt_out(p->body.p)) {
+            bad = 1;
+            snprintf(e, sizeof e, "a marketing SMS without opt-out text");
+        }
+        const char *c1 = col(r, sms ? 16 : 19), *c2 = col(r, 17), *from = col(r, sms ? 18 : 20);
+        if (bad) {
+            p->action = PLAN_FAIL;
+            snprintf(p->why, sizeof p->why, "%.250s", e);
+        } else if (!*c1 || !*from || (sms && !*c2)) {
+            p->action = PLAN_FAIL;
+            snprintf(p->why, sizeof p->why, "%s is not configured for this tenant (PATCH /v1/nurture/settings)",
+                     sms ? "Twilio" : "SendGrid");
+        } else {
+            p->action = PLAN_SEND;
+            snprintf(p->to, sizeof p->to, "%s", col(r, sms ? 6 : 5));
+            snprintf(p->from, sizeof p->from, "%s", from);
+            snprintf(p->cred1, sizeof p->cred1, "%s", c1);
+            snprintf(p->cred2, sizeof p->cred2, "%s", sms ? c2 : "");
+        }
+    }
+    store_rows_free(tr);
+    store_rows_free(r);
+    return STORE_OK;
+}
+
+/* ---- providers ---- */
+
+typedef struct reply {
+    buf body;
+    char msgid[128]; /* SendGrid's X-Message-Id */
+} reply;
+
+static size_t on_body(char *d, size_t sz, size_t n, void *ud) {
+    reply *r = ud;
+    buf_append(&r->body, d, sz * n); /* past the cap the rest is dropped: we only read ids and errors */
+    return sz * n;
+}
+
+static size_t on_header(char *d, size_t sz, size_t n, void *ud) {
+    reply *r = ud;
+    size_t len = sz * n;
+    if (len > 14 && !strncasecmp(d, "X-Message-Id:", 13)) {
+        const char *v = d + 13;
+        while (*v == ' ') v++;
+        size_t vl = (size_t)(d + len - v);
+        while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n')) vl--;
+        snprintf(r->msgid, sizeof r->msgid, "%.*s", (int)vl, v);
+    }
+    return len;
+}
+
+/* Sends p; returns the HTTP status (0: no answer) and the provider's id
+ * of the message in id. */
+static long provider_send(nurture_ctx *c, plan *p, char *id, size_t idlen, char *err, size_t errlen) {
+    CURL *h = curl_easy_init();
+    if (!h) {
+        snprintf(err, errlen, "out of memory");
+        return 0;
+    }
+    reply rep;
+    buf_init(&rep.body, 65536);
+    rep.msgid[0] = 0;
+    struct curl_slist *hd = NULL;
+    char url[1200], hdr[300], cb[1200];
+    char *form = NULL, *json = NULL;
+    int sms = !strcmp(p->type, "sms");
+    if (sms) {
+        snprintf(url, sizeof url, "%s/2010-04-01/Accounts/%s/Messages.json", c->twilio_url, p->cred1);
+        snprintf(cb, sizeof cb, "%s/v1/webhooks/twilio/%s", c->public_url, p->slug);
+        char *to = curl_easy_escape(h, p->to, 0), *from = curl_easy_escape(h, p->from, 0);
+        char *body = curl_easy_escape(h, p->body.p ? p->body.p : "", 0), *scb = curl_easy_escape(h, cb, 0);
+        size_t n = strlen(to ? to : "") + strlen(from ? from : "") + strlen(body ? body : "") + strlen(scb ? scb : "") + 64;
+        form = malloc(n);
+        if (form)
+            snprintf(form, n, "To=%s&From=%s&Body=%s&StatusCallback=%s", to ? to : "", from ? from : "",
+                     body ? body : "", scb ? scb : "");
+        curl_free(to), curl_free(from), curl_free(body), curl_free(scb);
+        curl_easy_setopt(h, CURLOPT_USERNAME, p->cred1);
+        curl_easy_setopt(h, CURLOPT_PASSWORD, p->cred2);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, form ? form : "");
+        snprintf(hdr, sizeof hdr, "I-Twilio-Idempotency-Token: %s", p->j->key);
+        hd = curl_slist_append(hd, hdr);
+    } else {
+        snprintf(url, sizeof url, "%s/v3/mail/send", c->sendgrid_url);
+        json_t *m = json_pack("{s:[{s:[{s:s}], s:{s:s}}], s:{s:s}, s:s, s:[{s:s, s:s}]}", "personalizations", "to",
+                              "email", p->to, "custom_args", "ehub_step", p->j->key, "from", "email", p->from,
+                              "subject", p->subject, "content", "type", "text/html", "value",
+                              p->body.p ? p->body.p : "");
+        json = m ? json_dumps(m, JSON_COMPACT) : NULL;
+        json_decref(m);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, json ? json : "{}");
+        snprintf(hdr, sizeof hdr, "Authorization: Bearer %s", p->cred1);
+        hd = curl_slist_append(hd, hdr);
+        hd = curl_slist_append(hd, "Content-Type: application/json");
+        snprintf(hdr, sizeof hdr, "Idempotency-Key: %s", p->j->key);
+        hd = curl_slist_append(hd, hdr);
+    }
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &rep);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, &rep);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    long status = 0;
+    CURLcode cc = curl_easy_perform(h);
+    if (cc != CURLE_OK) {
+        snprintf(err, errlen, "%s", curl_easy_strerror(cc));
+    } else {
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        if (sms) {
+            json_t *j = rep.body.p ? json_loads(rep.body.p, 0, NULL) : NULL;
+            const char *sid = json_string_value(json_object_get(j, "sid"));
+            snprintf(id, idlen, "%s", sid ? sid : "");
+            if (status >= 300) {
+                const char *msg = json_string_value(json_object_get(j, "message"));
+                snprintf(err, errlen, "Twilio %ld: %.200s", status, msg ? msg : "error");
+            }
+            json_decref(j);
+        } else {
+            snprintf(id, idlen, "%s", rep.msgid);
+            if (status >= 300) snprintf(err, errlen, "SendGrid %ld: %.200s", status, rep.body.p ? rep.body.p : "");
+        }
+    }
+    curl_slist_free_all(hd);
+    curl_easy_cleanup(h);
+    free(form);
+    free(json);
+    buf_free(&rep.body);
+    return status;
+}
+
+/* ---- recording the outcome ---- */
+
+typedef struct outcome {
+    plan *p;
+    int ok;              /* sent (or task done, or step skipped): go on */
+    int retry;           /* a retryable failure: due again later */
+    char result[400];
+    char provider_id[128];
+} outcome;
+
+static int record_tx(store_tx *tx, void *arg, store_err *err) {
+    outcome *o = arg;
+    plan *p = o->p;
+    job *j = p->j;
+    int64_t now = clock_wall_ms();
+    int rc;
+    if (p->action == PLAN_WAIT) {
+        store_val u[] = {SV_I(j->id), SV_I(p->reschedule), SV_S(p->why), SV_I(now)};
+        /* not an attempt: give it back */
+        return store_query(tx,
+                           "UPDATE nurture_jobs SET state = 'queued', due_at = $2, result = $3, "
+                           "attempts = attempts - 1, updated_at = $4 WHERE id = $1",
+                           u, 4, NULL, err);
+    }
+    if (o->retry) {
+        /* exponential backoff with jitter: 2^attempts s, +-25 % */
+        unsigned h = (unsigned)(j->id * 2654435761u + (unsigned)now); /* no shared PRNG state */
+        double base = pow(2, j->attempts) * 1000, jit = base * 0.25 * ((double)(h % 2001) / 1000 - 1);
+        store_val u[] = {SV_I(j->id), SV_I(now + (int64_t)(base + jit)), SV_S(o->result), SV_I(now)};
+        return store_query(tx, "UPDATE nurture_jobs SET state = 'queued', due_at = $2, result = $3, updated_at = $4 "
+                               "WHERE id = $1",
+                           u, 4, NULL, err);
+    }
+    const char *state = p->action == PLAN_SKIP || p->action == PLAN_DROP ? "skipped" : o->ok ? "done" : "failed";
+    store_val u[] = {SV_I(j->id), SV_S(state), SV_S(o->result), SV_I(now)};
+    if ((rc = store_query(tx, "UPDATE nurture_jobs SET state = $2, result = $3, updated_at = $4 WHERE id = $1", u, 4,
+                          NULL, err)))
+        return rc;
+    if (p->action == PLAN_DROP) return STORE_OK;
+    if (o->ok && (p->action == PLAN_SEND || p->action == PLAN_TASK)) {
+        activity_in ai = {.channel = p->action == PLAN_TASK ? "task" : p->type,
+                          .direction = p->action == PLAN_TASK ? "none" : "outbound",
+                          .body = p->body.p ? p->body.p : "",
+                          .status = p->action == PLAN_TASK ? "open" : "queued",
+                          .provider_message_id = o->provider_id[0] ? o->provider_id : NULL,
+                          .occurred_at = now};
+        int64_t aid;
+        if ((rc = leads_add_activity(tx, p->lead_id, &ai, now, &aid, err))) return rc;
+    }
+    json_t *ev = json_pack("{s:I, s:I, s:i, s:s, s:s, s:s}", "enrollment_id", (json_int_t)j->enrollment, "lead_id",
+                           (json_int_t)p->lead_id, "step", j->step, "type", p->type, "state", state, "result",
+                           o->result);
+    rc = leads_event(tx, o->ok || p->action == PLAN_SKIP ? "nurture.step" : "nurture.failed", ev, err);
+    json_decref(ev);
+    if (rc) return rc;
+    /* a failed step does not stop the sequence: the lead may still get the next one */
+    return nurture_schedule(tx, j->enrollment, p->steps, j->step + 1, now, now, err);
+}
+
+static void run_one(nurture_ctx *c, job *j) {
+    store *st = c->a->st;
+    plan p = {.j = j, .now = clock_wall_ms()};
+    buf_init(&p.body, NURTURE_MAX_BODY + 1);
+    store_err err = {0};
+    outcome o = {.p = &p};
+    if (store_read(st, j->tenant, plan_tx, &p, &err)) {
+        /* storage trouble: leave it "sending"; the lease brings it back */
+        log_msg(c->a->log, LOG_WARN, "nurture: cannot plan a step", err.msg);
+        json_decref(p.steps);
+        buf_free(&p.body);
+        return;
+    }
+    switch (p.action) {
+    case PLAN_SEND: {
+        char e[300] = "";
+        long status = provider_send(c, &p, o.provider_id, sizeof o.provider_id, e, sizeof e);
+        if (status >= 200 && status < 300) {
+            o.ok = 1;
+            snprintf(o.result, sizeof o.result, "sent (%s)", o.provider_id[0] ? o.provider_id : "no id");
+            c->sent[strcmp(p.type, "sms") != 0]++;
+        } else {
+            /* retry what may succeed later: no answer, 408, 429, 5xx */
+            int retryable = status == 0 || status == 408 || status == 429 || status >= 500;
+            o.retry = retryable && j->attempts < NURTURE_MAX_ATTEMPTS;
+            snprintf(o.result, sizeof o.result, "%s%s", e[0] ? e : "provider error",
+                     retryable && !o.retry ? " (gave up)" : "");
+            if (!o.retry) c->failed++;
+        }
+        break;
+    }
+    case PLAN_TASK:
+        o.ok = 1;
+        snprintf(o.result, sizeof o.result, "task created");
+        break;
+    case PLAN_FAIL:
+        c->failed++;
+        snprintf(o.result, sizeof o.result, "%s", p.why);
+        break;
+    default:
+        snprintf(o.result, sizeof o.result, "%s", p.why);
+    }
+    if (store_write(st, j->tenant, record_tx, &o, &err))
+        log_msg(c->a->log, LOG_ERROR, "nurture: cannot record a step (it will be retried)", err.msg);
+    json_decref(p.steps);
+    buf_free(&p.body);
+}
+
+static void batch_work(uv_work_t *w) {
+    nurture_ctx *c = w->data;
+    claim *cl = eh_calloc(1, sizeof *cl);
+    store_err err = {0};
+    c->claimed = 0;
+    if (!cl) return;
+    if (store_write(c->a->st, 0, claim_tx, cl, &err)) {
+        log_msg(c->a->log, LOG_WARN, "nurture: cannot claim steps", err.msg);
+        eh_free(cl);
+        return;
+    }
+    for (int i = 0; i < cl->n; i++) run_one(c, &cl->jobs[i]);
+    c->claimed = cl->n;
+    eh_free(cl);
+}
+
+static void on_tick(uv_timer_t *t);
+
+static void batch_done(uv_work_t *w, int status) {
+    nurture_ctx *c = w->data;
+    c->busy = 0;
+    if (c->m_sent) {
+        const char *sms[] = {"sms"}, *email[] = {"email"};
+        if (c->sent[0]) metric_add(c->m_sent, sms, (double)c->sent[0]);
+        if (c->sent[1]) metric_add(c->m_sent, email, (double)c->sent[1]);
+        if (c->failed) metric_add(c->m_fail, NULL, (double)c->failed);
+    }
+    c->sent[0] = c->sent[1] = c->failed = 0;
+    /* a full batch: more may be due now */
+    if (!c->stopping && c->claimed == BATCH) on_tick(&c->timer);
+}
+
+static void on_tick(uv_timer_t *t) {
+    nurture_ctx *c = t->data;
+    if (c->busy || c->stopping) return;
+    c->busy = 1;
+    c->work.data = c;
+    if (uv_queue_work(c->a->loop, &c->work, batch_work, batch_done)) c->busy = 0;
+}
+
+static void on_closed(uv_handle_t *h) { ((nurture_ctx *)h->data)->closed = 1; }
+
+void nurture_stop(nurture_ctx *c) {
+    if (!c || c->stopping) return;
+    c->stopping = 1;
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, on_closed);
+}
+
+void nurture_free(nurture_ctx *c) { eh_free(c); }
+
+nurture_ctx *nurture_ctx_start(app *a) {
+    nurture_ctx *c = eh_calloc(1, sizeof *c);
+    if (!c) return NULL;
+    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any pool thread uses libcurl */
+    c->a = a;
+    snprintf(c->twilio_url, sizeof c->twilio_url, "%s", a->cfg.twilio_url);
+    snprintf(c->sendgrid_url, sizeof c->sendgrid_url, "%s", a->cfg.sendgrid_url);
+    if (a->cfg.public_url[0]) snprintf(c->public_url, sizeof c->public_url, "%s", a->cfg.public_url);
+    else snprintf(c->public_url, sizeof c->public_url, "http://%s:%d", a->cfg.host, a->cfg.port);
+    c->m_sent = metrics_counter(a->m, "ehub_nurture_sent_total", "messages accepted by a provider", "channel");
+    c->m_fail = metrics_counter(a->m, "ehub_nurture_failed_total", "nurture steps that failed for good", NULL);
+    uv_timer_init(a->loop, &c->timer);
+    c->timer.data = c;
+    uv_timer_start(&c->timer, on_tick, TICK_MS, TICK_MS);
+    return c;
+}

@@ -1,0 +1,333 @@
+"""Nurture end to end: templates (variables, opt-out rule, preview and SMS
+segments), sequences started by a new lead with the first text reaching a
+local server that speaks Twilio's Messages API within a second, waits,
+consent, quiet hours, retries of 5xx answers with one message in the end,
+SendGrid mail/send, and the providers' webhooks: Twilio status callbacks and
+inbound STOP (X-Twilio-Signature), SendGrid events (ECDSA P-256 signature
+made here with a fresh key).
+
+The fake providers check what the real ones check (Basic auth with the
+account SID and token, Bearer key, the form and JSON fields) and honour the
+idempotency key ehub sends, as the exactly-once design relies on.
+Standard library plus python3-cryptography (Debian)."""
+import base64
+import hashlib
+import hmac
+import http.server
+import json
+import threading
+import time
+import urllib.parse
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from tenants import Tenant
+
+SID, TOKEN, FROM = "AC" + "1" * 32, "twilio-test-token", "+14155550000"
+SG_KEY, SG_FROM = "SG.test-key", "team@example.com"
+
+
+class Fake(http.server.BaseHTTPRequestHandler):
+    """Twilio's POST /2010-04-01/Accounts/{sid}/Messages.json and SendGrid's
+    POST /v3/mail/send."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def _reply(self, code, body, headers=None):
+        data = json.dumps(body).encode() if body is not None else b""
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self):
+        st = self.server.state
+        n = int(self.headers.get("Content-Length", "0"))
+        raw = self.rfile.read(n)
+        with st["lock"]:
+            if st["fail"]:
+                st["fail"] -= 1
+                st["refused"] += 1
+                return self._reply(503, {"code": 20500, "message": "Service unavailable", "status": 503})
+        if self.path == "/2010-04-01/Accounts/%s/Messages.json" % SID:
+            auth = base64.b64encode(("%s:%s" % (SID, TOKEN)).encode()).decode()
+            if self.headers.get("Authorization") != "Basic " + auth:
+                return self._reply(401, {"code": 20003, "message": "Authenticate", "status": 401})
+            form = dict(urllib.parse.parse_qsl(raw.decode()))
+            key = self.headers.get("I-Twilio-Idempotency-Token", "")
+            with st["lock"]:
+                if key and key in st["keys"]:
+                    sid = st["keys"][key]
+                else:
+                    sid = "SM%032d" % (len(st["sms"]) + 1)
+                    st["sms"].append(dict(form, sid=sid, at=time.time(), key=key))
+                    st["keys"][key] = sid
+            return self._reply(201, {"sid": sid, "status": "queued", "to": form.get("To"), "body": form.get("Body")})
+        if self.path == "/v3/mail/send":
+            if self.headers.get("Authorization") != "Bearer " + SG_KEY:
+                return self._reply(401, {"errors": [{"message": "bad key"}]})
+            m = json.loads(raw)
+            key = self.headers.get("Idempotency-Key", "")
+            with st["lock"]:
+                if key and key in st["keys"]:
+                    mid = st["keys"][key]
+                else:
+                    mid = "msg%d" % (len(st["mail"]) + 1)
+                    st["mail"].append(dict(m, id=mid, key=key))
+                    st["keys"][key] = mid
+            return self._reply(202, None, {"X-Message-Id": mid})
+        self._reply(404, {"message": "not found"})
+
+
+_fake = None
+
+
+def _provider():
+    global _fake
+    if _fake is None:
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Fake)
+        srv.state = {"lock": threading.Lock(), "sms": [], "mail": [], "keys": {}, "fail": 0, "refused": 0}
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        _fake = srv
+    return _fake
+
+
+def _server(t):
+    if not hasattr(t, "nurture_srv"):
+        url = "http://127.0.0.1:%d" % _provider().server_address[1]
+        t.nurture_srv = t.new_server(extra=["--twilio-url", url, "--sendgrid-url", url], name="nurture")
+    return t.nurture_srv
+
+
+def _tenant(t, **settings):
+    tn = Tenant(t, srv=_server(t), prefix="nu")
+    base = {"twilio_account_sid": SID, "twilio_auth_token": TOKEN, "twilio_from": FROM,
+            "sendgrid_api_key": SG_KEY, "sendgrid_from": SG_FROM,
+            # no quiet hours unless a test asks: 00:00-00:00 is never
+            "quiet_start": "00:00", "quiet_end": "00:00"}
+    base.update(settings)
+    tn.ok("PATCH", "/v1/nurture/settings", base)
+    return tn
+
+
+def _wait(pred, timeout=5.0, step=0.02):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
+def _sms_to(phone):
+    return [m for m in _provider().state["sms"] if m["To"] == phone]
+
+
+def test_nurture_templates_validation_and_preview(t):
+    tn = _tenant(t)
+    st, e = tn.api("POST", "/v1/templates", {"name": "no-stop", "channel": "sms", "body": "Hi {{first_name}}"})
+    assert st == 422 and "opt out" in e["error"]["fields"]["body"], (st, e)
+    st, e = tn.api("POST", "/v1/templates", {"name": "bad-var", "channel": "sms", "marketing": False,
+                                              "body": "Hi {{firstname}}"})
+    assert st == 422 and "unknown variable" in e["error"]["fields"]["body"], (st, e)
+    st, e = tn.api("POST", "/v1/templates", {"name": "mail", "channel": "email", "body": "x"})
+    assert st == 422 and "subject" in e["error"]["fields"], (st, e)
+    tpl = tn.ok("POST", "/v1/templates", {"name": "hello", "channel": "sms",
+                                          "body": "Hi {{first_name|there}}, {{agent.name}} here. Reply STOP to opt out"})
+    st, pv = tn.api("POST", "/v1/templates/%d/preview" % tpl["id"])
+    assert st == 200 and pv["body"] == "Hi Alex, Your Agent here. Reply STOP to opt out", pv
+    assert pv["sms"] == {"encoding": "GSM-7", "units": len(pv["body"]), "segments": 1}, pv
+    lead = tn.create_lead(first_name="", last_name="Ng")
+    st, pv = tn.api("POST", "/v1/templates/%d/preview" % tpl["id"], {"lead_id": lead["id"]})
+    assert st == 200 and pv["body"].startswith("Hi there, "), pv  # the default for an empty name
+    emoji = tn.ok("POST", "/v1/templates", {"name": "long", "channel": "sms", "marketing": False,
+                                            "body": "🏡 " + "x" * 80})
+    st, pv = tn.api("POST", "/v1/templates/%d/preview" % emoji["id"])
+    assert pv["sms"]["encoding"] == "UCS-2" and pv["sms"]["units"] == 83 and pv["sms"]["segments"] == 2, pv
+    html = tn.ok("POST", "/v1/templates", {"name": "h", "channel": "email", "subject": "For {{first_name}}",
+                                           "body": "<p>{{first_name}}</p>"})
+    lead2 = tn.create_lead(first_name="<b>Bo</b>")
+    st, pv = tn.api("POST", "/v1/templates/%d/preview" % html["id"], {"lead_id": lead2["id"]})
+    assert pv["body"] == "<p>&lt;b&gt;Bo&lt;/b&gt;</p>" and pv["subject"] == "For <b>Bo</b>", pv
+    # sequences are checked too
+    for steps in ([], [{"type": "wait", "minutes": 5}], [{"type": "sms"}], [{"type": "fax", "template": "x"}],
+                  [{"type": "wait", "minutes": 0}, {"type": "sms", "template": "hello"}]):
+        st, e = tn.api("POST", "/v1/sequences", {"name": "s", "steps": steps})
+        assert st == 422 and "steps" in e["error"]["fields"], (steps, st, e)
+    st, e = tn.role_client("viewer").api("POST", "/v1/templates", {"name": "v", "channel": "sms", "body": "STOP"})
+    assert st == 403, (st, e)
+
+
+def test_nurture_first_touch_within_a_second_then_waits(t):
+    tn = _tenant(t)
+    agent = tn.create_agent("Dana Agent", phone="+14155550111")
+    tn.ok("POST", "/v1/templates", {"name": "welcome", "channel": "sms",
+                                    "body": "Hi {{first_name}}, it's {{agent.name}}. Reply STOP to opt out"})
+    tn.ok("POST", "/v1/templates", {"name": "follow", "channel": "email", "subject": "Homes for you",
+                                    "body": "<p>Hi {{first_name}}</p>"})
+    seq = tn.ok("POST", "/v1/sequences", {"name": "speed", "start_on": "new_lead", "steps": [
+        {"type": "sms", "template": "welcome"}, {"type": "wait", "minutes": 60},
+        {"type": "email", "template": "follow"}]})
+    latencies = []
+    for i in range(20):
+        phone = "+1415555%04d" % (2000 + i)
+        t0 = time.time()
+        lead = tn.create_lead(first_name="Lee%d" % i, phone=phone, consent_sms=True, agent_id=agent["id"])
+        got = _wait(lambda: _sms_to(phone), timeout=3)
+        assert got, "no text for %s" % phone
+        latencies.append(got[0]["at"] - t0)
+        assert got[0]["Body"] == "Hi Lee%d, it's Dana Agent. Reply STOP to opt out" % i, got[0]
+        assert got[0]["From"] == FROM and got[0]["StatusCallback"].endswith("/v1/webhooks/twilio/" + tn.slug)
+    latencies.sort()
+    p99 = latencies[-1]
+    assert p99 < 1.0, latencies
+    # the message is the lead's activity, the next step waits an hour
+    acts = tn.ok("GET", "/v1/leads/%d/activities" % lead["id"])["items"]
+    sent = [a for a in acts if a["direction"] == "outbound" and a["channel"] == "sms"]
+    assert len(sent) == 1 and sent[0]["provider_message_id"].startswith("SM"), acts
+    enr = _wait(lambda: [e for e in tn.ok("GET", "/v1/leads/%d/enrollments" % lead["id"])["items"]
+                         if len(e["history"]) == 2])
+    hist = enr[0]["history"]
+    assert enr[0]["sequence_id"] == seq["id"] and hist[0]["state"] == "done", enr
+    assert hist[1]["state"] == "queued" and hist[1]["step"] == 2, hist
+    assert 59 * 60000 < hist[1]["due_at"] - hist[0]["updated_at"] < 61 * 60000, hist
+    assert any(e["payload"]["lead_id"] == lead["id"] for e in tn.events("nurture.enrolled"))
+
+
+def test_nurture_consent_quiet_hours_and_stop(t):
+    tn = _tenant(t)
+    tn.ok("POST", "/v1/templates", {"name": "w", "channel": "sms", "body": "Hello. Reply STOP to opt out"})
+    seq = tn.ok("POST", "/v1/sequences", {"name": "m", "steps": [{"type": "sms", "template": "w"},
+                                                               {"type": "task", "text": "Call them"}]})
+    # no consent: the text is skipped, the task still comes
+    quiet = tn.create_lead(first_name="NoConsent", phone="+14155553001", consent_sms=False)
+    tn.ok("POST", "/v1/sequences/%d/enroll" % seq["id"], {"lead_id": quiet["id"]})
+    enr = _wait(lambda: [e for e in tn.ok("GET", "/v1/leads/%d/enrollments" % quiet["id"])["items"]
+                         if e["state"] == "completed"])
+    assert enr and [h["state"] for h in enr[0]["history"]] == ["skipped", "done"], enr
+    assert enr[0]["history"][0]["result"] == "no SMS consent"
+    assert not _sms_to("+14155553001")
+    st, e = tn.api("POST", "/v1/sequences/%d/enroll" % seq["id"], {"lead_id": 999999})
+    assert st == 404, (st, e)
+
+    # quiet hours in the lead's zone: around now in UTC, so the step waits
+    now = time.gmtime()
+    start = "%02d:%02d" % ((now.tm_hour + 23) % 24, now.tm_min)
+    end = "%02d:%02d" % ((now.tm_hour + 1) % 24, now.tm_min)
+    tn.ok("PATCH", "/v1/nurture/settings", {"quiet_start": start, "quiet_end": end})
+    night = tn.create_lead(first_name="Night", phone="+14155553002", consent_sms=True, timezone="UTC")
+    tn.ok("POST", "/v1/sequences/%d/enroll" % seq["id"], {"lead_id": night["id"]})
+    hist = _wait(lambda: [h for e in tn.ok("GET", "/v1/leads/%d/enrollments" % night["id"])["items"]
+                          for h in e["history"] if h["result"]])
+    assert hist and hist[0]["state"] == "queued" and "quiet hours" in hist[0]["result"], hist
+    assert 3500 * 1000 < hist[0]["due_at"] - int(time.time() * 1000) < 3700 * 1000, hist
+    assert not _sms_to("+14155553002")
+    tn.ok("PATCH", "/v1/nurture/settings", {"quiet_start": "00:00", "quiet_end": "00:00"})
+
+    # STOP from the lead's phone, signed the way Twilio signs
+    talk = tn.create_lead(first_name="Talk", phone="+14155553003", consent_sms=True)
+    tn.ok("POST", "/v1/sequences/%d/enroll" % seq["id"], {"lead_id": talk["id"]})
+    path = "/v1/webhooks/twilio/%s" % tn.slug
+    params = {"MessageSid": "SMinbound1", "From": "+14155553003", "To": FROM, "Body": " stop "}
+    body = urllib.parse.urlencode(params).encode()
+    url = "http://127.0.0.1:%d%s" % (tn.srv.port, path)
+    data = url + "".join(k + params[k] for k in sorted(params))
+    good = base64.b64encode(hmac.new(TOKEN.encode(), data.encode(), hashlib.sha1).digest()).decode()
+    hdr = {"Content-Type": "application/x-www-form-urlencoded"}
+    st, h, b = tn.srv.request("POST", path, body, dict(hdr, **{"X-Twilio-Signature": "AAAA" + good[4:]}))
+    assert st == 401, (st, b)
+    st, h, b = tn.srv.request("POST", path, body, dict(hdr, **{"X-Twilio-Signature": good}))
+    assert st == 200 and b"<Response>" in b, (st, b)
+    lead = tn.get_lead(talk["id"])
+    assert lead["consent_sms"] is False, lead
+    enr = tn.ok("GET", "/v1/leads/%d/enrollments" % talk["id"])["items"]
+    assert enr[0]["state"] == "exited" and enr[0]["exit_reason"] == "opt_out", enr
+    # the same callback again changes nothing
+    st, h, b = tn.srv.request("POST", path, body, dict(hdr, **{"X-Twilio-Signature": good}))
+    assert st == 200
+    inbound = [a for a in tn.ok("GET", "/v1/leads/%d/activities" % talk["id"])["items"] if a["direction"] == "inbound"]
+    assert len(inbound) == 1 and inbound[0]["body"] == " stop ", inbound
+
+
+def test_nurture_status_callbacks_and_retries_send_once(t):
+    tn = _tenant(t)
+    tn.ok("POST", "/v1/templates", {"name": "w", "channel": "sms", "body": "Hi. Reply STOP to opt out"})
+    seq = tn.ok("POST", "/v1/sequences", {"name": "r", "steps": [{"type": "sms", "template": "w"}]})
+    fake = _provider().state
+    with fake["lock"]:
+        fake["fail"] = 2  # two 503s, then it works
+    lead = tn.create_lead(first_name="Retry", phone="+14155554001", consent_sms=True)
+    tn.ok("POST", "/v1/sequences/%d/enroll" % seq["id"], {"lead_id": lead["id"]})
+    got = _wait(lambda: _sms_to("+14155554001"), timeout=20)
+    assert len(got) == 1, got
+    hist = _wait(lambda: [h for e in tn.ok("GET", "/v1/leads/%d/enrollments" % lead["id"])["items"]
+                          for h in e["history"] if h["state"] == "done"])
+    assert hist[0]["attempts"] == 3, hist
+    # a delivery receipt
+    sid = got[0]["sid"]
+    path = "/v1/webhooks/twilio/%s" % tn.slug
+    params = {"MessageSid": sid, "MessageStatus": "delivered", "To": "+14155554001", "From": FROM}
+    url = "http://127.0.0.1:%d%s" % (tn.srv.port, path)
+    data = url + "".join(k + params[k] for k in sorted(params))
+    sig = base64.b64encode(hmac.new(TOKEN.encode(), data.encode(), hashlib.sha1).digest()).decode()
+    st, h, b = tn.srv.request("POST", path, urllib.parse.urlencode(params).encode(),
+                              {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": sig})
+    assert st == 200, (st, b)
+    acts = tn.ok("GET", "/v1/leads/%d/activities" % lead["id"])["items"]
+    assert [a["status"] for a in acts if a["provider_message_id"] == sid] == ["delivered"], acts
+
+
+def test_nurture_email_through_sendgrid_and_its_event_webhook(t):
+    key = ec.generate_private_key(ec.SECP256R1())
+    pub = key.public_key().public_bytes(serialization.Encoding.DER,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    tn = _tenant(t, sendgrid_public_key=base64.b64encode(pub).decode())
+    st, e = tn.api("PATCH", "/v1/nurture/settings", {"sendgrid_public_key": "not a key"})
+    assert st == 422, (st, e)
+    s = tn.ok("GET", "/v1/nurture/settings")
+    assert s["sendgrid_api_key_set"] is True and "sendgrid_api_key" not in s and s["twilio_auth_token_set"], s
+    tn.ok("POST", "/v1/templates", {"name": "m", "channel": "email", "subject": "Hi {{first_name}}",
+                                    "body": "<p>New homes, {{first_name}}</p>"})
+    seq = tn.ok("POST", "/v1/sequences", {"name": "e", "steps": [{"type": "email", "template": "m"}]})
+    lead = tn.create_lead(first_name="Mia", email="mia@example.com", consent_email=True)
+    tn.ok("POST", "/v1/sequences/%d/enroll" % seq["id"], {"lead_id": lead["id"]})
+    fake = _provider().state
+    got = _wait(lambda: [m for m in fake["mail"] if m["personalizations"][0]["to"][0]["email"] == "mia@example.com"])
+    assert got and got[0]["subject"] == "Hi Mia" and got[0]["content"][0]["value"] == "<p>New homes, Mia</p>", got
+    assert got[0]["from"]["email"] == SG_FROM
+    mid = got[0]["id"]
+    _wait(lambda: [a for a in tn.ok("GET", "/v1/leads/%d/activities" % lead["id"])["items"]
+                   if a["provider_message_id"] == mid])
+
+    def post_events(events, tamper=False):
+        body = json.dumps(events).encode()
+        ts = str(int(time.time()))
+        sig = key.sign(ts.encode() + body, ec.ECDSA(hashes.SHA256()))
+        if tamper:
+            body = body.replace(b"delivered", b"bounce")
+        return tn.srv.request("POST", "/v1/webhooks/sendgrid/%s" % tn.slug, body,
+                              {"Content-Type": "application/json",
+                               "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(sig).decode(),
+                               "X-Twilio-Email-Event-Webhook-Timestamp": ts})
+
+    events = [{"email": "mia@example.com", "event": "delivered", "sg_event_id": "ev1",
+               "sg_message_id": mid + ".filter001", "timestamp": int(time.time())}]
+    st, h, b = post_events(events, tamper=True)
+    assert st == 401, (st, b)
+    st, h, b = post_events(events)
+    assert st == 200 and json.loads(b)["applied"] == 1, (st, b)
+    st, h, b = post_events(events)  # a redelivery is applied once
+    assert st == 200 and json.loads(b)["applied"] == 0, (st, b)
+    acts = tn.ok("GET", "/v1/leads/%d/activities" % lead["id"])["items"]
+    assert [a["status"] for a in acts if a["provider_message_id"] == mid] == ["delivered"], acts
+    st, h, b = post_events([{"email": "mia@example.com", "event": "unsubscribe", "sg_event_id": "ev2",
+                             "timestamp": int(time.time())}])
+    assert st == 200, (st, b)
+    assert tn.get_lead(lead["id"])["consent_email"] is False
