@@ -20,6 +20,7 @@ typedef struct key_cache key_cache;
 typedef struct route_entry route_entry;
 typedef struct leads_ctx leads_ctx;
 typedef struct ml_ctx ml_ctx;
+typedef struct auth_ctx auth_ctx;
 
 typedef struct app {
     uv_loop_t *loop;
@@ -39,6 +40,7 @@ typedef struct app {
     metric *m_auth_fail;
     leads_ctx *leads;      /* webhook tenant cache and keys (leads module) */
     ml_ctx *ml;            /* models served (ml module) */
+    auth_ctx *auth;        /* JWT keys, login and rate limits (src/auth/api.c) */
     int stopping;
     int exit_code;
 } app;
@@ -89,6 +91,9 @@ struct api_job {
     auth_principal p;
     int write;
     int (*fn)(store_tx *tx, api_job *j, store_err *err);
+    /* Optional: runs on the pool before the transaction, for slow work that
+     * must not hold it (password hashing). Non-zero (api_job_fail) skips fn. */
+    int (*pre)(api_job *j);
     int64_t tenant;       /* defaults to p.tenant */
     json_t *in;           /* parsed request body, may be NULL */
     int64_t id, id2;      /* path ids */
@@ -128,6 +133,16 @@ leads_ctx *leads_ctx_new(void);
 void leads_ctx_free(leads_ctx *c);
 /* Drops a tenant's cached webhook settings (after they change). */
 void leads_ctx_forget(leads_ctx *c, const char *slug);
+/* Users, login, tokens, API keys, audit (src/auth/api.c): creates a->auth
+ * (loading the JWT keys; -1 after logging why) and registers the routes. */
+int auth_api_register(app *a);
+void auth_ctx_free(auth_ctx *c);
+/* For the route guard: verifies a bearer JWT locally into *p; 0, or -1 with
+ * a reason for the client in *why. */
+int auth_ctx_jwt(app *a, const char *tok, size_t n, auth_principal *p, const char **why);
+/* For the route guard: applies the per-principal and per-tenant rate limits
+ * and sets the RateLimit-* headers. 1 to go on; 0 once it answered 429. */
+int auth_ctx_admit(app *a, http_req *q, const auth_principal *p);
 /* Builds a->openapi from the router. */
 int api_openapi_build(app *a);
 
