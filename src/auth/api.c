@@ -905,6 +905,12 @@ int auth_api_register(app *a) {
         rate("rate-limit-tenant", cfg->rate_limit_tenant, &c->tenant, a->log))
         return -1;
     snprintf(c->issuer, sizeof c->issuer, "%s", cfg->jwt_issuer);
+    for (const char *p = c->issuer; *p; p++)
+        if (*p < 0x21 || *p > 0x7e || *p == '"' || *p == '\\') c->issuer[0] = 0;
+    if (!c->issuer[0]) {
+        log_msg(a->log, LOG_ERROR, "invalid --jwt-issuer", "1-63 printable ASCII characters without quotes or spaces");
+        return -1;
+    }
     c->ttl_s = cfg->jwt_ttl_ms / 1000 ? cfg->jwt_ttl_ms / 1000 : 1;
     c->leeway_s = cfg->jwt_leeway_ms / 1000;
     c->refresh_ttl_ms = cfg->refresh_ttl_ms ? cfg->refresh_ttl_ms : 1000;
