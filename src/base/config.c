@@ -57,8 +57,8 @@ static const opt opts[] = {
     {"refresh-ttl", T_MS, O(refresh_ttl_ms), "30d", "refresh token lifetime (each refresh starts a new one)"},
     {"login-limit-account", T_STR, O(login_limit_account), "5/m", "login attempts per account (N/s, N/m, N/h or off)"},
     {"login-limit-ip", T_STR, O(login_limit_ip), "30/m", "login attempts per client address"},
-    {"rate-limit-principal", T_STR, O(rate_limit_principal), "1200/m", "requests per API key or user"},
-    {"rate-limit-tenant", T_STR, O(rate_limit_tenant), "6000/m", "requests per tenant (all its keys and users)"},
+    {"rate-limit-principal", T_STR, O(rate_limit_principal), "off", "requests per API key or user (N/s, N/m, N/h or off)"},
+    {"rate-limit-tenant", T_STR, O(rate_limit_tenant), "off", "requests per tenant, all its keys and users (N/s, N/m, N/h or off)"},
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 
