@@ -63,10 +63,12 @@ int demo_data_seed(store *st, int64_t tenant, int created, char key_out[AUTH_KEY
 
 /* ---- authenticated routes ----
  * app_route registers a route that only principals with one of `roles` may
- * call: the guard reads `Authorization: Bearer <key>` (or `X-API-Key`),
- * resolves it (cached for 30 s on the loop thread; revocation on this node
- * takes effect at once), answers 401/403 itself, and otherwise calls fn with
- * the principal. Public routes use http_router_add with HTTP_ROUTE_PUBLIC. */
+ * call: the guard reads `Authorization: Bearer <key or JWT>` (or
+ * `X-API-Key`); an API key is resolved in storage (cached for 30 s on the
+ * loop thread; revocation on this node takes effect at once), an access
+ * token is verified locally (src/auth/jwt.c). It answers 401/403/429
+ * itself (rate limits: auth_ctx_admit), and otherwise calls fn with the
+ * principal. Public routes use http_router_add with HTTP_ROUTE_PUBLIC. */
 typedef void (*api_handler)(http_req *q, app *a, const auth_principal *p, void *ud);
 int app_route(app *a, const char *method, const char *pattern, api_handler fn, void *ud, int roles,
               const http_route_doc *doc);
