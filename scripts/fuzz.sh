@@ -14,6 +14,7 @@ declare -A SRCS=(
   [http]="src/http/server.c src/http/router.c src/http/ws.c src/base/metrics.c $BASE"
   [ws]="src/http/ws.c $BASE"
   [sig]="src/auth/sig.c $BASE"
+  [jwt]="src/auth/jwt.c $BASE"
   [csv]="src/base/csv.c $BASE"
   [model]="src/ml/model.c src/ml/schema.c src/ml/table.c src/ml/batch.c src/base/csv.c $BASE"
 )

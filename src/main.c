@@ -23,10 +23,13 @@ static const char usage[] =
     "Commands:\n"
     "  serve                 run the HTTP/WebSocket server (default port 8080)\n"
     "  migrate               apply pending storage migrations and print the schema version\n"
-    "  tenant add SLUG [NAME]  create a tenant (SLUG: 1-64 of a-z 0-9 _ -)\n"
+    "  tenant add SLUG [NAME | --name NAME]  create a tenant (SLUG: 1-64 of a-z 0-9 _ -)\n"
     "  key create ROLE [NAME] --tenant T   create an API key (admin, manager, analyst, agent, viewer);\n"
     "                        the key is printed once\n"
     "  key revoke ID --tenant T            revoke an API key\n"
+    "  user add --tenant T --email E --role R [--password-file F]   create a user who can log in\n"
+    "  audit verify [--tenant T]           check the audit trails' hash chains (exit 1 if broken)\n"
+    "  jwt rotate [--keep N]               new JWT signing key; previous ones keep verifying\n"
     "  import leads FILE.csv --tenant T    import leads from CSV (per-row errors reported)\n"
     "  train --data F.csv --label COL --model NAME   train and evaluate a model on any CSV\n"
     "  train --tenant T --builtin NAME     train a tenant's lead_scoring, churn or property_value\n"
@@ -46,7 +49,13 @@ static void print_help(FILE *out, const char *cmd) {
         fprintf(out, "Usage: ehub migrate [options]\n\nApplies pending migrations to --store "
                      "(safe to run from several nodes at once on PostgreSQL).\n\n");
     else if (cmd && strcmp(cmd, "tenant") == 0)
-        fprintf(out, "Usage: ehub tenant add SLUG [NAME] [options]\n\n");
+        fprintf(out, "Usage: ehub tenant add SLUG [NAME | --name NAME] [options]\n\n");
+    else if (cmd && strcmp(cmd, "user") == 0)
+        fputs(auth_cli_user_help, out);
+    else if (cmd && strcmp(cmd, "audit") == 0)
+        fputs(auth_cli_audit_help, out);
+    else if (cmd && strcmp(cmd, "jwt") == 0)
+        fputs(auth_cli_jwt_help, out);
     else if (cmd && strcmp(cmd, "key") == 0)
         fprintf(out, "Usage: ehub key create ROLE [NAME] --tenant T | ehub key revoke ID --tenant T\n\n"
                      "ROLE is admin, manager, analyst, agent or viewer. The key is printed once; only its\n"
@@ -144,7 +153,10 @@ typedef struct tenant_args {
 
 static int tenant_add_tx(store_tx *tx, void *arg, store_err *err) {
     tenant_args *t = arg;
-    return store_tenant_create(tx, t->slug, t->name, &t->id, err);
+    int rc = store_tenant_create(tx, t->slug, t->name, &t->id, err);
+    if (rc) return rc;
+    auth_actor who = {"cli", NULL};
+    return auth_audit(tx, t->id, &who, "tenant.create", t->slug, NULL, clock_wall_ms(), err);
 }
 
 static int tenant_find_tx(store_tx *tx, void *arg, store_err *err) {
@@ -152,9 +164,9 @@ static int tenant_find_tx(store_tx *tx, void *arg, store_err *err) {
     return store_tenant_find(tx, t->slug, &t->id, err);
 }
 
-static int cmd_tenant(ehub_config *cfg, logger *log, int npos, char **pos) {
-    if (npos < 2 || strcmp(pos[0], "add") != 0) {
-        fprintf(stderr, "usage: ehub tenant add SLUG [NAME]\n");
+static int cmd_tenant(ehub_config *cfg, logger *log, const auth_cli *ac, int npos, char **pos) {
+    if (npos < 2 || npos > 3 || strcmp(pos[0], "add") != 0 || (npos == 3 && ac->name)) {
+        fprintf(stderr, "usage: ehub tenant add SLUG [NAME | --name NAME]\n");
         return 2;
     }
     if (ensure_data_dir(cfg, log)) return 1;
@@ -167,7 +179,7 @@ static int cmd_tenant(ehub_config *cfg, logger *log, int npos, char **pos) {
         fprintf(stderr, "ehub tenant: cannot open storage: %s\n", err.msg);
         return 1;
     }
-    tenant_args t = {pos[1], npos > 2 ? pos[2] : pos[1], 0};
+    tenant_args t = {pos[1], ac->name ? ac->name : npos > 2 ? pos[2] : pos[1], 0};
     int rc = store_write(st, 0, tenant_add_tx, &t, &err);
     if (rc == STORE_OK) printf("{\"id\":%lld,\"slug\":\"%s\"}\n", (long long)t.id, t.slug);
     else if (rc == STORE_CONFLICT) fprintf(stderr, "ehub tenant: tenant \"%s\" already exists\n", t.slug);
@@ -210,14 +222,26 @@ typedef struct key_args {
     char key[AUTH_KEY_LEN + 1];
 } key_args;
 
+static int key_audit(store_tx *tx, key_args *k, const char *action, store_err *err) {
+    char target[32];
+    snprintf(target, sizeof target, "key:%lld", (long long)k->id);
+    auth_actor who = {"cli", NULL};
+    json_t *d = k->role ? json_pack("{s:s, s:s}", "role", auth_role_name(k->role), "name", k->name) : NULL;
+    int rc = auth_audit(tx, store_tx_tenant(tx), &who, action, target, d, clock_wall_ms(), err);
+    json_decref(d);
+    return rc;
+}
+
 static int key_create_tx(store_tx *tx, void *arg, store_err *err) {
     key_args *k = arg;
-    return auth_key_create(tx, k->name, k->role, k->key, &k->id, err);
+    int rc = auth_key_create(tx, k->name, k->role, k->key, &k->id, err);
+    return rc ? rc : key_audit(tx, k, "key.create", err);
 }
 
 static int key_revoke_tx(store_tx *tx, void *arg, store_err *err) {
     key_args *k = arg;
-    return auth_key_revoke(tx, k->id, clock_wall_ms(), err);
+    int rc = auth_key_revoke(tx, k->id, clock_wall_ms(), err);
+    return rc ? rc : key_audit(tx, k, "key.revoke", err);
 }
 
 static int cmd_key(ehub_config *cfg, logger *log, int npos, char **pos) {
@@ -423,7 +447,8 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (strcmp(cmd, "serve") && strcmp(cmd, "migrate") && strcmp(cmd, "tenant") && strcmp(cmd, "key") &&
-        strcmp(cmd, "import") && strcmp(cmd, "train") && strcmp(cmd, "predict") && strcmp(cmd, "model")) {
+        strcmp(cmd, "import") && strcmp(cmd, "train") && strcmp(cmd, "predict") && strcmp(cmd, "model") &&
+        strcmp(cmd, "user") && strcmp(cmd, "audit") && strcmp(cmd, "jwt")) {
         fprintf(stderr, "ehub: unknown command \"%s\" (see ehub --help)\n", cmd);
         return 2;
     }
@@ -452,6 +477,20 @@ int main(int argc, char **argv) {
         for (int i = 0; i < nkeep; i++) args[i] = argv[2 + keep[i]];
         nargs = nkeep;
     }
+    /* user/tenant/jwt: the same for their flags (--email, --role, --name ...) */
+    auth_cli ac;
+    memset(&ac, 0, sizeof ac);
+    if (!strcmp(cmd, "user") || !strcmp(cmd, "tenant") || !strcmp(cmd, "jwt")) {
+        int keep[64], nkeep;
+        char *tmp[64];
+        if (auth_cli_parse(nargs, args, &ac, keep, &nkeep, err, sizeof err)) {
+            fprintf(stderr, "ehub %s: %s\n", cmd, err);
+            return 2;
+        }
+        for (int i = 0; i < nkeep; i++) tmp[i] = args[keep[i]];
+        for (int i = 0; i < nkeep; i++) args[i] = tmp[i];
+        nargs = nkeep;
+    }
     if (config_load(&cfg, nargs, args, rest, &nrest, err, sizeof err)) {
         fprintf(stderr, "ehub %s: %s\n", cmd, err);
         return 2;
@@ -472,6 +511,12 @@ int main(int argc, char **argv) {
         rc = cmd_migrate(&cfg, log);
     } else if (!strcmp(cmd, "key")) {
         rc = cmd_key(&cfg, log, nrest, pos);
+    } else if (!strcmp(cmd, "user")) {
+        rc = auth_cli_user(&cfg, log, &ac, nrest, pos);
+    } else if (!strcmp(cmd, "audit")) {
+        rc = auth_cli_audit(&cfg, log, nrest, pos);
+    } else if (!strcmp(cmd, "jwt")) {
+        rc = auth_cli_jwt(&cfg, &ac, nrest, pos);
     } else if (!strcmp(cmd, "import")) {
         rc = cmd_import(&cfg, log, nrest, pos);
     } else if (!strcmp(cmd, "model")) {
@@ -486,7 +531,7 @@ int main(int argc, char **argv) {
                                          : cmd_train(&cfg, &mlc);
         }
     } else {
-        rc = cmd_tenant(&cfg, log, nrest, pos);
+        rc = cmd_tenant(&cfg, log, &ac, nrest, pos);
     }
     log_free(log);
     return rc;

@@ -108,7 +108,8 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
     metrics_gauge_fn(a->m, "process_open_fds", "open file descriptors", metrics_process_open_fds, NULL);
 
     if (api_system_register(a) || leads_api_register(a) || leads_ghl_register(a) ||
-        leads_import_register(a) || leads_settings_register(a) || ml_serve_register(a) || score_api_register(a) || nurture_register(a) || api_openapi_build(a)) {
+        leads_import_register(a) || leads_settings_register(a) || ml_serve_register(a) || score_api_register(a) ||
+        nurture_register(a) || auth_api_register(a) || api_openapi_build(a)) {
         log_msg(log, LOG_ERROR, "startup failed", "cannot register routes");
         return -1;
     }
@@ -180,6 +181,7 @@ void app_free(app *a) {
     app_routes_free(a);
     leads_ctx_free(a->leads);
     ml_serve_free(a->ml);
+    auth_ctx_free(a->auth);
     metrics_free(a->m);
     eh_free(a->openapi);
     memset(a, 0, sizeof *a);

@@ -22,6 +22,7 @@ typedef struct leads_ctx leads_ctx;
 typedef struct ml_ctx ml_ctx;
 typedef struct score_ctx score_ctx;
 typedef struct nurture_ctx nurture_ctx;
+typedef struct auth_ctx auth_ctx;
 
 typedef struct app {
     uv_loop_t *loop;
@@ -43,6 +44,7 @@ typedef struct app {
     ml_ctx *ml;            /* models served (ml module) */
     score_ctx *score;      /* tenants' lead_scoring models (score module); the store's context */
     nurture_ctx *nurture;  /* the nurture dispatcher (nurture module) */
+    auth_ctx *auth;        /* JWT keys, login and rate limits (src/auth/api.c) */
     int stopping;
     int exit_code;
 } app;
@@ -69,10 +71,12 @@ int demo_data_seed(store *st, int64_t tenant, int created, const char *listings_
 
 /* ---- authenticated routes ----
  * app_route registers a route that only principals with one of `roles` may
- * call: the guard reads `Authorization: Bearer <key>` (or `X-API-Key`),
- * resolves it (cached for 30 s on the loop thread; revocation on this node
- * takes effect at once), answers 401/403 itself, and otherwise calls fn with
- * the principal. Public routes use http_router_add with HTTP_ROUTE_PUBLIC. */
+ * call: the guard reads `Authorization: Bearer <key or JWT>` (or
+ * `X-API-Key`); an API key is resolved in storage (cached for 30 s on the
+ * loop thread; revocation on this node takes effect at once), an access
+ * token is verified locally (src/auth/jwt.c). It answers 401/403/429
+ * itself (rate limits: auth_ctx_admit), and otherwise calls fn with the
+ * principal. Public routes use http_router_add with HTTP_ROUTE_PUBLIC. */
 typedef void (*api_handler)(http_req *q, app *a, const auth_principal *p, void *ud);
 int app_route(app *a, const char *method, const char *pattern, api_handler fn, void *ud, int roles,
               const http_route_doc *doc);
@@ -97,6 +101,9 @@ struct api_job {
     auth_principal p;
     int write;
     int (*fn)(store_tx *tx, api_job *j, store_err *err);
+    /* Optional: runs on the pool before the transaction, for slow work that
+     * must not hold it (password hashing). Non-zero (api_job_fail) skips fn. */
+    int (*pre)(api_job *j);
     int64_t tenant;       /* defaults to p.tenant */
     json_t *in;           /* parsed request body, may be NULL */
     int64_t id, id2;      /* path ids */
@@ -136,6 +143,16 @@ leads_ctx *leads_ctx_new(void);
 void leads_ctx_free(leads_ctx *c);
 /* Drops a tenant's cached webhook settings (after they change). */
 void leads_ctx_forget(leads_ctx *c, const char *slug);
+/* Users, login, tokens, API keys, audit (src/auth/api.c): creates a->auth
+ * (loading the JWT keys; -1 after logging why) and registers the routes. */
+int auth_api_register(app *a);
+void auth_ctx_free(auth_ctx *c);
+/* For the route guard: verifies a bearer JWT locally into *p; 0, or -1 with
+ * a reason for the client in *why. */
+int auth_ctx_jwt(app *a, const char *tok, size_t n, auth_principal *p, const char **why);
+/* For the route guard: applies the per-principal and per-tenant rate limits
+ * and sets the RateLimit-* headers. 1 to go on; 0 once it answered 429. */
+int auth_ctx_admit(app *a, http_req *q, const auth_principal *p);
 /* Builds a->openapi from the router. */
 int api_openapi_build(app *a);
 

@@ -64,6 +64,7 @@ static void admit(http_req *q, route_entry *re, const auth_principal *p) {
         deny(q, re->a, 403, "forbidden", "your role may not use this route");
         return;
     }
+    if (!auth_ctx_admit(re->a, q, p)) return;
     re->fn(q, re->a, p, re->ud);
 }
 
@@ -114,10 +115,21 @@ static void guard(http_req *q, void *ud) {
     if (h && strncasecmp(h, "Bearer ", 7) == 0) key = h + 7;
     else key = http_req_header(q, "X-API-Key");
     if (!key || !*key) {
-        deny(q, a, 401, "unauthenticated", "missing credentials: send Authorization: Bearer <API key>");
+        deny(q, a, 401, "unauthenticated", "missing credentials: send Authorization: Bearer <API key or access token>");
         return;
     }
     while (*key == ' ') key++;
+    if (strncmp(key, "ehk_", 4) != 0 && strchr(key, '.')) {
+        /* An access token (JWT): checked here, no storage involved. */
+        auth_principal p;
+        const char *why = "invalid access token";
+        if (auth_ctx_jwt(a, key, strlen(key), &p, &why)) {
+            deny(q, a, 401, "unauthenticated", why);
+            return;
+        }
+        admit(q, re, &p);
+        return;
+    }
     if (!auth_key_wellformed(key, strlen(key))) {
         deny(q, a, 401, "unauthenticated", "malformed API key");
         return;
@@ -206,6 +218,10 @@ static int job_tx(store_tx *tx, void *arg, store_err *err) {
 
 static void job_work(void *arg) {
     api_job *j = arg;
+    if (j->pre && j->pre(j)) {
+        j->rc = STORE_ABORTED;
+        return;
+    }
     j->rc = j->write ? store_write(j->a->st, j->tenant, job_tx, j, &j->err)
                      : store_read(j->a->st, j->tenant, job_tx, j, &j->err);
 }

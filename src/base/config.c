@@ -48,10 +48,20 @@ static const opt opts[] = {
     {"pool-size", T_SIZE, O(pool_size), "8", "storage connections (readers on SQLite)"},
     {"test-routes", T_BOOL, O(test_routes), "false", "enable POST /debug/echo and GET /debug/ws-echo"},
     {"config", T_STR, O(config_file), "", "config file of key = value lines"},
-    {"tenant", T_STR, O(tenant), "", "tenant slug, for the commands that act on one (key, import, train --builtin)"},
+    {"tenant", T_STR, O(tenant), "", "tenant slug, for the commands that act on one (key, user, import, audit, train --builtin)"},
     {"twilio-url", T_STR, O(twilio_url), "https://api.twilio.com", "Twilio REST API base URL"},
     {"sendgrid-url", T_STR, O(sendgrid_url), "https://api.sendgrid.com", "SendGrid API base URL"},
     {"public-url", T_STR, O(public_url), "", "this server's URL as providers see it (default http://HOST:PORT)"},
+    {"jwt-key-file", T_STR, O(jwt_key_file), "", "Ed25519 key(s) signing access tokens, first signs (default DATA_DIR/jwt.keys, made at first start)"},
+    {"jwt-hs256-secret-file", T_STR, O(jwt_hs256_secret_file), "", "also accept HS256 tokens signed with this secret (>= 32 bytes)"},
+    {"jwt-issuer", T_STR, O(jwt_issuer), "ehub", "iss claim of access tokens"},
+    {"jwt-ttl", T_MS, O(jwt_ttl_ms), "15m", "access token lifetime"},
+    {"jwt-leeway", T_MS, O(jwt_leeway_ms), "30s", "clock skew allowed when checking exp/nbf/iat"},
+    {"refresh-ttl", T_MS, O(refresh_ttl_ms), "30d", "refresh token lifetime (each refresh starts a new one)"},
+    {"login-limit-account", T_STR, O(login_limit_account), "5/m", "login attempts per account (N/s, N/m, N/h or off)"},
+    {"login-limit-ip", T_STR, O(login_limit_ip), "30/m", "login attempts per client address"},
+    {"rate-limit-principal", T_STR, O(rate_limit_principal), "off", "requests per API key or user (N/s, N/m, N/h or off)"},
+    {"rate-limit-tenant", T_STR, O(rate_limit_tenant), "off", "requests per tenant, all its keys and users (N/s, N/m, N/h or off)"},
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 
@@ -85,7 +95,7 @@ static int parse_size(const char *s, size_t *out) {
     return 0;
 }
 
-/* Parses "250ms", "10s", "2m", or a bare number of milliseconds. */
+/* Parses "250ms", "10s", "2m", "1h", "30d", or a bare number of milliseconds. */
 static int parse_ms(const char *s, unsigned *out) {
     char *end;
     errno = 0;
@@ -95,8 +105,10 @@ static int parse_ms(const char *s, unsigned *out) {
     if (strcmp(end, "ms") == 0 || *end == '\0') mul = 1;
     else if (strcmp(end, "s") == 0) mul = 1000;
     else if (strcmp(end, "m") == 0) mul = 60000;
+    else if (strcmp(end, "h") == 0) mul = 3600000;
+    else if (strcmp(end, "d") == 0) mul = 86400000;
     else return -1;
-    if (v * mul > 0xFFFFFFFFULL) return -1;
+    if (v > 0xFFFFFFFFULL / mul) return -1;
     *out = (unsigned)(v * mul);
     return 0;
 }

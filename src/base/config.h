@@ -43,6 +43,17 @@ typedef struct ehub_config {
     char twilio_url[512];    /* Twilio REST API base (tests point it at a local server) */
     char sendgrid_url[512];  /* SendGrid v3 API base */
     char public_url[512];    /* how providers reach us: status callbacks, Twilio signatures */
+    /* users, tokens, rate limits (src/auth) */
+    char jwt_key_file[1024];  /* Ed25519 signing key(s); "" = DATA_DIR/jwt.keys, generated */
+    char jwt_hs256_secret_file[1024]; /* "" = HS256 refused */
+    char jwt_issuer[64];
+    unsigned jwt_ttl_ms;
+    unsigned jwt_leeway_ms;
+    unsigned refresh_ttl_ms;
+    char login_limit_account[32]; /* rates: "N/s", "N/m", "N/h", or "off" */
+    char login_limit_ip[32];
+    char rate_limit_principal[32];
+    char rate_limit_tenant[32];
 } ehub_config;
 
 /* Fills cfg with defaults, then applies the config file, the environment and

@@ -138,6 +138,9 @@ http_server *http_req_server(http_req *q);
 void http_req_set_tenant(http_req *q, const char *tenant);
 /* 1 once the client connection has gone away. */
 int http_req_gone(const http_req *q);
+/* The client's address ("127.0.0.1", "::1") into out (46 bytes is enough);
+ * "" if unknown or the connection is gone. Returns out. */
+const char *http_req_peer(const http_req *q, char *out, size_t outlen);
 
 /* Parses the body as JSON (object or array). On failure answers 400 itself
  * (invalid_json, with the parser's message) or 415 (not JSON) and returns

@@ -444,6 +444,16 @@ arena *http_req_arena(http_req *q) { return q->a; }
 http_server *http_req_server(http_req *q) { return q->srv; }
 int http_req_gone(const http_req *q) { return q->c == NULL; }
 
+const char *http_req_peer(const http_req *q, char *out, size_t outlen) {
+    struct sockaddr_storage ss;
+    int n = sizeof ss;
+    if (outlen) out[0] = 0;
+    if (!q->c || uv_tcp_getpeername(&q->c->tcp, (struct sockaddr *)&ss, &n)) return out;
+    if (ss.ss_family == AF_INET) uv_ip4_name((struct sockaddr_in *)&ss, out, outlen);
+    else if (ss.ss_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)&ss, out, outlen);
+    return out;
+}
+
 void http_req_set_tenant(http_req *q, const char *tenant) {
     snprintf(q->tenant, sizeof q->tenant, "%s", tenant ? tenant : "");
 }

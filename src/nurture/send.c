@@ -114,7 +114,7 @@ struct nurture_ctx {
     app *a;
     uv_timer_t timer;
     uv_work_t work;
-    int busy, again, stopping, closed;
+    int busy, stopping, closed, freed;
     char twilio_url[512], sendgrid_url[512], public_url[512];
     metric *m_sent, *m_fail;
     /* results of the batch in flight (pool thread writes, loop reads after) */
@@ -562,6 +562,10 @@ static void on_tick(uv_timer_t *t);
 static void batch_done(uv_work_t *w, int status) {
     nurture_ctx *c = w->data;
     c->busy = 0;
+    if (c->freed && c->closed) { /* nurture_free ran while this batch was out */
+        eh_free(c);
+        return;
+    }
     if (c->m_sent) {
         const char *sms[] = {"sms"}, *email[] = {"email"};
         if (c->sent[0]) metric_add(c->m_sent, sms, (double)c->sent[0]);
@@ -581,7 +585,11 @@ static void on_tick(uv_timer_t *t) {
     if (uv_queue_work(c->a->loop, &c->work, batch_work, batch_done)) c->busy = 0;
 }
 
-static void on_closed(uv_handle_t *h) { ((nurture_ctx *)h->data)->closed = 1; }
+static void on_closed(uv_handle_t *h) {
+    nurture_ctx *c = h->data;
+    c->closed = 1;
+    if (c->freed && !c->busy) eh_free(c);
+}
 
 void nurture_stop(nurture_ctx *c) {
     if (!c || c->stopping) return;
@@ -590,7 +598,15 @@ void nurture_stop(nurture_ctx *c) {
     uv_close((uv_handle_t *)&c->timer, on_closed);
 }
 
-void nurture_free(nurture_ctx *c) { eh_free(c); }
+/* The memory goes when the timer is closed and no batch is out: after the
+ * loop has run its close callbacks (main runs it once more after
+ * app_free). */
+void nurture_free(nurture_ctx *c) {
+    if (!c) return;
+    nurture_stop(c);
+    c->freed = 1;
+    if (c->closed && !c->busy) eh_free(c);
+}
 
 nurture_ctx *nurture_ctx_start(app *a) {
     nurture_ctx *c = eh_calloc(1, sizeof *c);

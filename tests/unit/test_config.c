@@ -35,6 +35,19 @@ static void test_defaults(void **st) {
     char url[1100];
     config_store_url(&c, url, sizeof url);
     assert_string_equal(url, "sqlite:./data/ehub.db");
+    /* security defaults */
+    assert_int_equal(c.jwt_ttl_ms, 15 * 60 * 1000);
+    assert_int_equal(c.refresh_ttl_ms, 30u * 86400 * 1000);
+    assert_string_equal(c.jwt_issuer, "ehub");
+    assert_string_equal(c.login_limit_account, "5/m");
+    assert_string_equal(c.rate_limit_principal, "off");
+    /* h and d suffixes; 50 days does not fit in 32-bit milliseconds */
+    char *a1[] = {"--jwt-ttl", "2h", "--refresh-ttl=7d"};
+    assert_int_equal(config_load(&c, 3, a1, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(c.jwt_ttl_ms, 2 * 3600 * 1000);
+    assert_int_equal(c.refresh_ttl_ms, 7u * 86400 * 1000);
+    char *a2[] = {"--refresh-ttl", "50d"};
+    assert_int_equal(config_load(&c, 2, a2, NULL, NULL, err, sizeof err), -1);
 }
 
 static void test_precedence(void **st) {
