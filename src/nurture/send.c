@@ -10,8 +10,10 @@
  * the same message. A step left "sending" by a crash is claimed again
  * after NURTURE_LEASE_MS and re-sent with the same key.
  *
- * Provider calls use libcurl's easy interface on the pool thread that
- * runs the batch, with a 10 s timeout; the loop never waits on them. */
+ * A batch's provider calls run at once through one libcurl multi handle
+ * on the pool thread that runs the batch, each within SEND_TIMEOUT_MS;
+ * the loop never waits on them. Each tenant's outcomes are recorded in one
+ * transaction. */
 #include <curl/curl.h>
 #include <math.h>
 #include <stdio.h>
@@ -27,7 +29,11 @@
 #include "nurture_int.h"
 
 #define BATCH 50
-#define NURTURE_LEASE_MS 60000
+#define SEND_TIMEOUT_MS 10000
+/* longer than a batch can take (its sends run at once, each within
+ * SEND_TIMEOUT_MS): a step still "sending" after this was orphaned by a
+ * crash */
+#define NURTURE_LEASE_MS 30000
 #define TICK_MS 100
 
 /* ---- time zones ----
@@ -326,19 +332,26 @@ static int plan_tx(store_tx *tx, void *arg, store_err *err) {
 
 /* ---- providers ---- */
 
-typedef struct reply {
-    buf body;
+/* One provider request: built by send_begin, run with the others of the
+ * batch through one curl multi handle, read by send_end. */
+typedef struct sendreq {
+    CURL *h;
+    struct curl_slist *hd;
+    char *form, *json;
+    buf body;        /* the answer (ids and errors; capped) */
     char msgid[128]; /* SendGrid's X-Message-Id */
-} reply;
+    int sms;
+    CURLcode cc;
+} sendreq;
 
 static size_t on_body(char *d, size_t sz, size_t n, void *ud) {
-    reply *r = ud;
+    sendreq *r = ud;
     buf_append(&r->body, d, sz * n); /* past the cap the rest is dropped: we only read ids and errors */
     return sz * n;
 }
 
 static size_t on_header(char *d, size_t sz, size_t n, void *ud) {
-    reply *r = ud;
+    sendreq *r = ud;
     size_t len = sz * n;
     if (len > 14 && !strncasecmp(d, "X-Message-Id:", 13)) {
         const char *v = d + 13;
@@ -350,70 +363,68 @@ static size_t on_header(char *d, size_t sz, size_t n, void *ud) {
     return len;
 }
 
-/* Sends p; returns the HTTP status (0: no answer) and the provider's id
- * of the message in id. */
-static long provider_send(nurture_ctx *c, plan *p, char *id, size_t idlen, char *err, size_t errlen) {
-    CURL *h = curl_easy_init();
-    if (!h) {
-        snprintf(err, errlen, "out of memory");
-        return 0;
-    }
-    reply rep;
-    buf_init(&rep.body, 65536);
-    rep.msgid[0] = 0;
-    struct curl_slist *hd = NULL;
+static int send_begin(nurture_ctx *c, plan *p, sendreq *r) {
+    memset(r, 0, sizeof *r);
+    buf_init(&r->body, 65536);
+    if (!(r->h = curl_easy_init())) return -1;
+    CURL *h = r->h;
     char url[1200], hdr[300], cb[1200];
-    char *form = NULL, *json = NULL;
-    int sms = !strcmp(p->type, "sms");
-    if (sms) {
+    r->sms = !strcmp(p->type, "sms");
+    if (r->sms) {
         snprintf(url, sizeof url, "%s/2010-04-01/Accounts/%s/Messages.json", c->twilio_url, p->cred1);
         snprintf(cb, sizeof cb, "%s/v1/webhooks/twilio/%s", c->public_url, p->slug);
         char *to = curl_easy_escape(h, p->to, 0), *from = curl_easy_escape(h, p->from, 0);
         char *body = curl_easy_escape(h, p->body.p ? p->body.p : "", 0), *scb = curl_easy_escape(h, cb, 0);
         size_t n = strlen(to ? to : "") + strlen(from ? from : "") + strlen(body ? body : "") + strlen(scb ? scb : "") + 64;
-        form = malloc(n);
-        if (form)
-            snprintf(form, n, "To=%s&From=%s&Body=%s&StatusCallback=%s", to ? to : "", from ? from : "",
+        if ((r->form = malloc(n)))
+            snprintf(r->form, n, "To=%s&From=%s&Body=%s&StatusCallback=%s", to ? to : "", from ? from : "",
                      body ? body : "", scb ? scb : "");
         curl_free(to), curl_free(from), curl_free(body), curl_free(scb);
         curl_easy_setopt(h, CURLOPT_USERNAME, p->cred1);
         curl_easy_setopt(h, CURLOPT_PASSWORD, p->cred2);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, form ? form : "");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->form ? r->form : "");
         snprintf(hdr, sizeof hdr, "I-Twilio-Idempotency-Token: %s", p->j->key);
-        hd = curl_slist_append(hd, hdr);
+        r->hd = curl_slist_append(r->hd, hdr);
     } else {
         snprintf(url, sizeof url, "%s/v3/mail/send", c->sendgrid_url);
         json_t *m = json_pack("{s:[{s:[{s:s}], s:{s:s}}], s:{s:s}, s:s, s:[{s:s, s:s}]}", "personalizations", "to",
                               "email", p->to, "custom_args", "ehub_step", p->j->key, "from", "email", p->from,
                               "subject", p->subject, "content", "type", "text/html", "value",
                               p->body.p ? p->body.p : "");
-        json = m ? json_dumps(m, JSON_COMPACT) : NULL;
+        r->json = m ? json_dumps(m, JSON_COMPACT) : NULL;
         json_decref(m);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, json ? json : "{}");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->json ? r->json : "{}");
         snprintf(hdr, sizeof hdr, "Authorization: Bearer %s", p->cred1);
-        hd = curl_slist_append(hd, hdr);
-        hd = curl_slist_append(hd, "Content-Type: application/json");
+        r->hd = curl_slist_append(r->hd, hdr);
+        r->hd = curl_slist_append(r->hd, "Content-Type: application/json");
         snprintf(hdr, sizeof hdr, "Idempotency-Key: %s", p->j->key);
-        hd = curl_slist_append(hd, hdr);
+        r->hd = curl_slist_append(r->hd, hdr);
     }
     curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, r->hd);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)SEND_TIMEOUT_MS);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &rep);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, &rep);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(h, CURLOPT_PRIVATE, r);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    return 0;
+}
+
+/* The HTTP status (0: no answer) and the provider's id of the message. */
+static long send_end(sendreq *r, char *id, size_t idlen, char *err, size_t errlen) {
     long status = 0;
-    CURLcode cc = curl_easy_perform(h);
-    if (cc != CURLE_OK) {
-        snprintf(err, errlen, "%s", curl_easy_strerror(cc));
+    if (!r->h) {
+        snprintf(err, errlen, "out of memory");
+    } else if (r->cc != CURLE_OK) {
+        snprintf(err, errlen, "%s", curl_easy_strerror(r->cc));
     } else {
-        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-        if (sms) {
-            json_t *j = rep.body.p ? json_loads(rep.body.p, 0, NULL) : NULL;
+        curl_easy_getinfo(r->h, CURLINFO_RESPONSE_CODE, &status);
+        if (r->sms) {
+            json_t *j = r->body.p ? json_loads(r->body.p, 0, NULL) : NULL;
             const char *sid = json_string_value(json_object_get(j, "sid"));
             snprintf(id, idlen, "%s", sid ? sid : "");
             if (status >= 300) {
@@ -422,16 +433,43 @@ static long provider_send(nurture_ctx *c, plan *p, char *id, size_t idlen, char 
             }
             json_decref(j);
         } else {
-            snprintf(id, idlen, "%s", rep.msgid);
-            if (status >= 300) snprintf(err, errlen, "SendGrid %ld: %.200s", status, rep.body.p ? rep.body.p : "");
+            snprintf(id, idlen, "%s", r->msgid);
+            if (status >= 300) snprintf(err, errlen, "SendGrid %ld: %.200s", status, r->body.p ? r->body.p : "");
         }
     }
-    curl_slist_free_all(hd);
-    curl_easy_cleanup(h);
-    free(form);
-    free(json);
-    buf_free(&rep.body);
+    if (r->h) curl_easy_cleanup(r->h);
+    curl_slist_free_all(r->hd);
+    free(r->form);
+    free(r->json);
+    buf_free(&r->body);
+    r->h = NULL;
     return status;
+}
+
+/* Runs every prepared request at once; returns when all are answered or
+ * timed out (SEND_TIMEOUT_MS at most). */
+static void send_all(sendreq **rs, int n) {
+    CURLM *m = curl_multi_init();
+    for (int i = 0; i < n; i++)
+        if (rs[i]->h) {
+            if (!m || curl_multi_add_handle(m, rs[i]->h) != CURLM_OK) rs[i]->cc = CURLE_OUT_OF_MEMORY;
+        }
+    int running = 1;
+    while (m && running) {
+        if (curl_multi_perform(m, &running) != CURLM_OK) break;
+        if (running) curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    CURLMsg *msg;
+    int left;
+    while (m && (msg = curl_multi_info_read(m, &left)))
+        if (msg->msg == CURLMSG_DONE) {
+            sendreq *r;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+            r->cc = msg->data.result;
+        }
+    for (int i = 0; m && i < n; i++)
+        if (rs[i]->h) curl_multi_remove_handle(m, rs[i]->h);
+    if (m) curl_multi_cleanup(m);
 }
 
 /* ---- recording the outcome ---- */
@@ -493,67 +531,122 @@ static int record_tx(store_tx *tx, void *arg, store_err *err) {
     return nurture_schedule(tx, j->enrollment, p->steps, j->step + 1, now, now, err);
 }
 
-static void run_one(nurture_ctx *c, job *j) {
-    store *st = c->a->st;
-    plan p = {.j = j, .now = clock_wall_ms()};
-    buf_init(&p.body, NURTURE_MAX_BODY + 1);
-    store_err err = {0};
-    outcome o = {.p = &p};
-    if (store_read(st, j->tenant, plan_tx, &p, &err)) {
-        /* storage trouble: leave it "sending"; the lease brings it back */
-        log_msg(c->a->log, LOG_WARN, "nurture: cannot plan a step", err.msg);
-        json_decref(p.steps);
-        buf_free(&p.body);
-        return;
-    }
-    switch (p.action) {
+/* One claimed step through plan, send and record. */
+typedef struct step_run {
+    plan p;
+    outcome o;
+    sendreq s;
+    int planned, sending;
+} step_run;
+
+static void settle(nurture_ctx *c, step_run *r) {
+    plan *p = &r->p;
+    outcome *o = &r->o;
+    job *j = p->j;
+    o->p = p;
+    switch (p->action) {
     case PLAN_SEND: {
         char e[300] = "";
-        long status = provider_send(c, &p, o.provider_id, sizeof o.provider_id, e, sizeof e);
+        long status = send_end(&r->s, o->provider_id, sizeof o->provider_id, e, sizeof e);
         if (status >= 200 && status < 300) {
-            o.ok = 1;
-            snprintf(o.result, sizeof o.result, "sent (%s)", o.provider_id[0] ? o.provider_id : "no id");
-            c->sent[strcmp(p.type, "sms") != 0]++;
+            o->ok = 1;
+            snprintf(o->result, sizeof o->result, "sent (%s)", o->provider_id[0] ? o->provider_id : "no id");
+            c->sent[strcmp(p->type, "sms") != 0]++;
         } else {
             /* retry what may succeed later: no answer, 408, 429, 5xx */
             int retryable = status == 0 || status == 408 || status == 429 || status >= 500;
-            o.retry = retryable && j->attempts < NURTURE_MAX_ATTEMPTS;
-            snprintf(o.result, sizeof o.result, "%s%s", e[0] ? e : "provider error",
-                     retryable && !o.retry ? " (gave up)" : "");
-            if (!o.retry) c->failed++;
+            o->retry = retryable && j->attempts < NURTURE_MAX_ATTEMPTS;
+            snprintf(o->result, sizeof o->result, "%s%s", e[0] ? e : "provider error",
+                     retryable && !o->retry ? " (gave up)" : "");
+            if (!o->retry) c->failed++;
         }
         break;
     }
     case PLAN_TASK:
-        o.ok = 1;
-        snprintf(o.result, sizeof o.result, "task created");
+        o->ok = 1;
+        snprintf(o->result, sizeof o->result, "task created");
         break;
     case PLAN_FAIL:
         c->failed++;
-        snprintf(o.result, sizeof o.result, "%s", p.why);
+        snprintf(o->result, sizeof o->result, "%s", p->why);
         break;
     default:
-        snprintf(o.result, sizeof o.result, "%s", p.why);
+        snprintf(o->result, sizeof o->result, "%s", p->why);
     }
-    if (store_write(st, j->tenant, record_tx, &o, &err))
-        log_msg(c->a->log, LOG_ERROR, "nurture: cannot record a step (it will be retried)", err.msg);
-    json_decref(p.steps);
-    buf_free(&p.body);
+}
+
+typedef struct record_many {
+    step_run *runs;
+    int from, to; /* one tenant's runs */
+} record_many;
+
+static int record_many_tx(store_tx *tx, void *arg, store_err *err) {
+    record_many *m = arg;
+    int rc = 0;
+    for (int i = m->from; i < m->to && !rc; i++)
+        if (m->runs[i].planned) rc = record_tx(tx, &m->runs[i].o, err);
+    return rc;
 }
 
 static void batch_work(uv_work_t *w) {
     nurture_ctx *c = w->data;
     claim *cl = eh_calloc(1, sizeof *cl);
+    step_run *runs = cl ? eh_calloc(BATCH, sizeof *runs) : NULL;
+    sendreq *reqs[BATCH];
     store_err err = {0};
     c->claimed = 0;
-    if (!cl) return;
-    if (store_write(c->a->st, 0, claim_tx, cl, &err)) {
-        log_msg(c->a->log, LOG_WARN, "nurture: cannot claim steps", err.msg);
+    if (!runs) {
         eh_free(cl);
         return;
     }
-    for (int i = 0; i < cl->n; i++) run_one(c, &cl->jobs[i]);
+    if (store_write(c->a->st, 0, claim_tx, cl, &err)) {
+        log_msg(c->a->log, LOG_WARN, "nurture: cannot claim steps", err.msg);
+        eh_free(runs);
+        eh_free(cl);
+        return;
+    }
+    int nreq = 0;
+    int64_t now = clock_wall_ms();
+    for (int i = 0; i < cl->n; i++) {
+        step_run *r = &runs[i];
+        r->p.j = &cl->jobs[i];
+        r->p.now = now;
+        buf_init(&r->p.body, NURTURE_MAX_BODY + 1);
+        if (store_read(c->a->st, cl->jobs[i].tenant, plan_tx, &r->p, &err)) {
+            /* storage trouble: leave it "sending"; the lease brings it back */
+            log_msg(c->a->log, LOG_WARN, "nurture: cannot plan a step", err.msg);
+            continue;
+        }
+        r->planned = 1;
+        if (r->p.action == PLAN_SEND) {
+            if (send_begin(c, &r->p, &r->s)) r->s.cc = CURLE_OUT_OF_MEMORY;
+            reqs[nreq++] = &r->s;
+        }
+    }
+    send_all(reqs, nreq); /* all of the batch's messages at once */
+    /* claims come ordered by due time, not tenant: group each tenant's
+     * outcomes into one transaction where they are adjacent */
+    for (int i = 0; i < cl->n;) {
+        int k = i;
+        while (k < cl->n && cl->jobs[k].tenant == cl->jobs[i].tenant) {
+            if (runs[k].planned) settle(c, &runs[k]);
+            k++;
+        }
+        record_many m = {runs, i, k};
+        if (store_write(c->a->st, cl->jobs[i].tenant, record_many_tx, &m, &err)) {
+            /* one at a time, so one bad step cannot hold back the others */
+            for (int x = i; x < k; x++)
+                if (runs[x].planned && store_write(c->a->st, cl->jobs[x].tenant, record_tx, &runs[x].o, &err))
+                    log_msg(c->a->log, LOG_ERROR, "nurture: cannot record a step (it will be retried)", err.msg);
+        }
+        i = k;
+    }
+    for (int i = 0; i < cl->n; i++) {
+        json_decref(runs[i].p.steps);
+        buf_free(&runs[i].p.body);
+    }
     c->claimed = cl->n;
+    eh_free(runs);
     eh_free(cl);
 }
 

@@ -91,7 +91,11 @@ _fake = None
 def _provider():
     global _fake
     if _fake is None:
-        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Fake)
+        class Server(http.server.ThreadingHTTPServer):
+            request_queue_size = 512  # a batch of sends arrives at once (Python's default backlog is 5)
+            daemon_threads = True
+
+        srv = Server(("127.0.0.1", 0), Fake)
         srv.state = {"lock": threading.Lock(), "sms": [], "mail": [], "keys": {}, "fail": 0, "refused": 0}
         threading.Thread(target=srv.serve_forever, daemon=True).start()
         _fake = srv
@@ -331,3 +335,46 @@ def test_nurture_email_through_sendgrid_and_its_event_webhook(t):
                              "timestamp": int(time.time())}])
     assert st == 200, (st, b)
     assert tn.get_lead(lead["id"])["consent_email"] is False
+
+
+def test_nurture_sigkill_mid_batch_sends_each_message_once(t):
+    url = "http://127.0.0.1:%d" % _provider().server_address[1]
+    srv = t.new_server(extra=["--twilio-url", url, "--sendgrid-url", url], name="nurture-crash")
+    tn = Tenant(t, srv=srv, prefix="nk")
+    tn.ok("PATCH", "/v1/nurture/settings", {"twilio_account_sid": SID, "twilio_auth_token": TOKEN,
+                                            "twilio_from": FROM, "quiet_start": "00:00", "quiet_end": "00:00",
+                                            "daily_cap": 5})
+    tn.ok("POST", "/v1/templates", {"name": "hi", "channel": "sms", "body": "Hi {{first_name}}. Reply STOP to opt out"})
+    tn.ok("POST", "/v1/sequences", {"name": "speed", "start_on": "new_lead", "steps": [{"type": "sms", "template": "hi"}]})
+    n = 1000
+    phones = ["+1415666%04d" % i for i in range(n)]
+    csv = "first_name,phone,consent_sms\n" + "".join("K%d,%s,yes\n" % (i, p) for i, p in enumerate(phones))
+    st, h, b = srv.request("POST", "/v1/leads/import", csv.encode(),
+                           {"Authorization": "Bearer " + tn.key, "Content-Type": "text/csv"}, timeout=120)
+    assert st == 200 and json.loads(b)["imported"] == n, (st, b[:300])
+    wanted = set(phones)
+    fake = _provider().state
+
+    def delivered():
+        with fake["lock"]:
+            return [m for m in fake["sms"] if m["To"] in wanted]
+
+    assert _wait(lambda: len(delivered()) >= n // 4, timeout=60 * t.slow), len(delivered())
+    srv.kill()  # SIGKILL in the middle of the batch
+    before = len(delivered())
+    assert before < n, "all sent before the kill: the test proves nothing"
+    srv.start()
+    ok = _wait(lambda: len(delivered()) == n, timeout=120 * t.slow)
+    assert ok, (len(delivered()), tn.db("SELECT state, attempts, substr(result, 1, 12) AS r, COUNT(*) AS n "
+                                        "FROM nurture_jobs WHERE tenant_id = {tenant} GROUP BY 1, 2, 3"))
+    time.sleep(1.5)  # anything extra would show up now
+    got = delivered()
+    assert sorted(m["To"] for m in got) == sorted(phones), "each lead exactly one message"
+    # every step ends done: those the crash left "sending" are claimed
+    # again when their lease runs out and re-sent with the same idempotency
+    # key, which the provider answers with the same message
+    q = "SELECT state, COUNT(*) AS n FROM nurture_jobs WHERE tenant_id = {tenant} GROUP BY state"
+    rows = _wait(lambda: tn.db(q) == [{"state": "done", "n": n}], timeout=60 * t.slow)
+    assert rows, tn.db(q)
+    assert sorted(m["To"] for m in delivered()) == sorted(phones), "still one message each"
+    srv.stop()
