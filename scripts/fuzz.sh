@@ -15,6 +15,7 @@ declare -A SRCS=(
   [ws]="src/http/ws.c $BASE"
   [sig]="src/auth/sig.c $BASE"
   [csv]="src/base/csv.c $BASE"
+  [pii]="src/base/pii.c"
   [model]="src/ml/model.c src/ml/schema.c src/ml/table.c src/ml/batch.c src/base/csv.c $BASE"
 )
 targets=("$@")
