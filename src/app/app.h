@@ -21,6 +21,7 @@ typedef struct route_entry route_entry;
 typedef struct leads_ctx leads_ctx;
 typedef struct ml_ctx ml_ctx;
 typedef struct score_ctx score_ctx;
+typedef struct coach_ctx coach_ctx;
 
 typedef struct app {
     uv_loop_t *loop;
@@ -41,6 +42,7 @@ typedef struct app {
     leads_ctx *leads;      /* webhook tenant cache and keys (leads module) */
     ml_ctx *ml;            /* models served (ml module) */
     score_ctx *score;      /* tenants' lead_scoring models (score module); the store's context */
+    coach_ctx *coach;      /* coaching lexicon, cues and default playbook (coach module) */
     int stopping;
     int exit_code;
 } app;
