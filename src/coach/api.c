@@ -162,25 +162,46 @@ static int coach_and_record(store_tx *tx, api_job *j, const coach_msg *m, int n,
         json_decref(an);
         return api_job_fail(j, 503, "overloaded", "out of memory");
     }
-    size_t i;
-    json_t *s;
-    json_array_foreach(sug, i, s) {
-        json_t *mid = json_object_get(s, "message_id");
-        store_val p[] = {SV_I(store_tx_tenant(tx)), lead_id ? SV_I(lead_id) : SV_NULLV,
-                         agent_id ? SV_I(agent_id) : SV_NULLV, SV_S(json_string_value(json_object_get(s, "type"))),
-                         SV_S(json_string_value(json_object_get(s, "item"))),
-                         json_is_integer(mid) && lead_id ? SV_I(json_integer_value(mid)) : SV_NULLV, SV_I(now)};
+    /* One multi-row INSERT: the writer thread's time is what bounds
+     * coaching throughput. Ids come back in insertion order. */
+    size_t ns = json_array_size(sug);
+    if (ns) {
+        char sql[2048];
+        size_t o = (size_t)snprintf(sql, sizeof sql, "INSERT INTO coaching_suggestions (tenant_id, lead_id, agent_id, "
+                                                      "type, item, message_id, created_at) VALUES ");
+        store_val p[4 + 3 * 12];
+        p[0] = SV_I(store_tx_tenant(tx));
+        p[1] = lead_id ? SV_I(lead_id) : SV_NULLV;
+        p[2] = agent_id ? SV_I(agent_id) : SV_NULLV;
+        p[3] = SV_I(now);
+        for (size_t i = 0; i < ns && i < 12; i++) {
+            json_t *s = json_array_get(sug, i), *mid = json_object_get(s, "message_id");
+            p[4 + 3 * i] = SV_S(json_string_value(json_object_get(s, "type")));
+            p[5 + 3 * i] = SV_S(json_string_value(json_object_get(s, "item")));
+            p[6 + 3 * i] = json_is_integer(mid) && lead_id ? SV_I(json_integer_value(mid)) : SV_NULLV;
+            o += (size_t)snprintf(sql + o, sizeof sql - o, "%s($1, $2, $3, $%zu, $%zu, $%zu, $4)", i ? ", " : "",
+                                  5 + 3 * i, 6 + 3 * i, 7 + 3 * i);
+        }
+        snprintf(sql + o, sizeof sql - o, " RETURNING id");
         store_rows *r = NULL;
-        rc = store_query(tx, "INSERT INTO coaching_suggestions (tenant_id, lead_id, agent_id, type, item, message_id, "
-                             "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                         p, 7, &r, err);
+        rc = store_query(tx, sql, p, 4 + 3 * (int)(ns < 12 ? ns : 12), &r, err);
         if (rc) {
             json_decref(an);
             json_decref(sug);
             return rc;
         }
-        json_object_set_new(s, "id", json_integer(store_rows_int(r, 0, 0)));
+        int64_t ids[12];
+        int nr = store_rows_count(r);
+        for (int i = 0; i < nr && i < 12; i++) ids[i] = store_rows_int(r, i, 0);
         store_rows_free(r);
+        /* RETURNING's row order is not promised: ids grow with insertion order */
+        for (int a = 1; a < nr && a < 12; a++)
+            for (int b = a; b > 0 && ids[b - 1] > ids[b]; b--) {
+                int64_t tmp = ids[b];
+                ids[b] = ids[b - 1];
+                ids[b - 1] = tmp;
+            }
+        for (size_t i = 0; i < ns && (int)i < nr; i++) json_object_set_new(json_array_get(sug, i), "id", json_integer(ids[i]));
     }
     j->out = json_pack("{s:o, s:o, s:o, s:o}", "lead_id", lead_id ? json_integer(lead_id) : json_null(), "agent_id",
                        agent_id ? json_integer(agent_id) : json_null(), "analysis", an, "suggestions", sug);
