@@ -381,7 +381,8 @@ static void evidence(const char *body, size_t blen, uint32_t off, uint32_t *len)
     while (e < blen && e - off < 120 && body[e] != '.' && body[e] != '!' && body[e] != '?' && body[e] != '\n' &&
            body[e] != ';')
         e++;
-    while (e > off + *len && (((unsigned char)body[e] & 0xC0) == 0x80)) e--;
+    /* cut before a character that started inside the clause (body[blen] may not exist) */
+    while (e < blen && e > off + *len && (((unsigned char)body[e] & 0xC0) == 0x80)) e--;
     while (e > off + *len && body[e - 1] == ' ') e--;
     *len = (uint32_t)(e - off);
 }
