@@ -550,17 +550,37 @@ static int perf_tx(store_tx *tx, api_job *j, store_err *err) {
         median = json_real(med / 60000.0);
     }
     eh_free(d);
-    json_t *coaching = NULL;
-    if ((rc = stats_json(tx, j->id, &coaching, err))) {
+    /* the open pipeline as the lead_scoring model sees it (XGBoost once the
+     * tenant has trained one, the points prior before): expected wins is
+     * the sum of the open leads' win probabilities, with no time horizon */
+    rc = store_query(tx, "SELECT COUNT(*), SUM(l.score), "
+                         "SUM(CASE WHEN (SELECT s.kind FROM lead_scores s WHERE s.tenant_id = l.tenant_id AND "
+                         "s.lead_id = l.id ORDER BY s.id DESC LIMIT 1) = 'model' THEN 1 ELSE 0 END) "
+                         "FROM leads l WHERE l.tenant_id = $1 AND l.agent_id = $2 AND l.deleted_at IS NULL "
+                         "AND l.status = 'open'",
+                     p, 2, &r, err);
+    if (rc) {
         json_decref(median);
         return rc;
     }
-    j->out = json_pack("{s:I, s:I, s:{s:o, s:i}, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:o, s:o}", "agent_id",
+    int64_t open = store_rows_int(r, 0, 0), by_model = store_rows_int(r, 0, 2);
+    double expected = store_rows_real(r, 0, 1);
+    store_rows_free(r);
+    json_t *pipeline = json_pack("{s:I, s:f, s:I, s:I}", "open_leads", (json_int_t)open, "expected_wins",
+                                 expected, "scored_by_model", (json_int_t)by_model, "scored_by_prior",
+                                 (json_int_t)(open - by_model));
+    json_t *coaching = NULL;
+    if ((rc = stats_json(tx, j->id, &coaching, err))) {
+        json_decref(median);
+        json_decref(pipeline);
+        return rc;
+    }
+    j->out = json_pack("{s:I, s:I, s:{s:o, s:i}, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:o, s:o, s:o}", "agent_id",
                        (json_int_t)j->id, "leads", (json_int_t)leads, "response_time", "median_minutes", median,
                        "replies", nd, "contact_rate", rate(contacted, leads), "appointment_rate", rate(appts, leads),
                        "conversion", rate(won, won + lost), "contacted", (json_int_t)contacted, "appointments",
                        (json_int_t)appts, "won", (json_int_t)won, "lost", (json_int_t)lost, "coaching", coaching,
-                       "forecast_30d", json_null());
+                       "pipeline", pipeline, "forecast_30d", json_null());
     return STORE_OK;
 }
 
@@ -588,7 +608,7 @@ DOC(d_pb_get, "The tenant's coaching playbook: the default merged with the tenan
 DOC(d_pb_put, "Replace the tenant's playbook override ({questions, objections, intents, warnings} maps of {text, why})", "the override", "{source, version, override, playbook}");
 DOC(d_fb, "Record an agent's feedback on a suggestion", "{suggestion_id, outcome: accepted|dismissed}", "{suggestion_id, status}");
 DOC(d_stats, "Coaching statistics (optionally ?agent_id=): suggestions shown/accepted/dismissed, won rate of coached vs uncoached leads", NULL, "{shown, accepted, dismissed, acceptance_rate, by_type, outcomes}");
-DOC(d_perf, "An agent's performance: median response time, contact rate, appointment rate, conversion, coaching effectiveness", NULL, "{agent_id, leads, response_time, contact_rate, appointment_rate, conversion, coaching}");
+DOC(d_perf, "An agent's performance: median response time, contact rate, appointment rate, conversion, coaching effectiveness", NULL, "{agent_id, leads, response_time, contact_rate, appointment_rate, conversion, coaching, pipeline}");
 
 int coach_api_register(app *a) {
     int rc = 0;

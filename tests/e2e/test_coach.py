@@ -299,6 +299,12 @@ def test_coach_agent_performance(t):
     assert abs(p["contact_rate"] - 0.75) < 1e-9 and abs(p["appointment_rate"] - 0.25) < 1e-9, p
     assert abs(p["conversion"] - 0.5) < 1e-9, p
     assert p["coaching"]["shown"] > 0 and p["coaching"]["outcomes"]["coached"]["won"] == 1, p["coaching"]
+    # the open pipeline: leads 2 and 3, each with its lead score (the prior on a new tenant)
+    open_scores = [tn.get_lead(leads[i]["id"])["score"] for i in (2, 3)]
+    pl = p["pipeline"]
+    assert pl["open_leads"] == 2 and pl["scored_by_prior"] == 2 and pl["scored_by_model"] == 0, pl
+    assert abs(pl["expected_wins"] - sum(open_scores)) < 1e-6, (pl, open_scores)
+    assert p["forecast_30d"] is None
     st, p2 = tn.api("GET", "/v1/agents/%d/performance" % other["id"])
     assert st == 200 and p2["leads"] == 0 and p2["conversion"] is None and p2["response_time"]["median_minutes"] is None
     st, j = tn.api("GET", "/v1/agents/999999/performance")
