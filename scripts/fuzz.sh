@@ -16,7 +16,7 @@ declare -A SRCS=(
   [sig]="src/auth/sig.c $BASE"
   [csv]="src/base/csv.c $BASE"
   [pii]="src/base/pii.c"
-  [coach]="src/coach/analysis.c src/coach/playbook.c build/gen/coach_data.c $BASE"
+  [coach]="src/coach/analysis.c src/coach/playbook.c src/base/pii.c build/gen/coach_data.c $BASE"
   [model]="src/ml/model.c src/ml/schema.c src/ml/table.c src/ml/batch.c src/base/csv.c $BASE"
 )
 targets=("$@")

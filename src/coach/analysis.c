@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "base/alloc.h"
+#include "base/pii.h"
 #include "internal.h"
 
 extern const char coach_data_lexicon[], coach_data_cues[], coach_data_playbook[];
@@ -378,9 +379,21 @@ typedef struct state {
  * 120 bytes, cut on a character boundary. */
 static void evidence(const char *body, size_t blen, uint32_t off, uint32_t *len) {
     size_t e = off + *len;
-    while (e < blen && e - off < 120 && body[e] != '.' && body[e] != '!' && body[e] != '?' && body[e] != '\n' &&
-           body[e] != ';')
+    /* a '.' ends the clause only before a space ("ann@example.com", "1.5") */
+    while (e < blen && e - off < 120 && body[e] != '!' && body[e] != '?' && body[e] != '\n' && body[e] != ';' &&
+           !(body[e] == '.' && (e + 1 >= blen || body[e + 1] == ' ')))
         e++;
+    /* personal data running past the end is taken whole, so that redaction
+     * never sees a fragment it cannot recognise; the window bounds the scan */
+    size_t from = off > 64 ? off - 64 : 0, win = e + 64 < blen ? e + 64 : blen;
+    pii_span sp;
+    while (pii_next(body, win, from, &sp) && sp.start < e) {
+        if (sp.start + sp.len > e) {
+            e = sp.start + sp.len;
+            break;
+        }
+        from = sp.start + sp.len;
+    }
     /* cut before a character that started inside the clause (body[blen] may not exist) */
     while (e < blen && e > off + *len && (((unsigned char)body[e] & 0xC0) == 0x80)) e--;
     while (e > off + *len && body[e - 1] == ' ') e--;
@@ -505,10 +518,14 @@ static json_t *rt_json(int64_t *d, int n) {
                      "max_s", (double)d[n - 1] / 1000.0);
 }
 
-/* Evidence text; null if the stored text is not valid UTF-8 (the API only
+/* Evidence text with personal data redacted (the analysis is what a
+ * prompt or an export would be built from; the agent has the messages
+ * themselves); null if the stored text is not valid UTF-8 (the API only
  * lets valid text in, but a store may hold anything). */
 static json_t *text_or_null(const char *s, size_t n) {
-    json_t *v = json_stringn(s, n);
+    char out[512];
+    size_t need = pii_redact(s, n, out, sizeof out);
+    json_t *v = json_stringn(out, need < sizeof out ? need : strlen(out));
     return v ? v : json_null();
 }
 

@@ -111,6 +111,15 @@ static void test_qualification(void **st) {
     json_decref(a);
 }
 
+static void test_evidence_redacted(void **st) {
+    (void)st;
+    json_t *a = one("Our budget is 500k, call me at (916) 555-0142 or mail ann@example.com");
+    const char *ev = json_string_value(json_object_get(json_object_get(json_object_get(a, "qualification"), "budget"), "evidence"));
+    assert_non_null(ev);
+    assert_string_equal(ev, "budget is 500k, call me at [PHONE] or mail [EMAIL]");
+    json_decref(a);
+}
+
 static void test_times_and_warnings(void **st) {
     (void)st;
     const char *b[] = {"hi, is it still available?", "Yes! Want to see it?", "ok", "this is frustrating, nobody answers",
@@ -234,7 +243,8 @@ static void test_limits(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sentiment),  cmocka_unit_test(test_intents_objections),
-        cmocka_unit_test(test_qualification), cmocka_unit_test(test_times_and_warnings),
+        cmocka_unit_test(test_qualification), cmocka_unit_test(test_evidence_redacted),
+        cmocka_unit_test(test_times_and_warnings),
         cmocka_unit_test(test_local_hour), cmocka_unit_test(test_talk_ratio),
         cmocka_unit_test(test_playbook),   cmocka_unit_test(test_limits),
     };
