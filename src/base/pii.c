@@ -305,7 +305,8 @@ static size_t match_address(const char *s, size_t n, size_t i) {
         } else {
             if (!is_alpha((unsigned char)s[w])) return 0;
             if (!is_upper((unsigned char)s[w])) caps = 0;
-            if (word_of(s, n, w, stop_words)) return 0;
+            /* "3 more days", "2 old houses"; but "Old Auburn Rd" is a name */
+            if (!is_upper((unsigned char)s[w]) && word_of(s, n, w, stop_words)) return 0;
             while (w < n && (is_alpha((unsigned char)s[w]) || s[w] == '\'')) w++;
         }
         if (!boundary_at(s, n, w) || w - k > 24) return 0;
@@ -420,7 +421,11 @@ static int classify(const char *s, size_t i, const ngroups *g, int k) {
     if (tot == 11 && d[0] == '1' && d[1] >= '2' && d[4] >= '2' &&
         (k == 1 || (k == 4 && g->len[0] == 1 && g->len[1] == 3 && g->len[2] == 3 && g->len[3] == 4)))
         return PII_PHONE;
-    if (d[0] == '0' && d[1] != '0' && tot >= 10 && tot <= 11 && k >= 2) return PII_PHONE;
+    /* national numbers with a trunk 0 are written with spaces or dots;
+     * dashed zero-led groups are parcel and reference numbers */
+    int dash = 0;
+    for (int x = 1; x < k; x++) dash |= g->sep[x] == '-';
+    if (d[0] == '0' && d[1] != '0' && tot >= 10 && tot <= 11 && k >= 2 && !dash) return PII_PHONE;
     if (k == 2 && tot == 7 && g->len[0] == 3 && g->sep[1] == '-' && !any_paren && d[0] >= '2') return PII_PHONE;
     return -1;
 }

@@ -233,6 +233,49 @@ NEG = [
 ]
 
 
+# Hand-written lines, not from templates: the odd formats real messages
+# have, with their labels (kind -> substrings), and hard negatives ({}).
+HAND = [
+    ("hey its maria, new cell is 916-555-0143, old one is dead", {"phone": ["916-555-0143"]}),
+    ("Call/text: (530)555-0199 after 6", {"phone": ["(530)555-0199"]}),
+    ("ph 916.555.0178 / fax 916.555.0179", {"phone": ["916.555.0178", "916.555.0179"]}),
+    ("UK mobile +44 7700 900123, US +1 (916) 555-0110", {"phone": ["+44 7700 900123", "+1 (916) 555-0110"]}),
+    ("Numéro: +33 6 12 34 56 78 — merci!", {"phone": ["+33 6 12 34 56 78"]}),
+    ("reach me on whatsapp +5511987654321", {"phone": ["+5511987654321"]}),
+    ("my email:JANE.DOE@Example.COM.", {"email": ["JANE.DOE@Example.COM"]}),
+    ("emails: a.b@x.io, c_d@y.org; thanks", {"email": ["a.b@x.io", "c_d@y.org"]}),
+    ("<tom.nguyen@homes.example.net> wrote: sounds good", {"email": ["tom.nguyen@homes.example.net"]}),
+    ("SSN#: 219-09-9999 for the lender", {"ssn": ["219-09-9999"]}),
+    ("my social is 078 05 1120 (yes really)", {"ssn": ["078 05 1120"]}),
+    ("Visa 4012-8888-8888-1881 exp 12/27 cvv 123", {"card": ["4012-8888-8888-1881"]}),
+    ("mastercard 5105105105105100 pls charge deposit", {"card": ["5105105105105100"]}),
+    ("amex: 3782 822463 10005", {"card": ["3782 822463 10005"]}),
+    ("We're at 1600 Pennsylvania Avenue NW but moving soon", {"address": ["1600 Pennsylvania Avenue"]}),
+    ("new place is 4821 Old Auburn Rd, Apt 12, Sacramento", {"address": ["4821 Old Auburn Rd, Apt 12"]}),
+    ("meet me at 221 baker st at noon", {"address": ["221 baker st"]}),
+    ("born 11/23/1971 in Fresno", {"dob": ["11/23/1971"]}),
+    ("DOB - Feb 29, 1988", {"dob": ["Feb 29, 1988"]}),
+    ("birthday: 1990-07-04 (co-buyer)", {"dob": ["1990-07-04"]}),
+    ("IBAN GB29 NWBK 6016 1331 9268 19 for the deposit", {"iban": ["GB29 NWBK 6016 1331 9268 19"]}),
+    ("wire from DE89370400440532013000 tomorrow", {"iban": ["DE89370400440532013000"]}),
+    ("offer at 649,900 with 3% down, close in 21 days", {}),
+    ("Showing at 4:30 on 12/06/2025 — lockbox 2580", {}),
+    ("APR 6.99%, points 1.25, loan amt 520,000", {}),
+    ("the 2019 comps at 1402 sqft sold for 455k", {}),
+    ("ZIP 95818-2417, parcel 010-0123-004", {}),
+    ("Order #112-4456789-1234567 shipped", {}),
+    ("ref 4111-1111-1111-1112 not a real card", {}),
+    ("Call 1-800-FLOWERS for the gift", {}),
+    ("v3.14.15 build 20250101", {}),
+    ("we need 4-5 beds and 3.5 baths, 2,800-3,200 sqft", {}),
+    ("HOA $415/mo, taxes ~1.25%, Mello Roos $1,100/yr", {}),
+    ("Room 101 is the office, room 102 the guest", {}),
+    ("Meet at Starbucks on J St, 10am", {}),
+    ("price went from 1,250,000 to 1,199,000 on 03/02/2025", {}),
+    ("2 Main St shops are a block away", {"address": ["2 Main St"]}),
+]
+
+
 def line(text, labels):
     assert "\t" not in text and all("|" not in v for vs in labels.values() for v in vs), text
     return "\t".join([text] + [" | ".join(labels.get(k, [])) for k in KINDS])
@@ -266,6 +309,8 @@ def main():
         out.append(line("Hi, " + " and ".join(parts) + ". Thanks!", {k: [v] for k, v in vals.items()}))
     for t in NEG:
         out.append(line(t, {}))
+    for t, labels in HAND:
+        out.append(line(t, labels))
     for i in range(40):
         out.append(line("Ref %s on the statement" % card(valid=False), {}))
     for i in range(15):
