@@ -450,10 +450,13 @@ static void match_cues(state *st, const tok *t, int nt, int mi) {
             uint32_t off = t[i].off, len = t[i + cu->ntok - 1].off + t[i + cu->ntok - 1].len - off;
             hit *h = cu->group == CUE_INTENT ? &st->intent[cu->label]
                      : cu->group == CUE_OBJECTION ? &st->objection[cu->label] : &st->qual[cu->label];
-            if (cu->group == CUE_QUAL) evidence(m->body, m->len, off, &len);
-            /* within one message the first mention carries the clause */
+            /* within one message the first mention carries the clause (and
+             * only it pays for finding the clause's end) */
             if (cu->group == CUE_QUAL && h->found && h->mi == mi) h->count++;
-            else record(h, m->id, mi, off, len);
+            else {
+                if (cu->group == CUE_QUAL) evidence(m->body, m->len, off, &len);
+                record(h, m->id, mi, off, len);
+            }
             covered[cu->group] = i + cu->ntok;
         }
     }
