@@ -409,3 +409,23 @@ def test_coach_tenant_isolation(t):
     agent = a.create_agent("A's agent")
     st, j = b.api("GET", "/v1/agents/%d/performance" % agent["id"])
     assert st == 404, (st, j)
+
+
+def test_coach_long_stored_bodies_and_openapi(t):
+    tn = Tenant(t, prefix="co")
+    lead = tn.create_lead(first_name="Long")
+    # a 20,000-byte stored e-mail (the activity limit): analysed up to 8 KB,
+    # on a character boundary, so a cue before the cut counts and one after does not
+    # (the 8 KB cut falls inside a 2-byte "é")
+    body = " we are not ready yet. " + "é" * 4090 + " my wife says it is too expensive " + "y" * 11700
+    assert len(body.encode()) <= 20000
+    tn.ok("POST", "/v1/leads/%d/activities" % lead["id"], {"channel": "email", "direction": "inbound", "body": body})
+    j = tn.ok("POST", "/v1/leads/%d/coaching" % lead["id"], {}, want=200)
+    obj = {o["objection"] for o in j["analysis"]["objections"]}
+    assert obj == {"not_ready"}, obj
+    assert not j["analysis"]["qualification"]["decision_makers"]["known"]
+    st, doc = tn.api("GET", "/openapi.json")
+    assert st == 200, st
+    for path in ("/get-coaching", "/v1/leads/{id}/coaching", "/v1/coaching/playbook", "/v1/coaching/feedback",
+                 "/coaching-stats", "/v1/coaching-stats", "/v1/agents/{id}/performance"):
+        assert path in doc["paths"], path
