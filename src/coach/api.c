@@ -517,7 +517,7 @@ static int perf_tx(store_tx *tx, api_job *j, store_err *err) {
             contacted = store_rows_int(r, 0, 3), appts = store_rows_int(r, 0, 4);
     store_rows_free(r);
     /* response time: from a lead's first unanswered inbound message to the
-     * next outbound one, over the agent's latest 100,000 messages */
+     * next outbound one, over at most 100,000 of the agent's messages (by lead) */
     rc = store_query(tx, "SELECT a.lead_id, a.direction, a.occurred_at FROM activities a JOIN leads l ON "
                          "l.tenant_id = a.tenant_id AND l.id = a.lead_id WHERE a.tenant_id = $1 AND l.agent_id = $2 "
                          "AND l.deleted_at IS NULL AND a.direction IN ('inbound', 'outbound') "
