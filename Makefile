@@ -9,7 +9,8 @@ LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lwslay -lxgboost -l
 
 B       ?= build
 SRC     := $(shell find src -name '*.c' ! -name main.c | sort)
-OBJ     := $(SRC:%.c=$(B)/obj/%.o) $(B)/obj/gen/sqlite_migrations.o $(B)/obj/gen/postgres_migrations.o
+OBJ     := $(SRC:%.c=$(B)/obj/%.o) $(B)/obj/gen/sqlite_migrations.o $(B)/obj/gen/postgres_migrations.o \
+           $(B)/obj/gen/coach_data.o
 UNIT    := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c))
 
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -34,6 +35,15 @@ $(B)/tools/embed: tools/embed.c
 build/gen/%_migrations.c: $(B)/tools/embed $(wildcard src/store/migrations/*/*.sql)
 	@mkdir -p $(dir $@)
 	$(B)/tools/embed $@ $* $(sort $(wildcard src/store/migrations/$*/*.sql))
+
+# The coaching lexicon, cues and default playbook (src/coach/data) are compiled in.
+$(B)/tools/embed_data: tools/embed_data.c
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -o $@ $<
+
+build/gen/coach_data.c: $(B)/tools/embed_data $(wildcard src/coach/data/*)
+	@mkdir -p $(dir $@)
+	$(B)/tools/embed_data $@ coach_data src/coach/data/lexicon.tsv src/coach/data/cues.tsv src/coach/data/playbook.json
 
 $(B)/obj/gen/%.o: build/gen/%.c
 	@mkdir -p $(dir $@)

@@ -16,6 +16,8 @@ declare -A SRCS=(
   [sig]="src/auth/sig.c $BASE"
   [jwt]="src/auth/jwt.c $BASE"
   [csv]="src/base/csv.c $BASE"
+  [pii]="src/base/pii.c"
+  [coach]="src/coach/analysis.c src/coach/playbook.c src/base/pii.c build/gen/coach_data.c $BASE"
   [model]="src/ml/model.c src/ml/schema.c src/ml/table.c src/ml/batch.c src/base/csv.c $BASE"
 )
 targets=("$@")
@@ -23,6 +25,8 @@ targets=("$@")
 for t in "${targets[@]}"; do
   [ -f "fuzz/fuzz_$t.c" ] || { echo "no fuzz/fuzz_$t.c"; exit 2; }
   echo "== fuzz_$t: building"
+  # the coach's lexicon, cues and playbook are compiled in from a generated file
+  [ "$t" = coach ] && make -s build/gen/coach_data.c
   clang $CFLAGS -o "build/fuzz/fuzz_$t" "fuzz/fuzz_$t.c" ${SRCS[$t]:-$BASE} $LIBS
   work="build/fuzz/corpus-$t"; mkdir -p "$work"
   [ -d "fuzz/corpus/$t" ] && cp -n fuzz/corpus/$t/* "$work/" 2>/dev/null || true

@@ -6,6 +6,7 @@
 
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "coach/coach.h"
 #include "ml/ml.h"
 #include "nurture/nurture.h"
 #include "score/score.h"
@@ -55,6 +56,11 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
     a->score = score_ctx_new(cfg->data_dir);
     if (!a->score) {
         log_msg(log, LOG_ERROR, "startup failed", "out of memory");
+        return -1;
+    }
+    char why[160] = "";
+    if (!(a->coach = coach_ctx_new(why, sizeof why))) {
+        log_msg(log, LOG_ERROR, "startup failed: coaching data", why);
         return -1;
     }
     store_opts so = {
@@ -109,7 +115,7 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
 
     if (api_system_register(a) || leads_api_register(a) || leads_ghl_register(a) ||
         leads_import_register(a) || leads_settings_register(a) || ml_serve_register(a) || score_api_register(a) ||
-        nurture_register(a) || auth_api_register(a) || api_openapi_build(a)) {
+        nurture_register(a) || auth_api_register(a) || coach_api_register(a) || api_openapi_build(a)) {
         log_msg(log, LOG_ERROR, "startup failed", "cannot register routes");
         return -1;
     }
@@ -177,6 +183,7 @@ void app_free(app *a) {
     store_close(a->st);
     score_ctx_free(a->score);
     nurture_free(a->nurture);
+    coach_ctx_free(a->coach);
     http_router_free(a->router);
     app_routes_free(a);
     leads_ctx_free(a->leads);

@@ -23,6 +23,7 @@ typedef struct ml_ctx ml_ctx;
 typedef struct score_ctx score_ctx;
 typedef struct nurture_ctx nurture_ctx;
 typedef struct auth_ctx auth_ctx;
+typedef struct coach_ctx coach_ctx;
 
 typedef struct app {
     uv_loop_t *loop;
@@ -45,6 +46,7 @@ typedef struct app {
     score_ctx *score;      /* tenants' lead_scoring models (score module); the store's context */
     nurture_ctx *nurture;  /* the nurture dispatcher (nurture module) */
     auth_ctx *auth;        /* JWT keys, login and rate limits (src/auth/api.c) */
+    coach_ctx *coach;      /* coaching lexicon, cues and default playbook (coach module) */
     int stopping;
     int exit_code;
 } app;

@@ -1,0 +1,76 @@
+#!/bin/bash
+# Coaching benchmark: analysis + suggestions for a 50-message conversation.
+#   1. in-process: bench/coach_bench.c linked with build/libehub.a, one call
+#      at a time (playbook merge + analysis + suggestions), 20,000 calls;
+#   2. over HTTP: wrk POSTing 50-message conversations to /get-coaching on
+#      `ehub serve --demo` (each request also stores the suggestions shown,
+#      a SQLite write with group commit), with bench/predict.lua's exact
+#      percentiles.
+#
+#   bench/coaching.sh [seconds] [connections]    (defaults: 10 s, 8)
+#
+# Targets: p99 < 1 ms in-process, < 3 ms over HTTP; a missed target prints
+# MISSED (exit status 0: the figures are the result). There is no LLM path
+# in this build, so there is no LLM timeout budget to compare against.
+# CPUs: with 2+ cores ehub gets core 1 and wrk core 0.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${1:-10}
+CONNS=${2:-8}
+BIN=${EHUB_BIN:-build/ehub}
+die() { echo "coaching.sh: $*" >&2; exit 1; }
+[ -x "$BIN" ] && [ -f build/libehub.a ] || die "build first (make)"
+command -v wrk >/dev/null || scripts/deps.sh --bench
+
+tmp=$(mktemp -d /tmp/ehub-coach.XXXXXX)
+EPID=""
+cleanup() {
+  [ -n "$EPID" ] && { kill -TERM -- "-$EPID" 2>/dev/null || kill -TERM "$EPID" 2>/dev/null || true; wait "$EPID" 2>/dev/null || true; }
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+SRV=(); CLI=()
+if [ "$(nproc)" -ge 2 ]; then SRV=(taskset -c 1); CLI=(taskset -c 0); fi
+
+check() { # label p99_us target_us
+  local ms; ms=$(python3 -c "import sys; print('%.3f' % (float(sys.argv[1]) / 1000))" "$2")
+  if python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) else 1)" "$2" "$3"; then
+    echo "$1: p99 $ms ms (target < $(($3 / 1000)) ms) ok"
+  else
+    echo "$1: p99 $ms ms (target < $(($3 / 1000)) ms) MISSED"
+  fi
+}
+
+echo "== in-process"
+mkdir -p build/bench
+cc -O2 -std=c11 -D_GNU_SOURCE -Isrc $(pkg-config --cflags jansson) -o build/bench/coach_bench bench/coach_bench.c \
+  build/libehub.a $(pkg-config --libs jansson) -lm
+line=$("${SRV[@]}" build/bench/coach_bench 20000)
+echo "$line"
+check "in-process" "$(echo "$line" | sed 's/.*p99_us=\([0-9.]*\).*/\1/')" 1000
+
+echo "== HTTP"
+python3 bench/coaching_bodies.py "$tmp/bodies.jsonl" 100
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+setsid "${SRV[@]}" "$BIN" serve --data-dir "$tmp/data" --demo --port "$PORT" --log-level warn >"$tmp/ehub.log" 2>&1 &
+EPID=$!
+for _ in $(seq 1 300); do
+  curl -fs "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break
+  kill -0 "$EPID" 2>/dev/null || { cat "$tmp/ehub.log" >&2; die "ehub exited"; }
+  sleep 0.1
+done
+KEY=$(grep -o 'ehk_[0-9a-f]*' "$tmp/ehub.log" | head -1)
+[ -n "$KEY" ] || die "no API key in the demo's log"
+code=$(head -1 "$tmp/bodies.jsonl" | curl -s -o "$tmp/one.json" -w '%{http_code}' -H "Authorization: Bearer $KEY" \
+  -H 'Content-Type: application/json' --data-binary @- "http://127.0.0.1:$PORT/get-coaching")
+[ "$code" = 200 ] || { cat "$tmp/one.json" >&2; die "/get-coaching answered $code"; }
+python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print('one answer: %d suggestions, %d intents, %d objections, missing %s' % (len(j['suggestions']), len(j['analysis']['intents']), len(j['analysis']['objections']), j['analysis']['missing']))" "$tmp/one.json"
+"${CLI[@]}" wrk -t1 -c"$CONNS" -d2s -s bench/predict.lua "http://127.0.0.1:$PORT/get-coaching" -- "$tmp/bodies.jsonl" "$KEY" >/dev/null
+out=$("${CLI[@]}" wrk -t1 -c"$CONNS" -d"${DUR}s" --timeout 10s -s bench/predict.lua "http://127.0.0.1:$PORT/get-coaching" \
+  -- "$tmp/bodies.jsonl" "$KEY")
+line=$(echo "$out" | grep '^RESULT')
+echo "wrk -t1 -c$CONNS -d${DUR}s $line"
+echo "$line" | grep -q 'status_errors=0 ' || echo "WARNING: non-2xx answers"
+check "HTTP" "$(echo "$line" | sed 's/.*p99_us=\([0-9]*\).*/\1/')" 3000

@@ -1,0 +1,96 @@
+/* coach — conversation intelligence and agent coaching.
+ *
+ * analysis.c reads a lead's conversation (SMS, e-mail, call notes and
+ * transcripts, in time order) and finds: sentiment per message and its
+ * trend (lexicon with negation, intensifiers and "but"), buyer intents,
+ * objections with the phrases that triggered them, the qualification state
+ * (budget, timeline, pre-approval, location, property type, motivation,
+ * decision makers: known from which message or lead field, or missing),
+ * response times on both sides, and the talk ratio of labelled call
+ * transcripts. playbook.c turns an analysis into suggestions (questions for
+ * missing items, objection handling and next steps from a playbook, and
+ * warnings: sentiment dropping, lead waiting > 5 min, quiet hours), each
+ * with its reason and the message it refers to. api.c serves it over HTTP
+ * and keeps the record of suggestions shown and their feedback.
+ *
+ * The lexicon, cues and default playbook are data files (src/coach/data/)
+ * compiled into the binary; coach_ctx_new parses them once. A coach_ctx is
+ * immutable after that and safe to share between threads. */
+#ifndef EH_COACH_H
+#define EH_COACH_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct app;
+
+typedef struct coach_ctx coach_ctx;
+
+/* Limits on what a caller may hand in (API and analysis alike). */
+#define COACH_MAX_MESSAGES 500
+#define COACH_MAX_BODY 8192
+
+enum { COACH_NONE = 0, COACH_IN = 1, COACH_OUT = 2 };
+
+typedef struct coach_msg {
+    int64_t id;           /* activity id, or the position for ad-hoc messages */
+    int dir;              /* COACH_IN / COACH_OUT / COACH_NONE */
+    const char *channel;  /* "sms", "call", ... (NULL = "sms") */
+    const char *body;     /* UTF-8, not necessarily NUL-terminated */
+    size_t len;           /* <= COACH_MAX_BODY */
+    int64_t at_ms;        /* epoch milliseconds; 0 = unknown */
+} coach_msg;
+
+/* What the lead record already says (all optional). */
+typedef struct coach_facts {
+    int has_budget;
+    double budget_max;
+    const char *timeline;       /* NULL = unknown */
+    int preapproved;            /* -1 unknown, 0 no, 1 yes */
+    int areas;                  /* number of areas */
+    const char *property_type;  /* NULL = unknown */
+    const char *timezone;       /* IANA name or UTC offset; NULL = unknown */
+} coach_facts;
+
+/* Builds the context from the embedded data. NULL on failure, with why (a
+ * short message) in why[0..whylen). Free with coach_ctx_free. */
+coach_ctx *coach_ctx_new(char *why, size_t whylen);
+void coach_ctx_free(coach_ctx *c);
+
+/* Analyses msgs[0..n) (n <= COACH_MAX_MESSAGES; sorted by at_ms then id
+ * inside, the array is not changed). facts may be NULL. now_ms is used for
+ * "waiting" (0 = do not compute). Returns a new JSON object (caller owns)
+ * or NULL on out-of-memory or bad arguments (n too large, a body too
+ * long). Shape: see README "Coaching". */
+json_t *coach_analyze(const coach_ctx *c, const coach_msg *msgs, int n, const coach_facts *facts,
+                      int64_t now_ms);
+
+/* The default playbook (a new reference to an immutable object: do not
+ * modify). */
+json_t *coach_playbook_default(const coach_ctx *c);
+/* Validates a tenant playbook override: an object with optional
+ * "questions", "objections", "intents", "warnings" maps whose keys are the
+ * known items and whose values are {"text", "why"} strings of 1-1000
+ * bytes. 0 if valid, else -1 with the problem in why. */
+int coach_playbook_check(const coach_ctx *c, const json_t *pb, char *why, size_t whylen);
+/* The default with a tenant override merged over it, item by item (new
+ * reference; override may be NULL). */
+json_t *coach_playbook_merge(const coach_ctx *c, const json_t *override);
+
+/* Suggestions for an analysis with a (merged) playbook: a new JSON array
+ * of {type: warning|objection|next_step|question, item, text, reason,
+ * message_id (or null)}, most urgent first, at most 12. NULL on OOM. */
+json_t *coach_suggest(const coach_ctx *c, const json_t *analysis, const json_t *playbook);
+
+/* Local hour (0-23) of utc_ms in tz (IANA names of common US/EU/Asia
+ * zones with their DST rules, "UTC", or offsets "+05:30"/"UTC-08:00").
+ * -1 if the zone is unknown. */
+int coach_local_hour(const char *tz, int64_t utc_ms);
+
+/* HTTP routes: POST /get-coaching, POST /v1/leads/{id}/coaching,
+ * GET/PUT /v1/coaching/playbook, POST /v1/coaching/feedback,
+ * GET /coaching-stats and /v1/coaching-stats, GET /v1/agents/{id}/performance. */
+int coach_api_register(struct app *a);
+
+#endif
