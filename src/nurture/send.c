@@ -116,16 +116,24 @@ int64_t nurture_quiet_until(const char *tz, int quiet_start, int quiet_end, int6
 
 /* ---- the dispatcher ---- */
 
+/* A batch in flight. Two run at once, so one's sends and plans overlap
+ * the other's writes (SQLite has one writer). */
+#define SLOTS 2
+typedef struct slot {
+    struct nurture_ctx *c;
+    uv_work_t work;
+    int busy, claimed;
+    int sent[2], failed;
+} slot;
+
 struct nurture_ctx {
     app *a;
     uv_timer_t timer;
-    uv_work_t work;
-    int busy, stopping, closed, freed;
+    slot slots[SLOTS];
+    int busy; /* slots out */
+    int stopping, closed, freed;
     char twilio_url[512], sendgrid_url[512], public_url[512];
     metric *m_sent, *m_fail;
-    /* results of the batch in flight (pool thread writes, loop reads after) */
-    int claimed;
-    int sent[2], failed;
 };
 
 typedef struct job {
@@ -539,7 +547,7 @@ typedef struct step_run {
     int planned, sending;
 } step_run;
 
-static void settle(nurture_ctx *c, step_run *r) {
+static void settle(slot *c, step_run *r) {
     plan *p = &r->p;
     outcome *o = &r->o;
     job *j = p->j;
@@ -589,12 +597,13 @@ static int record_many_tx(store_tx *tx, void *arg, store_err *err) {
 }
 
 static void batch_work(uv_work_t *w) {
-    nurture_ctx *c = w->data;
+    slot *sl = w->data;
+    nurture_ctx *c = sl->c;
     claim *cl = eh_calloc(1, sizeof *cl);
     step_run *runs = cl ? eh_calloc(BATCH, sizeof *runs) : NULL;
     sendreq *reqs[BATCH];
     store_err err = {0};
-    c->claimed = 0;
+    sl->claimed = 0;
     if (!runs) {
         eh_free(cl);
         return;
@@ -629,7 +638,7 @@ static void batch_work(uv_work_t *w) {
     for (int i = 0; i < cl->n;) {
         int k = i;
         while (k < cl->n && cl->jobs[k].tenant == cl->jobs[i].tenant) {
-            if (runs[k].planned) settle(c, &runs[k]);
+            if (runs[k].planned) settle(sl, &runs[k]);
             k++;
         }
         record_many m = {runs, i, k};
@@ -645,7 +654,7 @@ static void batch_work(uv_work_t *w) {
         json_decref(runs[i].p.steps);
         buf_free(&runs[i].p.body);
     }
-    c->claimed = cl->n;
+    sl->claimed = cl->n;
     eh_free(runs);
     eh_free(cl);
 }
@@ -653,29 +662,38 @@ static void batch_work(uv_work_t *w) {
 static void on_tick(uv_timer_t *t);
 
 static void batch_done(uv_work_t *w, int status) {
-    nurture_ctx *c = w->data;
-    c->busy = 0;
-    if (c->freed && c->closed) { /* nurture_free ran while this batch was out */
-        eh_free(c);
+    slot *sl = w->data;
+    nurture_ctx *c = sl->c;
+    sl->busy = 0;
+    c->busy--;
+    if (c->freed && c->closed) { /* nurture_free ran while batches were out */
+        if (!c->busy) eh_free(c);
         return;
     }
     if (c->m_sent) {
         const char *sms[] = {"sms"}, *email[] = {"email"};
-        if (c->sent[0]) metric_add(c->m_sent, sms, (double)c->sent[0]);
-        if (c->sent[1]) metric_add(c->m_sent, email, (double)c->sent[1]);
-        if (c->failed) metric_add(c->m_fail, NULL, (double)c->failed);
+        if (sl->sent[0]) metric_add(c->m_sent, sms, (double)sl->sent[0]);
+        if (sl->sent[1]) metric_add(c->m_sent, email, (double)sl->sent[1]);
+        if (sl->failed) metric_add(c->m_fail, NULL, (double)sl->failed);
     }
-    c->sent[0] = c->sent[1] = c->failed = 0;
+    sl->sent[0] = sl->sent[1] = sl->failed = 0;
     /* a full batch: more may be due now */
-    if (!c->stopping && c->claimed == BATCH) on_tick(&c->timer);
+    if (!c->stopping && sl->claimed == BATCH) on_tick(&c->timer);
 }
 
 static void on_tick(uv_timer_t *t) {
     nurture_ctx *c = t->data;
-    if (c->busy || c->stopping) return;
-    c->busy = 1;
-    c->work.data = c;
-    if (uv_queue_work(c->a->loop, &c->work, batch_work, batch_done)) c->busy = 0;
+    for (int i = 0; i < SLOTS && !c->stopping; i++) {
+        slot *sl = &c->slots[i];
+        if (sl->busy) continue;
+        sl->c = c;
+        sl->work.data = sl;
+        if (uv_queue_work(c->a->loop, &sl->work, batch_work, batch_done)) break;
+        sl->busy = 1;
+        c->busy++;
+        /* start the second one only when there is a backlog */
+        if (sl->claimed < BATCH) break;
+    }
 }
 
 static void on_closed(uv_handle_t *h) {
