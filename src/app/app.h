@@ -127,6 +127,8 @@ struct api_job {
     store_err err;
 };
 api_job *api_job_new(app *a, const auth_principal *p);
+/* The same for a handler: answers 503 itself when it returns NULL. */
+api_job *api_job_for(http_req *q, app *a, const auth_principal *p);
 void api_job_run(http_req *q, api_job *j);
 /* Inside fn: records an error answer and returns STORE_ABORTED (return it). */
 int api_job_fail(api_job *j, int status, const char *code, const char *msg);

@@ -204,6 +204,12 @@ api_job *api_job_new(app *a, const auth_principal *p) {
     return j;
 }
 
+api_job *api_job_for(http_req *q, app *a, const auth_principal *p) {
+    api_job *j = api_job_new(a, p);
+    if (!j) http_reply_error(q, 503, "overloaded", "out of memory");
+    return j;
+}
+
 int api_job_fail(api_job *j, int status, const char *code, const char *msg) {
     j->fail_status = status;
     snprintf(j->code, sizeof j->code, "%s", code);

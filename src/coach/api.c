@@ -274,8 +274,8 @@ static int lead_tx(store_tx *tx, api_job *j, store_err *err) {
 }
 
 static void start_lead(http_req *q, app *a, const auth_principal *p, int64_t id) {
-    api_job *j = api_job_new(a, p);
-    if (!j) { http_reply_error(q, 503, "overloaded", "out of memory"); return; }
+    api_job *j = api_job_for(q, a, p);
+    if (!j) return;
     j->id = id;
     j->write = 1;
     j->fn = lead_tx;
@@ -337,8 +337,8 @@ static int pb_get_tx(store_tx *tx, api_job *j, store_err *err) {
 }
 
 static void h_pb_get(http_req *q, app *a, const auth_principal *p, void *ud) {
-    api_job *j = api_job_new(a, p);
-    if (!j) { http_reply_error(q, 503, "overloaded", "out of memory"); return; }
+    api_job *j = api_job_for(q, a, p);
+    if (!j) return;
     j->fn = pb_get_tx;
     api_job_run(q, j);
 }
@@ -480,8 +480,8 @@ static void h_stats(http_req *q, app *a, const auth_principal *p, void *ud) {
         http_reply_error(q, 400, "bad_query", "agent_id must be a positive integer");
         return;
     }
-    api_job *j = api_job_new(a, p);
-    if (!j) { http_reply_error(q, 503, "overloaded", "out of memory"); return; }
+    api_job *j = api_job_for(q, a, p);
+    if (!j) return;
     j->id = agent;
     j->fn = stats_tx;
     api_job_run(q, j);
@@ -591,8 +591,8 @@ static void h_perf(http_req *q, app *a, const auth_principal *p, void *ud) {
         http_reply_error(q, 403, "forbidden", "agents may only see their own performance");
         return;
     }
-    api_job *j = api_job_new(a, p);
-    if (!j) { http_reply_error(q, 503, "overloaded", "out of memory"); return; }
+    api_job *j = api_job_for(q, a, p);
+    if (!j) return;
     j->id = id;
     j->fn = perf_tx;
     api_job_run(q, j);

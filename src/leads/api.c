@@ -156,8 +156,8 @@ static int get_tx(store_tx *tx, api_job *j, store_err *err) {
 static void h_get(http_req *q, app *a, const auth_principal *p, void *ud) {
     int64_t id = path_id(q, "id");
     if (id < 0) return;
-    api_job *j = api_job_new(a, p);
-    if (!j) { http_reply_error(q, 503, "overloaded", "out of memory"); return; }
+    api_job *j = api_job_for(q, a, p);
+    if (!j) return;
     j->id = id;
     j->extra = (void *)ud;
     j->fn = get_tx;
@@ -286,8 +286,8 @@ static int delete_tx(store_tx *tx, api_job *j, store_err *err) {
 static void h_delete(http_req *q, app *a, const auth_principal *p, void *ud) {
     int64_t id = path_id(q, "id");
     if (id < 0) return;
-    api_job *j = api_job_new(a, p);
-    if (!j) { http_reply_error(q, 503, "overloaded", "out of memory"); return; }
+    api_job *j = api_job_for(q, a, p);
+    if (!j) return;
     j->id = id;
     j->extra = (void *)ud;
     j->write = 1;
@@ -679,8 +679,8 @@ static void h_list_activities(http_req *q, app *a, const auth_principal *p, void
         http_reply_error(q, 400, "bad_query", "cursor must come from next_cursor; limit must be 1-500");
         return;
     }
-    api_job *j = api_job_new(a, p);
-    if (!j) { http_reply_error(q, 503, "overloaded", "out of memory"); return; }
+    api_job *j = api_job_for(q, a, p);
+    if (!j) return;
     j->id = id;
     j->id2 = before;
     j->version = limit;

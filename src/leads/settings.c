@@ -30,8 +30,8 @@ static int get_tx(store_tx *tx, api_job *j, store_err *err) {
 }
 
 static void h_get(http_req *q, app *a, const auth_principal *p, void *ud) {
-    api_job *j = api_job_new(a, p);
-    if (!j) { http_reply_error(q, 503, "overloaded", "out of memory"); return; }
+    api_job *j = api_job_for(q, a, p);
+    if (!j) return;
     j->fn = get_tx;
     api_job_run(q, j);
 }

@@ -112,11 +112,8 @@ static void h_preview(http_req *q, app *a, const auth_principal *p, void *ud) {
             return;
         }
     }
-    api_job *j = api_job_new(a, p);
-    if (!j) {
-        http_reply_error(q, 503, "overloaded", "out of memory");
-        return;
-    }
+    api_job *j = api_job_for(q, a, p);
+    if (!j) return;
     j->id = id;
     j->id2 = lead;
     j->fn = preview_tx;
@@ -149,11 +146,8 @@ static void h_enroll(http_req *q, app *a, const auth_principal *p, void *ud) {
         http_reply_error(q, 422, "validation_failed", "lead_id: a positive integer");
         return;
     }
-    api_job *j = api_job_new(a, p);
-    if (!j) {
-        http_reply_error(q, 503, "overloaded", "out of memory");
-        return;
-    }
+    api_job *j = api_job_for(q, a, p);
+    if (!j) return;
     j->id = id;
     j->id2 = lead;
     j->write = 1;
@@ -210,11 +204,8 @@ static int enrollments_tx(store_tx *tx, api_job *j, store_err *err) {
 static void h_enrollments(http_req *q, app *a, const auth_principal *p, void *ud) {
     int64_t id = path_id(q, "id");
     if (id < 0) return;
-    api_job *j = api_job_new(a, p);
-    if (!j) {
-        http_reply_error(q, 503, "overloaded", "out of memory");
-        return;
-    }
+    api_job *j = api_job_for(q, a, p);
+    if (!j) return;
     j->id = id;
     j->fn = enrollments_tx;
     api_job_run(q, j);
@@ -246,11 +237,8 @@ static void h_stop(http_req *q, app *a, const auth_principal *p, void *ud) {
             return;
         }
     }
-    api_job *j = api_job_new(a, p);
-    if (!j) {
-        http_reply_error(q, 503, "overloaded", "out of memory");
-        return;
-    }
+    api_job *j = api_job_for(q, a, p);
+    if (!j) return;
     j->id = id;
     j->extra = (void *)reason; /* a literal: no extra_free */
     j->write = 1;
@@ -298,11 +286,8 @@ static int settings_get_tx(store_tx *tx, api_job *j, store_err *err) {
 }
 
 static void h_settings_get(http_req *q, app *a, const auth_principal *p, void *ud) {
-    api_job *j = api_job_new(a, p);
-    if (!j) {
-        http_reply_error(q, 503, "overloaded", "out of memory");
-        return;
-    }
+    api_job *j = api_job_for(q, a, p);
+    if (!j) return;
     j->fn = settings_get_tx;
     api_job_run(q, j);
 }

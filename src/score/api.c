@@ -19,11 +19,8 @@ static void h_score(http_req *q, app *a, const auth_principal *p, void *ud) {
         http_reply_error(q, 400, "invalid_id", "the lead id must be a positive integer");
         return;
     }
-    api_job *j = api_job_new(a, p);
-    if (!j) {
-        http_reply_error(q, 503, "overloaded", "out of memory");
-        return;
-    }
+    api_job *j = api_job_for(q, a, p);
+    if (!j) return;
     j->id = id;
     j->fn = get_tx;
     api_job_run(q, j);
@@ -277,11 +274,8 @@ static void h_valuation(http_req *q, app *a, const auth_principal *p, void *ud) 
         http_reply_error(q, 400, "invalid_id", "the listing id must be a positive integer");
         return;
     }
-    api_job *j = api_job_new(a, p);
-    if (!j) {
-        http_reply_error(q, 503, "overloaded", "out of memory");
-        return;
-    }
+    api_job *j = api_job_for(q, a, p);
+    if (!j) return;
     j->id = id;
     j->fn = valuation_tx;
     api_job_run(q, j);
@@ -328,11 +322,8 @@ static void h_churn(http_req *q, app *a, const auth_principal *p, void *ud) {
         http_reply_error(q, 422, "validation_failed", "lead_id: a positive integer");
         return;
     }
-    api_job *j = api_job_new(a, p);
-    if (!j) {
-        http_reply_error(q, 503, "overloaded", "out of memory");
-        return;
-    }
+    api_job *j = api_job_for(q, a, p);
+    if (!j) return;
     j->id = lead;
     j->fn = churn_tx;
     api_job_run(q, j);
