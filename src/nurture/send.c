@@ -16,6 +16,7 @@
  * transaction. */
 #include <curl/curl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,15 +127,70 @@ typedef struct slot {
     int sent[2], failed;
 } slot;
 
+/* A circuit breaker per tenant and channel: BREAKER_FAILS retryable
+ * failures in a row open it for BREAKER_COOL_MS, during which that
+ * tenant's steps on that channel wait instead of calling the provider;
+ * then one batch tries again (half open) and a success closes it. */
+#define BREAKER_FAILS 5
+#define BREAKER_COOL_MS 10000
+#define BREAKERS 256
+typedef struct breaker {
+    int64_t tenant;
+    int channel; /* 0 sms, 1 email */
+    int fails;
+    int64_t open_until;
+} breaker;
+
 struct nurture_ctx {
     app *a;
     uv_timer_t timer;
+    pthread_mutex_t bmu; /* the two batch slots share the breakers */
+    breaker br[BREAKERS];
+    int nbr;
     slot slots[SLOTS];
     int busy; /* slots out */
     int stopping, closed, freed;
     char twilio_url[512], sendgrid_url[512], public_url[512];
-    metric *m_sent, *m_fail;
+    metric *m_sent, *m_fail, *m_open;
 };
+
+static breaker *breaker_get(nurture_ctx *c, int64_t tenant, int channel) {
+    for (int i = 0; i < c->nbr; i++)
+        if (c->br[i].tenant == tenant && c->br[i].channel == channel) return &c->br[i];
+    if (c->nbr == BREAKERS) { /* full: forget the oldest closed one */
+        for (int i = 0; i < c->nbr; i++)
+            if (!c->br[i].fails) {
+                c->br[i] = (breaker){tenant, channel, 0, 0};
+                return &c->br[i];
+            }
+        return NULL;
+    }
+    c->br[c->nbr] = (breaker){tenant, channel, 0, 0};
+    return &c->br[c->nbr++];
+}
+
+/* 0 when the provider may be called, else when the breaker closes. */
+static int64_t breaker_open_until(nurture_ctx *c, int64_t tenant, int channel, int64_t now) {
+    pthread_mutex_lock(&c->bmu);
+    breaker *b = breaker_get(c, tenant, channel);
+    int64_t until = b && b->open_until > now ? b->open_until : 0;
+    pthread_mutex_unlock(&c->bmu);
+    return until;
+}
+
+static void breaker_note(nurture_ctx *c, int64_t tenant, int channel, int retryable_failure, int64_t now) {
+    pthread_mutex_lock(&c->bmu);
+    breaker *b = breaker_get(c, tenant, channel);
+    if (b && !retryable_failure) b->fails = 0;
+    else if (b && ++b->fails >= BREAKER_FAILS && b->open_until <= now) {
+        b->open_until = now + BREAKER_COOL_MS;
+        if (c->m_open) {
+            const char *ch[] = {channel ? "email" : "sms"};
+            metric_add(c->m_open, ch, 1);
+        }
+    }
+    pthread_mutex_unlock(&c->bmu);
+}
 
 typedef struct job {
     int64_t id, tenant, enrollment;
@@ -557,12 +613,14 @@ static void settle(slot *c, step_run *r) {
         char e[300] = "";
         long status = send_end(&r->s, o->provider_id, sizeof o->provider_id, e, sizeof e);
         if (status >= 200 && status < 300) {
+            breaker_note(c->c, j->tenant, strcmp(p->type, "sms") != 0, 0, p->now);
             o->ok = 1;
             snprintf(o->result, sizeof o->result, "sent (%s)", o->provider_id[0] ? o->provider_id : "no id");
             c->sent[strcmp(p->type, "sms") != 0]++;
         } else {
             /* retry what may succeed later: no answer, 408, 429, 5xx */
             int retryable = status == 0 || status == 408 || status == 429 || status >= 500;
+            breaker_note(c->c, j->tenant, strcmp(p->type, "sms") != 0, retryable, p->now);
             o->retry = retryable && j->attempts < NURTURE_MAX_ATTEMPTS;
             snprintf(o->result, sizeof o->result, "%s%s", e[0] ? e : "provider error",
                      retryable && !o->retry ? " (gave up)" : "");
@@ -627,6 +685,14 @@ static void batch_work(uv_work_t *w) {
             continue;
         }
         r->planned = 1;
+        int64_t until = r->p.action == PLAN_SEND
+                            ? breaker_open_until(c, cl->jobs[i].tenant, strcmp(r->p.type, "sms") != 0, now)
+                            : 0;
+        if (until) {
+            r->p.action = PLAN_WAIT;
+            r->p.reschedule = until;
+            snprintf(r->p.why, sizeof r->p.why, "circuit open: the provider failed %d times in a row", BREAKER_FAILS);
+        }
         if (r->p.action == PLAN_SEND) {
             if (send_begin(c, &r->p, &r->s)) r->s.cc = CURLE_OUT_OF_MEMORY;
             reqs[nreq++] = &r->s;
@@ -661,13 +727,18 @@ static void batch_work(uv_work_t *w) {
 
 static void on_tick(uv_timer_t *t);
 
+static void ctx_release(nurture_ctx *c) {
+    pthread_mutex_destroy(&c->bmu);
+    eh_free(c);
+}
+
 static void batch_done(uv_work_t *w, int status) {
     slot *sl = w->data;
     nurture_ctx *c = sl->c;
     sl->busy = 0;
     c->busy--;
     if (c->freed && c->closed) { /* nurture_free ran while batches were out */
-        if (!c->busy) eh_free(c);
+        if (!c->busy) ctx_release(c);
         return;
     }
     if (c->m_sent) {
@@ -699,7 +770,7 @@ static void on_tick(uv_timer_t *t) {
 static void on_closed(uv_handle_t *h) {
     nurture_ctx *c = h->data;
     c->closed = 1;
-    if (c->freed && !c->busy) eh_free(c);
+    if (c->freed && !c->busy) ctx_release(c);
 }
 
 void nurture_stop(nurture_ctx *c) {
@@ -716,7 +787,7 @@ void nurture_free(nurture_ctx *c) {
     if (!c) return;
     nurture_stop(c);
     c->freed = 1;
-    if (c->closed && !c->busy) eh_free(c);
+    if (c->closed && !c->busy) ctx_release(c);
 }
 
 nurture_ctx *nurture_ctx_start(app *a) {
@@ -730,6 +801,8 @@ nurture_ctx *nurture_ctx_start(app *a) {
     else snprintf(c->public_url, sizeof c->public_url, "http://%s:%d", a->cfg.host, a->cfg.port);
     c->m_sent = metrics_counter(a->m, "ehub_nurture_sent_total", "messages accepted by a provider", "channel");
     c->m_fail = metrics_counter(a->m, "ehub_nurture_failed_total", "nurture steps that failed for good", NULL);
+    c->m_open = metrics_counter(a->m, "ehub_nurture_breaker_open_total", "times a provider's circuit opened", "channel");
+    pthread_mutex_init(&c->bmu, NULL);
     uv_timer_init(a->loop, &c->timer);
     c->timer.data = c;
     uv_timer_start(&c->timer, on_tick, TICK_MS, TICK_MS);

@@ -378,3 +378,34 @@ def test_nurture_sigkill_mid_batch_sends_each_message_once(t):
     assert rows, tn.db("SELECT state, attempts, result FROM nurture_jobs WHERE tenant_id = {tenant} AND state <> 'done'")
     assert sorted(m["To"] for m in delivered()) == sorted(phones), "still one message each"
     srv.stop()
+
+
+def test_nurture_circuit_breaker_opens_and_recovers(t):
+    tn = _tenant(t)
+    tn.ok("POST", "/v1/templates", {"name": "w", "channel": "sms", "body": "Hi. Reply STOP to opt out"})
+    seq = tn.ok("POST", "/v1/sequences", {"name": "b", "steps": [{"type": "sms", "template": "w"}]})
+    fake = _provider().state
+    leads = [tn.create_lead(first_name="B%d" % i, phone="+1415557%04d" % i, consent_sms=True) for i in range(6)]
+    with fake["lock"]:
+        fake["fail"], fake["refused"] = 1000, 0  # the provider is down
+    try:
+        for lead in leads:
+            tn.ok("POST", "/v1/sequences/%d/enroll" % seq["id"], {"lead_id": lead["id"]})
+
+        def results():
+            return [h["result"] or "" for lead in leads
+                    for e in tn.ok("GET", "/v1/leads/%d/enrollments" % lead["id"])["items"] for h in e["history"]]
+
+        # five failures in a row open the circuit: the retries wait without calling the provider
+        assert _wait(lambda: sum("circuit open" in r for r in results()) == 6, timeout=15 * t.slow), results()
+        refused = fake["refused"]
+        assert 6 <= refused < 12, refused
+        time.sleep(1)
+        assert fake["refused"] == refused, "no calls while the circuit is open"
+    finally:
+        with fake["lock"]:
+            fake["fail"] = 0  # the provider is back
+    # after the cool-down the waiting steps go out, and the circuit closes
+    assert _wait(lambda: all(_sms_to("+1415557%04d" % i) for i in range(6)), timeout=20 * t.slow)
+    st, h, b = tn.srv.request("GET", "/metrics")
+    assert b'ehub_nurture_breaker_open_total{channel="sms"}' in b, b[-2000:]
