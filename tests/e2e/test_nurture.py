@@ -179,19 +179,37 @@ def test_nurture_first_touch_within_a_second_then_waits(t):
     seq = tn.ok("POST", "/v1/sequences", {"name": "speed", "start_on": "new_lead", "steps": [
         {"type": "sms", "template": "welcome"}, {"type": "wait", "minutes": 60},
         {"type": "email", "template": "follow"}]})
+    # leads arrive as GoHighLevel ContactCreate webhooks (token mode), one
+    # after another; each first text must reach "Twilio" within a second
+    token = "tok_" + "9" * 32
+    tn.ok("PATCH", "/v1/settings", {"ghl_mode": "token", "ghl_token": token})
     latencies = []
-    for i in range(20):
+    lead = None
+    for i in range(200):
         phone = "+1415555%04d" % (2000 + i)
+        event = {"type": "ContactCreate", "locationId": "loc_nurture", "webhookId": "wh-%s-%d" % (tn.slug, i),
+                 "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()), "id": "c_%s_%d" % (tn.slug, i),
+                 "firstName": "Lee%d" % i, "phone": phone, "assignedTo": None,
+                 "dndSettings": {"SMS": {"status": "inactive"}}}
         t0 = time.time()
-        lead = tn.create_lead(first_name="Lee%d" % i, phone=phone, consent_sms=True, agent_id=agent["id"])
-        got = _wait(lambda: _sms_to(phone), timeout=3)
+        st, h, b = tn.srv.request("POST", "/v1/webhooks/ghl/%s" % tn.slug, json.dumps(event).encode(),
+                                  {"Content-Type": "application/json", "X-Webhook-Token": token})
+        assert st == 200, (st, b)
+        got = _wait(lambda: _sms_to(phone), timeout=3, step=0.005)
         assert got, "no text for %s" % phone
         latencies.append(got[0]["at"] - t0)
-        assert got[0]["Body"] == "Hi Lee%d, it's Dana Agent. Reply STOP to opt out" % i, got[0]
+        assert got[0]["Body"].startswith("Hi Lee%d, it's " % i), got[0]
         assert got[0]["From"] == FROM and got[0]["StatusCallback"].endswith("/v1/webhooks/twilio/" + tn.slug)
     latencies.sort()
-    p99 = latencies[-1]
-    assert p99 < 1.0, latencies
+    p99 = latencies[int(0.99 * len(latencies))]
+    assert p99 < 1.0, ("speed to lead p50 %.3f s, p99 %.3f s" % (latencies[100], p99), latencies[-10:])
+    lead = tn.list_page(phone=phone)["items"][0]
+    # the agent's name comes from the lead's agent
+    tn.ok("PATCH", "/v1/leads/%d" % lead["id"], {"agent_id": agent["id"]})
+    one = tn.create_lead(first_name="Agented", phone="+14155559999", consent_sms=True, agent_id=agent["id"])
+    got = _wait(lambda: _sms_to("+14155559999"), timeout=3)
+    assert got and got[0]["Body"] == "Hi Agented, it's Dana Agent. Reply STOP to opt out", got
+    lead = one
     # the message is the lead's activity, the next step waits an hour
     acts = tn.ok("GET", "/v1/leads/%d/activities" % lead["id"])["items"]
     sent = [a for a in acts if a["direction"] == "outbound" and a["channel"] == "sms"]
