@@ -25,6 +25,7 @@
 #include "app/app.h"
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "base/tz.h"
 #include "leads/leads.h"
 #include "nurture.h"
 #include "nurture_int.h"
@@ -37,72 +38,9 @@
 #define NURTURE_LEASE_MS 30000
 #define TICK_MS 100
 
-/* ---- time zones ----
- * Quiet hours need the lead's local time. The C library can only switch
- * zones through the process-wide TZ, which threads cannot share, so the
- * zones of our users are kept here with their DST rules. */
-typedef struct zone {
-    const char *name;
-    int offset_min; /* standard time, east of UTC */
-    char dst;       /* 'U' US rules, 'E' EU rules, 0 none */
-} zone;
-static const zone zones[] = {
-    {"America/New_York", -300, 'U'},   {"America/Detroit", -300, 'U'},  {"America/Chicago", -360, 'U'},
-    {"America/Denver", -420, 'U'},     {"America/Phoenix", -420, 0},    {"America/Los_Angeles", -480, 'U'},
-    {"America/Anchorage", -540, 'U'},  {"Pacific/Honolulu", -600, 0},   {"America/Toronto", -300, 'U'},
-    {"America/Vancouver", -480, 'U'},  {"America/Puerto_Rico", -240, 0}, {"Europe/London", 0, 'E'},
-    {"Europe/Dublin", 0, 'E'},         {"Europe/Lisbon", 0, 'E'},       {"Europe/Paris", 60, 'E'},
-    {"Europe/Berlin", 60, 'E'},        {"Europe/Madrid", 60, 'E'},      {"Europe/Rome", 60, 'E'},
-    {"UTC", 0, 0},                     {"Etc/UTC", 0, 0},
-};
-#define DEFAULT_ZONE 0 /* America/New_York when the lead's zone is unknown */
-
-/* Day of month of the n-th Sunday (n = -1: last) of month m (1-12). */
-static int nth_sunday(int year, int m, int n) {
-    struct tm t = {.tm_year = year - 1900, .tm_mon = m - 1, .tm_mday = 1, .tm_hour = 12};
-    time_t s = timegm(&t);
-    gmtime_r(&s, &t);
-    int first = 1 + (7 - t.tm_wday) % 7;
-    if (n > 0) return first + 7 * (n - 1);
-    int days = m == 2 ? 28 : (m == 4 || m == 6 || m == 9 || m == 11) ? 30 : 31;
-    int last = first;
-    while (last + 7 <= days) last += 7;
-    return last;
-}
-
-/* Minutes east of UTC in zone z at utc_ms. */
-static int zone_offset(const zone *z, int64_t utc_ms) {
-    if (!z->dst) return z->offset_min;
-    time_t s = (time_t)(utc_ms / 1000);
-    struct tm t;
-    gmtime_r(&s, &t);
-    int y = t.tm_year + 1900;
-    struct tm a = {.tm_year = y - 1900}, b = {.tm_year = y - 1900};
-    int64_t start, end;
-    if (z->dst == 'U') { /* 2:00 local, second Sunday of March to first Sunday of November */
-        a.tm_mon = 2, a.tm_mday = nth_sunday(y, 3, 2), a.tm_hour = 2;
-        b.tm_mon = 10, b.tm_mday = nth_sunday(y, 11, 1), b.tm_hour = 2;
-        start = (int64_t)timegm(&a) - z->offset_min * 60;
-        end = (int64_t)timegm(&b) - (z->offset_min + 60) * 60;
-    } else { /* 1:00 UTC, last Sunday of March to last Sunday of October */
-        a.tm_mon = 2, a.tm_mday = nth_sunday(y, 3, -1), a.tm_hour = 1;
-        b.tm_mon = 9, b.tm_mday = nth_sunday(y, 10, -1), b.tm_hour = 1;
-        start = (int64_t)timegm(&a);
-        end = (int64_t)timegm(&b);
-    }
-    return z->offset_min + ((int64_t)s >= start && (int64_t)s < end ? 60 : 0);
-}
-
-static const zone *zone_find(const char *name) {
-    for (size_t i = 0; name && i < sizeof zones / sizeof zones[0]; i++)
-        if (!strcmp(zones[i].name, name)) return &zones[i];
-    return NULL;
-}
-
 int64_t nurture_quiet_until(const char *tz, int quiet_start, int quiet_end, int64_t now_ms) {
-    const zone *z = zone_find(tz);
-    if (!z) z = &zones[DEFAULT_ZONE];
-    int off = zone_offset(z, now_ms);
+    int ok, off = tz_offset(tz, now_ms, &ok);
+    if (!ok) off = tz_offset("America/New_York", now_ms, &ok); /* unknown zones: US Eastern */
     int64_t local_ms = now_ms + (int64_t)off * 60000;
     int64_t day_ms = 86400000;
     int minute = (int)((local_ms % day_ms + day_ms) % day_ms / 60000);
