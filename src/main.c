@@ -189,8 +189,9 @@ static int cmd_tenant(ehub_config *cfg, logger *log, const auth_cli *ac, int npo
 }
 
 /* Opens storage for a one-tenant CLI command and resolves --tenant. */
-/* ctx: the lead scorer for commands that write leads (store_opts.ctx). */
-static store *open_for_tenant(ehub_config *cfg, logger *log, const char *cmd, int64_t *tenant, void *ctx) {
+/* scorer: for commands that write leads, so they are scored as the server
+ * would (the store's context, see leads_domain). */
+static store *open_for_tenant(ehub_config *cfg, logger *log, const char *cmd, int64_t *tenant, leads_domain *ctx) {
     if (!cfg->tenant[0]) {
         fprintf(stderr, "ehub %s: --tenant SLUG is required\n", cmd);
         return NULL;
@@ -276,7 +277,8 @@ static int cmd_import(ehub_config *cfg, logger *log, int npos, char **pos) {
     }
     int64_t tenant;
     score_ctx *sc = score_ctx_new(cfg->data_dir);
-    store *st = sc ? open_for_tenant(cfg, log, "import", &tenant, sc) : NULL;
+    leads_domain dom = {sc, NULL};
+    store *st = sc ? open_for_tenant(cfg, log, "import", &tenant, &dom) : NULL;
     if (!st) {
         score_ctx_free(sc);
         return 1;
@@ -306,7 +308,8 @@ static int cmd_train_builtin(ehub_config *cfg, logger *log, ml_cli *c) {
     }
     int64_t tenant;
     score_ctx *sc = score_ctx_new(cfg->data_dir);
-    store *st = sc ? open_for_tenant(cfg, log, "train", &tenant, sc) : NULL;
+    leads_domain dom = {sc, NULL};
+    store *st = sc ? open_for_tenant(cfg, log, "train", &tenant, &dom) : NULL;
     if (!st) {
         score_ctx_free(sc);
         return 1;

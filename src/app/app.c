@@ -70,8 +70,10 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
         .log = log,
         .on_query = on_store_query,
         .on_query_ud = a,
-        .ctx = a->score,
+        .ctx = &a->domain,
     };
+    a->domain.score = a->score;
+    a->domain.coach = a->coach;
     store_err err = {0};
     a->st = store_open(url, &so, &err);
     if (!a->st) {

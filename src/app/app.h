@@ -12,6 +12,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "http/http.h"
+#include "leads/leads.h"
 #include "store/store.h"
 
 #define EHUB_VERSION "0.1.0"
@@ -43,7 +44,8 @@ typedef struct app {
     metric *m_auth_fail;
     leads_ctx *leads;      /* webhook tenant cache and keys (leads module) */
     ml_ctx *ml;            /* models served (ml module) */
-    score_ctx *score;      /* tenants' lead_scoring models (score module); the store's context */
+    score_ctx *score;      /* tenants' built-in models (score module) */
+    leads_domain domain;   /* the store's context: what domain code in a transaction reaches (score, coach) */
     nurture_ctx *nurture;  /* the nurture dispatcher (nurture module) */
     auth_ctx *auth;        /* JWT keys, login and rate limits (src/auth/api.c) */
     coach_ctx *coach;      /* coaching lexicon, cues and default playbook (coach module) */

@@ -147,25 +147,27 @@ static int load_override(store_tx *tx, json_t **ov, int64_t *version, store_err 
 }
 
 /* Runs analysis + suggestions and stores each suggestion shown. */
-static int coach_and_record(store_tx *tx, api_job *j, const coach_msg *m, int n, const coach_facts *f, int64_t lead_id,
-                            int64_t agent_id, store_err *err) {
+static int coach_and_record(store_tx *tx, const coach_ctx *cc, const coach_msg *m, int n, const coach_facts *f,
+                            int64_t lead_id, int64_t agent_id, int record, json_t **out, store_err *err) {
     json_t *ov = NULL;
     int rc = load_override(tx, &ov, NULL, err);
     if (rc) return rc;
-    json_t *pb = coach_playbook_merge(ctx_of(j), ov);
+    json_t *pb = coach_playbook_merge(cc, ov);
     json_decref(ov);
     int64_t now = clock_wall_ms();
-    json_t *an = coach_analyze(ctx_of(j), m, n, f, now);
-    json_t *sug = an && pb ? coach_suggest(ctx_of(j), an, pb) : NULL;
+    json_t *an = coach_analyze(cc, m, n, f, now);
+    json_t *sug = an && pb ? coach_suggest(cc, an, pb) : NULL;
     json_decref(pb);
     if (!sug) {
         json_decref(an);
-        return api_job_fail(j, 503, "overloaded", "out of memory");
+        err->code = STORE_NOMEM;
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        return STORE_NOMEM;
     }
     /* One multi-row INSERT: the writer thread's time is what bounds
      * coaching throughput. Ids come back in insertion order. */
     size_t ns = json_array_size(sug);
-    if (ns) {
+    if (ns && record) {
         char sql[2048];
         size_t o = (size_t)snprintf(sql, sizeof sql, "INSERT INTO coaching_suggestions (tenant_id, lead_id, agent_id, "
                                                       "type, item, message_id, created_at) VALUES ");
@@ -203,15 +205,15 @@ static int coach_and_record(store_tx *tx, api_job *j, const coach_msg *m, int n,
             }
         for (size_t i = 0; i < ns && (int)i < nr; i++) json_object_set_new(json_array_get(sug, i), "id", json_integer(ids[i]));
     }
-    j->out = json_pack("{s:o, s:o, s:o, s:o}", "lead_id", lead_id ? json_integer(lead_id) : json_null(), "agent_id",
-                       agent_id ? json_integer(agent_id) : json_null(), "analysis", an, "suggestions", sug);
+    *out = json_pack("{s:o, s:o, s:o, s:o}", "lead_id", lead_id ? json_integer(lead_id) : json_null(), "agent_id",
+                     agent_id ? json_integer(agent_id) : json_null(), "analysis", an, "suggestions", sug);
     return STORE_OK;
 }
 
 static int inline_tx(store_tx *tx, api_job *j, store_err *err) {
     conv *c = j->extra;
     coach_facts f = {.preapproved = -1, .timezone = c->tz};
-    return coach_and_record(tx, j, c->m, c->n, &f, 0, j->p.agent_id, err);
+    return coach_and_record(tx, ctx_of(j), c->m, c->n, &f, 0, j->p.agent_id, 1, &j->out, err);
 }
 
 /* Cuts a stored body (up to 20,000 bytes) to the analysis limit on a
@@ -223,9 +225,10 @@ static size_t cut_len(const char *s, size_t n) {
     return k;
 }
 
-static int lead_tx(store_tx *tx, api_job *j, store_err *err) {
+int coach_lead(store_tx *tx, const coach_ctx *cc, int64_t lead_id, int64_t agent_hint, int record, json_t **out,
+               store_err *err) {
     json_t *lead = NULL;
-    int rc = ent_get(tx, &entity_lead, j->id, &lead, err);
+    int rc = ent_get(tx, &entity_lead, lead_id, &lead, err);
     if (rc) return rc;
     coach_facts f = {.preapproved = -1};
     json_t *v = json_object_get(lead, "budget_max");
@@ -237,9 +240,9 @@ static int lead_tx(store_tx *tx, api_job *j, store_err *err) {
     f.property_type = json_string_value(json_object_get(lead, "property_type"));
     f.timezone = json_string_value(json_object_get(lead, "timezone"));
     int64_t agent = json_integer_value(json_object_get(lead, "agent_id"));
-    if (!agent) agent = j->p.agent_id;
+    if (!agent) agent = agent_hint;
     /* the latest 500 activities, analysed oldest first */
-    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(j->id), SV_I(COACH_MAX_MESSAGES)};
+    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(lead_id), SV_I(COACH_MAX_MESSAGES)};
     store_rows *r = NULL;
     rc = store_query(tx, "SELECT id, channel, direction, body, occurred_at FROM activities WHERE tenant_id = $1 "
                          "AND lead_id = $2 AND channel IN ('sms', 'email', 'call', 'note', 'web') "
@@ -254,7 +257,9 @@ static int lead_tx(store_tx *tx, api_job *j, store_err *err) {
     if (!m) {
         store_rows_free(r);
         json_decref(lead);
-        return api_job_fail(j, 503, "overloaded", "out of memory");
+        err->code = STORE_NOMEM;
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        return STORE_NOMEM;
     }
     for (int i = 0; i < n; i++) {
         coach_msg *x = &m[n - 1 - i];
@@ -266,10 +271,33 @@ static int lead_tx(store_tx *tx, api_job *j, store_err *err) {
         x->len = cut_len(x->body, strlen(x->body));
         x->at_ms = store_rows_int(r, i, 4);
     }
-    rc = coach_and_record(tx, j, m, n, &f, j->id, agent, err);
+    rc = coach_and_record(tx, cc, m, n, &f, lead_id, agent, record, out, err);
     eh_free(m);
     store_rows_free(r);
     json_decref(lead);
+    return rc;
+}
+
+static int lead_tx(store_tx *tx, api_job *j, store_err *err) {
+    return coach_lead(tx, ctx_of(j), j->id, j->p.agent_id, 1, &j->out, err);
+}
+
+int coach_on_inbound(store_tx *tx, int64_t lead_id, store_err *err) {
+    const coach_ctx *cc = leads_coach(tx);
+    if (!cc) return STORE_OK;
+    json_t *out = NULL;
+    /* pushed, not yet shown: the suggestions count as shown (and can take
+     * feedback) when the agent opens the lead's coaching */
+    int rc = coach_lead(tx, cc, lead_id, 0, 0, &out, err);
+    if (rc) return rc;
+    /* what the agent's phone shows at once (realtime topic coaching:{agent}) */
+    json_t *an = json_object_get(out, "analysis");
+    json_t *ev = json_pack("{s:O, s:O, s:O, s:O?}", "lead_id", json_object_get(out, "lead_id"), "agent_id",
+                           json_object_get(out, "agent_id"), "suggestions", json_object_get(out, "suggestions"),
+                           "warnings", json_object_get(an, "warnings"));
+    rc = leads_event(tx, "coaching.updated", ev, err);
+    json_decref(ev);
+    json_decref(out);
     return rc;
 }
 

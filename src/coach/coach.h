@@ -93,4 +93,18 @@ int coach_local_hour(const char *tz, int64_t utc_ms);
  * GET /coaching-stats and /v1/coaching-stats, GET /v1/agents/{id}/performance. */
 int coach_api_register(struct app *a);
 
+/* Coaching for a stored lead from its latest activities and fields:
+ * *out = {lead_id, agent_id, analysis, suggestions}; record: store the
+ * suggestions as shown (each gets an id for feedback). agent_hint: the
+ * agent when the lead has none. Inside a write transaction. */
+struct store_tx;
+struct store_err;
+int coach_lead(struct store_tx *tx, const coach_ctx *c, int64_t lead_id, int64_t agent_hint, int record, json_t **out,
+               struct store_err *err);
+/* In the transaction that stores an inbound message: coaches the lead and
+ * appends coaching.updated {lead_id, agent_id, suggestions, warnings}, so
+ * the agent's dashboard hears of it with the message. A no-op without a
+ * coach in the store's context (leads_coach). */
+int coach_on_inbound(struct store_tx *tx, int64_t lead_id, struct store_err *err);
+
 #endif

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "leads.h"
+#include "coach/coach.h"
 #include "nurture/nurture.h"
 #include "score/score.h"
 
@@ -111,10 +112,12 @@ int leads_add_activity(store_tx *tx, int64_t lead_id, const activity_in *a, int6
                            (json_int_t)(a->occurred_at ? a->occurred_at : now_ms));
     rc = leads_event(tx, "activity.created", ev, err);
     json_decref(ev);
-    /* a reply ends the lead's sequences: a person takes over */
+    /* a reply ends the lead's sequences (a person takes over), and the
+     * agent is coached on it at once */
     if (!rc && !strcmp(a->direction, "inbound")) {
         int n;
         rc = nurture_exit_lead(tx, lead_id, "replied", now_ms, &n, err);
+        if (!rc && strcmp(a->channel, "task") && strcmp(a->channel, "appointment")) rc = coach_on_inbound(tx, lead_id, err);
     }
     /* messages, calls and appointments are what the score reads most */
     return rc ? rc : score_lead(tx, lead_id, now_ms, err);

@@ -30,6 +30,24 @@ struct http_route_doc;
 int leads_crud_register(struct app *a, const leads_crud *c, int read_roles, int write_roles,
                         const struct http_route_doc *docs);
 
+/* What domain code inside a transaction can reach: the store's context
+ * (store_opts.ctx) is one of these, owned by the app (or a CLI command).
+ * Members may be NULL. */
+struct score_ctx;
+struct coach_ctx;
+typedef struct leads_domain {
+    struct score_ctx *score;
+    struct coach_ctx *coach;
+} leads_domain;
+static inline struct score_ctx *leads_scorer(const store_tx *tx) {
+    const leads_domain *d = store_tx_ctx(tx);
+    return d ? d->score : NULL;
+}
+static inline struct coach_ctx *leads_coach(const store_tx *tx) {
+    const leads_domain *d = store_tx_ctx(tx);
+    return d ? d->coach : NULL;
+}
+
 /* Appends an event whose payload is `data` (not stolen). */
 int leads_event(store_tx *tx, const char *type, json_t *data, store_err *err);
 

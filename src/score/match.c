@@ -21,6 +21,7 @@
 
 #include "base/buf.h"
 #include "internal.h"
+#include "leads/leads.h"
 #include "score.h"
 
 #define MAX_CANDIDATES 5000
@@ -215,7 +216,7 @@ int score_matches(store_tx *tx, int64_t lead_id, const score_match_opts *o, json
     }
     int n = store_rows_count(r), kept = 0, version = 0;
     cand *cs = malloc((size_t)(n ? n : 1) * sizeof *cs);
-    score_ctx *c = store_tx_ctx(tx);
+    score_ctx *c = leads_scorer(tx);
     for (int i = 0; cs && i < n; i++) {
         double km = NAN;
         if (radius) {
@@ -307,7 +308,7 @@ int score_listing_matched(store_tx *tx, int64_t listing_id, const char *why, int
         return rc;
     }
     int version = 0;
-    double value = estimate(store_tx_ctx(tx), tenant, r, 0, &version);
+    double value = estimate(leads_scorer(tx), tenant, r, 0, &version);
     for (int i = 0; i < store_rows_count(lr) && !rc; i++) {
         pref p;
         pref_load(&p, lr, i);
@@ -343,7 +344,7 @@ int score_valuation(store_tx *tx, int64_t listing_id, json_t **out, store_err *e
     score_listing_features(r, 0, &f);
     reason rs[NFEAT + 16];
     int n = 0, version = 0;
-    double value = score_predict(store_tx_ctx(tx), store_tx_tenant(tx), B_VALUE, &f, rs, &n, &version, NULL);
+    double value = score_predict(leads_scorer(tx), store_tx_tenant(tx), B_VALUE, &f, rs, &n, &version, NULL);
     double price = nan_or(r, 0, L_PRICE);
     if (isnan(value)) {
         store_rows_free(r);

@@ -15,6 +15,7 @@
 #include "base/clock.h"
 #include "ml/ml.h"
 #include "internal.h"
+#include "leads/leads.h"
 #include "score.h"
 
 /* ---- features ---- */
@@ -561,7 +562,7 @@ int score_lead(store_tx *tx, int64_t lead_id, int64_t now_ms, store_err *err) {
 
     reason rs[NFEAT + 16];
     int n = 0, version;
-    double sc = score_predict(store_tx_ctx(tx), store_tx_tenant(tx), B_LEAD, &f, rs, &n, &version, NULL);
+    double sc = score_predict(leads_scorer(tx), store_tx_tenant(tx), B_LEAD, &f, rs, &n, &version, NULL);
     if (had && fabs(sc - old) < 0.001) return STORE_OK;
 
     const char *kind = version ? "model" : "prior";
@@ -651,7 +652,7 @@ int score_churn(store_tx *tx, int64_t lead_id, int64_t now_ms, json_t **out, sto
     if (rc) return rc;
     reason rs[NFEAT + 16];
     int n = 0, version;
-    double p = score_predict(store_tx_ctx(tx), store_tx_tenant(tx), B_CHURN, &f, rs, &n, &version, NULL);
+    double p = score_predict(leads_scorer(tx), store_tx_tenant(tx), B_CHURN, &f, rs, &n, &version, NULL);
     *out = churn_result(&f, p, version, rs, n);
     json_object_set_new(*out, "lead_id", json_integer(lead_id));
     return STORE_OK;

@@ -24,8 +24,8 @@
  * Tenant models live in DATA_DIR/tenants/<id>/models/NAME/vN (NAME/active
  * picks the served version, as for the shared models). The score_ctx
  * caches them per tenant for the pool threads, and notices a version
- * trained by another process within SCORE_RECHECK_S; it is the store's
- * context (store_opts.ctx), which is how domain code reaches it. */
+ * trained by another process within SCORE_RECHECK_S; domain code reaches
+ * it through the store's context (leads_domain, leads_scorer). */
 #ifndef EH_SCORE_H
 #define EH_SCORE_H
 
@@ -56,7 +56,7 @@ void score_ctx_free(score_ctx *c);
 /* Re-scores a lead of the transaction's tenant: writes leads.score, a
  * lead_scores row and lead.scored when the score moved (by 0.001 or more)
  * or the lead had none, and lead.hot when it crossed the tenant's
- * threshold from below. Uses store_tx_ctx(tx) for the tenant's model; with
+ * threshold from below. Uses leads_scorer(tx) for the tenant's model; with
  * no context (or no model) the prior scores. STORE_NOTFOUND if the lead
  * does not exist (or is deleted). */
 int score_lead(store_tx *tx, int64_t lead_id, int64_t now_ms, store_err *err);

@@ -92,9 +92,9 @@ typedef struct store_opts {
     void (*on_commit)(void *ud, const struct store_event *ev, int n);
     void *on_commit_ud;
     /* The application's context, handed to domain code running inside a
-     * transaction (store_tx_ctx): in ehub, the lead scorer, so that every
-     * write that changes a lead can re-score it in the same transaction.
-     * Not owned; may be NULL. */
+     * transaction (store_tx_ctx): in ehub a leads_domain (the scorer and
+     * the coach), so that every write that changes a lead can re-score it
+     * and coach its agent in the same transaction. Not owned; may be NULL. */
     void *ctx;
 } store_opts;
 

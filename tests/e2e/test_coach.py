@@ -429,3 +429,17 @@ def test_coach_long_stored_bodies_and_openapi(t):
     for path in ("/get-coaching", "/v1/leads/{id}/coaching", "/v1/coaching/playbook", "/v1/coaching/feedback",
                  "/coaching-stats", "/v1/coaching-stats", "/v1/agents/{id}/performance"):
         assert path in doc["paths"], path
+
+
+def test_coach_inbound_message_coaches_the_agent_at_once(t):
+    tn = Tenant(t, prefix="cz")
+    agent = tn.create_agent("Casey Coach")
+    lead = tn.create_lead(first_name="Riley", agent_id=agent["id"])
+    tn.ok("POST", "/v1/leads/%d/activities" % lead["id"],
+          {"channel": "sms", "direction": "inbound", "body": "The price is too high for us, we are just looking"})
+    ev = [e["payload"] for e in tn.events("coaching.updated") if e["payload"]["lead_id"] == lead["id"]]
+    assert len(ev) == 1 and ev[0]["agent_id"] == agent["id"], ev
+    assert ev[0]["suggestions"] and all("type" in s for s in ev[0]["suggestions"]), ev
+    # an outbound message is not news for the coach
+    tn.ok("POST", "/v1/leads/%d/activities" % lead["id"], {"channel": "sms", "direction": "outbound", "body": "ok"})
+    assert len([e for e in tn.events("coaching.updated") if e["payload"]["lead_id"] == lead["id"]]) == 1
