@@ -102,11 +102,15 @@ def _provider():
     return _fake
 
 
+# Every server of this module sends to the fake providers: with PostgreSQL
+# the servers share one queue, as the nodes of a cluster do, and any of
+# them may send a step.
+_URL = "http://127.0.0.1:%d" % _provider().server_address[1]
+SERVER_ARGS = ["--twilio-url", _URL, "--sendgrid-url", _URL]
+
+
 def _server(t):
-    if not hasattr(t, "nurture_srv"):
-        url = "http://127.0.0.1:%d" % _provider().server_address[1]
-        t.nurture_srv = t.new_server(extra=["--twilio-url", url, "--sendgrid-url", url], name="nurture")
-    return t.nurture_srv
+    return t.srv
 
 
 def _tenant(t, **settings):
@@ -356,8 +360,7 @@ def test_nurture_email_through_sendgrid_and_its_event_webhook(t):
 
 
 def test_nurture_sigkill_mid_batch_sends_each_message_once(t):
-    url = "http://127.0.0.1:%d" % _provider().server_address[1]
-    srv = t.new_server(extra=["--twilio-url", url, "--sendgrid-url", url], name="nurture-crash")
+    srv = t.new_server(extra=SERVER_ARGS, name="nurture-crash")
     tn = Tenant(t, srv=srv, prefix="nk")
     tn.ok("PATCH", "/v1/nurture/settings", {"twilio_account_sid": SID, "twilio_auth_token": TOKEN,
                                             "twilio_from": FROM, "quiet_start": "00:00", "quiet_end": "00:00",
