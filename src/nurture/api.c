@@ -647,7 +647,8 @@ static void hook_work(void *arg) {
             memcpy(msg + n, h->body, h->len);
             if (!h->ts[0] || sig_verify_ecdsa_p256_sha256(k, msg, n + h->len, h->sig) != SIG_OK)
                 hook_fail(h, 401, "invalid_signature", "the event webhook signature does not verify");
-            else if (!json_is_array(x.events = json_loadb(h->body, h->len, 0, NULL)))
+            else if ((x.events = json_loadb(h->body, h->len, 0, NULL)), !json_is_array(x.events))
+                /* (json_is_array is a macro that evaluates its argument twice) */
                 hook_fail(h, 400, "invalid_json", "expected a JSON array of events");
         }
         eh_free(msg);
