@@ -6,6 +6,7 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "ml/ml.h"
+#include "realtime/realtime.h"
 
 static const double store_buckets[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
                                        0.005,   0.01,   0.025,   0.05,   0.1,   0.5, 1};
@@ -41,10 +42,9 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
     a->m_store_err = metrics_counter(a->m, "ehub_store_errors_total", "failed storage statements", NULL);
     a->m_auth_fail = metrics_counter(a->m, "ehub_auth_failures_total", "requests refused by the route guard", "reason");
 
-    if (strcmp(cfg->bus, "inproc") != 0) {
-        /* The Redis bus comes with the realtime feed; refusing is better than
-         * silently running single-node when the operator asked for a cluster. */
-        log_msg(log, LOG_ERROR, "unsupported --bus (this build supports: inproc)", cfg->bus);
+    /* Before the store: the store's on_commit hook hands events to it. */
+    if (!(a->rt = realtime_new(a))) {
+        log_msg(log, LOG_ERROR, "startup failed", "out of memory");
         return -1;
     }
     char url[1100];
@@ -56,6 +56,8 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
         .log = log,
         .on_query = on_store_query,
         .on_query_ud = a,
+        .on_commit = realtime_on_commit,
+        .on_commit_ud = a->rt,
     };
     store_err err = {0};
     a->st = store_open(url, &so, &err);
@@ -99,7 +101,8 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
     metrics_gauge_fn(a->m, "process_open_fds", "open file descriptors", metrics_process_open_fds, NULL);
 
     if (api_system_register(a) || leads_api_register(a) || leads_ghl_register(a) ||
-        leads_import_register(a) || leads_settings_register(a) || ml_serve_register(a) || api_openapi_build(a)) {
+        leads_import_register(a) || leads_settings_register(a) || ml_serve_register(a) || realtime_start(a) ||
+        api_openapi_build(a)) {
         log_msg(log, LOG_ERROR, "startup failed", "cannot register routes");
         return -1;
     }
@@ -108,6 +111,7 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
 
 static void on_shutdown_done(void *ud) {
     app *a = ud;
+    realtime_stop(a);
     uv_close((uv_handle_t *)&a->sig_term, NULL);
     uv_close((uv_handle_t *)&a->sig_int, NULL);
 }
@@ -164,6 +168,7 @@ void app_free(app *a) {
     /* Storage last: store_close waits for queued writes and checkpoints. */
     http_server_free(a->srv);
     store_close(a->st);
+    realtime_free(a); /* after the store: its last commits may still call the hook */
     http_router_free(a->router);
     app_routes_free(a);
     leads_ctx_free(a->leads);

@@ -20,6 +20,7 @@ typedef struct key_cache key_cache;
 typedef struct route_entry route_entry;
 typedef struct leads_ctx leads_ctx;
 typedef struct ml_ctx ml_ctx;
+typedef struct rt_hub rt_hub;
 
 typedef struct app {
     uv_loop_t *loop;
@@ -39,6 +40,7 @@ typedef struct app {
     metric *m_auth_fail;
     leads_ctx *leads;      /* webhook tenant cache and keys (leads module) */
     ml_ctx *ml;            /* models served (ml module) */
+    rt_hub *rt;            /* realtime feed and event bus (realtime module) */
     int stopping;
     int exit_code;
 } app;
@@ -75,6 +77,17 @@ int app_route_flags(app *a, const char *method, const char *pattern, api_handler
 void app_routes_free(app *a);
 /* Forgets a cached key (after revocation). */
 void app_key_forget(app *a, int64_t key_id);
+/* The same key resolution for callers that are not routes (WebSocket auth
+ * messages). app_req_key: the key a request presents (Authorization: Bearer
+ * or X-API-Key), or NULL. app_key_cached (loop thread): -1 if key is
+ * malformed; 1 with *p if it is cached; 0 if it must be looked up (hash
+ * filled). app_key_lookup (thread pool; blocking): STORE_OK with *p,
+ * STORE_NOTFOUND for an unknown or revoked key, or a store error.
+ * app_key_remember (loop thread): caches a looked-up key. */
+const char *app_req_key(http_req *q);
+int app_key_cached(app *a, const char *key, char hash[AUTH_HASH_HEX], auth_principal *p);
+int app_key_lookup(app *a, const char *hash, auth_principal *p, store_err *err);
+void app_key_remember(app *a, const char *hash, const auth_principal *p);
 
 /* ---- running storage work for a request ----
  * A job carries what a handler parsed on the loop thread to a function that

@@ -58,6 +58,11 @@ struct http_req {
     size_t stream_max, stream_bytes;
     http_body_stream scb;
     void *sud;
+    /* streamed response (http_stream_begin) */
+    int out_stream, out_stopped;
+    size_t out_max;
+    void (*out_stop)(http_req *q, void *ud);
+    void *out_ud;
 };
 
 struct http_ws {
@@ -318,6 +323,9 @@ static void conn_close(conn *c) {
         else if (q->stream_on && !q->stream_done) {
             q->stream_done = 1;
             q->scb.on_end(q, -1, q->sud);
+        } else if (q->out_stream && !q->out_stopped) {
+            q->out_stopped = 1;
+            q->out_stop(q, q->out_ud);
         }
     }
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
@@ -674,6 +682,66 @@ void http_reply_error(http_req *q, int status, const char *code, const char *mes
     buf_printf(&b, "\",\"request_id\":\"%s\"}}", q->id);
     http_reply(q, status, "application/json", b.p, b.len);
     buf_free(&b);
+}
+
+/* ---- streamed responses ---- */
+
+int http_stream_begin(http_req *q, int status, const char *content_type, size_t max_queued,
+                      void (*on_stop)(http_req *q, void *ud), void *ud) {
+    conn *c = q->c;
+    if (q->replied || !c || c->closing) return -1;
+    q->replied = 1;
+    q->status = status;
+    q->keep_alive = 0;
+    q->out_stream = 1;
+    q->out_max = max_queued;
+    q->out_stop = on_stop;
+    q->out_ud = ud;
+    add_cors(q);
+    buf h;
+    buf_init(&h, 16384 + q->extra.len);
+    buf_printf(&h, "%s %d %s\r\n", q->http10 ? "HTTP/1.0" : "HTTP/1.1", status, status_text(status));
+    if (content_type) buf_printf(&h, "Content-Type: %s\r\n", content_type);
+    if (!q->http10) buf_puts(&h, "Transfer-Encoding: chunked\r\n");
+    buf_printf(&h, "Date: %s\r\nX-Request-Id: %s\r\n", date_header(q->srv), q->id);
+    if (q->extra.len) buf_append(&h, q->extra.p, q->extra.len);
+    int rc = buf_puts(&h, "Connection: close\r\n\r\n");
+    if (rc == BUF_OK) {
+        q->bytes_out += h.len;
+        conn_send(c, h.p, h.len, NULL, 0);
+    } else {
+        conn_close(c);
+    }
+    buf_free(&h);
+    return 0;
+}
+
+int http_stream_write(http_req *q, const void *data, size_t len) {
+    conn *c = q->c;
+    if (!q->out_stream || q->out_stopped || !c || c->closing) return -1;
+    if (len == 0) return 0;
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) + len > q->out_max) return -1;
+    char head[24];
+    int n = q->http10 ? 0 : snprintf(head, sizeof head, "%zx\r\n", len);
+    buf b;
+    buf_init(&b, len + 32);
+    buf_append(&b, head, (size_t)n);
+    buf_append(&b, data, len);
+    int rc = buf_puts(&b, q->http10 ? "" : "\r\n");
+    if (rc == BUF_OK) {
+        q->bytes_out += b.len;
+        rc = conn_send(c, b.p, b.len, NULL, 0);
+    }
+    buf_free(&b);
+    return rc == 0 ? 0 : -1;
+}
+
+void http_stream_end(http_req *q) {
+    if (!q->out_stream) return;
+    q->out_stream = 0;
+    conn *c = q->c;
+    if (c && !c->closing && !q->http10) conn_send(c, "0\r\n\r\n", 5, NULL, 0);
+    req_finish(q);
 }
 
 /* ---- thread pool bridge ---- */
@@ -1519,7 +1587,10 @@ void http_server_shutdown(http_server *s, void (*done)(void *), void *ud) {
     for (conn *c = s->conns; c; c = next) {
         next = c->next;
         if (c->ws) http_ws_close(c->ws, 1001, "server shutting down");
-        else if (c->state == ST_IDLE && c->pending_writes == 0) conn_close(c);
+        else if (c->req && c->req->out_stream && !c->req->out_stopped) {
+            c->req->out_stopped = 1;
+            c->req->out_stop(c->req, c->req->out_ud);
+        } else if (c->state == ST_IDLE && c->pending_writes == 0) conn_close(c);
         else c->close_after_write = c->state == ST_IDLE;
     }
     uv_timer_start(&s->shutdown_timer, on_shutdown_timeout, s->cfg.shutdown_timeout_ms, 0);
