@@ -19,6 +19,7 @@
 #define GAP_WAIT_MS 30    /* a gap this young usually closes by itself */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
+#define CONNECT_TIMEOUT_MS 1000
 
 struct bus {
     uv_loop_t *loop;
@@ -36,7 +37,8 @@ struct bus {
     int nsub;
     redisAsyncContext *subc, *pubc;
     int sub_up, pub_up, ever_up;
-    uv_timer_t retry_timer, fill_timer;
+    uv_timer_t retry_timer, fill_timer, watchdog;
+    uint64_t sub_since, pub_since; /* loop ms when the current attempt began */
     int handles;     /* open uv handles of ours */
     unsigned backoff_ms;
     /* what we published while Redis was unreachable, oldest first */
@@ -204,9 +206,11 @@ static void schedule_fill(bus *b, unsigned ms) {
 
 static void connect_missing(bus *b);
 
+static void on_retry(uv_timer_t *t) { connect_missing(t->data); }
+
 static void schedule_retry(bus *b) {
     if (b->freeing || uv_is_active((uv_handle_t *)&b->retry_timer)) return;
-    uv_timer_start(&b->retry_timer, (uv_timer_cb)connect_missing, b->backoff_ms, 0);
+    uv_timer_start(&b->retry_timer, on_retry, b->backoff_ms, 0);
     b->backoff_ms = b->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : b->backoff_ms * 2;
 }
 
@@ -308,13 +312,49 @@ static redisAsyncContext *open_ctx(bus *b) {
 
 static void connect_missing(bus *b) {
     if (b->freeing) return;
+    log_msg(b->log, LOG_DEBUG, "bus: connecting to Redis", NULL);
+    uint64_t now = uv_now(b->loop);
     if (!b->subc) {
         /* The command is buffered and sent once connected. */
         if ((b->subc = open_ctx(b)))
             redisAsyncCommand(b->subc, on_sub_reply, NULL, "SUBSCRIBE %s", b->channel);
+        b->sub_since = now;
     }
-    if (!b->pubc) b->pubc = open_ctx(b);
+    /* hiredis learns how a non-blocking connect went only when the socket
+     * is first polled, which happens once a command is queued. */
+    if (!b->pubc && (b->pubc = open_ctx(b))) {
+        redisAsyncCommand(b->pubc, NULL, NULL, "PING");
+        b->pub_since = now;
+    }
     if (!b->subc || !b->pubc) schedule_retry(b);
+}
+
+/* A connection attempt that has not completed in CONNECT_TIMEOUT_MS is
+ * dropped and retried: a peer that blackholes SYNs never answers, and the
+ * libuv adapter of hiredis 0.14 ignores poll errors, so a refused connect
+ * is never reported either. */
+static void on_watchdog(uv_timer_t *t) {
+    bus *b = t->data;
+    uint64_t now = uv_now(b->loop);
+    int retry = 0;
+    if (b->subc && !b->sub_up && now - b->sub_since > CONNECT_TIMEOUT_MS) {
+        redisAsyncContext *ac = b->subc;
+        b->subc = NULL;
+        ac->data = NULL;
+        redisAsyncFree(ac);
+        retry = 1;
+    }
+    if (b->pubc && !b->pub_up && now - b->pub_since > CONNECT_TIMEOUT_MS) {
+        redisAsyncContext *ac = b->pubc;
+        b->pubc = NULL;
+        ac->data = NULL;
+        redisAsyncFree(ac);
+        retry = 1;
+    }
+    if (retry) {
+        log_state(b, "bus: cannot connect to Redis", "no answer");
+        schedule_retry(b);
+    }
 }
 
 /* ---- API ---- */
@@ -401,8 +441,10 @@ bus *bus_new(const bus_opts *o, char *err, size_t errlen) {
     }
     uv_timer_init(b->loop, &b->retry_timer);
     uv_timer_init(b->loop, &b->fill_timer);
-    b->retry_timer.data = b->fill_timer.data = b;
-    b->handles = 2;
+    uv_timer_init(b->loop, &b->watchdog);
+    b->retry_timer.data = b->fill_timer.data = b->watchdog.data = b;
+    b->handles = 3;
+    if (b->redis) uv_timer_start(&b->watchdog, on_watchdog, 250, 250);
     if (o->m) {
         b->m_events = metrics_counter(o->m, "ehub_bus_events_total", "events reaching the bus sequencer by source (local, remote, fill)", "source");
         b->m_dups = metrics_counter(o->m, "ehub_bus_duplicates_total", "events dropped as already delivered", NULL);
@@ -479,6 +521,7 @@ void bus_free(bus *b) {
     b->freeing = 1;
     uv_close((uv_handle_t *)&b->retry_timer, on_closed);
     uv_close((uv_handle_t *)&b->fill_timer, on_closed);
+    uv_close((uv_handle_t *)&b->watchdog, on_closed);
     /* redisAsyncFree calls the disconnect callback (for a connected
      * context), which clears our pointer; clear it anyway for one that never
      * connected. */

@@ -121,7 +121,7 @@ static int hold(bus_seq *q, tstate *t, const store_event *ev) {
         held_free(&c);
         return BUS_SEQ_NOMEM;
     }
-    memmove(&t->h[lo + 1], &t->h[lo], (size_t)(t->nh - lo) * sizeof *t->h);
+    if (lo < t->nh) memmove(&t->h[lo + 1], &t->h[lo], (size_t)(t->nh - lo) * sizeof *t->h);
     t->h[lo] = c;
     t->nh++;
     q->nheld++;
@@ -153,10 +153,12 @@ int bus_seq_offer(bus_seq *q, const store_event *ev, bus_fn out, void *ud) {
         }
         k++;
     }
-    for (int i = 0; i < k; i++) held_free(&t->h[i]);
-    memmove(t->h, t->h + k, (size_t)(t->nh - k) * sizeof *t->h);
-    t->nh -= k;
-    q->nheld -= (size_t)k;
+    if (k) {
+        for (int i = 0; i < k; i++) held_free(&t->h[i]);
+        memmove(t->h, t->h + k, (size_t)(t->nh - k) * sizeof *t->h);
+        t->nh -= k;
+        q->nheld -= (size_t)k;
+    }
     return BUS_SEQ_DELIVERED;
 }
 

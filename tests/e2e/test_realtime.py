@@ -669,6 +669,7 @@ def test_realtime_cluster_redis_restart_loses_nothing(t):
         for i in range(10, 15):
             lead(tn, i)
         got_b += fb.events(10, types=("lead.created",), timeout=30)
+        got_a += fa.events(5, types=("lead.created",))
         ids_b = [m["data"]["id"] for m in got_b]
         assert len(ids_b) == 15 and len(set(ids_b)) == 15, ids_b
         # every lead.created of the tenant, in log order, none twice
