@@ -143,7 +143,7 @@ int rt_filter_match(const rt_filter *f, const rt_event_info *info) {
     int broadcast = info->btopic[0] != 0;
     int ok;
     if (info->coaching) ok = has_id(f->coaching, f->ncoaching, info->coaching_agent) ||
-                             ((f->topics & RT_T_ALL) && !f->only_agent);
+                             ((f->topics & RT_T_ALL) && (!f->only_agent || info->coaching_agent == f->only_agent));
     else ok = (f->topics & (info->topic | RT_T_ALL)) ||
               (info->lead_id && has_id(f->lead, f->nlead, info->lead_id));
     if (!ok) return 0;
