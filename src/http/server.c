@@ -95,6 +95,10 @@ struct conn {
     size_t linger_bytes;
     uv_shutdown_t shut;
     http_ws *ws;
+    /* Inside a ws_session_* call the session must not be freed, so a write
+     * failing there (the peer reset) only marks the connection; the close
+     * happens when the call returns (see ws_leave). */
+    int ws_busy, close_pending;
 };
 
 struct http_server {
@@ -241,8 +245,14 @@ static void on_write(uv_write_t *w, int status) {
  * allocation, copy, or epoll_ctl (libuv re-arms the watcher after every
  * queued write completes). Only what the socket did not take is copied and
  * queued. */
+/* A write failed: close now, or once the ws_session call we are in returns. */
+static void conn_fail(conn *c) {
+    if (c->ws_busy) c->close_pending = 1;
+    else conn_close(c);
+}
+
 static int conn_send(conn *c, const void *a, size_t alen, const void *b, size_t blen) {
-    if (c->closing) return -1;
+    if (c->closing || c->close_pending) return -1;
     if (c->pending_writes == 0) {
         uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)alen), uv_buf_init((char *)b, (unsigned)blen)};
         int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, blen ? 2 : 1);
@@ -258,13 +268,13 @@ static int conn_send(conn *c, const void *a, size_t alen, const void *b, size_t 
                 alen -= w;
             }
         } else if (n != UV_EAGAIN) {
-            conn_close(c);
+            conn_fail(c);
             return -1;
         }
     }
     write_req *wr = eh_malloc(sizeof *wr + alen + blen);
     if (!wr) {
-        conn_close(c);
+        conn_fail(c);
         return -1;
     }
     wr->c = c;
@@ -275,7 +285,7 @@ static int conn_send(conn *c, const void *a, size_t alen, const void *b, size_t 
     int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &ub, 1, on_write);
     if (rc) {
         eh_free(wr);
-        conn_close(c);
+        conn_fail(c);
         return -1;
     }
     c->pending_writes++;
@@ -1268,6 +1278,16 @@ static void on_connection(uv_stream_t *l, int status) {
 
 /* ---- WebSocket ---- */
 
+static void ws_enter(conn *c) { c->ws_busy++; }
+/* Returns 1 if the connection was closed here (c->ws is then gone). */
+static int ws_leave(conn *c) {
+    if (--c->ws_busy == 0 && c->close_pending && !c->closing) {
+        conn_close(c);
+        return 1;
+    }
+    return 0;
+}
+
 static int ws_write_cb(void *ud, const uint8_t *data, size_t len) {
     conn *c = ud;
     return conn_send(c, data, len, NULL, 0);
@@ -1306,7 +1326,9 @@ static void ws_feed(conn *c, const char *data, size_t len) {
     http_ws *ws = c->ws;
     if (!ws) return;
     ws->last_seen_ns = clock_mono_ns();
+    ws_enter(c);
     ws_session_feed(ws->s, (const uint8_t *)data, len);
+    if (ws_leave(c)) return;
     if (c->ws && ws_session_done(ws->s) && !c->closing) {
         c->close_after_write = 1;
         if (c->pending_writes == 0) conn_linger(c);
@@ -1400,7 +1422,9 @@ int http_ws_send(http_ws *ws, int opcode, const char *data, size_t len) {
         http_ws_close(ws, 1008, "slow consumer");
         return -1;
     }
+    ws_enter(c);
     int rc = ws_session_send(ws->s, opcode, data, len);
+    if (ws_leave(c)) return -1;
     if (rc == WS_EQUEUE) {
         if (s->m_ws_drops) metric_add(s->m_ws_drops, NULL, 1);
         http_ws_close(ws, 1008, "slow consumer");
@@ -1418,7 +1442,9 @@ void http_ws_close(http_ws *ws, int code, const char *reason) {
     conn *c = ws->c;
     if (c->closing) return;
     if (ws_session_closing(ws->s)) return;
+    ws_enter(c);
     ws_session_close(ws->s, (uint16_t)code, reason);
+    if (ws_leave(c)) return;
     /* If the peer never answers the close, the ping sweep or shutdown timer
      * hangs up; a client that stopped reading is cut off right away. */
     if (http_ws_backlog(ws) > c->srv->cfg.ws_max_queue) conn_close(c);
@@ -1439,7 +1465,11 @@ static void on_ping_timer(uv_timer_t *t) {
         next = c->next;
         if (!c->ws || c->closing) continue;
         if (now - c->ws->last_seen_ns > limit) conn_close(c);
-        else if (!ws_session_closing(c->ws->s)) ws_session_ping(c->ws->s);
+        else if (!ws_session_closing(c->ws->s)) {
+            ws_enter(c);
+            ws_session_ping(c->ws->s);
+            ws_leave(c);
+        }
         else if (now - c->ws->last_seen_ns > limit / 2) conn_close(c);
     }
 }

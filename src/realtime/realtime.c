@@ -150,17 +150,16 @@ static void client_unlink(rt_client *c) {
     h->nclients--;
 }
 
-/* Frees a closed client once nothing refers to it. During a fan-out the
- * list is being walked, so that waits until the walk ends. */
+static void on_closer(uv_timer_t *t);
+
+/* Frees a closed client once nothing refers to it, always later, from the
+ * closer timer: the transport reports a close from deep inside a send (a
+ * write that finds the peer gone), and the code that sent still holds c. */
 static void client_release(rt_client *c) {
     rt_hub *h = c->h;
     if (!c->closed || c->refs) return;
-    if (h->fanout) {
-        h->need_reap = 1;
-        return;
-    }
-    client_unlink(c);
-    client_free(c);
+    h->need_reap = 1;
+    if (!h->stopped) uv_timer_start(&h->closer, on_closer, 0, 0);
 }
 
 static void reap(rt_hub *h) {
@@ -912,6 +911,15 @@ static void h_ws(http_req *q, void *ud) {
     }
     c->proto_ehub = ehub;
     if (!k) {
+        /* Credentials may follow in the first message, but only on a
+         * WebSocket: anything else without them is simply unauthenticated. */
+        const char *up = http_req_header(q, "Upgrade");
+        if (!up || strcasecmp(up, "websocket") != 0) {
+            client_free(c);
+            http_res_header(q, "WWW-Authenticate", "Bearer realm=\"ehub\"");
+            http_reply_error(q, 401, "unauthenticated", "missing credentials: send an API key");
+            return;
+        }
         accept_ws(q, c);
         return;
     }
@@ -1223,7 +1231,7 @@ int realtime_start(app *a) {
     metrics_gauge_fn(a->m, "ehub_realtime_connections", "open realtime feeds (WebSocket and SSE)", g_clients, h);
     uv_timer_start(&h->sweep, on_sweep, 1000, 1000);
     int rc = 0;
-    int ws = HTTP_ROUTE_PUBLIC | HTTP_ROUTE_WS; /* auth happens in the handshake or first message */
+    int ws = HTTP_ROUTE_WS; /* not public: the key comes with the handshake or as the first message */
     rc |= http_router_add(a->router, "GET", "/ws/realtime", h_ws, h, ws, &d_ws);
     rc |= http_router_add(a->router, "GET", "/v1/stream", h_ws, h, ws, &d_ws);
     rc |= app_route(a, "GET", "/v1/events/stream", h_sse, NULL, ROLES_ANY, &d_sse);
