@@ -427,6 +427,8 @@ bus *bus_new(const bus_opts *o, char *err, size_t errlen) {
         return NULL;
     }
     b->seq = bus_seq_new(0);
+    /* See bus_seq_set_lookback: costs one read of the log per tenant. */
+    if (b->seq) bus_seq_set_lookback(b->seq, 64);
     if (b->redis) {
         b->unsent = eh_calloc(b->max_unsent, sizeof *b->unsent);
         b->unsent_len = eh_calloc(b->max_unsent, sizeof *b->unsent_len);

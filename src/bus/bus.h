@@ -54,8 +54,15 @@ bus_seq *bus_seq_new(size_t max_held);
 void bus_seq_free(bus_seq *q);
 /* Offers one event (copied if held). Calls out for it and for every held
  * event it makes deliverable. A tenant seen for the first time starts at
- * this event unless bus_seq_watch set its position before. */
+ * this event unless bus_seq_watch set its position before, or a lookback
+ * is set (below). */
 int bus_seq_offer(bus_seq *q, const store_event *ev, bus_fn out, void *ud);
+/* With a lookback n > 0, a tenant seen for the first time starts n events
+ * before its first event, which is held: the caller fills the gap from the
+ * event log. Older events then still arrive in order (commits of one tenant
+ * reported out of order on PostgreSQL cannot be mistaken for duplicates);
+ * subscribers drop what they already have by seq. Default 0. */
+void bus_seq_set_lookback(bus_seq *q, int64_t n);
 /* Sets the position of a tenant not seen yet (no effect on a known one):
  * events after seq are delivered, seq and older are duplicates. */
 void bus_seq_watch(bus_seq *q, int64_t tenant, int64_t seq);

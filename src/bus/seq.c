@@ -19,7 +19,10 @@ struct bus_seq {
     tstate *t;
     size_t cap, n; /* open addressing, cap a power of two */
     size_t max_held, nheld;
+    int64_t lookback;
 };
+
+void bus_seq_set_lookback(bus_seq *q, int64_t n) { q->lookback = n > 0 ? n : 0; }
 
 bus_seq *bus_seq_new(size_t max_held) {
     bus_seq *q = eh_calloc(1, sizeof *q);
@@ -131,10 +134,11 @@ static int hold(bus_seq *q, tstate *t, const store_event *ev) {
 int bus_seq_offer(bus_seq *q, const store_event *ev, bus_fn out, void *ud) {
     tstate *t = find(q, ev->tenant);
     if (!t) {
-        /* First sight: start here. A late older event for this tenant is
-         * then taken for a duplicate; subscribers that care about the start
-         * call bus_seq_watch first. */
-        if (!(t = add(q, ev->tenant, ev->seq - 1))) return BUS_SEQ_NOMEM;
+        /* First sight: start here (or lookback events earlier, see
+         * bus_seq_set_lookback). Without a lookback, a late older event for
+         * this tenant is taken for a duplicate. */
+        int64_t start = ev->seq - 1 - q->lookback;
+        if (!(t = add(q, ev->tenant, start < 0 ? 0 : start))) return BUS_SEQ_NOMEM;
     }
     if (ev->seq <= t->pos) return BUS_SEQ_DUP;
     if (ev->seq > t->pos + 1) return hold(q, t, ev);

@@ -218,7 +218,8 @@ static void client_end(rt_client *c, int code, const char *reason) {
     if (c->kind == C_WS && c->ws) {
         c->close_code = code ? code : 1000;
         snprintf(c->close_reason, sizeof c->close_reason, "%s", reason ? reason : "");
-        uv_timer_start(&c->h->closer, on_closer, 0, 0);
+        if (!c->h->stopped) uv_timer_start(&c->h->closer, on_closer, 0, 0);
+        else http_ws_close(c->ws, c->close_code, c->close_reason); /* the timer is gone */
     } else if (c->kind == C_SSE && c->sse) {
         http_req *q = c->sse;
         c->sse = NULL;

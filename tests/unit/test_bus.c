@@ -113,6 +113,27 @@ static void test_seq_tenants_independent_and_many(void **st) {
     bus_seq_free(q);
 }
 
+static void test_seq_lookback_first_sight(void **st) {
+    bus_seq *q = bus_seq_new(0);
+    bus_seq_set_lookback(q, 64);
+    rec r = {0};
+    /* 6 reported before 5 (two PostgreSQL commits racing to on_commit) */
+    assert_int_equal(offer(q, &r, 1, 6), BUS_SEQ_HELD);
+    assert_int_equal(bus_seq_position(q, 1), 0);
+    int64_t gaps[2];
+    assert_int_equal(bus_seq_gaps(q, gaps, 2), 1);
+    assert_int_equal(offer(q, &r, 1, 5), BUS_SEQ_HELD);
+    /* the fill from the log brings 1..4, then 5 and 6 follow in order */
+    for (int64_t s = 1; s <= 4; s++) offer(q, &r, 1, s);
+    assert_int_equal(r.n, 6);
+    for (int i = 0; i < 6; i++) assert_int_equal(r.seq[i], i + 1);
+    assert_int_equal(offer(q, &r, 1, 5), BUS_SEQ_DUP);
+    /* a tenant far along starts 64 back */
+    assert_int_equal(offer(q, &r, 2, 1000), BUS_SEQ_HELD);
+    assert_int_equal(bus_seq_position(q, 2), 935);
+    bus_seq_free(q);
+}
+
 static void test_seq_hold_limit(void **st) {
     bus_seq *q = bus_seq_new(2);
     rec r = {0};
@@ -279,6 +300,7 @@ int main(void) {
         cmocka_unit_test(test_seq_gap_held_then_released_in_order),
         cmocka_unit_test(test_seq_watch_does_not_move_known_tenant),
         cmocka_unit_test(test_seq_tenants_independent_and_many),
+        cmocka_unit_test(test_seq_lookback_first_sight),
         cmocka_unit_test(test_seq_hold_limit),
         cmocka_unit_test(test_seq_oom_is_reported),
         cmocka_unit_test(test_wire_roundtrip_and_rejects),
