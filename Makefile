@@ -15,7 +15,7 @@ UNIT    := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c
 
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
-.PHONY: all build run test test-unit test-asan asan fuzz bench clean deps help
+.PHONY: all build run test test-unit test-asan asan fuzz bench bench-ws clean deps help
 all build: $(B)/ehub $(UNIT)
 
 help:
@@ -24,9 +24,14 @@ help:
 	@echo "make asan       sanitizer build in build/asan"
 	@echo "make fuzz       build and run the libFuzzer targets for a bounded time"
 	@echo "make bench      run the benchmarks under bench/"
+	@echo "make bench-ws   WebSocket fan-out, ehub next to the FastAPI peer (bench/ws_fanout.sh)"
 
 deps:
 	@scripts/deps.sh
+
+$(B)/tools/ws_fanout: bench/ws_fanout.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $<
 
 $(B)/tools/embed: tools/embed.c
 	@mkdir -p $(dir $@)
@@ -83,6 +88,9 @@ fuzz:
 bench: deps build
 	scripts/deps.sh --bench
 	bench/http.sh
+
+bench-ws: build $(B)/tools/ws_fanout
+	bench/ws_fanout.sh
 
 clean:
 	rm -rf build

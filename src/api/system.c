@@ -6,19 +6,21 @@
 #include "base/alloc.h"
 #include "base/buf.h"
 #include "base/clock.h"
+#include "realtime/realtime.h"
 
 /* GET /health — liveness, no storage access: answers while the loop runs.
  * Formatted directly: monitors and load balancers call it constantly, and
  * building it through jansson cost more than the rest of the request. */
 static void h_health(http_req *q, void *ud) {
     app *a = ud;
-    char body[320];
+    char body[400];
     int n = snprintf(body, sizeof body,
                      "{\"status\":\"healthy\",\"service\":\"ehub\",\"version\":\"%s\",\"uptime_seconds\":%.3f,"
-                     "\"connections\":%zu,\"websocket_connections\":%zu,\"inflight_requests\":%zu}",
+                     "\"connections\":%zu,\"websocket_connections\":%zu,\"inflight_requests\":%zu,"
+                     "\"realtime_connections\":%zu}",
                      EHUB_VERSION, (double)(clock_wall_ms() - http_server_started_ms(a->srv)) / 1000.0,
                      http_server_connections(a->srv), http_server_ws_connections(a->srv),
-                     http_server_inflight(a->srv));
+                     http_server_inflight(a->srv), realtime_clients(a));
     http_reply(q, 200, "application/json", body, (size_t)n);
 }
 
@@ -39,13 +41,17 @@ static void ready_work(void *arg) {
 
 static void ready_done(http_req *q, void *arg) {
     ready_job *j = arg;
-    int ok = j->ping_rc == STORE_OK && j->ver_rc == STORE_OK && j->applied == j->known;
+    /* A node cut off from the bus serves its own clients but misses other
+     * nodes' events until it reconnects: not ready for new traffic. */
+    int bus_ok = realtime_bus_connected(j->a);
+    int ok = j->ping_rc == STORE_OK && j->ver_rc == STORE_OK && j->applied == j->known && bus_ok;
     json_t *storage = json_pack("{s:s, s:b, s:i, s:i}", "backend",
                                 store_kind_name(store_get_kind(j->a->st)), "reachable",
                                 j->ping_rc == STORE_OK, "schema_version", j->applied,
                                 "schema_latest", j->known);
     if (!ok && storage) json_object_set_new(storage, "error", json_string(j->err.msg[0] ? j->err.msg : "migrations pending"));
-    json_t *body = json_pack("{s:s, s:o}", "status", ok ? "ready" : "not_ready", "storage", storage);
+    json_t *bus = json_pack("{s:s, s:b}", "kind", realtime_bus_kind(j->a), "connected", bus_ok);
+    json_t *body = json_pack("{s:s, s:o, s:o}", "status", ok ? "ready" : "not_ready", "storage", storage, "bus", bus);
     http_reply_json(q, ok ? 200 : 503, body);
     eh_free(j);
 }
@@ -111,9 +117,9 @@ static const http_ws_handler ws_echo = {ws_echo_msg, ws_echo_close};
 static void h_ws_echo(http_req *q, void *ud) { http_ws_accept(q, &ws_echo, NULL, NULL); }
 
 static const http_route_doc d_health = {"Liveness: status, version, uptime, connection counts", "system", NULL,
-                                        "{status, service, version, uptime_seconds, connections, websocket_connections, inflight_requests}"};
+                                        "{status, service, version, uptime_seconds, connections, websocket_connections, inflight_requests, realtime_connections}"};
 static const http_route_doc d_ready = {"Readiness: storage reachable and migrations applied", "system", NULL,
-                                       "{status, storage:{backend, reachable, schema_version, schema_latest}}; 503 when not ready"};
+                                       "{status, storage:{backend, reachable, schema_version, schema_latest}, bus:{kind, connected}}; 503 when not ready"};
 static const http_route_doc d_metrics = {"Prometheus metrics", "system", NULL, "text exposition format 0.0.4"};
 static const http_route_doc d_openapi = {"This API description (OpenAPI 3)", "system", NULL, "OpenAPI document"};
 static const http_route_doc d_docs = {"Readable HTML page of the API description", "system", NULL, "HTML"};

@@ -10,6 +10,7 @@
 #include "ml/ml.h"
 #include "nurture/nurture.h"
 #include "score/score.h"
+#include "realtime/realtime.h"
 
 static const double store_buckets[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
                                        0.005,   0.01,   0.025,   0.05,   0.1,   0.5, 1};
@@ -45,10 +46,9 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
     a->m_store_err = metrics_counter(a->m, "ehub_store_errors_total", "failed storage statements", NULL);
     a->m_auth_fail = metrics_counter(a->m, "ehub_auth_failures_total", "requests refused by the route guard", "reason");
 
-    if (strcmp(cfg->bus, "inproc") != 0) {
-        /* The Redis bus comes with the realtime feed; refusing is better than
-         * silently running single-node when the operator asked for a cluster. */
-        log_msg(log, LOG_ERROR, "unsupported --bus (this build supports: inproc)", cfg->bus);
+    /* Before the store: the store's on_commit hook hands events to it. */
+    if (!(a->rt = realtime_new(a))) {
+        log_msg(log, LOG_ERROR, "startup failed", "out of memory");
         return -1;
     }
     char url[1100];
@@ -71,6 +71,8 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
         .on_query = on_store_query,
         .on_query_ud = a,
         .ctx = &a->domain,
+        .on_commit = realtime_on_commit,
+        .on_commit_ud = a->rt,
     };
     a->domain.score = a->score;
     a->domain.coach = a->coach;
@@ -117,7 +119,8 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
 
     if (api_system_register(a) || leads_api_register(a) || leads_ghl_register(a) ||
         leads_import_register(a) || leads_settings_register(a) || ml_serve_register(a) || score_api_register(a) ||
-        nurture_register(a) || auth_api_register(a) || coach_api_register(a) || api_openapi_build(a)) {
+        nurture_register(a) || auth_api_register(a) || coach_api_register(a) || realtime_start(a) ||
+        api_openapi_build(a)) {
         log_msg(log, LOG_ERROR, "startup failed", "cannot register routes");
         return -1;
     }
@@ -127,6 +130,7 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
 static void on_shutdown_done(void *ud) {
     app *a = ud;
     nurture_stop(a->nurture);
+    realtime_stop(a);
     uv_close((uv_handle_t *)&a->sig_term, NULL);
     uv_close((uv_handle_t *)&a->sig_int, NULL);
 }
@@ -183,6 +187,7 @@ void app_free(app *a) {
     /* Storage last: store_close waits for queued writes and checkpoints. */
     http_server_free(a->srv);
     store_close(a->st);
+    realtime_free(a); /* after the store: its last commits may still call the hook */
     score_ctx_free(a->score);
     nurture_free(a->nurture);
     coach_ctx_free(a->coach);

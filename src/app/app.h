@@ -25,6 +25,7 @@ typedef struct score_ctx score_ctx;
 typedef struct nurture_ctx nurture_ctx;
 typedef struct auth_ctx auth_ctx;
 typedef struct coach_ctx coach_ctx;
+typedef struct rt_hub rt_hub;
 
 typedef struct app {
     uv_loop_t *loop;
@@ -49,6 +50,7 @@ typedef struct app {
     nurture_ctx *nurture;  /* the nurture dispatcher (nurture module) */
     auth_ctx *auth;        /* JWT keys, login and rate limits (src/auth/api.c) */
     coach_ctx *coach;      /* coaching lexicon, cues and default playbook (coach module) */
+    rt_hub *rt;            /* realtime feed and event bus (realtime module) */
     int stopping;
     int exit_code;
 } app;
@@ -91,6 +93,20 @@ int app_route_flags(app *a, const char *method, const char *pattern, api_handler
 void app_routes_free(app *a);
 /* Forgets a cached key (after revocation). */
 void app_key_forget(app *a, int64_t key_id);
+/* The same key resolution for callers that are not routes (WebSocket auth
+ * messages). app_req_key: the key a request presents (Authorization: Bearer
+ * or X-API-Key), or NULL. app_key_cached (loop thread): -1 if key is
+ * malformed (or an access token that does not verify); 1 with *p if it is
+ * cached or a valid access token (JWT, checked locally); 0 if it must be
+ * looked up (hash filled). app_is_access_token: the credential is a JWT,
+ * not an API key. app_key_lookup (thread pool; blocking): STORE_OK with *p,
+ * STORE_NOTFOUND for an unknown or revoked key, or a store error.
+ * app_key_remember (loop thread): caches a looked-up key. */
+const char *app_req_key(http_req *q);
+int app_is_access_token(const char *key);
+int app_key_cached(app *a, const char *key, char hash[AUTH_HASH_HEX], auth_principal *p);
+int app_key_lookup(app *a, const char *hash, auth_principal *p, store_err *err);
+void app_key_remember(app *a, const char *hash, const auth_principal *p);
 
 /* ---- running storage work for a request ----
  * A job carries what a handler parsed on the loop thread to a function that

@@ -68,35 +68,79 @@ static void admit(http_req *q, route_entry *re, const auth_principal *p) {
     re->fn(q, re->a, p, re->ud);
 }
 
+typedef struct key_lookup {
+    const char *hash;
+    auth_principal *p;
+} key_lookup;
+
 static int lookup_tx(store_tx *tx, void *arg, store_err *err) {
-    guard_job *g = arg;
-    return auth_key_lookup(tx, g->hash, clock_wall_ms(), &g->p, err);
+    key_lookup *k = arg;
+    return auth_key_lookup(tx, k->hash, clock_wall_ms(), k->p, err);
 }
 
 static int touch_tx(store_tx *tx, void *arg, store_err *err) {
-    guard_job *g = arg;
-    return auth_key_touch(tx, g->p.key_id, clock_wall_ms(), err);
+    key_lookup *k = arg;
+    return auth_key_touch(tx, k->p->key_id, clock_wall_ms(), err);
+}
+
+const char *app_req_key(http_req *q) {
+    const char *key = NULL;
+    const char *h = http_req_header(q, "Authorization");
+    if (h && strncasecmp(h, "Bearer ", 7) == 0) key = h + 7;
+    else key = http_req_header(q, "X-API-Key");
+    if (!key) return NULL;
+    while (*key == ' ') key++;
+    return *key ? key : NULL;
+}
+
+int app_is_access_token(const char *key) { return strncmp(key, "ehk_", 4) != 0 && strchr(key, '.') != NULL; }
+
+int app_key_cached(app *a, const char *key, char hash[AUTH_HASH_HEX], auth_principal *p) {
+    if (key && app_is_access_token(key)) { /* a JWT is complete in itself */
+        const char *why;
+        return auth_ctx_jwt(a, key, strlen(key), p, &why) ? -1 : 1;
+    }
+    if (!a->keys && !(a->keys = eh_calloc(1, sizeof *a->keys))) return 0;
+    if (!key || !auth_key_wellformed(key, strlen(key))) return -1;
+    auth_key_hash(key, strlen(key), hash);
+    cache_slot *s = slot_for(a->keys, hash);
+    if (s->expires > clock_wall_ms() && strcmp(s->hash, hash) == 0) {
+        *p = s->p;
+        return 1;
+    }
+    return 0;
+}
+
+int app_key_lookup(app *a, const char *hash, auth_principal *p, store_err *err) {
+    key_lookup k = {hash, p};
+    int rc = store_read(a->st, 0, lookup_tx, &k, err);
+    /* last_used_at is refreshed when the key enters the cache, so at most
+     * once per cache lifetime per node; a failure here does not deny. */
+    if (rc == STORE_OK) {
+        store_err e;
+        store_write(a->st, p->tenant, touch_tx, &k, &e);
+    }
+    return rc;
+}
+
+void app_key_remember(app *a, const char *hash, const auth_principal *p) {
+    if (!a->keys) return;
+    cache_slot *s = slot_for(a->keys, hash);
+    memcpy(s->hash, hash, sizeof s->hash);
+    s->p = *p;
+    s->expires = clock_wall_ms() + CACHE_TTL_MS;
 }
 
 static void guard_work(void *arg) {
     guard_job *g = arg;
-    g->rc = store_read(g->re->a->st, 0, lookup_tx, g, &g->err);
-    /* last_used_at is refreshed when the key enters the cache, so at most
-     * once per cache lifetime per node; a failure here does not deny. */
-    if (g->rc == STORE_OK) {
-        store_err e;
-        store_write(g->re->a->st, g->p.tenant, touch_tx, g, &e);
-    }
+    g->rc = app_key_lookup(g->re->a, g->hash, &g->p, &g->err);
 }
 
 static void guard_done(http_req *q, void *arg) {
     guard_job *g = arg;
     app *a = g->re->a;
     if (g->rc == STORE_OK) {
-        cache_slot *s = slot_for(a->keys, g->hash);
-        memcpy(s->hash, g->hash, sizeof s->hash);
-        s->p = g->p;
-        s->expires = clock_wall_ms() + CACHE_TTL_MS;
+        app_key_remember(a, g->hash, &g->p);
         admit(q, g->re, &g->p);
     } else if (g->rc == STORE_NOTFOUND) {
         deny(q, a, 401, "unauthenticated", "unknown or revoked API key");
@@ -110,17 +154,13 @@ static void guard_done(http_req *q, void *arg) {
 static void guard(http_req *q, void *ud) {
     route_entry *re = ud;
     app *a = re->a;
-    const char *key = NULL;
-    const char *h = http_req_header(q, "Authorization");
-    if (h && strncasecmp(h, "Bearer ", 7) == 0) key = h + 7;
-    else key = http_req_header(q, "X-API-Key");
-    if (!key || !*key) {
+    const char *key = app_req_key(q);
+    if (!key) {
         deny(q, a, 401, "unauthenticated", "missing credentials: send Authorization: Bearer <API key or access token>");
         return;
     }
-    while (*key == ' ') key++;
-    if (strncmp(key, "ehk_", 4) != 0 && strchr(key, '.')) {
-        /* An access token (JWT): checked here, no storage involved. */
+    if (app_is_access_token(key)) {
+        /* checked here, no storage involved; the guard says why it failed */
         auth_principal p;
         const char *why = "invalid access token";
         if (auth_ctx_jwt(a, key, strlen(key), &p, &why)) {
@@ -130,15 +170,15 @@ static void guard(http_req *q, void *ud) {
         admit(q, re, &p);
         return;
     }
-    if (!auth_key_wellformed(key, strlen(key))) {
+    char hash[AUTH_HASH_HEX];
+    auth_principal p;
+    int c = app_key_cached(a, key, hash, &p);
+    if (c < 0) {
         deny(q, a, 401, "unauthenticated", "malformed API key");
         return;
     }
-    char hash[AUTH_HASH_HEX];
-    auth_key_hash(key, strlen(key), hash);
-    cache_slot *s = slot_for(a->keys, hash);
-    if (s->expires > clock_wall_ms() && strcmp(s->hash, hash) == 0) {
-        admit(q, re, &s->p);
+    if (c == 1) {
+        admit(q, re, &p);
         return;
     }
     guard_job *g = eh_calloc(1, sizeof *g);

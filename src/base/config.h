@@ -34,6 +34,7 @@ typedef struct ehub_config {
     size_t ws_max_message;
     size_t ws_max_queue;
     unsigned ws_ping_ms;
+    size_t replay_window;    /* realtime: how far back (events) a client may resume */
     size_t threads;          /* thread-pool size for blocking work */
     int sqlite_sync_full;
     size_t pool_size;        /* storage connections */

@@ -188,6 +188,23 @@ void http_reply_json(http_req *q, int status, json_t *body);
 /* {"error":{"code":code,"message":message,"request_id":...}} */
 void http_reply_error(http_req *q, int status, const char *code, const char *message);
 
+/* ---- streamed responses (Server-Sent Events) ----
+ * http_stream_begin sends the status line and headers (plus any set with
+ * http_res_header) and leaves the response open; the body follows in
+ * pieces through http_stream_write (chunked on HTTP/1.1; the connection
+ * closes after the response either way). At most max_queued bytes may wait
+ * for a slow client: a write past that returns -1 and writes nothing (end
+ * the stream then). on_stop(q, ud) is called once if the client goes away
+ * or the server shuts down; the handler must then call http_stream_end (at
+ * once or later) and not write any more. http_stream_end finishes the
+ * response and the request (q is invalid after it).
+ * http_stream_begin returns 0, or -1 if the client is already gone (then
+ * nothing was sent: reply as usual, the reply is dropped). */
+int http_stream_begin(http_req *q, int status, const char *content_type, size_t max_queued,
+                      void (*on_stop)(http_req *q, void *ud), void *ud);
+int http_stream_write(http_req *q, const void *data, size_t len);
+void http_stream_end(http_req *q);
+
 /* Runs work(arg) on the thread pool, then done(q, arg) on the loop. done
  * always runs (even if the client left) so it can free arg; it must reply.
  * Returns 0, or a libuv error code (then neither function runs). */

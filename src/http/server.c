@@ -58,6 +58,11 @@ struct http_req {
     size_t stream_max, stream_bytes;
     http_body_stream scb;
     void *sud;
+    /* streamed response (http_stream_begin) */
+    int out_stream, out_stopped;
+    size_t out_max;
+    void (*out_stop)(http_req *q, void *ud);
+    void *out_ud;
 };
 
 struct http_ws {
@@ -90,6 +95,10 @@ struct conn {
     size_t linger_bytes;
     uv_shutdown_t shut;
     http_ws *ws;
+    /* Inside a ws_session_* call the session must not be freed, so a write
+     * failing there (the peer reset) only marks the connection; the close
+     * happens when the call returns (see ws_leave). */
+    int ws_busy, close_pending;
 };
 
 struct http_server {
@@ -236,8 +245,14 @@ static void on_write(uv_write_t *w, int status) {
  * allocation, copy, or epoll_ctl (libuv re-arms the watcher after every
  * queued write completes). Only what the socket did not take is copied and
  * queued. */
+/* A write failed: close now, or once the ws_session call we are in returns. */
+static void conn_fail(conn *c) {
+    if (c->ws_busy) c->close_pending = 1;
+    else conn_close(c);
+}
+
 static int conn_send(conn *c, const void *a, size_t alen, const void *b, size_t blen) {
-    if (c->closing) return -1;
+    if (c->closing || c->close_pending) return -1;
     if (c->pending_writes == 0) {
         uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)alen), uv_buf_init((char *)b, (unsigned)blen)};
         int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, blen ? 2 : 1);
@@ -253,13 +268,13 @@ static int conn_send(conn *c, const void *a, size_t alen, const void *b, size_t 
                 alen -= w;
             }
         } else if (n != UV_EAGAIN) {
-            conn_close(c);
+            conn_fail(c);
             return -1;
         }
     }
     write_req *wr = eh_malloc(sizeof *wr + alen + blen);
     if (!wr) {
-        conn_close(c);
+        conn_fail(c);
         return -1;
     }
     wr->c = c;
@@ -270,7 +285,7 @@ static int conn_send(conn *c, const void *a, size_t alen, const void *b, size_t 
     int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &ub, 1, on_write);
     if (rc) {
         eh_free(wr);
-        conn_close(c);
+        conn_fail(c);
         return -1;
     }
     c->pending_writes++;
@@ -318,6 +333,9 @@ static void conn_close(conn *c) {
         else if (q->stream_on && !q->stream_done) {
             q->stream_done = 1;
             q->scb.on_end(q, -1, q->sud);
+        } else if (q->out_stream && !q->out_stopped) {
+            q->out_stopped = 1;
+            q->out_stop(q, q->out_ud);
         }
     }
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
@@ -684,6 +702,66 @@ void http_reply_error(http_req *q, int status, const char *code, const char *mes
     buf_printf(&b, "\",\"request_id\":\"%s\"}}", q->id);
     http_reply(q, status, "application/json", b.p, b.len);
     buf_free(&b);
+}
+
+/* ---- streamed responses ---- */
+
+int http_stream_begin(http_req *q, int status, const char *content_type, size_t max_queued,
+                      void (*on_stop)(http_req *q, void *ud), void *ud) {
+    conn *c = q->c;
+    if (q->replied || !c || c->closing) return -1;
+    q->replied = 1;
+    q->status = status;
+    q->keep_alive = 0;
+    q->out_stream = 1;
+    q->out_max = max_queued;
+    q->out_stop = on_stop;
+    q->out_ud = ud;
+    add_cors(q);
+    buf h;
+    buf_init(&h, 16384 + q->extra.len);
+    buf_printf(&h, "%s %d %s\r\n", q->http10 ? "HTTP/1.0" : "HTTP/1.1", status, status_text(status));
+    if (content_type) buf_printf(&h, "Content-Type: %s\r\n", content_type);
+    if (!q->http10) buf_puts(&h, "Transfer-Encoding: chunked\r\n");
+    buf_printf(&h, "Date: %s\r\nX-Request-Id: %s\r\n", date_header(q->srv), q->id);
+    if (q->extra.len) buf_append(&h, q->extra.p, q->extra.len);
+    int rc = buf_puts(&h, "Connection: close\r\n\r\n");
+    if (rc == BUF_OK) {
+        q->bytes_out += h.len;
+        conn_send(c, h.p, h.len, NULL, 0);
+    } else {
+        conn_close(c);
+    }
+    buf_free(&h);
+    return 0;
+}
+
+int http_stream_write(http_req *q, const void *data, size_t len) {
+    conn *c = q->c;
+    if (!q->out_stream || q->out_stopped || !c || c->closing) return -1;
+    if (len == 0) return 0;
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) + len > q->out_max) return -1;
+    char head[24];
+    int n = q->http10 ? 0 : snprintf(head, sizeof head, "%zx\r\n", len);
+    buf b;
+    buf_init(&b, len + 32);
+    buf_append(&b, head, (size_t)n);
+    buf_append(&b, data, len);
+    int rc = buf_puts(&b, q->http10 ? "" : "\r\n");
+    if (rc == BUF_OK) {
+        q->bytes_out += b.len;
+        rc = conn_send(c, b.p, b.len, NULL, 0);
+    }
+    buf_free(&b);
+    return rc == 0 ? 0 : -1;
+}
+
+void http_stream_end(http_req *q) {
+    if (!q->out_stream) return;
+    q->out_stream = 0;
+    conn *c = q->c;
+    if (c && !c->closing && !q->http10) conn_send(c, "0\r\n\r\n", 5, NULL, 0);
+    req_finish(q);
 }
 
 /* ---- thread pool bridge ---- */
@@ -1210,6 +1288,16 @@ static void on_connection(uv_stream_t *l, int status) {
 
 /* ---- WebSocket ---- */
 
+static void ws_enter(conn *c) { c->ws_busy++; }
+/* Returns 1 if the connection was closed here (c->ws is then gone). */
+static int ws_leave(conn *c) {
+    if (--c->ws_busy == 0 && c->close_pending && !c->closing) {
+        conn_close(c);
+        return 1;
+    }
+    return 0;
+}
+
 static int ws_write_cb(void *ud, const uint8_t *data, size_t len) {
     conn *c = ud;
     return conn_send(c, data, len, NULL, 0);
@@ -1248,7 +1336,9 @@ static void ws_feed(conn *c, const char *data, size_t len) {
     http_ws *ws = c->ws;
     if (!ws) return;
     ws->last_seen_ns = clock_mono_ns();
+    ws_enter(c);
     ws_session_feed(ws->s, (const uint8_t *)data, len);
+    if (ws_leave(c)) return;
     if (c->ws && ws_session_done(ws->s) && !c->closing) {
         c->close_after_write = 1;
         if (c->pending_writes == 0) conn_linger(c);
@@ -1342,7 +1432,9 @@ int http_ws_send(http_ws *ws, int opcode, const char *data, size_t len) {
         http_ws_close(ws, 1008, "slow consumer");
         return -1;
     }
+    ws_enter(c);
     int rc = ws_session_send(ws->s, opcode, data, len);
+    if (ws_leave(c)) return -1;
     if (rc == WS_EQUEUE) {
         if (s->m_ws_drops) metric_add(s->m_ws_drops, NULL, 1);
         http_ws_close(ws, 1008, "slow consumer");
@@ -1360,7 +1452,9 @@ void http_ws_close(http_ws *ws, int code, const char *reason) {
     conn *c = ws->c;
     if (c->closing) return;
     if (ws_session_closing(ws->s)) return;
+    ws_enter(c);
     ws_session_close(ws->s, (uint16_t)code, reason);
+    if (ws_leave(c)) return;
     /* If the peer never answers the close, the ping sweep or shutdown timer
      * hangs up; a client that stopped reading is cut off right away. */
     if (http_ws_backlog(ws) > c->srv->cfg.ws_max_queue) conn_close(c);
@@ -1381,7 +1475,11 @@ static void on_ping_timer(uv_timer_t *t) {
         next = c->next;
         if (!c->ws || c->closing) continue;
         if (now - c->ws->last_seen_ns > limit) conn_close(c);
-        else if (!ws_session_closing(c->ws->s)) ws_session_ping(c->ws->s);
+        else if (!ws_session_closing(c->ws->s)) {
+            ws_enter(c);
+            ws_session_ping(c->ws->s);
+            ws_leave(c);
+        }
         else if (now - c->ws->last_seen_ns > limit / 2) conn_close(c);
     }
 }
@@ -1529,7 +1627,10 @@ void http_server_shutdown(http_server *s, void (*done)(void *), void *ud) {
     for (conn *c = s->conns; c; c = next) {
         next = c->next;
         if (c->ws) http_ws_close(c->ws, 1001, "server shutting down");
-        else if (c->state == ST_IDLE && c->pending_writes == 0) conn_close(c);
+        else if (c->req && c->req->out_stream && !c->req->out_stopped) {
+            c->req->out_stopped = 1;
+            c->req->out_stop(c->req, c->req->out_ud);
+        } else if (c->state == ST_IDLE && c->pending_writes == 0) conn_close(c);
         else c->close_after_write = c->state == ST_IDLE;
     }
     uv_timer_start(&s->shutdown_timer, on_shutdown_timeout, s->cfg.shutdown_timeout_ms, 0);

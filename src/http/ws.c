@@ -427,9 +427,12 @@ int ws_session_ping(ws_session *s) {
 }
 
 /* Codes an endpoint may put on the wire (RFC 6455 §7.4); 1004-1006 and
- * 1015 are reserved, 1012+ are unknown to wslay peers. */
+ * 1015 are reserved. 1012-1014 (IANA: service restart, try again later,
+ * bad gateway) are understood by browsers and most clients, though wslay
+ * peers reject them; the realtime feed uses 1013 for "lagging, resume
+ * later". */
 static int sendable_code(uint16_t code) {
-    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
            (code >= 3000 && code <= 4999);
 }
 

@@ -1,0 +1,333 @@
+/* ws_fanout — WebSocket fan-out load tool: opens N subscribers to a
+ * broadcast endpoint, then measures how long a broadcast takes to reach
+ * the last of them, and how many events per second get delivered.
+ *
+ *   ws_fanout --port P --path /ws/realtime?token=ehk_... --subscribe '{"type":"subscribe","topics":["system"]}'
+ *             --post /v1/broadcast --auth ehk_... --body '{"topic":"system","type":"bench","data":{}}'
+ *             -n 1000 [--rounds 30] [--burst 50] [--pid SERVER_PID]
+ *
+ * One thread, epoll, non-blocking sockets. A broadcast is one HTTP POST on
+ * its own connection; every text frame a subscriber receives after set-up
+ * counts as one delivery (for ehub: the "authenticated" and "subscribed"
+ * control messages are awaited during set-up and not counted).
+ * Prints one JSON line: subscribers, latency to the last subscriber
+ * (p50/p99 over rounds), per-delivery p50/p99, burst events/s, and the
+ * server's RSS growth per connection (from /proc/PID/status). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct sub {
+    int fd;
+    int state;        /* 0 handshake, 1 open */
+    int setup_left;   /* control messages still expected before counting */
+    long got;         /* deliveries counted */
+    char buf[65536];
+    size_t len;
+} sub;
+
+static int g_port = 0, g_n = 100, g_rounds = 30, g_burst = 50, g_setup = 0;
+static const char *g_path = "/ws/realtime", *g_subscribe = NULL, *g_post = "/broadcast", *g_auth = NULL,
+                  *g_body = "{\"msg\":\"bench\"}";
+static long g_pid = 0;
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static long rss_kb(long pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%ld/status", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0) kb = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kb;
+}
+
+static int dial(void) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
+        close(fd);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+static int write_all(int fd, const void *p, size_t n) {
+    const char *c = p;
+    while (n) {
+        ssize_t w = write(fd, c, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return -1;
+        c += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* A masked client text frame (mask 0: the payload is unchanged). */
+static int send_text(int fd, const char *s) {
+    size_t n = strlen(s);
+    unsigned char h[8];
+    size_t hl = 0;
+    h[hl++] = 0x81;
+    if (n < 126) h[hl++] = (unsigned char)(0x80 | n);
+    else {
+        h[hl++] = 0x80 | 126;
+        h[hl++] = (unsigned char)(n >> 8);
+        h[hl++] = (unsigned char)n;
+    }
+    memset(h + hl, 0, 4);
+    hl += 4;
+    return write_all(fd, h, hl) || write_all(fd, s, n) ? -1 : 0;
+}
+
+/* Consumes whole frames from s->buf; counts text frames; answers pings. */
+static void frames(sub *s) {
+    size_t off = 0;
+    for (;;) {
+        if (s->len - off < 2) break;
+        unsigned char *p = (unsigned char *)s->buf + off;
+        int op = p[0] & 0x0F;
+        uint64_t n = p[1] & 0x7F;
+        size_t hl = 2;
+        if (n == 126) {
+            if (s->len - off < 4) break;
+            n = (uint64_t)p[2] << 8 | p[3];
+            hl = 4;
+        } else if (n == 127) {
+            if (s->len - off < 10) break;
+            n = 0;
+            for (int i = 0; i < 8; i++) n = n << 8 | p[2 + i];
+            hl = 10;
+        }
+        if (s->len - off < hl + n) {
+            if (hl + n > sizeof s->buf) { /* larger than we buffer: skip it */
+                fprintf(stderr, "frame too large\n");
+                exit(1);
+            }
+            break;
+        }
+        if (op == 1) {
+            if (s->setup_left > 0) s->setup_left--;
+            else s->got++;
+        } else if (op == 9) {
+            unsigned char pong[6] = {0x8A, 0x80, 0, 0, 0, 0};
+            write_all(s->fd, pong, sizeof pong); /* empty pong is enough for keepalive */
+        } else if (op == 8) {
+            fprintf(stderr, "subscriber closed by server\n");
+            exit(1);
+        }
+        off += hl + n;
+    }
+    memmove(s->buf, s->buf + off, s->len - off);
+    s->len -= off;
+}
+
+static void on_readable(sub *s) {
+    for (;;) {
+        ssize_t r = read(s->fd, s->buf + s->len, sizeof s->buf - s->len);
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (r <= 0) {
+            fprintf(stderr, "subscriber connection lost\n");
+            exit(1);
+        }
+        s->len += (size_t)r;
+        if (s->state == 0) {
+            char *e = memmem(s->buf, s->len, "\r\n\r\n", 4);
+            if (!e) continue;
+            if (strncmp(s->buf, "HTTP/1.1 101", 12) != 0) {
+                fprintf(stderr, "handshake refused: %.80s\n", s->buf);
+                exit(1);
+            }
+            size_t used = (size_t)(e + 4 - s->buf);
+            memmove(s->buf, s->buf + used, s->len - used);
+            s->len -= used;
+            s->state = 1;
+            if (g_subscribe) send_text(s->fd, g_subscribe);
+        }
+        frames(s);
+    }
+}
+
+static int post(void) {
+    int fd = dial();
+    if (fd < 0) return -1;
+    char req[4096];
+    int n = snprintf(req, sizeof req,
+                     "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n%s%s%s"
+                     "Connection: close\r\n\r\n%s",
+                     g_post, strlen(g_body), g_auth ? "Authorization: Bearer " : "", g_auth ? g_auth : "",
+                     g_auth ? "\r\n" : "", g_body);
+    if (write_all(fd, req, (size_t)n)) return -1;
+    char resp[512];
+    ssize_t r = read(fd, resp, sizeof resp - 1);
+    close(fd);
+    if (r < 12 || (strncmp(resp + 9, "200", 3) && strncmp(resp + 9, "202", 3))) {
+        fprintf(stderr, "broadcast failed: %.60s\n", r > 0 ? resp : "");
+        return -1;
+    }
+    return 0;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(double *v, size_t n, double p) {
+    if (!n) return 0;
+    qsort(v, n, sizeof *v, cmp_d);
+    size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+    return v[i];
+}
+
+int main(int argc, char **argv) {
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (!strcmp(k, "--port")) g_port = atoi(v);
+        else if (!strcmp(k, "-n")) g_n = atoi(v);
+        else if (!strcmp(k, "--path")) g_path = v;
+        else if (!strcmp(k, "--subscribe")) g_subscribe = v;
+        else if (!strcmp(k, "--setup")) g_setup = atoi(v);
+        else if (!strcmp(k, "--post")) g_post = v;
+        else if (!strcmp(k, "--auth")) g_auth = v;
+        else if (!strcmp(k, "--body")) g_body = v;
+        else if (!strcmp(k, "--rounds")) g_rounds = atoi(v);
+        else if (!strcmp(k, "--burst")) g_burst = atoi(v);
+        else if (!strcmp(k, "--pid")) g_pid = atol(v);
+        else {
+            fprintf(stderr, "unknown option %s\n", k);
+            return 2;
+        }
+    }
+    if (!g_port || g_n < 1) {
+        fprintf(stderr, "usage: ws_fanout --port P -n N [--path P] [--subscribe JSON --setup K] [--post PATH --auth KEY --body JSON] [--pid PID]\n");
+        return 2;
+    }
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+
+    long rss0 = g_pid ? rss_kb(g_pid) : -1;
+    sub *subs = calloc((size_t)g_n, sizeof *subs);
+    int ep = epoll_create1(0);
+    if (!subs || ep < 0) return 1;
+    for (int i = 0; i < g_n; i++) {
+        sub *s = &subs[i];
+        s->setup_left = g_setup;
+        if ((s->fd = dial()) < 0) {
+            fprintf(stderr, "cannot connect subscriber %d: %s\n", i, strerror(errno));
+            return 1;
+        }
+        char req[2048];
+        int n = snprintf(req, sizeof req,
+                         "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                         g_path);
+        if (write_all(s->fd, req, (size_t)n)) return 1;
+        fcntl(s->fd, F_SETFL, O_NONBLOCK);
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = s};
+        epoll_ctl(ep, EPOLL_CTL_ADD, s->fd, &ev);
+    }
+    struct epoll_event evs[1024];
+    /* set-up: every subscriber upgraded and past its control messages */
+    double t_setup = now_ms();
+    for (;;) {
+        int ready = 0;
+        for (int i = 0; i < g_n; i++) ready += subs[i].state == 1 && subs[i].setup_left == 0;
+        if (ready == g_n) break;
+        if (now_ms() - t_setup > 120000) {
+            fprintf(stderr, "set-up timed out: %d of %d ready\n", ready, g_n);
+            return 1;
+        }
+        int k = epoll_wait(ep, evs, 1024, 100);
+        for (int j = 0; j < k; j++) on_readable(evs[j].data.ptr);
+    }
+    long rss1 = g_pid ? rss_kb(g_pid) : -1;
+
+    /* latency: one broadcast at a time, until everyone has it */
+    double *last = calloc((size_t)g_rounds, sizeof *last);
+    double *each = calloc((size_t)g_rounds * (size_t)g_n, sizeof *each);
+    size_t neach = 0;
+    for (int r = 0; r < g_rounds; r++) {
+        double t0 = now_ms();
+        if (post()) return 1;
+        int have = 0;
+        for (int i = 0; i < g_n; i++)
+            if (subs[i].got >= r + 1) {
+                have++;
+                each[neach++] = now_ms() - t0;
+            }
+        while (have < g_n) {
+            int k = epoll_wait(ep, evs, 1024, 10000);
+            if (k == 0) {
+                fprintf(stderr, "round %d: %d of %d delivered\n", r, have, g_n);
+                return 1;
+            }
+            double t = now_ms() - t0;
+            for (int j = 0; j < k; j++) {
+                sub *s = evs[j].data.ptr;
+                long before = s->got;
+                on_readable(s);
+                if (before < r + 1 && s->got >= r + 1) {
+                    have++;
+                    each[neach++] = t;
+                }
+            }
+        }
+        last[r] = now_ms() - t0;
+    }
+    /* throughput: a burst of broadcasts, then wait for every delivery */
+    long base = (long)g_rounds;
+    double t0 = now_ms();
+    for (int b = 0; b < g_burst; b++)
+        if (post()) return 1;
+    long want = base + g_burst;
+    for (;;) {
+        int done = 0;
+        for (int i = 0; i < g_n; i++) done += subs[i].got >= want;
+        if (done == g_n) break;
+        int k = epoll_wait(ep, evs, 1024, 10000);
+        if (k == 0) {
+            fprintf(stderr, "burst: %d of %d complete\n", done, g_n);
+            return 1;
+        }
+        for (int j = 0; j < k; j++) on_readable(evs[j].data.ptr);
+    }
+    double burst_s = (now_ms() - t0) / 1000.0;
+    double eps = (double)g_n * g_burst / burst_s;
+    printf("{\"subscribers\":%d,\"rounds\":%d,\"last_p50_ms\":%.2f,\"last_p99_ms\":%.2f,"
+           "\"each_p50_ms\":%.2f,\"each_p99_ms\":%.2f,\"burst\":%d,\"events_per_s\":%.0f,"
+           "\"rss_per_conn_kb\":%.1f}\n",
+           g_n, g_rounds, pct(last, (size_t)g_rounds, 0.5), pct(last, (size_t)g_rounds, 0.99),
+           pct(each, neach, 0.5), pct(each, neach, 0.99), g_burst, eps,
+           rss0 > 0 && rss1 > 0 ? (double)(rss1 - rss0) / g_n : -1.0);
+    for (int i = 0; i < g_n; i++) close(subs[i].fd);
+    return 0;
+}

@@ -1,0 +1,54 @@
+#!/bin/bash
+# WebSocket fan-out: N subscribers (default 1,000 and 10,000) on ehub's
+# /ws/realtime (topic "system", broadcasts through POST /v1/broadcast, so
+# each one is committed to the event log first) and on the FastAPI peer
+# (/work/shared/peers/fastapi_ws: POST /broadcast, in memory only), in the
+# same run. The server gets core 1, the load tool core 0.
+# Prints the tool's JSON line per run and the ehub/peer ratios.
+#
+#   bench/ws_fanout.sh [N ...]
+# Needs: build/ehub, build/tools/ws_fanout (make bench-ws builds both).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${EHUB_BIN:-build/ehub}
+TOOL=${WS_FANOUT:-build/tools/ws_fanout}
+PEER=${PEER_DIR:-/work/shared/peers/fastapi_ws}
+SIZES=("$@"); [ ${#SIZES[@]} -gt 0 ] || SIZES=(1000 10000)
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+tmp=$(mktemp -d /tmp/ehub-wsbench.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.3; rm -rf "$tmp"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 200); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+
+# ehub: a tenant and an admin key made with the CLI, then the server.
+"$BIN" tenant add bench "Bench" --data-dir "$tmp/data" >/dev/null
+KEY=$("$BIN" key create admin bench --tenant bench --data-dir "$tmp/data" | sed -E 's/.*"key":"([^"]+)".*/\1/')
+EPORT=$(free_port)
+taskset -c 1 "$BIN" serve --port "$EPORT" --data-dir "$tmp/data" --log-level warn --max-connections 30000 &
+pids+=($!); EPID=$!
+wait_port "$EPORT"
+
+PPORT=$(free_port)
+taskset -c 1 "$PEER/run.sh" --port "$PPORT" >/dev/null &
+pids+=($!)
+wait_port "$PPORT"
+PPID_=$(pgrep -f "serve.py --port $PPORT" | head -1)
+
+BODY='{"topic":"system","type":"bench","data":{"note":"a broadcast of about a hundred bytes of payload, like a dashboard notice"}}'
+for n in "${SIZES[@]}"; do
+  e=$(taskset -c 0 "$TOOL" --port "$EPORT" -n "$n" --path "/ws/realtime?token=$KEY" \
+      --subscribe '{"type":"subscribe","topics":["system"]}' --setup 2 \
+      --post /v1/broadcast --auth "$KEY" --body "$BODY" --pid "$EPID")
+  echo "ehub  $e"
+  p=$(taskset -c 0 "$TOOL" --port "$PPORT" -n "$n" --post /broadcast --body "$BODY" --pid "$PPID_")
+  echo "peer  $p"
+  python3 - "$e" "$p" <<'PY'
+import json, sys
+e, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print("ratio n=%d: last-subscriber p50 %.1fx faster, p99 %.1fx faster, events/s %.1fx, RSS/conn %.2fx" % (
+    e["subscribers"], p["last_p50_ms"] / e["last_p50_ms"], p["last_p99_ms"] / e["last_p99_ms"],
+    e["events_per_s"] / p["events_per_s"], e["rss_per_conn_kb"] / p["rss_per_conn_kb"] if p["rss_per_conn_kb"] > 0 else float("nan")))
+PY
+done
