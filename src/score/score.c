@@ -628,17 +628,17 @@ static const char *intervention(const feats *f, int feature, char *buf, size_t n
 
 static json_t *churn_result(const feats *f, double p, int version, reason *rs, int n) {
     json_t *drivers = score_reasons_json(f, rs, n, version != 0); /* sorts rs */
-    json_t *todo = json_array();
-    for (int i = 0; i < n && json_array_size(todo) < 3; i++) {
+    json_t *actions = json_array();
+    for (int i = 0; i < n && json_array_size(actions) < 3; i++) {
         char buf[160];
         const char *s = rs[i].effect > 0 ? intervention(f, rs[i].feature, buf, sizeof buf) : NULL;
-        if (s) json_array_append_new(todo, json_string(s));
+        if (s) json_array_append_new(actions, json_string(s));
     }
     const char *band = p >= SCORE_CHURN_HIGH ? "high" : p >= SCORE_CHURN_MEDIUM ? "medium" : "low";
     return json_pack("{s:s, s:s, s:o, s:f, s:s, s:i, s:o, s:o}", "model", SCORE_CHURN, "kind",
                      version ? "model" : "prior", "version", version ? json_integer(version) : json_null(),
                      "probability", p, "risk", band, "horizon_days", SCORE_CHURN_DAYS, "drivers", drivers,
-                     "interventions", todo);
+                     "interventions", actions);
 }
 
 int score_churn(store_tx *tx, int64_t lead_id, int64_t now_ms, json_t **out, store_err *err) {
