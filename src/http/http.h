@@ -111,6 +111,15 @@ void http_server_shutdown(http_server *s, void (*done)(void *ud), void *ud);
 /* Frees the server; call after shutdown's done (or before listen). */
 void http_server_free(http_server *s);
 
+/* Between cork and uncork, what http_ws_send writes is gathered per
+ * connection and each connection gets one write at the last uncork (calls
+ * nest). A fan-out of a burst of events then costs one write(2) per
+ * subscriber instead of one per event and subscriber. Anything else sent
+ * on a connection meanwhile (a close, a pong) flushes its bytes first, so
+ * order holds. Uncork in the same loop iteration. */
+void http_server_cork(http_server *s);
+void http_server_uncork(http_server *s);
+
 size_t http_server_connections(const http_server *s);
 size_t http_server_ws_connections(const http_server *s);
 size_t http_server_inflight(const http_server *s);

@@ -99,6 +99,11 @@ struct conn {
      * failing there (the peer reset) only marks the connection; the close
      * happens when the call returns (see ws_leave). */
     int ws_busy, close_pending;
+    /* WebSocket bytes gathered while the server is corked (see
+     * http_server_cork), in order, written with one write at uncork. */
+    buf cork;
+    conn *cork_prev, *cork_next;
+    int cork_linked, cork_ok;
 };
 
 struct http_server {
@@ -119,6 +124,8 @@ struct http_server {
     void *done_ud;
     int64_t started_ms;
     int closing_handles;
+    int cork_depth;
+    conn *corked;       /* connections with gathered bytes */
     char read_buf[READ_CHUNK];
     char date[40];
     time_t date_sec;
@@ -251,8 +258,7 @@ static void conn_fail(conn *c) {
     else conn_close(c);
 }
 
-static int conn_send(conn *c, const void *a, size_t alen, const void *b, size_t blen) {
-    if (c->closing || c->close_pending) return -1;
+static int conn_write(conn *c, const void *a, size_t alen, const void *b, size_t blen) {
     if (c->pending_writes == 0) {
         uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)alen), uv_buf_init((char *)b, (unsigned)blen)};
         int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, blen ? 2 : 1);
@@ -292,6 +298,55 @@ static int conn_send(conn *c, const void *a, size_t alen, const void *b, size_t 
     return 0;
 }
 
+static void cork_unlink(conn *c) {
+    if (!c->cork_linked) return;
+    if (c->cork_prev) c->cork_prev->cork_next = c->cork_next;
+    else c->srv->corked = c->cork_next;
+    if (c->cork_next) c->cork_next->cork_prev = c->cork_prev;
+    c->cork_prev = c->cork_next = NULL;
+    c->cork_linked = 0;
+}
+
+/* Writes what was gathered for c. The buffer is freed, not kept: most
+ * subscribers sit idle between bursts and their memory is the budget. */
+static int cork_flush(conn *c) {
+    cork_unlink(c);
+    if (!c->cork.len) return 0;
+    buf b = c->cork;
+    buf_init(&c->cork, b.max);
+    int rc = conn_write(c, b.p, b.len, NULL, 0);
+    buf_free(&b);
+    return rc;
+}
+
+static int conn_send(conn *c, const void *a, size_t alen, const void *b, size_t blen) {
+    if (c->closing || c->close_pending) return -1;
+    if (c->cork_ok) {
+        if (buf_append(&c->cork, a, alen) != BUF_OK || (blen && buf_append(&c->cork, b, blen) != BUF_OK)) {
+            conn_fail(c);
+            return -1;
+        }
+        if (!c->cork_linked) {
+            c->cork_linked = 1;
+            c->cork_next = c->srv->corked;
+            if (c->cork_next) c->cork_next->cork_prev = c;
+            c->srv->corked = c;
+        }
+        return 0;
+    }
+    /* Anything sent outside the cork (a close frame, a pong) goes after
+     * what was gathered before it. */
+    if (c->cork.len && cork_flush(c)) return -1;
+    return conn_write(c, a, alen, b, blen);
+}
+
+void http_server_cork(http_server *s) { s->cork_depth++; }
+
+void http_server_uncork(http_server *s) {
+    if (s->cork_depth == 0 || --s->cork_depth > 0) return;
+    while (s->corked) cork_flush(s->corked);
+}
+
 /* ---- connection lifecycle ---- */
 
 static void on_handle_closed(uv_handle_t *h) {
@@ -302,6 +357,8 @@ static void on_handle_closed(uv_handle_t *h) {
     else s->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     s->nconns--;
+    cork_unlink(c);
+    buf_free(&c->cork);
     buf_free(&c->in);
     buf_free(&c->field);
     buf_free(&c->value);
@@ -313,6 +370,8 @@ static void conn_close(conn *c) {
     if (c->closing) return;
     c->closing = 1;
     http_server *s = c->srv;
+    cork_unlink(c);
+    buf_free(&c->cork);
     if (c->ws) {
         http_ws *ws = c->ws;
         c->ws = NULL;
@@ -1266,6 +1325,7 @@ static void on_connection(uv_stream_t *l, int status) {
     c->tcp.data = c;
     c->handles = 1;
     buf_init(&c->in, s->cfg.max_header + s->cfg.max_body + 2 * READ_CHUNK);
+    buf_init(&c->cork, s->cfg.ws_max_queue + 64 * 1024);
     buf_init(&c->field, s->cfg.max_header);
     buf_init(&c->value, s->cfg.max_header);
     http_parser_init(&c->parser, HTTP_REQUEST);
@@ -1433,7 +1493,9 @@ int http_ws_send(http_ws *ws, int opcode, const char *data, size_t len) {
         return -1;
     }
     ws_enter(c);
+    c->cork_ok = s->cork_depth > 0;
     int rc = ws_session_send(ws->s, opcode, data, len);
+    c->cork_ok = 0;
     if (ws_leave(c)) return -1;
     if (rc == WS_EQUEUE) {
         if (s->m_ws_drops) metric_add(s->m_ws_drops, NULL, 1);
@@ -1461,7 +1523,7 @@ void http_ws_close(http_ws *ws, int code, const char *reason) {
 }
 
 size_t http_ws_backlog(const http_ws *ws) {
-    return ws_session_queued(ws->s) + uv_stream_get_write_queue_size((uv_stream_t *)&ws->c->tcp);
+    return ws_session_queued(ws->s) + ws->c->cork.len + uv_stream_get_write_queue_size((uv_stream_t *)&ws->c->tcp);
 }
 
 /* Pings every WebSocket each interval; one silent for two intervals is

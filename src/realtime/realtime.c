@@ -62,6 +62,8 @@ struct rt_hub {
     uv_async_t wake;
     uv_timer_t sweep;
     uv_timer_t closer;    /* sends pending WebSocket closes (see client_end) */
+    uv_check_t flush;     /* uncorks the server after this iteration's events */
+    int corked;
     int handles, stopped, freeing;
     bus *b;
     rt_client *clients;
@@ -448,9 +450,26 @@ static void client_hold(rt_client *c, const store_event *ev) {
     c->held[c->nheld++] = e;
 }
 
-/* The bus's subscriber: every event of every tenant, in order, once. */
+static void uncork(rt_hub *h) {
+    if (!h->corked) return;
+    h->corked = 0;
+    uv_check_stop(&h->flush);
+    http_server_uncork(h->a->srv);
+}
+
+static void on_flush(uv_check_t *t) { uncork(t->data); }
+
+/* The bus's subscriber: every event of every tenant, in order, once.
+ * Events delivered in one loop iteration (a group commit, a burst from
+ * Redis) go out together: the server is corked at the first and uncorked
+ * after the poll phase, so each subscriber costs one write per burst. */
 static void on_bus_event(void *ud, const store_event *ev) {
     rt_hub *h = ud;
+    if (!h->corked && !h->stopped) {
+        h->corked = 1;
+        http_server_cork(h->a->srv);
+        uv_check_start(&h->flush, on_flush);
+    }
     json_t *payload = NULL;
     rt_event_info info;
     int classified = 0;
@@ -1189,8 +1208,9 @@ rt_hub *realtime_new(app *a) {
     uv_async_init(a->loop, &h->wake, on_wake);
     uv_timer_init(a->loop, &h->sweep);
     uv_timer_init(a->loop, &h->closer);
-    h->wake.data = h->sweep.data = h->closer.data = h;
-    h->handles = 3;
+    uv_check_init(a->loop, &h->flush);
+    h->wake.data = h->sweep.data = h->closer.data = h->flush.data = h;
+    h->handles = 4;
     return h;
 }
 
@@ -1250,11 +1270,13 @@ void realtime_stop(app *a) {
     h->closed = 1;
     uv_mutex_unlock(&h->mu);
     on_wake(&h->wake); /* what is queued still goes to local clients */
+    uncork(h);
     bus_free(h->b);
     h->b = NULL;
     uv_close((uv_handle_t *)&h->wake, on_handle_closed);
     uv_close((uv_handle_t *)&h->sweep, on_handle_closed);
     uv_close((uv_handle_t *)&h->closer, on_handle_closed);
+    uv_close((uv_handle_t *)&h->flush, on_handle_closed);
 }
 
 void realtime_free(app *a) {

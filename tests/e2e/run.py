@@ -43,7 +43,7 @@ def main():
     ap.add_argument("--label", default="e2e")
     ap.add_argument("--logs", default="build/test-logs")
     ap.add_argument("--slow", type=float, default=1.0, help="timeout multiplier (sanitizer builds)")
-    ap.add_argument("-k", help="run only tests whose name contains this")
+    ap.add_argument("-k", help="run only tests whose module.name contains this")
     opts = ap.parse_args()
     os.makedirs(opts.logs, exist_ok=True)
     here = os.path.dirname(os.path.abspath(__file__))
@@ -57,7 +57,7 @@ def main():
         tests = [(n, getattr(mod, n)) for n in dir(mod) if n.startswith("test_") and callable(getattr(mod, n))]
         tests.sort(key=lambda t: t[1].__code__.co_firstlineno)
         if opts.k:
-            tests = [t for t in tests if opts.k in t[0]]
+            tests = [t for t in tests if opts.k in fn[:-3] + "." + t[0]]
         if not tests:
             continue
         t = Ctx(opts)
