@@ -199,7 +199,7 @@ def test_nurture_first_touch_within_a_second_then_waits(t):
         st, h, b = tn.srv.request("POST", "/v1/webhooks/ghl/%s" % tn.slug, json.dumps(event).encode(),
                                   {"Content-Type": "application/json", "X-Webhook-Token": token})
         assert st == 200, (st, b)
-        got = _wait(lambda: _sms_to(phone), timeout=3, step=0.005)
+        got = _wait(lambda: _sms_to(phone), timeout=3 * t.slow, step=0.005)
         assert got, "no text for %s" % phone
         latencies.append(got[0]["at"] - t0)
         assert got[0]["Body"].startswith("Hi Lee%d, it's " % i), got[0]
@@ -211,7 +211,7 @@ def test_nurture_first_touch_within_a_second_then_waits(t):
     # the agent's name comes from the lead's agent
     tn.ok("PATCH", "/v1/leads/%d" % lead["id"], {"agent_id": agent["id"]})
     one = tn.create_lead(first_name="Agented", phone="+14155559999", consent_sms=True, agent_id=agent["id"])
-    got = _wait(lambda: _sms_to("+14155559999"), timeout=3)
+    got = _wait(lambda: _sms_to("+14155559999"), timeout=3 * t.slow)
     assert got and got[0]["Body"] == "Hi Agented, it's Dana Agent. Reply STOP to opt out", got
     lead = one
     # the message is the lead's activity, the next step waits an hour
