@@ -19,6 +19,7 @@ typedef struct conv {
     coach_msg *m;
     int n;
     const char *tz;
+    int draft;  /* COACH_DRAFT_*: ?draft=wait|async|off */
 } conv;
 
 static void conv_free(void *p) {
@@ -301,12 +302,38 @@ int coach_on_inbound(store_tx *tx, int64_t lead_id, store_err *err) {
     return rc;
 }
 
+/* The coaching is stored: answer, with the LLM's draft when there is a
+ * provider (draft.c decides how long to wait for it). */
+static void coaching_done(http_req *q, api_job *j) {
+    conv *c = j->extra;
+    json_t *out = j->out;
+    j->out = NULL;
+    coach_draft_reply(q, j->a, j->tenant, out, c->draft);
+}
+
+/* ?draft=wait|async|off into c; -1 once answered. */
+static int draft_param(http_req *q, conv *c) {
+    int mode = coach_draft_mode(http_req_query(q, "draft"));
+    if (mode < 0) {
+        http_reply_error(q, 400, "bad_query", "draft: wait, async or off");
+        return -1;
+    }
+    c->draft = mode;
+    return 0;
+}
+
 static void start_lead(http_req *q, app *a, const auth_principal *p, int64_t id) {
-    api_job *j = api_job_for(q, a, p);
-    if (!j) return;
+    conv *c = eh_calloc(1, sizeof *c);
+    if (!c) { http_reply_error(q, 503, "overloaded", "out of memory"); return; }
+    if (draft_param(q, c)) { conv_free(c); return; }
+    api_job *j = api_job_new(a, p);
+    if (!j) { conv_free(c); http_reply_error(q, 503, "overloaded", "out of memory"); return; }
+    j->extra = c;
+    j->extra_free = conv_free;
     j->id = id;
     j->write = 1;
     j->fn = lead_tx;
+    j->on_done = coaching_done;
     api_job_run(q, j);
 }
 
@@ -329,7 +356,7 @@ static void h_get_coaching(http_req *q, app *a, const auth_principal *p, void *u
     }
     conv *c = eh_calloc(1, sizeof *c);
     if (!c) { json_decref(in); http_reply_error(q, 503, "overloaded", "out of memory"); return; }
-    if (parse_messages(q, in, c)) {
+    if (draft_param(q, c) || parse_messages(q, in, c)) {
         conv_free(c);
         json_decref(in);
         return;
@@ -341,6 +368,7 @@ static void h_get_coaching(http_req *q, app *a, const auth_principal *p, void *u
     j->extra_free = conv_free;
     j->write = 1;
     j->fn = inline_tx;
+    j->on_done = coaching_done;
     api_job_run(q, j);
 }
 

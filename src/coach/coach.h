@@ -107,4 +107,23 @@ int coach_lead(struct store_tx *tx, const coach_ctx *c, int64_t lead_id, int64_t
  * coach in the store's context (leads_coach). */
 int coach_on_inbound(struct store_tx *tx, int64_t lead_id, struct store_err *err);
 
+/* ---- LLM reply drafts (draft.c; see README "Coaching") ---- */
+enum { COACH_DRAFT_WAIT = 0, COACH_DRAFT_ASYNC = 1, COACH_DRAFT_OFF = 2 };
+/* Calls to the provider running at once, at most; more get "busy". */
+#define COACH_DRAFT_MAX_INFLIGHT 8
+/* "wait" (default, also NULL), "async", "off"; -1 if none of them. */
+int coach_draft_mode(const char *s);
+/* The prompt for a coaching answer {analysis, suggestions}: built from the
+ * structured analysis only and passed whole through pii_redact. New string
+ * (eh_free), NULL on OOM. */
+char *coach_draft_prompt(const json_t *coaching);
+const char *coach_draft_system_prompt(void);
+/* Loop thread. Answers q with out (stolen) plus "draft": at once when no
+ * provider is configured (null), mode is off, or the breaker is open;
+ * otherwise asks the provider on the pool and answers when the draft is in
+ * or --llm-budget has passed (then "pending", and the draft follows as a
+ * coaching.updated event); async answers "pending" at once. */
+struct http_req;
+void coach_draft_reply(struct http_req *q, struct app *a, int64_t tenant, json_t *out, int mode);
+
 #endif
