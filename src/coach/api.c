@@ -625,10 +625,12 @@ static int perf_tx(store_tx *tx, api_job *j, store_err *err) {
     json_t *pipeline = json_pack("{s:I, s:f, s:I, s:I}", "open_leads", (json_int_t)open, "expected_wins",
                                  expected, "scored_by_model", (json_int_t)by_model, "scored_by_prior",
                                  (json_int_t)(open - by_model));
-    json_t *coaching = NULL;
-    if ((rc = stats_json(tx, j->id, &coaching, err))) {
+    json_t *coaching = NULL, *forecast = NULL;
+    if ((rc = stats_json(tx, j->id, &coaching, err)) ||
+        (rc = coach_forecast(tx, j->a, j->id, clock_wall_ms(), &forecast, err))) {
         json_decref(median);
         json_decref(pipeline);
+        json_decref(coaching);
         return rc;
     }
     j->out = json_pack("{s:I, s:I, s:{s:o, s:i}, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:o, s:o, s:o}", "agent_id",
@@ -636,7 +638,7 @@ static int perf_tx(store_tx *tx, api_job *j, store_err *err) {
                        "replies", nd, "contact_rate", rate(contacted, leads), "appointment_rate", rate(appts, leads),
                        "conversion", rate(won, won + lost), "contacted", (json_int_t)contacted, "appointments",
                        (json_int_t)appts, "won", (json_int_t)won, "lost", (json_int_t)lost, "coaching", coaching,
-                       "pipeline", pipeline, "forecast_30d", json_null());
+                       "pipeline", pipeline, "forecast_30d", forecast);
     return STORE_OK;
 }
 
@@ -654,6 +656,31 @@ static void h_perf(http_req *q, app *a, const auth_principal *p, void *ud) {
     api_job_run(q, j);
 }
 
+/* ---- the forecast model ---- */
+
+static int train_pre(api_job *j) {
+    char err[512];
+    json_t *rep = NULL;
+    int rc = coach_forecast_train(j->a, j->tenant, clock_wall_ms(), &rep, err, sizeof err);
+    if (rc == 1) {
+        j->details = rep;
+        return api_job_fail(j, 422, "not_enough_history", err);
+    }
+    if (rc) return api_job_fail(j, 500, "training_failed", err);
+    j->out = rep;
+    return 0;
+}
+
+static int noop_tx(store_tx *tx, api_job *j, store_err *err) { return STORE_OK; }
+
+static void h_forecast_train(http_req *q, app *a, const auth_principal *p, void *ud) {
+    api_job *j = api_job_for(q, a, p);
+    if (!j) return;
+    j->pre = train_pre;
+    j->fn = noop_tx;
+    api_job_run(q, j);
+}
+
 /* ---- routes ---- */
 
 #define DOC(name, sum, req, resp) static const http_route_doc name = {sum, "coaching", req, resp}
@@ -664,7 +691,8 @@ DOC(d_pb_get, "The tenant's coaching playbook: the default merged with the tenan
 DOC(d_pb_put, "Replace the tenant's playbook override ({questions, objections, intents, warnings} maps of {text, why})", "the override", "{source, version, override, playbook}");
 DOC(d_fb, "Record an agent's feedback on a suggestion", "{suggestion_id, outcome: accepted|dismissed}", "{suggestion_id, status}");
 DOC(d_stats, "Coaching statistics (optionally ?agent_id=): suggestions shown/accepted/dismissed, won rate of coached vs uncoached leads", NULL, "{shown, accepted, dismissed, acceptance_rate, by_type, outcomes}");
-DOC(d_perf, "An agent's performance: median response time, contact rate, appointment rate, conversion, coaching effectiveness", NULL, "{agent_id, leads, response_time, contact_rate, appointment_rate, conversion, coaching, pipeline}");
+DOC(d_perf, "An agent's performance: median response time, contact rate, appointment rate, conversion, coaching effectiveness, and the 30-day conversion forecast with its drivers", NULL, "{agent_id, leads, response_time, contact_rate, appointment_rate, conversion, coaching, pipeline, forecast_30d}");
+DOC(d_fc_train, "Train the tenant's 30-day agent conversion forecast (XGBoost) from its own history", NULL, "the training report, or 422 not_enough_history");
 
 int coach_api_register(app *a) {
     int rc = 0;
@@ -676,5 +704,6 @@ int coach_api_register(app *a) {
     rc |= app_route(a, "GET", "/coaching-stats", h_stats, NULL, ROLES_ANY, &d_stats);
     rc |= app_route(a, "GET", "/v1/coaching-stats", h_stats, NULL, ROLES_ANY, &d_stats);
     rc |= app_route(a, "GET", "/v1/agents/{id}/performance", h_perf, NULL, ROLES_ANY, &d_perf);
+    rc |= app_route(a, "POST", "/v1/agents/forecast/train", h_forecast_train, NULL, ROLES_MANAGE, &d_fc_train);
     return rc ? -1 : 0;
 }
