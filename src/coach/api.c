@@ -685,8 +685,8 @@ static void h_forecast_train(http_req *q, app *a, const auth_principal *p, void 
 
 #define DOC(name, sum, req, resp) static const http_route_doc name = {sum, "coaching", req, resp}
 DOC(d_get, "Coaching for a stored lead or for messages sent inline (old route): analysis (sentiment, intents, objections, qualification, response times, talk ratio) and suggestions, each recorded with an id",
-    "{lead_id} or {messages:[{direction, body, at, channel, id}], timezone}", "{lead_id, agent_id, analysis, suggestions:[{id, type, item, text, reason, message_id}]}");
-DOC(d_lead, "Coaching for a lead's stored conversation (its latest 500 activities)", NULL, "{lead_id, agent_id, analysis, suggestions}");
+    "{lead_id} or {messages:[{direction, body, at, channel, id}], timezone}", "{lead_id, agent_id, analysis, suggestions:[{id, type, item, text, reason, message_id}], draft}");
+DOC(d_lead, "Coaching for a lead's stored conversation (its latest 500 activities); ?draft=wait|async|off for the LLM draft", NULL, "{lead_id, agent_id, analysis, suggestions, draft}");
 DOC(d_pb_get, "The tenant's coaching playbook: the default merged with the tenant's override", NULL, "{source, version, override, playbook}");
 DOC(d_pb_put, "Replace the tenant's playbook override ({questions, objections, intents, warnings} maps of {text, why})", "the override", "{source, version, override, playbook}");
 DOC(d_fb, "Record an agent's feedback on a suggestion", "{suggestion_id, outcome: accepted|dismissed}", "{suggestion_id, status}");
