@@ -30,6 +30,8 @@ static double g_uptime(void *ud) {
     return (double)(clock_wall_ms() - http_server_started_ms(((app *)ud)->srv)) / 1000.0;
 }
 
+static double g_llm_open(void *ud) { return llm_breaker_is_open(((app *)ud)->llm); }
+
 /* The coaching drafts' provider (--llm-*), if one is configured. The key is
  * read here, once, and lives only in the llm context. */
 static int app_llm_init(app *a, const ehub_config *cfg) {
@@ -56,6 +58,8 @@ static int app_llm_init(app *a, const ehub_config *cfg) {
         log_msg(a->log, LOG_ERROR, "startup failed", why);
         return -1;
     }
+    metrics_gauge_fn(a->m, "ehub_llm_breaker_open", "1 while the LLM provider's circuit breaker refuses calls",
+                     g_llm_open, a);
     log_line l;
     if (log_begin(a->log, &l, LOG_INFO, "LLM drafts on")) {
         log_str(&l, "provider", llm_provider_name((llm_provider)p));

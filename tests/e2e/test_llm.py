@@ -373,8 +373,11 @@ def test_llm_circuit_breaker_opens_and_recovers(t):
         j, dt = _coach(tn)
         assert j["draft"]["status"] == "unavailable" and j["draft"]["reason"] == "breaker_open", j["draft"]
     assert len(_bodies()) - n0 == 5
-    st, m = srv.request("GET", "/metrics")[0], srv.request("GET", "/metrics")[2].decode()
+    st, _, m = srv.request("GET", "/metrics")
+    m = m.decode()
+    assert st == 200
     assert 'ehub_llm_requests_total{result="breaker_open"} 3' in m, m[-2000:]
+    assert "ehub_llm_breaker_open 1" in m, m[-2000:]
     # after the cooldown one trial goes through; failing, it opens again
     time.sleep(1.2)
     assert _coach(tn)[0]["draft"]["reason"] == "http_error"
@@ -385,6 +388,7 @@ def test_llm_circuit_breaker_opens_and_recovers(t):
     time.sleep(1.2)
     assert _coach(tn)[0]["draft"]["status"] == "ready"
     assert _coach(tn)[0]["draft"]["status"] == "ready"
+    assert "ehub_llm_breaker_open 0" in srv.request("GET", "/metrics")[2].decode()
     srv.stop()
 
 
