@@ -18,6 +18,7 @@ declare -A SRCS=(
   [csv]="src/base/csv.c $BASE"
   [pii]="src/base/pii.c"
   [coach]="src/coach/analysis.c src/coach/playbook.c src/base/pii.c build/gen/coach_data.c $BASE"
+  [llm]="src/llm/llm.c -lcurl $BASE"
   [model]="src/ml/model.c src/ml/schema.c src/ml/table.c src/ml/batch.c src/base/csv.c $BASE"
 )
 targets=("$@")

@@ -7,6 +7,7 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "coach/coach.h"
+#include "llm/llm.h"
 #include "ml/ml.h"
 #include "nurture/nurture.h"
 #include "score/score.h"
@@ -27,6 +28,46 @@ static double g_inflight(void *ud) { return (double)http_server_inflight(((app *
 static double g_pool(void *ud) { return (double)http_server_pool_depth(((app *)ud)->srv); }
 static double g_uptime(void *ud) {
     return (double)(clock_wall_ms() - http_server_started_ms(((app *)ud)->srv)) / 1000.0;
+}
+
+static double g_llm_open(void *ud) { return llm_breaker_is_open(((app *)ud)->llm); }
+
+/* The coaching drafts' provider (--llm-*), if one is configured. The key is
+ * read here, once, and lives only in the llm context. */
+static int app_llm_init(app *a, const ehub_config *cfg) {
+    int p = llm_provider_parse(cfg->llm_provider);
+    char why[300] = "";
+    if (p < 0) {
+        log_msg(a->log, LOG_ERROR, "startup failed", "--llm-provider: off, anthropic or openai");
+        return -1;
+    }
+    a->m_llm = metrics_counter(a->m, "ehub_llm_requests_total", "coaching drafts asked of the LLM provider, by result",
+                               "result");
+    if (p == LLM_OFF) return 0;
+    char key[512];
+    if (llm_key_load(cfg->llm_key_file, getenv("EHUB_LLM_API_KEY"), key, sizeof key, why, sizeof why)) {
+        log_msg(a->log, LOG_ERROR, "startup failed", why);
+        return -1;
+    }
+    llm_opts o = {.provider = (llm_provider)p, .url = cfg->llm_url, .model = cfg->llm_model, .key = key,
+                  .timeout_ms = cfg->llm_timeout_ms, .stream = cfg->llm_stream,
+                  .breaker_cooldown_ms = cfg->llm_cooldown_ms};
+    a->llm = llm_new(&o, why, sizeof why);
+    memset(key, 0, sizeof key);
+    if (!a->llm) {
+        log_msg(a->log, LOG_ERROR, "startup failed", why);
+        return -1;
+    }
+    metrics_gauge_fn(a->m, "ehub_llm_breaker_open", "1 while the LLM provider's circuit breaker refuses calls",
+                     g_llm_open, a);
+    log_line l;
+    if (log_begin(a->log, &l, LOG_INFO, "LLM drafts on")) {
+        log_str(&l, "provider", llm_provider_name((llm_provider)p));
+        log_str(&l, "model", llm_model(a->llm));
+        log_int(&l, "budget_ms", cfg->llm_budget_ms);
+        log_end(&l);
+    }
+    return 0;
 }
 
 int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
@@ -63,6 +104,7 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
         log_msg(log, LOG_ERROR, "startup failed: coaching data", why);
         return -1;
     }
+    if (app_llm_init(a, cfg)) return -1;
     store_opts so = {
         .pool_size = (int)cfg->pool_size,
         .sync_full = cfg->sqlite_sync_full,
@@ -191,6 +233,7 @@ void app_free(app *a) {
     score_ctx_free(a->score);
     nurture_free(a->nurture);
     coach_ctx_free(a->coach);
+    llm_free(a->llm);
     http_router_free(a->router);
     app_routes_free(a);
     leads_ctx_free(a->leads);

@@ -26,6 +26,7 @@ typedef struct nurture_ctx nurture_ctx;
 typedef struct auth_ctx auth_ctx;
 typedef struct coach_ctx coach_ctx;
 typedef struct rt_hub rt_hub;
+typedef struct llm llm;
 
 typedef struct app {
     uv_loop_t *loop;
@@ -51,6 +52,9 @@ typedef struct app {
     auth_ctx *auth;        /* JWT keys, login and rate limits (src/auth/api.c) */
     coach_ctx *coach;      /* coaching lexicon, cues and default playbook (coach module) */
     rt_hub *rt;            /* realtime feed and event bus (realtime module) */
+    llm *llm;              /* the coaching drafts' LLM provider, NULL if off (src/llm) */
+    int llm_inflight;      /* drafts being written (loop thread) */
+    metric *m_llm;         /* ehub_llm_requests_total{result} */
     int stopping;
     int exit_code;
 } app;

@@ -63,6 +63,14 @@ static const opt opts[] = {
     {"login-limit-ip", T_STR, O(login_limit_ip), "30/m", "login attempts per client address"},
     {"rate-limit-principal", T_STR, O(rate_limit_principal), "off", "requests per API key or user (N/s, N/m, N/h or off)"},
     {"rate-limit-tenant", T_STR, O(rate_limit_tenant), "off", "requests per tenant, all its keys and users (N/s, N/m, N/h or off)"},
+    {"llm-provider", T_STR, O(llm_provider), "off", "coaching reply drafts by an LLM: off, anthropic (Messages API) or openai (chat completions)"},
+    {"llm-url", T_STR, O(llm_url), "", "LLM API base URL (default https://api.anthropic.com or https://api.openai.com)"},
+    {"llm-model", T_STR, O(llm_model), "", "LLM model (default claude-3-5-haiku-latest or gpt-4o-mini)"},
+    {"llm-key-file", T_STR, O(llm_key_file), "", "file holding the LLM API key, mode 0600 (else the key in EHUB_LLM_API_KEY)"},
+    {"llm-timeout", T_MS, O(llm_timeout_ms), "10s", "hard time limit of one LLM call"},
+    {"llm-budget", T_MS, O(llm_budget_ms), "1500ms", "how long a coaching answer waits for the LLM draft (later: a coaching.updated event)"},
+    {"llm-stream", T_BOOL, O(llm_stream), "false", "ask the LLM for a streamed (SSE) answer"},
+    {"llm-cooldown", T_MS, O(llm_cooldown_ms), "30s", "LLM circuit breaker: open this long after 5 failed calls in a row"},
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 

@@ -55,6 +55,15 @@ typedef struct ehub_config {
     char login_limit_ip[32];
     char rate_limit_principal[32];
     char rate_limit_tenant[32];
+    /* coaching drafts by an LLM (src/llm, src/coach/draft.c) */
+    char llm_provider[16];    /* off, anthropic, openai */
+    char llm_url[512];        /* "" = the provider's */
+    char llm_model[128];      /* "" = the provider's default */
+    char llm_key_file[1024];  /* "" = EHUB_LLM_API_KEY */
+    unsigned llm_timeout_ms;  /* hard limit of one call */
+    unsigned llm_budget_ms;   /* how long a coaching answer waits for the draft */
+    int llm_stream;
+    unsigned llm_cooldown_ms; /* breaker: open this long after 5 failures in a row */
 } ehub_config;
 
 /* Fills cfg with defaults, then applies the config file, the environment and

@@ -19,6 +19,7 @@ typedef struct conv {
     coach_msg *m;
     int n;
     const char *tz;
+    int draft;  /* COACH_DRAFT_*: ?draft=wait|async|off */
 } conv;
 
 static void conv_free(void *p) {
@@ -301,12 +302,38 @@ int coach_on_inbound(store_tx *tx, int64_t lead_id, store_err *err) {
     return rc;
 }
 
+/* The coaching is stored: answer, with the LLM's draft when there is a
+ * provider (draft.c decides how long to wait for it). */
+static void coaching_done(http_req *q, api_job *j) {
+    conv *c = j->extra;
+    json_t *out = j->out;
+    j->out = NULL;
+    coach_draft_reply(q, j->a, j->tenant, out, c->draft);
+}
+
+/* ?draft=wait|async|off into c; -1 once answered. */
+static int draft_param(http_req *q, conv *c) {
+    int mode = coach_draft_mode(http_req_query(q, "draft"));
+    if (mode < 0) {
+        http_reply_error(q, 400, "bad_query", "draft: wait, async or off");
+        return -1;
+    }
+    c->draft = mode;
+    return 0;
+}
+
 static void start_lead(http_req *q, app *a, const auth_principal *p, int64_t id) {
-    api_job *j = api_job_for(q, a, p);
-    if (!j) return;
+    conv *c = eh_calloc(1, sizeof *c);
+    if (!c) { http_reply_error(q, 503, "overloaded", "out of memory"); return; }
+    if (draft_param(q, c)) { conv_free(c); return; }
+    api_job *j = api_job_new(a, p);
+    if (!j) { conv_free(c); http_reply_error(q, 503, "overloaded", "out of memory"); return; }
+    j->extra = c;
+    j->extra_free = conv_free;
     j->id = id;
     j->write = 1;
     j->fn = lead_tx;
+    j->on_done = coaching_done;
     api_job_run(q, j);
 }
 
@@ -329,7 +356,7 @@ static void h_get_coaching(http_req *q, app *a, const auth_principal *p, void *u
     }
     conv *c = eh_calloc(1, sizeof *c);
     if (!c) { json_decref(in); http_reply_error(q, 503, "overloaded", "out of memory"); return; }
-    if (parse_messages(q, in, c)) {
+    if (draft_param(q, c) || parse_messages(q, in, c)) {
         conv_free(c);
         json_decref(in);
         return;
@@ -341,6 +368,7 @@ static void h_get_coaching(http_req *q, app *a, const auth_principal *p, void *u
     j->extra_free = conv_free;
     j->write = 1;
     j->fn = inline_tx;
+    j->on_done = coaching_done;
     api_job_run(q, j);
 }
 
@@ -597,10 +625,12 @@ static int perf_tx(store_tx *tx, api_job *j, store_err *err) {
     json_t *pipeline = json_pack("{s:I, s:f, s:I, s:I}", "open_leads", (json_int_t)open, "expected_wins",
                                  expected, "scored_by_model", (json_int_t)by_model, "scored_by_prior",
                                  (json_int_t)(open - by_model));
-    json_t *coaching = NULL;
-    if ((rc = stats_json(tx, j->id, &coaching, err))) {
+    json_t *coaching = NULL, *forecast = NULL;
+    if ((rc = stats_json(tx, j->id, &coaching, err)) ||
+        (rc = coach_forecast(tx, j->a, j->id, clock_wall_ms(), &forecast, err))) {
         json_decref(median);
         json_decref(pipeline);
+        json_decref(coaching);
         return rc;
     }
     j->out = json_pack("{s:I, s:I, s:{s:o, s:i}, s:o, s:o, s:o, s:I, s:I, s:I, s:I, s:o, s:o, s:o}", "agent_id",
@@ -608,7 +638,7 @@ static int perf_tx(store_tx *tx, api_job *j, store_err *err) {
                        "replies", nd, "contact_rate", rate(contacted, leads), "appointment_rate", rate(appts, leads),
                        "conversion", rate(won, won + lost), "contacted", (json_int_t)contacted, "appointments",
                        (json_int_t)appts, "won", (json_int_t)won, "lost", (json_int_t)lost, "coaching", coaching,
-                       "pipeline", pipeline, "forecast_30d", json_null());
+                       "pipeline", pipeline, "forecast_30d", forecast);
     return STORE_OK;
 }
 
@@ -626,17 +656,43 @@ static void h_perf(http_req *q, app *a, const auth_principal *p, void *ud) {
     api_job_run(q, j);
 }
 
+/* ---- the forecast model ---- */
+
+static int train_pre(api_job *j) {
+    char err[512];
+    json_t *rep = NULL;
+    int rc = coach_forecast_train(j->a, j->tenant, clock_wall_ms(), &rep, err, sizeof err);
+    if (rc == 1) {
+        j->details = rep;
+        return api_job_fail(j, 422, "not_enough_history", err);
+    }
+    if (rc) return api_job_fail(j, 500, "training_failed", err);
+    j->out = rep;
+    return 0;
+}
+
+static int noop_tx(store_tx *tx, api_job *j, store_err *err) { return STORE_OK; }
+
+static void h_forecast_train(http_req *q, app *a, const auth_principal *p, void *ud) {
+    api_job *j = api_job_for(q, a, p);
+    if (!j) return;
+    j->pre = train_pre;
+    j->fn = noop_tx;
+    api_job_run(q, j);
+}
+
 /* ---- routes ---- */
 
 #define DOC(name, sum, req, resp) static const http_route_doc name = {sum, "coaching", req, resp}
 DOC(d_get, "Coaching for a stored lead or for messages sent inline (old route): analysis (sentiment, intents, objections, qualification, response times, talk ratio) and suggestions, each recorded with an id",
-    "{lead_id} or {messages:[{direction, body, at, channel, id}], timezone}", "{lead_id, agent_id, analysis, suggestions:[{id, type, item, text, reason, message_id}]}");
-DOC(d_lead, "Coaching for a lead's stored conversation (its latest 500 activities)", NULL, "{lead_id, agent_id, analysis, suggestions}");
+    "{lead_id} or {messages:[{direction, body, at, channel, id}], timezone}", "{lead_id, agent_id, analysis, suggestions:[{id, type, item, text, reason, message_id}], draft}");
+DOC(d_lead, "Coaching for a lead's stored conversation (its latest 500 activities); ?draft=wait|async|off for the LLM draft", NULL, "{lead_id, agent_id, analysis, suggestions, draft}");
 DOC(d_pb_get, "The tenant's coaching playbook: the default merged with the tenant's override", NULL, "{source, version, override, playbook}");
 DOC(d_pb_put, "Replace the tenant's playbook override ({questions, objections, intents, warnings} maps of {text, why})", "the override", "{source, version, override, playbook}");
 DOC(d_fb, "Record an agent's feedback on a suggestion", "{suggestion_id, outcome: accepted|dismissed}", "{suggestion_id, status}");
 DOC(d_stats, "Coaching statistics (optionally ?agent_id=): suggestions shown/accepted/dismissed, won rate of coached vs uncoached leads", NULL, "{shown, accepted, dismissed, acceptance_rate, by_type, outcomes}");
-DOC(d_perf, "An agent's performance: median response time, contact rate, appointment rate, conversion, coaching effectiveness", NULL, "{agent_id, leads, response_time, contact_rate, appointment_rate, conversion, coaching, pipeline}");
+DOC(d_perf, "An agent's performance: median response time, contact rate, appointment rate, conversion, coaching effectiveness, and the 30-day conversion forecast with its drivers", NULL, "{agent_id, leads, response_time, contact_rate, appointment_rate, conversion, coaching, pipeline, forecast_30d}");
+DOC(d_fc_train, "Train the tenant's 30-day agent conversion forecast (XGBoost) from its own history", NULL, "the training report, or 422 not_enough_history");
 
 int coach_api_register(app *a) {
     int rc = 0;
@@ -648,5 +704,6 @@ int coach_api_register(app *a) {
     rc |= app_route(a, "GET", "/coaching-stats", h_stats, NULL, ROLES_ANY, &d_stats);
     rc |= app_route(a, "GET", "/v1/coaching-stats", h_stats, NULL, ROLES_ANY, &d_stats);
     rc |= app_route(a, "GET", "/v1/agents/{id}/performance", h_perf, NULL, ROLES_ANY, &d_perf);
+    rc |= app_route(a, "POST", "/v1/agents/forecast/train", h_forecast_train, NULL, ROLES_MANAGE, &d_fc_train);
     return rc ? -1 : 0;
 }

@@ -107,4 +107,42 @@ int coach_lead(struct store_tx *tx, const coach_ctx *c, int64_t lead_id, int64_t
  * coach in the store's context (leads_coach). */
 int coach_on_inbound(struct store_tx *tx, int64_t lead_id, struct store_err *err);
 
+/* ---- the 30-day conversion forecast per agent (forecast.c) ---- */
+#define COACH_FORECAST_MODEL "agent_forecast"
+/* training needs this many labelled agent-and-lead snapshots, with this
+ * many converted and not converted; before that the prior forecasts */
+#define COACH_FORECAST_MIN_ROWS 60
+#define COACH_FORECAST_MIN_CLASS 10
+/* Trains the tenant's agent_forecast model from its history (blocking:
+ * pool or CLI). 0 with the training report, 1 with {error:
+ * not_enough_history, rows, converted, not_converted, min_rows, min_class},
+ * -1 with err. */
+int coach_forecast_train(struct app *a, int64_t tenant, int64_t now_ms, json_t **report, char *err, size_t errlen);
+/* Inside a transaction: {horizon_days, expected_conversions, open_leads,
+ * kind: model|prior, model_version, auc, prior_base_rate, drivers:
+ * [{feature, effect, mean_value}]} for the agent's open leads. */
+struct store_tx;
+struct store_err;
+int coach_forecast(struct store_tx *tx, struct app *a, int64_t agent, int64_t now_ms, json_t **out,
+                   struct store_err *err);
+
+/* ---- LLM reply drafts (draft.c; see README "Coaching") ---- */
+enum { COACH_DRAFT_WAIT = 0, COACH_DRAFT_ASYNC = 1, COACH_DRAFT_OFF = 2 };
+/* Calls to the provider running at once, at most; more get "busy". */
+#define COACH_DRAFT_MAX_INFLIGHT 8
+/* "wait" (default, also NULL), "async", "off"; -1 if none of them. */
+int coach_draft_mode(const char *s);
+/* The prompt for a coaching answer {analysis, suggestions}: built from the
+ * structured analysis only and passed whole through pii_redact. New string
+ * (eh_free), NULL on OOM. */
+char *coach_draft_prompt(const json_t *coaching);
+const char *coach_draft_system_prompt(void);
+/* Loop thread. Answers q with out (stolen) plus "draft": at once when no
+ * provider is configured (null), mode is off, or the breaker is open;
+ * otherwise asks the provider on the pool and answers when the draft is in
+ * or --llm-budget has passed (then "pending", and the draft follows as a
+ * coaching.updated event); async answers "pending" at once. */
+struct http_req;
+void coach_draft_reply(struct http_req *q, struct app *a, int64_t tenant, json_t *out, int mode);
+
 #endif

@@ -304,7 +304,14 @@ def test_coach_agent_performance(t):
     pl = p["pipeline"]
     assert pl["open_leads"] == 2 and pl["scored_by_prior"] == 2 and pl["scored_by_model"] == 0, pl
     assert abs(pl["expected_wins"] - sum(open_scores)) < 1e-6, (pl, open_scores)
-    assert p["forecast_30d"] is None
+    # the 30-day forecast: too little history for a model, so the documented prior:
+    # base 0.05 x (0.5 + lead score), x1.5 for lead 3 (answered within the hour)
+    fc = p["forecast_30d"]
+    assert fc["kind"] == "prior" and fc["horizon_days"] == 30 and fc["open_leads"] == 2, fc
+    assert fc["prior_base_rate"] == 0.05 and fc["model_version"] is None, fc
+    want = 0.05 * (0.5 + open_scores[0]) + 0.05 * 1.5 * (0.5 + open_scores[1])
+    assert abs(fc["expected_conversions"] - want) < 2e-3, (fc, want)
+    assert {d["feature"] for d in fc["drivers"]} >= {"first_response_min", "lead_score"}, fc
     st, p2 = tn.api("GET", "/v1/agents/%d/performance" % other["id"])
     assert st == 200 and p2["leads"] == 0 and p2["conversion"] is None and p2["response_time"]["median_minutes"] is None
     st, j = tn.api("GET", "/v1/agents/999999/performance")
