@@ -26,6 +26,7 @@ typedef struct nurture_ctx nurture_ctx;
 typedef struct auth_ctx auth_ctx;
 typedef struct coach_ctx coach_ctx;
 typedef struct rt_hub rt_hub;
+typedef struct privacy_ctx privacy_ctx;
 
 typedef struct app {
     uv_loop_t *loop;
@@ -51,6 +52,7 @@ typedef struct app {
     auth_ctx *auth;        /* JWT keys, login and rate limits (src/auth/api.c) */
     coach_ctx *coach;      /* coaching lexicon, cues and default playbook (coach module) */
     rt_hub *rt;            /* realtime feed and event bus (realtime module) */
+    privacy_ctx *privacy;  /* retention scheduler (src/privacy) */
     int stopping;
     int exit_code;
 } app;

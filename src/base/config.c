@@ -63,6 +63,7 @@ static const opt opts[] = {
     {"login-limit-ip", T_STR, O(login_limit_ip), "30/m", "login attempts per client address"},
     {"rate-limit-principal", T_STR, O(rate_limit_principal), "off", "requests per API key or user (N/s, N/m, N/h or off)"},
     {"rate-limit-tenant", T_STR, O(rate_limit_tenant), "off", "requests per tenant, all its keys and users (N/s, N/m, N/h or off)"},
+    {"retention-every", T_MS, O(retention_every_ms), "1h", "how often each tenant's retention policy runs (0 = never; one node per run)"},
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 

@@ -55,6 +55,7 @@ typedef struct ehub_config {
     char login_limit_ip[32];
     char rate_limit_principal[32];
     char rate_limit_tenant[32];
+    unsigned retention_every_ms; /* privacy: retention policies' schedule (0 = off) */
 } ehub_config;
 
 /* Fills cfg with defaults, then applies the config file, the environment and
