@@ -156,10 +156,24 @@ static void h_enroll(http_req *q, app *a, const auth_principal *p, void *ud) {
     api_job_run(q, j);
 }
 
+/* Another tenant's lead, or a deleted one, is not found (rather than an
+ * empty answer). */
+static int lead_live(store_tx *tx, api_job *j, store_err *err) {
+    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(j->id)};
+    store_rows *r = NULL;
+    int rc = store_query(tx, "SELECT 1 FROM leads WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL", p, 2, &r, err);
+    int found = !rc && store_rows_count(r) > 0;
+    store_rows_free(r);
+    if (rc) return rc;
+    return found ? STORE_OK : api_job_fail(j, 404, "not_found", "no such lead");
+}
+
 static int enrollments_tx(store_tx *tx, api_job *j, store_err *err) {
     store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(j->id)};
     store_rows *r = NULL;
-    int rc = store_query(tx,
+    int rc = lead_live(tx, j, err);
+    if (rc) return rc;
+    rc = store_query(tx,
                          "SELECT e.id, e.sequence_id, s.name, e.state, e.step, e.exit_reason, e.created_at, e.updated_at "
                          "FROM nurture_enrollments e JOIN nurture_sequences s ON s.id = e.sequence_id "
                          "WHERE e.tenant_id = $1 AND e.lead_id = $2 ORDER BY e.id DESC LIMIT 100",
@@ -215,7 +229,8 @@ static void h_enrollments(http_req *q, app *a, const auth_principal *p, void *ud
 static int stop_tx(store_tx *tx, api_job *j, store_err *err) {
     int n;
     const char *reason = j->extra;
-    int rc = nurture_exit_lead(tx, j->id, reason, clock_wall_ms(), &n, err);
+    int rc = lead_live(tx, j, err);
+    if (!rc) rc = nurture_exit_lead(tx, j->id, reason, clock_wall_ms(), &n, err);
     if (!rc) j->out = json_pack("{s:i}", "exited", n);
     return rc;
 }

@@ -26,14 +26,7 @@ static int consents_tx(store_tx *tx, api_job *j, store_err *err) {
     int rc = privacy_consent_flags(tx, j->id, flags, err);
     if (rc) return rc;
     /* an erased contact is gone on every route */
-    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(j->id)};
-    store_rows *r = NULL;
-    if ((rc = store_query(tx, "SELECT 1 FROM leads WHERE tenant_id = $1 AND id = $2 AND erased_at IS NULL", p, 2, &r,
-                          err)))
-        return rc;
-    int live = store_rows_count(r) > 0;
-    store_rows_free(r);
-    if (!live) return STORE_NOTFOUND;
+    if ((rc = privacy_consent_live(tx, j->id, err))) return rc;
     json_t *items = NULL;
     if ((rc = privacy_consent_list(tx, j->id, &items, err))) return rc;
     j->out = json_pack("{s:I, s:{s:b, s:b, s:b, s:b}, s:o}", "lead_id", (json_int_t)j->id, "current", "sms", flags[0],
@@ -98,8 +91,9 @@ static void erase_done(http_req *q, void *arg) {
     erase_job *e = arg;
     if (e->rc == STORE_OK) {
         if (!e->already && e->a->privacy) metric_add(e->a->privacy->m_erased, NULL, 1);
-        json_t *out = json_pack("{s:I, s:b, s:b, s:o?}", "lead_id", (json_int_t)e->id, "erased", 1,
-                                "already_erased", e->already, "rows", e->summary);
+        json_t *out = json_pack("{s:I, s:b, s:b}", "lead_id", (json_int_t)e->id, "erased", 1, "already_erased",
+                                e->already);
+        if (e->summary) json_object_set_new(out, "rows", e->summary);
         e->summary = NULL;
         if (!e->already) json_object_set_new(out, "files_clean", json_boolean(e->ckpt_rc == 0));
         http_reply_json(q, 200, out);

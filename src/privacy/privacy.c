@@ -13,6 +13,13 @@
 
 static store_val T(store_tx *tx) { return SV_I(store_tx_tenant(tx)); }
 
+/* A callback's error reaches store_write's caller only with err filled. */
+static int notfound(store_err *err) {
+    err->code = STORE_NOTFOUND;
+    snprintf(err->msg, sizeof err->msg, "no such contact");
+    return STORE_NOTFOUND;
+}
+
 /* ---- consent ---- */
 
 static const char *const consent_cols[4] = {"sms", "email", "call", "all"};
@@ -33,7 +40,7 @@ int privacy_consent_flags(store_tx *tx, int64_t lead, int flags[4], store_err *e
     int rc = store_query(tx, "SELECT consent_sms, consent_email, consent_call, dnd FROM leads WHERE tenant_id = $1 AND id = $2",
                          p, 2, &r, err);
     if (rc) return rc;
-    if (store_rows_count(r) == 0) rc = STORE_NOTFOUND;
+    if (store_rows_count(r) == 0) rc = notfound(err);
     else
         for (int i = 0; i < 4; i++) flags[i] = store_rows_int(r, 0, i) != 0;
     store_rows_free(r);
@@ -103,6 +110,15 @@ static int query_json(store_tx *tx, const char *sql, const store_val *p, int n, 
     return STORE_OK;
 }
 
+int privacy_consent_live(store_tx *tx, int64_t lead, store_err *err) {
+    store_val p[] = {T(tx), SV_I(lead)};
+    store_rows *r = NULL;
+    int rc = store_query(tx, "SELECT 1 FROM leads WHERE tenant_id = $1 AND id = $2 AND erased_at IS NULL", p, 2, &r, err);
+    if (!rc && store_rows_count(r) == 0) rc = notfound(err);
+    store_rows_free(r);
+    return rc;
+}
+
 int privacy_consent_list(store_tx *tx, int64_t lead, json_t **items, store_err *err) {
     store_val p[] = {T(tx), SV_I(lead)};
     return query_json(tx,
@@ -137,7 +153,7 @@ static int person_needles(store_tx *tx, int64_t lead, needles *nd, int *erased, 
     if (rc) return rc;
     if (store_rows_count(r) == 0) {
         store_rows_free(r);
-        return STORE_NOTFOUND;
+        return notfound(err);
     }
     const char *email = store_rows_text(r, 0, 0), *phone = store_rows_text(r, 0, 1);
     *erased = !store_rows_isnull(r, 0, 3);
@@ -185,7 +201,7 @@ int privacy_export(store_tx *tx, int64_t lead, json_t **out, store_err *err) {
     needles nd;
     int erased = 0, rc = person_needles(tx, lead, &nd, &erased, err);
     if (rc) return rc;
-    if (erased) return STORE_NOTFOUND;
+    if (erased) return notfound(err);
     char idtxt[24];
     snprintf(idtxt, sizeof idtxt, "%lld", (long long)lead);
     store_val p[] = {T(tx), SV_I(lead)};
@@ -250,6 +266,9 @@ int privacy_export(store_tx *tx, int64_t lead, json_t **out, store_err *err) {
                      json_string_value(json_object_get(e, "webhook_id")));
             if (json_object_get(seen, key)) continue;
             json_object_set_new(seen, key, json_true());
+            /* a provider's JSON body is shown as JSON, a form body as text */
+            json_t *body = json_loads(json_string_value(json_object_get(e, "body")) ?: "", 0, NULL);
+            if (body) json_object_set_new(e, "body", body);
             json_array_append(inbox, e);
         }
         json_decref(v);
@@ -401,7 +420,7 @@ int privacy_retention_run(store_tx *tx, const auth_actor *actor, int dry_run, in
     privacy_policy pol;
     if ((rc = privacy_policy_get(tx, &pol, err))) return rc;
     *ran = 1;
-    json_t *rep = json_pack("{s:b, s:{s:i?, s:i?}}", "dry_run", dry_run, "policy", "lead_inactive_days",
+    json_t *rep = json_pack("{s:b, s:{s:o?, s:o?}}", "dry_run", dry_run, "policy", "lead_inactive_days",
                             pol.lead_inactive_days ? json_integer(pol.lead_inactive_days) : NULL, "inbox_days",
                             pol.inbox_days ? json_integer(pol.inbox_days) : NULL);
     json_t *ids = json_array();
