@@ -193,6 +193,7 @@ void app_free(app *a) {
     realtime_free(a); /* after the store: its last commits may still call the hook */
     score_ctx_free(a->score);
     nurture_free(a->nurture);
+    privacy_stop(a); /* its timer closes with the loop's last run, as nurture's */
     coach_ctx_free(a->coach);
     http_router_free(a->router);
     app_routes_free(a);
