@@ -13,6 +13,7 @@
 #include "base/clock.h"
 #include "leads/leads.h"
 #include "ml/ml.h"
+#include "privacy/privacy.h"
 #include "score/score.h"
 
 static const char usage[] =
@@ -31,6 +32,7 @@ static const char usage[] =
     "  audit verify [--tenant T]           check the audit trails' hash chains (exit 1 if broken)\n"
     "  jwt rotate [--keep N]               new JWT signing key; previous ones keep verifying\n"
     "  import leads FILE.csv --tenant T    import leads from CSV (per-row errors reported)\n"
+    "  retention run --tenant T [--dry-run]  apply the tenant's retention policy now (or report it)\n"
     "  train --data F.csv --label COL --model NAME   train and evaluate a model on any CSV\n"
     "  train --tenant T --builtin NAME     train a tenant's lead_scoring, churn or property_value\n"
     "  predict --model DIR --data F.csv    score a CSV with a trained model\n"
@@ -63,6 +65,11 @@ static void print_help(FILE *out, const char *cmd) {
     else if (cmd && strcmp(cmd, "import") == 0)
         fprintf(out, "Usage: ehub import leads FILE.csv --tenant T\n\nHeader names map to lead fields "
                      "(see README). Bad rows are reported with their line and skipped.\n\n");
+    else if (cmd && strcmp(cmd, "retention") == 0)
+        fprintf(out, "Usage: ehub retention run --tenant T [--dry-run]\n\nApplies the tenant's retention policy "
+                     "(PUT /v1/privacy/retention): erases leads inactive\nfor lead_inactive_days, empties webhook "
+                     "bodies older than inbox_days; audited. --dry-run\nonly reports what it would do. Prints "
+                     "{dry_run, policy, leads:{count, ids}, inbox:{count}}.\n\n");
     else if (cmd && strcmp(cmd, "train") == 0)
         fputs(ml_cli_train_help, out);
     else if (cmd && strcmp(cmd, "predict") == 0)
@@ -295,6 +302,26 @@ static int cmd_import(ehub_config *cfg, logger *log, int npos, char **pos) {
     return rc ? 1 : 0;
 }
 
+/* ehub retention run --tenant T [--dry-run] */
+static int cmd_retention(ehub_config *cfg, int npos, char **pos, int dry_run) {
+    if (npos != 1 || strcmp(pos[0], "run") || !cfg->tenant[0]) {
+        fprintf(stderr, "usage: ehub retention run --tenant T [--dry-run]\n");
+        return 2;
+    }
+    char url[1100], err[300];
+    config_store_url(cfg, url, sizeof url);
+    json_t *report = NULL;
+    if (privacy_cli_retention(url, cfg->tenant, dry_run, err, sizeof err, &report)) {
+        fprintf(stderr, "ehub retention: %s\n", err);
+        return 1;
+    }
+    char *s = json_dumps(report, JSON_COMPACT);
+    if (s) printf("%s\n", s);
+    free(s);
+    json_decref(report);
+    return 0;
+}
+
 /* ehub train --tenant T --builtin lead_scoring */
 static int cmd_train_builtin(ehub_config *cfg, logger *log, ml_cli *c) {
     if (!score_builtin(c->builtin)) {
@@ -451,7 +478,7 @@ int main(int argc, char **argv) {
     }
     if (strcmp(cmd, "serve") && strcmp(cmd, "migrate") && strcmp(cmd, "tenant") && strcmp(cmd, "key") &&
         strcmp(cmd, "import") && strcmp(cmd, "train") && strcmp(cmd, "predict") && strcmp(cmd, "model") &&
-        strcmp(cmd, "user") && strcmp(cmd, "audit") && strcmp(cmd, "jwt")) {
+        strcmp(cmd, "user") && strcmp(cmd, "audit") && strcmp(cmd, "jwt") && strcmp(cmd, "retention")) {
         fprintf(stderr, "ehub: unknown command \"%s\" (see ehub --help)\n", cmd);
         return 2;
     }
@@ -494,6 +521,15 @@ int main(int argc, char **argv) {
         for (int i = 0; i < nkeep; i++) args[i] = tmp[i];
         nargs = nkeep;
     }
+    /* retention: --dry-run is its own flag */
+    int dry_run = 0;
+    if (!strcmp(cmd, "retention")) {
+        int k = 0;
+        for (int i = 0; i < nargs; i++)
+            if (!strcmp(args[i], "--dry-run")) dry_run = 1;
+            else args[k++] = args[i];
+        nargs = k;
+    }
     if (config_load(&cfg, nargs, args, rest, &nrest, err, sizeof err)) {
         fprintf(stderr, "ehub %s: %s\n", cmd, err);
         return 2;
@@ -524,6 +560,8 @@ int main(int argc, char **argv) {
         rc = cmd_import(&cfg, log, nrest, pos);
     } else if (!strcmp(cmd, "model")) {
         rc = cmd_model(&cfg, nrest, pos);
+    } else if (!strcmp(cmd, "retention")) {
+        rc = cmd_retention(&cfg, nrest, pos, dry_run);
     } else if (!strcmp(cmd, "train") || !strcmp(cmd, "predict")) {
         if (nrest) {
             fprintf(stderr, "ehub %s: unexpected argument \"%s\"\n", cmd, pos[0]);

@@ -12,6 +12,7 @@
 #include "nurture/nurture.h"
 #include "score/score.h"
 #include "realtime/realtime.h"
+#include "privacy/privacy.h"
 
 static const double store_buckets[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
                                        0.005,   0.01,   0.025,   0.05,   0.1,   0.5, 1};
@@ -162,6 +163,7 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
     if (api_system_register(a) || leads_api_register(a) || leads_ghl_register(a) ||
         leads_import_register(a) || leads_settings_register(a) || ml_serve_register(a) || score_api_register(a) ||
         nurture_register(a) || auth_api_register(a) || coach_api_register(a) || realtime_start(a) ||
+        privacy_register(a) ||
         api_openapi_build(a)) {
         log_msg(log, LOG_ERROR, "startup failed", "cannot register routes");
         return -1;
@@ -172,6 +174,7 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
 static void on_shutdown_done(void *ud) {
     app *a = ud;
     nurture_stop(a->nurture);
+    privacy_stop(a);
     realtime_stop(a);
     uv_close((uv_handle_t *)&a->sig_term, NULL);
     uv_close((uv_handle_t *)&a->sig_int, NULL);
@@ -232,6 +235,7 @@ void app_free(app *a) {
     realtime_free(a); /* after the store: its last commits may still call the hook */
     score_ctx_free(a->score);
     nurture_free(a->nurture);
+    privacy_stop(a); /* its timer closes with the loop's last run, as nurture's */
     coach_ctx_free(a->coach);
     llm_free(a->llm);
     http_router_free(a->router);

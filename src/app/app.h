@@ -27,6 +27,7 @@ typedef struct auth_ctx auth_ctx;
 typedef struct coach_ctx coach_ctx;
 typedef struct rt_hub rt_hub;
 typedef struct llm llm;
+typedef struct privacy_ctx privacy_ctx;
 
 typedef struct app {
     uv_loop_t *loop;
@@ -55,6 +56,7 @@ typedef struct app {
     llm *llm;              /* the coaching drafts' LLM provider, NULL if off (src/llm) */
     int llm_inflight;      /* drafts being written (loop thread) */
     metric *m_llm;         /* ehub_llm_requests_total{result} */
+    privacy_ctx *privacy;  /* retention scheduler (src/privacy) */
     int stopping;
     int exit_code;
 } app;
@@ -177,8 +179,11 @@ void auth_ctx_free(auth_ctx *c);
  * a reason for the client in *why. */
 int auth_ctx_jwt(app *a, const char *tok, size_t n, auth_principal *p, const char **why);
 /* For the route guard: applies the per-principal and per-tenant rate limits
- * and sets the RateLimit-* headers. 1 to go on; 0 once it answered 429. */
-int auth_ctx_admit(app *a, http_req *q, const auth_principal *p);
+ * and sets the RateLimit-* headers. 1 to go on now; 0 once it answered 429,
+ * or when the buckets are in Redis (--bus redis://): then the check runs on
+ * the pool and go(q, ud, p) is called on the loop if the request may pass. */
+int auth_ctx_admit(app *a, http_req *q, const auth_principal *p,
+                   void (*go)(http_req *q, void *ud, const auth_principal *p), void *ud);
 /* Builds a->openapi from the router. */
 int api_openapi_build(app *a);
 

@@ -58,13 +58,18 @@ static void deny(http_req *q, app *a, int status, const char *code, const char *
     http_reply_error(q, status, code, msg);
 }
 
+static void admitted(http_req *q, void *ud, const auth_principal *p) {
+    route_entry *re = ud;
+    re->fn(q, re->a, p, re->ud);
+}
+
 static void admit(http_req *q, route_entry *re, const auth_principal *p) {
     http_req_set_tenant(q, p->tenant_slug);
     if (!(re->roles & p->role)) {
         deny(q, re->a, 403, "forbidden", "your role may not use this route");
         return;
     }
-    if (!auth_ctx_admit(re->a, q, p)) return;
+    if (!auth_ctx_admit(re->a, q, p, admitted, re)) return;
     re->fn(q, re->a, p, re->ud);
 }
 

@@ -28,12 +28,17 @@ struct auth_ctx {
     char issuer[64];
     int64_t ttl_s, leeway_s, refresh_ttl_ms;
     metric *m_login, *m_limited;
+    /* --bus redis://: the request buckets live in Redis, shared by the nodes */
+    auth_redis_limiter *shared;
+    metric *m_fallback, *m_shared_up;
+    int shared_down; /* loop thread: Redis failed last time (logged once per outage) */
 };
 
 void auth_ctx_free(auth_ctx *c) {
     if (!c) return;
     jwt_keyset_free(c->ks);
     auth_limiter_free(c->lim);
+    auth_redis_limiter_free(c->shared);
     eh_free(c);
 }
 
@@ -81,32 +86,130 @@ static void too_many(http_req *q, auth_ctx *c, const char *scope, const auth_lim
     http_reply_error(q, 429, "rate_limited", msg);
 }
 
-int auth_ctx_admit(app *a, http_req *q, const auth_principal *p) {
-    auth_ctx *c = a->auth;
-    /* Off by default: then nothing here may cost the hot path anything. */
-    if (!c || (c->principal.burst <= 0 && c->tenant.burst <= 0)) return 1;
+typedef struct admit_keys {
     char kp[64], kt[32];
-    size_t np = p->user_id ? (size_t)snprintf(kp, sizeof kp, "P:u:%lld:%lld", (long long)p->tenant, (long long)p->user_id)
-                           : (size_t)snprintf(kp, sizeof kp, "P:k:%lld", (long long)p->key_id);
-    size_t nt = (size_t)snprintf(kt, sizeof kt, "T:%lld", (long long)p->tenant);
-    int64_t now = clock_wall_ms();
-    auth_limit_info ip = {0}, it = {0};
-    int okp = auth_limiter_check(c->lim, kp, np, &c->principal, now, 0, &ip);
-    int okt = auth_limiter_check(c->lim, kt, nt, &c->tenant, now, 0, &it);
+    size_t np, nt;
+} admit_keys;
+
+static void admit_keys_of(const auth_principal *p, admit_keys *k) {
+    k->np = p->user_id ? (size_t)snprintf(k->kp, sizeof k->kp, "P:u:%lld:%lld", (long long)p->tenant, (long long)p->user_id)
+                       : (size_t)snprintf(k->kp, sizeof k->kp, "P:k:%lld", (long long)p->key_id);
+    k->nt = (size_t)snprintf(k->kt, sizeof k->kt, "T:%lld", (long long)p->tenant);
+}
+
+/* Answers 429 for the bucket that is empty, or sets the headers of the one
+ * closer to running out; 1 if the request may go on. */
+static int admit_answer(http_req *q, auth_ctx *c, int okp, const auth_limit_info *ip, int okt,
+                        const auth_limit_info *it) {
     if (!okp) {
-        too_many(q, c, "principal", &ip, "too many requests for this API key or user");
+        too_many(q, c, "principal", ip, "too many requests for this API key or user");
         return 0;
     }
     if (!okt) {
-        too_many(q, c, "tenant", &it, "too many requests for this tenant");
+        too_many(q, c, "tenant", it, "too many requests for this tenant");
         return 0;
     }
-    auth_limiter_check(c->lim, kp, np, &c->principal, now, 1, &ip);
-    auth_limiter_check(c->lim, kt, nt, &c->tenant, now, 1, &it);
-    /* Report the bucket closer to running out. */
-    if (ip.limit && (!it.limit || ip.remaining <= it.remaining)) limit_headers(q, &ip);
-    else if (it.limit) limit_headers(q, &it);
+    if (ip->limit && (!it->limit || ip->remaining <= it->remaining)) limit_headers(q, ip);
+    else if (it->limit) limit_headers(q, it);
     return 1;
+}
+
+static int admit_local(http_req *q, auth_ctx *c, const admit_keys *k) {
+    int64_t now = clock_wall_ms();
+    auth_limit_info ip = {0}, it = {0};
+    int okp = auth_limiter_check(c->lim, k->kp, k->np, &c->principal, now, 0, &ip);
+    int okt = auth_limiter_check(c->lim, k->kt, k->nt, &c->tenant, now, 0, &it);
+    if (okp && okt) {
+        auth_limiter_check(c->lim, k->kp, k->np, &c->principal, now, 1, &ip);
+        auth_limiter_check(c->lim, k->kt, k->nt, &c->tenant, now, 1, &it);
+    }
+    return admit_answer(q, c, okp, &ip, okt, &it);
+}
+
+typedef struct shared_job {
+    app *a;
+    auth_principal p;
+    admit_keys k;
+    void (*go)(http_req *q, void *ud, const auth_principal *p);
+    void *ud;
+    int rc, ok;
+    auth_limit_info info[2];
+} shared_job;
+
+static void shared_work(void *arg) {
+    shared_job *j = arg;
+    auth_ctx *c = j->a->auth;
+    const char *keys[2];
+    auth_rate rates[2];
+    int n = 0;
+    /* only the limits that are on; info[0] principal, info[1] tenant */
+    if (c->principal.burst > 0) {
+        keys[n] = j->k.kp;
+        rates[n++] = c->principal;
+    }
+    if (c->tenant.burst > 0) {
+        keys[n] = j->k.kt;
+        rates[n++] = c->tenant;
+    }
+    auth_limit_info got[2] = {{0}};
+    j->rc = auth_redis_limiter_take(c->shared, n, keys, rates, &j->ok, got);
+    int g = 0;
+    if (c->principal.burst > 0) j->info[0] = got[g++];
+    if (c->tenant.burst > 0) j->info[1] = got[g];
+}
+
+static void shared_done(http_req *q, void *arg) {
+    shared_job *j = arg;
+    auth_ctx *c = j->a->auth;
+    int go;
+    if (j->rc) {
+        /* Redis did not answer: this node's own buckets, so a Redis outage
+         * degrades the limit to per node instead of refusing everyone */
+        if (c->m_fallback) metric_add(c->m_fallback, NULL, 1);
+        if (!c->shared_down) {
+            c->shared_down = 1;
+            if (c->m_shared_up) metric_set(c->m_shared_up, NULL, 0);
+            log_msg(j->a->log, LOG_WARN, "rate limits: Redis unreachable, using this node's buckets", NULL);
+        }
+        go = admit_local(q, c, &j->k);
+    } else {
+        if (c->shared_down) {
+            c->shared_down = 0;
+            if (c->m_shared_up) metric_set(c->m_shared_up, NULL, 1);
+            log_msg(j->a->log, LOG_INFO, "rate limits: shared through Redis again", NULL);
+        }
+        /* refused: the principal's bucket if it is below a token, else the tenant's */
+        int okp = j->ok || !(c->principal.burst > 0 && j->info[0].retry_after_s > 0);
+        int okt = j->ok || !okp;
+        go = admit_answer(q, c, okp, &j->info[0], okt, &j->info[1]);
+    }
+    if (go) j->go(q, j->ud, &j->p);
+    eh_free(j);
+}
+
+int auth_ctx_admit(app *a, http_req *q, const auth_principal *p,
+                   void (*go)(http_req *q, void *ud, const auth_principal *p), void *ud) {
+    auth_ctx *c = a->auth;
+    /* Off by default: then nothing here may cost the hot path anything. */
+    if (!c || (c->principal.burst <= 0 && c->tenant.burst <= 0)) return 1;
+    admit_keys k;
+    admit_keys_of(p, &k);
+    if (!c->shared) return admit_local(q, c, &k);
+    shared_job *j = eh_calloc(1, sizeof *j);
+    if (!j) {
+        http_reply_error(q, 503, "overloaded", "out of memory");
+        return 0;
+    }
+    j->a = a;
+    j->p = *p;
+    j->k = k;
+    j->go = go;
+    j->ud = ud;
+    if (http_req_work(q, shared_work, shared_done, j)) {
+        eh_free(j);
+        http_reply_error(q, 503, "overloaded", "cannot schedule work");
+    }
+    return 0;
 }
 
 /* ---- shared helpers ---- */
@@ -917,6 +1020,17 @@ int auth_api_register(app *a) {
     c->refresh_ttl_ms = cfg->refresh_ttl_ms ? cfg->refresh_ttl_ms : 1000;
     c->m_login = metrics_counter(a->m, "ehub_auth_logins_total", "login attempts answered", "result");
     c->m_limited = metrics_counter(a->m, "ehub_rate_limited_total", "requests refused by a rate limit", "scope");
+    if (!strncmp(cfg->bus, "redis://", 8) && (c->principal.burst > 0 || c->tenant.burst > 0)) {
+        if (!(c->shared = auth_redis_limiter_new(cfg->bus, "ehub:rl:", err, sizeof err))) {
+            log_msg(a->log, LOG_ERROR, "rate limits: bad --bus URL", err);
+            return -1;
+        }
+        c->m_fallback = metrics_counter(a->m, "ehub_rate_limit_fallbacks_total",
+                                        "requests limited by this node's buckets because Redis did not answer", NULL);
+        c->m_shared_up = metrics_gauge(a->m, "ehub_rate_limit_shared", "1 while the rate limits are shared through Redis",
+                                       NULL);
+        if (c->m_shared_up) metric_set(c->m_shared_up, NULL, 1);
+    }
     log_line l;
     if (log_begin(a->log, &l, LOG_INFO, "jwt keys loaded")) {
         log_str(&l, "signing_kid", jwt_keyset_kid(c->ks, 0));

@@ -182,6 +182,21 @@ typedef struct auth_limit_info {
 int auth_limiter_check(auth_limiter *l, const char *key, size_t len, const auth_rate *r, int64_t now_ms,
                        int consume, auth_limit_info *info);
 
+/* Buckets shared by every node through Redis (src/auth/rlredis.c): one Lua
+ * script (EVALSHA) checks and takes from all of a request's buckets at once,
+ * on Redis's clock. Thread-safe; blocking (thread pool only), with a 250 ms
+ * timeout. url: redis://HOST[:PORT][/...]; prefix is put before each key.
+ * NULL with a reason in err. */
+typedef struct auth_redis_limiter auth_redis_limiter;
+auth_redis_limiter *auth_redis_limiter_new(const char *url, const char *prefix, char *err, size_t errlen);
+void auth_redis_limiter_free(auth_redis_limiter *l);
+/* Takes a token from each of keys[0..n-1] (1-4) if every one has one
+ * (*ok = 1), else takes nothing (*ok = 0); info[i] describes bucket i
+ * afterwards. -1 if Redis could not be asked (then the caller decides; for
+ * a second after a failure requests do not wait for Redis again). */
+int auth_redis_limiter_take(auth_redis_limiter *l, int n, const char *const *keys, const auth_rate *rates, int *ok,
+                            auth_limit_info *info);
+
 /* ---- key files (src/auth/keyfile.c) ---- */
 /* Reads a secret file: a regular file of at most max bytes that neither
  * group nor others may read or write (refused otherwise, saying so). *out

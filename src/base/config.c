@@ -71,6 +71,7 @@ static const opt opts[] = {
     {"llm-budget", T_MS, O(llm_budget_ms), "1500ms", "how long a coaching answer waits for the LLM draft (later: a coaching.updated event)"},
     {"llm-stream", T_BOOL, O(llm_stream), "false", "ask the LLM for a streamed (SSE) answer"},
     {"llm-cooldown", T_MS, O(llm_cooldown_ms), "30s", "LLM circuit breaker: open this long after 5 failed calls in a row"},
+    {"retention-every", T_MS, O(retention_every_ms), "1h", "how often each tenant's retention policy runs (0 = never; one node per run)"},
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 

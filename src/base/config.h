@@ -64,6 +64,7 @@ typedef struct ehub_config {
     unsigned llm_budget_ms;   /* how long a coaching answer waits for the draft */
     int llm_stream;
     unsigned llm_cooldown_ms; /* breaker: open this long after 5 failures in a row */
+    unsigned retention_every_ms; /* privacy: retention policies' schedule (0 = off) */
 } ehub_config;
 
 /* Fills cfg with defaults, then applies the config file, the environment and

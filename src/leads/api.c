@@ -103,6 +103,8 @@ static int create_tx(store_tx *tx, api_job *j, store_err *err) {
     int rc, created = 1;
     if ((rc = validate(tx, j, w, err))) return rc;
     if ((rc = check_agent(tx, j, &w->v))) return rc;
+    char who[32];
+    w->v.consent_evidence = auth_actor_name(&j->p, who);
     if (e == &entity_lead) {
         rc = leads_upsert(tx, &w->v, now, &id, &created, err);
     } else {
@@ -175,6 +177,8 @@ static int update_tx(store_tx *tx, api_job *j, store_err *err) {
     if (!rc) rc = check_agent(tx, j, &w->v);
     if (rc) return rc;
     if ((rc = ent_get(tx, e, j->id, &before, err))) return rc;
+    char who[32];
+    w->v.consent_evidence = auth_actor_name(&j->p, who);
     rc = ent_update(tx, &w->v, j->id, j->version, now, err);
     if (!rc) rc = ent_get(tx, e, j->id, &j->out, err);
     if (rc) {

@@ -8,6 +8,7 @@
 #include "base/alloc.h"
 #include "base/buf.h"
 #include "normalize.h"
+#include "privacy/privacy.h"
 
 /* ---- the resources ---- */
 
@@ -250,6 +251,15 @@ static void set_err(store_err *err, int code, const char *msg) {
     snprintf(err->msg, sizeof err->msg, "%s", msg);
 }
 
+static int touches_consent(const ent_vals *v) {
+    static const char *const names[] = {"consent_sms", "consent_email", "consent_call", "dnd"};
+    for (int k = 0; k < 4; k++) {
+        int i = ent_field(v->e, names[k]);
+        if (i >= 0 && v->present[i]) return 1;
+    }
+    return 0;
+}
+
 static int select_cols(const entity *e, buf *b) {
     buf_puts(b, "id");
     for (int i = 0; i < e->nfields; i++) buf_printf(b, ", %s", e->fields[i].name);
@@ -281,6 +291,10 @@ int ent_insert(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, sto
     store_rows_free(r);
     buf_free(&sql);
     buf_free(&vals);
+    /* consent given with a new lead is logged with it */
+    if (rc == STORE_OK && e == &entity_lead && touches_consent(v))
+        rc = privacy_consent_diff(tx, *id, NULL, v->consent_source ? v->consent_source : "api", v->consent_evidence,
+                                  now_ms, err);
     return rc;
 }
 
@@ -307,6 +321,10 @@ int ent_update(store_tx *tx, const ent_vals *v, int64_t id, int64_t expect_versi
     int64_t cur = 0;
     int rc = live_version(tx, e, id, &cur, err);
     if (rc) return rc;
+    /* Every consent change is logged in the transaction that makes it,
+     * whichever path it came by (REST, GHL webhook, CSV import). */
+    int consent[4], log_consent = e == &entity_lead && touches_consent(v);
+    if (log_consent && (rc = privacy_consent_flags(tx, id, consent, err))) return rc;
     if (expect_version > 0 && cur != expect_version) {
         set_err(err, STORE_CONFLICT, "version");
         return STORE_CONFLICT;
@@ -335,6 +353,9 @@ int ent_update(store_tx *tx, const ent_vals *v, int64_t id, int64_t expect_versi
         set_err(err, rc, "version");
     }
     buf_free(&sql);
+    if (rc == STORE_OK && log_consent)
+        rc = privacy_consent_diff(tx, id, consent, v->consent_source ? v->consent_source : "api", v->consent_evidence,
+                                  now_ms, err);
     return rc;
 }
 

@@ -65,6 +65,9 @@ typedef struct ent_vals {
     unsigned char present[64]; /* field given in the input (possibly null) */
     store_val v[64];
     char *owned[64];           /* normalised strings we allocated (freed by ent_vals_free) */
+    /* Leads: who changes consent, for the consent log (src/privacy). Set
+     * after ent_parse (which clears them); NULL source = "api". Not owned. */
+    const char *consent_source, *consent_evidence;
 } ent_vals;
 
 /* Validates a JSON object against e. creating: required fields must be

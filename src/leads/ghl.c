@@ -333,6 +333,8 @@ static int contact_upsert(store_tx *tx, json_t *p, const char *country, int64_t 
         }
     }
     int created;
+    v.consent_source = "ghl";
+    v.consent_evidence = str(p, "webhookId");
     rc = leads_upsert(tx, &v, now, lead_id, &created, err);
     ent_vals_free(&v);
 out:
@@ -361,13 +363,15 @@ static const char *channel_of(const char *message_type) {
 }
 
 static int set_lead_fields(store_tx *tx, int64_t lead_id, json_t *in, const char *country, int64_t now,
-                           const char *event, store_err *err) {
+                           const char *event, const char *webhook_id, store_err *err) {
     ent_vals v;
     json_t *errors = NULL;
     if (ent_parse(&entity_lead, in, 0, country, &v, &errors)) {
         json_decref(errors);
         return STORE_OK; /* nothing usable */
     }
+    v.consent_source = "ghl";
+    v.consent_evidence = webhook_id;
     int rc = ent_update(tx, &v, lead_id, 0, now, err);
     ent_vals_free(&v);
     if (rc) return rc;
@@ -437,7 +441,7 @@ static int opportunity(store_tx *tx, const char *type, json_t *p, const char *co
     /* A lead's status follows its opportunity's outcome. */
     if (!rc && lead_id && status) {
         json_t *in = json_pack("{s:s}", "status", status);
-        rc = set_lead_fields(tx, lead_id, in, country, now, "lead.updated", err);
+        rc = set_lead_fields(tx, lead_id, in, country, now, "lead.updated", str(p, "webhookId"), err);
         json_decref(in);
     }
     return rc;
@@ -485,7 +489,8 @@ static int apply_tx(store_tx *tx, void *arg, store_err *err) {
             json_t *tags = json_object_get(p, "tags");
             if (t[7] == 'T' && json_is_array(tags)) json_object_set(in, "tags", tags);
             if (t[7] == 'D') dnd_to_consent(p, in);
-            rc = set_lead_fields(tx, lead_id, in, cc, now, t[7] == 'D' ? "lead.consent_changed" : "lead.updated", err);
+            rc = set_lead_fields(tx, lead_id, in, cc, now, t[7] == 'D' ? "lead.consent_changed" : "lead.updated",
+                                 j->webhook_id, err);
             json_decref(in);
         }
     } else if (!strcmp(t, "InboundMessage") || !strcmp(t, "OutboundMessage") || !strcmp(t, "NoteCreate") ||

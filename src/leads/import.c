@@ -176,6 +176,7 @@ static int flush_tx(store_tx *tx, void *arg, store_err *err) {
     for (int i = 0; i < s->out.n; i++) {
         int64_t id;
         int created;
+        s->out.v[i].v.consent_source = "import";
         int rc = leads_upsert(tx, &s->out.v[i].v, now, &id, &created, err);
         if (rc) {
             s->bad_row = i;
@@ -195,6 +196,7 @@ typedef struct one_row {
 static int row_tx(store_tx *tx, void *arg, store_err *err) {
     one_row *o = arg;
     int64_t id;
+    o->p->v.consent_source = "import";
     return leads_upsert(tx, &o->p->v, clock_wall_ms(), &id, &o->created, err);
 }
 

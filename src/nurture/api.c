@@ -15,6 +15,7 @@
 #include "leads/normalize.h"
 #include "nurture.h"
 #include "nurture_int.h"
+#include "privacy/privacy.h"
 
 static const leads_crud crud_template = {&entity_template, "/v1/templates"};
 static const leads_crud crud_sequence = {&entity_sequence, "/v1/sequences"};
@@ -155,10 +156,24 @@ static void h_enroll(http_req *q, app *a, const auth_principal *p, void *ud) {
     api_job_run(q, j);
 }
 
+/* Another tenant's lead, or a deleted one, is not found (rather than an
+ * empty answer). */
+static int lead_live(store_tx *tx, api_job *j, store_err *err) {
+    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(j->id)};
+    store_rows *r = NULL;
+    int rc = store_query(tx, "SELECT 1 FROM leads WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL", p, 2, &r, err);
+    int found = !rc && store_rows_count(r) > 0;
+    store_rows_free(r);
+    if (rc) return rc;
+    return found ? STORE_OK : api_job_fail(j, 404, "not_found", "no such lead");
+}
+
 static int enrollments_tx(store_tx *tx, api_job *j, store_err *err) {
     store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(j->id)};
     store_rows *r = NULL;
-    int rc = store_query(tx,
+    int rc = lead_live(tx, j, err);
+    if (rc) return rc;
+    rc = store_query(tx,
                          "SELECT e.id, e.sequence_id, s.name, e.state, e.step, e.exit_reason, e.created_at, e.updated_at "
                          "FROM nurture_enrollments e JOIN nurture_sequences s ON s.id = e.sequence_id "
                          "WHERE e.tenant_id = $1 AND e.lead_id = $2 ORDER BY e.id DESC LIMIT 100",
@@ -214,7 +229,8 @@ static void h_enrollments(http_req *q, app *a, const auth_principal *p, void *ud
 static int stop_tx(store_tx *tx, api_job *j, store_err *err) {
     int n;
     const char *reason = j->extra;
-    int rc = nurture_exit_lead(tx, j->id, reason, clock_wall_ms(), &n, err);
+    int rc = lead_live(tx, j, err);
+    if (!rc) rc = nurture_exit_lead(tx, j->id, reason, clock_wall_ms(), &n, err);
     if (!rc) j->out = json_pack("{s:i}", "exited", n);
     return rc;
 }
@@ -472,18 +488,23 @@ static int first_time(store_tx *tx, const char *provider, const char *id, const 
     return rc;
 }
 
-static int set_consent(store_tx *tx, int64_t lead, const char *col, int on, int64_t now, store_err *err) {
+/* source/evidence: the provider and the message or event id, for the
+ * consent log (src/privacy), written in this transaction. */
+static int set_consent(store_tx *tx, int64_t lead, const char *col, int on, const char *source, const char *evidence,
+                       int64_t now, store_err *err) {
+    int before[4];
+    int rc = privacy_consent_flags(tx, lead, before, err);
+    if (rc) return rc;
     char sql[160];
     snprintf(sql, sizeof sql, "UPDATE leads SET %s = $3, version = version + 1, updated_at = $4 "
                               "WHERE tenant_id = $1 AND id = $2", col);
     store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(lead), SV_I(on), SV_I(now)};
-    int rc = store_query(tx, sql, p, 4, NULL, err);
-    if (rc) return rc;
+    if ((rc = store_query(tx, sql, p, 4, NULL, err))) return rc;
     json_t *ev = json_pack("{s:I, s:s, s:b, s:s}", "lead_id", (json_int_t)lead, "channel", col + 8, "consent", on,
                            "via", "keyword");
     rc = leads_event(tx, "lead.consent_changed", ev, err);
     json_decref(ev);
-    return rc;
+    return rc ? rc : privacy_consent_diff(tx, lead, before, source, evidence, now, err);
 }
 
 static int twilio_tx(store_tx *tx, void *arg, store_err *err) {
@@ -522,10 +543,10 @@ static int twilio_tx(store_tx *tx, void *arg, store_err *err) {
         int n;
         if (kw == 1) {
             /* STOP: no more texts, at once, from any sequence */
-            rc = set_consent(tx, lead, "consent_sms", 0, now, err);
+            rc = set_consent(tx, lead, "consent_sms", 0, "twilio", msid, now, err);
             if (!rc) rc = nurture_exit_lead(tx, lead, "opt_out", now, &n, err);
         } else if (kw == 2) {
-            rc = set_consent(tx, lead, "consent_sms", 1, now, err);
+            rc = set_consent(tx, lead, "consent_sms", 1, "twilio", msid, now, err);
         }
         if (rc) break;
         activity_in ai = {.channel = "sms", .direction = "inbound", .body = body, .status = "received",
@@ -576,7 +597,7 @@ static int sendgrid_tx(store_tx *tx, void *arg, store_err *err) {
                              &r, err);
             for (int k = 0; !rc && k < store_rows_count(r); k++) {
                 int n;
-                rc = set_consent(tx, store_rows_int(r, k, 0), "consent_email", 0, now, err);
+                rc = set_consent(tx, store_rows_int(r, k, 0), "consent_email", 0, "sendgrid", id, now, err);
                 if (!rc) rc = nurture_exit_lead(tx, store_rows_int(r, k, 0), "opt_out", now, &n, err);
             }
             store_rows_free(r);

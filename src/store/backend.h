@@ -28,6 +28,8 @@ typedef struct store_backend {
     /* Runs trusted multi-statement SQL without parameters (migrations). */
     int (*exec_script)(store_tx *tx, const char *sql, store_err *err);
     int (*ping)(store *s, store_err *err);
+    /* Optional (NULL = nothing to do): see store_checkpoint. */
+    int (*checkpoint)(store *s, store_err *err);
 } store_backend;
 
 extern const store_backend store_sqlite_backend;

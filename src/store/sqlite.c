@@ -372,12 +372,15 @@ static int conn_open(sq_store *q, sq_conn *c, const char *path, int writer, stor
          * WAL only at checkpoints: a commit survives a process crash, and
          * FULL (fsync per commit, cheap with group commit) survives power
          * loss too. */
+        /* secure_delete: content freed by a DELETE or an UPDATE is zeroed
+         * in the page, so an erased person's bytes leave the file (GDPR
+         * erasure, src/privacy) once the WAL is checkpointed. */
         /* temp_store=MEMORY: each job in a group commit runs in a savepoint,
          * whose statement journal would otherwise be a temporary file —
          * measured at 40 KB written per webhook. */
         snprintf(pragmas, sizeof pragmas,
                  "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON; "
-                 "PRAGMA temp_store=MEMORY;",
+                 "PRAGMA temp_store=MEMORY; PRAGMA secure_delete=ON;",
                  q->s->opts.sync_full ? "FULL" : "NORMAL");
     } else {
         /* store_read promises a read-only transaction; make SQLite enforce it. */
@@ -751,6 +754,34 @@ static void sq_close(store *s) {
     s->impl = NULL;
 }
 
+/* A separate connection may checkpoint a WAL database; TRUNCATE waits
+ * (busy timeout) for the writer and readers, copies every frame into the
+ * database and empties the -wal file, so no old page image is left in it. */
+static int sq_checkpoint(store *s, store_err *err) {
+    sq_store *q = s->impl;
+    const char *path = sqlite3_db_filename(q->writer.db, "main");
+    sqlite3 *db = NULL;
+    if (!path || sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        store__err(err, STORE_UNAVAILABLE, "sqlite: cannot open the database to checkpoint it");
+        return STORE_UNAVAILABLE;
+    }
+    sqlite3_busy_timeout(db, s->opts.busy_timeout_ms);
+    int busy = 0, rc = STORE_OK;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "PRAGMA wal_checkpoint(TRUNCATE)", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        busy = sqlite3_column_int(st, 0);
+    else rc = STORE_ERR;
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    if (rc || busy) {
+        store__err(err, busy ? STORE_BUSY : STORE_ERR, "sqlite: the WAL checkpoint did not complete");
+        return busy ? STORE_BUSY : STORE_ERR;
+    }
+    return STORE_OK;
+}
+
 const store_backend store_sqlite_backend = {
     .open = sq_open,
     .close = sq_close,
@@ -759,4 +790,5 @@ const store_backend store_sqlite_backend = {
     .query = sq_query,
     .exec_script = sq_exec_script,
     .ping = sq_ping,
+    .checkpoint = sq_checkpoint,
 };

@@ -375,6 +375,12 @@ void store_close(store *s) {
     eh_free(s);
 }
 
+int store_checkpoint(store *s, store_err *err) {
+    err_clear(err);
+    store_err local;
+    return s->be->checkpoint ? s->be->checkpoint(s, err ? err : &local) : STORE_OK;
+}
+
 int store_ping(store *s, store_err *err) {
     err_clear(err);
     store_err local;

@@ -116,6 +116,11 @@ const char *store_kind_name(store_kind k);  /* "sqlite" or "postgres" */
 int store_migrate(store *s, int *applied, store_err *err);
 /* Highest applied migration and the highest the binary knows. */
 int store_schema_version(store *s, int *applied, int *known, store_err *err);
+/* After an erasure: SQLite folds the WAL into the database file and
+ * truncates it (with secure_delete on, freed content is zeroed, so erased
+ * bytes leave both files). PostgreSQL: a no-op (old row versions stay until
+ * VACUUM). Blocking. */
+int store_checkpoint(store *s, store_err *err);
 /* Cheap round trip to the database, for readiness checks. */
 int store_ping(store *s, store_err *err);
 

@@ -1,0 +1,182 @@
+/* Token buckets shared by every node through Redis (see auth.h). One Lua
+ * script checks and takes from all of a request's buckets atomically, with
+ * Redis's own clock, so nodes whose clocks differ still agree. Called on
+ * pool threads: a small set of synchronous hiredis connections, each used
+ * by one thread at a time, with short timeouts; when Redis does not answer
+ * the caller falls back to its local buckets. */
+#include <hiredis/hiredis.h>
+#include <math.h>
+#include <openssl/sha.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "auth.h"
+#include "base/alloc.h"
+#include "base/clock.h"
+
+#define RL_CONNS 16
+#define RL_TIMEOUT_MS 250
+#define RL_RETRY_MS 1000 /* after a failure, how long requests skip Redis */
+
+/* KEYS: the buckets; ARGV: burst1, per_ms1, burst2, per_ms2 ...
+ * Returns {ok, level1, level2, ...}: the levels before taking when ok is 0
+ * (nothing taken), after taking when ok is 1. Levels as strings: Lua
+ * numbers would be truncated to integers on the way out. */
+static const char script[] =
+    "local tm = redis.call('TIME')\n"
+    "local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)\n"
+    "local lv, ok = {}, 1\n"
+    "for i = 1, #KEYS do\n"
+    "  local burst, per = tonumber(ARGV[2*i-1]), tonumber(ARGV[2*i])\n"
+    "  local h = redis.call('HMGET', KEYS[i], 't', 'at')\n"
+    "  local t, at = tonumber(h[1]), tonumber(h[2])\n"
+    "  if t == nil or at == nil then t, at = burst, now end\n"
+    "  t = math.min(burst, t + math.max(0, now - at) * per)\n"
+    "  lv[i] = t\n"
+    "  if t < 1 then ok = 0 end\n"
+    "end\n"
+    "local out = {ok}\n"
+    "for i = 1, #KEYS do\n"
+    "  local burst, per = tonumber(ARGV[2*i-1]), tonumber(ARGV[2*i])\n"
+    "  local t = lv[i]\n"
+    "  if ok == 1 then t = t - 1 end\n"
+    "  redis.call('HSET', KEYS[i], 't', tostring(t), 'at', tostring(now))\n"
+    "  redis.call('PEXPIRE', KEYS[i], math.ceil((burst - t) / per) + 1000)\n"
+    "  out[#out + 1] = tostring(t)\n"
+    "end\n"
+    "return out\n";
+
+struct auth_redis_limiter {
+    char host[256];
+    int port;
+    char prefix[64];
+    char sha[41];
+    pthread_mutex_t mu;
+    redisContext *free[RL_CONNS];
+    int nfree;
+    int64_t skip_until; /* under mu */
+};
+
+auth_redis_limiter *auth_redis_limiter_new(const char *url, const char *prefix, char *err, size_t errlen) {
+    if (strncmp(url, "redis://", 8)) {
+        snprintf(err, errlen, "not a redis:// URL");
+        return NULL;
+    }
+    auth_redis_limiter *l = eh_calloc(1, sizeof *l);
+    if (!l) return NULL;
+    const char *h = url + 8, *colon = strchr(h, ':'), *slash = strchr(h, '/');
+    size_t hl = colon && (!slash || colon < slash) ? (size_t)(colon - h) : slash ? (size_t)(slash - h) : strlen(h);
+    if (!hl || hl >= sizeof l->host) {
+        snprintf(err, errlen, "bad Redis host");
+        eh_free(l);
+        return NULL;
+    }
+    memcpy(l->host, h, hl);
+    l->port = colon && (!slash || colon < slash) ? atoi(colon + 1) : 6379;
+    if (l->port <= 0 || l->port > 65535) {
+        snprintf(err, errlen, "bad Redis port");
+        eh_free(l);
+        return NULL;
+    }
+    snprintf(l->prefix, sizeof l->prefix, "%s", prefix);
+    /* the script's SHA-1, as EVALSHA names it */
+    unsigned char md[20];
+    SHA1((const unsigned char *)script, strlen(script), md);
+    for (int i = 0; i < 20; i++) snprintf(l->sha + 2 * i, 3, "%02x", md[i]);
+    pthread_mutex_init(&l->mu, NULL);
+    return l;
+}
+
+void auth_redis_limiter_free(auth_redis_limiter *l) {
+    if (!l) return;
+    for (int i = 0; i < l->nfree; i++) redisFree(l->free[i]);
+    pthread_mutex_destroy(&l->mu);
+    eh_free(l);
+}
+
+static redisContext *conn_get(auth_redis_limiter *l) {
+    pthread_mutex_lock(&l->mu);
+    redisContext *c = NULL;
+    int skip = l->skip_until > clock_wall_ms();
+    if (!skip && l->nfree) c = l->free[--l->nfree];
+    pthread_mutex_unlock(&l->mu);
+    if (c || skip) return c;
+    struct timeval tv = {0, RL_TIMEOUT_MS * 1000};
+    c = redisConnectWithTimeout(l->host, l->port, tv);
+    if (!c || c->err) {
+        if (c) redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+static void conn_put(auth_redis_limiter *l, redisContext *c, int ok) {
+    pthread_mutex_lock(&l->mu);
+    if (!ok) l->skip_until = clock_wall_ms() + RL_RETRY_MS;
+    if (ok && l->nfree < RL_CONNS) {
+        l->free[l->nfree++] = c;
+        c = NULL;
+    }
+    pthread_mutex_unlock(&l->mu);
+    if (c) redisFree(c);
+}
+
+int auth_redis_limiter_take(auth_redis_limiter *l, int n, const char *const *keys, const auth_rate *rates,
+                            int *ok, auth_limit_info *info) {
+    if (n < 1 || n > 4) return -1;
+    redisContext *c = conn_get(l);
+    if (!c) return -1;
+    const char *argv[3 + 3 * 4 + 1];
+    size_t lens[3 + 3 * 4 + 1];
+    char keybuf[4][160], num[8][40];
+    int k = 0;
+    argv[k++] = "EVALSHA";
+    argv[k++] = l->sha;
+    char nk[8];
+    snprintf(nk, sizeof nk, "%d", n);
+    argv[k++] = nk;
+    for (int i = 0; i < n; i++) {
+        snprintf(keybuf[i], sizeof keybuf[i], "%s%s", l->prefix, keys[i]);
+        argv[k++] = keybuf[i];
+    }
+    for (int i = 0; i < n; i++) {
+        snprintf(num[2 * i], sizeof num[0], "%.17g", rates[i].burst);
+        snprintf(num[2 * i + 1], sizeof num[0], "%.17g", rates[i].per_ms);
+        argv[k++] = num[2 * i];
+        argv[k++] = num[2 * i + 1];
+    }
+    for (int i = 0; i < k; i++) lens[i] = strlen(argv[i]);
+    redisReply *r = redisCommandArgv(c, k, argv, lens);
+    if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8)) {
+        /* first use on this Redis (or after SCRIPT FLUSH): send the body once */
+        freeReplyObject(r);
+        argv[0] = "EVAL";
+        argv[1] = script;
+        lens[0] = 4;
+        lens[1] = strlen(script);
+        r = redisCommandArgv(c, k, argv, lens);
+    }
+    int good = r && r->type == REDIS_REPLY_ARRAY && r->elements == (size_t)n + 1 &&
+               r->element[0]->type == REDIS_REPLY_INTEGER;
+    for (int i = 0; good && i < n; i++) good = r->element[i + 1]->type == REDIS_REPLY_STRING;
+    if (good) {
+        *ok = r->element[0]->integer == 1;
+        for (int i = 0; i < n; i++) {
+            double t = strtod(r->element[i + 1]->str, NULL);
+            const auth_rate *rt = &rates[i];
+            info[i].limit = (long)rt->burst;
+            info[i].remaining = (long)floor(t < 0 ? 0 : t);
+            info[i].reset_s = (long)ceil((rt->burst - t) / rt->per_ms / 1000.0);
+            info[i].retry_after_s = t >= 1.0 ? 0 : (long)ceil((1.0 - t) / rt->per_ms / 1000.0);
+            if (t < 1.0 && info[i].retry_after_s < 1) info[i].retry_after_s = 1;
+        }
+    }
+    if (r) freeReplyObject(r);
+    /* an error reply (say, a Redis that refuses scripts) counts as down */
+    conn_put(l, c, good && !c->err);
+    return good ? 0 : -1;
+}
