@@ -26,6 +26,7 @@ typedef struct nurture_ctx nurture_ctx;
 typedef struct auth_ctx auth_ctx;
 typedef struct coach_ctx coach_ctx;
 typedef struct rt_hub rt_hub;
+typedef struct web_ctx web_ctx;
 
 typedef struct app {
     uv_loop_t *loop;
@@ -51,6 +52,7 @@ typedef struct app {
     auth_ctx *auth;        /* JWT keys, login and rate limits (src/auth/api.c) */
     coach_ctx *coach;      /* coaching lexicon, cues and default playbook (coach module) */
     rt_hub *rt;            /* realtime feed and event bus (realtime module) */
+    web_ctx *web;          /* the dashboard's files (web module) */
     int stopping;
     int exit_code;
 } app;
@@ -69,6 +71,19 @@ void app_free(app *a);
  * fresh admin API key for this run (key_out). Blocking; call before
  * app_run. */
 int app_demo_seed(app *a, char key_out[AUTH_KEY_LEN + 1]);
+/* The demo's users, one per role (the agent is linked to Sofia Reyes), all
+ * with one password per run: EHUB_DEMO_PASSWORD, or 12 random characters.
+ * app_demo_users_seed creates them, or resets them to this run's password
+ * (revoking their sessions), and fills password_out. */
+#define DEMO_USERS 5
+#define DEMO_PASSWORD_LEN 12
+typedef struct demo_user {
+    const char *email, *role, *agent_email;
+} demo_user;
+extern const demo_user demo_users[DEMO_USERS];
+void demo_password(char out[DEMO_PASSWORD_LEN + 1]);
+int demo_users_seed(store *st, int64_t tenant, const char *password, store_err *err);
+int app_demo_users_seed(app *a, char *password_out, size_t len);
 /* The sample data itself (src/app/demo.c). created: the tenant is new.
  * listings_csv: Sacramento.csv-shaped listings to add (NULL or missing:
  * only the built-in few). */
