@@ -5,7 +5,7 @@ import { useEffect, useState } from "preact/hooks";
 import { currentSession, logout, type Session } from "./api";
 import { match, navigate, useLocation } from "./router";
 import { can, roleLabel } from "./roles";
-import { startLive, useLiveStatus, useSession } from "./state";
+import { feedInfo, startLive, useLiveStatus, useSession } from "./state";
 import { Link, Toasts } from "./ui";
 import { LoginPage } from "./pages/login";
 import { LeadsPage } from "./pages/leads";
@@ -43,8 +43,9 @@ function Icon(p: { d: string }) {
 function LiveDot() {
   const st = useLiveStatus();
   const text = st === "live" ? "Live" : st === "connecting" ? "Connecting…" : st === "reconnecting" ? "Reconnecting…" : "Offline";
+  const fi = feedInfo();
   return (
-    <span class={"live live-" + st} role="status" aria-live="polite" data-testid="live-status" data-status={st}>
+    <span class={"live live-" + st} role="status" aria-live="polite" data-testid="live-status" data-status={st} data-reconnects={fi.reconnects}>
       <span class="live-dot" aria-hidden="true" />
       {text}
     </span>

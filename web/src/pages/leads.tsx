@@ -16,6 +16,8 @@ export function statusTone(s: string | null | undefined): Tone {
 }
 
 function readFilters(): Filters {
+  // Back on /leads from another page: keep the filters in use.
+  if (!location.search && loadState.generation) return { ...table.filters };
   const q = new URLSearchParams(location.search);
   const num = (k: string) => (q.get(k) !== null && q.get(k) !== "" ? Number(q.get(k)) : null);
   return {
@@ -49,7 +51,8 @@ export function LeadsPage() {
   const agents = useAgents();
   const initial = useMemo(readFilters, []);
   const [f, setF] = useState<Filters>(initial);
-  const [sort, setSort] = useState<SortKey>(() => (new URLSearchParams(location.search).get("sort") as SortKey) || "score_desc");
+  const [sort, setSort] = useState<SortKey>(() =>
+    !location.search && loadState.generation ? table.sort : (new URLSearchParams(location.search).get("sort") as SortKey) || "score_desc");
   const dq = useDebounced(f.q, 250);
   const effective = useMemo(() => ({ ...f, q: dq }), [f.status, f.stage, f.source, f.agent_id, f.score_min, dq]);
 
@@ -147,7 +150,7 @@ export function LeadsPage() {
         )}
       </form>
       {loadState.error && <ErrorNote error={new Error(loadState.error)} retry={reloadLeads} />}
-      <div class="lt" role="table" aria-label="Leads" aria-rowcount={rows.length + 1} data-testid="leads-table">
+      <div class="lt" role="table" aria-label="Leads" aria-rowcount={rows.length + 1} data-testid="leads-table" data-generation={loadState.generation} data-loading={loadState.loading ? "1" : "0"}>
         <div class="lt-head" role="rowgroup">
           <div class="lt-row lt-header" role="row" aria-rowindex={1}>
             <div role="columnheader" class="c-name">{sortBtn("Lead", "name", "name")}</div>
