@@ -12,6 +12,7 @@
 #include "base/clock.h"
 #include "leads/leads.h"
 #include "ml/ml.h"
+#include "nurture/nurture.h"
 
 static const char *const first[] = {"Ana", "Ben", "Carla", "Dev", "Elena", "Farid", "Grace", "Hiro",
                                     "Ines", "Jamal", "Kara", "Luis", "Maya", "Noah", "Olivia", "Priya"};
@@ -84,6 +85,29 @@ static int seed_tx(store_tx *tx, void *arg, store_err *err) {
                               "city", "Sacramento", "state", "CA", "zip", homes[i].zip, "lat", homes[i].lat, "lng",
                               homes[i].lng, "price", homes[i].price, "beds", homes[i].beds, "baths", homes[i].baths,
                               "sqft", homes[i].sqft, "type", homes[i].type, "status", "active"),
+                    0, err);
+    /* A follow-up sequence to enrol leads in by hand (not on every new lead:
+     * the demo has no SMS or e-mail provider configured). */
+    if (!rc)
+        rc = insert(tx, &entity_template,
+                    json_pack("{s:s, s:s, s:s, s:b}", "name", "intro_sms", "channel", "sms", "body",
+                              "Hi {{first_name|there}}, it's {{agent.name}} from {{tenant.name}}. Want to see a few "
+                              "homes that fit your budget this week? Reply STOP to opt out.", "marketing", 1),
+                    0, err);
+    if (!rc)
+        rc = insert(tx, &entity_template,
+                    json_pack("{s:s, s:s, s:s, s:s, s:b}", "name", "listings_email", "channel", "email", "subject",
+                              "{{first_name|Hi}}, homes picked for you", "body",
+                              "<p>Hi {{first_name|there}},</p><p>I put together a few homes that match what you are "
+                              "looking for. Reply to this e-mail and I will set up showings.</p><p>{{agent.name}}<br>"
+                              "{{agent.phone}}</p>", "marketing", 1),
+                    0, err);
+    if (!rc)
+        rc = insert(tx, &entity_sequence,
+                    json_pack("{s:s, s:s, s:b, s:[{s:s, s:s}, {s:s, s:i}, {s:s, s:s}, {s:s, s:s}]}", "name",
+                              "Buyer follow-up", "start_on", "manual", "active", 1, "steps", "type", "sms", "template",
+                              "intro_sms", "type", "wait", "minutes", 1440, "type", "email", "template",
+                              "listings_email", "type", "task", "text", "Call to book a showing"),
                     0, err);
     unsigned s = 20261123u;
     for (int i = 0; i < 40 && !rc; i++) {

@@ -28,7 +28,7 @@ export function LeadPage(p: { id: number }) {
   const score = useAsync<ScoreInfo>(() => api(`/v1/leads/${id}/score`), [id]);
   const acts = useAsync<any[]>(() => listAll(`/v1/leads/${id}/activities`, 500), [id]);
   const churn = useAsync<any>(() => api(`/v1/predict-churn`, { method: "POST", body: { lead_id: id } }), [id]);
-  const matchesA = useAsync<any>(() => api(`/v1/leads/${id}/matches?limit=6`), [id]);
+  const matchesA = useAsync<any>(() => api(`/v1/leads/${id}/matches?limit=4`), [id]);
   const enr = useAsync<any>(() => api(`/v1/leads/${id}/enrollments`), [id]);
   const coachOk = can(role, "coaching");
   const coach = useAsync<Coaching | null>(() => (coachOk ? api(`/v1/leads/${id}/coaching`, { method: "POST" }) : Promise.resolve(null)), [id, coachOk]);
