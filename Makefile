@@ -15,8 +15,21 @@ UNIT    := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c
 
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
-.PHONY: all build run test test-unit test-asan asan fuzz bench bench-ws clean deps help
-all build: $(B)/ehub $(UNIT)
+.PHONY: all build run test test-unit test-asan asan fuzz bench bench-ws clean deps help web
+all build: $(B)/ehub $(UNIT) web/dist/index.html
+
+# The dashboard (web/): npm ci when node_modules is missing or the lock
+# changed, then esbuild (web/build.mjs) into web/dist, which ehub serves.
+# A registry mirror that lacks some other platform's optional packages
+# (rollup's, for vitest) makes npm ci refuse the lock: npm install, which
+# keeps the locked versions, is the fallback.
+WEB_SRC := $(shell find web/src -type f 2>/dev/null) web/index.html web/favicon.svg web/build.mjs
+web: web/dist/index.html
+web/node_modules/.installed: web/package.json web/package-lock.json
+	cd web && (npm ci --no-audit --no-fund --loglevel=error 2>/dev/null || npm install --no-audit --no-fund --loglevel=error)
+	@touch $@
+web/dist/index.html: web/node_modules/.installed $(WEB_SRC)
+	cd web && node build.mjs
 
 help:
 	@echo "make run        install deps, build, start ehub --demo on :8080"
@@ -93,6 +106,6 @@ bench-ws: build $(B)/tools/ws_fanout
 	bench/ws_fanout.sh
 
 clean:
-	rm -rf build
+	rm -rf build web/dist
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

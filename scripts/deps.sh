@@ -9,6 +9,10 @@ libuv1-dev libhttp-parser-dev libwslay-dev libjansson-dev libssl-dev \
 libsqlite3-dev libpq-dev libhiredis-dev libxgboost-dev libcurl4-openssl-dev \
 libsodium-dev libcmocka-dev libclang-rt-14-dev \
 postgresql redis-server sqlite3 curl python3-cryptography python3-numpy python3-xgboost"
+# The dashboard (web/) builds with node + npm and is tested in Chromium.
+# A node that is already on PATH (18 or newer) will do; otherwise Debian's.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || pkgs="$pkgs nodejs npm"
+pkgs="$pkgs chromium"
 # Benchmarks compare against nginx and drive load with wrk.
 [ "${1:-}" = "--bench" ] && pkgs="$pkgs wrk nginx-light"
 

@@ -6,6 +6,7 @@
 #                              then unit and e2e (SQLite) again under ASan + UBSan
 #   scripts/test.sh unit       unit tests only (PostgreSQL parts run if EHUB_TEST_PG_URL is set)
 #   scripts/test.sh e2e        e2e on SQLite only
+#   scripts/test.sh web        the dashboard: Vitest unit tests, then the browser tests (Chromium)
 #
 # Expects `make all asan` to have run (make test does it).
 set -u
@@ -54,6 +55,31 @@ run_e2e() {
   add "$p" "$f"
 }
 
+# The dashboard's suites. Vitest writes a JSON report; node --test prints TAP
+# ("# pass N", "# fail N").
+run_web() {
+  local out="$log_dir/web-unit.log" json="$log_dir/web-unit.json" p f line
+  rm -f "$json"
+  (cd web && ./node_modules/.bin/vitest run --reporter=default --reporter=json --outputFile="../$json") >"$out" 2>&1
+  local rc=$?
+  line=$("$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["numPassedTests"], j["numFailedTests"])' "$json" 2>/dev/null)
+  if [ -n "$line" ]; then p=${line% *}; f=${line#* }; else p=0; f=1; echo "web-unit: vitest did not report (see $out)"; tail -20 "$out"; fi
+  [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+  [ "$f" -gt 0 ] && grep -E "FAIL|✗|×|Error" "$out" | head -20
+  printf '%-12s %-28s %3d passed, %d failed\n' "web-unit" "vitest" "$p" "$f"
+  add "$p" "$f"
+  out="$log_dir/web-browser.log"
+  (cd web && EHUB_BINARY=../build/ehub timeout 600 node --test --test-reporter=tap test/browser/dashboard.e2e.mjs) >"$out" 2>&1
+  rc=$?
+  p=$(grep -E '^# pass [0-9]+' "$out" | tail -1 | grep -oE '[0-9]+'); f=$(grep -E '^# fail [0-9]+' "$out" | tail -1 | grep -oE '[0-9]+')
+  [ -n "$p" ] || { p=0; f=1; echo "web-browser: runner crashed (see $out)"; tail -20 "$out"; }
+  f=${f:-0}
+  [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+  [ "$f" -gt 0 ] && grep -E -A12 '^not ok' "$out" | head -40
+  printf '%-12s %-28s %3d passed, %d failed\n' "web-browser" "chromium" "$p" "$f"
+  add "$p" "$f"
+}
+
 services_dir=""
 cleanup() { [ -n "$services_dir" ] && scripts/services.sh stop "$services_dir"; }
 trap cleanup EXIT
@@ -69,8 +95,10 @@ fi
 case "$only" in
   unit) run_unit build unit ;;
   e2e) run_e2e e2e-sqlite --binary build/ehub ;;
+  web) run_web ;;
   all)
     run_unit build unit
+    run_web
     run_e2e e2e-sqlite --binary build/ehub
     if [ -n "$services_dir" ]; then
       run_e2e e2e-postgres --binary build/ehub --store "$EHUB_TEST_PG_URL" --redis "$EHUB_TEST_REDIS_URL"
@@ -80,7 +108,7 @@ case "$only" in
     run_unit build/asan unit-asan
     run_e2e e2e-asan --binary build/asan/ehub --slow 3
     ;;
-  *) echo "usage: $0 [all|unit|e2e]"; exit 2 ;;
+  *) echo "usage: $0 [all|unit|e2e|web]"; exit 2 ;;
 esac
 
 echo

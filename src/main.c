@@ -112,16 +112,22 @@ static int cmd_serve(const ehub_config *cfg, logger *log) {
     uv_loop_init(&loop);
     app a;
     int rc = 1;
-    char key[AUTH_KEY_LEN + 1] = "";
-    if (app_init(&a, &loop, cfg, log) == 0 && (!cfg->demo || app_demo_seed(&a, key) == 0)) {
+    char key[AUTH_KEY_LEN + 1] = "", pw[AUTH_PASSWORD_MAX + 1] = "";
+    if (app_init(&a, &loop, cfg, log) == 0 &&
+        (!cfg->demo || (app_demo_seed(&a, key) == 0 && app_demo_users_seed(&a, pw, sizeof pw) == 0))) {
         if (cfg->demo) {
             const char *host = strcmp(cfg->host, "0.0.0.0") == 0 || strcmp(cfg->host, "127.0.0.1") == 0
                                    ? "localhost" : cfg->host;
             fprintf(stderr,
-                    "\n  ehub demo: http://%s:%d/   API docs: http://%s:%d/docs\n"
-                    "  tenant \"demo\", admin API key for this run (shown once):\n    %s\n"
+                    "\n  ehub demo: dashboard http://%s:%d/   API docs: http://%s:%d/docs\n"
+                    "  dashboard login: tenant \"demo\", password %s (this run's, for every demo user):\n",
+                    host, cfg->port, host, cfg->port, pw);
+            for (int i = 0; i < DEMO_USERS; i++)
+                fprintf(stderr, "    %-8s %s\n", demo_users[i].role, demo_users[i].email);
+            fprintf(stderr,
+                    "  admin API key for this run (shown once):\n    %s\n"
                     "  try: curl -H 'Authorization: Bearer %s' http://%s:%d/v1/leads\n\n",
-                    host, cfg->port, host, cfg->port, key, key, host, cfg->port);
+                    key, key, host, cfg->port);
         }
         rc = app_run(&a) == 0 ? 0 : 1;
     }

@@ -13,6 +13,7 @@
 #include "score/score.h"
 #include "realtime/realtime.h"
 #include "privacy/privacy.h"
+#include "web/web.h"
 
 static const double store_buckets[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
                                        0.005,   0.01,   0.025,   0.05,   0.1,   0.5, 1};
@@ -163,8 +164,7 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
     if (api_system_register(a) || leads_api_register(a) || leads_ghl_register(a) ||
         leads_import_register(a) || leads_settings_register(a) || ml_serve_register(a) || score_api_register(a) ||
         nurture_register(a) || auth_api_register(a) || coach_api_register(a) || realtime_start(a) ||
-        privacy_register(a) ||
-        api_openapi_build(a)) {
+        privacy_register(a) || api_openapi_build(a) || web_register(a)) {
         log_msg(log, LOG_ERROR, "startup failed", "cannot register routes");
         return -1;
     }
@@ -243,6 +243,7 @@ void app_free(app *a) {
     leads_ctx_free(a->leads);
     ml_serve_free(a->ml);
     auth_ctx_free(a->auth);
+    web_free(a->web);
     metrics_free(a->m);
     eh_free(a->openapi);
     memset(a, 0, sizeof *a);
@@ -259,6 +260,10 @@ static int seed_tenant(store_tx *tx, void *arg, store_err *err) {
     if (rc != STORE_NOTFOUND) return rc;
     d->created = 1;
     return store_tenant_create(tx, "demo", "Demo Realty", &d->tenant, err);
+}
+
+static int find_demo_tx(store_tx *tx, void *arg, store_err *err) {
+    return store_tenant_find(tx, "demo", (int64_t *)arg, err);
 }
 
 int app_demo_seed(app *a, char key_out[AUTH_KEY_LEN + 1]) {
@@ -296,5 +301,28 @@ int app_demo_seed(app *a, char key_out[AUTH_KEY_LEN + 1]) {
         }
         json_decref(rep);
     }
+    return 0;
+}
+
+int app_demo_users_seed(app *a, char *password_out, size_t len) {
+    const char *env = getenv("EHUB_DEMO_PASSWORD");
+    char pw[AUTH_PASSWORD_MAX + 1];
+    if (env && *env) {
+        const char *why = auth_password_problem(env, strlen(env));
+        if (why) {
+            log_msg(a->log, LOG_ERROR, "EHUB_DEMO_PASSWORD refused", why);
+            return -1;
+        }
+        snprintf(pw, sizeof pw, "%s", env);
+    } else {
+        demo_password(pw);
+    }
+    store_err err = {0};
+    int64_t tenant = 0;
+    if (store_write(a->st, 0, find_demo_tx, &tenant, &err) || demo_users_seed(a->st, tenant, pw, &err)) {
+        log_msg(a->log, LOG_ERROR, "demo users failed", err.msg);
+        return -1;
+    }
+    snprintf(password_out, len, "%s", pw);
     return 0;
 }

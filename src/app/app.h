@@ -28,6 +28,7 @@ typedef struct coach_ctx coach_ctx;
 typedef struct rt_hub rt_hub;
 typedef struct llm llm;
 typedef struct privacy_ctx privacy_ctx;
+typedef struct web_ctx web_ctx;
 
 typedef struct app {
     uv_loop_t *loop;
@@ -57,6 +58,7 @@ typedef struct app {
     int llm_inflight;      /* drafts being written (loop thread) */
     metric *m_llm;         /* ehub_llm_requests_total{result} */
     privacy_ctx *privacy;  /* retention scheduler (src/privacy) */
+    web_ctx *web;          /* the dashboard's files (web module) */
     int stopping;
     int exit_code;
 } app;
@@ -75,6 +77,19 @@ void app_free(app *a);
  * fresh admin API key for this run (key_out). Blocking; call before
  * app_run. */
 int app_demo_seed(app *a, char key_out[AUTH_KEY_LEN + 1]);
+/* The demo's users, one per role (the agent is linked to Sofia Reyes), all
+ * with one password per run: EHUB_DEMO_PASSWORD, or 12 random characters.
+ * app_demo_users_seed creates them, or resets them to this run's password
+ * (revoking their sessions), and fills password_out. */
+#define DEMO_USERS 5
+#define DEMO_PASSWORD_LEN 12
+typedef struct demo_user {
+    const char *email, *role, *agent_email;
+} demo_user;
+extern const demo_user demo_users[DEMO_USERS];
+void demo_password(char out[DEMO_PASSWORD_LEN + 1]);
+int demo_users_seed(store *st, int64_t tenant, const char *password, store_err *err);
+int app_demo_users_seed(app *a, char *password_out, size_t len);
 /* The sample data itself (src/app/demo.c). created: the tenant is new.
  * listings_csv: Sacramento.csv-shaped listings to add (NULL or missing:
  * only the built-in few). */

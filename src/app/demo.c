@@ -6,10 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "app.h"
 #include "base/clock.h"
 #include "leads/leads.h"
 #include "ml/ml.h"
+#include "nurture/nurture.h"
 
 static const char *const first[] = {"Ana", "Ben", "Carla", "Dev", "Elena", "Farid", "Grace", "Hiro",
                                     "Ines", "Jamal", "Kara", "Luis", "Maya", "Noah", "Olivia", "Priya"};
@@ -82,6 +85,29 @@ static int seed_tx(store_tx *tx, void *arg, store_err *err) {
                               "city", "Sacramento", "state", "CA", "zip", homes[i].zip, "lat", homes[i].lat, "lng",
                               homes[i].lng, "price", homes[i].price, "beds", homes[i].beds, "baths", homes[i].baths,
                               "sqft", homes[i].sqft, "type", homes[i].type, "status", "active"),
+                    0, err);
+    /* A follow-up sequence to enrol leads in by hand (not on every new lead:
+     * the demo has no SMS or e-mail provider configured). */
+    if (!rc)
+        rc = insert(tx, &entity_template,
+                    json_pack("{s:s, s:s, s:s, s:b}", "name", "intro_sms", "channel", "sms", "body",
+                              "Hi {{first_name|there}}, it's {{agent.name}} from {{tenant.name}}. Want to see a few "
+                              "homes that fit your budget this week? Reply STOP to opt out.", "marketing", 1),
+                    0, err);
+    if (!rc)
+        rc = insert(tx, &entity_template,
+                    json_pack("{s:s, s:s, s:s, s:s, s:b}", "name", "listings_email", "channel", "email", "subject",
+                              "{{first_name|Hi}}, homes picked for you", "body",
+                              "<p>Hi {{first_name|there}},</p><p>I put together a few homes that match what you are "
+                              "looking for. Reply to this e-mail and I will set up showings.</p><p>{{agent.name}}<br>"
+                              "{{agent.phone}}</p>", "marketing", 1),
+                    0, err);
+    if (!rc)
+        rc = insert(tx, &entity_sequence,
+                    json_pack("{s:s, s:s, s:b, s:[{s:s, s:s}, {s:s, s:i}, {s:s, s:s}, {s:s, s:s}]}", "name",
+                              "Buyer follow-up", "start_on", "manual", "active", 1, "steps", "type", "sms", "template",
+                              "intro_sms", "type", "wait", "minutes", 1440, "type", "email", "template",
+                              "listings_email", "type", "task", "text", "Call to book a showing"),
                     0, err);
     unsigned s = 20261123u;
     for (int i = 0; i < 40 && !rc; i++) {
@@ -175,4 +201,80 @@ int demo_data_seed(store *st, int64_t tenant, int created, const char *listings_
     key_args k = {key_out};
     if (!rc) rc = store_write(st, tenant, key_tx, &k, err);
     return rc;
+}
+
+/* ---- demo users: one per role, for the dashboard ---- */
+
+const demo_user demo_users[DEMO_USERS] = {
+    {"admin@demo-realty.example", "admin", NULL},
+    {"manager@demo-realty.example", "manager", NULL},
+    {"analyst@demo-realty.example", "analyst", NULL},
+    {"sofia@demo-realty.example", "agent", "sofia@demo-realty.example"},
+    {"viewer@demo-realty.example", "viewer", NULL},
+};
+
+void demo_password(char out[DEMO_PASSWORD_LEN + 1]) {
+    /* No look-alikes (0/O, 1/l/I): read off a terminal and typed. */
+    static const char alpha[] = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    for (int i = 0; i < DEMO_PASSWORD_LEN; i++)
+        out[i] = alpha[randombytes_uniform((uint32_t)(sizeof alpha - 1))];
+    out[DEMO_PASSWORD_LEN] = 0;
+}
+
+typedef struct users_args {
+    const char *pwhash;
+} users_args;
+
+static int users_tx(store_tx *tx, void *arg, store_err *err) {
+    users_args *u = arg;
+    int64_t tenant = store_tx_tenant(tx), now = clock_wall_ms();
+    int rc = 0;
+    for (int i = 0; i < DEMO_USERS && !rc; i++) {
+        const demo_user *d = &demo_users[i];
+        int64_t agent = 0;
+        store_rows *r = NULL;
+        if (d->agent_email) {
+            store_val p[] = {SV_I(tenant), SV_S(d->agent_email)};
+            rc = store_query(tx, "SELECT id FROM agents WHERE tenant_id = $1 AND email = $2", p, 2, &r, err);
+            if (!rc && store_rows_count(r)) agent = store_rows_int(r, 0, 0);
+            store_rows_free(r);
+            r = NULL;
+            if (rc) break;
+        }
+        store_val p[] = {SV_I(tenant), SV_S(d->email)};
+        rc = store_query(tx, "SELECT id FROM users WHERE tenant_id = $1 AND email = $2", p, 2, &r, err);
+        if (rc) break;
+        int64_t id = store_rows_count(r) ? store_rows_int(r, 0, 0) : 0;
+        store_rows_free(r);
+        int role = auth_role_parse(d->role), existed = id != 0;
+        if (existed) {
+            /* This run's password; the role and agent as the demo says. */
+            store_val v[] = {SV_S(u->pwhash), SV_S(d->role), agent ? SV_I(agent) : SV_NULLV, SV_I(now), SV_I(id),
+                             SV_I(tenant)};
+            rc = store_query(tx, "UPDATE users SET password_hash = $1, role = $2, agent_id = $3, disabled = 0, "
+                                 "updated_at = $4 WHERE id = $5 AND tenant_id = $6", v, 6, NULL, err);
+            if (!rc) rc = auth_refresh_revoke_all(tx, NULL, tenant, id, now, err);
+        } else {
+            rc = auth_user_create(tx, d->email, role, u->pwhash, agent, now, &id, err);
+        }
+        if (rc) break;
+        char target[32];
+        snprintf(target, sizeof target, "user:%lld", (long long)id);
+        auth_actor who = {"cli", NULL};
+        json_t *det = json_pack("{s:s, s:s, s:s}", "email", d->email, "role", d->role, "via", "demo");
+        rc = auth_audit(tx, tenant, &who, existed ? "user.update" : "user.create", target,
+                        det, now, err);
+        json_decref(det);
+    }
+    return rc;
+}
+
+int demo_users_seed(store *st, int64_t tenant, const char *password, store_err *err) {
+    char hash[AUTH_PWHASH_LEN];
+    if (auth_password_hash(password, strlen(password), hash)) {
+        snprintf(err->msg, sizeof err->msg, "cannot hash the demo password (out of memory)");
+        return STORE_NOMEM;
+    }
+    users_args u = {hash};
+    return store_write(st, tenant, users_tx, &u, err);
 }

@@ -68,6 +68,12 @@ typedef struct http_route_info {
 void http_router_each(const http_router *r, void (*fn)(const http_route_info *ri, void *ud),
                       void *ud);
 
+/* The handler for requests that match no route (the dashboard's files and
+ * its client-side routes): it answers them all, 404s included. label names
+ * them in logs and metrics (e.g. "/{web}"; not copied). NULL fn: plain JSON
+ * 404s again. */
+void http_router_set_fallback(http_router *r, http_handler fn, void *ud, const char *label);
+
 /* Matching, used by the server and the unit tests. */
 typedef struct http_match {
     http_handler fn;
@@ -82,6 +88,8 @@ enum { HTTP_MATCH_OK = 0, HTTP_MATCH_NOT_FOUND = 404, HTTP_MATCH_METHOD = 405 };
 /* path: the decoded path without query. HEAD matches GET routes. Param
  * values point into path. */
 int http_router_match(const http_router *r, const char *method, const char *path, http_match *m);
+/* Fills m with the fallback handler (after HTTP_MATCH_NOT_FOUND); 0 if none. */
+int http_router_fallback(const http_router *r, http_match *m);
 
 /* ---- server ---- */
 

@@ -22,7 +22,26 @@ typedef struct route {
 struct http_router {
     route *routes;
     int n, cap;
+    http_handler fallback;
+    void *fallback_ud;
+    const char *fallback_label;
 };
+
+void http_router_set_fallback(http_router *r, http_handler fn, void *ud, const char *label) {
+    r->fallback = fn;
+    r->fallback_ud = ud;
+    r->fallback_label = label;
+}
+
+int http_router_fallback(const http_router *r, http_match *m) {
+    if (!r->fallback) return 0;
+    memset(m, 0, sizeof *m);
+    m->fn = r->fallback;
+    m->ud = r->fallback_ud;
+    m->pattern = r->fallback_label;
+    m->flags = HTTP_ROUTE_PUBLIC;
+    return 1;
+}
 
 http_router *http_router_new(void) { return eh_calloc(1, sizeof(http_router)); }
 

@@ -1108,6 +1108,11 @@ static void dispatch(conn *c) {
     }
     int rc = http_router_match(s->router, q->method, q->path, &q->match);
     if (rc == HTTP_MATCH_NOT_FOUND) {
+        if (http_router_fallback(s->router, &q->match)) {
+            if (q->upgrade) q->keep_alive = 0;
+            q->match.fn(q, q->match.ud);
+            return;
+        }
         q->match.pattern = NULL;
         http_reply_error(q, 404, "not_found", "no such route");
         return;

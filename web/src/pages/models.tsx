@@ -1,0 +1,117 @@
+// Models: the tenant's built-in models (versions, held-out metrics, which
+// one serves; train and roll back for analysts and admins) and the shared
+// models served at /predict with their feature drift.
+import { useState } from "preact/hooks";
+import { api, ApiError, errorText } from "../api";
+import { dateTime, humanize } from "../format";
+import { can } from "../roles";
+import { useSession } from "../state";
+import { Badge, Card, Empty, ErrorNote, Loading, PageHead, toast, useAsync } from "../ui";
+
+const METRIC_ORDER = ["auc", "logloss", "brier", "ece", "rmse", "mae", "rmse_original", "mae_original"];
+
+function fmtMetric(k: string, v: unknown): string {
+  if (typeof v !== "number") return String(v ?? "—");
+  if (k.endsWith("_original")) return "$" + Math.round(v).toLocaleString("en-US");
+  return v.toFixed(3);
+}
+
+export function ModelsPage() {
+  const s = useSession()!;
+  const train = can(s.user.role, "models.train");
+  const builtin = useAsync<any>(() => api("/v1/builtin-models"), []);
+  const shared = useAsync<any>(() => api("/models"), []);
+  const [busy, setBusy] = useState("");
+  async function doTrain(name: string) {
+    setBusy(name);
+    try {
+      const r = await api(`/v1/models/${name}/train`, { method: "POST", body: {} });
+      toast(`${humanize(name)} v${r.version ?? ""} trained`, "good");
+      builtin.reload();
+    } catch (e) {
+      if (e instanceof ApiError && e.code === "not_enough_outcomes") toast(e.message, "warn");
+      else toast(errorText(e), "bad");
+    } finally {
+      setBusy("");
+    }
+  }
+  async function activate(name: string, version: number) {
+    setBusy(name);
+    try {
+      await api(`/v1/builtin-models/${name}/activate`, { method: "POST", body: { version } });
+      toast(`${humanize(name)} now serves v${version}`, "good");
+      builtin.reload();
+    } catch (e) {
+      toast(errorText(e), "bad");
+    } finally {
+      setBusy("");
+    }
+  }
+  return (
+    <div class="page">
+      <PageHead title="Models" subtitle="What scores your leads, how well, and which version serves" />
+      {builtin.error && !builtin.data ? <ErrorNote error={builtin.error} retry={builtin.reload} /> : !builtin.data ? <Loading /> : (
+        <div class="grid grid-cards">
+          {builtin.data.models.map((m: any) => (
+            <Card
+              title={humanize(m.name)}
+              subtitle={m.serving === "prior" ? "Serving the points prior (not trained yet)" : m.serving === "model" ? `Serving v${m.active_version}` : "Nothing serves yet"}
+              actions={train && m.name !== "property_match" && (
+                <button class="btn btn-small btn-primary" type="button" disabled={!!busy} onClick={() => doTrain(m.name)} data-testid={"train-" + m.name}>
+                  {busy === m.name ? "Training…" : "Train"}
+                </button>
+              )}
+            >
+              {!m.versions?.length ? <Empty>No trained version yet.</Empty> : (
+                <div class="table-wrap">
+                  <table class="table">
+                    <caption class="sr-only">{humanize(m.name)} versions</caption>
+                    <thead><tr><th scope="col">Version</th><th scope="col">Rows</th>{METRIC_ORDER.filter((k) => m.versions.some((v: any) => v.metrics?.[k] != null)).map((k) => <th scope="col">{k.toUpperCase().replace("_ORIGINAL", " ($)")}</th>)}<th scope="col">Trained</th><th scope="col"><span class="sr-only">Action</span></th></tr></thead>
+                    <tbody>
+                      {m.versions.map((v: any) => (
+                        <tr>
+                          <td>v{v.version} {v.active && <Badge tone="good">active</Badge>}</td>
+                          <td>{v.rows ?? "—"}</td>
+                          {METRIC_ORDER.filter((k) => m.versions.some((x: any) => x.metrics?.[k] != null)).map((k) => <td>{fmtMetric(k, v.metrics?.[k])}</td>)}
+                          <td class="nowrap">{v.trained_at ? dateTime(Date.parse(v.trained_at)) : "—"}{v.trained_by ? " · " + v.trained_by : ""}</td>
+                          <td>{train && !v.active && <button type="button" class="btn btn-small" disabled={!!busy} onClick={() => activate(m.name, v.version)}>{v.version < (m.active_version ?? 0) ? "Roll back" : "Activate"}</button>}</td>
+                        </tr>
+                      ))}
+                    </tbody>
+                  </table>
+                </div>
+              )}
+            </Card>
+          ))}
+        </div>
+      )}
+      <h2 class="section-title">Shared models</h2>
+      {shared.error && !shared.data ? <ErrorNote error={shared.error} retry={shared.reload} /> : !shared.data ? <Loading /> : !shared.data.models?.length ? (
+        <Empty>No shared model is served (train one with <code>ehub train</code> or import one with <code>ehub model import</code>).</Empty>
+      ) : (
+        <div class="grid grid-cards">
+          {shared.data.models.map((m: any) => (
+            <Card title={`${m.name} v${m.version}`} subtitle={`${m.task || ""} · ${m.trees ?? "?"} trees`}>
+              <p class="small">{Object.entries(m.metrics || {}).filter(([, v]) => typeof v === "number").slice(0, 6).map(([k, v]) => `${k} ${(v as number).toFixed(3)}`).join(" · ")}</p>
+              {m.drift?.features && (
+                <div class="table-wrap">
+                  <table class="table">
+                    <caption>Drift (PSI of live rows vs training)</caption>
+                    <thead><tr><th scope="col">Feature</th><th scope="col">PSI</th><th scope="col">Status</th></tr></thead>
+                    <tbody>
+                      {Object.entries(m.drift.features).slice(0, 20).map(([f, d]: [string, any]) => {
+                        const psi = typeof d === "number" ? d : d?.psi;
+                        return <tr><td>{f}</td><td>{psi == null ? "—" : psi.toFixed(3)}</td><td>{psi == null ? "—" : <Badge tone={psi < 0.1 ? "good" : psi < 0.25 ? "warn" : "bad"}>{psi < 0.1 ? "stable" : psi < 0.25 ? "shifting" : "drifted"}</Badge>}</td></tr>;
+                      })}
+                    </tbody>
+                  </table>
+                </div>
+              )}
+            </Card>
+          ))}
+        </div>
+      )}
+      <p class="muted small note">Calibration plots need per-bin predicted vs observed rates, which the API does not return yet (it reports the expected calibration error, ECE).</p>
+    </div>
+  );
+}
