@@ -413,7 +413,7 @@ static int cmd_train(ehub_config *cfg, ml_cli *c) {
         const char *k;
         json_t *v;
         printf("test:");
-        json_object_foreach(m, k, v) printf(" %s=%.4f", k, json_number_value(v));
+        json_object_foreach(m, k, v) if (json_is_number(v)) printf(" %s=%.4f", k, json_number_value(v));
         printf("\nsaved to %s\n", json_string_value(json_object_get(rep, "dir")));
     }
     json_decref(rep);

@@ -61,22 +61,65 @@ double ml_brier(const double *p, const float *label, size_t n) {
     return n ? s / (double)n : NAN;
 }
 
-double ml_ece(const double *p, const float *label, size_t n, int bins) {
-    if (!n || bins < 1 || bins > 1000) return NAN;
-    double conf[1000] = {0}, acc[1000] = {0};
-    size_t cnt[1000] = {0};
+/* Bins are equal-width in probability, so a bin's bounds do not depend on
+ * the data and plots of two versions line up. */
+int ml_calibration(const double *p, const float *label, size_t n, int bins, ml_calib_bin *out) {
+    if (bins < 1 || bins > ML_CALIB_MAX_BINS) return -1;
+    for (int b = 0; b < bins; b++) {
+        out[b].lo = (double)b / bins;
+        out[b].hi = (double)(b + 1) / bins;
+        out[b].count = 0;
+        out[b].mean_pred = 0; /* sums until the division below */
+        out[b].observed = 0;
+    }
     for (size_t i = 0; i < n; i++) {
         int b = (int)(p[i] * bins);
         if (b >= bins) b = bins - 1;
         if (b < 0) b = 0;
-        conf[b] += p[i];
-        acc[b] += label[i];
-        cnt[b]++;
+        out[b].mean_pred += p[i];
+        out[b].observed += label[i] > 0.5f;
+        out[b].count++;
     }
+    for (int b = 0; b < bins; b++) {
+        if (out[b].count) {
+            out[b].mean_pred /= (double)out[b].count;
+            out[b].observed /= (double)out[b].count;
+        } else {
+            out[b].mean_pred = out[b].observed = NAN;
+        }
+    }
+    return 0;
+}
+
+double ml_ece(const double *p, const float *label, size_t n, int bins) {
+    if (!n || bins < 1 || bins > ML_CALIB_MAX_BINS) return NAN;
+    ml_calib_bin *c = eh_malloc((size_t)bins * sizeof *c);
+    if (!c) return NAN;
+    ml_calibration(p, label, n, bins, c);
     double e = 0;
     for (int b = 0; b < bins; b++)
-        if (cnt[b]) e += fabs(acc[b] - conf[b]) / (double)n;
+        if (c[b].count) e += (double)c[b].count * fabs(c[b].observed - c[b].mean_pred) / (double)n;
+    eh_free(c);
     return e;
+}
+
+static json_t *real_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+json_t *ml_calibration_json(const double *p, const float *label, size_t n, int bins) {
+    if (bins < 1 || bins > ML_CALIB_MAX_BINS) return NULL;
+    ml_calib_bin *c = eh_malloc((size_t)bins * sizeof *c);
+    json_t *arr = c ? json_array() : NULL;
+    if (!arr) {
+        eh_free(c);
+        return NULL;
+    }
+    ml_calibration(p, label, n, bins, c);
+    for (int b = 0; b < bins; b++)
+        json_array_append_new(arr, json_pack("{s:f, s:f, s:I, s:o, s:o}", "lo", c[b].lo, "hi", c[b].hi, "count",
+                                             (json_int_t)c[b].count, "mean_pred", real_or_null(c[b].mean_pred),
+                                             "observed", real_or_null(c[b].observed)));
+    eh_free(c);
+    return arr;
 }
 
 double ml_rmse(const double *pred, const float *y, size_t n) {

@@ -148,6 +148,26 @@ double ml_logloss(const double *p, const float *label, size_t n);
 double ml_brier(const double *p, const float *label, size_t n);
 /* Expected calibration error over `bins` equal-width probability bins. */
 double ml_ece(const double *p, const float *label, size_t n, int bins);
+
+/* One equal-width probability bin [lo, hi) (the last one includes 1): how
+ * many rows fell in it, their mean predicted probability and the observed
+ * share of positives (both NaN for an empty bin). */
+typedef struct ml_calib_bin {
+    double lo, hi;
+    size_t count;
+    double mean_pred, observed;
+} ml_calib_bin;
+
+#define ML_CALIB_MAX_BINS 1000
+
+/* Fills out[0..bins) for a reliability diagram; ECE is
+ * sum(count * |observed - mean_pred|) / n over them. Returns 0, or -1 when
+ * bins is outside 1..ML_CALIB_MAX_BINS. */
+int ml_calibration(const double *p, const float *label, size_t n, int bins, ml_calib_bin *out);
+
+/* The same bins as a JSON array of {lo, hi, count, mean_pred, observed}
+ * (null for an empty bin's rates), or NULL. */
+json_t *ml_calibration_json(const double *p, const float *label, size_t n, int bins);
 double ml_rmse(const double *pred, const float *y, size_t n);
 double ml_mae(const double *pred, const float *y, size_t n);
 

@@ -445,6 +445,8 @@ int ml_train(const ml_train_opts *o, json_t **report, char *err, size_t errlen) 
         json_object_set_new(metrics, "logloss", json_real(ml_logloss(pred, yscratch, nte)));
         json_object_set_new(metrics, "brier", json_real(ml_brier(pred, yscratch, nte)));
         json_object_set_new(metrics, "ece", json_real(ml_ece(pred, yscratch, nte, 10)));
+        /* the bins behind the ECE, for a reliability diagram */
+        json_object_set_new(metrics, "calibration", ml_calibration_json(pred, yscratch, nte, 10));
     }
 
     /* the model directory, built aside then renamed into place */
@@ -492,10 +494,11 @@ int ml_train(const ml_train_opts *o, json_t **report, char *err, size_t errlen) 
                                                  "early_stopping_rounds", opt.early_stopping, "base_score", base));
     if (!opt.regression) json_object_set_new(rep, "positive", json_string(opt.positive));
     if (opt.log_target) json_object_set_new(rep, "log_target", json_true());
-    /* the headline metrics at the top too, for scripts */
+    /* the headline metrics at the top too, for scripts (numbers only: the
+     * calibration bins stay under "metrics") */
     const char *k;
     json_t *v;
-    json_object_foreach(metrics, k, v) json_object_set(rep, k, v);
+    json_object_foreach(metrics, k, v) if (json_is_number(v)) json_object_set(rep, k, v);
     json_object_set_new(rep, "train_ms", json_integer((clock_mono_ns() - t0) / 1000000));
 
     schema_j = ml_schema_to_json(s);

@@ -41,7 +41,20 @@ static int preview_tx(store_tx *tx, api_job *j, store_err *err) {
     json_t *vars = json_pack("{s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s}, s:{s:s, s:s}, s:{s:s}}", "first_name", "Alex",
                              "last_name", "Sample", "email", "alex@example.com", "phone", "+14155550100", "agent",
                              "name", "Your Agent", "phone", "+14155550199", "email", "agent@example.com", "listing",
-                             "address", "123 Sample St", "price", "450000", "tenant", "name", "Your Team");
+                             "address", "123 Sample St", "price", "450000", "tenant", "name", "");
+    /* The tenant's name is never a sample: sends use tenants.name (send.c),
+     * so the preview must show the same text. */
+    store_val tp[] = {SV_I(store_tx_tenant(tx))};
+    store_rows *tr = NULL;
+    rc = store_query(tx, "SELECT name FROM tenants WHERE id = $1", tp, 1, &tr, err);
+    if (rc) {
+        store_rows_free(t);
+        json_decref(vars);
+        return rc;
+    }
+    if (store_rows_count(tr) && store_rows_text(tr, 0, 0))
+        json_object_set_new(json_object_get(vars, "tenant"), "name", json_string(store_rows_text(tr, 0, 0)));
+    store_rows_free(tr);
     if (j->id2) { /* a real lead's values */
         store_val lp[] = {SV_I(store_tx_tenant(tx)), SV_I(j->id2)};
         store_rows *l = NULL;

@@ -152,6 +152,11 @@ def test_nurture_templates_validation_and_preview(t):
     st, pv = tn.api("POST", "/v1/templates/%d/preview" % tpl["id"])
     assert st == 200 and pv["body"] == "Hi Alex, Your Agent here. Reply STOP to opt out", pv
     assert pv["sms"] == {"encoding": "GSM-7", "units": len(pv["body"]), "segments": 1}, pv
+    # the tenant's own name, as the real send uses it, in a sample preview too
+    team = tn.ok("POST", "/v1/templates", {"name": "team", "channel": "sms",
+                                           "body": "{{tenant.name}}: hi {{first_name}}. Reply STOP to opt out"})
+    st, pv = tn.api("POST", "/v1/templates/%d/preview" % team["id"])
+    assert st == 200 and pv["body"] == "E2E %s: hi Alex. Reply STOP to opt out" % tn.slug, pv
     lead = tn.create_lead(first_name="", last_name="Ng")
     st, pv = tn.api("POST", "/v1/templates/%d/preview" % tpl["id"], {"lead_id": lead["id"]})
     assert st == 200 and pv["body"].startswith("Hi there, "), pv  # the default for an empty name

@@ -229,6 +229,16 @@ def test_scoring_trained_model_takes_over_from_prior(t):
     assert ls["lead_scoring"]["serving"] == "model" and ls["lead_scoring"]["active_version"] == 2, ls
     assert [v["version"] for v in ls["lead_scoring"]["versions"]] == [2, 1], ls["lead_scoring"]
     assert ls["lead_scoring"]["versions"][1]["trained_by"].startswith(tn.slug), ls["lead_scoring"]["versions"]
+    # each version's held-out calibration bins, the same as its training report's
+    cal = ls["lead_scoring"]["versions"][1]["metrics"]["calibration"]
+    assert len(cal) == 10, cal
+    for a, b in zip(cal, rep["metrics"]["calibration"]):  # metrics.json keeps 10 digits
+        assert a["count"] == b["count"] and a["lo"] == b["lo"], (a, b)
+        for k in ("mean_pred", "observed"):
+            assert (a[k] is None) == (b[k] is None) and (a[k] is None or abs(a[k] - b[k]) < 1e-8), (a, b)
+    assert sum(b["count"] for b in cal) == rep["test_rows"], (cal, rep["test_rows"])
+    ece = sum(b["count"] * abs(b["observed"] - b["mean_pred"]) for b in cal if b["count"]) / rep["test_rows"]
+    assert abs(ece - rep["metrics"]["ece"]) < 1e-6, (ece, rep["metrics"]["ece"])
     assert ls["churn"]["serving"] == "prior" and ls["property_value"]["serving"] == "none", ls
 
     # rollback to v1, over HTTP

@@ -70,6 +70,53 @@ static void test_losses(void **st) {
     assert_true(fabs(ml_mae(r, t, 2) - 1) < 1e-12);
 }
 
+/* A reliability diagram worked by hand: 6 rows over 10 bins.
+ *   bin 0 [0.0,0.1): 0.05 (y 0)            count 1, mean 0.05,  observed 0
+ *   bin 1 [0.1,0.2): 0.15 (y 1), 0.12 (0)  count 2, mean 0.135, observed 0.5
+ *   bin 5 [0.5,0.6): 0.55 (y 0)            count 1, mean 0.55,  observed 0
+ *   bin 9 [0.9,1.0]: 0.95 (y 1), 1.0 (1)   count 2, mean 0.975, observed 1
+ * ECE = (1*0.05 + 2*0.365 + 1*0.55 + 2*0.025) / 6 = 1.38 / 6 = 0.23 */
+static void test_calibration(void **st) {
+    (void)st;
+    double p[] = {0.05, 0.15, 0.12, 0.95, 1.0, 0.55};
+    float y[] = {0, 1, 0, 1, 1, 0};
+    ml_calib_bin c[10];
+    assert_int_equal(ml_calibration(p, y, 6, 10, c), 0);
+    static const size_t count[10] = {1, 2, 0, 0, 0, 1, 0, 0, 0, 2};
+    static const double mean[10] = {0.05, 0.135, 0, 0, 0, 0.55, 0, 0, 0, 0.975};
+    static const double obs[10] = {0, 0.5, 0, 0, 0, 0, 0, 0, 0, 1};
+    for (int b = 0; b < 10; b++) {
+        assert_true(fabs(c[b].lo - b / 10.0) < 1e-12 && fabs(c[b].hi - (b + 1) / 10.0) < 1e-12);
+        assert_int_equal(c[b].count, count[b]);
+        if (!count[b]) {
+            assert_true(isnan(c[b].mean_pred) && isnan(c[b].observed));
+            continue;
+        }
+        assert_true(fabs(c[b].mean_pred - mean[b]) < 1e-12);
+        assert_true(fabs(c[b].observed - obs[b]) < 1e-12);
+    }
+    assert_true(fabs(ml_ece(p, y, 6, 10) - 0.23) < 1e-12);
+    assert_int_equal(ml_calibration(p, y, 6, 0, c), -1);
+    assert_true(ml_calibration_json(p, y, 6, ML_CALIB_MAX_BINS + 1) == NULL);
+
+    /* as JSON: ten objects, null rates for empty bins, one line when compact */
+    json_t *j = ml_calibration_json(p, y, 6, 10);
+    assert_non_null(j);
+    assert_int_equal(json_array_size(j), 10);
+    json_t *b1 = json_array_get(j, 1);
+    assert_int_equal(json_integer_value(json_object_get(b1, "count")), 2);
+    assert_true(fabs(json_real_value(json_object_get(b1, "mean_pred")) - 0.135) < 1e-12);
+    assert_true(fabs(json_real_value(json_object_get(b1, "observed")) - 0.5) < 1e-12);
+    assert_true(fabs(json_real_value(json_object_get(b1, "lo")) - 0.1) < 1e-12);
+    assert_true(json_is_null(json_object_get(json_array_get(j, 2), "mean_pred")));
+    assert_true(json_is_null(json_object_get(json_array_get(j, 2), "observed")));
+    char *s = json_dumps(j, JSON_COMPACT);
+    assert_non_null(s);
+    assert_null(strchr(s, '\n'));
+    free(s);
+    json_decref(j);
+}
+
 static void test_parse_number(void **st) {
     (void)st;
     double d;
@@ -303,6 +350,22 @@ static void test_reproducible(void **st) {
     assert_non_null(tb);
     assert_string_equal(ta, tb); /* same seed, same bytes */
     assert_true(json_real_value(json_object_get(r1, "auc")) == json_real_value(json_object_get(r2, "auc")));
+    /* the calibration bins cover every held-out row and give back the ECE */
+    json_t *met = json_object_get(r1, "metrics"), *cal = json_object_get(met, "calibration");
+    assert_int_equal(json_array_size(cal), 10);
+    assert_null(json_object_get(r1, "calibration")); /* not among the headline numbers */
+    json_int_t rows = 0;
+    double ece = 0;
+    size_t i;
+    json_t *bin;
+    json_array_foreach(cal, i, bin) {
+        json_int_t c = json_integer_value(json_object_get(bin, "count"));
+        rows += c;
+        if (c) ece += (double)c * fabs(json_real_value(json_object_get(bin, "observed")) -
+                                       json_real_value(json_object_get(bin, "mean_pred")));
+    }
+    assert_int_equal(rows, json_integer_value(json_object_get(r1, "test_rows")));
+    assert_true(fabs(ece / (double)rows - json_real_value(json_object_get(met, "ece"))) < 1e-9);
     free(ta);
     free(tb);
     json_decref(r1);
@@ -425,6 +488,7 @@ int main(void) {
         cmocka_unit_test(test_walker_and_shap_match_xgboost),
         cmocka_unit_test(test_reproducible),
         cmocka_unit_test(test_train_errors),
+        cmocka_unit_test(test_calibration),
         cmocka_unit_test(test_drift),
         cmocka_unit_test(test_quality_bank_marketing),
         cmocka_unit_test(test_quality_churn),

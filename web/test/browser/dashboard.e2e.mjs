@@ -4,9 +4,9 @@
 // (node --test, TAP output); screenshots go to test-artifacts/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, execFileSync } from "node:child_process";
 import { generateKeyPairSync, randomBytes, randomUUID, sign } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, existsSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, existsSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -108,6 +108,26 @@ async function login(p, email) {
   await p.waitForSelector('[data-testid=live-status][data-status="live"]');
 }
 
+// A shared classifier for the models page, trained by the real `ehub train`
+// into the server's model directory: 600 rows where y follows a logistic
+// curve of x (seeded, so the same model every run; ~0.1 s).
+const CLASSIFIER = "calib_demo";
+function trainSharedClassifier() {
+  let seed = 7;
+  const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
+  const rows = ["x,z,kind,y"];
+  for (let i = 0; i < 600; i++) {
+    const x = (rnd() - 0.5) * 6, z = rnd(), kind = "abc"[i % 3];
+    const p = 1 / (1 + Math.exp(-(1.2 * x + (kind === "a" ? 0.8 : 0) - 0.3)));
+    rows.push(`${x.toFixed(3)},${z.toFixed(3)},${kind},${rnd() < p ? 1 : 0}`);
+  }
+  const csv = join(dataDir, "classifier.csv");
+  writeFileSync(csv, rows.join("\n") + "\n");
+  const out = execFileSync(BIN, ["train", "--data", csv, "--label", "y", "--model", CLASSIFIER, "--out", join(dataDir, "models"), "--json"]).toString().trim().split("\n");
+  const rep = JSON.parse(out[out.length - 1]); // the last line is one JSON object
+  assert.equal(rep.metrics.calibration.length, 10);
+}
+
 const shot = (p, name) => p.screenshot({ path: join(ART, name + ".png"), fullPage: true });
 
 before(async () => {
@@ -118,6 +138,7 @@ before(async () => {
   dataDir = mkdtempSync(join(tmpdir(), "ehub-browser-"));
   port = await freePort();
   base = `http://127.0.0.1:${port}`;
+  trainSharedClassifier();
   srv = await startServer(true);
   key = /ehk_[0-9a-f]{40}/.exec(srv.output())?.[0];
   assert.ok(key, "no admin key printed:\n" + srv.output());
@@ -249,6 +270,60 @@ test("a viewer sees no admin or agent actions", async () => {
   assert.equal(await v.locator("button:has-text('Train')").count(), 0);
   await shot(v, "06-viewer-lead");
   await v.context().close();
+});
+
+test("an analyst sees a classifier's calibration plot and its drift", async () => {
+  // rows scored with x shifted well past the training range: drift to show
+  for (let i = 0; i < 30; i++) {
+    const r = await api("POST", "/predict", { model: CLASSIFIER, features: { x: 5 + i / 10, z: 0.5, kind: "b" } });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+  }
+  const m = (await api("GET", "/models")).body.models.find((x) => x.name === CLASSIFIER);
+  const bins = m.metrics.calibration.filter((b) => b.count > 0);
+  const a = await newPage();
+  await login(a, "analyst@demo-realty.example");
+  assert.equal(await a.textContent("[data-testid=role]"), "Analyst");
+  await a.goto(`${base}/ml-models`);
+  const chart = `[data-testid=calibration-shared-${CLASSIFIER}-chart]`;
+  await a.waitForSelector(`${chart}[data-ready="1"]`);
+  const box = await a.locator(`${chart} canvas`).boundingBox();
+  assert.ok(box && box.width > 150 && box.height > 150, "plot size " + JSON.stringify(box));
+  // one point per non-empty held-out bin, as the API gave them
+  const label = await a.getAttribute(`${chart} canvas`, "aria-label");
+  assert.equal(label.split(";").length, bins.length, label);
+  assert.match(label, new RegExp(`\\(${bins[0].count}\\)`));
+  assert.match(await a.textContent(`[data-testid=calibration-shared-${CLASSIFIER}] figcaption`), new RegExp("ECE " + m.metrics.ece.toFixed(3)));
+  // the canvas is drawn on, not blank
+  const inked = await a.evaluate((sel) => {
+    const c = document.querySelector(sel + " canvas");
+    const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+    return n;
+  }, chart);
+  assert.ok(inked > 1000, "pixels drawn: " + inked);
+  const drift = await a.textContent(`[data-testid=drift-${CLASSIFIER}]`);
+  assert.match(drift, /30 rows/);
+  assert.match(drift, /x\s*[0-9.]+\s*drifted/);
+  assert.ok(await a.locator(`button:has-text('Train')`).count() > 0, "analysts train");
+  await shot(a, "08-models-calibration");
+  await a.context().close();
+});
+
+test("the agents board shows each agent's 30-day forecast", async () => {
+  const agents = (await api("GET", "/v1/agents")).body.items;
+  await page.goto(`${base}/agents`);
+  await page.waitForSelector("[data-testid=forecast-value]");
+  assert.equal(await page.locator("[data-testid=forecast-30d]").count(), agents.length);
+  const sofia = agents.find((g) => g.name === "Sofia Reyes");
+  const f = (await api("GET", `/v1/agents/${sofia.id}/performance`)).body.forecast_30d;
+  assert.ok(f && f.horizon_days === 30, JSON.stringify(f));
+  const card = page.locator("section.card", { hasText: "Sofia Reyes" });
+  assert.equal(await card.locator("[data-testid=forecast-value]").textContent(), f.expected_conversions.toFixed(1));
+  assert.match(await card.locator("[data-testid=forecast-30d]").textContent(), new RegExp(f.kind === "model" ? "model v" : "prior"));
+  const top = [...f.drivers].sort((x, y) => Math.abs(y.effect) - Math.abs(x.effect))[0];
+  if (top) assert.equal(await card.locator(".drivers li").count(), Math.min(3, f.drivers.length));
+  await shot(page, "09-agents-forecast");
 });
 
 test("at 390 px wide no page scrolls sideways", async () => {
