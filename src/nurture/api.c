@@ -269,12 +269,32 @@ static json_t *settings_json(const store_rows *r) {
     json_object_set_new(o, "quiet_start", json_string(a));
     json_object_set_new(o, "quiet_end", json_string(b));
     json_object_set_new(o, "daily_cap", json_integer(have ? store_rows_int(r, 0, 8) : 3));
+#define TXT(name, c) json_object_set_new(o, name, have && (s = store_rows_text(r, 0, c)) ? json_string(s) : json_null())
+#define SET(name, c) json_object_set_new(o, name, json_boolean(have && !store_rows_isnull(r, 0, c)))
+    json_object_set_new(o, "email_via", json_string(have ? store_rows_text(r, 0, 9) : "sendgrid"));
+    json_object_set_new(o, "sms_via", json_string(have ? store_rows_text(r, 0, 10) : "twilio"));
+    TXT("smtp_host", 11);
+    json_object_set_new(o, "smtp_port", have && !store_rows_isnull(r, 0, 12) ? json_integer(store_rows_int(r, 0, 12))
+                                                                             : json_null());
+    json_object_set_new(o, "smtp_tls", json_string(have ? store_rows_text(r, 0, 13) : "starttls"));
+    TXT("smtp_user", 14);
+    TXT("smtp_password_from", 15); /* a reference (env:NAME, file:PATH), not the password */
+    TXT("smtp_from", 16);
+    SET("ghl_api_key_set", 17);
+    SET("apollo_api_key_set", 18);
+    json_object_set_new(o, "cold_sequence_id", have && !store_rows_isnull(r, 0, 19)
+                                                   ? json_integer(store_rows_int(r, 0, 19))
+                                                   : json_null());
+    json_object_set_new(o, "cold_days", json_integer(have ? store_rows_int(r, 0, 20) : 7));
+#undef TXT
+#undef SET
     return o;
 }
 
 #define SETTINGS_COLS                                                                                             \
     "twilio_account_sid, twilio_auth_token, twilio_from, sendgrid_api_key, sendgrid_from, sendgrid_public_key, " \
-    "quiet_start, quiet_end, daily_cap"
+    "quiet_start, quiet_end, daily_cap, email_via, sms_via, smtp_host, smtp_port, smtp_tls, smtp_user, "         \
+    "smtp_password_from, smtp_from, ghl_api_key, apollo_api_key, cold_sequence_id, cold_days"
 
 static int settings_get_tx(store_tx *tx, api_job *j, store_err *err) {
     store_val p[] = {SV_I(store_tx_tenant(tx))};
@@ -294,7 +314,17 @@ static void h_settings_get(http_req *q, app *a, const auth_principal *p, void *u
 
 static const char *const setting_names[] = {"twilio_account_sid", "twilio_auth_token", "twilio_from",
                                             "sendgrid_api_key",   "sendgrid_from",     "sendgrid_public_key",
-                                            "quiet_start",        "quiet_end",         "daily_cap"};
+                                            "quiet_start",        "quiet_end",         "daily_cap",
+                                            "email_via",          "sms_via",           "smtp_host",
+                                            "smtp_port",          "smtp_tls",          "smtp_user",
+                                            "smtp_password_from", "smtp_from",         "ghl_api_key",
+                                            "apollo_api_key",     "cold_sequence_id",  "cold_days"};
+
+static int one_of(const char *s, const char *const *names) {
+    for (; s && *names; names++)
+        if (!strcmp(s, *names)) return 1;
+    return 0;
+}
 
 static int settings_patch_tx(store_tx *tx, api_job *j, store_err *err) {
     store_val p[] = {SV_I(store_tx_tenant(tx))};
@@ -346,6 +376,28 @@ static void h_settings_patch(http_req *q, app *a, const auth_principal *p, void 
             int m = parse_hhmm(s);
             if (m < 0) json_object_set_new(errors, key, json_string("HH:MM, 24-hour"));
             else json_object_set_new(clean, key, json_integer(m));
+        } else if (!strcmp(key, "email_via") || !strcmp(key, "sms_via") || !strcmp(key, "smtp_tls")) {
+            static const char *const ev[] = {"sendgrid", "smtp", "ghl", NULL}, *const sv[] = {"twilio", "ghl", NULL},
+                                     *const tv[] = {"starttls", "implicit", "none", NULL};
+            const char *const *names = key[0] == 'e' ? ev : !strcmp(key, "smtp_tls") ? tv : sv;
+            if (!one_of(s, names))
+                json_object_set_new(errors, key, json_string(key[0] == 'e'   ? "sendgrid, smtp or ghl"
+                                                             : names == tv ? "starttls, implicit or none"
+                                                                           : "twilio or ghl"));
+            else json_object_set_new(clean, key, json_incref(v));
+        } else if (!strcmp(key, "smtp_port") || !strcmp(key, "cold_days") || !strcmp(key, "cold_sequence_id")) {
+            json_int_t lo = 1, hi = key[0] == 's' ? 65535 : key[5] == 'd' ? 365 : INT64_MAX;
+            if (json_is_null(v) && key[5] != 'd') json_object_set_new(clean, key, json_null());
+            else if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+                json_object_set_new(errors, key, json_string(key[0] == 's'   ? "a port, 1-65535"
+                                                             : key[5] == 'd' ? "1-365 days"
+                                                                             : "a sequence's id, or null"));
+            else json_object_set_new(clean, key, json_incref(v));
+        } else if (!strcmp(key, "smtp_password_from") && s && strncmp(s, "env:", 4) && strncmp(s, "file:", 5)) {
+            json_object_set_new(errors, key, json_string("env:NAME or file:PATH (the password itself is never stored)"));
+        } else if ((!strcmp(key, "smtp_from") || !strcmp(key, "smtp_host")) && s &&
+                   (strpbrk(s, "<>\r\n \t/") || (key[5] == 'f' && !strchr(s, '@')))) {
+            json_object_set_new(errors, key, json_string(key[5] == 'f' ? "an email address" : "a host name"));
         } else if (!strcmp(key, "daily_cap")) {
             if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 100)
                 json_object_set_new(errors, key, json_string("1-100 messages a day"));
