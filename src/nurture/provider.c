@@ -31,6 +31,7 @@ int nurture_rate_parse(const char *s, int *n, int64_t *window_ms) {
  * sees it* within the limit, however long the requests take. */
 #define WIN_TENANTS 64
 #define PENDING INT64_MAX
+#define UNUSED (INT64_MIN / 2) /* a slot never used: free at any time (and + window cannot overflow) */
 typedef struct win_tenant {
     int64_t tenant;
     int64_t blocked_until; /* a 429's Retry-After */
@@ -67,13 +68,14 @@ static win_tenant *win_get(nurture_window *w, int64_t tenant, int64_t now) {
         t = &w->t[w->n];
         if (!(t->stamps = eh_calloc((size_t)w->limit, sizeof *t->stamps))) return NULL;
         w->n++;
+        for (int k = 0; k < w->limit; k++) t->stamps[k] = UNUSED;
     } else { /* full: reuse the tenant idle longest, if nothing of it is in flight or recent */
         for (int i = 0; i < w->n; i++)
             if ((!t || w->t[i].last_used < t->last_used)) t = &w->t[i];
         for (int k = 0; t && k < w->limit; k++)
             if (t->stamps[k] > now - w->window_ms) return NULL;
         if (!t) return NULL;
-        memset(t->stamps, 0, (size_t)w->limit * sizeof *t->stamps);
+        for (int k = 0; k < w->limit; k++) t->stamps[k] = UNUSED;
     }
     t->tenant = tenant;
     t->blocked_until = 0;

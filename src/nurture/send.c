@@ -688,7 +688,7 @@ typedef struct outcome {
     int throttled;       /* a 429: not an attempt */
     int64_t not_before;  /* the provider's Retry-After */
     char result[400];
-    char provider_id[128];
+    char provider_id[200];
 } outcome;
 
 static int record_tx(store_tx *tx, void *arg, store_err *err) {
