@@ -1,6 +1,6 @@
 /* nurture — lead recovery and nurture: SMS and email templates, sequences
  * of steps, enrollments, and the durable queue that sends them through
- * Twilio and SendGrid.
+ * Twilio, SendGrid, SMTP or GoHighLevel (see README "Nurture").
  *
  * A sequence is an ordered list of steps ({"type":"sms"|"email",
  * "template":NAME}, {"type":"wait","minutes":N}, {"type":"task",
