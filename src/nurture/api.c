@@ -328,6 +328,17 @@ static int one_of(const char *s, const char *const *names) {
 
 static int settings_patch_tx(store_tx *tx, api_job *j, store_err *err) {
     store_val p[] = {SV_I(store_tx_tenant(tx))};
+    json_t *cold = json_object_get(j->in, "cold_sequence_id");
+    if (json_is_integer(cold)) {
+        store_val c[] = {SV_I(store_tx_tenant(tx)), SV_I(json_integer_value(cold))};
+        store_rows *r = NULL;
+        int rc = store_query(tx, "SELECT COUNT(*) FROM nurture_sequences WHERE tenant_id = $1 AND id = $2 "
+                                 "AND deleted_at IS NULL", c, 2, &r, err);
+        int64_t have = rc ? 0 : store_rows_int(r, 0, 0);
+        store_rows_free(r);
+        if (rc) return rc;
+        if (!have) return api_job_fail(j, 422, "validation_failed", "cold_sequence_id: no such sequence");
+    }
     int rc = store_query(tx,
                          "INSERT INTO nurture_settings (tenant_id) VALUES ($1) ON CONFLICT (tenant_id) DO NOTHING", p,
                          1, NULL, err);
@@ -393,8 +404,9 @@ static void h_settings_patch(http_req *q, app *a, const auth_principal *p, void 
                                                              : key[5] == 'd' ? "1-365 days"
                                                                              : "a sequence's id, or null"));
             else json_object_set_new(clean, key, json_incref(v));
-        } else if (!strcmp(key, "smtp_password_from") && s && strncmp(s, "env:", 4) && strncmp(s, "file:", 5)) {
-            json_object_set_new(errors, key, json_string("env:NAME or file:PATH (the password itself is never stored)"));
+        } else if (!strcmp(key, "smtp_password_from") && s && nurture_secret_ref_ok(s)) {
+            json_object_set_new(errors, key, json_string("env:EHUB_SMTP_... or file:NAME (a file in DATA_DIR/secrets); "
+                                                         "the password itself is never stored"));
         } else if ((!strcmp(key, "smtp_from") || !strcmp(key, "smtp_host")) && s &&
                    (strpbrk(s, "<>\r\n \t/") || (key[5] == 'f' && !strchr(s, '@')))) {
             json_object_set_new(errors, key, json_string(key[5] == 'f' ? "an email address" : "a host name"));

@@ -42,8 +42,11 @@ int64_t nurture_window_opens(const char *tz, int start, int end, int64_t t);
 int nurture_mime(buf *out, const char *from, const char *to, const char *subject, const char *html,
                  const char *message_id, int64_t date_ms);
 int nurture_html_to_text(const char *html, buf *out);
-/* Resolves "env:NAME" or "file:PATH" into out. 0, or -1 with err. */
-int nurture_secret_read(const char *ref, char *out, size_t cap, char *err, size_t errlen);
+/* 0 if ref is "env:EHUB_SMTP_..." or "file:NAME" (a plain file name). */
+int nurture_secret_ref_ok(const char *ref);
+/* Resolves such a reference (files: in secrets_dir) into out, first line
+ * only. 0, or -1 with err. */
+int nurture_secret_read(const char *ref, const char *secrets_dir, char *out, size_t cap, char *err, size_t errlen);
 
 /* ---- enrich.c: Apollo enrichment and the "gone cold" trigger ---- */
 struct app;

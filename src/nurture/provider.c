@@ -29,7 +29,7 @@ int nurture_rate_parse(const char *s, int *n, int64_t *window_ms) {
  * time it ended: the provider saw the request somewhere between its start
  * and its end, so counting from the end keeps any window *as the provider
  * sees it* within the limit, however long the requests take. */
-#define WIN_TENANTS 64
+#define WIN_TENANTS 1024 /* tenants sending at once per node; past it, the idlest is forgotten */
 #define PENDING INT64_MAX
 #define UNUSED (INT64_MIN / 2) /* a slot never used: free at any time (and + window cannot overflow) */
 typedef struct win_tenant {
@@ -223,11 +223,41 @@ int nurture_mime(buf *out, const char *from, const char *to, const char *subject
     return rc ? -1 : 0;
 }
 
-/* The SMTP password: "env:NAME" or "file:PATH" (first line, at most
- * cap - 1 bytes), never the password itself in the database. */
-int nurture_secret_read(const char *ref, char *out, size_t cap, char *err, size_t errlen) {
+/* Which environment variables and files a tenant's setting may name: only
+ * EHUB_SMTP_* variables and plain names in DATA_DIR/secrets, which the
+ * operator puts there for it. Anything wider would let a tenant admin
+ * send the server's own secrets (its database URL, its signing keys) to
+ * an SMTP server of their choosing as a "password". */
+int nurture_secret_ref_ok(const char *ref) {
+    const char *name;
+    size_t max;
+    if (!strncmp(ref, "env:", 4)) {
+        name = ref + 4;
+        if (strncmp(name, "EHUB_SMTP_", 10) || !name[10]) return -1;
+        for (const char *c = name; *c; c++)
+            if (!(('A' <= *c && *c <= 'Z') || ('0' <= *c && *c <= '9') || *c == '_')) return -1;
+        max = 100;
+    } else if (!strncmp(ref, "file:", 5)) {
+        name = ref + 5;
+        if (!*name || *name == '.') return -1;
+        for (const char *c = name; *c; c++)
+            if (!(('A' <= *c && *c <= 'Z') || ('a' <= *c && *c <= 'z') || ('0' <= *c && *c <= '9') || *c == '_' ||
+                  *c == '-' || *c == '.'))
+                return -1;
+        max = 100;
+    } else {
+        return -1;
+    }
+    return strlen(name) <= max ? 0 : -1;
+}
+
+int nurture_secret_read(const char *ref, const char *secrets_dir, char *out, size_t cap, char *err, size_t errlen) {
     out[0] = 0;
     if (!ref || !*ref) return 0;
+    if (nurture_secret_ref_ok(ref)) { /* checked when set; checked again, it is a path */
+        snprintf(err, errlen, "smtp_password_from is env:EHUB_SMTP_... or file:NAME");
+        return -1;
+    }
     if (!strncmp(ref, "env:", 4)) {
         const char *v = getenv(ref + 4);
         if (!v) {
@@ -241,18 +271,16 @@ int nurture_secret_read(const char *ref, char *out, size_t cap, char *err, size_
         snprintf(out, cap, "%s", v);
         return 0;
     }
-    if (!strncmp(ref, "file:", 5)) {
-        FILE *f = fopen(ref + 5, "r");
-        if (!f) {
-            snprintf(err, errlen, "cannot read %.200s", ref + 5);
-            return -1;
-        }
-        size_t n = fread(out, 1, cap - 1, f);
-        fclose(f);
-        out[n] = 0;
-        out[strcspn(out, "\r\n")] = 0;
-        return 0;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s", secrets_dir, ref + 5);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "cannot read %.100s in the secrets directory", ref + 5);
+        return -1;
     }
-    snprintf(err, errlen, "smtp_password_from is env:NAME or file:PATH");
-    return -1;
+    size_t n = fread(out, 1, cap - 1, f);
+    fclose(f);
+    out[n] = 0;
+    out[strcspn(out, "\r\n")] = 0;
+    return 0;
 }

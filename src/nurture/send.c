@@ -96,6 +96,7 @@ struct nurture_ctx {
     int busy; /* slots out (and the background work) */
     int stopping, closed, freed;
     char twilio_url[512], sendgrid_url[512], public_url[512], ghl_url[512];
+    char secrets_dir[1100];
     nurture_window *ghl_win; /* under bmu */
     metric *m_sent, *m_fail, *m_open, *m_prov, *m_throttled;
     /* enrichment and the "gone cold" scan (enrich.c), one at a time */
@@ -205,6 +206,7 @@ typedef struct plan {
     char smtp_url[600], smtp_user[128], smtp_pass[256];
     int smtp_tls;        /* 0 none, 1 STARTTLS required, 2 implicit (smtps) */
     char msgid[200];     /* SMTP: Message-ID */
+    const char *secrets_dir; /* DATA_DIR/secrets: where smtp_password_from files are */
     json_t *steps;
     int64_t lead_id;
     char to[320], from[320], subject[256];
@@ -293,7 +295,7 @@ static void plan_provider(plan *p, const store_rows *r, int sms) {
         if (!port) port = p->smtp_tls == 2 ? 465 : p->smtp_tls == 1 ? 587 : 25;
         snprintf(p->smtp_url, sizeof p->smtp_url, "%s://%s:%d", p->smtp_tls == 2 ? "smtps" : "smtp", host, port);
         snprintf(p->smtp_user, sizeof p->smtp_user, "%s", col(r, 31));
-        if (nurture_secret_read(col(r, 32), p->smtp_pass, sizeof p->smtp_pass, e, sizeof e)) {
+        if (nurture_secret_read(col(r, 32), p->secrets_dir, p->smtp_pass, sizeof p->smtp_pass, e, sizeof e)) {
             p->action = PLAN_FAIL;
             snprintf(p->why, sizeof p->why, "SMTP password: %.200s", e);
             return;
@@ -857,6 +859,7 @@ static void batch_work(uv_work_t *w) {
         step_run *r = &runs[i];
         r->p.j = &cl->jobs[i];
         r->p.now = now;
+        r->p.secrets_dir = c->secrets_dir;
         buf_init(&r->p.body, NURTURE_MAX_BODY + 1);
         if (store_read(c->a->st, cl->jobs[i].tenant, plan_tx, &r->p, &err)) {
             /* storage trouble: leave it "sending"; the lease brings it back */
@@ -1020,6 +1023,7 @@ nurture_ctx *nurture_ctx_start(app *a) {
     c->m_throttled = metrics_counter(a->m, "ehub_nurture_ghl_paced_total",
                                      "GoHighLevel sends held back by the 100 per 10 s window", NULL);
     snprintf(c->ghl_url, sizeof c->ghl_url, "%s", a->cfg.ghl_url);
+    snprintf(c->secrets_dir, sizeof c->secrets_dir, "%s/secrets", a->cfg.data_dir);
     if (!(c->ghl_win = nurture_window_new(GHL_LIMIT, a->cfg.ghl_window_ms ? a->cfg.ghl_window_ms : 10000)) ||
         !(c->bg = nurture_bg_new(a))) {
         nurture_window_free(c->ghl_win);

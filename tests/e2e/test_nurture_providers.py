@@ -14,7 +14,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import tempfile
 import threading
 import time
 
@@ -102,9 +101,6 @@ def _start():
 
 _fake = _start()
 _smtp = SmtpFake(SMTP_USER, SMTP_PW)
-_pwfile = tempfile.NamedTemporaryFile("w", prefix="ehub-smtp-", delete=False)
-_pwfile.write(SMTP_PW + "\n")
-_pwfile.close()
 _URL = "http://127.0.0.1:%d" % _fake.server_address[1]
 SERVER_ARGS = ["--ghl-url", _URL, "--apollo-url", _URL, "--ghl-window", "%ds" % GHL_WINDOW,
                "--apollo-limit", "5/s", "--cold-every", "1s"]
@@ -150,12 +146,21 @@ def _exec(t, tn, sql):
 
 
 def test_nurture_smtp_mime_auth_retry_and_dead_letter(t):
+    # the operator leaves the password in DATA_DIR/secrets; the tenant names the file
+    secrets = os.path.join(t.srv.tmp, "data", "secrets")
+    os.makedirs(secrets, exist_ok=True)
+    with open(os.path.join(secrets, "smtp-pw"), "w") as f:
+        f.write(SMTP_PW + "\n")
     tn = _tenant(t, email_via="smtp", smtp_host="127.0.0.1", smtp_port=_smtp.port, smtp_tls="none",
-                 smtp_user=SMTP_USER, smtp_password_from="file:" + _pwfile.name, smtp_from="team@homes.example")
+                 smtp_user=SMTP_USER, smtp_password_from="file:smtp-pw", smtp_from="team@homes.example")
     s = tn.ok("GET", "/v1/nurture/settings")
-    assert s["email_via"] == "smtp" and s["smtp_password_from"].startswith("file:") and "s3cret" not in json.dumps(s)
-    st, e = tn.api("PATCH", "/v1/nurture/settings", {"smtp_password_from": "hunter2"})
-    assert st == 422, (st, e)
+    assert s["email_via"] == "smtp" and s["smtp_password_from"] == "file:smtp-pw" and "s3cret" not in json.dumps(s)
+    # a password, another directory, a server variable: refused
+    for ref in ("hunter2", "file:../ehub.db", "file:/etc/passwd", "env:EHUB_STORE", "env:EHUB_SMTP_a"):
+        st, e = tn.api("PATCH", "/v1/nurture/settings", {"smtp_password_from": ref})
+        assert st == 422 and "smtp_password_from" in e["error"]["fields"], (ref, st, e)
+    st, e = tn.api("PATCH", "/v1/nurture/settings", {"cold_sequence_id": 987654321})
+    assert st == 422 and "cold_sequence_id" in e["error"]["message"], (st, e)
     st, e = tn.api("PATCH", "/v1/nurture/settings", {"email_via": "pigeon", "smtp_port": 70000})
     assert st == 422 and set(e["error"]["fields"]) == {"email_via", "smtp_port"}, e
     tn.ok("POST", "/v1/templates", {"name": "m", "channel": "email", "subject": "Bienvenue {{first_name}} ✓",

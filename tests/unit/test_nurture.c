@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -176,6 +177,24 @@ static void test_mime(void **state) {
     buf_free(&b);
 }
 
+static void test_secret_refs(void **state) {
+    assert_int_equal(nurture_secret_ref_ok("env:EHUB_SMTP_PASSWORD"), 0);
+    assert_int_equal(nurture_secret_ref_ok("file:smtp-pw.txt"), 0);
+    assert_int_equal(nurture_secret_ref_ok("env:EHUB_STORE"), -1);
+    assert_int_equal(nurture_secret_ref_ok("env:EHUB_SMTP_"), -1);
+    assert_int_equal(nurture_secret_ref_ok("env:EHUB_SMTP_x"), -1);
+    assert_int_equal(nurture_secret_ref_ok("file:../ehub.db"), -1);
+    assert_int_equal(nurture_secret_ref_ok("file:/etc/passwd"), -1);
+    assert_int_equal(nurture_secret_ref_ok("file:.hidden"), -1);
+    assert_int_equal(nurture_secret_ref_ok("hunter2"), -1);
+    char out[64], err[128];
+    setenv("EHUB_SMTP_UNIT", "pw-from-env", 1);
+    assert_int_equal(nurture_secret_read("env:EHUB_SMTP_UNIT", "/nonexistent", out, sizeof out, err, sizeof err), 0);
+    assert_string_equal(out, "pw-from-env");
+    assert_int_equal(nurture_secret_read("env:EHUB_SMTP_UNSET_X", "/nonexistent", out, sizeof out, err, sizeof err), -1);
+    assert_int_equal(nurture_secret_read("file:../x", "/tmp", out, sizeof out, err, sizeof err), -1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_render),
@@ -185,6 +204,7 @@ int main(void) {
         cmocka_unit_test(test_window_opens),
         cmocka_unit_test(test_window_limiter),
         cmocka_unit_test(test_mime),
+        cmocka_unit_test(test_secret_refs),
     };
     return cmocka_run_group_tests_name("nurture", tests, NULL, NULL);
 }
