@@ -815,7 +815,7 @@ DOC(d_preview, "Render a template with a lead's values (lead_id) or sample value
 DOC(d_enroll, "Enrol a lead in a sequence (its first step is due now)", "{lead_id}", "{enrollment_id}");
 DOC(d_enrollments, "A lead's enrolments with every step's state, attempts and result", NULL, "{items}");
 DOC(d_stop, "End all of a lead's enrolments (reason manual or agent_takeover)", "{reason?}", "{exited}");
-DOC(d_settings_get, "Nurture settings: Twilio and SendGrid accounts (secrets write-only), quiet hours, daily cap", NULL,
+DOC(d_settings_get, "Nurture settings: Twilio, SendGrid, SMTP, GoHighLevel and Apollo (secrets write-only), quiet hours, daily cap, gone-cold trigger", NULL,
     "settings");
 DOC(d_settings_patch, "Change nurture settings (admin)", "settings", "settings");
 DOC(d_twilio, "Twilio status callbacks and inbound SMS (X-Twilio-Signature verified); STOP/START keywords", "form",

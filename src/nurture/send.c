@@ -618,7 +618,9 @@ static int send_end(sendreq *r, char *id, size_t idlen, char *err, size_t errlen
             snprintf(id, idlen, "%s", r->msgid);
         } else {
             snprintf(err, errlen, "SMTP %ld: %.200s", status, r->errbuf[0] ? r->errbuf : curl_easy_strerror(r->cc));
-            *retryable = status < 500;
+            /* a server without the STARTTLS we require, or one that refuses
+             * our login, is a setting to fix: retrying cannot help */
+            *retryable = status < 500 && r->cc != CURLE_USE_SSL_FAILED && r->cc != CURLE_LOGIN_DENIED;
         }
     } else if (r->cc != CURLE_OK) {
         snprintf(err, errlen, "%s", curl_easy_strerror(r->cc));

@@ -198,6 +198,13 @@ def test_nurture_smtp_mime_auth_retry_and_dead_letter(t):
     assert any(e["payload"]["lead_id"] == lead["id"] for e in tn.events("nurture.failed"))
     st, h, b = t.srv.request("GET", "/metrics")
     assert b'ehub_nurture_provider_requests_total{provider="smtp",outcome="sent"}' in b
+    # STARTTLS required (the default) and the server has none: nothing goes out in clear, no retry
+    tn.ok("PATCH", "/v1/nurture/settings", {"smtp_tls": "starttls"})
+    lead = tn.create_lead(first_name="Tls", email="tls@buyers.example", consent_email=True)
+    tn.ok("POST", "/v1/sequences/%d/enroll" % seq["id"], {"lead_id": lead["id"]})
+    hist = _wait(lambda: [h for e in _enrollments(tn, lead["id"]) for h in e["history"] if h["state"] == "failed"])
+    assert hist and hist[0]["attempts"] == 1 and "SMTP" in hist[0]["result"], hist
+    assert not _smtp.to("tls@buyers.example")
 
 
 def test_nurture_ghl_send_respects_100_per_window_and_429(t):
