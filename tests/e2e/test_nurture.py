@@ -214,9 +214,12 @@ def test_nurture_first_touch_within_a_second_then_waits(t):
     got = _wait(lambda: _sms_to("+14155559999"), timeout=3)
     assert got and got[0]["Body"] == "Hi Agented, it's Dana Agent. Reply STOP to opt out", got
     lead = one
-    # the message is the lead's activity, the next step waits an hour
-    acts = tn.ok("GET", "/v1/leads/%d/activities" % lead["id"])["items"]
-    sent = [a for a in acts if a["direction"] == "outbound" and a["channel"] == "sms"]
+    # the message is the lead's activity (recorded once the provider has
+    # answered, so a moment after the fake saw it), the next step waits an hour
+    outbound = lambda: [a for a in tn.ok("GET", "/v1/leads/%d/activities" % lead["id"])["items"]
+                        if a["direction"] == "outbound" and a["channel"] == "sms"]
+    sent = _wait(outbound, timeout=3)
+    acts = sent
     assert len(sent) == 1 and sent[0]["provider_message_id"].startswith("SM"), acts
     enr = _wait(lambda: [e for e in tn.ok("GET", "/v1/leads/%d/enrollments" % lead["id"])["items"]
                          if len(e["history"]) == 2])

@@ -178,7 +178,9 @@ def test_nurture_smtp_mime_auth_retry_and_dead_letter(t):
     parts = {p.get_content_type(): p.get_content() for p in msg.iter_parts()}
     assert parts["text/html"] == "<p>Hi Zoé &amp; family,</p><p>Homes for you</p>", parts
     assert "Hi Zoé & family," in parts["text/plain"] and "<p>" not in parts["text/plain"], parts
-    acts = [a for a in tn.ok("GET", "/v1/leads/%d/activities" % lead["id"])["items"] if a["channel"] == "email"]
+    # recorded once the server has answered: a moment after the receiver has it
+    acts = _wait(lambda: [a for a in tn.ok("GET", "/v1/leads/%d/activities" % lead["id"])["items"]
+                          if a["channel"] == "email"])
     assert acts and acts[0]["provider_message_id"] == msg["Message-ID"], (acts, msg["Message-ID"])
     hist = _wait(lambda: [h for e in _enrollments(tn, lead["id"]) for h in e["history"] if h["state"] == "done"])
     assert "sent via smtp" in hist[0]["result"], hist
@@ -233,7 +235,7 @@ def test_nurture_ghl_send_respects_100_per_window_and_429(t):
     assert at[-1] - at[0] >= 2 * GHL_WINDOW * 0.9, (at[-1] - at[0])  # 250 sends need two more windows
     # the message is the lead's activity with GHL's id; the echo of it is not an agent taking over
     lead = ids[0]
-    acts = [a for a in tn.ok("GET", "/v1/leads/%d/activities" % lead)["items"] if a["channel"] == "sms"]
+    acts = _wait(lambda: [a for a in tn.ok("GET", "/v1/leads/%d/activities" % lead)["items"] if a["channel"] == "sms"])
     assert acts and acts[0]["provider_message_id"].startswith("msg_"), acts
     hist = [h for e in _enrollments(tn, lead) for h in e["history"]]
     assert "sent via ghl" in hist[0]["result"], hist
