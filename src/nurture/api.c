@@ -211,6 +211,38 @@ static void h_enrollments(http_req *q, app *a, const auth_principal *p, void *ud
     api_job_run(q, j);
 }
 
+/* Apollo enrichment of a lead: where it stands (404 when the lead was never
+ * queued: its tenant had no Apollo key then). */
+static int enrichment_tx(store_tx *tx, api_job *j, store_err *err) {
+    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(j->id)};
+    store_rows *r = NULL;
+    int rc = store_query(tx,
+                         "SELECT state, attempts, result, due_at, created_at, updated_at FROM lead_enrichments "
+                         "WHERE tenant_id = $1 AND lead_id = $2",
+                         p, 2, &r, err);
+    if (rc) return rc;
+    if (!store_rows_count(r)) {
+        store_rows_free(r);
+        return api_job_fail(j, 404, "not_found", "this lead was not queued for enrichment");
+    }
+    j->out = json_pack("{s:I, s:s, s:I, s:s?, s:I, s:I, s:I}", "lead_id", (json_int_t)j->id, "state",
+                       store_rows_text(r, 0, 0), "attempts", (json_int_t)store_rows_int(r, 0, 1), "result",
+                       store_rows_text(r, 0, 2), "due_at", (json_int_t)store_rows_int(r, 0, 3), "created_at",
+                       (json_int_t)store_rows_int(r, 0, 4), "updated_at", (json_int_t)store_rows_int(r, 0, 5));
+    store_rows_free(r);
+    return STORE_OK;
+}
+
+static void h_enrichment(http_req *q, app *a, const auth_principal *p, void *ud) {
+    int64_t id = path_id(q, "id");
+    if (id < 0) return;
+    api_job *j = api_job_for(q, a, p);
+    if (!j) return;
+    j->id = id;
+    j->fn = enrichment_tx;
+    api_job_run(q, j);
+}
+
 static int stop_tx(store_tx *tx, api_job *j, store_err *err) {
     int n;
     const char *reason = j->extra;
@@ -813,6 +845,8 @@ static const http_route_doc d_sequences[5] = {
 DOC(d_preview, "Render a template with a lead's values (lead_id) or sample values; SMS encoding and segments",
     "{lead_id?}", "{channel, subject, body, sms:{encoding, units, segments}}");
 DOC(d_enroll, "Enrol a lead in a sequence (its first step is due now)", "{lead_id}", "{enrollment_id}");
+DOC(d_enrichment, "A lead's Apollo enrichment: state (queued, sending, done, not_found, failed), attempts, result",
+    NULL, "{lead_id, state, attempts, result, due_at, created_at, updated_at}");
 DOC(d_enrollments, "A lead's enrolments with every step's state, attempts and result", NULL, "{items}");
 DOC(d_stop, "End all of a lead's enrolments (reason manual or agent_takeover)", "{reason?}", "{exited}");
 DOC(d_settings_get, "Nurture settings: Twilio, SendGrid, SMTP, GoHighLevel and Apollo (secrets write-only), quiet hours, daily cap, gone-cold trigger", NULL,
@@ -831,6 +865,7 @@ int nurture_register(app *a) {
     rc |= app_route(a, "POST", "/v1/templates/{id}/preview", h_preview, NULL, ROLES_ANY, &d_preview);
     rc |= app_route(a, "POST", "/v1/sequences/{id}/enroll", h_enroll, NULL, ROLES_LEAD_WRITE, &d_enroll);
     rc |= app_route(a, "GET", "/v1/leads/{id}/enrollments", h_enrollments, NULL, ROLES_ANY, &d_enrollments);
+    rc |= app_route(a, "GET", "/v1/leads/{id}/enrichment", h_enrichment, NULL, ROLES_ANY, &d_enrichment);
     rc |= app_route(a, "POST", "/v1/leads/{id}/nurture/stop", h_stop, NULL, ROLES_LEAD_WRITE, &d_stop);
     rc |= app_route(a, "GET", "/v1/nurture/settings", h_settings_get, NULL, ROLES_MANAGE, &d_settings_get);
     rc |= app_route(a, "PATCH", "/v1/nurture/settings", h_settings_patch, NULL, ROLE_ADMIN, &d_settings_patch);

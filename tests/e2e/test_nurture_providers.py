@@ -334,9 +334,28 @@ def test_nurture_gone_cold_trigger_enrolls_once(t):
     assert why == ["gone cold: no reply"], why
     time.sleep(3)  # more scans: still one enrollment
     assert len(_enrollments(tn, cold["id"])) == 1
-    # the warm lead goes in only if the churn model calls it high risk
+    # the warm lead wrote today: low churn risk, not enrolled
     risk = tn.ok("POST", "/v1/predict-churn", {"lead_id": warm["id"]})["risk"]
-    assert (len(_enrollments(tn, warm["id"])) == 1) == (risk == "high"), risk
+    assert risk == "low" and not _enrollments(tn, warm["id"]), risk
+
+    # churn risk high though not silent for cold_days (30): wrote 20 days ago, texted 5 days ago
+    tn2 = _tenant(t)
+    seq2 = tn2.ok("POST", "/v1/sequences", {"name": "cold2", "steps": [
+        {"type": "wait", "minutes": 600}, {"type": "task", "text": "Re-engage"}]})
+    lead = tn2.create_lead(first_name="Churny", phone="+14155558003")
+    now = int(time.time() * 1000)
+    tn2.ok("POST", "/v1/leads/%d/activities" % lead["id"], {"channel": "sms", "direction": "inbound", "body": "hi",
+                                                             "occurred_at": now - 20 * 86400000})
+    tn2.ok("POST", "/v1/leads/%d/activities" % lead["id"], {"channel": "sms", "direction": "outbound",
+                                                             "body": "still looking?", "occurred_at": now - 5 * 86400000})
+    assert tn2.ok("POST", "/v1/predict-churn", {"lead_id": lead["id"]})["risk"] == "high"
+    tn2.ok("PATCH", "/v1/nurture/settings", {"cold_sequence_id": seq2["id"], "cold_days": 30})
+    enr = _wait(lambda: _enrollments(tn2, lead["id"]), timeout=8)
+    assert len(enr) == 1 and enr[0]["sequence_id"] == seq2["id"], enr
+    why = [e["payload"]["why"] for e in tn2.events("nurture.enrolled") if e["payload"]["lead_id"] == lead["id"]]
+    assert why == ["gone cold: churn risk high"], why
+    st, h, b = t.srv.request("GET", "/metrics")
+    assert b'ehub_nurture_cold_enrolled_total{why="no_reply"}' in b and b'{why="churn_high"}' in b
 
 
 def test_nurture_apollo_enrichment_with_limits(t):
@@ -377,3 +396,10 @@ def test_nurture_apollo_enrichment_with_limits(t):
     assert len(at) >= 12
     worst = max(sum(1 for b in at[i:i + 6] if b - a < 1.0) for i, a in enumerate(at))
     assert worst <= 5, at
+    st_, h, b = t.srv.request("GET", "/metrics")
+    assert b'ehub_enrich_total{outcome="matched"}' in b and b'ehub_enrich_total{outcome="retry"}' in b
+    # the enrichment's state through the API, as an enrollment's history is
+    e = tn.ok("GET", "/v1/leads/%d/enrichment" % busy["id"])
+    assert e["state"] == "done" and e["attempts"] == 1 and e["result"] == "matched", e
+    st_, e = tn.api("GET", "/v1/leads/%d/enrichment" % 999999)
+    assert st_ == 404, (st_, e)
