@@ -45,6 +45,11 @@ typedef struct ehub_config {
     char twilio_url[512];    /* Twilio REST API base (tests point it at a local server) */
     char sendgrid_url[512];  /* SendGrid v3 API base */
     char public_url[512];    /* how providers reach us: status callbacks, Twilio signatures */
+    char ghl_url[512];       /* GoHighLevel API base (conversations/messages) */
+    char apollo_url[512];    /* Apollo API base (people/match) */
+    unsigned ghl_window_ms;  /* GHL's rate window: 100 requests per window per tenant */
+    char apollo_limit[32];   /* Apollo requests per tenant: "N/s", "N/m", "N/h" */
+    unsigned cold_every_ms;  /* how often the "gone cold" trigger looks at leads */
     /* users, tokens, rate limits (src/auth) */
     char jwt_key_file[1024];  /* Ed25519 signing key(s); "" = DATA_DIR/jwt.keys, generated */
     char jwt_hs256_secret_file[1024]; /* "" = HS256 refused */

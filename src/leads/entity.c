@@ -42,6 +42,10 @@ static const field lead_fields[] = {
     {"timeline", F_TEXT, 64, 0, NULL},
     {"preapproved", F_BOOL, 0, 0, NULL},
     {"score", F_REAL, 0, FF_READONLY, NULL},
+    /* found by Apollo enrichment (src/nurture/enrich.c) */
+    {"company", F_TEXT, 200, FF_READONLY, NULL},
+    {"job_title", F_TEXT, 200, FF_READONLY, NULL},
+    {"linkedin_url", F_TEXT, 300, FF_READONLY, NULL},
 };
 
 static const field agent_fields[] = {

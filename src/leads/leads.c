@@ -119,6 +119,9 @@ int leads_add_activity(store_tx *tx, int64_t lead_id, const activity_in *a, int6
         rc = nurture_exit_lead(tx, lead_id, "replied", now_ms, &n, err);
         if (!rc && strcmp(a->channel, "task") && strcmp(a->channel, "appointment")) rc = coach_on_inbound(tx, lead_id, err);
     }
+    /* a message or call by the agent: a person took over from the sequence */
+    if (!rc && !strcmp(a->direction, "outbound") && !a->automated)
+        rc = nurture_on_outbound(tx, lead_id, *id, a->channel, a->provider_message_id, now_ms, err);
     /* messages, calls and appointments are what the score reads most */
     return rc ? rc : score_lead(tx, lead_id, now_ms, err);
 }

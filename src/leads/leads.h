@@ -72,6 +72,7 @@ int leads_upsert(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, i
 typedef struct activity_in {
     const char *channel, *direction, *body, *status, *provider_message_id, *ghl_id;
     int64_t occurred_at;
+    int automated; /* written by nurture: an outbound one is not the agent taking over */
 } activity_in;
 int leads_add_activity(store_tx *tx, int64_t lead_id, const activity_in *a, int64_t now_ms,
                        int64_t *id, store_err *err);

@@ -239,6 +239,38 @@ static void h_enrollments(http_req *q, app *a, const auth_principal *p, void *ud
     api_job_run(q, j);
 }
 
+/* Apollo enrichment of a lead: where it stands (404 when the lead was never
+ * queued: its tenant had no Apollo key then). */
+static int enrichment_tx(store_tx *tx, api_job *j, store_err *err) {
+    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(j->id)};
+    store_rows *r = NULL;
+    int rc = store_query(tx,
+                         "SELECT state, attempts, result, due_at, created_at, updated_at FROM lead_enrichments "
+                         "WHERE tenant_id = $1 AND lead_id = $2",
+                         p, 2, &r, err);
+    if (rc) return rc;
+    if (!store_rows_count(r)) {
+        store_rows_free(r);
+        return api_job_fail(j, 404, "not_found", "this lead was not queued for enrichment");
+    }
+    j->out = json_pack("{s:I, s:s, s:I, s:s?, s:I, s:I, s:I}", "lead_id", (json_int_t)j->id, "state",
+                       store_rows_text(r, 0, 0), "attempts", (json_int_t)store_rows_int(r, 0, 1), "result",
+                       store_rows_text(r, 0, 2), "due_at", (json_int_t)store_rows_int(r, 0, 3), "created_at",
+                       (json_int_t)store_rows_int(r, 0, 4), "updated_at", (json_int_t)store_rows_int(r, 0, 5));
+    store_rows_free(r);
+    return STORE_OK;
+}
+
+static void h_enrichment(http_req *q, app *a, const auth_principal *p, void *ud) {
+    int64_t id = path_id(q, "id");
+    if (id < 0) return;
+    api_job *j = api_job_for(q, a, p);
+    if (!j) return;
+    j->id = id;
+    j->fn = enrichment_tx;
+    api_job_run(q, j);
+}
+
 static int stop_tx(store_tx *tx, api_job *j, store_err *err) {
     int n;
     const char *reason = j->extra;
@@ -298,12 +330,32 @@ static json_t *settings_json(const store_rows *r) {
     json_object_set_new(o, "quiet_start", json_string(a));
     json_object_set_new(o, "quiet_end", json_string(b));
     json_object_set_new(o, "daily_cap", json_integer(have ? store_rows_int(r, 0, 8) : 3));
+#define TXT(name, c) json_object_set_new(o, name, have && (s = store_rows_text(r, 0, c)) ? json_string(s) : json_null())
+#define SET(name, c) json_object_set_new(o, name, json_boolean(have && !store_rows_isnull(r, 0, c)))
+    json_object_set_new(o, "email_via", json_string(have ? store_rows_text(r, 0, 9) : "sendgrid"));
+    json_object_set_new(o, "sms_via", json_string(have ? store_rows_text(r, 0, 10) : "twilio"));
+    TXT("smtp_host", 11);
+    json_object_set_new(o, "smtp_port", have && !store_rows_isnull(r, 0, 12) ? json_integer(store_rows_int(r, 0, 12))
+                                                                             : json_null());
+    json_object_set_new(o, "smtp_tls", json_string(have ? store_rows_text(r, 0, 13) : "starttls"));
+    TXT("smtp_user", 14);
+    TXT("smtp_password_from", 15); /* a reference (env:NAME, file:PATH), not the password */
+    TXT("smtp_from", 16);
+    SET("ghl_api_key_set", 17);
+    SET("apollo_api_key_set", 18);
+    json_object_set_new(o, "cold_sequence_id", have && !store_rows_isnull(r, 0, 19)
+                                                   ? json_integer(store_rows_int(r, 0, 19))
+                                                   : json_null());
+    json_object_set_new(o, "cold_days", json_integer(have ? store_rows_int(r, 0, 20) : 7));
+#undef TXT
+#undef SET
     return o;
 }
 
 #define SETTINGS_COLS                                                                                             \
     "twilio_account_sid, twilio_auth_token, twilio_from, sendgrid_api_key, sendgrid_from, sendgrid_public_key, " \
-    "quiet_start, quiet_end, daily_cap"
+    "quiet_start, quiet_end, daily_cap, email_via, sms_via, smtp_host, smtp_port, smtp_tls, smtp_user, "         \
+    "smtp_password_from, smtp_from, ghl_api_key, apollo_api_key, cold_sequence_id, cold_days"
 
 static int settings_get_tx(store_tx *tx, api_job *j, store_err *err) {
     store_val p[] = {SV_I(store_tx_tenant(tx))};
@@ -323,10 +375,31 @@ static void h_settings_get(http_req *q, app *a, const auth_principal *p, void *u
 
 static const char *const setting_names[] = {"twilio_account_sid", "twilio_auth_token", "twilio_from",
                                             "sendgrid_api_key",   "sendgrid_from",     "sendgrid_public_key",
-                                            "quiet_start",        "quiet_end",         "daily_cap"};
+                                            "quiet_start",        "quiet_end",         "daily_cap",
+                                            "email_via",          "sms_via",           "smtp_host",
+                                            "smtp_port",          "smtp_tls",          "smtp_user",
+                                            "smtp_password_from", "smtp_from",         "ghl_api_key",
+                                            "apollo_api_key",     "cold_sequence_id",  "cold_days"};
+
+static int one_of(const char *s, const char *const *names) {
+    for (; s && *names; names++)
+        if (!strcmp(s, *names)) return 1;
+    return 0;
+}
 
 static int settings_patch_tx(store_tx *tx, api_job *j, store_err *err) {
     store_val p[] = {SV_I(store_tx_tenant(tx))};
+    json_t *cold = json_object_get(j->in, "cold_sequence_id");
+    if (json_is_integer(cold)) {
+        store_val c[] = {SV_I(store_tx_tenant(tx)), SV_I(json_integer_value(cold))};
+        store_rows *r = NULL;
+        int rc = store_query(tx, "SELECT COUNT(*) FROM nurture_sequences WHERE tenant_id = $1 AND id = $2 "
+                                 "AND deleted_at IS NULL", c, 2, &r, err);
+        int64_t have = rc ? 0 : store_rows_int(r, 0, 0);
+        store_rows_free(r);
+        if (rc) return rc;
+        if (!have) return api_job_fail(j, 422, "validation_failed", "cold_sequence_id: no such sequence");
+    }
     int rc = store_query(tx,
                          "INSERT INTO nurture_settings (tenant_id) VALUES ($1) ON CONFLICT (tenant_id) DO NOTHING", p,
                          1, NULL, err);
@@ -375,6 +448,29 @@ static void h_settings_patch(http_req *q, app *a, const auth_principal *p, void 
             int m = parse_hhmm(s);
             if (m < 0) json_object_set_new(errors, key, json_string("HH:MM, 24-hour"));
             else json_object_set_new(clean, key, json_integer(m));
+        } else if (!strcmp(key, "email_via") || !strcmp(key, "sms_via") || !strcmp(key, "smtp_tls")) {
+            static const char *const ev[] = {"sendgrid", "smtp", "ghl", NULL}, *const sv[] = {"twilio", "ghl", NULL},
+                                     *const tv[] = {"starttls", "implicit", "none", NULL};
+            const char *const *names = key[0] == 'e' ? ev : !strcmp(key, "smtp_tls") ? tv : sv;
+            if (!one_of(s, names))
+                json_object_set_new(errors, key, json_string(key[0] == 'e'   ? "sendgrid, smtp or ghl"
+                                                             : names == tv ? "starttls, implicit or none"
+                                                                           : "twilio or ghl"));
+            else json_object_set_new(clean, key, json_incref(v));
+        } else if (!strcmp(key, "smtp_port") || !strcmp(key, "cold_days") || !strcmp(key, "cold_sequence_id")) {
+            json_int_t lo = 1, hi = key[0] == 's' ? 65535 : key[5] == 'd' ? 365 : INT64_MAX;
+            if (json_is_null(v) && key[5] != 'd') json_object_set_new(clean, key, json_null());
+            else if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
+                json_object_set_new(errors, key, json_string(key[0] == 's'   ? "a port, 1-65535"
+                                                             : key[5] == 'd' ? "1-365 days"
+                                                                             : "a sequence's id, or null"));
+            else json_object_set_new(clean, key, json_incref(v));
+        } else if (!strcmp(key, "smtp_password_from") && s && nurture_secret_ref_ok(s)) {
+            json_object_set_new(errors, key, json_string("env:EHUB_SMTP_... or file:NAME (a file in DATA_DIR/secrets); "
+                                                         "the password itself is never stored"));
+        } else if ((!strcmp(key, "smtp_from") || !strcmp(key, "smtp_host")) && s &&
+                   (strpbrk(s, "<>\r\n \t/") || (key[5] == 'f' && !strchr(s, '@')))) {
+            json_object_set_new(errors, key, json_string(key[5] == 'f' ? "an email address" : "a host name"));
         } else if (!strcmp(key, "daily_cap")) {
             if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > 100)
                 json_object_set_new(errors, key, json_string("1-100 messages a day"));
@@ -783,9 +879,11 @@ static const http_route_doc d_sequences[5] = {
 DOC(d_preview, "Render a template with a lead's values (lead_id) or sample values; SMS encoding and segments",
     "{lead_id?}", "{channel, subject, body, sms:{encoding, units, segments}}");
 DOC(d_enroll, "Enrol a lead in a sequence (its first step is due now)", "{lead_id}", "{enrollment_id}");
+DOC(d_enrichment, "A lead's Apollo enrichment: state (queued, sending, done, not_found, failed), attempts, result",
+    NULL, "{lead_id, state, attempts, result, due_at, created_at, updated_at}");
 DOC(d_enrollments, "A lead's enrolments with every step's state, attempts and result", NULL, "{items}");
 DOC(d_stop, "End all of a lead's enrolments (reason manual or agent_takeover)", "{reason?}", "{exited}");
-DOC(d_settings_get, "Nurture settings: Twilio and SendGrid accounts (secrets write-only), quiet hours, daily cap", NULL,
+DOC(d_settings_get, "Nurture settings: Twilio, SendGrid, SMTP, GoHighLevel and Apollo (secrets write-only), quiet hours, daily cap, gone-cold trigger", NULL,
     "settings");
 DOC(d_settings_patch, "Change nurture settings (admin)", "settings", "settings");
 DOC(d_twilio, "Twilio status callbacks and inbound SMS (X-Twilio-Signature verified); STOP/START keywords", "form",
@@ -801,6 +899,7 @@ int nurture_register(app *a) {
     rc |= app_route(a, "POST", "/v1/templates/{id}/preview", h_preview, NULL, ROLES_ANY, &d_preview);
     rc |= app_route(a, "POST", "/v1/sequences/{id}/enroll", h_enroll, NULL, ROLES_LEAD_WRITE, &d_enroll);
     rc |= app_route(a, "GET", "/v1/leads/{id}/enrollments", h_enrollments, NULL, ROLES_ANY, &d_enrollments);
+    rc |= app_route(a, "GET", "/v1/leads/{id}/enrichment", h_enrichment, NULL, ROLES_ANY, &d_enrichment);
     rc |= app_route(a, "POST", "/v1/leads/{id}/nurture/stop", h_stop, NULL, ROLES_LEAD_WRITE, &d_stop);
     rc |= app_route(a, "GET", "/v1/nurture/settings", h_settings_get, NULL, ROLES_MANAGE, &d_settings_get);
     rc |= app_route(a, "PATCH", "/v1/nurture/settings", h_settings_patch, NULL, ROLE_ADMIN, &d_settings_patch);

@@ -1,6 +1,6 @@
 /* nurture — lead recovery and nurture: SMS and email templates, sequences
  * of steps, enrollments, and the durable queue that sends them through
- * Twilio and SendGrid.
+ * Twilio, SendGrid, SMTP or GoHighLevel (see README "Nurture").
  *
  * A sequence is an ordered list of steps ({"type":"sms"|"email",
  * "template":NAME}, {"type":"wait","minutes":N}, {"type":"task",
@@ -65,9 +65,19 @@ int nurture_on_new_lead(store_tx *tx, int64_t lead_id, int64_t now_ms, store_err
  * STORE_NOTFOUND if no such lead or sequence. *enrollment gets the id. */
 int nurture_enroll(store_tx *tx, int64_t sequence_id, int64_t lead_id, int64_t now_ms, int64_t *enrollment,
                    store_err *err);
+/* The same, saying why in nurture.enrolled ("gone cold", ...). */
+int nurture_enroll_why(store_tx *tx, int64_t sequence_id, int64_t lead_id, const char *why, int64_t now_ms,
+                       int64_t *enrollment, store_err *err);
 /* Ends every active enrollment of a lead (reason: replied, opt_out, won,
  * lost, agent_takeover, manual); their queued steps are skipped. */
 int nurture_exit_lead(store_tx *tx, int64_t lead_id, const char *reason, int64_t now_ms, int *n, store_err *err);
+
+/* After an outbound activity written by a person (not nurture): a
+ * message (sms, email) or call by the agent takes the lead over and ends
+ * its enrollments ("agent_takeover"), unless it is the echo of a message
+ * nurture sent (same provider_message_id). */
+int nurture_on_outbound(store_tx *tx, int64_t lead_id, int64_t activity_id, const char *channel,
+                        const char *provider_message_id, int64_t now_ms, store_err *err);
 
 /* After a lead write: ends its enrollments if it is closed (won, lost,
  * abandoned) or do-not-disturb. */

@@ -16,7 +16,48 @@ int nurture_schedule(store_tx *tx, int64_t enrollment, const json_t *steps, int 
  * inside them; 0 when it is not. Unknown zones are America/New_York. */
 int64_t nurture_quiet_until(const char *tz, int quiet_start, int quiet_end, int64_t now_ms);
 
+/* ---- provider.c ---- */
+
+/* "N/s", "N/m", "N/h": 0 with *n and *window_ms, or -1. */
+int nurture_rate_parse(const char *s, int *n, int64_t *window_ms);
+
+/* At most `limit` requests per tenant in any window_ms, as the provider
+ * sees them. Not thread-safe: the caller holds its lock. */
+typedef struct nurture_window nurture_window;
+nurture_window *nurture_window_new(int limit, int64_t window_ms); /* NULL on OOM */
+void nurture_window_free(nurture_window *w);
+/* 0 and *slot when a request may start now, else the time to try again. */
+int64_t nurture_window_take(nurture_window *w, int64_t tenant, int64_t now, int *slot);
+/* The request of `slot` ended at `end` (slot < 0: none to release);
+ * retry_after_until > 0: the provider said wait until then (429). */
+void nurture_window_done(nurture_window *w, int64_t tenant, int slot, int64_t end, int64_t retry_after_until);
+
+/* When local time in tz is next in [start, end) (minutes after midnight,
+ * wrapping when start > end): t itself if it already is. */
+int64_t nurture_window_opens(const char *tz, int start, int end, int64_t t);
+
+/* Email as SMTP carries it: multipart/alternative with a text part made
+ * from the HTML and the HTML part (both base64), Subject RFC 2047-encoded
+ * when not ASCII. 0, or -1 (out of memory or over out's cap). */
+int nurture_mime(buf *out, const char *from, const char *to, const char *subject, const char *html,
+                 const char *message_id, int64_t date_ms);
+int nurture_html_to_text(const char *html, buf *out);
+/* 0 if ref is "env:EHUB_SMTP_..." or "file:NAME" (a plain file name). */
+int nurture_secret_ref_ok(const char *ref);
+/* Resolves such a reference (files: in secrets_dir) into out, first line
+ * only. 0, or -1 with err. */
+int nurture_secret_read(const char *ref, const char *secrets_dir, char *out, size_t cap, char *err, size_t errlen);
+
+/* ---- enrich.c: Apollo enrichment and the "gone cold" trigger ---- */
 struct app;
+typedef struct nurture_bg nurture_bg;
+nurture_bg *nurture_bg_new(struct app *a); /* NULL on OOM */
+void nurture_bg_free(nurture_bg *b);
+/* On the loop: 1 when a round is due (at most one runs at a time). */
+int nurture_bg_due(nurture_bg *b, int64_t now_ms);
+/* On the pool: one round of enrichment, and the cold scan when due. */
+void nurture_bg_work(nurture_bg *b);
+
 /* The dispatcher's timer on the app's loop (send.c). */
 nurture_ctx *nurture_ctx_start(struct app *a);
 

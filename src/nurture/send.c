@@ -74,10 +74,17 @@ typedef struct slot {
 #define BREAKERS 256
 typedef struct breaker {
     int64_t tenant;
-    int channel; /* 0 sms, 1 email */
+    int channel; /* a PROV_* */
     int fails;
     int64_t open_until;
 } breaker;
+
+/* Who carries a message. The breaker metric's label keeps "sms" and
+ * "email" for Twilio and SendGrid. */
+enum { PROV_TWILIO, PROV_SENDGRID, PROV_SMTP, PROV_GHL, PROV_N };
+static const char *const prov_label[PROV_N] = {"sms", "email", "smtp", "ghl"};
+static const char *const prov_name[PROV_N] = {"twilio", "sendgrid", "smtp", "ghl"};
+#define GHL_LIMIT 100 /* GoHighLevel: 100 requests per 10 s per location */
 
 struct nurture_ctx {
     app *a;
@@ -86,10 +93,16 @@ struct nurture_ctx {
     breaker br[BREAKERS];
     int nbr;
     slot slots[SLOTS];
-    int busy; /* slots out */
+    int busy; /* slots out (and the background work) */
     int stopping, closed, freed;
-    char twilio_url[512], sendgrid_url[512], public_url[512];
-    metric *m_sent, *m_fail, *m_open;
+    char twilio_url[512], sendgrid_url[512], public_url[512], ghl_url[512];
+    char secrets_dir[1100];
+    nurture_window *ghl_win; /* under bmu */
+    metric *m_sent, *m_fail, *m_open, *m_prov, *m_throttled;
+    /* enrichment and the "gone cold" scan (enrich.c), one at a time */
+    uv_work_t bg_work;
+    int bg_busy;
+    nurture_bg *bg;
 };
 
 static breaker *breaker_get(nurture_ctx *c, int64_t tenant, int channel) {
@@ -123,7 +136,7 @@ static void breaker_note(nurture_ctx *c, int64_t tenant, int channel, int retrya
     else if (b && ++b->fails >= BREAKER_FAILS && b->open_until <= now) {
         b->open_until = now + BREAKER_COOL_MS;
         if (c->m_open) {
-            const char *ch[] = {channel ? "email" : "sms"};
+            const char *ch[] = {prov_label[channel]};
             metric_add(c->m_open, ch, 1);
         }
     }
@@ -185,7 +198,15 @@ typedef struct plan {
     int action;          /* PLAN_* */
     int64_t reschedule;  /* PLAN_WAIT: new due time */
     char why[300];
-    char type[8];        /* sms, email, task */
+    char type[12];       /* sms, email, task, branch */
+    int provider;        /* PROV_* for a send */
+    int next_step;       /* PLAN_BRANCH: where the sequence goes on */
+    int win_slot;        /* GHL: the rate window's slot held, or -1 */
+    int64_t agent_id;    /* PLAN_TASK: whose task */
+    char smtp_url[600], smtp_user[128], smtp_pass[256];
+    int smtp_tls;        /* 0 none, 1 STARTTLS required, 2 implicit (smtps) */
+    char msgid[200];     /* SMTP: Message-ID */
+    const char *secrets_dir; /* DATA_DIR/secrets: where smtp_password_from files are */
     json_t *steps;
     int64_t lead_id;
     char to[320], from[320], subject[256];
@@ -193,9 +214,110 @@ typedef struct plan {
     char cred1[128], cred2[256]; /* twilio sid/token, or sendgrid key */
     char slug[65];
 } plan;
-enum { PLAN_SEND, PLAN_TASK, PLAN_SKIP, PLAN_WAIT, PLAN_DROP, PLAN_FAIL };
+enum { PLAN_SEND, PLAN_TASK, PLAN_SKIP, PLAN_WAIT, PLAN_DROP, PLAN_FAIL, PLAN_BRANCH };
 
 static const char *col(const store_rows *r, int c) { return store_rows_text(r, 0, c) ? store_rows_text(r, 0, c) : ""; }
+
+/* Where a branch goes: its goto (a 1-based step; past the last ends the
+ * sequence) when the condition holds, else the next step. */
+static int plan_branch(store_tx *tx, plan *p, const json_t *st, const store_rows *r, store_err *err) {
+    const char *cond = json_string_value(json_object_get(st, "if"));
+    int go = (int)json_integer_value(json_object_get(st, "goto")) - 1, hit;
+    char what[120];
+    if (!cond) cond = "";
+    if (!strcmp(cond, "replied") || !strcmp(cond, "no_reply")) {
+        /* a reply since this enrollment began */
+        store_val q[] = {SV_I(p->j->tenant), SV_I(p->lead_id), SV_I(store_rows_int(r, 0, 37))};
+        store_rows *ar = NULL;
+        int rc = store_query(tx,
+                             "SELECT COUNT(*) FROM activities WHERE tenant_id = $1 AND lead_id = $2 "
+                             "AND direction = 'inbound' AND created_at >= $3",
+                             q, 3, &ar, err);
+        if (rc) return rc;
+        int replied = store_rows_int(ar, 0, 0) > 0;
+        store_rows_free(ar);
+        hit = !strcmp(cond, "replied") ? replied : !replied;
+        snprintf(what, sizeof what, "%s", replied ? "the lead replied" : "no reply");
+    } else {
+        double v = json_number_value(json_object_get(st, "value"));
+        int scored = !store_rows_isnull(r, 0, 36);
+        double sc = store_rows_real(r, 0, 36);
+        hit = scored && (!strcmp(cond, "score_at_least") ? sc >= v : sc < v);
+        if (scored) snprintf(what, sizeof what, "score %.3f %s %.3f", sc, sc >= v ? ">=" : "<", v);
+        else snprintf(what, sizeof what, "not scored");
+    }
+    p->action = PLAN_BRANCH;
+    p->next_step = hit ? go : p->j->step + 1;
+    snprintf(p->why, sizeof p->why, "%s: %s, on to step %d", cond, what, p->next_step + 1);
+    return STORE_OK;
+}
+
+/* Which provider carries a message, and what it needs; PLAN_FAIL with
+ * why when the tenant has not configured it. */
+static void plan_provider(plan *p, const store_rows *r, int sms) {
+    const char *via = col(r, sms ? 27 : 26);
+    char e[256];
+    if (!strcmp(via, "ghl")) {
+        p->provider = PROV_GHL;
+        if (!*col(r, 34)) {
+            p->action = PLAN_FAIL;
+            snprintf(p->why, sizeof p->why, "GoHighLevel sending needs ghl_api_key (PATCH /v1/nurture/settings)");
+        } else if (!*col(r, 35)) {
+            p->action = PLAN_FAIL;
+            snprintf(p->why, sizeof p->why, "the lead is no GoHighLevel contact (no ghl_contact_id)");
+        } else {
+            snprintf(p->to, sizeof p->to, "%s", col(r, 35)); /* contactId */
+            snprintf(p->cred1, sizeof p->cred1, "%s", col(r, 34));
+        }
+        return;
+    }
+    if (sms) {
+        p->provider = PROV_TWILIO;
+        const char *c1 = col(r, 16), *c2 = col(r, 17), *from = col(r, 18);
+        if (!*c1 || !*c2 || !*from) {
+            p->action = PLAN_FAIL;
+            snprintf(p->why, sizeof p->why, "Twilio is not configured for this tenant (PATCH /v1/nurture/settings)");
+            return;
+        }
+        snprintf(p->from, sizeof p->from, "%s", from);
+        snprintf(p->cred1, sizeof p->cred1, "%s", c1);
+        snprintf(p->cred2, sizeof p->cred2, "%s", c2);
+    } else if (!strcmp(via, "smtp")) {
+        p->provider = PROV_SMTP;
+        const char *host = col(r, 28), *tls = col(r, 30), *from = col(r, 33);
+        if (!*host || !*from) {
+            p->action = PLAN_FAIL;
+            snprintf(p->why, sizeof p->why, "SMTP needs smtp_host and smtp_from (PATCH /v1/nurture/settings)");
+            return;
+        }
+        p->smtp_tls = !strcmp(tls, "none") ? 0 : !strcmp(tls, "implicit") ? 2 : 1;
+        int port = (int)store_rows_int(r, 0, 29);
+        if (!port) port = p->smtp_tls == 2 ? 465 : p->smtp_tls == 1 ? 587 : 25;
+        snprintf(p->smtp_url, sizeof p->smtp_url, "%s://%s:%d", p->smtp_tls == 2 ? "smtps" : "smtp", host, port);
+        snprintf(p->smtp_user, sizeof p->smtp_user, "%s", col(r, 31));
+        if (nurture_secret_read(col(r, 32), p->secrets_dir, p->smtp_pass, sizeof p->smtp_pass, e, sizeof e)) {
+            p->action = PLAN_FAIL;
+            snprintf(p->why, sizeof p->why, "SMTP password: %.200s", e);
+            return;
+        }
+        snprintf(p->from, sizeof p->from, "%s", from);
+        /* the same step is the same Message-ID: a receiver can drop a
+         * repeat after a crash between its 250 and our record */
+        const char *at = strchr(from, '@');
+        snprintf(p->msgid, sizeof p->msgid, "<%lld.%lld.%d.ehub@%.100s>", (long long)p->j->tenant,
+                 (long long)p->j->enrollment, p->j->step, at && at[1] ? at + 1 : "localhost");
+    } else {
+        p->provider = PROV_SENDGRID;
+        const char *c1 = col(r, 19), *from = col(r, 20);
+        if (!*c1 || !*from) {
+            p->action = PLAN_FAIL;
+            snprintf(p->why, sizeof p->why, "SendGrid is not configured for this tenant (PATCH /v1/nurture/settings)");
+            return;
+        }
+        snprintf(p->from, sizeof p->from, "%s", from);
+        snprintf(p->cred1, sizeof p->cred1, "%s", c1);
+    }
+}
 
 static int plan_tx(store_tx *tx, void *arg, store_err *err) {
     plan *p = arg;
@@ -211,7 +333,10 @@ static int plan_tx(store_tx *tx, void *arg, store_err *err) {
                          "l.consent_sms, l.consent_email, l.dnd, l.timezone, g.name, g.phone, g.email, t.name, t.slug, "
                          "n.twilio_account_sid, n.twilio_auth_token, n.twilio_from, n.sendgrid_api_key, n.sendgrid_from, "
                          "COALESCE(n.quiet_start, 1260), COALESCE(n.quiet_end, 480), COALESCE(n.daily_cap, 3), "
-                         "l.deleted_at, l.status "
+                         "l.deleted_at, l.status, COALESCE(n.email_via, 'sendgrid'), COALESCE(n.sms_via, 'twilio'), "
+                         "n.smtp_host, COALESCE(n.smtp_port, 0), COALESCE(n.smtp_tls, 'starttls'), n.smtp_user, "
+                         "n.smtp_password_from, n.smtp_from, n.ghl_api_key, l.ghl_contact_id, l.score, e.created_at, "
+                         "l.agent_id "
                          "FROM nurture_enrollments e JOIN nurture_sequences s ON s.id = e.sequence_id "
                          "JOIN leads l ON l.id = e.lead_id JOIN tenants t ON t.id = e.tenant_id "
                          "LEFT JOIN agents g ON g.id = l.agent_id AND g.tenant_id = l.tenant_id "
@@ -237,9 +362,15 @@ static int plan_tx(store_tx *tx, void *arg, store_err *err) {
     snprintf(p->type, sizeof p->type, "%s", type);
     if (!strcmp(type, "task")) {
         p->action = PLAN_TASK;
+        p->agent_id = store_rows_int(r, 0, 38);
         buf_puts(&p->body, json_string_value(json_object_get(st, "text")));
         store_rows_free(r);
         return STORE_OK;
+    }
+    if (!strcmp(type, "branch")) {
+        rc = plan_branch(tx, p, st, r, err);
+        store_rows_free(r);
+        return rc;
     }
     int sms = !strcmp(type, "sms");
     /* consent and do-not-disturb: the step is skipped, the sequence goes on */
@@ -311,20 +442,13 @@ static int plan_tx(store_tx *tx, void *arg, store_err *err) {
             bad = 1;
             snprintf(e, sizeof e, "a marketing SMS without opt-out text");
         }
-        const char *c1 = col(r, sms ? 16 : 19), *c2 = col(r, 17), *from = col(r, sms ? 18 : 20);
         if (bad) {
             p->action = PLAN_FAIL;
             snprintf(p->why, sizeof p->why, "%.250s", e);
-        } else if (!*c1 || !*from || (sms && !*c2)) {
-            p->action = PLAN_FAIL;
-            snprintf(p->why, sizeof p->why, "%s is not configured for this tenant (PATCH /v1/nurture/settings)",
-                     sms ? "Twilio" : "SendGrid");
         } else {
             p->action = PLAN_SEND;
             snprintf(p->to, sizeof p->to, "%s", col(r, sms ? 6 : 5));
-            snprintf(p->from, sizeof p->from, "%s", from);
-            snprintf(p->cred1, sizeof p->cred1, "%s", c1);
-            snprintf(p->cred2, sizeof p->cred2, "%s", sms ? c2 : "");
+            plan_provider(p, r, sms);
         }
     }
     store_rows_free(tr);
@@ -338,11 +462,15 @@ static int plan_tx(store_tx *tx, void *arg, store_err *err) {
  * batch through one curl multi handle, read by send_end. */
 typedef struct sendreq {
     CURL *h;
-    struct curl_slist *hd;
+    struct curl_slist *hd, *rcpt;
     char *form, *json;
-    buf body;        /* the answer (ids and errors; capped) */
-    char msgid[128]; /* SendGrid's X-Message-Id */
-    int sms;
+    buf body;          /* the answer (ids and errors; capped) */
+    buf mail;          /* SMTP: the message */
+    size_t mail_off;
+    char msgid[200];   /* SendGrid's X-Message-Id; SMTP: our Message-ID */
+    int64_t retry_after_ms; /* a 429's Retry-After */
+    int provider;
+    char errbuf[CURL_ERROR_SIZE];
     CURLcode cc;
 } sendreq;
 
@@ -352,27 +480,45 @@ static size_t on_body(char *d, size_t sz, size_t n, void *ud) {
     return sz * n;
 }
 
+static void header_value(const char *d, size_t len, size_t name, char *out, size_t cap) {
+    const char *v = d + name;
+    while (v < d + len && *v == ' ') v++;
+    size_t vl = (size_t)(d + len - v);
+    while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n')) vl--;
+    snprintf(out, cap, "%.*s", (int)vl, v);
+}
+
 static size_t on_header(char *d, size_t sz, size_t n, void *ud) {
     sendreq *r = ud;
     size_t len = sz * n;
-    if (len > 14 && !strncasecmp(d, "X-Message-Id:", 13)) {
-        const char *v = d + 13;
-        while (*v == ' ') v++;
-        size_t vl = (size_t)(d + len - v);
-        while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n')) vl--;
-        snprintf(r->msgid, sizeof r->msgid, "%.*s", (int)vl, v);
+    if (len > 14 && !strncasecmp(d, "X-Message-Id:", 13)) header_value(d, len, 13, r->msgid, sizeof r->msgid);
+    if (len > 12 && !strncasecmp(d, "Retry-After:", 12)) {
+        char v[32];
+        header_value(d, len, 12, v, sizeof v);
+        long secs = strtol(v, NULL, 10); /* seconds; an HTTP date is read as "soon" */
+        r->retry_after_ms = (secs > 0 && secs < 3600 ? secs : 1) * 1000;
     }
     return len;
+}
+
+static size_t on_read(char *d, size_t sz, size_t n, void *ud) {
+    sendreq *r = ud;
+    size_t left = r->mail.len - r->mail_off, k = sz * n < left ? sz * n : left;
+    memcpy(d, r->mail.p + r->mail_off, k);
+    r->mail_off += k;
+    return k;
 }
 
 static int send_begin(nurture_ctx *c, plan *p, sendreq *r) {
     memset(r, 0, sizeof *r);
     buf_init(&r->body, 65536);
+    buf_init(&r->mail, NURTURE_MAX_BODY * 5 + 8192);
+    r->provider = p->provider;
     if (!(r->h = curl_easy_init())) return -1;
     CURL *h = r->h;
-    char url[1200], hdr[300], cb[1200];
-    r->sms = !strcmp(p->type, "sms");
-    if (r->sms) {
+    char url[1200], hdr[400], cb[1200];
+    const char *protocols = "http,https";
+    if (p->provider == PROV_TWILIO) {
         snprintf(url, sizeof url, "%s/2010-04-01/Accounts/%s/Messages.json", c->twilio_url, p->cred1);
         snprintf(cb, sizeof cb, "%s/v1/webhooks/twilio/%s", c->public_url, p->slug);
         char *to = curl_easy_escape(h, p->to, 0), *from = curl_easy_escape(h, p->from, 0);
@@ -387,7 +533,7 @@ static int send_begin(nurture_ctx *c, plan *p, sendreq *r) {
         curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->form ? r->form : "");
         snprintf(hdr, sizeof hdr, "I-Twilio-Idempotency-Token: %s", p->j->key);
         r->hd = curl_slist_append(r->hd, hdr);
-    } else {
+    } else if (p->provider == PROV_SENDGRID) {
         snprintf(url, sizeof url, "%s/v3/mail/send", c->sendgrid_url);
         json_t *m = json_pack("{s:[{s:[{s:s}], s:{s:s}}], s:{s:s}, s:s, s:[{s:s, s:s}]}", "personalizations", "to",
                               "email", p->to, "custom_args", "ehub_step", p->j->key, "from", "email", p->from,
@@ -401,9 +547,48 @@ static int send_begin(nurture_ctx *c, plan *p, sendreq *r) {
         r->hd = curl_slist_append(r->hd, "Content-Type: application/json");
         snprintf(hdr, sizeof hdr, "Idempotency-Key: %s", p->j->key);
         r->hd = curl_slist_append(r->hd, hdr);
+    } else if (p->provider == PROV_GHL) {
+        /* conversations/messages: a message to a contact, over the
+         * channel GHL has for it (the contact's phone or email) */
+        snprintf(url, sizeof url, "%s/conversations/messages", c->ghl_url);
+        int sms = !strcmp(p->type, "sms");
+        json_t *m = sms ? json_pack("{s:s, s:s, s:s}", "type", "SMS", "contactId", p->to, "message",
+                                    p->body.p ? p->body.p : "")
+                        : json_pack("{s:s, s:s, s:s, s:s}", "type", "Email", "contactId", p->to, "subject",
+                                    p->subject, "html", p->body.p ? p->body.p : "");
+        r->json = m ? json_dumps(m, JSON_COMPACT) : NULL;
+        json_decref(m);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->json ? r->json : "{}");
+        snprintf(hdr, sizeof hdr, "Authorization: Bearer %s", p->cred1);
+        r->hd = curl_slist_append(r->hd, hdr);
+        r->hd = curl_slist_append(r->hd, "Version: 2021-04-15");
+        r->hd = curl_slist_append(r->hd, "Content-Type: application/json");
+        r->hd = curl_slist_append(r->hd, "Accept: application/json");
+    } else { /* SMTP */
+        snprintf(url, sizeof url, "%s", p->smtp_url);
+        protocols = "smtp,smtps";
+        snprintf(r->msgid, sizeof r->msgid, "%s", p->msgid);
+        if (nurture_mime(&r->mail, p->from, p->to, p->subject, p->body.p ? p->body.p : "", p->msgid, p->now)) {
+            curl_easy_cleanup(h);
+            r->h = NULL;
+            return -1;
+        }
+        snprintf(hdr, sizeof hdr, "<%s>", p->from);
+        curl_easy_setopt(h, CURLOPT_MAIL_FROM, hdr);
+        snprintf(hdr, sizeof hdr, "<%s>", p->to);
+        r->rcpt = curl_slist_append(NULL, hdr);
+        curl_easy_setopt(h, CURLOPT_MAIL_RCPT, r->rcpt);
+        curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(h, CURLOPT_READDATA, r);
+        curl_easy_setopt(h, CURLOPT_USE_SSL, (long)(p->smtp_tls == 1 ? CURLUSESSL_ALL : CURLUSESSL_NONE));
+        if (p->smtp_user[0]) {
+            curl_easy_setopt(h, CURLOPT_USERNAME, p->smtp_user);
+            curl_easy_setopt(h, CURLOPT_PASSWORD, p->smtp_pass);
+        }
     }
     curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, r->hd);
+    if (r->hd) curl_easy_setopt(h, CURLOPT_HTTPHEADER, r->hd);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)SEND_TIMEOUT_MS);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 3000L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -411,41 +596,65 @@ static int send_begin(nurture_ctx *c, plan *p, sendreq *r) {
     curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->errbuf);
     curl_easy_setopt(h, CURLOPT_PRIVATE, r);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, protocols);
     return 0;
 }
 
-/* The HTTP status (0: no answer) and the provider's id of the message. */
-static long send_end(sendreq *r, char *id, size_t idlen, char *err, size_t errlen) {
+/* 1 when the provider took the message (its id in id), else 0 with err
+ * and *retryable: no answer, 408, 429, 5xx (SMTP: no answer or 4xx). */
+static int send_end(sendreq *r, char *id, size_t idlen, char *err, size_t errlen, int *retryable, long *status_out) {
     long status = 0;
+    int ok = 0;
+    *retryable = 0;
     if (!r->h) {
         snprintf(err, errlen, "out of memory");
+    } else if (r->provider == PROV_SMTP) {
+        /* the last reply code: 250 after the data, or the one that refused */
+        curl_easy_getinfo(r->h, CURLINFO_RESPONSE_CODE, &status);
+        if (r->cc == CURLE_OK) {
+            ok = 1;
+            snprintf(id, idlen, "%s", r->msgid);
+        } else {
+            snprintf(err, errlen, "SMTP %ld: %.200s", status, r->errbuf[0] ? r->errbuf : curl_easy_strerror(r->cc));
+            /* a server without the STARTTLS we require, or one that refuses
+             * our login, is a setting to fix: retrying cannot help */
+            *retryable = status < 500 && r->cc != CURLE_USE_SSL_FAILED && r->cc != CURLE_LOGIN_DENIED;
+        }
     } else if (r->cc != CURLE_OK) {
         snprintf(err, errlen, "%s", curl_easy_strerror(r->cc));
+        *retryable = 1;
     } else {
         curl_easy_getinfo(r->h, CURLINFO_RESPONSE_CODE, &status);
-        if (r->sms) {
-            json_t *j = r->body.p ? json_loads(r->body.p, 0, NULL) : NULL;
+        ok = status >= 200 && status < 300;
+        *retryable = !ok && (status == 408 || status == 429 || status >= 500);
+        json_t *j = r->provider != PROV_SENDGRID && r->body.p ? json_loads(r->body.p, 0, NULL) : NULL;
+        const char *msg = json_string_value(json_object_get(j, "message"));
+        if (r->provider == PROV_TWILIO) {
             const char *sid = json_string_value(json_object_get(j, "sid"));
             snprintf(id, idlen, "%s", sid ? sid : "");
-            if (status >= 300) {
-                const char *msg = json_string_value(json_object_get(j, "message"));
-                snprintf(err, errlen, "Twilio %ld: %.200s", status, msg ? msg : "error");
-            }
-            json_decref(j);
+            if (!ok) snprintf(err, errlen, "Twilio %ld: %.200s", status, msg ? msg : "error");
+        } else if (r->provider == PROV_GHL) {
+            const char *mid = json_string_value(json_object_get(j, "messageId"));
+            snprintf(id, idlen, "%s", mid ? mid : "");
+            if (!ok) snprintf(err, errlen, "GoHighLevel %ld: %.200s", status, msg ? msg : "error");
         } else {
             snprintf(id, idlen, "%s", r->msgid);
-            if (status >= 300) snprintf(err, errlen, "SendGrid %ld: %.200s", status, r->body.p ? r->body.p : "");
+            if (!ok) snprintf(err, errlen, "SendGrid %ld: %.200s", status, r->body.p ? r->body.p : "");
         }
+        json_decref(j);
     }
     if (r->h) curl_easy_cleanup(r->h);
     curl_slist_free_all(r->hd);
+    curl_slist_free_all(r->rcpt);
     free(r->form);
     free(r->json);
     buf_free(&r->body);
+    buf_free(&r->mail);
     r->h = NULL;
-    return status;
+    *status_out = status;
+    return ok;
 }
 
 /* Runs every prepared request at once; returns when all are answered or
@@ -480,8 +689,10 @@ typedef struct outcome {
     plan *p;
     int ok;              /* sent (or task done, or step skipped): go on */
     int retry;           /* a retryable failure: due again later */
+    int throttled;       /* a 429: not an attempt */
+    int64_t not_before;  /* the provider's Retry-After */
     char result[400];
-    char provider_id[128];
+    char provider_id[200];
 } outcome;
 
 static int record_tx(store_tx *tx, void *arg, store_err *err) {
@@ -502,10 +713,13 @@ static int record_tx(store_tx *tx, void *arg, store_err *err) {
         /* exponential backoff with jitter: 2^attempts s, +-25 % */
         unsigned h = (unsigned)(j->id * 2654435761u + (unsigned)now); /* no shared PRNG state */
         double base = pow(2, j->attempts) * 1000, jit = base * 0.25 * ((double)(h % 2001) / 1000 - 1);
-        store_val u[] = {SV_I(j->id), SV_I(now + (int64_t)(base + jit)), SV_S(o->result), SV_I(now)};
-        return store_query(tx, "UPDATE nurture_jobs SET state = 'queued', due_at = $2, result = $3, updated_at = $4 "
-                               "WHERE id = $1",
-                           u, 4, NULL, err);
+        int64_t due = now + (int64_t)(base + jit);
+        if (o->not_before > due) due = o->not_before;
+        store_val u[] = {SV_I(j->id), SV_I(due), SV_S(o->result), SV_I(now), SV_I(o->throttled)};
+        /* a 429 is the provider pacing us, not a failure: it gives the attempt back */
+        return store_query(tx, "UPDATE nurture_jobs SET state = 'queued', due_at = $2, result = $3, updated_at = $4, "
+                               "attempts = attempts - $5 WHERE id = $1",
+                           u, 5, NULL, err);
     }
     const char *state = p->action == PLAN_SKIP || p->action == PLAN_DROP ? "skipped" : o->ok ? "done" : "failed";
     store_val u[] = {SV_I(j->id), SV_S(state), SV_S(o->result), SV_I(now)};
@@ -519,18 +733,31 @@ static int record_tx(store_tx *tx, void *arg, store_err *err) {
                           .body = p->body.p ? p->body.p : "",
                           .status = p->action == PLAN_TASK ? "open" : "queued",
                           .provider_message_id = o->provider_id[0] ? o->provider_id : NULL,
-                          .occurred_at = now};
+                          .occurred_at = now,
+                          .automated = 1};
         int64_t aid;
         if ((rc = leads_add_activity(tx, p->lead_id, &ai, now, &aid, err))) return rc;
+        if (p->action == PLAN_TASK) {
+            /* the agent's to-do, on the realtime feed */
+            json_t *tv = json_pack("{s:I, s:I, s:I, s:o, s:s}", "activity_id", (json_int_t)aid, "enrollment_id",
+                                   (json_int_t)j->enrollment, "lead_id", (json_int_t)p->lead_id, "agent_id",
+                                   p->agent_id ? json_integer(p->agent_id) : json_null(), "text",
+                                   p->body.p ? p->body.p : "");
+            rc = leads_event(tx, "nurture.task", tv, err);
+            json_decref(tv);
+            if (rc) return rc;
+        }
     }
     json_t *ev = json_pack("{s:I, s:I, s:i, s:s, s:s, s:s}", "enrollment_id", (json_int_t)j->enrollment, "lead_id",
                            (json_int_t)p->lead_id, "step", j->step, "type", p->type, "state", state, "result",
                            o->result);
+    if (p->action == PLAN_SEND) json_object_set_new(ev, "provider", json_string(prov_name[p->provider]));
     rc = leads_event(tx, o->ok || p->action == PLAN_SKIP ? "nurture.step" : "nurture.failed", ev, err);
     json_decref(ev);
     if (rc) return rc;
     /* a failed step does not stop the sequence: the lead may still get the next one */
-    return nurture_schedule(tx, j->enrollment, p->steps, j->step + 1, now, now, err);
+    return nurture_schedule(tx, j->enrollment, p->steps, p->action == PLAN_BRANCH ? p->next_step : j->step + 1, now,
+                            now, err);
 }
 
 /* One claimed step through plan, send and record. */
@@ -549,23 +776,41 @@ static void settle(slot *c, step_run *r) {
     switch (p->action) {
     case PLAN_SEND: {
         char e[300] = "";
-        long status = send_end(&r->s, o->provider_id, sizeof o->provider_id, e, sizeof e);
-        if (status >= 200 && status < 300) {
-            breaker_note(c->c, j->tenant, strcmp(p->type, "sms") != 0, 0, p->now);
+        int retryable;
+        long status;
+        int ok = send_end(&r->s, o->provider_id, sizeof o->provider_id, e, sizeof e, &retryable, &status);
+        int64_t end = clock_wall_ms();
+        o->throttled = !ok && status == 429 && r->s.provider != PROV_SMTP;
+        if (o->throttled) o->not_before = end + (r->s.retry_after_ms ? r->s.retry_after_ms : 1000);
+        if (p->provider == PROV_GHL) {
+            pthread_mutex_lock(&c->c->bmu);
+            nurture_window_done(c->c->ghl_win, j->tenant, p->win_slot, end, o->throttled ? o->not_before : 0);
+            pthread_mutex_unlock(&c->c->bmu);
+        }
+        /* being paced (429) is no sign the provider is down */
+        breaker_note(c->c, j->tenant, p->provider, !ok && retryable && !o->throttled, p->now);
+        if (c->c->m_prov) {
+            const char *lv[] = {prov_name[p->provider], ok ? "sent" : o->throttled ? "throttled" : retryable ? "retry" : "failed"};
+            metric_add(c->c->m_prov, lv, 1);
+        }
+        if (ok) {
             o->ok = 1;
-            snprintf(o->result, sizeof o->result, "sent (%s)", o->provider_id[0] ? o->provider_id : "no id");
+            snprintf(o->result, sizeof o->result, "sent via %s (%s)", prov_name[p->provider],
+                     o->provider_id[0] ? o->provider_id : "no id");
             c->sent[strcmp(p->type, "sms") != 0]++;
         } else {
-            /* retry what may succeed later: no answer, 408, 429, 5xx */
-            int retryable = status == 0 || status == 408 || status == 429 || status >= 500;
-            breaker_note(c->c, j->tenant, strcmp(p->type, "sms") != 0, retryable, p->now);
-            o->retry = retryable && j->attempts < NURTURE_MAX_ATTEMPTS;
+            /* retry what may succeed later: no answer, 408, 429, 5xx (SMTP: 4xx) */
+            o->retry = retryable && (o->throttled || j->attempts < NURTURE_MAX_ATTEMPTS);
             snprintf(o->result, sizeof o->result, "%s%s", e[0] ? e : "provider error",
                      retryable && !o->retry ? " (gave up)" : "");
             if (!o->retry) c->failed++;
         }
         break;
     }
+    case PLAN_BRANCH:
+        o->ok = 1;
+        snprintf(o->result, sizeof o->result, "%s", p->why);
+        break;
     case PLAN_TASK:
         o->ok = 1;
         snprintf(o->result, sizeof o->result, "task created");
@@ -616,6 +861,7 @@ static void batch_work(uv_work_t *w) {
         step_run *r = &runs[i];
         r->p.j = &cl->jobs[i];
         r->p.now = now;
+        r->p.secrets_dir = c->secrets_dir;
         buf_init(&r->p.body, NURTURE_MAX_BODY + 1);
         if (store_read(c->a->st, cl->jobs[i].tenant, plan_tx, &r->p, &err)) {
             /* storage trouble: leave it "sending"; the lease brings it back */
@@ -623,13 +869,24 @@ static void batch_work(uv_work_t *w) {
             continue;
         }
         r->planned = 1;
-        int64_t until = r->p.action == PLAN_SEND
-                            ? breaker_open_until(c, cl->jobs[i].tenant, strcmp(r->p.type, "sms") != 0, now)
-                            : 0;
+        r->p.win_slot = -1;
+        int64_t until = r->p.action == PLAN_SEND ? breaker_open_until(c, cl->jobs[i].tenant, r->p.provider, now) : 0;
         if (until) {
             r->p.action = PLAN_WAIT;
             r->p.reschedule = until;
             snprintf(r->p.why, sizeof r->p.why, "circuit open: the provider failed %d times in a row", BREAKER_FAILS);
+        } else if (r->p.action == PLAN_SEND && r->p.provider == PROV_GHL) {
+            /* GHL's limit, counted here so its 429s stay rare */
+            pthread_mutex_lock(&c->bmu);
+            until = nurture_window_take(c->ghl_win, cl->jobs[i].tenant, now, &r->p.win_slot);
+            pthread_mutex_unlock(&c->bmu);
+            if (until) {
+                r->p.action = PLAN_WAIT;
+                r->p.reschedule = until;
+                snprintf(r->p.why, sizeof r->p.why, "GoHighLevel rate limit: %d sends per %u ms", GHL_LIMIT,
+                         c->a->cfg.ghl_window_ms);
+                if (c->m_throttled) metric_add(c->m_throttled, NULL, 1);
+            }
         }
         if (r->p.action == PLAN_SEND) {
             if (send_begin(c, &r->p, &r->s)) r->s.cc = CURLE_OUT_OF_MEMORY;
@@ -667,6 +924,8 @@ static void on_tick(uv_timer_t *t);
 
 static void ctx_release(nurture_ctx *c) {
     pthread_mutex_destroy(&c->bmu);
+    nurture_window_free(c->ghl_win);
+    nurture_bg_free(c->bg);
     eh_free(c);
 }
 
@@ -690,8 +949,29 @@ static void batch_done(uv_work_t *w, int status) {
     if (!c->stopping && sl->claimed == BATCH) on_tick(&c->timer);
 }
 
+static void bg_run(uv_work_t *w) {
+    nurture_ctx *c = w->data;
+    nurture_bg_work(c->bg);
+}
+
+static void bg_done(uv_work_t *w, int status) {
+    nurture_ctx *c = w->data;
+    (void)status;
+    c->bg_busy = 0;
+    c->busy--;
+    if (c->freed && c->closed && !c->busy) ctx_release(c);
+}
+
 static void on_tick(uv_timer_t *t) {
     nurture_ctx *c = t->data;
+    /* enrichment and the cold scan: their own pace, one at a time */
+    if (!c->stopping && !c->bg_busy && nurture_bg_due(c->bg, clock_wall_ms())) {
+        c->bg_work.data = c;
+        if (!uv_queue_work(c->a->loop, &c->bg_work, bg_run, bg_done)) {
+            c->bg_busy = 1;
+            c->busy++;
+        }
+    }
     for (int i = 0; i < SLOTS && !c->stopping; i++) {
         slot *sl = &c->slots[i];
         if (sl->busy) continue;
@@ -740,6 +1020,18 @@ nurture_ctx *nurture_ctx_start(app *a) {
     c->m_sent = metrics_counter(a->m, "ehub_nurture_sent_total", "messages accepted by a provider", "channel");
     c->m_fail = metrics_counter(a->m, "ehub_nurture_failed_total", "nurture steps that failed for good", NULL);
     c->m_open = metrics_counter(a->m, "ehub_nurture_breaker_open_total", "times a provider's circuit opened", "channel");
+    c->m_prov = metrics_counter(a->m, "ehub_nurture_provider_requests_total",
+                                "provider calls by outcome (sent, retry, throttled, failed)", "provider,outcome");
+    c->m_throttled = metrics_counter(a->m, "ehub_nurture_ghl_paced_total",
+                                     "GoHighLevel sends held back by the 100 per 10 s window", NULL);
+    snprintf(c->ghl_url, sizeof c->ghl_url, "%s", a->cfg.ghl_url);
+    snprintf(c->secrets_dir, sizeof c->secrets_dir, "%s/secrets", a->cfg.data_dir);
+    if (!(c->ghl_win = nurture_window_new(GHL_LIMIT, a->cfg.ghl_window_ms ? a->cfg.ghl_window_ms : 10000)) ||
+        !(c->bg = nurture_bg_new(a))) {
+        nurture_window_free(c->ghl_win);
+        eh_free(c);
+        return NULL;
+    }
     pthread_mutex_init(&c->bmu, NULL);
     uv_timer_init(a->loop, &c->timer);
     c->timer.data = c;

@@ -539,7 +539,7 @@ def test_export_reimports_to_the_same_leads(t):
     assert st == 200
     j = imported_ok(tb, b)
     assert (j["imported"], j["failed"]) == (5, 0), j
-    assert sorted(j["ignored_columns"]) == ["created_at", "id", "score", "updated_at", "version"], j
+    assert sorted(j["ignored_columns"]) == ["company", "created_at", "id", "job_title", "linkedin_url", "score", "updated_at", "version"], j
 
     def strip(x):
         return {k: v for k, v in x.items() if k not in ("id", "version", "created_at", "updated_at", "score")}

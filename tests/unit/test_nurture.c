@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -104,12 +105,106 @@ static void test_quiet_hours(void **state) {
     assert_int_equal(nurture_quiet_until("UTC", 720, 780, utc_ms(2026, 1, 10, 13, 0)), 0);
 }
 
+/* wait_until: 09:00-11:00 in New York (January, UTC-5) */
+static void test_window_opens(void **state) {
+    /* 13:00 UTC = 08:00 local: opens at 09:00 local = 14:00 UTC */
+    assert_int_equal(nurture_window_opens("America/New_York", 540, 660, utc_ms(2026, 1, 10, 13, 0)),
+                     utc_ms(2026, 1, 10, 14, 0));
+    /* inside it: now */
+    assert_int_equal(nurture_window_opens("America/New_York", 540, 660, utc_ms(2026, 1, 10, 15, 0)),
+                     utc_ms(2026, 1, 10, 15, 0));
+    /* after it: tomorrow's */
+    assert_int_equal(nurture_window_opens("America/New_York", 540, 660, utc_ms(2026, 1, 10, 16, 0)),
+                     utc_ms(2026, 1, 11, 14, 0));
+    /* a window over midnight, 22:00-02:00 UTC, at 23:00: now */
+    assert_int_equal(nurture_window_opens("UTC", 1320, 120, utc_ms(2026, 1, 10, 23, 0)), utc_ms(2026, 1, 10, 23, 0));
+}
+
+/* GHL's 100 per window: the 101st waits for the first to be a window old,
+ * counted from when its request ended; a 429 blocks the tenant. */
+static void test_window_limiter(void **state) {
+    nurture_window *w = nurture_window_new(3, 10000);
+    int slot[4];
+    assert_non_null(w);
+    for (int i = 0; i < 3; i++) assert_int_equal(nurture_window_take(w, 7, 1000 + i, &slot[i]), 0);
+    /* all in flight: look again a tenth of a window later */
+    assert_int_equal(nurture_window_take(w, 7, 1003, &slot[3]), 1003 + 1001);
+    /* another tenant has its own window */
+    assert_int_equal(nurture_window_take(w, 8, 1003, &slot[3]), 0);
+    nurture_window_done(w, 7, slot[0], 1500, 0); /* ended at 1.5 s */
+    nurture_window_done(w, 7, slot[1], 1600, 0);
+    nurture_window_done(w, 7, slot[2], 1700, 0);
+    assert_int_equal(nurture_window_take(w, 7, 11000, &slot[3]), 11500);
+    assert_int_equal(nurture_window_take(w, 7, 11500, &slot[3]), 0);
+    assert_int_equal(slot[3], slot[0]);
+    nurture_window_done(w, 7, slot[3], 11600, 20000); /* a 429: Retry-After until 20 s */
+    assert_int_equal(nurture_window_take(w, 7, 12000, &slot[3]), 20000);
+    assert_int_equal(nurture_window_take(w, 7, 20000, &slot[3]), 0);
+    nurture_window_free(w);
+    int n;
+    int64_t win;
+    assert_int_equal(nurture_rate_parse("50/m", &n, &win), 0);
+    assert_true(n == 50 && win == 60000);
+    assert_int_equal(nurture_rate_parse("5/s", &n, &win), 0);
+    assert_true(n == 5 && win == 1000);
+    assert_int_equal(nurture_rate_parse("5/d", &n, &win), -1);
+    assert_int_equal(nurture_rate_parse("0/s", &n, &win), -1);
+    assert_int_equal(nurture_rate_parse("5/sx", &n, &win), -1);
+}
+
+static void test_mime(void **state) {
+    buf b;
+    buf_init(&b, 1 << 16);
+    assert_int_equal(nurture_mime(&b, "team@homes.example", "zoe@buyers.example", "Bienvenue Zo\xc3\xa9",
+                                  "<p>Hi &amp; bye</p><br>Next", "<1.2.0.ehub@homes.example>", 0),
+                     0);
+    assert_non_null(strstr(b.p, "From: <team@homes.example>\r\nTo: <zoe@buyers.example>\r\n"));
+    /* RFC 2047: "Bienvenue Zoé" */
+    assert_non_null(strstr(b.p, "Subject: =?UTF-8?B?QmllbnZlbnVlIFpvw6k=?=\r\n"));
+    assert_non_null(strstr(b.p, "Date: Thu, 01 Jan 1970 00:00:00 +0000\r\n"));
+    assert_non_null(strstr(b.p, "Message-ID: <1.2.0.ehub@homes.example>\r\n"));
+    assert_non_null(strstr(b.p, "Content-Type: multipart/alternative; boundary=\"=_ehub__1.2.0.ehub_homes.example_\""));
+    /* text part: "Hi & bye\n\nNext" */
+    assert_non_null(strstr(b.p, "text/plain; charset=UTF-8\r\nContent-Transfer-Encoding: base64\r\n\r\nSGkgJiBieWUKCk5leHQ=\r\n"));
+    assert_non_null(strstr(b.p, "--=_ehub__1.2.0.ehub_homes.example_--\r\n"));
+    buf_reset(&b);
+    assert_int_equal(nurture_html_to_text("<div>a\n  b</div>&lt;c&gt;", &b), 0);
+    assert_string_equal(b.p, "a b\n<c>");
+    buf_free(&b);
+    /* over the cap: an error, not a truncated message */
+    buf_init(&b, 100);
+    assert_int_equal(nurture_mime(&b, "a@b.c", "d@e.f", "s", "<p>body</p>", "<x@y>", 0), -1);
+    buf_free(&b);
+}
+
+static void test_secret_refs(void **state) {
+    assert_int_equal(nurture_secret_ref_ok("env:EHUB_SMTP_PASSWORD"), 0);
+    assert_int_equal(nurture_secret_ref_ok("file:smtp-pw.txt"), 0);
+    assert_int_equal(nurture_secret_ref_ok("env:EHUB_STORE"), -1);
+    assert_int_equal(nurture_secret_ref_ok("env:EHUB_SMTP_"), -1);
+    assert_int_equal(nurture_secret_ref_ok("env:EHUB_SMTP_x"), -1);
+    assert_int_equal(nurture_secret_ref_ok("file:../ehub.db"), -1);
+    assert_int_equal(nurture_secret_ref_ok("file:/etc/passwd"), -1);
+    assert_int_equal(nurture_secret_ref_ok("file:.hidden"), -1);
+    assert_int_equal(nurture_secret_ref_ok("hunter2"), -1);
+    char out[64], err[128];
+    setenv("EHUB_SMTP_UNIT", "pw-from-env", 1);
+    assert_int_equal(nurture_secret_read("env:EHUB_SMTP_UNIT", "/nonexistent", out, sizeof out, err, sizeof err), 0);
+    assert_string_equal(out, "pw-from-env");
+    assert_int_equal(nurture_secret_read("env:EHUB_SMTP_UNSET_X", "/nonexistent", out, sizeof out, err, sizeof err), -1);
+    assert_int_equal(nurture_secret_read("file:../x", "/tmp", out, sizeof out, err, sizeof err), -1);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_render),
         cmocka_unit_test(test_segments),
         cmocka_unit_test(test_keywords),
         cmocka_unit_test(test_quiet_hours),
+        cmocka_unit_test(test_window_opens),
+        cmocka_unit_test(test_window_limiter),
+        cmocka_unit_test(test_mime),
+        cmocka_unit_test(test_secret_refs),
     };
     return cmocka_run_group_tests_name("nurture", tests, NULL, NULL);
 }
