@@ -427,8 +427,10 @@ def test_nurture_circuit_breaker_opens_and_recovers(t):
 
         # five failures in a row open the circuit: the retries wait without calling the provider
         assert _wait(lambda: sum("circuit open" in r for r in results()) == 6, timeout=15 * t.slow), results()
+        # the five that open it, plus any already on their way in the same
+        # batch (all six when they were claimed together)
         refused = fake["refused"]
-        assert 6 <= refused < 12, refused
+        assert 5 <= refused < 12, refused
         time.sleep(1)
         assert fake["refused"] == refused, "no calls while the circuit is open"
     finally:
