@@ -281,8 +281,9 @@ static api_job *admin_job(http_req *q, app *a, const auth_principal *p, json_t *
     }
     in->role = -1;
     in->disabled = -1;
-    http_req_peer(q, in->ip, sizeof in->ip);
+    http_req_client(q, in->ip, sizeof in->ip);
     auth_actor_name(p, in->actor);
+    j->audited = 1; /* key.*, user.*: each of these jobs appends its own entry */
     j->in = body;
     j->extra = in;
     j->extra_free = admin_in_free;
@@ -463,7 +464,7 @@ static void h_login(http_req *q, void *ud) {
         return;
     }
     char ip[48];
-    http_req_peer(q, ip, sizeof ip);
+    http_req_client(q, ip, sizeof ip);
     char ka[340], ki[64];
     size_t na = (size_t)snprintf(ka, sizeof ka, "L:a:%s:%s", slug, em);
     size_t ni = (size_t)snprintf(ki, sizeof ki, "L:i:%s", ip);
@@ -601,7 +602,7 @@ static void refresh_common(http_req *q, app *a, int logout) {
     memcpy(s->token, tok, AUTH_REFRESH_LEN + 1);
     json_decref(in);
     s->logout = logout;
-    http_req_peer(q, s->in.ip, sizeof s->in.ip);
+    http_req_client(q, s->in.ip, sizeof s->in.ip);
     j->extra = s;
     j->extra_free = admin_in_free;
     j->fn = refresh_tx;
