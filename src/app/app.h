@@ -156,6 +156,11 @@ app_write_audit *app_write_audit_new(http_req *q, const auth_principal *p, json_
 int app_write_audit_append(store_tx *tx, const app_write_audit *w, int status, const char *location, json_t *extra,
                            store_err *err);
 void app_write_audit_free(app_write_audit *w);
+/* For a write that is not a store transaction (a model file written on the
+ * pool): appends the entry in a transaction of its own, right after it
+ * (blocking; thread pool). */
+int app_write_audit_commit(app *a, int64_t tenant, const app_write_audit *w, int status, json_t *extra,
+                           store_err *err);
 /* Exposed for the unit tests: the audit target of a route pattern with its
  * path values (vals[i] for the i-th {param}), e.g. "lead:5" or
  * "lead:5,activity:9"; "" if the pattern has no params. */

@@ -429,6 +429,24 @@ int app_write_audit_append(store_tx *tx, const app_write_audit *w, int status, c
     return rc;
 }
 
+typedef struct audit_commit {
+    const app_write_audit *w;
+    int status;
+    json_t *extra;
+} audit_commit;
+
+static int audit_commit_tx(store_tx *tx, void *arg, store_err *err) {
+    audit_commit *c = arg;
+    return app_write_audit_append(tx, c->w, c->status, NULL, c->extra, err);
+}
+
+int app_write_audit_commit(app *a, int64_t tenant, const app_write_audit *w, int status, json_t *extra,
+                           store_err *err) {
+    if (!w) return STORE_OK;
+    audit_commit c = {w, status, extra};
+    return store_write(a->st, tenant, audit_commit_tx, &c, err);
+}
+
 void app_write_audit_free(app_write_audit *w) {
     if (!w) return;
     json_decref(w->fields);
