@@ -9,6 +9,7 @@ import json
 import subprocess
 import os
 
+import test_ml as _ml  # its server with two trained versions of a model
 from tenants import Tenant, run_cli, store_args, unique
 
 PASSWORD = "correct horse battery"
@@ -107,6 +108,33 @@ def test_audit_app_audit_fields_skip_pii_names(t):
     items = _audit(ten)
     assert "someone@example.org" not in json.dumps(items)
     assert [a["action"] for a in items][-1] == "POST /v1/templates"
+
+
+def test_audit_model_activation(t):
+    """A model activation writes files, not rows: its entry follows in a
+    transaction of its own, before the answer; a refused one leaves none."""
+    prev = getattr(t, "_ml_swap", None)
+    if prev:
+        del t._ml_swap  # a server of our own: test_ml's keeps its state
+    try:
+        sw = _ml._swap(t)
+        a = sw["admin"]
+        st, j = a.call("POST", "/v1/models/churn/activate", {"version": 1})
+        assert st == 200 and j["version"] == 1, (st, j)
+        st, _ = a.call("POST", "/v1/models/churn/activate", {"version": 9})
+        assert st == 404, st
+        st, au = a.call("GET", "/v1/audit?limit=500")
+        assert st == 200, (st, au)
+        got = [(x["action"], x["target"], x["detail"]) for x in au["items"] if x["action"].startswith("POST ")]
+        assert got == [("POST /v1/models/{name}/activate", "model:churn",
+                        {"fields": ["version"], "version": 1, "status": 200})], got
+        slug = [x for x in au["items"] if x["action"] == "tenant.create"][0]["target"]
+        _verify(t, sw["srv"], slug)
+    finally:
+        if prev:
+            t._ml_swap = prev
+        elif hasattr(t, "_ml_swap"):
+            del t._ml_swap
 
 
 def test_audit_trusted_proxies(t):
