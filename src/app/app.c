@@ -147,6 +147,7 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
         .ws_max_queue = cfg->ws_max_queue,
         .ws_ping_ms = cfg->ws_ping_ms,
         .cors_origins = cfg->cors_origins,
+        .trusted_proxies = cfg->trusted_proxies,
     };
     a->srv = http_server_new(loop, &hc, a->router, log, a->m);
     if (!a->srv) {

@@ -136,6 +136,41 @@ void app_key_remember(app *a, const char *hash, const auth_principal *p);
  * (status j->status, default 200) on success, with j->code/j->msg if fn
  * called api_job_fail, or with a status mapped from the store error. The job
  * and everything it owns (in, out, extra via extra_free) is freed after. */
+/* ---- the audit of writes ----
+ * Every write a principal makes through an app_route route is appended to
+ * the tenant's audit trail in the transaction that makes it: actor,
+ * action "METHOD pattern" ("PATCH /v1/leads/{id}"), target from the path
+ * ids ("lead:5"; a create without one: from the Location it answers), the
+ * client address (http_req_client) and a detail without personal data:
+ * the names of the body's top-level fields (never their values) and the
+ * status. api_job_run does this for every write job by itself; a route
+ * that writes without an api_job uses these three directly.
+ * app_write_audit_new (loop thread): NULL unless the request is a POST,
+ * PUT, PATCH or DELETE by a principal (or out of memory). body: the parsed
+ * request body, or NULL to look at the raw body. app_write_audit_append
+ * (inside the write's transaction, any thread): status is the answer's;
+ * location may be NULL; extra (borrowed, may be NULL) is merged into the
+ * detail and must hold no personal data. */
+typedef struct app_write_audit app_write_audit;
+app_write_audit *app_write_audit_new(http_req *q, const auth_principal *p, json_t *body);
+int app_write_audit_append(store_tx *tx, const app_write_audit *w, int status, const char *location, json_t *extra,
+                           store_err *err);
+void app_write_audit_free(app_write_audit *w);
+/* For a write that is not a store transaction (a model file written on the
+ * pool): appends the entry in a transaction of its own, right after it
+ * (blocking; thread pool). */
+int app_write_audit_commit(app *a, int64_t tenant, const app_write_audit *w, int status, json_t *extra,
+                           store_err *err);
+/* Exposed for the unit tests: the audit target of a route pattern with its
+ * path values (vals[i] for the i-th {param}), e.g. "lead:5" or
+ * "lead:5,activity:9"; "" if the pattern has no params. */
+void app_audit_target(const char *pattern, const char *const *vals, int nvals, char *out, size_t outlen);
+/* The names of a JSON object's fields for a detail: at most 32 names that
+ * look like field names ([A-Za-z0-9_.-], 1-64 bytes), sorted; anything else
+ * is only counted. Returns {"fields":[...]} plus "other_fields": n when
+ * some were left out, or {"items": n} for an array. New reference. */
+json_t *app_audit_fields(const json_t *body);
+
 typedef struct api_job api_job;
 struct api_job {
     app *a;
@@ -161,6 +196,10 @@ struct api_job {
     char code[48];
     char msg[256];
     json_t *details;      /* optional {"field": "problem"} for 422 */
+    /* Set by a write fn that appended its own, more precise audit entry
+     * (key.create, user.update...): then no generic one is added. */
+    int audited;
+    app_write_audit *wa;  /* filled by api_job_run for writes */
     int fail_status;
     int rc;
     store_err err;

@@ -235,6 +235,224 @@ void app_routes_free(app *a) {
     a->nroutes = a->caproutes = 0;
 }
 
+/* ---- the audit of writes ---- */
+
+struct app_write_audit {
+    char actor[32];
+    char action[160];
+    char target[192];
+    char ip[64];
+    json_t *fields;
+};
+
+/* A path value as it may appear in a target: ids are digits; a name
+ * ({name} of a model) keeps only [A-Za-z0-9_.-], at most 64 bytes. */
+static size_t target_val(const char *v, char *out, size_t cap) {
+    size_t n = 0;
+    for (; v && *v && n + 1 < cap && n < 64; v++) {
+        char c = *v;
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+                 c == '-';
+        out[n++] = ok ? c : '_';
+    }
+    out[n] = 0;
+    return n;
+}
+
+/* "leads" -> "lead", "activities" -> "activity": the kind a path segment
+ * names, as the security actions already spell targets ("user:3"). */
+static size_t singular(const char *seg, size_t n, char *out, size_t cap) {
+    if (n > 3 && !memcmp(seg + n - 3, "ies", 3)) {
+        n -= 3;
+        if (n + 2 > cap) return 0;
+        memcpy(out, seg, n);
+        out[n++] = 'y';
+        out[n] = 0;
+        return n;
+    }
+    if (n > 1 && seg[n - 1] == 's') n--;
+    if (n + 1 > cap) return 0;
+    memcpy(out, seg, n);
+    out[n] = 0;
+    return n;
+}
+
+void app_audit_target(const char *pattern, const char *const *vals, int nvals, char *out, size_t outlen) {
+    size_t len = 0;
+    if (outlen) out[0] = 0;
+    const char *prev = NULL;
+    size_t prevn = 0;
+    int k = 0;
+    for (const char *p = pattern; p && *p;) {
+        while (*p == '/') p++;
+        const char *e = p;
+        while (*e && *e != '/') e++;
+        if (e == p) break;
+        if (*p == '{') {
+            char kind[64] = "item", val[80];
+            if (prev && !singular(prev, prevn, kind, sizeof kind)) snprintf(kind, sizeof kind, "item");
+            target_val(k < nvals ? vals[k] : NULL, val, sizeof val);
+            k++;
+            int w = snprintf(out + len, outlen - len, "%s%s:%s", len ? "," : "", kind, val);
+            if (w < 0 || (size_t)w >= outlen - len) {
+                out[len] = 0;
+                return;
+            }
+            len += (size_t)w;
+        } else {
+            prev = p;
+            prevn = (size_t)(e - p);
+        }
+        p = e;
+    }
+}
+
+/* The target of a created resource from its Location ("/v1/leads/7"):
+ * the last numeric segment and the one before it. */
+static void target_from_location(const char *loc, char *out, size_t outlen) {
+    const char *segs[16];
+    size_t lens[16];
+    int n = 0;
+    for (const char *p = loc; *p && n < 16;) {
+        while (*p == '/') p++;
+        const char *e = p;
+        while (*e && *e != '/' && *e != '?') e++;
+        if (e == p) break;
+        segs[n] = p;
+        lens[n++] = (size_t)(e - p);
+        if (*e == '?') break;
+        p = e;
+    }
+    for (int i = n - 1; i > 0; i--) {
+        int digits = lens[i] > 0 && lens[i] <= 18;
+        for (size_t j = 0; digits && j < lens[i]; j++) digits = segs[i][j] >= '0' && segs[i][j] <= '9';
+        if (!digits) continue;
+        char kind[64];
+        if (!singular(segs[i - 1], lens[i - 1], kind, sizeof kind)) return;
+        snprintf(out, outlen, "%s:%.*s", kind, (int)lens[i], segs[i]);
+        return;
+    }
+}
+
+static int field_name_ok(const char *k) {
+    size_t n = strlen(k);
+    if (n == 0 || n > 64) return 0;
+    for (; *k; k++) {
+        char c = *k;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+              c == '-'))
+            return 0;
+        /* an address or a phone number is not a field name */
+    }
+    return 1;
+}
+
+static int cmp_str(const void *x, const void *y) { return strcmp(*(const char *const *)x, *(const char *const *)y); }
+
+json_t *app_audit_fields(const json_t *body) {
+    if (json_is_array(body)) return json_pack("{s:I}", "items", (json_int_t)json_array_size(body));
+    json_t *out = json_object();
+    if (!json_is_object(body) || !out) return out;
+    const char *names[32];
+    int n = 0, other = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)body, k, v) {
+        /* A name made only of digits, with '@', or long, may be the
+         * person's data used as a key: counted, never written. */
+        int digits = 1;
+        for (const char *c = k; *c && digits; c++) digits = *c >= '0' && *c <= '9';
+        if (n < 32 && field_name_ok(k) && !digits) names[n++] = k;
+        else other++;
+    }
+    qsort(names, (size_t)n, sizeof names[0], cmp_str);
+    json_t *arr = json_array();
+    for (int i = 0; i < n; i++) json_array_append_new(arr, json_string(names[i]));
+    json_object_set_new(out, "fields", arr);
+    if (other) json_object_set_new(out, "other_fields", json_integer(other));
+    return out;
+}
+
+app_write_audit *app_write_audit_new(http_req *q, const auth_principal *p, json_t *body) {
+    const char *m = http_req_method(q);
+    if (!p || (!p->user_id && !p->key_id) || !m) return NULL;
+    if (strcmp(m, "POST") && strcmp(m, "PUT") && strcmp(m, "PATCH") && strcmp(m, "DELETE")) return NULL;
+    app_write_audit *w = eh_calloc(1, sizeof *w);
+    if (!w) return NULL;
+    auth_actor_name(p, w->actor);
+    const char *route = http_req_route(q);
+    snprintf(w->action, sizeof w->action, "%s %s", m, route ? route : "?");
+    /* the path values in pattern order */
+    const char *vals[8];
+    int nv = 0;
+    for (const char *r = route; r && *r && nv < 8; r++) {
+        if (*r != '{') continue;
+        const char *e = strchr(r, '}');
+        if (!e) break;
+        char name[32];
+        snprintf(name, sizeof name, "%.*s", (int)(e - r - 1), r + 1);
+        vals[nv++] = http_req_param(q, name);
+        r = e;
+    }
+    app_audit_target(route, vals, nv, w->target, sizeof w->target);
+    http_req_client(q, w->ip, sizeof w->ip);
+    if (body) {
+        w->fields = app_audit_fields(body);
+    } else {
+        size_t len = 0;
+        const char *raw = http_req_body(q, &len);
+        const char *ct = http_req_header(q, "Content-Type");
+        json_t *j = NULL;
+        if (raw && len && ct && strstr(ct, "json")) j = json_loadb(raw, len, 0, NULL);
+        w->fields = app_audit_fields(j);
+        json_decref(j);
+    }
+    if (!w->fields) {
+        eh_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+int app_write_audit_append(store_tx *tx, const app_write_audit *w, int status, const char *location, json_t *extra,
+                           store_err *err) {
+    char target[192];
+    snprintf(target, sizeof target, "%s", w->target);
+    if (!target[0] && location && location[0]) target_from_location(location, target, sizeof target);
+    json_t *d = json_deep_copy(w->fields);
+    if (!d) return STORE_ERR;
+    if (extra) json_object_update(d, extra);
+    json_object_set_new(d, "status", json_integer(status));
+    auth_actor who = {w->actor, w->ip[0] ? w->ip : NULL};
+    int rc = auth_audit(tx, store_tx_tenant(tx), &who, w->action, target[0] ? target : NULL, d, clock_wall_ms(), err);
+    json_decref(d);
+    return rc;
+}
+
+typedef struct audit_commit {
+    const app_write_audit *w;
+    int status;
+    json_t *extra;
+} audit_commit;
+
+static int audit_commit_tx(store_tx *tx, void *arg, store_err *err) {
+    audit_commit *c = arg;
+    return app_write_audit_append(tx, c->w, c->status, NULL, c->extra, err);
+}
+
+int app_write_audit_commit(app *a, int64_t tenant, const app_write_audit *w, int status, json_t *extra,
+                           store_err *err) {
+    if (!w) return STORE_OK;
+    audit_commit c = {w, status, extra};
+    return store_write(a->st, tenant, audit_commit_tx, &c, err);
+}
+
+void app_write_audit_free(app_write_audit *w) {
+    if (!w) return;
+    json_decref(w->fields);
+    eh_free(w);
+}
+
 /* ---- jobs ---- */
 
 api_job *api_job_new(app *a, const auth_principal *p) {
@@ -264,7 +482,13 @@ int api_job_fail(api_job *j, int status, const char *code, const char *msg) {
 
 static int job_tx(store_tx *tx, void *arg, store_err *err) {
     api_job *j = arg;
-    return j->fn(tx, j, err);
+    int rc = j->fn(tx, j, err);
+    /* A write that committed (also one answered with an error after
+     * committing, like a failed login) is audited with it, in this
+     * transaction, unless fn wrote its own entry. */
+    if (rc == STORE_OK && j->wa && !j->audited)
+        rc = app_write_audit_append(tx, j->wa, j->code[0] ? j->fail_status : j->status, j->location, NULL, err);
+    return rc;
 }
 
 static void job_work(void *arg) {
@@ -281,6 +505,7 @@ static void job_free(api_job *j) {
     json_decref(j->in);
     json_decref(j->out);
     json_decref(j->details);
+    app_write_audit_free(j->wa);
     if (j->extra_free) j->extra_free(j->extra);
     eh_free(j);
 }
@@ -326,6 +551,16 @@ static void job_done(http_req *q, void *arg) {
 }
 
 void api_job_run(http_req *q, api_job *j) {
+    if (j->write && !j->wa && !(j->wa = app_write_audit_new(q, &j->p, j->in)) && j->p.tenant &&
+        (j->p.user_id || j->p.key_id)) {
+        const char *m = http_req_method(q);
+        if (strcmp(m, "GET") && strcmp(m, "HEAD")) {
+            /* a write that cannot be audited is not made */
+            job_free(j);
+            http_reply_error(q, 503, "overloaded", "out of memory");
+            return;
+        }
+    }
     if (http_req_work(q, job_work, job_done, j)) {
         job_free(j);
         http_reply_error(q, 503, "overloaded", "cannot schedule work");

@@ -281,8 +281,9 @@ static api_job *admin_job(http_req *q, app *a, const auth_principal *p, json_t *
     }
     in->role = -1;
     in->disabled = -1;
-    http_req_peer(q, in->ip, sizeof in->ip);
+    http_req_client(q, in->ip, sizeof in->ip);
     auth_actor_name(p, in->actor);
+    j->audited = 1; /* key.*, user.*: each of these jobs appends its own entry */
     j->in = body;
     j->extra = in;
     j->extra_free = admin_in_free;
@@ -444,6 +445,134 @@ static void login_done(http_req *q, api_job *j) {
     reply_tokens(q, j->a->auth, &s->u, s->refresh, s->refresh_expires);
 }
 
+/* The login being limited: what the request said, until the limits let it
+ * run (on the loop, or after the Redis check on the pool). */
+typedef struct login_req {
+    app *a;
+    login_state *s;
+    char ka[80], ki[80]; /* bucket keys: account (hashed), address */
+    size_t na, ni;
+    int rc, ok;
+    auth_limit_info info[2];
+} login_req;
+
+static void login_req_free(login_req *lr) {
+    if (!lr) return;
+    if (lr->s) {
+        if (lr->s->in.password) {
+            sodium_memzero(lr->s->in.password, lr->s->in.pwlen);
+            eh_free(lr->s->in.password);
+        }
+        sodium_memzero(lr->s, sizeof *lr->s);
+        eh_free(lr->s);
+    }
+    eh_free(lr);
+}
+
+static void login_refused(http_req *q, auth_ctx *c, int oka, const auth_limit_info *ia, const auth_limit_info *ii) {
+    const char *lv[] = {"rate_limited"};
+    if (c->m_login) metric_add(c->m_login, lv, 1);
+    too_many(q, c, oka ? "login_ip" : "login_account", oka ? ii : ia, "too many login attempts; retry later");
+}
+
+/* This node's buckets: 1 if the attempt may run (and was counted). */
+static int login_limit_local(http_req *q, auth_ctx *c, const login_req *lr) {
+    int64_t now = clock_wall_ms();
+    auth_limit_info ia, ii;
+    int oka = auth_limiter_check(c->lim, lr->ka, lr->na, &c->login_acct, now, 0, &ia);
+    int oki = auth_limiter_check(c->lim, lr->ki, lr->ni, &c->login_ip, now, 0, &ii);
+    if (!oka || !oki) {
+        login_refused(q, c, oka, &ia, &ii);
+        return 0;
+    }
+    auth_limiter_check(c->lim, lr->ka, lr->na, &c->login_acct, now, 1, NULL);
+    auth_limiter_check(c->lim, lr->ki, lr->ni, &c->login_ip, now, 1, NULL);
+    return 1;
+}
+
+/* Past the limits: the password check and the transaction. Takes lr. */
+static void login_run(http_req *q, login_req *lr) {
+    app *a = lr->a;
+    auth_ctx *c = a->auth;
+    if (c->logins_inflight >= LOGIN_INFLIGHT) {
+        login_req_free(lr);
+        http_res_header(q, "Retry-After", "1");
+        http_reply_error(q, 503, "busy", "too many logins in progress; retry");
+        return;
+    }
+    api_job *j = api_job_new(a, NULL);
+    if (!j) {
+        login_req_free(lr);
+        http_reply_error(q, 503, "overloaded", "out of memory");
+        return;
+    }
+    login_state *s = lr->s;
+    lr->s = NULL;
+    login_req_free(lr);
+    s->in.ctx = c;
+    c->logins_inflight++;
+    j->extra = s;
+    j->extra_free = admin_in_free; /* login_state starts with admin_in; frees the whole block */
+    j->pre = login_pre2;
+    j->fn = login_tx;
+    j->write = 1;
+    j->on_done = login_done;
+    api_job_run(q, j);
+}
+
+/* --bus redis://: both login buckets in Redis, shared by the nodes (the
+ * same script as the request limits: both taken or neither). */
+static void login_limit_work(void *arg) {
+    login_req *lr = arg;
+    auth_ctx *c = lr->a->auth;
+    const char *keys[2];
+    auth_rate rates[2];
+    int n = 0, ia = -1, ii = -1;
+    if (c->login_acct.burst > 0) {
+        ia = n;
+        keys[n] = lr->ka;
+        rates[n++] = c->login_acct;
+    }
+    if (c->login_ip.burst > 0) {
+        ii = n;
+        keys[n] = lr->ki;
+        rates[n++] = c->login_ip;
+    }
+    auth_limit_info got[2] = {{0}};
+    lr->rc = auth_redis_limiter_take(c->shared, n, keys, rates, &lr->ok, got);
+    if (ia >= 0) lr->info[0] = got[ia];
+    if (ii >= 0) lr->info[1] = got[ii];
+}
+
+static void login_limit_done(http_req *q, void *arg) {
+    login_req *lr = arg;
+    auth_ctx *c = lr->a->auth;
+    int go;
+    if (lr->rc) {
+        /* Redis did not answer: this node's buckets, as for the request limits */
+        if (c->m_fallback) metric_add(c->m_fallback, NULL, 1);
+        if (!c->shared_down) {
+            c->shared_down = 1;
+            if (c->m_shared_up) metric_set(c->m_shared_up, NULL, 0);
+            log_msg(lr->a->log, LOG_WARN, "rate limits: Redis unreachable, using this node's buckets", NULL);
+        }
+        go = login_limit_local(q, c, lr);
+    } else {
+        if (c->shared_down) {
+            c->shared_down = 0;
+            if (c->m_shared_up) metric_set(c->m_shared_up, NULL, 1);
+            log_msg(lr->a->log, LOG_INFO, "rate limits: shared through Redis again", NULL);
+        }
+        go = lr->ok;
+        if (!go) {
+            int oka = !(c->login_acct.burst > 0 && lr->info[0].retry_after_s > 0);
+            login_refused(q, c, oka, &lr->info[0], &lr->info[1]);
+        }
+    }
+    if (go) login_run(q, lr);
+    else login_req_free(lr);
+}
+
 static void h_login(http_req *q, void *ud) {
     app *a = ud;
     auth_ctx *c = a->auth;
@@ -462,57 +591,43 @@ static void h_login(http_req *q, void *ud) {
         reply_422(q, bad ? "unknown field" : "expected {tenant, email, password}");
         return;
     }
-    char ip[48];
-    http_req_peer(q, ip, sizeof ip);
-    char ka[340], ki[64];
-    size_t na = (size_t)snprintf(ka, sizeof ka, "L:a:%s:%s", slug, em);
-    size_t ni = (size_t)snprintf(ki, sizeof ki, "L:i:%s", ip);
-    int64_t now = clock_wall_ms();
-    auth_limit_info ia, ii;
-    int oka = auth_limiter_check(c->lim, ka, na, &c->login_acct, now, 0, &ia);
-    int oki = auth_limiter_check(c->lim, ki, ni, &c->login_ip, now, 0, &ii);
-    if (!oka || !oki) {
-        json_decref(in);
-        const char *lv[] = {"rate_limited"};
-        if (c->m_login) metric_add(c->m_login, lv, 1);
-        too_many(q, c, oka ? "login_ip" : "login_account", oka ? &ii : &ia, "too many login attempts; retry later");
-        return;
-    }
-    auth_limiter_check(c->lim, ka, na, &c->login_acct, now, 1, NULL);
-    auth_limiter_check(c->lim, ki, ni, &c->login_ip, now, 1, NULL);
-    if (c->logins_inflight >= LOGIN_INFLIGHT) {
-        json_decref(in);
-        http_res_header(q, "Retry-After", "1");
-        http_reply_error(q, 503, "busy", "too many logins in progress; retry");
-        return;
-    }
-    api_job *j = api_job_new(a, NULL);
-    login_state *s = eh_calloc(1, sizeof *s);
-    char *pwc = eh_malloc(pwlen + 1);
-    if (!j || !s || !pwc) {
-        eh_free(j);
+    login_req *lr = eh_calloc(1, sizeof *lr);
+    login_state *s = lr ? eh_calloc(1, sizeof *s) : NULL;
+    char *pwc = s ? eh_malloc(pwlen + 1) : NULL;
+    if (!pwc) {
+        eh_free(lr);
         eh_free(s);
-        eh_free(pwc);
         json_decref(in);
         http_reply_error(q, 503, "overloaded", "out of memory");
         return;
     }
     memcpy(pwc, pw, pwlen + 1);
+    lr->a = a;
+    lr->s = s;
     s->in.password = pwc;
     s->in.pwlen = pwlen;
-    s->in.ctx = c;
-    c->logins_inflight++;
     snprintf(s->in.email, sizeof s->in.email, "%s", em);
     snprintf(s->slug, sizeof s->slug, "%s", slug);
-    memcpy(s->in.ip, ip, sizeof s->in.ip);
+    http_req_client(q, s->in.ip, sizeof s->in.ip);
     json_decref(in); /* the password copy is ours now; jansson's is freed */
-    j->extra = s;
-    j->extra_free = admin_in_free; /* login_state starts with admin_in; frees the whole block */
-    j->pre = login_pre2;
-    j->fn = login_tx;
-    j->write = 1;
-    j->on_done = login_done;
-    api_job_run(q, j);
+    /* The account's bucket is named by a hash of tenant and e-mail: bounded,
+     * and no address is written into Redis. */
+    unsigned char md[crypto_generichash_BYTES];
+    char hex[2 * crypto_generichash_BYTES + 1], acct[340];
+    int an = snprintf(acct, sizeof acct, "%s\n%s", s->slug, s->in.email);
+    crypto_generichash(md, sizeof md, (const unsigned char *)acct, (size_t)an, NULL, 0);
+    sodium_bin2hex(hex, sizeof hex, md, sizeof md);
+    lr->na = (size_t)snprintf(lr->ka, sizeof lr->ka, "L:a:%s", hex);
+    lr->ni = (size_t)snprintf(lr->ki, sizeof lr->ki, "L:i:%s", s->in.ip);
+    if (c->shared && (c->login_acct.burst > 0 || c->login_ip.burst > 0)) {
+        if (http_req_work(q, login_limit_work, login_limit_done, lr)) {
+            login_req_free(lr);
+            http_reply_error(q, 503, "overloaded", "cannot schedule work");
+        }
+        return;
+    }
+    if (login_limit_local(q, c, lr)) login_run(q, lr);
+    else login_req_free(lr);
 }
 
 typedef struct refresh_state {
@@ -601,7 +716,7 @@ static void refresh_common(http_req *q, app *a, int logout) {
     memcpy(s->token, tok, AUTH_REFRESH_LEN + 1);
     json_decref(in);
     s->logout = logout;
-    http_req_peer(q, s->in.ip, sizeof s->in.ip);
+    http_req_client(q, s->in.ip, sizeof s->in.ip);
     j->extra = s;
     j->extra_free = admin_in_free;
     j->fn = refresh_tx;
@@ -1020,7 +1135,8 @@ int auth_api_register(app *a) {
     c->refresh_ttl_ms = cfg->refresh_ttl_ms ? cfg->refresh_ttl_ms : 1000;
     c->m_login = metrics_counter(a->m, "ehub_auth_logins_total", "login attempts answered", "result");
     c->m_limited = metrics_counter(a->m, "ehub_rate_limited_total", "requests refused by a rate limit", "scope");
-    if (!strncmp(cfg->bus, "redis://", 8) && (c->principal.burst > 0 || c->tenant.burst > 0)) {
+    if (!strncmp(cfg->bus, "redis://", 8) && (c->principal.burst > 0 || c->tenant.burst > 0 ||
+                                              c->login_acct.burst > 0 || c->login_ip.burst > 0)) {
         if (!(c->shared = auth_redis_limiter_new(cfg->bus, "ehub:rl:", err, sizeof err))) {
             log_msg(a->log, LOG_ERROR, "rate limits: bad --bus URL", err);
             return -1;

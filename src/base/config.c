@@ -67,6 +67,7 @@ static const opt opts[] = {
     {"refresh-ttl", T_MS, O(refresh_ttl_ms), "30d", "refresh token lifetime (each refresh starts a new one)"},
     {"login-limit-account", T_STR, O(login_limit_account), "5/m", "login attempts per account (N/s, N/m, N/h or off)"},
     {"login-limit-ip", T_STR, O(login_limit_ip), "30/m", "login attempts per client address"},
+    {"trusted-proxies", T_STR, O(trusted_proxies), "", "reverse proxies (CIDR,...) whose X-Forwarded-For gives the client address (default none)"},
     {"rate-limit-principal", T_STR, O(rate_limit_principal), "off", "requests per API key or user (N/s, N/m, N/h or off)"},
     {"rate-limit-tenant", T_STR, O(rate_limit_tenant), "off", "requests per tenant, all its keys and users (N/s, N/m, N/h or off)"},
     {"llm-provider", T_STR, O(llm_provider), "off", "coaching reply drafts by an LLM: off, anthropic (Messages API) or openai (chat completions)"},

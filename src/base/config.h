@@ -59,6 +59,7 @@ typedef struct ehub_config {
     unsigned refresh_ttl_ms;
     char login_limit_account[32]; /* rates: "N/s", "N/m", "N/h", or "off" */
     char login_limit_ip[32];
+    char trusted_proxies[1024]; /* CIDR ranges whose X-Forwarded-For is believed; "" = none */
     char rate_limit_principal[32];
     char rate_limit_tenant[32];
     /* coaching drafts by an LLM (src/llm, src/coach/draft.c) */

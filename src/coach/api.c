@@ -678,6 +678,7 @@ static void h_forecast_train(http_req *q, app *a, const auth_principal *p, void 
     if (!j) return;
     j->pre = train_pre;
     j->fn = noop_tx;
+    j->write = 1; /* the model file is written by pre; this transaction carries its audit entry */
     api_job_run(q, j);
 }
 

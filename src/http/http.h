@@ -101,6 +101,7 @@ typedef struct http_config {
     size_t ws_max_message, ws_max_queue;
     unsigned ws_ping_ms;
     const char *cors_origins;  /* "", "*", or comma-separated origins */
+    const char *trusted_proxies; /* --trusted-proxies: CIDR list ("" = none; see http_req_client) */
 } http_config;
 
 /* Creates a server on loop (not yet listening). router, log and metrics are
@@ -158,6 +159,29 @@ int http_req_gone(const http_req *q);
 /* The client's address ("127.0.0.1", "::1") into out (46 bytes is enough);
  * "" if unknown or the connection is gone. Returns out. */
 const char *http_req_peer(const http_req *q, char *out, size_t outlen);
+/* The client's address: the peer's, unless the peer is one of the server's
+ * trusted proxies (http_config.trusted_proxies), in which case the
+ * rightmost X-Forwarded-For hop that is not a trusted proxy (every
+ * X-Forwarded-For header, in order). Use it for anything keyed on who the
+ * client is (login limits, the audit trail, the request log). Returns out. */
+const char *http_req_client(const http_req *q, char *out, size_t outlen);
+/* The pattern of the route that matched ("/v1/leads/{id}"), or NULL. */
+const char *http_req_route(const http_req *q);
+
+/* ---- trusted proxies (src/http/proxy.c) ----
+ * A list of address ranges ("10.0.0.0/8, 192.168.1.7, fd00::/8"): at most
+ * 64, IPv4-mapped IPv6 matches IPv4 rules. http_proxies_parse: 0 with *out
+ * (caller frees with http_proxies_free; an empty spec gives an empty list),
+ * or -1 with a message in err. http_proxies_client: the client address for
+ * a request from peer carrying X-Forwarded-For xff (NULL if none): peer
+ * itself unless trusted, else the rightmost hop that is not a trusted proxy
+ * (a malformed hop stops the walk at the proxy right of it). Returns out. */
+typedef struct http_proxies http_proxies;
+int http_proxies_parse(const char *spec, http_proxies **out, char *err, size_t errlen);
+void http_proxies_free(http_proxies *p);
+int http_proxies_count(const http_proxies *p);
+int http_proxies_trusts(const http_proxies *p, const char *addr);
+const char *http_proxies_client(const http_proxies *p, const char *peer, const char *xff, char *out, size_t outlen);
 
 /* Parses the body as JSON (object or array). On failure answers 400 itself
  * (invalid_json, with the parser's message) or 415 (not JSON) and returns

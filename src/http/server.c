@@ -110,6 +110,7 @@ struct http_server {
     uv_loop_t *loop;
     http_config cfg;
     char *host, *cors;
+    http_proxies *proxies; /* --trusted-proxies */
     http_router *router;
     logger *log;
     metrics *m;
@@ -531,6 +532,37 @@ const char *http_req_peer(const http_req *q, char *out, size_t outlen) {
     return out;
 }
 
+const char *http_req_route(const http_req *q) { return q->match.pattern; }
+
+const char *http_req_client(const http_req *q, char *out, size_t outlen) {
+    char peer[64];
+    http_req_peer(q, peer, sizeof peer);
+    if (!peer[0] || !http_proxies_count(q->srv->proxies)) {
+        snprintf(out, outlen, "%s", peer);
+        return out;
+    }
+    /* Several X-Forwarded-For headers read as one list, in order: the last
+     * one is what our proxy appended. Bounded by the header size limit. */
+    buf all;
+    buf_init(&all, q->srv->cfg.max_header ? q->srv->cfg.max_header : 16384);
+    int any = 0;
+    for (int i = 0; i < q->nhdrs; i++) {
+        if (strcasecmp(q->hdrs[i].name, "X-Forwarded-For")) continue;
+        if ((any && buf_putc(&all, ',')) || buf_puts(&all, q->hdrs[i].value)) {
+            /* over the bound: nothing from the header can be trusted */
+            buf_free(&all);
+            snprintf(out, outlen, "%s", peer);
+            return out;
+        }
+        any = 1;
+    }
+    const char *xff = NULL;
+    if (any) xff = all.p ? all.p : "";
+    http_proxies_client(q->srv->proxies, peer, xff, out, outlen);
+    buf_free(&all);
+    return out;
+}
+
 void http_req_set_tenant(http_req *q, const char *tenant) {
     snprintf(q->tenant, sizeof q->tenant, "%s", tenant ? tenant : "");
 }
@@ -653,6 +685,8 @@ static void log_request(http_req *q, double secs) {
         log_int(&l, "bytes", (int64_t)q->bytes_out);
         log_double(&l, "duration_ms", secs * 1000.0);
         log_str(&l, "request_id", q->id);
+        char ip[64];
+        if (q->c && http_req_client(q, ip, sizeof ip)[0]) log_str(&l, "ip", ip);
         if (q->tenant[0]) log_str(&l, "tenant", q->tenant);
         log_end(&l);
     }
@@ -1589,11 +1623,14 @@ http_server *http_server_new(uv_loop_t *loop, const http_config *cfg, http_route
     s->cfg = *cfg;
     s->host = eh_strdup(cfg->host ? cfg->host : "127.0.0.1");
     s->cors = eh_strdup(cfg->cors_origins ? cfg->cors_origins : "");
-    if (!s->host || !s->cors) {
+    char perr[160];
+    if (!s->host || !s->cors || http_proxies_parse(cfg->trusted_proxies, &s->proxies, perr, sizeof perr)) {
+        if (s->host && s->cors) log_msg(log, LOG_ERROR, "invalid --trusted-proxies", perr);
         http_server_free(s);
         return NULL;
     }
     s->cfg.host = s->host;
+    s->cfg.trusted_proxies = NULL; /* parsed into s->proxies */
     s->cfg.cors_origins = s->cors;
     if (!s->cfg.max_connections) s->cfg.max_connections = 20000;
     if (!s->cfg.ws_ping_ms) s->cfg.ws_ping_ms = 30000;
@@ -1711,5 +1748,6 @@ void http_server_free(http_server *s) {
      * ours is closed. */
     eh_free(s->host);
     eh_free(s->cors);
+    http_proxies_free(s->proxies);
     eh_free(s);
 }

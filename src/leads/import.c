@@ -71,6 +71,7 @@ struct import_session {
     const char *map; /* "Header:field,..." or NULL */
     int batch_created, bad_row;
     int streamed; /* rows are written by the caller (HTTP), not from on_row */
+    app_write_audit *wa; /* HTTP: each batch's transaction appends its audit entry (NULL: CLI) */
 };
 
 typedef struct import_session import_session;
@@ -168,6 +169,15 @@ static json_t *cell_json(const field *f, const char *v, const char **why) {
     }
 }
 
+/* The audit entry of a batch: how many rows, never what they hold. */
+static int batch_audit(store_tx *tx, import_session *s, int rows, int created, store_err *err) {
+    if (!s->wa) return STORE_OK;
+    json_t *x = json_pack("{s:i, s:i}", "rows", rows, "created", created);
+    int rc = x ? app_write_audit_append(tx, s->wa, 200, NULL, x, err) : STORE_ERR;
+    json_decref(x);
+    return rc;
+}
+
 /* One transaction for the whole batch: the fast path. */
 static int flush_tx(store_tx *tx, void *arg, store_err *err) {
     import_session *s = arg;
@@ -184,7 +194,7 @@ static int flush_tx(store_tx *tx, void *arg, store_err *err) {
         }
         s->batch_created += created;
     }
-    return STORE_OK;
+    return batch_audit(tx, s, s->out.n, s->batch_created, err);
 }
 
 typedef struct one_row {
@@ -197,7 +207,8 @@ static int row_tx(store_tx *tx, void *arg, store_err *err) {
     one_row *o = arg;
     int64_t id;
     o->p->v.consent_source = "import";
-    return leads_upsert(tx, &o->p->v, clock_wall_ms(), &id, &o->created, err);
+    int rc = leads_upsert(tx, &o->p->v, clock_wall_ms(), &id, &o->created, err);
+    return rc ? rc : batch_audit(tx, o->s, 1, o->created, err);
 }
 
 static void rowset_clear(rowset *r) {
@@ -387,6 +398,7 @@ static void session_free(import_session *s) {
     rowset_free(&s->out);
     json_decref(s->errors);
     json_decref(s->ignored);
+    app_write_audit_free(s->wa);
     eh_free(s);
 }
 
@@ -586,7 +598,8 @@ static void h_import(http_req *q, app *a, const auth_principal *p, void *ud) {
         ir->s = session_new(a->st, p->tenant, ir->map);
         ir->r = csv_new(&import_limits);
     }
-    if (!ir || !ir->s || !ir->r || (map && !ir->map)) {
+    if (ir && ir->s) ir->s->wa = app_write_audit_new(q, p, NULL);
+    if (!ir || !ir->s || !ir->r || (map && !ir->map) || !ir->s->wa) {
         if (ir) ireq_free(ir);
         http_reply_error(q, 503, "overloaded", "out of memory");
         return;

@@ -606,7 +606,34 @@ typedef struct activate_job {
     int version;
     mref *r;
     char err[ML_ERR_LEN];
+    int64_t tenant;
+    app_write_audit *wa;
+    json_t *reply;
 } activate_job;
+
+static void activate_job_free(activate_job *j) {
+    app_write_audit_free(j->wa);
+    json_decref(j->reply);
+    eh_free(j);
+}
+
+/* After the activation is installed: its audit entry, then the answer. */
+static void audit_work(void *arg) {
+    activate_job *j = arg;
+    store_err se = {0};
+    json_t *x = json_pack("{s:i}", "version", j->version);
+    if (app_write_audit_commit(j->c->a, j->tenant, j->wa, 200, x, &se))
+        log_msg(j->c->a->log, LOG_ERROR, "cannot audit the model activation", se.msg);
+    json_decref(x);
+}
+
+static void audit_done(http_req *q, void *arg) {
+    activate_job *j = arg;
+    json_t *out = j->reply;
+    j->reply = NULL;
+    http_reply_json(q, 200, out);
+    activate_job_free(j);
+}
 
 static void activate_work(void *arg) {
     activate_job *j = arg;
@@ -646,9 +673,13 @@ static void activate_done(http_req *q, void *arg) {
             log_str(&l, "request_id", http_req_id(q));
             log_end(&l);
         }
-        http_reply_json(q, 200, model_json(find(j->c, j->name)));
+        j->reply = model_json(find(j->c, j->name));
+        if (j->wa && !http_req_work(q, audit_work, audit_done, j)) return;
+        json_t *out = j->reply;
+        j->reply = NULL;
+        http_reply_json(q, 200, out);
     }
-    eh_free(j);
+    activate_job_free(j);
 }
 
 static void h_activate(http_req *q, app *a, const auth_principal *p, void *ud) {
@@ -675,9 +706,11 @@ static void h_activate(http_req *q, app *a, const auth_principal *p, void *ud) {
     j->c = c;
     snprintf(j->name, sizeof j->name, "%s", name);
     j->version = (int)json_integer_value(v);
+    j->tenant = p->tenant;
+    j->wa = app_write_audit_new(q, p, body);
     json_decref(body);
     if (http_req_work(q, activate_work, activate_done, j)) {
-        eh_free(j);
+        activate_job_free(j);
         http_reply_error(q, 503, "overloaded", "cannot schedule work");
     }
 }

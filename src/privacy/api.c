@@ -123,7 +123,7 @@ static void h_erase(http_req *q, app *a, const auth_principal *p, void *ud) {
     e->p = *p;
     e->id = id;
     auth_actor_name(p, e->actor);
-    http_req_peer(q, e->ip, sizeof e->ip);
+    http_req_client(q, e->ip, sizeof e->ip);
     if (http_req_work(q, erase_work, erase_done, e)) {
         eh_free(e);
         http_reply_error(q, 503, "overloaded", "cannot schedule work");
@@ -200,6 +200,7 @@ static void h_policy_put(http_req *q, app *a, const auth_principal *p, void *ud)
     }
     j->in = in;
     j->write = 1;
+    j->audited = 1; /* retention.policy */
     j->fn = policy_put_tx;
     api_job_run(q, j);
 }
@@ -233,6 +234,7 @@ static void h_run(http_req *q, app *a, const auth_principal *p, void *ud) {
     if (!j) return;
     j->id2 = dry;
     j->write = !dry;
+    j->audited = 1; /* retention.run */
     j->fn = run_tx;
     api_job_run(q, j);
 }

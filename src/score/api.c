@@ -36,6 +36,7 @@ typedef struct train_job {
     int rescored;
     json_t *report;
     char err[512];
+    app_write_audit *wa;
 } train_job;
 
 static void train_work(void *arg) {
@@ -49,6 +50,14 @@ static void train_work(void *arg) {
         if (score_rescore_open(t->a->st, t->tenant, clock_wall_ms(), &t->rescored, &se))
             snprintf(t->err, sizeof t->err, "trained, but re-scoring open leads failed: %s", se.msg);
         json_object_set_new(t->report, "rescored", json_integer(t->rescored));
+    }
+    if (t->rc == 0) {
+        /* the model files are written: the audit entry follows at once */
+        store_err se = {0};
+        json_t *x = json_pack("{s:I}", "version", (json_int_t)json_integer_value(json_object_get(t->report, "version")));
+        if (app_write_audit_commit(t->a, t->tenant, t->wa, 201, x, &se))
+            log_msg(t->a->log, LOG_ERROR, "cannot audit the training", se.msg);
+        json_decref(x);
     }
 }
 
@@ -75,6 +84,7 @@ static void train_done(http_req *q, void *arg) {
         http_reply_error(q, 500, "training_failed", t->err);
     }
     json_decref(t->report);
+    app_write_audit_free(t->wa);
     eh_free(t);
 }
 
@@ -109,8 +119,10 @@ static void h_train(http_req *q, app *a, const auth_principal *p, void *ud) {
     snprintf(t->name, sizeof t->name, "%s", name);
     t->tenant = p->tenant;
     t->seed = seed;
+    t->wa = app_write_audit_new(q, p, NULL);
     snprintf(t->by, sizeof t->by, "%s key %lld (%s)", p->tenant_slug, (long long)p->key_id, auth_role_name(p->role));
     if (http_req_work(q, train_work, train_done, t)) {
+        app_write_audit_free(t->wa);
         eh_free(t);
         http_reply_error(q, 503, "overloaded", "cannot schedule training");
     }
@@ -125,6 +137,7 @@ typedef struct models_job {
     int version, status;
     json_t *out;
     char err[256];
+    app_write_audit *wa; /* activate */
 } models_job;
 
 static void list_work(void *arg) {
@@ -155,6 +168,13 @@ static void h_models(http_req *q, app *a, const auth_principal *p, void *ud) {
 static void activate_work(void *arg) {
     models_job *m = arg;
     m->status = score_activate(m->a->score, m->tenant, m->name, m->version, m->err, sizeof m->err);
+    if (!m->status) {
+        store_err se = {0};
+        json_t *x = json_pack("{s:i}", "version", m->version);
+        if (app_write_audit_commit(m->a, m->tenant, m->wa, 200, x, &se))
+            log_msg(m->a->log, LOG_ERROR, "cannot audit the activation", se.msg);
+        json_decref(x);
+    }
 }
 
 static void activate_done(http_req *q, void *arg) {
@@ -171,6 +191,7 @@ static void activate_done(http_req *q, void *arg) {
         }
         http_reply_json(q, 200, json_pack("{s:s, s:i}", "model", m->name, "active_version", m->version));
     }
+    app_write_audit_free(m->wa);
     eh_free(m);
 }
 
@@ -198,7 +219,9 @@ static void h_activate(http_req *q, app *a, const auth_principal *p, void *ud) {
     m->tenant = p->tenant;
     m->version = (int)version;
     snprintf(m->name, sizeof m->name, "%s", name);
+    m->wa = app_write_audit_new(q, p, NULL);
     if (http_req_work(q, activate_work, activate_done, m)) {
+        app_write_audit_free(m->wa);
         eh_free(m);
         http_reply_error(q, 503, "overloaded", "cannot schedule");
     }
