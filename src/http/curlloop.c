@@ -192,6 +192,10 @@ curlloop *curlloop_new(uv_loop_t *loop, int max_active, int max_queued) {
     cl->loop = loop;
     cl->max_active = max_active > 0 ? max_active : 1;
     cl->max_queued = max_queued > 0 ? max_queued : 0;
+    /* keep a connection per transfer that may run at once: by default the
+     * cache shrinks with the handles in it, and a batch's burst would
+     * reconnect each time */
+    curl_multi_setopt(cl->m, CURLMOPT_MAXCONNECTS, (long)cl->max_active);
     curl_multi_setopt(cl->m, CURLMOPT_SOCKETFUNCTION, on_socket);
     curl_multi_setopt(cl->m, CURLMOPT_SOCKETDATA, cl);
     curl_multi_setopt(cl->m, CURLMOPT_TIMERFUNCTION, on_timer_set);

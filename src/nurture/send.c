@@ -169,26 +169,15 @@ typedef struct claim {
     int n;
 } claim;
 
-static int claim_tx(store_tx *tx, void *arg, store_err *err) {
-    claim *cl = arg;
-    job *jobs = cl->jobs;
-    cl->n = 0;
-    int64_t now = clock_wall_ms();
-    store_val p[] = {SV_I(now), SV_I(now - NURTURE_LEASE_MS), SV_I(BATCH)};
-    const char *sql = store_tx_kind(tx) == STORE_POSTGRES
-                          /* nodes never claim the same step */
-                          ? "SELECT id, tenant_id, enrollment_id, step, attempts, idem_key FROM nurture_jobs "
-                            "WHERE (state = 'queued' AND due_at <= $1) OR (state = 'sending' AND updated_at < $2) "
-                            "ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED"
-                          : "SELECT id, tenant_id, enrollment_id, step, attempts, idem_key FROM nurture_jobs "
-                            "WHERE (state = 'queued' AND due_at <= $1) OR (state = 'sending' AND updated_at < $2) "
-                            "ORDER BY due_at LIMIT $3";
+/* Claims the rows sql finds (at most BATCH in all): "sending", attempt counted. */
+static int claim_some(store_tx *tx, claim *cl, const char *sql, int64_t cutoff, int64_t now, store_err *err) {
+    store_val p[] = {SV_I(cutoff), SV_I(BATCH - cl->n)};
     store_rows *r = NULL;
-    int rc = store_query(tx, sql, p, 3, &r, err);
+    int rc = store_query(tx, sql, p, 2, &r, err);
     if (rc) return rc;
     int n = store_rows_count(r);
-    for (int i = 0; i < n && i < BATCH && !rc; i++) {
-        job *j = &jobs[i];
+    for (int i = 0; i < n && cl->n < BATCH && !rc; i++) {
+        job *j = &cl->jobs[cl->n];
         j->id = store_rows_int(r, i, 0);
         j->tenant = store_rows_int(r, i, 1);
         j->enrollment = store_rows_int(r, i, 2);
@@ -200,9 +189,43 @@ static int claim_tx(store_tx *tx, void *arg, store_err *err) {
                          "UPDATE nurture_jobs SET state = 'sending', attempts = attempts + 1, updated_at = $2 "
                          "WHERE id = $1",
                          u, 2, NULL, err);
-        cl->n = i + 1;
+        cl->n++;
     }
     store_rows_free(r);
+    return rc;
+}
+
+static int job_by_tenant(const void *x, const void *y) {
+    const job *a = x, *b = y;
+    return a->tenant < b->tenant ? -1 : a->tenant > b->tenant ? 1 : (a->id > b->id) - (a->id < b->id);
+}
+
+/* Two queries, not one with OR: each walks the (state, due_at) index in
+ * order and stops at BATCH rows, where the OR made SQLite read and sort
+ * every due row of the backlog for each claim. Steps orphaned by a crash
+ * first (there are few), then the oldest due. */
+static int claim_tx(store_tx *tx, void *arg, store_err *err) {
+    claim *cl = arg;
+    cl->n = 0;
+    int64_t now = clock_wall_ms();
+    int pg = store_tx_kind(tx) == STORE_POSTGRES;
+    /* on PostgreSQL, nodes never claim the same step */
+    int rc = claim_some(tx, cl,
+                        pg ? "SELECT id, tenant_id, enrollment_id, step, attempts, idem_key FROM nurture_jobs "
+                             "WHERE state = 'sending' AND updated_at < $1 ORDER BY updated_at LIMIT $2 "
+                             "FOR UPDATE SKIP LOCKED"
+                           : "SELECT id, tenant_id, enrollment_id, step, attempts, idem_key FROM nurture_jobs "
+                             "WHERE state = 'sending' AND updated_at < $1 LIMIT $2",
+                        now - NURTURE_LEASE_MS, now, err);
+    if (!rc && cl->n < BATCH)
+        rc = claim_some(tx, cl,
+                        pg ? "SELECT id, tenant_id, enrollment_id, step, attempts, idem_key FROM nurture_jobs "
+                             "WHERE state = 'queued' AND due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+                           : "SELECT id, tenant_id, enrollment_id, step, attempts, idem_key FROM nurture_jobs "
+                             "WHERE state = 'queued' AND due_at <= $1 ORDER BY due_at LIMIT $2",
+                        now, now, err);
+    /* each tenant's steps together: one transaction each to plan and record */
+    if (!rc) qsort(cl->jobs, (size_t)cl->n, sizeof cl->jobs[0], job_by_tenant);
     return rc;
 }
 
@@ -830,6 +853,21 @@ static void settle(slot *c, step_run *r) {
     }
 }
 
+typedef struct plan_many {
+    step_run *runs;
+    int from, to; /* one tenant's runs */
+} plan_many;
+
+static int plan_many_tx(store_tx *tx, void *arg, store_err *err) {
+    plan_many *m = arg;
+    int rc = 0;
+    for (int i = m->from; i < m->to && !rc; i++) {
+        m->runs[i].planned = 0;
+        if (!(rc = plan_tx(tx, &m->runs[i].p, err))) m->runs[i].planned = 1;
+    }
+    return rc;
+}
+
 typedef struct record_many {
     step_run *runs;
     int from, to; /* one tenant's runs */
@@ -884,12 +922,22 @@ static void batch_plan(uv_work_t *w) {
         r->p.now = now;
         r->p.secrets_dir = c->secrets_dir;
         buf_init(&r->p.body, NURTURE_MAX_BODY + 1);
-        if (store_read(c->a->st, cl->jobs[i].tenant, plan_tx, &r->p, &err)) {
-            /* storage trouble: leave it "sending"; the lease brings it back */
-            log_msg(c->a->log, LOG_WARN, "nurture: cannot plan a step", err.msg);
-            continue;
+    }
+    /* one read transaction per tenant (the claim put each tenant's steps together) */
+    for (int i = 0; i < cl->n;) {
+        int k = i;
+        while (k < cl->n && cl->jobs[k].tenant == cl->jobs[i].tenant) k++;
+        plan_many m = {runs, i, k};
+        if (store_read(c->a->st, cl->jobs[i].tenant, plan_many_tx, &m, &err)) {
+            /* storage trouble: leave them "sending"; the lease brings them back */
+            log_msg(c->a->log, LOG_WARN, "nurture: cannot plan steps", err.msg);
+            for (int x = i; x < k; x++) runs[x].planned = 0;
         }
-        r->planned = 1;
+        i = k;
+    }
+    for (int i = 0; i < cl->n; i++) {
+        step_run *r = &runs[i];
+        if (!r->planned) continue;
         r->p.win_slot = -1;
         int64_t until = r->p.action == PLAN_SEND ? breaker_open_until(c, cl->jobs[i].tenant, r->p.provider, now) : 0;
         if (until) {
