@@ -35,7 +35,7 @@
 #include "nurture.h"
 #include "nurture_int.h"
 
-#define BATCH 50
+#define BATCH 100
 #define SEND_TIMEOUT_MS 10000
 /* longer than a batch can take (its sends run at once, each within
  * SEND_TIMEOUT_MS): a step still "sending" after this was orphaned by a
@@ -43,7 +43,7 @@
 #define NURTURE_LEASE_MS 30000
 #define TICK_MS 100
 #define NURTURE_STOP_GRACE_MS 2000 /* provider calls in flight at shutdown: then they are cut */
-#define CURL_ACTIVE 256            /* provider calls at once (all batches and enrichment) */
+#define CURL_ACTIVE 320            /* provider calls at once: SLOTS * BATCH and an enrichment round */
 #define CURL_QUEUED 1024
 
 int64_t nurture_quiet_until(const char *tz, int quiet_start, int quiet_end, int64_t now_ms) {
@@ -63,9 +63,9 @@ int64_t nurture_quiet_until(const char *tz, int quiet_start, int quiet_end, int6
 
 /* ---- the dispatcher ---- */
 
-/* A batch in flight. Two run at once, so one's sends and plans overlap
+/* A batch in flight. Three run at once, so one's sends and plans overlap
  * the other's writes (SQLite has one writer). */
-#define SLOTS 2
+#define SLOTS 3
 struct claim;
 struct step_run;
 typedef struct slot {
