@@ -3,6 +3,7 @@
 # (201 + a message sid) and SendGrid (202), on SQLite.
 #
 #   bench/nurture.sh [leads]          (default 100000)
+#   EHUB_BIN=/tmp/oldb/ehub bench/nurture.sh   another binary (no build)
 #
 # 1. Throughput: LEADS leads imported by CSV into a tenant whose 3-step
 #    sequence (sms, email, sms) starts on new leads; prints sends/s from
@@ -17,8 +18,8 @@ cd "$(dirname "$0")/.."
 LEADS=${1:-100000}
 PY=/usr/bin/python3; [ -x "$PY" ] || PY=python3
 command -v nginx >/dev/null || scripts/deps.sh --bench
-make -s build/ehub
-BIN=build/ehub
+BIN=${EHUB_BIN:-build/ehub}
+[ -n "${EHUB_BIN:-}" ] || make -s build/ehub
 tmp=$(mktemp -d /tmp/ehub-nurture.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }

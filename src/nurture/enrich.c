@@ -1,5 +1,6 @@
-/* Background work of the nurture module, one round at a time on the
- * thread pool, driven by the dispatcher's timer:
+/* Background work of the nurture module, one round at a time, driven by
+ * the dispatcher's timer: storage on the thread pool, Apollo's calls on
+ * the loop (the dispatcher's curlloop), then storage again:
  *
  * - Apollo enrichment: leads queued in lead_enrichments (by the
  *   transaction that created them, for tenants with an Apollo key) are
@@ -23,6 +24,7 @@
 #include "app/app.h"
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "http/curlloop.h"
 #include "leads/leads.h"
 #include "nurture.h"
 #include "nurture_int.h"
@@ -41,6 +43,8 @@ typedef struct cold_cursor {
     int64_t tenant, after;
 } cold_cursor;
 
+typedef struct enr_batch enr_batch;
+
 typedef struct apollo_breaker {
     int64_t tenant;
     int fails;
@@ -57,6 +61,10 @@ struct nurture_bg {
     cold_cursor cur[COLD_TENANTS];
     int ncur;
     metric *m_enrich, *m_cold;
+    enr_batch *bt;   /* this round's enrichments, from claim to record */
+    int inflight;    /* Apollo calls out on the loop */
+    void (*sent)(void *ud);
+    void *sent_ud;
 };
 
 nurture_bg *nurture_bg_new(app *a) {
@@ -102,6 +110,7 @@ static apollo_breaker *breaker_of(nurture_bg *b, int64_t tenant) {
 }
 
 typedef struct enr {
+    struct nurture_bg *b;
     int64_t id, tenant, lead;
     int attempts;
     char key[200];
@@ -120,10 +129,10 @@ typedef struct enr {
     json_t *found;
 } enr;
 
-typedef struct enr_batch {
+struct enr_batch {
     enr e[ENRICH_BATCH];
     int n;
-} enr_batch;
+};
 
 static int enr_claim_tx(store_tx *tx, void *arg, store_err *err) {
     enr_batch *bt = arg;
@@ -306,18 +315,24 @@ static int enr_record_tx(store_tx *tx, void *arg, store_err *err) {
     return rc;
 }
 
-static void enrich_round(nurture_bg *b) {
+/* Stage 1, on the pool: claim, read each lead, build the requests. */
+static void enrich_claim(nurture_bg *b) {
     app *a = b->a;
     store_err err = {0};
     enr_batch *bt = eh_calloc(1, sizeof *bt);
+    b->bt = NULL;
     if (!bt) return;
     if (store_write(a->st, 0, enr_claim_tx, bt, &err)) {
         log_msg(a->log, LOG_WARN, "nurture: cannot claim enrichments", err.msg);
         eh_free(bt);
         return;
     }
+    if (!bt->n) {
+        eh_free(bt);
+        return;
+    }
+    b->bt = bt;
     int64_t now = clock_wall_ms();
-    CURLM *m = bt->n ? curl_multi_init() : NULL;
     for (int i = 0; i < bt->n; i++) {
         enr *e = &bt->e[i];
         e->slot = -1;
@@ -340,34 +355,59 @@ static void enrich_round(nurture_bg *b) {
             continue;
         }
         enr_begin(b, e);
-        if (!m || !e->h || curl_multi_add_handle(m, e->h) != CURLM_OK) e->cc = CURLE_OUT_OF_MEMORY;
     }
-    int running = 1;
-    while (m && running) {
-        if (curl_multi_perform(m, &running) != CURLM_OK) break;
-        if (running) curl_multi_poll(m, NULL, 0, 100, NULL);
+}
+
+static void on_apollo(CURL *h, CURLcode cc, void *ud) {
+    enr *e = ud;
+    nurture_bg *b = e->b;
+    (void)h;
+    e->cc = cc;
+    if (--b->inflight == 0) b->sent(b->sent_ud);
+}
+
+/* Stage 2, on the loop. */
+int nurture_bg_send(nurture_bg *b, curlloop *cl, void (*sent)(void *ud), void *ud) {
+    b->inflight = 0;
+    b->sent = sent;
+    b->sent_ud = ud;
+    for (int i = 0; b->bt && i < b->bt->n; i++) {
+        enr *e = &b->bt->e[i];
+        if (e->state != -1 || !e->h || e->cc != CURLE_OK) continue;
+        e->b = b;
+        /* refused (stopping, or full): not sent, queued again */
+        if (curlloop_add(cl, e->h, on_apollo, e)) e->cc = CURLE_ABORTED_BY_CALLBACK;
+        else b->inflight++;
     }
-    CURLMsg *msg;
-    int left;
-    while (m && (msg = curl_multi_info_read(m, &left)))
-        if (msg->msg == CURLMSG_DONE)
-            for (int i = 0; i < bt->n; i++)
-                if (bt->e[i].h == msg->easy_handle) bt->e[i].cc = msg->data.result;
-    now = clock_wall_ms();
+    return b->inflight;
+}
+
+/* Stage 3, on the pool: Apollo's answers into storage. */
+void nurture_bg_record(nurture_bg *b) {
+    app *a = b->a;
+    store_err err = {0};
+    enr_batch *bt = b->bt;
+    if (!bt) return;
+    int64_t now = clock_wall_ms();
     for (int i = 0; i < bt->n; i++) {
         enr *e = &bt->e[i];
         if (e->state == -1) {
-            enr_end(b, e, now);
+            if (e->cc == CURLE_ABORTED_BY_CALLBACK) { /* cut at shutdown: again after the restart */
+                e->state = 3;
+                e->due = now;
+                e->not_attempt = 1;
+                snprintf(e->result, sizeof e->result, "not sent: the server was stopping");
+                nurture_window_done(b->win, e->tenant, e->slot, now, 0);
+            } else {
+                enr_end(b, e, now);
+            }
             if (b->m_enrich) {
                 static const char *const o[] = {"matched", "not_found", "failed", "retry"};
                 const char *lv[] = {o[e->state]};
                 metric_add(b->m_enrich, lv, 1);
             }
         }
-        if (e->h) {
-            if (m) curl_multi_remove_handle(m, e->h);
-            curl_easy_cleanup(e->h);
-        }
+        if (e->h) curl_easy_cleanup(e->h);
         curl_slist_free_all(e->hd);
         free(e->json);
         buf_free(&e->body);
@@ -375,8 +415,8 @@ static void enrich_round(nurture_bg *b) {
             log_msg(a->log, LOG_WARN, "nurture: cannot record an enrichment (it will be retried)", err.msg);
         json_decref(e->found);
     }
-    if (m) curl_multi_cleanup(m);
     eh_free(bt);
+    b->bt = NULL;
 }
 
 /* ---- gone cold ---- */
@@ -487,7 +527,7 @@ static void cold_round(nurture_bg *b) {
 void nurture_bg_work(nurture_bg *b) {
     int64_t now = clock_wall_ms();
     if (now >= b->next_enrich) {
-        enrich_round(b);
+        enrich_claim(b);
         b->next_enrich = clock_wall_ms() + ENRICH_EVERY_MS;
     }
     if (now >= b->next_cold) {

@@ -55,8 +55,15 @@ nurture_bg *nurture_bg_new(struct app *a); /* NULL on OOM */
 void nurture_bg_free(nurture_bg *b);
 /* On the loop: 1 when a round is due (at most one runs at a time). */
 int nurture_bg_due(nurture_bg *b, int64_t now_ms);
-/* On the pool: one round of enrichment, and the cold scan when due. */
+/* A round is three stages. On the pool: the enrichments due claimed and
+ * their Apollo requests built, and the cold scan when due. */
 void nurture_bg_work(nurture_bg *b);
+/* On the loop: the requests started on cl; sent(ud) runs on the loop when
+ * the last has ended. Returns how many started (0: sent is not called). */
+struct curlloop;
+int nurture_bg_send(nurture_bg *b, struct curlloop *cl, void (*sent)(void *ud), void *ud);
+/* On the pool: the answers recorded. Always after nurture_bg_work. */
+void nurture_bg_record(nurture_bg *b);
 
 /* The dispatcher's timer on the app's loop (send.c). */
 nurture_ctx *nurture_ctx_start(struct app *a);

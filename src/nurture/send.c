@@ -10,10 +10,14 @@
  * the same message. A step left "sending" by a crash is claimed again
  * after NURTURE_LEASE_MS and re-sent with the same key.
  *
- * A batch's provider calls run at once through one libcurl multi handle
- * on the pool thread that runs the batch, each within SEND_TIMEOUT_MS;
- * the loop never waits on them. Each tenant's outcomes are recorded in one
- * transaction. */
+ * A batch goes through three stages: claim and plan on the pool; its
+ * provider calls on the loop, all at once, through the one libcurl multi
+ * handle the loop drives (src/http/curlloop.h), each within
+ * SEND_TIMEOUT_MS, so no thread waits on a provider; then its outcomes
+ * recorded on the pool, each tenant's in one transaction. On shutdown the
+ * calls in flight get NURTURE_STOP_GRACE_MS to finish; the rest are cut
+ * and their steps queued again, attempt given back, for the same key to go
+ * out after the restart. */
 #include <curl/curl.h>
 #include <math.h>
 #include <pthread.h>
@@ -26,17 +30,21 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/tz.h"
+#include "http/curlloop.h"
 #include "leads/leads.h"
 #include "nurture.h"
 #include "nurture_int.h"
 
-#define BATCH 50
+#define BATCH 100
 #define SEND_TIMEOUT_MS 10000
 /* longer than a batch can take (its sends run at once, each within
  * SEND_TIMEOUT_MS): a step still "sending" after this was orphaned by a
  * crash */
 #define NURTURE_LEASE_MS 30000
 #define TICK_MS 100
+#define NURTURE_STOP_GRACE_MS 2000 /* provider calls in flight at shutdown: then they are cut */
+#define CURL_ACTIVE 320            /* provider calls at once: SLOTS * BATCH and an enrichment round */
+#define CURL_QUEUED 1024
 
 int64_t nurture_quiet_until(const char *tz, int quiet_start, int quiet_end, int64_t now_ms) {
     int ok, off = tz_offset(tz, now_ms, &ok);
@@ -55,14 +63,19 @@ int64_t nurture_quiet_until(const char *tz, int quiet_start, int quiet_end, int6
 
 /* ---- the dispatcher ---- */
 
-/* A batch in flight. Two run at once, so one's sends and plans overlap
+/* A batch in flight. Three run at once, so one's sends and plans overlap
  * the other's writes (SQLite has one writer). */
-#define SLOTS 2
+#define SLOTS 3
+struct claim;
+struct step_run;
 typedef struct slot {
     struct nurture_ctx *c;
     uv_work_t work;
     int busy, claimed;
     int sent[2], failed;
+    struct claim *cl;     /* the batch, from claim to record */
+    struct step_run *runs;
+    int inflight;         /* provider calls out on the loop */
 } slot;
 
 /* A circuit breaker per tenant and channel: BREAKER_FAILS retryable
@@ -95,6 +108,8 @@ struct nurture_ctx {
     slot slots[SLOTS];
     int busy; /* slots out (and the background work) */
     int stopping, closed, freed;
+    curlloop *curl;  /* every provider call, on the loop */
+    int curl_closed;
     char twilio_url[512], sendgrid_url[512], public_url[512], ghl_url[512];
     char secrets_dir[1100];
     nurture_window *ghl_win; /* under bmu */
@@ -154,26 +169,15 @@ typedef struct claim {
     int n;
 } claim;
 
-static int claim_tx(store_tx *tx, void *arg, store_err *err) {
-    claim *cl = arg;
-    job *jobs = cl->jobs;
-    cl->n = 0;
-    int64_t now = clock_wall_ms();
-    store_val p[] = {SV_I(now), SV_I(now - NURTURE_LEASE_MS), SV_I(BATCH)};
-    const char *sql = store_tx_kind(tx) == STORE_POSTGRES
-                          /* nodes never claim the same step */
-                          ? "SELECT id, tenant_id, enrollment_id, step, attempts, idem_key FROM nurture_jobs "
-                            "WHERE (state = 'queued' AND due_at <= $1) OR (state = 'sending' AND updated_at < $2) "
-                            "ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED"
-                          : "SELECT id, tenant_id, enrollment_id, step, attempts, idem_key FROM nurture_jobs "
-                            "WHERE (state = 'queued' AND due_at <= $1) OR (state = 'sending' AND updated_at < $2) "
-                            "ORDER BY due_at LIMIT $3";
+/* Claims the rows sql finds (at most BATCH in all): "sending", attempt counted. */
+static int claim_some(store_tx *tx, claim *cl, const char *sql, int64_t cutoff, int64_t now, store_err *err) {
+    store_val p[] = {SV_I(cutoff), SV_I(BATCH - cl->n)};
     store_rows *r = NULL;
-    int rc = store_query(tx, sql, p, 3, &r, err);
+    int rc = store_query(tx, sql, p, 2, &r, err);
     if (rc) return rc;
     int n = store_rows_count(r);
-    for (int i = 0; i < n && i < BATCH && !rc; i++) {
-        job *j = &jobs[i];
+    for (int i = 0; i < n && cl->n < BATCH && !rc; i++) {
+        job *j = &cl->jobs[cl->n];
         j->id = store_rows_int(r, i, 0);
         j->tenant = store_rows_int(r, i, 1);
         j->enrollment = store_rows_int(r, i, 2);
@@ -185,9 +189,43 @@ static int claim_tx(store_tx *tx, void *arg, store_err *err) {
                          "UPDATE nurture_jobs SET state = 'sending', attempts = attempts + 1, updated_at = $2 "
                          "WHERE id = $1",
                          u, 2, NULL, err);
-        cl->n = i + 1;
+        cl->n++;
     }
     store_rows_free(r);
+    return rc;
+}
+
+static int job_by_tenant(const void *x, const void *y) {
+    const job *a = x, *b = y;
+    return a->tenant < b->tenant ? -1 : a->tenant > b->tenant ? 1 : (a->id > b->id) - (a->id < b->id);
+}
+
+/* Two queries, not one with OR: each walks the (state, due_at) index in
+ * order and stops at BATCH rows, where the OR made SQLite read and sort
+ * every due row of the backlog for each claim. Steps orphaned by a crash
+ * first (there are few), then the oldest due. */
+static int claim_tx(store_tx *tx, void *arg, store_err *err) {
+    claim *cl = arg;
+    cl->n = 0;
+    int64_t now = clock_wall_ms();
+    int pg = store_tx_kind(tx) == STORE_POSTGRES;
+    /* on PostgreSQL, nodes never claim the same step */
+    int rc = claim_some(tx, cl,
+                        pg ? "SELECT id, tenant_id, enrollment_id, step, attempts, idem_key FROM nurture_jobs "
+                             "WHERE state = 'sending' AND updated_at < $1 ORDER BY updated_at LIMIT $2 "
+                             "FOR UPDATE SKIP LOCKED"
+                           : "SELECT id, tenant_id, enrollment_id, step, attempts, idem_key FROM nurture_jobs "
+                             "WHERE state = 'sending' AND updated_at < $1 LIMIT $2",
+                        now - NURTURE_LEASE_MS, now, err);
+    if (!rc && cl->n < BATCH)
+        rc = claim_some(tx, cl,
+                        pg ? "SELECT id, tenant_id, enrollment_id, step, attempts, idem_key FROM nurture_jobs "
+                             "WHERE state = 'queued' AND due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+                           : "SELECT id, tenant_id, enrollment_id, step, attempts, idem_key FROM nurture_jobs "
+                             "WHERE state = 'queued' AND due_at <= $1 ORDER BY due_at LIMIT $2",
+                        now, now, err);
+    /* each tenant's steps together: one transaction each to plan and record */
+    if (!rc) qsort(cl->jobs, (size_t)cl->n, sizeof cl->jobs[0], job_by_tenant);
     return rc;
 }
 
@@ -657,32 +695,6 @@ static int send_end(sendreq *r, char *id, size_t idlen, char *err, size_t errlen
     return ok;
 }
 
-/* Runs every prepared request at once; returns when all are answered or
- * timed out (SEND_TIMEOUT_MS at most). */
-static void send_all(sendreq **rs, int n) {
-    CURLM *m = curl_multi_init();
-    for (int i = 0; i < n; i++)
-        if (rs[i]->h) {
-            if (!m || curl_multi_add_handle(m, rs[i]->h) != CURLM_OK) rs[i]->cc = CURLE_OUT_OF_MEMORY;
-        }
-    int running = 1;
-    while (m && running) {
-        if (curl_multi_perform(m, &running) != CURLM_OK) break;
-        if (running) curl_multi_poll(m, NULL, 0, 100, NULL);
-    }
-    CURLMsg *msg;
-    int left;
-    while (m && (msg = curl_multi_info_read(m, &left)))
-        if (msg->msg == CURLMSG_DONE) {
-            sendreq *r;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
-            r->cc = msg->data.result;
-        }
-    for (int i = 0; m && i < n; i++)
-        if (rs[i]->h) curl_multi_remove_handle(m, rs[i]->h);
-    if (m) curl_multi_cleanup(m);
-}
-
 /* ---- recording the outcome ---- */
 
 typedef struct outcome {
@@ -766,6 +778,7 @@ typedef struct step_run {
     outcome o;
     sendreq s;
     int planned, sending;
+    struct slot *slot;
 } step_run;
 
 static void settle(slot *c, step_run *r) {
@@ -778,6 +791,22 @@ static void settle(slot *c, step_run *r) {
         char e[300] = "";
         int retryable;
         long status;
+        if (r->s.cc == CURLE_ABORTED_BY_CALLBACK) {
+            /* cut at shutdown, or never started: maybe sent, maybe not. Due
+             * again now, attempt given back; the same key makes a repeat
+             * the same message. */
+            send_end(&r->s, o->provider_id, sizeof o->provider_id, e, sizeof e, &retryable, &status);
+            if (p->provider == PROV_GHL) {
+                pthread_mutex_lock(&c->c->bmu);
+                nurture_window_done(c->c->ghl_win, j->tenant, p->win_slot, clock_wall_ms(), 0);
+                pthread_mutex_unlock(&c->c->bmu);
+            }
+            o->retry = o->throttled = 1;
+            o->not_before = 0;
+            o->provider_id[0] = 0;
+            snprintf(o->result, sizeof o->result, "not sent: the server was stopping");
+            break;
+        }
         int ok = send_end(&r->s, o->provider_id, sizeof o->provider_id, e, sizeof e, &retryable, &status);
         int64_t end = clock_wall_ms();
         o->throttled = !ok && status == 429 && r->s.provider != PROV_SMTP;
@@ -824,6 +853,21 @@ static void settle(slot *c, step_run *r) {
     }
 }
 
+typedef struct plan_many {
+    step_run *runs;
+    int from, to; /* one tenant's runs */
+} plan_many;
+
+static int plan_many_tx(store_tx *tx, void *arg, store_err *err) {
+    plan_many *m = arg;
+    int rc = 0;
+    for (int i = m->from; i < m->to && !rc; i++) {
+        m->runs[i].planned = 0;
+        if (!(rc = plan_tx(tx, &m->runs[i].p, err))) m->runs[i].planned = 1;
+    }
+    return rc;
+}
+
 typedef struct record_many {
     step_run *runs;
     int from, to; /* one tenant's runs */
@@ -837,14 +881,27 @@ static int record_many_tx(store_tx *tx, void *arg, store_err *err) {
     return rc;
 }
 
-static void batch_work(uv_work_t *w) {
+static void batch_free(slot *sl) {
+    for (int i = 0; sl->cl && sl->runs && i < sl->cl->n; i++) {
+        json_decref(sl->runs[i].p.steps);
+        buf_free(&sl->runs[i].p.body);
+    }
+    eh_free(sl->runs);
+    eh_free(sl->cl);
+    sl->runs = NULL;
+    sl->cl = NULL;
+}
+
+/* Stage 1, on the pool: claim due steps, plan each, build its request. */
+static void batch_plan(uv_work_t *w) {
     slot *sl = w->data;
     nurture_ctx *c = sl->c;
     claim *cl = eh_calloc(1, sizeof *cl);
     step_run *runs = cl ? eh_calloc(BATCH, sizeof *runs) : NULL;
-    sendreq *reqs[BATCH];
     store_err err = {0};
     sl->claimed = 0;
+    sl->cl = NULL;
+    sl->runs = NULL;
     if (!runs) {
         eh_free(cl);
         return;
@@ -855,7 +912,9 @@ static void batch_work(uv_work_t *w) {
         eh_free(cl);
         return;
     }
-    int nreq = 0;
+    sl->cl = cl;
+    sl->runs = runs;
+    sl->claimed = cl->n;
     int64_t now = clock_wall_ms();
     for (int i = 0; i < cl->n; i++) {
         step_run *r = &runs[i];
@@ -863,12 +922,22 @@ static void batch_work(uv_work_t *w) {
         r->p.now = now;
         r->p.secrets_dir = c->secrets_dir;
         buf_init(&r->p.body, NURTURE_MAX_BODY + 1);
-        if (store_read(c->a->st, cl->jobs[i].tenant, plan_tx, &r->p, &err)) {
-            /* storage trouble: leave it "sending"; the lease brings it back */
-            log_msg(c->a->log, LOG_WARN, "nurture: cannot plan a step", err.msg);
-            continue;
+    }
+    /* one read transaction per tenant (the claim put each tenant's steps together) */
+    for (int i = 0; i < cl->n;) {
+        int k = i;
+        while (k < cl->n && cl->jobs[k].tenant == cl->jobs[i].tenant) k++;
+        plan_many m = {runs, i, k};
+        if (store_read(c->a->st, cl->jobs[i].tenant, plan_many_tx, &m, &err)) {
+            /* storage trouble: leave them "sending"; the lease brings them back */
+            log_msg(c->a->log, LOG_WARN, "nurture: cannot plan steps", err.msg);
+            for (int x = i; x < k; x++) runs[x].planned = 0;
         }
-        r->planned = 1;
+        i = k;
+    }
+    for (int i = 0; i < cl->n; i++) {
+        step_run *r = &runs[i];
+        if (!r->planned) continue;
         r->p.win_slot = -1;
         int64_t until = r->p.action == PLAN_SEND ? breaker_open_until(c, cl->jobs[i].tenant, r->p.provider, now) : 0;
         if (until) {
@@ -889,11 +958,19 @@ static void batch_work(uv_work_t *w) {
             }
         }
         if (r->p.action == PLAN_SEND) {
+            r->sending = 1;
             if (send_begin(c, &r->p, &r->s)) r->s.cc = CURLE_OUT_OF_MEMORY;
-            reqs[nreq++] = &r->s;
         }
     }
-    send_all(reqs, nreq); /* all of the batch's messages at once */
+}
+
+/* Stage 3, on the pool: the outcomes into storage. */
+static void batch_record(uv_work_t *w) {
+    slot *sl = w->data;
+    nurture_ctx *c = sl->c;
+    claim *cl = sl->cl;
+    step_run *runs = sl->runs;
+    store_err err = {0};
     /* claims come ordered by due time, not tenant: group each tenant's
      * outcomes into one transaction where they are adjacent */
     for (int i = 0; i < cl->n;) {
@@ -911,16 +988,50 @@ static void batch_work(uv_work_t *w) {
         }
         i = k;
     }
-    for (int i = 0; i < cl->n; i++) {
-        json_decref(runs[i].p.steps);
-        buf_free(&runs[i].p.body);
+}
+
+static void batch_done(uv_work_t *w, int status);
+
+static void batch_to_record(slot *sl) {
+    if (uv_queue_work(sl->c->a->loop, &sl->work, batch_record, batch_done)) {
+        /* cannot happen with a valid loop; the lease brings the steps back */
+        batch_free(sl);
+        batch_done(&sl->work, UV_ECANCELED);
     }
-    sl->claimed = cl->n;
-    eh_free(runs);
-    eh_free(cl);
+}
+
+static void on_sent(CURL *h, CURLcode cc, void *ud) {
+    step_run *r = ud;
+    slot *sl = r->slot;
+    (void)h;
+    r->s.cc = cc;
+    if (--sl->inflight == 0) batch_to_record(sl);
+}
+
+/* Stage 2, on the loop: every request of the batch at once. */
+static void batch_planned(uv_work_t *w, int status) {
+    slot *sl = w->data;
+    nurture_ctx *c = sl->c;
+    (void)status;
+    if (!sl->cl) { /* nothing claimed */
+        batch_done(w, 0);
+        return;
+    }
+    sl->inflight = 1; /* held while adding, so no completion records early */
+    for (int i = 0; i < sl->cl->n; i++) {
+        step_run *r = &sl->runs[i];
+        if (!r->sending || !r->s.h || r->s.cc != CURLE_OK) continue;
+        r->slot = sl;
+        /* refused (stopping, or full): not sent, queued again */
+        if (curlloop_add(c->curl, r->s.h, on_sent, r)) r->s.cc = CURLE_ABORTED_BY_CALLBACK;
+        else sl->inflight++;
+    }
+    if (--sl->inflight == 0) batch_to_record(sl);
 }
 
 static void on_tick(uv_timer_t *t);
+
+static int ctx_idle(const nurture_ctx *c) { return c->freed && c->closed && c->curl_closed && !c->busy; }
 
 static void ctx_release(nurture_ctx *c) {
     pthread_mutex_destroy(&c->bmu);
@@ -932,10 +1043,11 @@ static void ctx_release(nurture_ctx *c) {
 static void batch_done(uv_work_t *w, int status) {
     slot *sl = w->data;
     nurture_ctx *c = sl->c;
+    batch_free(sl);
     sl->busy = 0;
     c->busy--;
     if (c->freed && c->closed) { /* nurture_free ran while batches were out */
-        if (!c->busy) ctx_release(c);
+        if (ctx_idle(c)) ctx_release(c);
         return;
     }
     if (c->m_sent) {
@@ -954,12 +1066,30 @@ static void bg_run(uv_work_t *w) {
     nurture_bg_work(c->bg);
 }
 
+static void bg_record(uv_work_t *w) {
+    nurture_ctx *c = w->data;
+    nurture_bg_record(c->bg);
+}
+
+static void bg_done(uv_work_t *w, int status);
+
+static void bg_sent(void *ud) {
+    nurture_ctx *c = ud;
+    if (uv_queue_work(c->a->loop, &c->bg_work, bg_record, bg_done)) bg_done(&c->bg_work, UV_ECANCELED);
+}
+
+static void bg_planned(uv_work_t *w, int status) {
+    nurture_ctx *c = w->data;
+    (void)status;
+    if (!nurture_bg_send(c->bg, c->curl, bg_sent, c)) bg_sent(c);
+}
+
 static void bg_done(uv_work_t *w, int status) {
     nurture_ctx *c = w->data;
     (void)status;
     c->bg_busy = 0;
     c->busy--;
-    if (c->freed && c->closed && !c->busy) ctx_release(c);
+    if (ctx_idle(c)) ctx_release(c);
 }
 
 static void on_tick(uv_timer_t *t) {
@@ -967,7 +1097,7 @@ static void on_tick(uv_timer_t *t) {
     /* enrichment and the cold scan: their own pace, one at a time */
     if (!c->stopping && !c->bg_busy && nurture_bg_due(c->bg, clock_wall_ms())) {
         c->bg_work.data = c;
-        if (!uv_queue_work(c->a->loop, &c->bg_work, bg_run, bg_done)) {
+        if (!uv_queue_work(c->a->loop, &c->bg_work, bg_run, bg_planned)) {
             c->bg_busy = 1;
             c->busy++;
         }
@@ -977,7 +1107,7 @@ static void on_tick(uv_timer_t *t) {
         if (sl->busy) continue;
         sl->c = c;
         sl->work.data = sl;
-        if (uv_queue_work(c->a->loop, &sl->work, batch_work, batch_done)) break;
+        if (uv_queue_work(c->a->loop, &sl->work, batch_plan, batch_planned)) break;
         sl->busy = 1;
         c->busy++;
         /* start the second one only when there is a backlog */
@@ -988,7 +1118,14 @@ static void on_tick(uv_timer_t *t) {
 static void on_closed(uv_handle_t *h) {
     nurture_ctx *c = h->data;
     c->closed = 1;
-    if (c->freed && !c->busy) ctx_release(c);
+    if (ctx_idle(c)) ctx_release(c);
+}
+
+static void on_curl_closed(void *ud) {
+    nurture_ctx *c = ud;
+    c->curl_closed = 1;
+    c->curl = NULL;
+    if (ctx_idle(c)) ctx_release(c);
 }
 
 void nurture_stop(nurture_ctx *c) {
@@ -996,6 +1133,9 @@ void nurture_stop(nurture_ctx *c) {
     c->stopping = 1;
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_closed);
+    uint64_t grace = NURTURE_STOP_GRACE_MS;
+    if (c->a->cfg.shutdown_timeout_ms && c->a->cfg.shutdown_timeout_ms < grace) grace = c->a->cfg.shutdown_timeout_ms;
+    curlloop_close(c->curl, grace, on_curl_closed, c);
 }
 
 /* The memory goes when the timer is closed and no batch is out: after the
@@ -1005,13 +1145,17 @@ void nurture_free(nurture_ctx *c) {
     if (!c) return;
     nurture_stop(c);
     c->freed = 1;
-    if (c->closed && !c->busy) ctx_release(c);
+    if (ctx_idle(c)) ctx_release(c);
 }
 
 nurture_ctx *nurture_ctx_start(app *a) {
     nurture_ctx *c = eh_calloc(1, sizeof *c);
     if (!c) return NULL;
-    curl_global_init(CURL_GLOBAL_DEFAULT); /* before any pool thread uses libcurl */
+    /* before any pool thread uses libcurl: curlloop_new runs curl_global_init */
+    if (!(c->curl = curlloop_new(a->loop, CURL_ACTIVE, CURL_QUEUED))) {
+        eh_free(c);
+        return NULL;
+    }
     c->a = a;
     snprintf(c->twilio_url, sizeof c->twilio_url, "%s", a->cfg.twilio_url);
     snprintf(c->sendgrid_url, sizeof c->sendgrid_url, "%s", a->cfg.sendgrid_url);
@@ -1029,6 +1173,7 @@ nurture_ctx *nurture_ctx_start(app *a) {
     if (!(c->ghl_win = nurture_window_new(GHL_LIMIT, a->cfg.ghl_window_ms ? a->cfg.ghl_window_ms : 10000)) ||
         !(c->bg = nurture_bg_new(a))) {
         nurture_window_free(c->ghl_win);
+        curlloop_close(c->curl, 0, NULL, NULL);
         eh_free(c);
         return NULL;
     }
