@@ -244,6 +244,14 @@ const json_t *ml_model_training(const ml_model *m);
 
 /* The raw margin (sum of leaves + base) of an encoded row. */
 double ml_model_margin(const ml_model *m, const float *x);
+/* The margins of n rows (X: n x width, row-major) into out[n]: the same
+ * values bit for bit as ml_model_margin, evaluated a block of rows per
+ * tree so each tree stays in L1. */
+void ml_model_margins(const ml_model *m, const float *X, size_t n, double *out);
+/* The plain recursive-free walker over the model's original node array,
+ * one node at a time: kept as the reference the fast walkers are tested
+ * against bit for bit. */
+double ml_model_margin_reference(const ml_model *m, const float *x);
 /* The score users see: a probability for classifiers, the prediction in the
  * original unit for regression (exp back for log targets). */
 double ml_model_output(const ml_model *m, double margin);

@@ -28,6 +28,23 @@ typedef struct node {
     int32_t dleft; /* missing goes left */
 } node;
 
+/* The layout the walkers read: each tree's nodes in breadth-first order,
+ * a split's children side by side (right = left + 1), 16 bytes a node.
+ * Choosing the child is arithmetic, not a branch: whether a row goes left
+ * is a coin toss to the branch predictor. A leaf is a split that always
+ * goes "left" to itself (threshold NaN: every comparison fails), so a tree
+ * is walked a fixed number of steps, its depth, and several trees or rows
+ * can be walked in lockstep. */
+typedef struct fnode {
+    float thr;    /* NaN in a leaf */
+    int32_t feat; /* 0 in a leaf (any column will do) */
+    int32_t left; /* absolute index; a leaf's is its own */
+    int32_t nodl; /* 1 when a missing value goes right */
+} fnode;
+
+#define TREE_GROUP 8 /* trees walked in lockstep for one row */
+#define ROW_BLOCK 32 /* rows walked in lockstep through one tree */
+
 typedef enum { LINK_LOGIT, LINK_IDENTITY, LINK_LOG, LINK_RAW } link_kind;
 
 struct ml_model {
@@ -57,6 +74,11 @@ struct ml_model {
                               left (bit = node index in its tree); used
                               when every tree has at most 64 nodes */
     double *tab;         /* each leaf: 2^d rows of d contributions */
+    /* the walkers' layout (see fnode): a tree keeps its root's index */
+    fnode *fn;       /* nnodes */
+    float *lv;       /* nnodes: the leaf values, by fn index */
+    uint8_t *tdepth; /* ntrees */
+    uint8_t *gdepth; /* per TREE_GROUP trees: the deepest */
 };
 
 typedef struct fleaf {
@@ -88,6 +110,10 @@ void ml_model_free(ml_model *m) {
     eh_free(m->care);
     eh_free(m->want);
     eh_free(m->tab);
+    eh_free(m->fn);
+    eh_free(m->lv);
+    eh_free(m->tdepth);
+    eh_free(m->gdepth);
     eh_free(m);
 }
 
@@ -242,6 +268,67 @@ static int load_trees(ml_model *m, const json_t *root, char *err, size_t errlen)
         at += (int32_t)k;
     }
     m->nnodes = at;
+    return 0;
+}
+
+/* Lays the trees out for the walkers (see fnode). The loader checked
+ * that children come after their parent; a node reached twice (a DAG, not
+ * a tree) is refused here. */
+static int flat_build(ml_model *m, char *err, size_t errlen) {
+    int32_t maxk = 0;
+    for (int t = 0; t < m->ntrees; t++) {
+        int32_t end = t + 1 < m->ntrees ? m->root[t + 1] : m->nnodes;
+        if (end - m->root[t] > maxk) maxk = end - m->root[t];
+    }
+    int ngroups = (m->ntrees + TREE_GROUP - 1) / TREE_GROUP;
+    m->fn = eh_malloc((size_t)m->nnodes * sizeof *m->fn);
+    m->lv = eh_malloc((size_t)m->nnodes * sizeof *m->lv);
+    m->tdepth = eh_calloc((size_t)m->ntrees, 1);
+    m->gdepth = eh_calloc((size_t)ngroups, 1);
+    int32_t *q = eh_malloc((size_t)maxk * sizeof *q);
+    uint8_t *qd = eh_malloc((size_t)maxk);
+    if (!m->fn || !m->lv || !m->tdepth || !m->gdepth || !q || !qd) {
+        eh_free(q);
+        eh_free(qd);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int t = 0; t < m->ntrees; t++) {
+        int32_t root = m->root[t], end = t + 1 < m->ntrees ? m->root[t + 1] : m->nnodes, k = end - root;
+        int32_t head = 0, tail = 1;
+        q[0] = root;
+        qd[0] = 0;
+        for (; head < tail; head++) {
+            const node *nd = &m->n[q[head]];
+            int32_t ni = root + head;
+            fnode *f = &m->fn[ni];
+            if (qd[head] > m->tdepth[t]) m->tdepth[t] = qd[head];
+            if (nd->feat < 0) {
+                *f = (fnode){NAN, 0, ni, 0};
+                m->lv[ni] = nd->val;
+                continue;
+            }
+            if (tail + 2 > k) {
+                eh_free(q);
+                eh_free(qd);
+                snprintf(err, errlen, "model.json: tree %d reaches a node twice", t);
+                return -1;
+            }
+            *f = (fnode){nd->val, nd->feat, root + tail, !nd->dleft};
+            m->lv[ni] = 0;
+            q[tail] = nd->left;
+            q[tail + 1] = nd->right;
+            qd[tail] = qd[tail + 1] = (uint8_t)(qd[head] + 1);
+            tail += 2;
+        }
+        for (int32_t i = root + tail; i < end; i++) { /* unreachable: never walked */
+            m->fn[i] = (fnode){NAN, 0, i, 0};
+            m->lv[i] = 0;
+        }
+        if (m->tdepth[t] > m->gdepth[t / TREE_GROUP]) m->gdepth[t / TREE_GROUP] = m->tdepth[t];
+    }
+    eh_free(q);
+    eh_free(qd);
     return 0;
 }
 
@@ -495,7 +582,7 @@ ml_model *ml_model_from_json(const char *xgb_json, size_t len, const json_t *sch
     m->width = ml_schema_width(m->schema);
     m->log_target = json_is_true(json_object_get(schema, "log_target"));
     m->training = json_incref(json_object_get(schema, "training_distribution"));
-    if (load_trees(m, root, err, errlen)) goto bad;
+    if (load_trees(m, root, err, errlen) || flat_build(m, err, errlen)) goto bad;
     fast_build_all(m);
     json_decref(root);
     return m;
@@ -616,10 +703,58 @@ static inline int32_t leaf_of(const node *n, int32_t i, const float *x) {
     return i;
 }
 
-double ml_model_margin(const ml_model *m, const float *x) {
+double ml_model_margin_reference(const ml_model *m, const float *x) {
     double s = m->base_margin;
     for (int t = 0; t < m->ntrees; t++) s += m->n[leaf_of(m->n, m->root[t], x)].val;
     return s;
+}
+
+/* One step down: a NaN fails both comparisons, so it goes right unless
+ * the node sends missing values left; a leaf stays where it is. */
+static inline int32_t step(const fnode *fn, int32_t i, const float *x) {
+    const fnode *f = &fn[i];
+    float v = x[f->feat];
+    return f->left + ((v >= f->thr) | (f->nodl & (v != v)));
+}
+
+/* The leaves are added in tree order, as ml_model_margin_reference does:
+ * the same double sum, bit for bit. */
+double ml_model_margin(const ml_model *m, const float *x) {
+    const fnode *fn = m->fn;
+    double s = m->base_margin;
+    int t0 = 0;
+    for (; t0 + TREE_GROUP <= m->ntrees; t0 += TREE_GROUP) {
+        int32_t i[TREE_GROUP];
+        for (int j = 0; j < TREE_GROUP; j++) i[j] = m->root[t0 + j];
+        for (int d = m->gdepth[t0 / TREE_GROUP]; d > 0; d--)
+            for (int j = 0; j < TREE_GROUP; j++) i[j] = step(fn, i[j], x);
+        for (int j = 0; j < TREE_GROUP; j++) s += m->lv[i[j]];
+    }
+    for (; t0 < m->ntrees; t0++) {
+        int32_t i = m->root[t0];
+        for (int d = m->tdepth[t0]; d > 0; d--) i = step(fn, i, x);
+        s += m->lv[i];
+    }
+    return s;
+}
+
+void ml_model_margins(const ml_model *m, const float *X, size_t n, double *out) {
+    const fnode *fn = m->fn;
+    size_t w = (size_t)m->width;
+    for (size_t r0 = 0; r0 < n; r0 += ROW_BLOCK) {
+        int nb = n - r0 < ROW_BLOCK ? (int)(n - r0) : ROW_BLOCK;
+        const float *xb = X + r0 * w;
+        double s[ROW_BLOCK];
+        int32_t i[ROW_BLOCK];
+        for (int r = 0; r < nb; r++) s[r] = m->base_margin;
+        for (int t = 0; t < m->ntrees; t++) {
+            for (int r = 0; r < nb; r++) i[r] = m->root[t];
+            for (int d = m->tdepth[t]; d > 0; d--)
+                for (int r = 0; r < nb; r++) i[r] = step(fn, i[r], xb + (size_t)r * w);
+            for (int r = 0; r < nb; r++) s[r] += m->lv[i[r]];
+        }
+        memcpy(out + r0, s, (size_t)nb * sizeof *s);
+    }
 }
 
 double ml_model_output(const ml_model *m, double margin) {

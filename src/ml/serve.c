@@ -444,16 +444,26 @@ static void score_work(void *arg) {
     buf_free(&j->body);
     if (j->status) return;
     j->rows = n;
+    double *mg = eh_malloc((n ? n : 1) * sizeof *mg);
+    if (!mg) {
+        eh_free(X);
+        j->status = 503;
+        snprintf(j->err, sizeof j->err, "out of memory");
+        return;
+    }
+    ml_model_margins(m, X, n, mg);
+    if (j->drift)
+        for (size_t i = 0; i < n; i++) ml_drift_add(j->drift, X + i * (size_t)w);
+    eh_free(X);
     /* {"model":NAME,"version":N,"scores":[...]}: names are [a-z0-9_-] */
     buf_init(&j->out, (size_t)64 << 20);
     int rc = buf_printf(&j->out, "{\"model\":\"%s\",\"version\":%d,\"scores\":[", j->s->name, j->r->version);
     for (size_t i = 0; i < n && rc == BUF_OK; i++) {
-        const float *x = X + i * (size_t)w;
-        if (j->drift) ml_drift_add(j->drift, x);
-        rc = buf_printf(&j->out, i ? ",%.15g" : "%.15g", ml_model_output(m, ml_model_margin(m, x)));
+        if (i) rc = buf_puts(&j->out, ",");
+        if (rc == BUF_OK) rc = buf_printf(&j->out, "%.15g", ml_model_output(m, mg[i]));
     }
     if (rc == BUF_OK) rc = buf_puts(&j->out, "]}");
-    eh_free(X);
+    eh_free(mg);
     if (rc != BUF_OK) {
         j->status = 503;
         snprintf(j->err, sizeof j->err, "out of memory");

@@ -259,6 +259,19 @@ static void check_against_xgboost(const char *data, json_t *rep) {
                                                  "\"iteration_end\":0,\"strict_shape\":false}",
                                                  &shape, &dim, &contrib), 0);
     assert_int_equal(shape[1], (bst_ulong)w + 1);
+    /* the flat walkers against the plain one, bit for bit: one row at a
+     * time, and in blocks (n is not a multiple of the block, so a partial
+     * block is covered too) */
+    double *batch = malloc(n * sizeof *batch);
+    ml_model_margins(m, X, n, batch);
+    for (size_t r = 0; r < n; r++) {
+        double ref = ml_model_margin_reference(m, X + r * (size_t)w);
+        if (memcmp(&ref, &batch[r], sizeof ref) != 0) fail_msg("row %zu: batch margin %.17g != %.17g", r, batch[r], ref);
+        double one = ml_model_margin(m, X + r * (size_t)w);
+        if (memcmp(&ref, &one, sizeof ref) != 0) fail_msg("row %zu: margin %.17g != %.17g", r, one, ref);
+    }
+    ml_model_margins(m, X + 1, 0, batch); /* no rows: nothing written */
+    free(batch);
     double *phi = malloc((size_t)w * sizeof *phi), base, worst_m = 0, worst_s = 0, worst_add = 0;
     for (size_t r = 0; r < n; r++) {
         const float *x = X + r * (size_t)w;
@@ -494,5 +507,7 @@ int main(void) {
         cmocka_unit_test(test_quality_churn),
         cmocka_unit_test(test_quality_sacramento),
     };
+    /* EHUB_TEST_FILTER=test_walker* runs only the matching tests (cmocka's glob) */
+    if (getenv("EHUB_TEST_FILTER")) cmocka_set_test_filter(getenv("EHUB_TEST_FILTER"));
     return cmocka_run_group_tests(tests, setup, teardown);
 }
