@@ -73,7 +73,7 @@ struct ml_model {
                               the path, and which of them the path takes
                               left (bit = node index in its tree); used
                               when every tree has at most 64 nodes */
-    double *tab;         /* each leaf: 2^d rows of d contributions */
+    float *tab;          /* each leaf: 2^d rows of d - 1 contributions */
     /* the walkers' layout (see fnode): a tree keeps its root's index */
     fnode *fn;       /* nnodes */
     float *lv;       /* nnodes: the leaf values, by fn index */
@@ -82,6 +82,8 @@ struct ml_model {
 };
 
 typedef struct fleaf {
+    double v;             /* the leaf's value */
+    double vz;            /* v times the product of the z_j: v's share in the tree's expected value */
     int32_t path0, feat0; /* into paths, lfeat */
     int64_t tab0;         /* into tab */
     uint8_t npath, d;
@@ -406,9 +408,9 @@ static void fast_leaf(fast_build *b, int32_t leaf, int depth) {
         fp->left = b->stack_left[k];
         fp->pos = (uint8_t)pos;
     }
-    int64_t rows = (int64_t)1 << d;
+    int64_t rows = (int64_t)1 << d, cols = d ? d - 1 : 0; /* (a tree that is one leaf: d = 0) */
     int capfe = b->capfe, capfe2 = b->capfe;
-    if (b->nt + rows * d > (int64_t)FAST_BUDGET ||
+    if (b->nt + rows * cols > (int64_t)FAST_BUDGET ||
         grow((void **)&m->lfeat, &b->capfe, b->nf + d, sizeof *m->lfeat) ||
         grow((void **)&m->care, &capfe, b->nf + d, sizeof *m->care) ||
         grow((void **)&m->want, &capfe2, b->nf + d, sizeof *m->want)) {
@@ -423,10 +425,10 @@ static void fast_leaf(fast_build *b, int32_t leaf, int depth) {
             if (fp->left) m->want[b->nf + fp->pos] |= 1ull << fp->node;
         }
     }
-    if (b->nt + rows * d > b->capta) {
+    if (b->nt + rows * cols > b->capta) {
         int64_t c = b->capta ? b->capta : 4096;
-        while (c < b->nt + rows * d) c *= 2;
-        double *n = eh_realloc(m->tab, (size_t)c * sizeof *n);
+        while (c < b->nt + rows * cols) c *= 2;
+        float *n = eh_realloc(m->tab, (size_t)c * sizeof *n);
         if (!n) {
             b->fail = 1;
             return;
@@ -446,10 +448,13 @@ static void fast_leaf(fast_build *b, int32_t leaf, int depth) {
         for (int a = 1; a <= k; a++) x *= (double)a / (double)(d - a); /* C(d-1, k)^-1 / d */
         w[k] = x;
     }
-    double v = m->n[leaf].val;
+    double v = m->n[leaf].val, pz = 1;
+    for (int j = 0; j < d; j++) pz *= z[j];
+    L->v = v;
+    L->vz = v * pz;
     for (int64_t mask = 0; mask < rows; mask++) {
-        double *out = m->tab + b->nt + mask * d;
-        for (int i = 0; i < d; i++) {
+        float *out = m->tab + b->nt + mask * cols;
+        for (int i = 0; i < cols; i++) {
             double c[FAST_MAX_D + 1] = {1.0};
             int deg = 0;
             for (int j = 0; j < d; j++) {
@@ -461,10 +466,10 @@ static void fast_leaf(fast_build *b, int32_t leaf, int depth) {
             }
             double sum = 0;
             for (int k = 0; k < d; k++) sum += c[k] * w[k];
-            out[i] = v * ((double)((mask >> i) & 1) - z[i]) * sum;
+            out[i] = (float)(v * ((double)((mask >> i) & 1) - z[i]) * sum);
         }
     }
-    b->nt += rows * d;
+    b->nt += rows * cols;
     b->nl++;
 }
 
@@ -512,6 +517,28 @@ static void fast_build_all(ml_model *m) {
     }
 }
 
+/* A leaf's contributions for a row that agrees with its path on the
+ * features in mask. The table holds them as floats (half the cache lines:
+ * the tables of a model are read at random, and their size is what an
+ * explanation costs), except the last feature's, which is what makes the
+ * leaf's contributions add up, in double, to its share of the margin:
+ * v (1 if the row reaches the leaf, else 0) minus v prod z. So base +
+ * sum(phi) equals the margin to double rounding whatever the tables'
+ * precision, and each contribution is within float rounding of exact. */
+static inline void leaf_add(const ml_model *m, const fleaf *L, unsigned mask, double *phi) {
+    if (!L->d) return; /* a tree that is one leaf: its value is all base */
+    int cols = L->d - 1;
+    const float *row = m->tab + L->tab0 + (int64_t)mask * cols;
+    const int32_t *f = m->lfeat + L->feat0;
+    double rest = 0;
+    for (int k = 0; k < cols; k++) {
+        phi[f[k]] += row[k];
+        rest += row[k];
+    }
+    double reached = mask == (1u << L->d) - 1 ? L->v : 0;
+    phi[f[cols]] += reached - L->vz - rest;
+}
+
 /* Trees of at most 64 nodes: which way the row goes at every node is one
  * word, and a leaf's agreement with each of its features is two ANDs. */
 static void fast_shap_bits(const ml_model *m, const float *x, double *phi) {
@@ -522,7 +549,7 @@ static void fast_shap_bits(const ml_model *m, const float *x, double *phi) {
             const node *nd = &m->n[i];
             if (nd->feat < 0) continue;
             float v = x[nd->feat];
-            uint64_t goes_left = isnan(v) ? (uint64_t)nd->dleft : (uint64_t)(v < nd->val);
+            uint64_t goes_left = (uint64_t)((v < nd->val) | (nd->dleft & (v != v)));
             dir |= goes_left << (i - root);
         }
         for (int32_t l = m->leaf_start[t]; l < m->leaf_start[t + 1]; l++) {
@@ -530,9 +557,7 @@ static void fast_shap_bits(const ml_model *m, const float *x, double *phi) {
             const uint64_t *care = m->care + L->feat0, *want = m->want + L->feat0;
             unsigned mask = 0;
             for (int k = 0; k < L->d; k++) mask |= (unsigned)(((dir ^ want[k]) & care[k]) == 0) << k;
-            const double *row = m->tab + L->tab0 + (int64_t)mask * L->d;
-            const int32_t *f = m->lfeat + L->feat0;
-            for (int k = 0; k < L->d; k++) phi[f[k]] += row[k];
+            leaf_add(m, L, mask, phi);
         }
     }
 }
@@ -548,7 +573,7 @@ static void fast_shap(const ml_model *m, const float *x, double *phi, uint8_t *l
             const node *nd = &m->n[i];
             if (nd->feat < 0) continue;
             float v = x[nd->feat];
-            left[i - root] = isnan(v) ? (uint8_t)nd->dleft : (uint8_t)(v < nd->val);
+            left[i - root] = (uint8_t)((v < nd->val) | (nd->dleft & (v != v)));
         }
         for (int32_t l = m->leaf_start[t]; l < m->leaf_start[t + 1]; l++) {
             const fleaf *L = &m->leaves[l];
@@ -558,9 +583,7 @@ static void fast_shap(const ml_model *m, const float *x, double *phi, uint8_t *l
              * toss to the branch predictor */
             for (int k = 0; k < L->npath; k++)
                 mask &= ~((unsigned)(left[fp[k].node] != fp[k].left) << fp[k].pos);
-            const double *row = m->tab + L->tab0 + (int64_t)mask * L->d;
-            const int32_t *f = m->lfeat + L->feat0;
-            for (int k = 0; k < L->d; k++) phi[f[k]] += row[k];
+            leaf_add(m, L, mask, phi);
         }
     }
 }

@@ -303,7 +303,10 @@ static void check_against_xgboost(const char *data, json_t *rep) {
     double us_rec = ((c2.tv_sec - b2.tv_sec) * 1e9 + (c2.tv_nsec - b2.tv_nsec)) / 1e3 / (double)n;
     printf("# %s: TreeSHAP %.1f µs/row (tables) vs %.1f µs/row (recursive); max difference %.2g\n",
            json_string_value(json_object_get(rep, "model")), us_fast, us_rec, worst_fr);
-    assert_true(worst_fr < 1e-9);
+    /* the tables hold floats (see leaf_add): each contribution is within
+     * float rounding of the recursive algorithm's; additivity, checked
+     * below, stays exact to double rounding */
+    assert_true(worst_fr < 1e-6);
     free(phi2);
     printf("# %s: %zu rows, %d trees: max |margin diff| %.2g, max |shap diff| %.2g, max additivity error %.2g\n",
            json_string_value(json_object_get(rep, "model")), n, ml_model_trees(m), worst_m, worst_s, worst_add);
