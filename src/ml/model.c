@@ -67,12 +67,11 @@ struct ml_model {
     int max_tree_nodes;
     int32_t *leaf_start; /* ntrees + 1: each tree's leaves in `leaves` */
     struct fleaf *leaves;
-    struct fpath *paths;
     int32_t *lfeat;      /* each leaf's distinct path features */
-    uint64_t *care, *want; /* per distinct path feature: its split nodes on
-                              the path, and which of them the path takes
-                              left (bit = node index in its tree); used
-                              when every tree has at most 64 nodes */
+    uint8_t *npos;       /* nnodes: at a split, the rank of its feature among
+                            the distinct features of the path to it (first
+                            occurrence first): the bit it sets in the masks
+                            of the leaves below */
     float *tab;          /* each leaf: 2^d rows of d - 1 contributions */
     /* the walkers' layout (see fnode): a tree keeps its root's index */
     fnode *fn;       /* nnodes */
@@ -81,19 +80,16 @@ struct ml_model {
     uint8_t *gdepth; /* per TREE_GROUP trees: the deepest */
 };
 
+/* A unit of the tables: one leaf, or two sibling leaves (see fast_unit). */
 typedef struct fleaf {
-    double v;             /* the leaf's value */
-    double vz;            /* v times the product of the z_j: v's share in the tree's expected value */
-    int32_t path0, feat0; /* into paths, lfeat */
+    double vl, vr;        /* the leaf's value; a pair's left and right leaves' */
+    double vz;            /* sum of v times the product of its z_j: the share
+                             in the tree's expected value */
+    int32_t node;         /* relative to the tree's root: the leaf, or the pair's parent */
+    int32_t feat0;        /* into lfeat */
     int64_t tab0;         /* into tab */
-    uint8_t npath, d;
+    uint8_t d, dp, pair;  /* distinct features; the parent's (pairs) */
 } fleaf;
-
-typedef struct fpath {
-    int32_t node;  /* relative to the tree's root */
-    uint8_t left;  /* the path goes left here */
-    uint8_t pos;   /* which of the leaf's distinct features splits here */
-} fpath;
 
 void ml_model_free(ml_model *m) {
     if (!m) return;
@@ -107,10 +103,8 @@ void ml_model_free(ml_model *m) {
     eh_free(m->mean);
     eh_free(m->leaf_start);
     eh_free(m->leaves);
-    eh_free(m->paths);
     eh_free(m->lfeat);
-    eh_free(m->care);
-    eh_free(m->want);
+    eh_free(m->npos);
     eh_free(m->tab);
     eh_free(m->fn);
     eh_free(m->lv);
@@ -298,6 +292,19 @@ static int flat_build(ml_model *m, char *err, size_t errlen) {
     for (int t = 0; t < m->ntrees; t++) {
         int32_t root = m->root[t], end = t + 1 < m->ntrees ? m->root[t + 1] : m->nnodes, k = end - root;
         int32_t head = 0, tail = 1;
+        /* every node has one parent at most, even among nodes no path
+         * reaches (TreeSHAP's single pass relies on it) */
+        memset(qd, 0, (size_t)k);
+        for (int32_t i = root; i < end; i++) {
+            const node *nd = &m->n[i];
+            if (nd->feat < 0) continue;
+            if (qd[nd->left - root]++ || qd[nd->right - root]++ || nd->left == nd->right) {
+                eh_free(q);
+                eh_free(qd);
+                snprintf(err, errlen, "model.json: tree %d reaches a node twice", t);
+                return -1;
+            }
+        }
         q[0] = root;
         qd[0] = 0;
         for (; head < tail; head++) {
@@ -344,9 +351,10 @@ static int flat_build(ml_model *m, char *err, size_t errlen) {
  *   v (o_i - z_i) sum_k k!(d-1-k)!/d! e_k,
  * e_k the k-th coefficient of prod_{j != i} (z_j + o_j t). The o_j are 0
  * or 1, so per leaf there are only 2^d cases: all are computed at load,
- * and explaining a row is one pass over the tree to see which way it goes
- * at each split, then a table lookup per leaf. For depth-4 trees that is
- * about ten times less work than the recursive algorithm. */
+ * and explaining a row is one pass over the tree's splits (parents before
+ * children) carrying each node's mask of agreeing features down to its
+ * children, then a table lookup per leaf. For depth-4 trees that is about
+ * fifteen times less work than the recursive algorithm. */
 
 #define FAST_MAX_D 12
 #define FAST_BUDGET (4u << 20) /* table entries (doubles) per model */
@@ -356,9 +364,9 @@ typedef struct fast_build {
     int32_t root;
     int32_t stack_node[MAX_DEPTH + 1];
     uint8_t stack_left[MAX_DEPTH + 1];
-    int nl, np, nf;
+    int nl, nf;
     int64_t nt;
-    int caplv, cappa, capfe;
+    int caplv, capfe;
     int64_t capta;
     int fail;
 } fast_build;
@@ -374,19 +382,42 @@ static int grow(void **p, int *cap, int need, size_t size) {
     return 0;
 }
 
-static void fast_leaf(fast_build *b, int32_t leaf, int depth) {
+/* The d contributions of one leaf (value v, cover shares z) for a row
+ * agreeing with its path on the features in mask; w[k] = k!(d-1-k)!/d!. */
+static void leaf_contrib(int d, const double *z, const double *w, double v, unsigned mask, double *out) {
+    for (int i = 0; i < d; i++) {
+        double c[FAST_MAX_D + 1] = {1.0};
+        int deg = 0;
+        for (int j = 0; j < d; j++) {
+            if (j == i) continue;
+            double o = (double)((mask >> j) & 1);
+            for (int k = deg + 1; k >= 1; k--) c[k] = c[k] * z[j] + c[k - 1] * o;
+            c[0] *= z[j];
+            deg++;
+        }
+        double sum = 0;
+        for (int k = 0; k < d; k++) sum += c[k] * w[k];
+        out[i] = v * ((double)((mask >> i) & 1) - z[i]) * sum;
+    }
+}
+
+/* One unit: the leaf at j, or, when pair, the two leaves below the split
+ * j. Siblings share their distinct features, and their masks differ only
+ * in the split's own bit: one table indexed by the parent's mask and the
+ * way the row goes at j holds both leaves' sums, half the rows of two
+ * tables (when j's feature is new on the path) and one lookup for two. */
+static void fast_unit(fast_build *b, int32_t j, int depth, int pair) {
     ml_model *m = b->m;
     int32_t uf[FAST_MAX_D];
     double z[FAST_MAX_D];
     int d = 0;
-    if (grow((void **)&m->leaves, &b->caplv, b->nl + 1, sizeof *m->leaves) ||
-        grow((void **)&m->paths, &b->cappa, b->np + depth, sizeof *m->paths)) {
+    if (grow((void **)&m->leaves, &b->caplv, b->nl + 1, sizeof *m->leaves)) {
         b->fail = 1;
         return;
     }
     fleaf *L = &m->leaves[b->nl];
-    L->path0 = b->np;
-    L->npath = (uint8_t)depth;
+    L->node = j - b->root;
+    L->pair = (uint8_t)pair;
     for (int k = 0; k < depth; k++) {
         const node *nd = &m->n[b->stack_node[k]];
         int pos;
@@ -403,27 +434,36 @@ static void fast_leaf(fast_build *b, int32_t leaf, int depth) {
         int32_t child = b->stack_left[k] ? nd->left : nd->right;
         double cl = m->cover[nd->left], cr = m->cover[nd->right];
         z[pos] *= cl + cr > 0 ? m->cover[child] / (cl + cr) : 0.5;
-        fpath *fp = &m->paths[b->np++];
-        fp->node = b->stack_node[k] - b->root;
-        fp->left = b->stack_left[k];
-        fp->pos = (uint8_t)pos;
+        m->npos[b->stack_node[k]] = (uint8_t)pos; /* the same from every leaf below */
     }
-    int64_t rows = (int64_t)1 << d, cols = d ? d - 1 : 0; /* (a tree that is one leaf: d = 0) */
-    int capfe = b->capfe, capfe2 = b->capfe;
+    int dp = d, pg = 0; /* the parent's distinct features; the split's position */
+    double zl[FAST_MAX_D], zr[FAST_MAX_D];
+    if (pair) {
+        const node *nd = &m->n[j];
+        for (pg = 0; pg < d; pg++)
+            if (uf[pg] == nd->feat) break;
+        if (pg == d) {
+            if (d == FAST_MAX_D) {
+                b->fail = 1;
+                return;
+            }
+            uf[d] = nd->feat;
+            z[d++] = 1.0;
+        }
+        m->npos[j] = (uint8_t)pg;
+        double cl = m->cover[nd->left], cr = m->cover[nd->right];
+        memcpy(zl, z, (size_t)d * sizeof *z);
+        memcpy(zr, z, (size_t)d * sizeof *z);
+        zl[pg] *= cl + cr > 0 ? cl / (cl + cr) : 0.5;
+        zr[pg] *= cl + cr > 0 ? cr / (cl + cr) : 0.5;
+    }
+    /* states: the leaf's mask (d bits), or the parent's (dp bits) and the way taken */
+    int sbits = pair ? dp + 1 : d;
+    int64_t rows = (int64_t)1 << sbits, cols = d ? d - 1 : 0; /* (a tree that is one leaf: d = 0) */
     if (b->nt + rows * cols > (int64_t)FAST_BUDGET ||
-        grow((void **)&m->lfeat, &b->capfe, b->nf + d, sizeof *m->lfeat) ||
-        grow((void **)&m->care, &capfe, b->nf + d, sizeof *m->care) ||
-        grow((void **)&m->want, &capfe2, b->nf + d, sizeof *m->want)) {
+        grow((void **)&m->lfeat, &b->capfe, b->nf + d, sizeof *m->lfeat)) {
         b->fail = 1;
         return;
-    }
-    for (int pos = 0; pos < d; pos++) m->care[b->nf + pos] = m->want[b->nf + pos] = 0;
-    for (int k = 0; k < depth; k++) {
-        const fpath *fp = &m->paths[L->path0 + k];
-        if (fp->node < 64) {
-            m->care[b->nf + fp->pos] |= 1ull << fp->node;
-            if (fp->left) m->want[b->nf + fp->pos] |= 1ull << fp->node;
-        }
     }
     if (b->nt + rows * cols > b->capta) {
         int64_t c = b->capta ? b->capta : 4096;
@@ -437,37 +477,42 @@ static void fast_leaf(fast_build *b, int32_t leaf, int depth) {
         b->capta = c;
     }
     L->d = (uint8_t)d;
+    L->dp = (uint8_t)dp;
     L->feat0 = b->nf;
     L->tab0 = b->nt;
     memcpy(m->lfeat + b->nf, uf, (size_t)d * sizeof *uf);
     b->nf += d;
-    /* w[k] = k! (d-1-k)! / d! */
     double w[FAST_MAX_D];
     for (int k = 0; k < d; k++) {
         double x = 1.0 / d;
         for (int a = 1; a <= k; a++) x *= (double)a / (double)(d - a); /* C(d-1, k)^-1 / d */
         w[k] = x;
     }
-    double v = m->n[leaf].val, pz = 1;
-    for (int j = 0; j < d; j++) pz *= z[j];
-    L->v = v;
-    L->vz = v * pz;
-    for (int64_t mask = 0; mask < rows; mask++) {
-        float *out = m->tab + b->nt + mask * cols;
-        for (int i = 0; i < cols; i++) {
-            double c[FAST_MAX_D + 1] = {1.0};
-            int deg = 0;
-            for (int j = 0; j < d; j++) {
-                if (j == i) continue;
-                double o = (double)((mask >> j) & 1);
-                for (int k = deg + 1; k >= 1; k--) c[k] = c[k] * z[j] + c[k - 1] * o;
-                c[0] *= z[j];
-                deg++;
-            }
-            double sum = 0;
-            for (int k = 0; k < d; k++) sum += c[k] * w[k];
-            out[i] = (float)(v * ((double)((mask >> i) & 1) - z[i]) * sum);
+    double pz = 1, pzl = 1, pzr = 1;
+    if (!pair) {
+        L->vl = m->n[j].val;
+        for (int i = 0; i < d; i++) pz *= z[i];
+        L->vz = L->vl * pz;
+    } else {
+        L->vl = m->n[m->n[j].left].val;
+        L->vr = m->n[m->n[j].right].val;
+        for (int i = 0; i < d; i++) pzl *= zl[i], pzr *= zr[i];
+        L->vz = L->vl * pzl + L->vr * pzr;
+    }
+    for (int64_t s = 0; s < rows; s++) {
+        float *out = m->tab + b->nt + s * cols;
+        double a[FAST_MAX_D], c[FAST_MAX_D];
+        if (!pair) {
+            leaf_contrib(d, z, w, L->vl, (unsigned)s, a);
+        } else {
+            unsigned gl = (unsigned)s & 1, mp = (unsigned)(s >> 1), full = (1u << d) - 1;
+            unsigned bit = 1u << pg;
+            if (dp < d) mp |= bit; /* the split's feature is new: its prefix agrees */
+            leaf_contrib(d, zl, w, L->vl, (mp & ~(gl ? 0 : bit)) & full, a);
+            leaf_contrib(d, zr, w, L->vr, (mp & ~(gl ? bit : 0)) & full, c);
+            for (int i = 0; i < d; i++) a[i] += c[i];
         }
+        for (int i = 0; i < cols; i++) out[i] = (float)a[i];
     }
     b->nt += rows * cols;
     b->nl++;
@@ -477,7 +522,11 @@ static void fast_walk(fast_build *b, int32_t j, int depth) {
     if (b->fail) return;
     const node *nd = &b->m->n[j];
     if (nd->feat < 0) {
-        fast_leaf(b, j, depth);
+        fast_unit(b, j, depth, 0);
+        return;
+    }
+    if (b->m->n[nd->left].feat < 0 && b->m->n[nd->right].feat < 0) {
+        fast_unit(b, j, depth, 1);
         return;
     }
     b->stack_node[depth] = j;
@@ -490,7 +539,8 @@ static void fast_walk(fast_build *b, int32_t j, int depth) {
 static void fast_build_all(ml_model *m) {
     fast_build b = {.m = m};
     m->leaf_start = eh_malloc((size_t)(m->ntrees + 1) * sizeof *m->leaf_start);
-    if (!m->leaf_start) return;
+    m->npos = eh_calloc((size_t)m->nnodes, 1);
+    if (!m->leaf_start || !m->npos) b.fail = 1;
     for (int t = 0; t < m->ntrees && !b.fail; t++) {
         m->leaf_start[t] = b.nl;
         b.root = m->root[t];
@@ -498,21 +548,18 @@ static void fast_build_all(ml_model *m) {
         if (end - b.root > m->max_tree_nodes) m->max_tree_nodes = end - b.root;
         fast_walk(&b, m->root[t], 0);
     }
-    m->leaf_start[m->ntrees] = b.nl;
+    if (!b.fail) m->leaf_start[m->ntrees] = b.nl;
     m->fast = !b.fail;
     if (!m->fast) { /* too deep or too large: the recursive algorithm serves */
         eh_free(m->leaf_start);
         eh_free(m->leaves);
-        eh_free(m->paths);
         eh_free(m->lfeat);
-        eh_free(m->care);
-        eh_free(m->want);
+        eh_free(m->npos);
         eh_free(m->tab);
         m->leaf_start = NULL;
         m->leaves = NULL;
-        m->paths = NULL;
         m->lfeat = NULL;
-        m->care = m->want = NULL;
+        m->npos = NULL;
         m->tab = NULL;
     }
 }
@@ -525,65 +572,52 @@ static void fast_build_all(ml_model *m) {
  * v (1 if the row reaches the leaf, else 0) minus v prod z. So base +
  * sum(phi) equals the margin to double rounding whatever the tables'
  * precision, and each contribution is within float rounding of exact. */
-static inline void leaf_add(const ml_model *m, const fleaf *L, unsigned mask, double *phi) {
+static inline void leaf_add(const ml_model *m, const fleaf *L, unsigned state, double reached, double *phi) {
     if (!L->d) return; /* a tree that is one leaf: its value is all base */
     int cols = L->d - 1;
-    const float *row = m->tab + L->tab0 + (int64_t)mask * cols;
+    const float *row = m->tab + L->tab0 + (int64_t)state * cols;
     const int32_t *f = m->lfeat + L->feat0;
     double rest = 0;
     for (int k = 0; k < cols; k++) {
         phi[f[k]] += row[k];
         rest += row[k];
     }
-    double reached = mask == (1u << L->d) - 1 ? L->v : 0;
     phi[f[cols]] += reached - L->vz - rest;
 }
 
-/* Trees of at most 64 nodes: which way the row goes at every node is one
- * word, and a leaf's agreement with each of its features is two ANDs. */
-static void fast_shap_bits(const ml_model *m, const float *x, double *phi) {
+/* nm: scratch for the tree's nodes. A node's mask has bit k set while the
+ * row agrees with every split on the way to it of the path's k-th
+ * distinct feature; a split clears its feature's bit on the side the row
+ * does not take. The loader checked that children come after their
+ * parent, so one pass in index order sees every parent first; nodes no
+ * path reaches (flat_build checked that none is reached twice) are
+ * cleared first so nothing below them reads an unset mask. */
+static void fast_shap(const ml_model *m, const float *x, double *phi, uint32_t *nm, uint8_t *dir) {
     for (int t = 0; t < m->ntrees; t++) {
         int32_t root = m->root[t], end = t + 1 < m->ntrees ? m->root[t + 1] : m->nnodes;
-        uint64_t dir = 0;
+        memset(nm, 0, (size_t)(end - root) * sizeof *nm);
+        nm[0] = ~0u;
         for (int32_t i = root; i < end; i++) {
             const node *nd = &m->n[i];
             if (nd->feat < 0) continue;
             float v = x[nd->feat];
-            uint64_t goes_left = (uint64_t)((v < nd->val) | (nd->dleft & (v != v)));
-            dir |= goes_left << (i - root);
+            uint32_t left = (uint32_t)((v < nd->val) | (nd->dleft & (v != v)));
+            uint32_t bit = 1u << m->npos[i], p = nm[i - root];
+            dir[i - root] = (uint8_t)left;
+            /* branch-free: which way a row goes is a coin toss to the
+             * branch predictor */
+            nm[nd->left - root] = p & ~(bit & (left - 1));
+            nm[nd->right - root] = p & ~(bit & (0u - left));
         }
         for (int32_t l = m->leaf_start[t]; l < m->leaf_start[t + 1]; l++) {
             const fleaf *L = &m->leaves[l];
-            const uint64_t *care = m->care + L->feat0, *want = m->want + L->feat0;
-            unsigned mask = 0;
-            for (int k = 0; k < L->d; k++) mask |= (unsigned)(((dir ^ want[k]) & care[k]) == 0) << k;
-            leaf_add(m, L, mask, phi);
-        }
-    }
-}
-
-static void fast_shap(const ml_model *m, const float *x, double *phi, uint8_t *left) {
-    if (m->max_tree_nodes <= 64) {
-        fast_shap_bits(m, x, phi);
-        return;
-    }
-    for (int t = 0; t < m->ntrees; t++) {
-        int32_t root = m->root[t], end = t + 1 < m->ntrees ? m->root[t + 1] : m->nnodes;
-        for (int32_t i = root; i < end; i++) {
-            const node *nd = &m->n[i];
-            if (nd->feat < 0) continue;
-            float v = x[nd->feat];
-            left[i - root] = (uint8_t)((v < nd->val) | (nd->dleft & (v != v)));
-        }
-        for (int32_t l = m->leaf_start[t]; l < m->leaf_start[t + 1]; l++) {
-            const fleaf *L = &m->leaves[l];
-            unsigned mask = (1u << L->d) - 1;
-            const fpath *fp = m->paths + L->path0;
-            /* branch-free: whether a row agrees with a path is a coin
-             * toss to the branch predictor */
-            for (int k = 0; k < L->npath; k++)
-                mask &= ~((unsigned)(left[fp[k].node] != fp[k].left) << fp[k].pos);
-            leaf_add(m, L, mask, phi);
+            if (L->pair) {
+                unsigned full = (1u << L->dp) - 1, mp = nm[L->node] & full, gl = dir[L->node];
+                leaf_add(m, L, mp << 1 | gl, mp == full ? (gl ? L->vl : L->vr) : 0, phi);
+            } else {
+                unsigned full = (1u << L->d) - 1, mask = nm[L->node] & full;
+                leaf_add(m, L, mask, mask == full ? L->vl : 0, phi);
+            }
         }
     }
 }
@@ -880,13 +914,17 @@ void ml_model_shap(const ml_model *m, const float *x, double *phi, double *base)
     for (int c = 0; c < m->width; c++) phi[c] = 0;
     *base = m->expected;
     if (m->fast) {
-        uint8_t small_left[1024];
-        uint8_t *left = m->max_tree_nodes <= 1024 ? small_left : eh_malloc((size_t)m->max_tree_nodes);
-        if (left) {
-            fast_shap(m, x, phi, left);
-            if (left != small_left) eh_free(left);
+        uint32_t small_nm[1024];
+        uint8_t small_dir[1024];
+        int big = m->max_tree_nodes > 1024;
+        uint32_t *nm = big ? eh_malloc((size_t)m->max_tree_nodes * sizeof *nm) : small_nm;
+        uint8_t *dir = big ? eh_malloc((size_t)m->max_tree_nodes) : small_dir;
+        if (nm && dir) {
+            fast_shap(m, x, phi, nm, dir);
+            if (big) eh_free(nm), eh_free(dir);
             return;
         }
+        if (big) eh_free(nm), eh_free(dir);
     }
     ml_model_shap_recursive(m, x, phi, base);
 }
