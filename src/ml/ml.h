@@ -52,6 +52,11 @@ int ml_is_missing(const char *s);
 /* Parses a whole cell as a finite number ("$1,250.50" and "12%" too).
  * Returns 0 on success. */
 int ml_parse_number(const char *s, double *out);
+/* x as printf's "%.15g" writes it, into out (NUL-terminated); returns the
+ * length. Scores and contributions are written this way by the thousand:
+ * the common range is done with integer arithmetic, the rest by snprintf. */
+#define ML_G15_LEN 32
+int ml_format_g15(double x, char out[ML_G15_LEN]);
 
 /* ---- schemas ---- */
 

@@ -117,6 +117,39 @@ static void test_calibration(void **st) {
     json_decref(j);
 }
 
+/* ml_format_g15 writes what printf's %.15g writes: random doubles over
+ * every magnitude the fast path covers and beyond, values a rounding
+ * boundary away, and the special ones. */
+static void test_format_g15(void **st) {
+    (void)st;
+    char a[ML_G15_LEN], b[64];
+    uint64_t r = 0x9E3779B97F4A7C15ull;
+    static const double special[] = {0.0, -0.0, 1.0, -1.0, 0.5, 1e-4, 9.99999999999999e-5, 1e15, 999999999999999.5,
+                                     99999999999999.95, 0.1, 0.30000000000000004, 123456789012345.6, 1e300, -1e-300,
+                                     5e-324, NAN, INFINITY, -INFINITY, 0.99999999999999994, 9.9999999999999995e-5};
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) {
+        int n = ml_format_g15(special[i], a);
+        snprintf(b, sizeof b, "%.15g", special[i]);
+        assert_string_equal(a, b);
+        assert_int_equal(n, (int)strlen(b));
+    }
+    for (int i = 0; i < 3000000; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        double x;
+        if (i % 3 == 0) { /* any bit pattern in a range of exponents */
+            uint64_t bits = (r & 0x800FFFFFFFFFFFFFull) | ((uint64_t)(1023 - 20 + (r >> 52) % 75) << 52);
+            memcpy(&x, &bits, sizeof x);
+        } else if (i % 3 == 1) { /* probabilities and margins, as served */
+            x = (double)(r >> 11) / 9007199254740992.0 * ((r & 1) ? 20 : 1) - ((r & 2) ? 10 : 0);
+        } else { /* short decimals, where halfway cases live */
+            x = (double)(r % 100000000000000000ull) / 1e9 / (double)(1 + (r >> 60));
+        }
+        ml_format_g15(x, a);
+        snprintf(b, sizeof b, "%.15g", x);
+        if (strcmp(a, b) != 0) fail_msg("%.17g: %s != %s", x, a, b);
+    }
+}
+
 static void test_parse_number(void **st) {
     (void)st;
     double d;
@@ -500,6 +533,7 @@ int main(void) {
         cmocka_unit_test(test_auc),
         cmocka_unit_test(test_losses),
         cmocka_unit_test(test_parse_number),
+        cmocka_unit_test(test_format_g15),
         cmocka_unit_test(test_schema),
         cmocka_unit_test(test_walker_and_shap_match_xgboost),
         cmocka_unit_test(test_reproducible),
