@@ -919,12 +919,13 @@ void ml_model_shap(const ml_model *m, const float *x, double *phi, double *base)
         int big = m->max_tree_nodes > 1024;
         uint32_t *nm = big ? eh_malloc((size_t)m->max_tree_nodes * sizeof *nm) : small_nm;
         uint8_t *dir = big ? eh_malloc((size_t)m->max_tree_nodes) : small_dir;
-        if (nm && dir) {
-            fast_shap(m, x, phi, nm, dir);
-            if (big) eh_free(nm), eh_free(dir);
-            return;
+        int ok = nm && dir;
+        if (ok) fast_shap(m, x, phi, nm, dir);
+        if (big) {
+            eh_free(nm);
+            eh_free(dir);
         }
-        if (big) eh_free(nm), eh_free(dir);
+        if (ok) return;
     }
     ml_model_shap_recursive(m, x, phi, base);
 }

@@ -180,11 +180,8 @@ int ml_is_missing(const char *s) {
     static const char *const na[] = {"", "na", "n/a", "nan", "null", "none", "?", "#n/a", "-"};
     /* every marker starts with one of these (or is empty): most values are
      * told apart by their first byte, without nine strcasecmp calls */
-    switch (s[0]) {
-    case 0: return 1;
-    case 'n': case 'N': case '?': case '#': case '-': break;
-    default: return 0;
-    }
+    if (!s[0]) return 1;
+    if (!strchr("nN?#-", s[0])) return 0;
     for (size_t i = 0; i < sizeof na / sizeof na[0]; i++)
         if (strcasecmp(s, na[i]) == 0) return 1;
     return 0;
