@@ -17,8 +17,10 @@
 # with the peer's best.
 #
 # CPUs: with 2+ cores the servers get cores 1.., wrk and curl core 0.
-# Env: EHUB_BIN (build/ehub), PEER_WORKERS ("1 2"), PREDICT_ROWS (1000
-# distinct bodies), EHUB_BENCH_LOG (warn: the peer logs no requests either).
+# Env: EHUB_BIN (build/ehub), PEER_WORKERS ("1 2"; "none": ehub alone, for
+# a quick before/after of two builds), PREDICT_TESTS ("predict explain
+# batch": any subset, e.g. "batch" alone), PREDICT_ROWS (1000 distinct
+# bodies), EHUB_BENCH_LOG (warn: the peer logs no requests either).
 # Needs: wrk (scripts/deps.sh --bench), the peer's Debian packages
 # (../shared/peers/deps.sh, and python3-sklearn, which XGBClassifier imports).
 # Targets missed print MISSED; the exit status is non-zero only when the
@@ -31,6 +33,8 @@ BIN=${EHUB_BIN:-build/ehub}
 PEER=../shared/peers/fastapi_ml/run.sh
 CSV=../shared/data/leads/bank_marketing.csv
 PEER_WORKERS=${PEER_WORKERS:-1 2}
+[ "$PEER_WORKERS" = none ] && PEER_WORKERS=""
+TESTS=" ${PREDICT_TESTS:-predict explain batch} "
 ROWS=${PREDICT_ROWS:-1000}
 BATCH=10000
 LOGLEVEL=${EHUB_BENCH_LOG:-warn}
@@ -217,9 +221,10 @@ bench_server() { # name url key
   if [ "$1" = ehub ]; then python3 "$UTIL" check "$1" "$2" "$tmp/explain.jsonl" --key "$3" --count 50 --margin
   else python3 "$UTIL" check "$1" "$2" "$tmp/explain.jsonl" --key "$3" --count 50; fi
   run_wrk "$1" warmup "$2" "$tmp/predict.jsonl" "$3" 2
-  run_wrk "$1" predict "$2" "$tmp/predict.jsonl" "$3"
-  run_wrk "$1" explain "$2" "$tmp/explain.jsonl" "$3"
-  run_batch "$1" "$2" "$3"
+  [[ $TESTS == *" predict "* ]] && run_wrk "$1" predict "$2" "$tmp/predict.jsonl" "$3"
+  [[ $TESTS == *" explain "* ]] && run_wrk "$1" explain "$2" "$tmp/explain.jsonl" "$3"
+  [[ $TESTS == *" batch "* ]] && run_batch "$1" "$2" "$3"
+  return 0
 }
 
 SERVER_PG=$EPID SERVER_CPUS=$SRV_CPUS

@@ -12,6 +12,7 @@
  * the same floats. */
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,9 +92,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         ml_model *m = ml_model_from_json((const char *)data + 1, size - 1, schema, err, sizeof err);
         if (m) {
             float rows[3][5] = {{0, 0, 1, 0, 0}, {NAN, 5, 0, 1, -3}, {1e30f, -1e30f, NAN, NAN, 0.5f}};
-            double phi[5], base;
+            double phi[5], base, mgs[3];
+            ml_model_margins(m, &rows[0][0], 3, mgs);
             for (int r = 0; r < 3; r++) {
-                double mg = ml_model_margin(m, rows[r]);
+                double mg = ml_model_margin(m, rows[r]), ref = ml_model_margin_reference(m, rows[r]);
+                /* the flat walkers: the plain walker's sum, bit for bit */
+                if (memcmp(&mg, &ref, sizeof mg) || memcmp(&mgs[r], &ref, sizeof mg)) abort();
+                char g[ML_G15_LEN], want[64];
+                ml_format_g15(mg, g);
+                snprintf(want, sizeof want, "%.15g", mg);
+                if (strcmp(g, want)) abort();
                 ml_model_shap(m, rows[r], phi, &base);
                 double sum = base;
                 for (int c = 0; c < 5; c++) sum += phi[c];

@@ -105,6 +105,22 @@ static int string(rd *r, char *out, size_t cap, size_t *len, int *trunc) {
     size_t n = 0;
     *trunc = 0;
     for (;;) {
+        /* the common case: a run of printable ASCII, copied at once */
+        const char *run = r->p;
+        while (r->p < r->end) {
+            unsigned char a = (unsigned char)*r->p;
+            if (a < 0x20 || a >= 0x80 || a == '"' || a == '\\') break;
+            r->p++;
+        }
+        if (r->p > run) {
+            size_t k = (size_t)(r->p - run);
+            if (out && n + k < cap) memcpy(out + n, run, k);
+            else if (out) {
+                if (n + 1 < cap) memcpy(out + n, run, cap - 1 - n); /* the prefix that fits */
+                *trunc = 1;
+            } else *trunc = 1;
+            n += k;
+        }
         if (r->p >= r->end) return fail(r, 400, "unterminated string");
         unsigned char c = (unsigned char)*r->p;
         char tmp[4];

@@ -52,6 +52,11 @@ int ml_is_missing(const char *s);
 /* Parses a whole cell as a finite number ("$1,250.50" and "12%" too).
  * Returns 0 on success. */
 int ml_parse_number(const char *s, double *out);
+/* x as printf's "%.15g" writes it, into out (NUL-terminated); returns the
+ * length. Scores and contributions are written this way by the thousand:
+ * the common range is done with integer arithmetic, the rest by snprintf. */
+#define ML_G15_LEN 32
+int ml_format_g15(double x, char out[ML_G15_LEN]);
 
 /* ---- schemas ---- */
 
@@ -244,6 +249,14 @@ const json_t *ml_model_training(const ml_model *m);
 
 /* The raw margin (sum of leaves + base) of an encoded row. */
 double ml_model_margin(const ml_model *m, const float *x);
+/* The margins of n rows (X: n x width, row-major) into out[n]: the same
+ * values bit for bit as ml_model_margin, evaluated a block of rows per
+ * tree so each tree stays in L1. */
+void ml_model_margins(const ml_model *m, const float *X, size_t n, double *out);
+/* The plain recursive-free walker over the model's original node array,
+ * one node at a time: kept as the reference the fast walkers are tested
+ * against bit for bit. */
+double ml_model_margin_reference(const ml_model *m, const float *x);
 /* The score users see: a probability for classifiers, the prediction in the
  * original unit for regression (exp back for log targets). */
 double ml_model_output(const ml_model *m, double margin);

@@ -28,6 +28,23 @@ typedef struct node {
     int32_t dleft; /* missing goes left */
 } node;
 
+/* The layout the walkers read: each tree's nodes in breadth-first order,
+ * a split's children side by side (right = left + 1), 16 bytes a node.
+ * Choosing the child is arithmetic, not a branch: whether a row goes left
+ * is a coin toss to the branch predictor. A leaf is a split that always
+ * goes "left" to itself (threshold NaN: every comparison fails), so a tree
+ * is walked a fixed number of steps, its depth, and several trees or rows
+ * can be walked in lockstep. */
+typedef struct fnode {
+    float thr;    /* NaN in a leaf */
+    int32_t feat; /* 0 in a leaf (any column will do) */
+    int32_t left; /* absolute index; a leaf's is its own */
+    int32_t nodl; /* 1 when a missing value goes right */
+} fnode;
+
+#define TREE_GROUP 8 /* trees walked in lockstep for one row */
+#define ROW_BLOCK 32 /* rows walked in lockstep through one tree */
+
 typedef enum { LINK_LOGIT, LINK_IDENTITY, LINK_LOG, LINK_RAW } link_kind;
 
 struct ml_model {
@@ -50,26 +67,29 @@ struct ml_model {
     int max_tree_nodes;
     int32_t *leaf_start; /* ntrees + 1: each tree's leaves in `leaves` */
     struct fleaf *leaves;
-    struct fpath *paths;
     int32_t *lfeat;      /* each leaf's distinct path features */
-    uint64_t *care, *want; /* per distinct path feature: its split nodes on
-                              the path, and which of them the path takes
-                              left (bit = node index in its tree); used
-                              when every tree has at most 64 nodes */
-    double *tab;         /* each leaf: 2^d rows of d contributions */
+    uint8_t *npos;       /* nnodes: at a split, the rank of its feature among
+                            the distinct features of the path to it (first
+                            occurrence first): the bit it sets in the masks
+                            of the leaves below */
+    float *tab;          /* each leaf: 2^d rows of d - 1 contributions */
+    /* the walkers' layout (see fnode): a tree keeps its root's index */
+    fnode *fn;       /* nnodes */
+    float *lv;       /* nnodes: the leaf values, by fn index */
+    uint8_t *tdepth; /* ntrees */
+    uint8_t *gdepth; /* per TREE_GROUP trees: the deepest */
 };
 
+/* A unit of the tables: one leaf, or two sibling leaves (see fast_unit). */
 typedef struct fleaf {
-    int32_t path0, feat0; /* into paths, lfeat */
+    double vl, vr;        /* the leaf's value; a pair's left and right leaves' */
+    double vz;            /* sum of v times the product of its z_j: the share
+                             in the tree's expected value */
+    int32_t node;         /* relative to the tree's root: the leaf, or the pair's parent */
+    int32_t feat0;        /* into lfeat */
     int64_t tab0;         /* into tab */
-    uint8_t npath, d;
+    uint8_t d, dp, pair;  /* distinct features; the parent's (pairs) */
 } fleaf;
-
-typedef struct fpath {
-    int32_t node;  /* relative to the tree's root */
-    uint8_t left;  /* the path goes left here */
-    uint8_t pos;   /* which of the leaf's distinct features splits here */
-} fpath;
 
 void ml_model_free(ml_model *m) {
     if (!m) return;
@@ -83,11 +103,13 @@ void ml_model_free(ml_model *m) {
     eh_free(m->mean);
     eh_free(m->leaf_start);
     eh_free(m->leaves);
-    eh_free(m->paths);
     eh_free(m->lfeat);
-    eh_free(m->care);
-    eh_free(m->want);
+    eh_free(m->npos);
     eh_free(m->tab);
+    eh_free(m->fn);
+    eh_free(m->lv);
+    eh_free(m->tdepth);
+    eh_free(m->gdepth);
     eh_free(m);
 }
 
@@ -245,6 +267,80 @@ static int load_trees(ml_model *m, const json_t *root, char *err, size_t errlen)
     return 0;
 }
 
+/* Lays the trees out for the walkers (see fnode). The loader checked
+ * that children come after their parent; a node reached twice (a DAG, not
+ * a tree) is refused here. */
+static int flat_build(ml_model *m, char *err, size_t errlen) {
+    int32_t maxk = 0;
+    for (int t = 0; t < m->ntrees; t++) {
+        int32_t end = t + 1 < m->ntrees ? m->root[t + 1] : m->nnodes;
+        if (end - m->root[t] > maxk) maxk = end - m->root[t];
+    }
+    int ngroups = (m->ntrees + TREE_GROUP - 1) / TREE_GROUP;
+    m->fn = eh_malloc((size_t)m->nnodes * sizeof *m->fn);
+    m->lv = eh_malloc((size_t)m->nnodes * sizeof *m->lv);
+    m->tdepth = eh_calloc((size_t)m->ntrees, 1);
+    m->gdepth = eh_calloc((size_t)ngroups, 1);
+    int32_t *q = eh_malloc((size_t)maxk * sizeof *q);
+    uint8_t *qd = eh_malloc((size_t)maxk);
+    if (!m->fn || !m->lv || !m->tdepth || !m->gdepth || !q || !qd) {
+        eh_free(q);
+        eh_free(qd);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int t = 0; t < m->ntrees; t++) {
+        int32_t root = m->root[t], end = t + 1 < m->ntrees ? m->root[t + 1] : m->nnodes, k = end - root;
+        int32_t head = 0, tail = 1;
+        /* every node has one parent at most, even among nodes no path
+         * reaches (TreeSHAP's single pass relies on it) */
+        memset(qd, 0, (size_t)k);
+        for (int32_t i = root; i < end; i++) {
+            const node *nd = &m->n[i];
+            if (nd->feat < 0) continue;
+            if (qd[nd->left - root]++ || qd[nd->right - root]++ || nd->left == nd->right) {
+                eh_free(q);
+                eh_free(qd);
+                snprintf(err, errlen, "model.json: tree %d reaches a node twice", t);
+                return -1;
+            }
+        }
+        q[0] = root;
+        qd[0] = 0;
+        for (; head < tail; head++) {
+            const node *nd = &m->n[q[head]];
+            int32_t ni = root + head;
+            fnode *f = &m->fn[ni];
+            if (qd[head] > m->tdepth[t]) m->tdepth[t] = qd[head];
+            if (nd->feat < 0) {
+                *f = (fnode){NAN, 0, ni, 0};
+                m->lv[ni] = nd->val;
+                continue;
+            }
+            if (tail + 2 > k) {
+                eh_free(q);
+                eh_free(qd);
+                snprintf(err, errlen, "model.json: tree %d reaches a node twice", t);
+                return -1;
+            }
+            *f = (fnode){nd->val, nd->feat, root + tail, !nd->dleft};
+            m->lv[ni] = 0;
+            q[tail] = nd->left;
+            q[tail + 1] = nd->right;
+            qd[tail] = qd[tail + 1] = (uint8_t)(qd[head] + 1);
+            tail += 2;
+        }
+        for (int32_t i = root + tail; i < end; i++) { /* unreachable: never walked */
+            m->fn[i] = (fnode){NAN, 0, i, 0};
+            m->lv[i] = 0;
+        }
+        if (m->tdepth[t] > m->gdepth[t / TREE_GROUP]) m->gdepth[t / TREE_GROUP] = m->tdepth[t];
+    }
+    eh_free(q);
+    eh_free(qd);
+    return 0;
+}
+
 /* ---- Fast TreeSHAP ----
  * (Yang 2021, "Fast TreeSHAP" v2.) For one leaf L with value v whose path
  * splits on the distinct features U (d of them), TreeSHAP's conditional
@@ -255,9 +351,10 @@ static int load_trees(ml_model *m, const json_t *root, char *err, size_t errlen)
  *   v (o_i - z_i) sum_k k!(d-1-k)!/d! e_k,
  * e_k the k-th coefficient of prod_{j != i} (z_j + o_j t). The o_j are 0
  * or 1, so per leaf there are only 2^d cases: all are computed at load,
- * and explaining a row is one pass over the tree to see which way it goes
- * at each split, then a table lookup per leaf. For depth-4 trees that is
- * about ten times less work than the recursive algorithm. */
+ * and explaining a row is one pass over the tree's splits (parents before
+ * children) carrying each node's mask of agreeing features down to its
+ * children, then a table lookup per leaf. For depth-4 trees that is about
+ * fifteen times less work than the recursive algorithm. */
 
 #define FAST_MAX_D 12
 #define FAST_BUDGET (4u << 20) /* table entries (doubles) per model */
@@ -267,9 +364,9 @@ typedef struct fast_build {
     int32_t root;
     int32_t stack_node[MAX_DEPTH + 1];
     uint8_t stack_left[MAX_DEPTH + 1];
-    int nl, np, nf;
+    int nl, nf;
     int64_t nt;
-    int caplv, cappa, capfe;
+    int caplv, capfe;
     int64_t capta;
     int fail;
 } fast_build;
@@ -285,19 +382,42 @@ static int grow(void **p, int *cap, int need, size_t size) {
     return 0;
 }
 
-static void fast_leaf(fast_build *b, int32_t leaf, int depth) {
+/* The d contributions of one leaf (value v, cover shares z) for a row
+ * agreeing with its path on the features in mask; w[k] = k!(d-1-k)!/d!. */
+static void leaf_contrib(int d, const double *z, const double *w, double v, unsigned mask, double *out) {
+    for (int i = 0; i < d; i++) {
+        double c[FAST_MAX_D + 1] = {1.0};
+        int deg = 0;
+        for (int j = 0; j < d; j++) {
+            if (j == i) continue;
+            double o = (double)((mask >> j) & 1);
+            for (int k = deg + 1; k >= 1; k--) c[k] = c[k] * z[j] + c[k - 1] * o;
+            c[0] *= z[j];
+            deg++;
+        }
+        double sum = 0;
+        for (int k = 0; k < d; k++) sum += c[k] * w[k];
+        out[i] = v * ((double)((mask >> i) & 1) - z[i]) * sum;
+    }
+}
+
+/* One unit: the leaf at j, or, when pair, the two leaves below the split
+ * j. Siblings share their distinct features, and their masks differ only
+ * in the split's own bit: one table indexed by the parent's mask and the
+ * way the row goes at j holds both leaves' sums, half the rows of two
+ * tables (when j's feature is new on the path) and one lookup for two. */
+static void fast_unit(fast_build *b, int32_t j, int depth, int pair) {
     ml_model *m = b->m;
     int32_t uf[FAST_MAX_D];
     double z[FAST_MAX_D];
     int d = 0;
-    if (grow((void **)&m->leaves, &b->caplv, b->nl + 1, sizeof *m->leaves) ||
-        grow((void **)&m->paths, &b->cappa, b->np + depth, sizeof *m->paths)) {
+    if (grow((void **)&m->leaves, &b->caplv, b->nl + 1, sizeof *m->leaves)) {
         b->fail = 1;
         return;
     }
     fleaf *L = &m->leaves[b->nl];
-    L->path0 = b->np;
-    L->npath = (uint8_t)depth;
+    L->node = j - b->root;
+    L->pair = (uint8_t)pair;
     for (int k = 0; k < depth; k++) {
         const node *nd = &m->n[b->stack_node[k]];
         int pos;
@@ -314,32 +434,41 @@ static void fast_leaf(fast_build *b, int32_t leaf, int depth) {
         int32_t child = b->stack_left[k] ? nd->left : nd->right;
         double cl = m->cover[nd->left], cr = m->cover[nd->right];
         z[pos] *= cl + cr > 0 ? m->cover[child] / (cl + cr) : 0.5;
-        fpath *fp = &m->paths[b->np++];
-        fp->node = b->stack_node[k] - b->root;
-        fp->left = b->stack_left[k];
-        fp->pos = (uint8_t)pos;
+        m->npos[b->stack_node[k]] = (uint8_t)pos; /* the same from every leaf below */
     }
-    int64_t rows = (int64_t)1 << d;
-    int capfe = b->capfe, capfe2 = b->capfe;
-    if (b->nt + rows * d > (int64_t)FAST_BUDGET ||
-        grow((void **)&m->lfeat, &b->capfe, b->nf + d, sizeof *m->lfeat) ||
-        grow((void **)&m->care, &capfe, b->nf + d, sizeof *m->care) ||
-        grow((void **)&m->want, &capfe2, b->nf + d, sizeof *m->want)) {
+    int dp = d, pg = 0; /* the parent's distinct features; the split's position */
+    double zl[FAST_MAX_D], zr[FAST_MAX_D];
+    if (pair) {
+        const node *nd = &m->n[j];
+        for (pg = 0; pg < d; pg++)
+            if (uf[pg] == nd->feat) break;
+        if (pg == d) {
+            if (d == FAST_MAX_D) {
+                b->fail = 1;
+                return;
+            }
+            uf[d] = nd->feat;
+            z[d++] = 1.0;
+        }
+        m->npos[j] = (uint8_t)pg;
+        double cl = m->cover[nd->left], cr = m->cover[nd->right];
+        memcpy(zl, z, (size_t)d * sizeof *z);
+        memcpy(zr, z, (size_t)d * sizeof *z);
+        zl[pg] *= cl + cr > 0 ? cl / (cl + cr) : 0.5;
+        zr[pg] *= cl + cr > 0 ? cr / (cl + cr) : 0.5;
+    }
+    /* states: the leaf's mask (d bits), or the parent's (dp bits) and the way taken */
+    int sbits = pair ? dp + 1 : d;
+    int64_t rows = (int64_t)1 << sbits, cols = d ? d - 1 : 0; /* (a tree that is one leaf: d = 0) */
+    if (b->nt + rows * cols > (int64_t)FAST_BUDGET ||
+        grow((void **)&m->lfeat, &b->capfe, b->nf + d, sizeof *m->lfeat)) {
         b->fail = 1;
         return;
     }
-    for (int pos = 0; pos < d; pos++) m->care[b->nf + pos] = m->want[b->nf + pos] = 0;
-    for (int k = 0; k < depth; k++) {
-        const fpath *fp = &m->paths[L->path0 + k];
-        if (fp->node < 64) {
-            m->care[b->nf + fp->pos] |= 1ull << fp->node;
-            if (fp->left) m->want[b->nf + fp->pos] |= 1ull << fp->node;
-        }
-    }
-    if (b->nt + rows * d > b->capta) {
+    if (b->nt + rows * cols > b->capta) {
         int64_t c = b->capta ? b->capta : 4096;
-        while (c < b->nt + rows * d) c *= 2;
-        double *n = eh_realloc(m->tab, (size_t)c * sizeof *n);
+        while (c < b->nt + rows * cols) c *= 2;
+        float *n = eh_realloc(m->tab, (size_t)c * sizeof *n);
         if (!n) {
             b->fail = 1;
             return;
@@ -348,36 +477,44 @@ static void fast_leaf(fast_build *b, int32_t leaf, int depth) {
         b->capta = c;
     }
     L->d = (uint8_t)d;
+    L->dp = (uint8_t)dp;
     L->feat0 = b->nf;
     L->tab0 = b->nt;
     memcpy(m->lfeat + b->nf, uf, (size_t)d * sizeof *uf);
     b->nf += d;
-    /* w[k] = k! (d-1-k)! / d! */
     double w[FAST_MAX_D];
     for (int k = 0; k < d; k++) {
         double x = 1.0 / d;
         for (int a = 1; a <= k; a++) x *= (double)a / (double)(d - a); /* C(d-1, k)^-1 / d */
         w[k] = x;
     }
-    double v = m->n[leaf].val;
-    for (int64_t mask = 0; mask < rows; mask++) {
-        double *out = m->tab + b->nt + mask * d;
-        for (int i = 0; i < d; i++) {
-            double c[FAST_MAX_D + 1] = {1.0};
-            int deg = 0;
-            for (int j = 0; j < d; j++) {
-                if (j == i) continue;
-                double o = (double)((mask >> j) & 1);
-                for (int k = deg + 1; k >= 1; k--) c[k] = c[k] * z[j] + c[k - 1] * o;
-                c[0] *= z[j];
-                deg++;
-            }
-            double sum = 0;
-            for (int k = 0; k < d; k++) sum += c[k] * w[k];
-            out[i] = v * ((double)((mask >> i) & 1) - z[i]) * sum;
-        }
+    double pz = 1, pzl = 1, pzr = 1;
+    if (!pair) {
+        L->vl = m->n[j].val;
+        for (int i = 0; i < d; i++) pz *= z[i];
+        L->vz = L->vl * pz;
+    } else {
+        L->vl = m->n[m->n[j].left].val;
+        L->vr = m->n[m->n[j].right].val;
+        for (int i = 0; i < d; i++) pzl *= zl[i], pzr *= zr[i];
+        L->vz = L->vl * pzl + L->vr * pzr;
     }
-    b->nt += rows * d;
+    for (int64_t s = 0; s < rows; s++) {
+        float *out = m->tab + b->nt + s * cols;
+        double a[FAST_MAX_D], c[FAST_MAX_D];
+        if (!pair) {
+            leaf_contrib(d, z, w, L->vl, (unsigned)s, a);
+        } else {
+            unsigned gl = (unsigned)s & 1, mp = (unsigned)(s >> 1), full = (1u << d) - 1;
+            unsigned bit = 1u << pg;
+            if (dp < d) mp |= bit; /* the split's feature is new: its prefix agrees */
+            leaf_contrib(d, zl, w, L->vl, (mp & ~(gl ? 0 : bit)) & full, a);
+            leaf_contrib(d, zr, w, L->vr, (mp & ~(gl ? bit : 0)) & full, c);
+            for (int i = 0; i < d; i++) a[i] += c[i];
+        }
+        for (int i = 0; i < cols; i++) out[i] = (float)a[i];
+    }
+    b->nt += rows * cols;
     b->nl++;
 }
 
@@ -385,7 +522,11 @@ static void fast_walk(fast_build *b, int32_t j, int depth) {
     if (b->fail) return;
     const node *nd = &b->m->n[j];
     if (nd->feat < 0) {
-        fast_leaf(b, j, depth);
+        fast_unit(b, j, depth, 0);
+        return;
+    }
+    if (b->m->n[nd->left].feat < 0 && b->m->n[nd->right].feat < 0) {
+        fast_unit(b, j, depth, 1);
         return;
     }
     b->stack_node[depth] = j;
@@ -398,7 +539,8 @@ static void fast_walk(fast_build *b, int32_t j, int depth) {
 static void fast_build_all(ml_model *m) {
     fast_build b = {.m = m};
     m->leaf_start = eh_malloc((size_t)(m->ntrees + 1) * sizeof *m->leaf_start);
-    if (!m->leaf_start) return;
+    m->npos = eh_calloc((size_t)m->nnodes, 1);
+    if (!m->leaf_start || !m->npos) b.fail = 1;
     for (int t = 0; t < m->ntrees && !b.fail; t++) {
         m->leaf_start[t] = b.nl;
         b.root = m->root[t];
@@ -406,74 +548,76 @@ static void fast_build_all(ml_model *m) {
         if (end - b.root > m->max_tree_nodes) m->max_tree_nodes = end - b.root;
         fast_walk(&b, m->root[t], 0);
     }
-    m->leaf_start[m->ntrees] = b.nl;
+    if (!b.fail) m->leaf_start[m->ntrees] = b.nl;
     m->fast = !b.fail;
     if (!m->fast) { /* too deep or too large: the recursive algorithm serves */
         eh_free(m->leaf_start);
         eh_free(m->leaves);
-        eh_free(m->paths);
         eh_free(m->lfeat);
-        eh_free(m->care);
-        eh_free(m->want);
+        eh_free(m->npos);
         eh_free(m->tab);
         m->leaf_start = NULL;
         m->leaves = NULL;
-        m->paths = NULL;
         m->lfeat = NULL;
-        m->care = m->want = NULL;
+        m->npos = NULL;
         m->tab = NULL;
     }
 }
 
-/* Trees of at most 64 nodes: which way the row goes at every node is one
- * word, and a leaf's agreement with each of its features is two ANDs. */
-static void fast_shap_bits(const ml_model *m, const float *x, double *phi) {
-    for (int t = 0; t < m->ntrees; t++) {
-        int32_t root = m->root[t], end = t + 1 < m->ntrees ? m->root[t + 1] : m->nnodes;
-        uint64_t dir = 0;
-        for (int32_t i = root; i < end; i++) {
-            const node *nd = &m->n[i];
-            if (nd->feat < 0) continue;
-            float v = x[nd->feat];
-            uint64_t goes_left = isnan(v) ? (uint64_t)nd->dleft : (uint64_t)(v < nd->val);
-            dir |= goes_left << (i - root);
-        }
-        for (int32_t l = m->leaf_start[t]; l < m->leaf_start[t + 1]; l++) {
-            const fleaf *L = &m->leaves[l];
-            const uint64_t *care = m->care + L->feat0, *want = m->want + L->feat0;
-            unsigned mask = 0;
-            for (int k = 0; k < L->d; k++) mask |= (unsigned)(((dir ^ want[k]) & care[k]) == 0) << k;
-            const double *row = m->tab + L->tab0 + (int64_t)mask * L->d;
-            const int32_t *f = m->lfeat + L->feat0;
-            for (int k = 0; k < L->d; k++) phi[f[k]] += row[k];
-        }
+/* A leaf's contributions for a row that agrees with its path on the
+ * features in mask. The table holds them as floats (half the cache lines:
+ * the tables of a model are read at random, and their size is what an
+ * explanation costs), except the last feature's, which is what makes the
+ * leaf's contributions add up, in double, to its share of the margin:
+ * v (1 if the row reaches the leaf, else 0) minus v prod z. So base +
+ * sum(phi) equals the margin to double rounding whatever the tables'
+ * precision, and each contribution is within float rounding of exact. */
+static inline void leaf_add(const ml_model *m, const fleaf *L, unsigned state, double reached, double *phi) {
+    if (!L->d) return; /* a tree that is one leaf: its value is all base */
+    int cols = L->d - 1;
+    const float *row = m->tab + L->tab0 + (int64_t)state * cols;
+    const int32_t *f = m->lfeat + L->feat0;
+    double rest = 0;
+    for (int k = 0; k < cols; k++) {
+        phi[f[k]] += row[k];
+        rest += row[k];
     }
+    phi[f[cols]] += reached - L->vz - rest;
 }
 
-static void fast_shap(const ml_model *m, const float *x, double *phi, uint8_t *left) {
-    if (m->max_tree_nodes <= 64) {
-        fast_shap_bits(m, x, phi);
-        return;
-    }
+/* nm: scratch for the tree's nodes. A node's mask has bit k set while the
+ * row agrees with every split on the way to it of the path's k-th
+ * distinct feature; a split clears its feature's bit on the side the row
+ * does not take. The loader checked that children come after their
+ * parent, so one pass in index order sees every parent first; nodes no
+ * path reaches (flat_build checked that none is reached twice) are
+ * cleared first so nothing below them reads an unset mask. */
+static void fast_shap(const ml_model *m, const float *x, double *phi, uint32_t *nm, uint8_t *dir) {
     for (int t = 0; t < m->ntrees; t++) {
         int32_t root = m->root[t], end = t + 1 < m->ntrees ? m->root[t + 1] : m->nnodes;
+        memset(nm, 0, (size_t)(end - root) * sizeof *nm);
+        nm[0] = ~0u;
         for (int32_t i = root; i < end; i++) {
             const node *nd = &m->n[i];
             if (nd->feat < 0) continue;
             float v = x[nd->feat];
-            left[i - root] = isnan(v) ? (uint8_t)nd->dleft : (uint8_t)(v < nd->val);
+            uint32_t left = (uint32_t)((v < nd->val) | (nd->dleft & (v != v)));
+            uint32_t bit = 1u << m->npos[i], p = nm[i - root];
+            dir[i - root] = (uint8_t)left;
+            /* branch-free: which way a row goes is a coin toss to the
+             * branch predictor */
+            nm[nd->left - root] = p & ~(bit & (left - 1));
+            nm[nd->right - root] = p & ~(bit & (0u - left));
         }
         for (int32_t l = m->leaf_start[t]; l < m->leaf_start[t + 1]; l++) {
             const fleaf *L = &m->leaves[l];
-            unsigned mask = (1u << L->d) - 1;
-            const fpath *fp = m->paths + L->path0;
-            /* branch-free: whether a row agrees with a path is a coin
-             * toss to the branch predictor */
-            for (int k = 0; k < L->npath; k++)
-                mask &= ~((unsigned)(left[fp[k].node] != fp[k].left) << fp[k].pos);
-            const double *row = m->tab + L->tab0 + (int64_t)mask * L->d;
-            const int32_t *f = m->lfeat + L->feat0;
-            for (int k = 0; k < L->d; k++) phi[f[k]] += row[k];
+            if (L->pair) {
+                unsigned full = (1u << L->dp) - 1, mp = nm[L->node] & full, gl = dir[L->node];
+                leaf_add(m, L, mp << 1 | gl, mp == full ? (gl ? L->vl : L->vr) : 0, phi);
+            } else {
+                unsigned full = (1u << L->d) - 1, mask = nm[L->node] & full;
+                leaf_add(m, L, mask, mask == full ? L->vl : 0, phi);
+            }
         }
     }
 }
@@ -495,7 +639,7 @@ ml_model *ml_model_from_json(const char *xgb_json, size_t len, const json_t *sch
     m->width = ml_schema_width(m->schema);
     m->log_target = json_is_true(json_object_get(schema, "log_target"));
     m->training = json_incref(json_object_get(schema, "training_distribution"));
-    if (load_trees(m, root, err, errlen)) goto bad;
+    if (load_trees(m, root, err, errlen) || flat_build(m, err, errlen)) goto bad;
     fast_build_all(m);
     json_decref(root);
     return m;
@@ -616,10 +760,58 @@ static inline int32_t leaf_of(const node *n, int32_t i, const float *x) {
     return i;
 }
 
-double ml_model_margin(const ml_model *m, const float *x) {
+double ml_model_margin_reference(const ml_model *m, const float *x) {
     double s = m->base_margin;
     for (int t = 0; t < m->ntrees; t++) s += m->n[leaf_of(m->n, m->root[t], x)].val;
     return s;
+}
+
+/* One step down: a NaN fails both comparisons, so it goes right unless
+ * the node sends missing values left; a leaf stays where it is. */
+static inline int32_t step(const fnode *fn, int32_t i, const float *x) {
+    const fnode *f = &fn[i];
+    float v = x[f->feat];
+    return f->left + ((v >= f->thr) | (f->nodl & (v != v)));
+}
+
+/* The leaves are added in tree order, as ml_model_margin_reference does:
+ * the same double sum, bit for bit. */
+double ml_model_margin(const ml_model *m, const float *x) {
+    const fnode *fn = m->fn;
+    double s = m->base_margin;
+    int t0 = 0;
+    for (; t0 + TREE_GROUP <= m->ntrees; t0 += TREE_GROUP) {
+        int32_t i[TREE_GROUP];
+        for (int j = 0; j < TREE_GROUP; j++) i[j] = m->root[t0 + j];
+        for (int d = m->gdepth[t0 / TREE_GROUP]; d > 0; d--)
+            for (int j = 0; j < TREE_GROUP; j++) i[j] = step(fn, i[j], x);
+        for (int j = 0; j < TREE_GROUP; j++) s += m->lv[i[j]];
+    }
+    for (; t0 < m->ntrees; t0++) {
+        int32_t i = m->root[t0];
+        for (int d = m->tdepth[t0]; d > 0; d--) i = step(fn, i, x);
+        s += m->lv[i];
+    }
+    return s;
+}
+
+void ml_model_margins(const ml_model *m, const float *X, size_t n, double *out) {
+    const fnode *fn = m->fn;
+    size_t w = (size_t)m->width;
+    for (size_t r0 = 0; r0 < n; r0 += ROW_BLOCK) {
+        int nb = n - r0 < ROW_BLOCK ? (int)(n - r0) : ROW_BLOCK;
+        const float *xb = X + r0 * w;
+        double s[ROW_BLOCK];
+        int32_t i[ROW_BLOCK];
+        for (int r = 0; r < nb; r++) s[r] = m->base_margin;
+        for (int t = 0; t < m->ntrees; t++) {
+            for (int r = 0; r < nb; r++) i[r] = m->root[t];
+            for (int d = m->tdepth[t]; d > 0; d--)
+                for (int r = 0; r < nb; r++) i[r] = step(fn, i[r], xb + (size_t)r * w);
+            for (int r = 0; r < nb; r++) s[r] += m->lv[i[r]];
+        }
+        memcpy(out + r0, s, (size_t)nb * sizeof *s);
+    }
 }
 
 double ml_model_output(const ml_model *m, double margin) {
@@ -722,13 +914,18 @@ void ml_model_shap(const ml_model *m, const float *x, double *phi, double *base)
     for (int c = 0; c < m->width; c++) phi[c] = 0;
     *base = m->expected;
     if (m->fast) {
-        uint8_t small_left[1024];
-        uint8_t *left = m->max_tree_nodes <= 1024 ? small_left : eh_malloc((size_t)m->max_tree_nodes);
-        if (left) {
-            fast_shap(m, x, phi, left);
-            if (left != small_left) eh_free(left);
-            return;
+        uint32_t small_nm[1024];
+        uint8_t small_dir[1024];
+        int big = m->max_tree_nodes > 1024;
+        uint32_t *nm = big ? eh_malloc((size_t)m->max_tree_nodes * sizeof *nm) : small_nm;
+        uint8_t *dir = big ? eh_malloc((size_t)m->max_tree_nodes) : small_dir;
+        int ok = nm && dir;
+        if (ok) fast_shap(m, x, phi, nm, dir);
+        if (big) {
+            eh_free(nm);
+            eh_free(dir);
         }
+        if (ok) return;
     }
     ml_model_shap_recursive(m, x, phi, base);
 }

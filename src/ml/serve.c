@@ -194,13 +194,22 @@ static double quantile_us(const served *s, double q) {
  * {"model","version","score","margin"[,"explanation":{"base","contributions"}]}.
  * Contributions are per raw feature: SHAP is additive, so a categorical's
  * one-hot columns add up to the feature's share. */
+/* ",KEY":number" (key without quotes): the number as %.15g writes it */
+static int put_num(buf *b, const char *key, double v) {
+    char num[ML_G15_LEN];
+    int n = ml_format_g15(v, num);
+    int rc = buf_puts(b, key);
+    return rc == BUF_OK ? buf_append(b, num, (size_t)n) : rc;
+}
+
 static void reply_scored(http_req *q, const served *s, const mref *r, double margin, const double *phi, double base) {
     const ml_model *m = r->m;
     buf b;
     buf_init(&b, (size_t)4 << 20);
     /* model names are [a-z0-9_-]: nothing to escape */
-    int rc = buf_printf(&b, "{\"model\":\"%s\",\"version\":%d,\"score\":%.15g,\"margin\":%.15g", s->name,
-                        r->version, ml_model_output(m, margin), margin);
+    int rc = buf_printf(&b, "{\"model\":\"%s\",\"version\":%d", s->name, r->version);
+    if (rc == BUF_OK) rc = put_num(&b, ",\"score\":", ml_model_output(m, margin));
+    if (rc == BUF_OK) rc = put_num(&b, ",\"margin\":", margin);
     if (phi && rc == BUF_OK) {
         const ml_schema *sc = ml_model_schema(m);
         int nf = ml_schema_features(sc), w = ml_schema_width(sc);
@@ -210,13 +219,14 @@ static void reply_scored(http_req *q, const served *s, const mref *r, double mar
         } else {
             memset(byf, 0, (size_t)nf * sizeof *byf);
             for (int col = 0; col < w; col++) byf[ml_schema_owner(sc, col)] += phi[col];
-            rc = buf_printf(&b, ",\"explanation\":{\"base\":%.15g,\"contributions\":{", base);
+            rc = put_num(&b, ",\"explanation\":{\"base\":", base);
+            if (rc == BUF_OK) rc = buf_puts(&b, ",\"contributions\":{");
             for (int f = 0; f < nf && rc == BUF_OK; f++) {
                 const char *name = ml_schema_feature(sc, f);
                 if (f) rc = buf_puts(&b, ",");
                 if (rc == BUF_OK) rc = buf_puts(&b, "\"");
                 if (rc == BUF_OK) rc = buf_json_str(&b, name, strlen(name));
-                if (rc == BUF_OK) rc = buf_printf(&b, "\":%.15g", byf[f]);
+                if (rc == BUF_OK) rc = put_num(&b, "\":", byf[f]);
             }
             if (rc == BUF_OK) rc = buf_puts(&b, "}}");
             if (byf != byf_small) eh_free(byf);
@@ -444,16 +454,23 @@ static void score_work(void *arg) {
     buf_free(&j->body);
     if (j->status) return;
     j->rows = n;
+    double *mg = eh_malloc((n ? n : 1) * sizeof *mg);
+    if (!mg) {
+        eh_free(X);
+        j->status = 503;
+        snprintf(j->err, sizeof j->err, "out of memory");
+        return;
+    }
+    ml_model_margins(m, X, n, mg);
+    if (j->drift)
+        for (size_t i = 0; i < n; i++) ml_drift_add(j->drift, X + i * (size_t)w);
+    eh_free(X);
     /* {"model":NAME,"version":N,"scores":[...]}: names are [a-z0-9_-] */
     buf_init(&j->out, (size_t)64 << 20);
     int rc = buf_printf(&j->out, "{\"model\":\"%s\",\"version\":%d,\"scores\":[", j->s->name, j->r->version);
-    for (size_t i = 0; i < n && rc == BUF_OK; i++) {
-        const float *x = X + i * (size_t)w;
-        if (j->drift) ml_drift_add(j->drift, x);
-        rc = buf_printf(&j->out, i ? ",%.15g" : "%.15g", ml_model_output(m, ml_model_margin(m, x)));
-    }
+    for (size_t i = 0; i < n && rc == BUF_OK; i++) rc = put_num(&j->out, i ? "," : "", ml_model_output(m, mg[i]));
     if (rc == BUF_OK) rc = buf_puts(&j->out, "]}");
-    eh_free(X);
+    eh_free(mg);
     if (rc != BUF_OK) {
         j->status = 503;
         snprintf(j->err, sizeof j->err, "out of memory");

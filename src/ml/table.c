@@ -3,6 +3,8 @@
  * offsets (rows x cols). 41k rows of 15 columns take a few MB. */
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
+#include <stdint.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,6 +178,10 @@ const char *ml_table_cell(const ml_table *t, size_t row, size_t col) {
 
 int ml_is_missing(const char *s) {
     static const char *const na[] = {"", "na", "n/a", "nan", "null", "none", "?", "#n/a", "-"};
+    /* every marker starts with one of these (or is empty): most values are
+     * told apart by their first byte, without nine strcasecmp calls */
+    if (!s[0]) return 1;
+    if (!strchr("nN?#-", s[0])) return 0;
     for (size_t i = 0; i < sizeof na / sizeof na[0]; i++)
         if (strcasecmp(s, na[i]) == 0) return 1;
     return 0;
@@ -205,4 +211,57 @@ int ml_parse_number(const char *s, double *out) {
     if (*end || end == tmp || !isfinite(d)) return -1;
     *out = d;
     return 0;
+}
+
+/* %.15g prints 15 significant digits, correctly rounded from the double's
+ * exact value, in fixed notation when the decimal exponent is in [-4, 14],
+ * without trailing zeros. Here the digits come from x scaled in long
+ * double: with a 64-bit mantissa the scaled value is within ~1e-5 of
+ * exact, so the rounding is the correctly rounded one unless the fraction
+ * is that close to one half; then, and outside the fixed range, snprintf
+ * decides. */
+int ml_format_g15(double x, char out[ML_G15_LEN]) {
+#if LDBL_MANT_DIG >= 64
+    static const long double p10[] = {1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,  1e7L,  1e8L,  1e9L,
+                                      1e10L, 1e11L, 1e12L, 1e13L, 1e14L, 1e15L, 1e16L, 1e17L, 1e18L};
+    long double a = fabsl((long double)x);
+    if (isfinite(x) && a >= 1e-4L && a < 1e15L) {
+        /* the decimal exponent e: a 10^(14-e) in [10^14, 10^15); the
+         * powers are exact (at most 10^18), the product rounded once */
+        int e = 14;
+        long double scaled = a;
+        while (scaled < 1e14L) scaled = a * p10[14 - --e];
+        long double fl = floorl(scaled), frac = scaled - fl;
+        if (fabsl(frac - 0.5L) > 1e-4L) {
+            uint64_t n = (uint64_t)fl + (frac > 0.5L);
+            if (n >= 1000000000000000ull) { /* rounded up to 10^15 */
+                n /= 10;
+                e++;
+            }
+            if (e <= 14 && n >= 100000000000000ull) {
+                char dig[16];
+                for (int i = 14; i >= 0; i--, n /= 10) dig[i] = (char)('0' + n % 10);
+                int nd = 15;
+                while (nd > 1 && dig[nd - 1] == '0') nd--;
+                int k = 0;
+                if (x < 0) out[k++] = '-';
+                if (e >= 0) {
+                    for (int i = 0; i <= e; i++) out[k++] = i < nd ? dig[i] : '0';
+                    if (nd > e + 1) {
+                        out[k++] = '.';
+                        for (int i = e + 1; i < nd; i++) out[k++] = dig[i];
+                    }
+                } else {
+                    out[k++] = '0';
+                    out[k++] = '.';
+                    for (int i = 0; i < -e - 1; i++) out[k++] = '0';
+                    for (int i = 0; i < nd; i++) out[k++] = dig[i];
+                }
+                out[k] = 0;
+                return k;
+            }
+        }
+    }
+#endif
+    return snprintf(out, ML_G15_LEN, "%.15g", x);
 }

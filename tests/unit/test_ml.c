@@ -117,6 +117,39 @@ static void test_calibration(void **st) {
     json_decref(j);
 }
 
+/* ml_format_g15 writes what printf's %.15g writes: random doubles over
+ * every magnitude the fast path covers and beyond, values a rounding
+ * boundary away, and the special ones. */
+static void test_format_g15(void **st) {
+    (void)st;
+    char a[ML_G15_LEN], b[64];
+    uint64_t r = 0x9E3779B97F4A7C15ull;
+    static const double special[] = {0.0, -0.0, 1.0, -1.0, 0.5, 1e-4, 9.99999999999999e-5, 1e15, 999999999999999.5,
+                                     99999999999999.95, 0.1, 0.30000000000000004, 123456789012345.6, 1e300, -1e-300,
+                                     5e-324, NAN, INFINITY, -INFINITY, 0.99999999999999994, 9.9999999999999995e-5};
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) {
+        int n = ml_format_g15(special[i], a);
+        snprintf(b, sizeof b, "%.15g", special[i]);
+        assert_string_equal(a, b);
+        assert_int_equal(n, (int)strlen(b));
+    }
+    for (int i = 0; i < 3000000; i++) {
+        r ^= r << 13, r ^= r >> 7, r ^= r << 17;
+        double x;
+        if (i % 3 == 0) { /* any bit pattern in a range of exponents */
+            uint64_t bits = (r & 0x800FFFFFFFFFFFFFull) | ((uint64_t)(1023 - 20 + (r >> 52) % 75) << 52);
+            memcpy(&x, &bits, sizeof x);
+        } else if (i % 3 == 1) { /* probabilities and margins, as served */
+            x = (double)(r >> 11) / 9007199254740992.0 * ((r & 1) ? 20 : 1) - ((r & 2) ? 10 : 0);
+        } else { /* short decimals, where halfway cases live */
+            x = (double)(r % 100000000000000000ull) / 1e9 / (double)(1 + (r >> 60));
+        }
+        ml_format_g15(x, a);
+        snprintf(b, sizeof b, "%.15g", x);
+        if (strcmp(a, b) != 0) fail_msg("%.17g: %s != %s", x, a, b);
+    }
+}
+
 static void test_parse_number(void **st) {
     (void)st;
     double d;
@@ -259,6 +292,19 @@ static void check_against_xgboost(const char *data, json_t *rep) {
                                                  "\"iteration_end\":0,\"strict_shape\":false}",
                                                  &shape, &dim, &contrib), 0);
     assert_int_equal(shape[1], (bst_ulong)w + 1);
+    /* the flat walkers against the plain one, bit for bit: one row at a
+     * time, and in blocks (n is not a multiple of the block, so a partial
+     * block is covered too) */
+    double *batch = malloc(n * sizeof *batch);
+    ml_model_margins(m, X, n, batch);
+    for (size_t r = 0; r < n; r++) {
+        double ref = ml_model_margin_reference(m, X + r * (size_t)w);
+        if (memcmp(&ref, &batch[r], sizeof ref) != 0) fail_msg("row %zu: batch margin %.17g != %.17g", r, batch[r], ref);
+        double one = ml_model_margin(m, X + r * (size_t)w);
+        if (memcmp(&ref, &one, sizeof ref) != 0) fail_msg("row %zu: margin %.17g != %.17g", r, one, ref);
+    }
+    ml_model_margins(m, X + 1, 0, batch); /* no rows: nothing written */
+    free(batch);
     double *phi = malloc((size_t)w * sizeof *phi), base, worst_m = 0, worst_s = 0, worst_add = 0;
     for (size_t r = 0; r < n; r++) {
         const float *x = X + r * (size_t)w;
@@ -290,7 +336,10 @@ static void check_against_xgboost(const char *data, json_t *rep) {
     double us_rec = ((c2.tv_sec - b2.tv_sec) * 1e9 + (c2.tv_nsec - b2.tv_nsec)) / 1e3 / (double)n;
     printf("# %s: TreeSHAP %.1f µs/row (tables) vs %.1f µs/row (recursive); max difference %.2g\n",
            json_string_value(json_object_get(rep, "model")), us_fast, us_rec, worst_fr);
-    assert_true(worst_fr < 1e-9);
+    /* the tables hold floats (see leaf_add): each contribution is within
+     * float rounding of the recursive algorithm's; additivity, checked
+     * below, stays exact to double rounding */
+    assert_true(worst_fr < 1e-6);
     free(phi2);
     printf("# %s: %zu rows, %d trees: max |margin diff| %.2g, max |shap diff| %.2g, max additivity error %.2g\n",
            json_string_value(json_object_get(rep, "model")), n, ml_model_trees(m), worst_m, worst_s, worst_add);
@@ -484,6 +533,7 @@ int main(void) {
         cmocka_unit_test(test_auc),
         cmocka_unit_test(test_losses),
         cmocka_unit_test(test_parse_number),
+        cmocka_unit_test(test_format_g15),
         cmocka_unit_test(test_schema),
         cmocka_unit_test(test_walker_and_shap_match_xgboost),
         cmocka_unit_test(test_reproducible),
@@ -494,5 +544,7 @@ int main(void) {
         cmocka_unit_test(test_quality_churn),
         cmocka_unit_test(test_quality_sacramento),
     };
+    /* EHUB_TEST_FILTER=test_walker* runs only the matching tests (cmocka's glob) */
+    if (getenv("EHUB_TEST_FILTER")) cmocka_set_test_filter(getenv("EHUB_TEST_FILTER"));
     return cmocka_run_group_tests(tests, setup, teardown);
 }
