@@ -387,7 +387,18 @@ static int conn_open(sq_store *q, sq_conn *c, const char *path, int writer, stor
         snprintf(pragmas, sizeof pragmas, "PRAGMA foreign_keys=ON; PRAGMA query_only=1;");
     }
     char *emsg = NULL;
-    rc = sqlite3_exec(c->db, pragmas, NULL, NULL, &emsg);
+    /* Switching to WAL needs a lock that SQLite does not wait for with the
+     * busy handler: two nodes opening one new database at once, or an open
+     * while the last connection checkpoints on close, get SQLITE_BUSY at
+     * once. The pragmas are idempotent, so wait and retry, as long as the
+     * busy timeout would have. */
+    for (int waited = 0;; waited += 10) {
+        rc = sqlite3_exec(c->db, pragmas, NULL, NULL, &emsg);
+        if ((rc & 0xff) != SQLITE_BUSY || waited >= q->s->opts.busy_timeout_ms) break;
+        sqlite3_free(emsg);
+        emsg = NULL;
+        sqlite3_sleep(10);
+    }
     if (rc == SQLITE_OK && writer) {
         /* journal_mode answers with the mode it got; a read-only directory or
          * a network file system can refuse WAL. */
