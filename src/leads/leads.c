@@ -75,16 +75,15 @@ int leads_upsert(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, i
         return rc ? rc : score_lead(tx, dup, now_ms, err);
     }
     *created = 1;
-    if ((rc = ent_insert(tx, v, now_ms, id, err))) return rc;
-    if ((rc = ent_get(tx, &entity_lead, *id, &lead, err))) return rc;
+    /* the new row comes back from the INSERT itself, and routing reads the
+     * lead's areas and language from it */
+    if ((rc = ent_insert_row(tx, v, now_ms, id, &lead, err))) return rc;
     rc = leads_event(tx, "lead.created", lead, err);
-    int has_agent = json_is_integer(json_object_get(lead, "agent_id"));
-    json_decref(lead);
-    if (rc) return rc;
-    if (!has_agent) {
+    if (!rc && !json_is_integer(json_object_get(lead, "agent_id"))) {
         int64_t agent;
-        rc = leads_route(tx, *id, "new lead", now_ms, &agent, err);
+        rc = leads_route_lead(tx, lead, "new lead", now_ms, &agent, err);
     }
+    json_decref(lead);
     /* speed to lead: the first touch is queued with the lead itself */
     if (!rc) rc = nurture_on_new_lead(tx, *id, now_ms, err);
     return rc ? rc : score_lead(tx, *id, now_ms, err);
