@@ -51,6 +51,12 @@ int privacy_consent_diff(store_tx *tx, int64_t lead, const int *before, const ch
                          int64_t now_ms, store_err *err) {
     int now[4];
     int rc = privacy_consent_flags(tx, lead, now, err);
+    return rc ? rc : privacy_consent_diff_known(tx, lead, before, now, source, evidence, now_ms, err);
+}
+
+int privacy_consent_diff_known(store_tx *tx, int64_t lead, const int *before, const int now[4], const char *source,
+                               const char *evidence, int64_t now_ms, store_err *err) {
+    int rc = STORE_OK;
     for (int i = 0; !rc && i < 4; i++) {
         /* a new lead: what it came with (consent given, DND on) is recorded;
          * the defaults (no consent, no DND) are not news */
