@@ -86,15 +86,16 @@ static int route(store_tx *tx, int64_t lead_id, json_t *lead_areas, const char *
     store_rows *ar = NULL;
     store_val ap[] = {SV_I(t)};
     /* One row per active agent, each with the mode; one row with NULL agent
-     * columns when there is none. */
+     * columns when there is none. In no particular order: an ORDER BY here
+     * cost SQLite a temporary b-tree per new lead; ties go to the lowest id
+     * below instead. */
     int rc = store_query(tx,
                          "SELECT s.mode, a.id, a.capacity, a.areas, a.languages, a.last_assigned_at, "
                          "(SELECT COUNT(*) FROM leads l WHERE l.tenant_id = a.tenant_id AND "
                          "l.agent_id = a.id AND l.status = 'open' AND l.deleted_at IS NULL) "
                          "FROM (SELECT COALESCE((SELECT routing_mode FROM tenant_settings WHERE tenant_id = $1), "
                          "'round_robin') AS mode) s "
-                         "LEFT JOIN agents a ON a.tenant_id = $1 AND a.active = 1 AND a.deleted_at IS NULL "
-                         "ORDER BY a.id",
+                         "LEFT JOIN agents a ON a.tenant_id = $1 AND a.active = 1 AND a.deleted_at IS NULL",
                          ap, 1, &ar, err);
     if (rc) return rc;
     const char *mode = store_rows_count(ar) ? store_rows_text(ar, 0, 0) : "round_robin";
@@ -123,10 +124,14 @@ static int route(store_tx *tx, int64_t lead_id, json_t *lead_areas, const char *
         int64_t last = store_rows_int(ar, i, 5);
         /* Preference first; then round robin (least recently assigned) or
          * least loaded (lowest load/capacity), each tie-broken by the other. */
+        int64_t id = store_rows_int(ar, i, 1);
         int better;
         if (pref != best_pref) better = pref > best_pref;
         else if (least_loaded) better = ratio < best_load || (ratio == best_load && last < best_last);
         else better = last < best_last || (last == best_last && ratio < best_load);
+        /* a full tie: the lowest id, as when the rows came in id order */
+        if (!better && best >= 0 && pref == best_pref && ratio == best_load && last == best_last)
+            better = id < store_rows_int(ar, best, 1);
         if (best < 0 || better) {
             best = i;
             best_pref = pref;
