@@ -271,7 +271,12 @@ static int select_cols(const entity *e, buf *b) {
 }
 
 int ent_insert(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, store_err *err) {
+    return ent_insert_row(tx, v, now_ms, id, NULL, err);
+}
+
+int ent_insert_row(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, json_t **row, store_err *err) {
     const entity *e = v->e;
+    if (row) *row = NULL;
     buf sql, vals;
     buf_init(&sql, 8192);
     buf_init(&vals, 4096);
@@ -288,17 +293,36 @@ int ent_insert(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, sto
         n++;
         buf_printf(&vals, ", $%d", n);
     }
-    buf_printf(&sql, ") VALUES (%s) RETURNING id", vals.p);
+    buf_printf(&sql, ") VALUES (%s) RETURNING ", vals.p);
+    /* The whole row when asked, or when its consent flags are to be
+     * logged: what a SELECT right after would read, without that statement. */
+    int log_consent = e == &entity_lead && touches_consent(v);
+    if (row || log_consent) select_cols(e, &sql);
+    else buf_puts(&sql, "id");
     store_rows *r = NULL;
     int rc = sql.len < sql.max - 1 ? store_query(tx, sql.p, p, n, &r, err) : STORE_ERR;
-    if (rc == STORE_OK) *id = store_rows_int(r, 0, 0);
+    int flags[4];
+    if (rc == STORE_OK) {
+        *id = store_rows_int(r, 0, 0);
+        if (row && !(*row = ent_row_json(e, r, 0))) {
+            set_err(err, STORE_NOMEM, "out of memory");
+            rc = STORE_NOMEM;
+        }
+        static const char *const names[] = {"consent_sms", "consent_email", "consent_call", "dnd"};
+        for (int k = 0; log_consent && k < 4; k++) /* column 0 is id */
+            flags[k] = store_rows_int(r, 0, ent_field(e, names[k]) + 1) != 0;
+    }
     store_rows_free(r);
     buf_free(&sql);
     buf_free(&vals);
     /* consent given with a new lead is logged with it */
-    if (rc == STORE_OK && e == &entity_lead && touches_consent(v))
-        rc = privacy_consent_diff(tx, *id, NULL, v->consent_source ? v->consent_source : "api", v->consent_evidence,
-                                  now_ms, err);
+    if (rc == STORE_OK && log_consent)
+        rc = privacy_consent_diff_known(tx, *id, NULL, flags, v->consent_source ? v->consent_source : "api",
+                                        v->consent_evidence, now_ms, err);
+    if (rc && row) {
+        json_decref(*row);
+        *row = NULL;
+    }
     return rc;
 }
 

@@ -83,6 +83,9 @@ void ent_error(json_t **errors, const char *field, const char *message);
 
 /* INSERT with the present values; returns the new id. */
 int ent_insert(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, store_err *err);
+/* The same, and *row (if row is not NULL; the caller's) gets the new row as
+ * ent_get would read it, from the INSERT's RETURNING. */
+int ent_insert_row(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, json_t **row, store_err *err);
 /* UPDATE the present values of row id. expect_version > 0 requires that
  * version (else STORE_CONFLICT with msg "version"). STORE_NOTFOUND if no
  * live row. Bumps version and updated_at. */

@@ -15,25 +15,38 @@ static const store_val *val_of(const ent_vals *v, const char *name) {
 }
 
 /* The tenant's live lead with the same GHL contact id, else email, else
- * phone: GHL's duplicate rules, most specific first. */
+ * phone: GHL's duplicate rules, most specific first. One statement of
+ * three scalar subqueries, each planned on its own as a lookup in its
+ * partial index (leads_email and leads_phone hold id: index-only; leads_ghl
+ * is unique among live leads, so it needs no ORDER BY, which made
+ * PostgreSQL walk leads_list instead on fresh tables); a key the input
+ * lacks is bound as NULL and matches nothing. */
 static int find_duplicate(store_tx *tx, const ent_vals *v, int64_t *id, store_err *err) {
     static const char *const keys[] = {"ghl_contact_id", "email", "phone"};
     *id = 0;
-    for (int k = 0; k < 3 && !*id; k++) {
+    store_val p[4] = {SV_I(store_tx_tenant(tx)), SV_NULLV, SV_NULLV, SV_NULLV};
+    int any = 0;
+    for (int k = 0; k < 3; k++) {
         const store_val *sv = val_of(v, keys[k]);
-        if (!sv) continue;
-        char sql[160];
-        snprintf(sql, sizeof sql,
-                 "SELECT id FROM leads WHERE tenant_id = $1 AND %s = $2 AND deleted_at IS NULL "
-                 "ORDER BY id LIMIT 1",
-                 keys[k]);
-        store_val p[] = {SV_I(store_tx_tenant(tx)), *sv};
-        store_rows *r = NULL;
-        int rc = store_query(tx, sql, p, 2, &r, err);
-        if (rc) return rc;
-        if (store_rows_count(r)) *id = store_rows_int(r, 0, 0);
-        store_rows_free(r);
+        if (sv) {
+            p[k + 1] = *sv;
+            any = 1;
+        }
     }
+    if (!any) return STORE_OK;
+    store_rows *r = NULL;
+    int rc = store_query(tx,
+                         "SELECT (SELECT id FROM leads WHERE tenant_id = $1 AND ghl_contact_id = $2 "
+                         "AND deleted_at IS NULL LIMIT 1), "
+                         "(SELECT id FROM leads WHERE tenant_id = $1 AND email = $3 "
+                         "AND deleted_at IS NULL ORDER BY id LIMIT 1), "
+                         "(SELECT id FROM leads WHERE tenant_id = $1 AND phone = $4 "
+                         "AND deleted_at IS NULL ORDER BY id LIMIT 1)",
+                         p, 4, &r, err);
+    if (rc) return rc;
+    for (int k = 0; k < 3 && !*id && store_rows_count(r); k++)
+        if (!store_rows_isnull(r, 0, k)) *id = store_rows_int(r, 0, k);
+    store_rows_free(r);
     return STORE_OK;
 }
 
@@ -75,16 +88,15 @@ int leads_upsert(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, i
         return rc ? rc : score_lead(tx, dup, now_ms, err);
     }
     *created = 1;
-    if ((rc = ent_insert(tx, v, now_ms, id, err))) return rc;
-    if ((rc = ent_get(tx, &entity_lead, *id, &lead, err))) return rc;
+    /* the new row comes back from the INSERT itself, and routing reads the
+     * lead's areas and language from it */
+    if ((rc = ent_insert_row(tx, v, now_ms, id, &lead, err))) return rc;
     rc = leads_event(tx, "lead.created", lead, err);
-    int has_agent = json_is_integer(json_object_get(lead, "agent_id"));
-    json_decref(lead);
-    if (rc) return rc;
-    if (!has_agent) {
+    if (!rc && !json_is_integer(json_object_get(lead, "agent_id"))) {
         int64_t agent;
-        rc = leads_route(tx, *id, "new lead", now_ms, &agent, err);
+        rc = leads_route_lead(tx, lead, "new lead", now_ms, &agent, err);
     }
+    json_decref(lead);
     /* speed to lead: the first touch is queued with the lead itself */
     if (!rc) rc = nurture_on_new_lead(tx, *id, now_ms, err);
     return rc ? rc : score_lead(tx, *id, now_ms, err);

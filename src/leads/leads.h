@@ -58,6 +58,10 @@ int leads_event(store_tx *tx, const char *type, json_t *data, store_err *err);
  * lead.unassigned when nobody can take it. *agent_id = 0 if none. */
 int leads_route(store_tx *tx, int64_t lead_id, const char *why, int64_t now_ms, int64_t *agent_id,
                 store_err *err);
+/* The same for a lead the caller holds as JSON (ent_get's shape: id,
+ * areas, language), without reading it again. */
+int leads_route_lead(store_tx *tx, json_t *lead, const char *why, int64_t now_ms, int64_t *agent_id,
+                     store_err *err);
 /* Re-routes every open lead of an agent that was deactivated or deleted. */
 int leads_reassign_from(store_tx *tx, int64_t agent_id, int64_t now_ms, int *moved, store_err *err);
 

@@ -15,8 +15,8 @@ int leads_event(store_tx *tx, const char *type, json_t *data, store_err *err) {
         }
         return STORE_NOMEM;
     }
-    int64_t seq;
-    int rc = store_event_append(tx, type, s, &seq, err);
+    /* the seq is not needed: the row is written with the transaction's others */
+    int rc = store_event_append(tx, type, s, NULL, err);
     free(s);
     return rc;
 }
@@ -76,65 +76,62 @@ static int has_lang(json_t *langs, const char *lang) {
     return 0;
 }
 
-int leads_route(store_tx *tx, int64_t lead_id, const char *why, int64_t now_ms, int64_t *agent_id,
-                store_err *err) {
+/* Routes lead_id given its areas (a JSON array or NULL; borrowed) and
+ * language. The tenant's mode comes with the agents in one statement: a
+ * lead write is on the webhook hot path. */
+static int route(store_tx *tx, int64_t lead_id, json_t *lead_areas, const char *lang, const char *why,
+                 int64_t now_ms, int64_t *agent_id, store_err *err) {
     *agent_id = 0;
-    tenant_settings ts;
-    int rc = leads_settings_load(tx, &ts, err);
-    leads_settings_free(&ts);
-    if (rc) return rc;
-    if (strcmp(ts.routing_mode, "off") == 0) return STORE_OK;
     int64_t t = store_tx_tenant(tx);
-    store_val lp[] = {SV_I(t), SV_I(lead_id)};
-    store_rows *lr = NULL;
-    rc = store_query(tx, "SELECT areas, language FROM leads WHERE tenant_id = $1 AND id = $2", lp, 2, &lr, err);
-    if (rc) return rc;
-    if (store_rows_count(lr) == 0) {
-        store_rows_free(lr);
-        return STORE_OK;
-    }
-    json_t *lead_areas = json_loads(store_rows_text(lr, 0, 0), 0, NULL);
-    char lang[17] = "";
-    if (!store_rows_isnull(lr, 0, 1)) snprintf(lang, sizeof lang, "%s", store_rows_text(lr, 0, 1));
-    store_rows_free(lr);
-
     store_rows *ar = NULL;
     store_val ap[] = {SV_I(t)};
-    rc = store_query(tx,
-                     "SELECT a.id, a.capacity, a.areas, a.languages, a.last_assigned_at, "
-                     "(SELECT COUNT(*) FROM leads l WHERE l.tenant_id = a.tenant_id AND "
-                     "l.agent_id = a.id AND l.status = 'open' AND l.deleted_at IS NULL) "
-                     "FROM agents a WHERE a.tenant_id = $1 AND a.active = 1 AND a.deleted_at IS NULL "
-                     "ORDER BY a.id",
-                     ap, 1, &ar, err);
-    if (rc) {
-        json_decref(lead_areas);
-        return rc;
+    /* One row per active agent, each with the mode; one row with NULL agent
+     * columns when there is none. In no particular order: an ORDER BY here
+     * cost SQLite a temporary b-tree per new lead; ties go to the lowest id
+     * below instead. */
+    int rc = store_query(tx,
+                         "SELECT s.mode, a.id, a.capacity, a.areas, a.languages, a.last_assigned_at, "
+                         "(SELECT COUNT(*) FROM leads l WHERE l.tenant_id = a.tenant_id AND "
+                         "l.agent_id = a.id AND l.status = 'open' AND l.deleted_at IS NULL) "
+                         "FROM (SELECT COALESCE((SELECT routing_mode FROM tenant_settings WHERE tenant_id = $1), "
+                         "'round_robin') AS mode) s "
+                         "LEFT JOIN agents a ON a.tenant_id = $1 AND a.active = 1 AND a.deleted_at IS NULL",
+                         ap, 1, &ar, err);
+    if (rc) return rc;
+    const char *mode = store_rows_count(ar) ? store_rows_text(ar, 0, 0) : "round_robin";
+    if (strcmp(mode, "off") == 0) {
+        store_rows_free(ar);
+        return STORE_OK;
     }
     int best = -1, best_pref = -1;
     double best_load = 2.0;
     int64_t best_last = 0;
-    int least_loaded = strcmp(ts.routing_mode, "least_loaded") == 0;
+    int least_loaded = strcmp(mode, "least_loaded") == 0;
     int n = store_rows_count(ar);
     int pref_area = 0, pref_lang = 0;
     for (int i = 0; i < n; i++) {
-        int64_t cap = store_rows_int(ar, i, 1), load = store_rows_int(ar, i, 5);
+        if (store_rows_isnull(ar, i, 1)) continue; /* no agent at all */
+        int64_t cap = store_rows_int(ar, i, 2), load = store_rows_int(ar, i, 6);
         if (load >= cap) continue;
-        json_t *areas = json_loads(store_rows_text(ar, i, 2), 0, NULL);
-        json_t *langs = json_loads(store_rows_text(ar, i, 3), 0, NULL);
+        json_t *areas = json_loads(store_rows_text(ar, i, 3), 0, NULL);
+        json_t *langs = json_loads(store_rows_text(ar, i, 4), 0, NULL);
         int a_match = json_is_array(lead_areas) && json_is_array(areas) && overlap(lead_areas, areas);
         int l_match = json_is_array(langs) && has_lang(langs, lang);
         json_decref(areas);
         json_decref(langs);
         int pref = 2 * a_match + l_match;
         double ratio = cap ? (double)load / (double)cap : 1.0;
-        int64_t last = store_rows_int(ar, i, 4);
+        int64_t last = store_rows_int(ar, i, 5);
         /* Preference first; then round robin (least recently assigned) or
          * least loaded (lowest load/capacity), each tie-broken by the other. */
+        int64_t id = store_rows_int(ar, i, 1);
         int better;
         if (pref != best_pref) better = pref > best_pref;
         else if (least_loaded) better = ratio < best_load || (ratio == best_load && last < best_last);
         else better = last < best_last || (last == best_last && ratio < best_load);
+        /* a full tie: the lowest id, as when the rows came in id order */
+        if (!better && best >= 0 && pref == best_pref && ratio == best_load && last == best_last)
+            better = id < store_rows_int(ar, best, 1);
         if (best < 0 || better) {
             best = i;
             best_pref = pref;
@@ -144,7 +141,6 @@ int leads_route(store_tx *tx, int64_t lead_id, const char *why, int64_t now_ms, 
             pref_lang = l_match;
         }
     }
-    json_decref(lead_areas);
     char reason[256];
     if (best < 0) {
         store_rows_free(ar);
@@ -154,8 +150,8 @@ int leads_route(store_tx *tx, int64_t lead_id, const char *why, int64_t now_ms, 
         json_decref(ev);
         return rc;
     }
-    int64_t aid = store_rows_int(ar, best, 0);
-    int64_t load = store_rows_int(ar, best, 5), cap = store_rows_int(ar, best, 1);
+    int64_t aid = store_rows_int(ar, best, 1);
+    int64_t load = store_rows_int(ar, best, 6), cap = store_rows_int(ar, best, 2);
     store_rows_free(ar);
     snprintf(reason, sizeof reason, "%s; %s%s%s; load %lld/%lld", why,
              least_loaded ? "least loaded" : "round robin", pref_area ? ", covers the lead's area" : "",
@@ -174,6 +170,33 @@ int leads_route(store_tx *tx, int64_t lead_id, const char *why, int64_t now_ms, 
     json_decref(ev);
     if (!rc) *agent_id = aid;
     return rc;
+}
+
+int leads_route(store_tx *tx, int64_t lead_id, const char *why, int64_t now_ms, int64_t *agent_id,
+                store_err *err) {
+    *agent_id = 0;
+    store_val lp[] = {SV_I(store_tx_tenant(tx)), SV_I(lead_id)};
+    store_rows *lr = NULL;
+    int rc = store_query(tx, "SELECT areas, language FROM leads WHERE tenant_id = $1 AND id = $2", lp, 2, &lr, err);
+    if (rc) return rc;
+    if (store_rows_count(lr) == 0) {
+        store_rows_free(lr);
+        return STORE_OK;
+    }
+    json_t *lead_areas = json_loads(store_rows_text(lr, 0, 0), 0, NULL);
+    char lang[17] = "";
+    if (!store_rows_isnull(lr, 0, 1)) snprintf(lang, sizeof lang, "%s", store_rows_text(lr, 0, 1));
+    store_rows_free(lr);
+    rc = route(tx, lead_id, lead_areas, lang, why, now_ms, agent_id, err);
+    json_decref(lead_areas);
+    return rc;
+}
+
+int leads_route_lead(store_tx *tx, json_t *lead, const char *why, int64_t now_ms, int64_t *agent_id,
+                     store_err *err) {
+    json_t *lang = json_object_get(lead, "language");
+    return route(tx, json_integer_value(json_object_get(lead, "id")), json_object_get(lead, "areas"),
+                 json_is_string(lang) ? json_string_value(lang) : "", why, now_ms, agent_id, err);
 }
 
 int leads_reassign_from(store_tx *tx, int64_t agent_id, int64_t now_ms, int *moved, store_err *err) {

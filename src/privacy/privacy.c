@@ -51,14 +51,29 @@ int privacy_consent_diff(store_tx *tx, int64_t lead, const int *before, const ch
                          int64_t now_ms, store_err *err) {
     int now[4];
     int rc = privacy_consent_flags(tx, lead, now, err);
-    for (int i = 0; !rc && i < 4; i++) {
+    return rc ? rc : privacy_consent_diff_known(tx, lead, before, now, source, evidence, now_ms, err);
+}
+
+int privacy_consent_diff_known(store_tx *tx, int64_t lead, const int *before, const int now[4], const char *source,
+                               const char *evidence, int64_t now_ms, store_err *err) {
+    /* The changes go in one INSERT (rows in channel order, as the ids
+     * were given one by one before): this runs with every lead write. */
+    char sql[512] = "INSERT INTO consent_log (tenant_id, lead_id, channel, status, source, evidence, created_at) VALUES ";
+    size_t len = strlen(sql);
+    store_val p[5 + 2 * 4] = {T(tx), SV_I(lead), SV_S(source ? source : "api"), SV_S(evidence), SV_I(now_ms)};
+    int np = 5, rows = 0;
+    for (int i = 0; i < 4; i++) {
         /* a new lead: what it came with (consent given, DND on) is recorded;
          * the defaults (no consent, no DND) are not news */
         if (before ? before[i] == now[i] : !now[i]) continue;
         int given = i < 3 ? now[i] : !now[i]; /* DND on = consent withdrawn on every channel */
-        rc = privacy_consent_record(tx, lead, consent_cols[i], given, source, evidence, now_ms, err);
+        p[np++] = SV_S(consent_cols[i]);
+        p[np++] = SV_S(given ? "given" : "withdrawn");
+        len += (size_t)snprintf(sql + len, sizeof sql - len, "%s($1, $2, $%d, $%d, $3, $4, $5)", rows ? ", " : "",
+                                np - 1, np);
+        rows++;
     }
-    return rc;
+    return rows ? store_query(tx, sql, p, np, NULL, err) : STORE_OK;
 }
 
 /* Column values as typed JSON: ids, times and counters as numbers, JSON

@@ -31,6 +31,10 @@ int privacy_consent_flags(store_tx *tx, int64_t lead, int flags[4], store_err *e
  * difference. */
 int privacy_consent_diff(store_tx *tx, int64_t lead, const int *before, const char *source, const char *evidence,
                          int64_t now_ms, store_err *err);
+/* The same with the flags now already known (a row the caller just wrote
+ * and read back), without reading them again. */
+int privacy_consent_diff_known(store_tx *tx, int64_t lead, const int *before, const int now[4], const char *source,
+                               const char *evidence, int64_t now_ms, store_err *err);
 /* STORE_OK if the tenant has the lead and it was not erased, else
  * STORE_NOTFOUND (err filled). */
 int privacy_consent_live(store_tx *tx, int64_t lead, store_err *err);

@@ -534,8 +534,7 @@ static int lead_row(store_tx *tx, int64_t lead_id, int64_t now_ms, store_rows **
 
 int score_append_event(store_tx *tx, const char *type, json_t *ev, store_err *err) {
     char *text = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
-    int64_t seq;
-    int rc = text ? store_event_append(tx, type, text, &seq, err) : STORE_NOMEM;
+    int rc = text ? store_event_append(tx, type, text, NULL, err) : STORE_NOMEM;
     free(text);
     json_decref(ev);
     if (rc == STORE_NOMEM) {

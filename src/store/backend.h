@@ -58,6 +58,12 @@ struct store_tx {
      * set; strings owned here. */
     store_event *ev;
     int nev, evcap;
+    /* Events appended without asking for their seq, not yet written: one
+     * seq allocation and one multi-row INSERT for all of them when the
+     * callback ends, or earlier when a statement reads the event log
+     * (store__flush_events). tenant/seq unset; strings owned here. */
+    store_event *pend;
+    int npend, pendcap;
 };
 
 /* ---- helpers store.c provides to the backends ---- */
@@ -67,6 +73,8 @@ void store__err(store_err *err, int code, const char *fmt, ...)
 void store__tx_init(store_tx *tx, store *s, int64_t tenant, int readonly, void *conn);
 /* Frees the collected events (after on_commit, on rollback, before a retry). */
 void store__tx_clear(store_tx *tx);
+/* Writes the transaction's pending events (see store_tx.pend). */
+int store__flush_events(store_tx *tx, store_err *err);
 /* Records err as the transaction's first failure. */
 void store__tx_fail(store_tx *tx, const store_err *err);
 /* Runs the user's callback and applies the abort rules. Returns 0 if the

@@ -57,6 +57,13 @@ void store__tx_clear(store_tx *tx) {
     eh_free(tx->ev);
     tx->ev = NULL;
     tx->nev = tx->evcap = 0;
+    for (int i = 0; i < tx->npend; i++) {
+        eh_free((char *)tx->pend[i].type);
+        eh_free((char *)tx->pend[i].payload);
+    }
+    eh_free(tx->pend);
+    tx->pend = NULL;
+    tx->npend = tx->pendcap = 0;
 }
 
 void store__tx_fail(store_tx *tx, const store_err *err) {
@@ -67,6 +74,9 @@ void store__tx_fail(store_tx *tx, const store_err *err) {
 int store__run_fn(store_tx *tx, store_fn fn, void *arg, store_err *err) {
     err_clear(err);
     int rc = fn(tx, arg, err);
+    /* The callback's deferred events are written inside its transaction
+     * (its savepoint on SQLite): a failure here fails the callback. */
+    if (rc == 0 && !tx->fail.code && tx->npend) rc = store__flush_events(tx, err);
     if (rc != 0) {
         if (err->code == 0) store__err(err, STORE_ABORTED, "transaction callback aborted");
         return err->code;
@@ -473,6 +483,12 @@ int store_query(store_tx *tx, const char *sql, const store_val *params, int n,
             return STORE_INVALID;
         }
     }
+    /* Read your own writes: a statement about the event log (events, or
+     * tenants.event_seq) first gets this transaction's deferred events. */
+    if (tx->npend && strstr(sql, "event")) {
+        int rc = store__flush_events(tx, err);
+        if (rc) return rc;
+    }
     if (is_tx_control(sql)) {
         store__err(err, STORE_INVALID, "transaction control statements are not allowed");
         return STORE_INVALID;
@@ -681,13 +697,35 @@ int store_event_append(store_tx *tx, const char *type, const char *payload, int6
         store__err(err, STORE_INVALID, "event type must be 1-128 bytes and payload JSON");
         return STORE_INVALID;
     }
+    int64_t now = clock_wall_ms();
+    if (!seq) {
+        /* Nobody needs the number now: defer the row (store_tx.pend). */
+        if (tx->npend == tx->pendcap) {
+            int cap = tx->pendcap ? tx->pendcap * 2 : 8;
+            store_event *pe = eh_realloc(tx->pend, (size_t)cap * sizeof *pe);
+            if (!pe) goto nomem;
+            tx->pend = pe;
+            tx->pendcap = cap;
+        }
+        char *t = eh_strdup(type), *p = eh_strdup(payload);
+        if (!t || !p) {
+            eh_free(t);
+            eh_free(p);
+            goto nomem;
+        }
+        tx->pend[tx->npend++] = (store_event){tx->tenant, 0, now, t, p};
+        return STORE_OK;
+    }
+    /* The caller needs its seq: earlier deferred events come first. */
+    int rc = store__flush_events(tx, err);
+    if (rc) return rc;
     /* Taking the next number from the tenant row (not max(seq)+1) makes
      * concurrent appenders queue on that row's lock on PostgreSQL, and a
      * rolled-back append gives its number back: no gaps, no duplicates. */
     store_val p1[1] = {SV_I(tx->tenant)};
     store_rows *r;
-    int rc = store_query(tx, "UPDATE tenants SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq",
-                         p1, 1, &r, err);
+    rc = store_query(tx, "UPDATE tenants SET event_seq = event_seq + 1 WHERE id = $1 RETURNING event_seq",
+                     p1, 1, &r, err);
     if (rc) return rc;
     if (store_rows_count(r) == 0) {
         store_rows_free(r);
@@ -696,7 +734,6 @@ int store_event_append(store_tx *tx, const char *type, const char *payload, int6
     }
     int64_t s = store_rows_int(r, 0, 0);
     store_rows_free(r);
-    int64_t now = clock_wall_ms();
     store_val p2[5] = {SV_I(tx->tenant), SV_I(s), SV_SN(type, tl), SV_S(payload), SV_I(now)};
     rc = store_query(tx, "INSERT INTO events (tenant_id, seq, type, payload, created_at) VALUES ($1, $2, $3, $4, $5)",
                      p2, 5, NULL, err);
@@ -708,8 +745,71 @@ int store_event_append(store_tx *tx, const char *type, const char *payload, int6
         store__tx_fail(tx, err);
         return STORE_NOMEM;
     }
-    if (seq) *seq = s;
+    *seq = s;
     return STORE_OK;
+nomem:
+    store__err(err, STORE_NOMEM, "out of memory");
+    store__tx_fail(tx, err);
+    return STORE_NOMEM;
+}
+
+/* Rows per INSERT when flushing: 5 parameters each, far below both
+ * engines' limits, and a handful of distinct statements to cache. */
+#define FLUSH_ROWS 8
+
+int store__flush_events(store_tx *tx, store_err *err) {
+    store_err local;
+    if (!err) err = &local;
+    if (!tx->npend) return STORE_OK;
+    /* Taken out first: the statements below mention the event log and
+     * would flush again. */
+    store_event *pe = tx->pend;
+    int n = tx->npend;
+    tx->pend = NULL;
+    tx->npend = tx->pendcap = 0;
+    /* One allocation for all of them, from the tenant row as in
+     * store_event_append (the same lock and no-gap reasoning). */
+    store_val p1[2] = {SV_I(tx->tenant), SV_I(n)};
+    store_rows *r = NULL;
+    int rc = store_query(tx, "UPDATE tenants SET event_seq = event_seq + $2 WHERE id = $1 RETURNING event_seq",
+                         p1, 2, &r, err);
+    if (!rc && store_rows_count(r) == 0) {
+        store__err(err, STORE_NOTFOUND, "tenant not found");
+        store__tx_fail(tx, err);
+        rc = STORE_NOTFOUND;
+    }
+    int64_t first = rc ? 0 : store_rows_int(r, 0, 0) - n + 1;
+    store_rows_free(r);
+    static const char *const head = "INSERT INTO events (tenant_id, seq, type, payload, created_at) VALUES ";
+    for (int i = 0; !rc && i < n; i += FLUSH_ROWS) {
+        int k = n - i < FLUSH_ROWS ? n - i : FLUSH_ROWS;
+        char sql[512];
+        size_t len = (size_t)snprintf(sql, sizeof sql, "%s", head);
+        store_val p[FLUSH_ROWS * 5];
+        for (int j = 0; j < k; j++) {
+            const store_event *e = &pe[i + j];
+            p[j * 5] = SV_I(tx->tenant);
+            p[j * 5 + 1] = SV_I(first + i + j);
+            p[j * 5 + 2] = SV_S(e->type);
+            p[j * 5 + 3] = SV_S(e->payload);
+            p[j * 5 + 4] = SV_I(e->time_ms);
+            len += (size_t)snprintf(sql + len, sizeof sql - len, "%s($%d, $%d, $%d, $%d, $%d)", j ? ", " : "",
+                                    j * 5 + 1, j * 5 + 2, j * 5 + 3, j * 5 + 4, j * 5 + 5);
+        }
+        rc = store_query(tx, sql, p, k * 5, NULL, err);
+    }
+    for (int i = 0; i < n; i++) {
+        if (!rc && tx->s->opts.on_commit &&
+            keep_event(tx, first + i, pe[i].time_ms, pe[i].type, pe[i].payload)) {
+            store__err(err, STORE_NOMEM, "out of memory");
+            store__tx_fail(tx, err);
+            rc = STORE_NOMEM;
+        }
+        eh_free((char *)pe[i].type);
+        eh_free((char *)pe[i].payload);
+    }
+    eh_free(pe);
+    return rc;
 }
 
 int store_events_after(store_tx *tx, int64_t after, int limit, store_event_list *out,

@@ -220,7 +220,12 @@ typedef struct store_event {
 } store_event;
 
 /* Appends an event to the transaction's tenant (must not be 0) and returns
- * its seq. payload must be valid JSON text (else STORE_INVALID). PostgreSQL
+ * its seq. With seq NULL the row is deferred: all such events of one
+ * transaction take their numbers in one allocation and are written in one
+ * multi-row INSERT when the callback returns (or before any later statement
+ * that names the event log), so a write appending several events costs two
+ * statements, not two per event. payload must be valid JSON text (else the
+ * write fails: STORE_INVALID, at the flush when deferred). PostgreSQL
  * stores it as jsonb, so it reads back normalised ({"a": 1}); STORE_NOTFOUND
  * if the tenant does not exist. */
 int store_event_append(store_tx *tx, const char *type, const char *payload, int64_t *seq,

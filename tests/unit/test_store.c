@@ -1229,6 +1229,83 @@ static void test_pg_deadlock_retry(void **state) {
     store_close(s);
 }
 
+/* ---- deferred events ---- */
+
+typedef struct deferred_ctx {
+    int round;
+    int64_t seq_c;     /* what the seq-asking append got */
+    int seen_before_c; /* events store_events_after saw mid-transaction */
+    char seen_types[8];
+} deferred_ctx;
+
+static int deferred_fn(store_tx *tx, void *arg, store_err *err) {
+    deferred_ctx *c = arg;
+    int rc;
+    if (c->round == 1) {
+        /* 11 deferred events: more than one multi-row INSERT's worth */
+        for (int i = 0; i < 11; i++)
+            if ((rc = store_event_append(tx, "bulk", "{\"i\": 1}", NULL, err))) return rc;
+        return 0;
+    }
+    if (c->round == 2) {
+        for (int i = 0; i < 3; i++)
+            if ((rc = store_event_append(tx, "gone", "{}", NULL, err))) return rc;
+        err->code = STORE_NOTFOUND;
+        snprintf(err->msg, sizeof err->msg, "callback says no");
+        return -1;
+    }
+    if ((rc = store_event_append(tx, "a", "{}", NULL, err)) || (rc = store_event_append(tx, "b", "{}", NULL, err)))
+        return rc;
+    /* reading the log in the same transaction sees the deferred ones */
+    store_event_list l;
+    if ((rc = store_events_after(tx, 0, 100, &l, err))) return rc;
+    c->seen_before_c = l.n;
+    for (int i = 0; i < l.n && i < 7; i++) c->seen_types[i] = l.ev[i].type[0];
+    store_event_list_free(&l);
+    /* asking for a seq writes at once, after what came before */
+    if ((rc = store_event_append(tx, "c", "{}", &c->seq_c, err))) return rc;
+    if ((rc = store_event_append(tx, "d", "{}", NULL, err)) || (rc = store_event_append(tx, "e", "{}", NULL, err)))
+        return rc;
+    return 0;
+}
+
+static void test_events_deferred(void **state) {
+    fx *f = *state;
+    captured cap;
+    captured_init(&cap);
+    store_opts o = {.on_commit = on_commit_cb, .on_commit_ud = &cap};
+    store *s = open_ok(f, &o);
+    store_err err;
+    int64_t tenant = make_tenant(s, "deferred");
+    deferred_ctx c = {0};
+    assert_int_equal(store_write(s, tenant, deferred_fn, &c, &err), STORE_OK);
+    assert_int_equal(c.seen_before_c, 2);
+    assert_string_equal(c.seen_types, "ab");
+    assert_int_equal(c.seq_c, 3);
+    /* a rolled-back write's deferred events leave no gap */
+    c.round = 2;
+    assert_int_equal(store_write(s, tenant, deferred_fn, &c, &err), STORE_NOTFOUND);
+    c.round = 1;
+    assert_int_equal(store_write(s, tenant, deferred_fn, &c, &err), STORE_OK);
+    assert_int_equal(check_gap_free(s, tenant), 16);
+    page_job j = {0, 100, {0}};
+    assert_int_equal(store_read(s, tenant, page_fn, &j, &err), STORE_OK);
+    assert_int_equal(j.out.n, 16);
+    const char *want = "abcde";
+    for (int i = 0; i < 5; i++) assert_int_equal(j.out.ev[i].type[0], want[i]);
+    for (int i = 5; i < 16; i++) assert_string_equal(j.out.ev[i].type, "bulk");
+    store_event_list_free(&j.out);
+    int64_t last = 0;
+    assert_int_equal(store_read(s, tenant, last_seq_fn, &last, &err), STORE_OK);
+    assert_int_equal(last, 16);
+    /* on_commit heard every one, in order, with its seq */
+    assert_int_equal(cap.n, 16);
+    assert_true(cap.ordered);
+    for (int i = 0; i < 5; i++) assert_int_equal(cap.ev[i].type[0], want[i]);
+    store_close(s);
+    captured_free(&cap);
+}
+
 /* ---- runner ---- */
 
 int main(void) {
@@ -1254,6 +1331,7 @@ int main(void) {
     T_BOTH(test_events);
     T_BOTH(test_seq_concurrent);
     T_BOTH(test_group_rollback);
+    T_BOTH(test_events_deferred);
     T_SQ(test_nested_write);
     T_BOTH(test_on_commit);
     T_BOTH(test_rows);
