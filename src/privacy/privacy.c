@@ -235,6 +235,8 @@ int privacy_export(store_tx *tx, int64_t lead, json_t **out, store_err *err) {
                          "AND e.tenant_id = j.tenant_id WHERE j.tenant_id = $1 AND e.lead_id = $2 ORDER BY j.id LIMIT 10000"},
         {"consents", "SELECT id, channel, status, source, evidence, created_at FROM consent_log "
                      "WHERE tenant_id = $1 AND lead_id = $2 ORDER BY id LIMIT 10000"},
+        {"enrichment", "SELECT id, state, attempts, result, created_at, updated_at FROM lead_enrichments "
+                       "WHERE tenant_id = $1 AND lead_id = $2"},
     };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         if ((rc = query_json(tx, parts[i].sql, p, 2, &v, err))) return rc;
@@ -333,7 +335,8 @@ int privacy_erase(store_tx *tx, int64_t lead, const auth_actor *actor, const cha
                     "ghl_contact_id = NULL, ghl_location_id = NULL, tags = '[]', timezone = NULL, language = NULL, "
                     "consent_sms = 0, consent_email = 0, consent_call = 0, dnd = 1, budget_min = NULL, "
                     "budget_max = NULL, beds = NULL, baths = NULL, property_type = NULL, areas = '[]', "
-                    "timeline = NULL, preapproved = NULL, version = version + 1, updated_at = $3, "
+                    "timeline = NULL, preapproved = NULL, company = NULL, job_title = NULL, linkedin_url = NULL, "
+                    "version = version + 1, updated_at = $3, "
                     "deleted_at = COALESCE(deleted_at, $3), erased_at = $3 WHERE tenant_id = $1 AND id = $2",
                     p, 3, sum, "leads", err);
     if (!rc)
@@ -366,6 +369,13 @@ int privacy_erase(store_tx *tx, int64_t lead, const auth_actor *actor, const cha
     if (!rc)
         rc = exec_count(tx, "UPDATE consent_log SET evidence = NULL WHERE tenant_id = $1 AND lead_id = $2", p, 2, sum,
                         "consents", err);
+    /* Apollo's answer (company, title, LinkedIn) is about the person; a
+     * match still waiting is not asked for any more */
+    if (!rc)
+        rc = exec_count(tx,
+                        "UPDATE lead_enrichments SET result = NULL, state = CASE WHEN state IN ('queued', 'sending') "
+                        "THEN 'failed' ELSE state END, updated_at = $3 WHERE tenant_id = $1 AND lead_id = $2",
+                        p, 3, sum, "enrichment", err);
     /* events: the payload is replaced, the seq and type stay (the log keeps
      * its order and counts, consumers see that something happened) */
     char idtxt[24], repl[96], sql[512];

@@ -403,3 +403,11 @@ def test_nurture_apollo_enrichment_with_limits(t):
     assert e["state"] == "done" and e["attempts"] == 1 and e["result"] == "matched", e
     st_, e = tn.api("GET", "/v1/leads/%d/enrichment" % 999999)
     assert st_ == 404, (st_, e)
+    # what Apollo said is the person's data: exported, and gone after erasure
+    ex = tn.ok("GET", "/v1/contacts/%d/export" % lead["id"])
+    assert ex["lead"]["company"] == "Acme Realty" and ex["enrichment"][0]["state"] == "done", ex["enrichment"]
+    tn.ok("DELETE", "/v1/contacts/%d" % lead["id"])
+    left = tn.db("SELECT company, job_title, linkedin_url FROM leads WHERE tenant_id = {tenant} AND id = %d" % lead["id"])
+    assert left == [{"company": None, "job_title": None, "linkedin_url": None}], left
+    left = tn.db("SELECT result FROM lead_enrichments WHERE tenant_id = {tenant} AND lead_id = %d" % lead["id"])
+    assert left == [{"result": None}], left
