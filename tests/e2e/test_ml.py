@@ -116,7 +116,9 @@ class Client:
 
 def _keys(t, srv):
     """A fresh tenant on srv's store: (admin client, viewer client)."""
-    slug = "ml-%d-%d" % (os.getpid(), next(_seq))
+    # random part: other test modules import this one (a second _seq), and
+    # on PostgreSQL every module shares one database
+    slug = "ml-%d-%d-%s" % (os.getpid(), next(_seq), os.urandom(3).hex())
     _cli_json(t, srv, "tenant", "add", slug, "ML " + slug)
     admin = _cli_json(t, srv, "key", "create", "admin", "ml-admin", "--tenant", slug)["key"]
     viewer = _cli_json(t, srv, "key", "create", "viewer", "ml-viewer", "--tenant", slug)["key"]
