@@ -196,6 +196,20 @@ void auth_redis_limiter_free(auth_redis_limiter *l);
  * a second after a failure requests do not wait for Redis again). */
 int auth_redis_limiter_take(auth_redis_limiter *l, int n, const char *const *keys, const auth_rate *rates, int *ok,
                             auth_limit_info *info);
+/* Sliding windows through the same connections (a second script): at most
+ * `limit` requests counted in any window_ms for `key` (at most 150 bytes;
+ * the limiter's prefix goes before it). A counted request stays counted
+ * until window_ms after it ended: take stamps it now + hold_ms (longer than
+ * the request can last, so a node that dies holding it errs on the safe
+ * side) and done stamps it with the time it ended. member names the
+ * request (unique among the key's requests; at most 64 bytes).
+ * take: *wait_ms 0 when counted, else how long until asking again may
+ * succeed. done: block_ms > 0 (a provider's Retry-After) makes every take
+ * of the key wait that long. Both -1 when Redis could not be asked. */
+int auth_redis_window_take(auth_redis_limiter *l, const char *key, int limit, int64_t window_ms, int64_t hold_ms,
+                           const char *member, int64_t *wait_ms);
+int auth_redis_window_done(auth_redis_limiter *l, const char *key, int64_t window_ms, const char *member,
+                           int64_t block_ms);
 
 /* ---- key files (src/auth/keyfile.c) ---- */
 /* Reads a secret file: a regular file of at most max bytes that neither

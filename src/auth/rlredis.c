@@ -1,9 +1,11 @@
-/* Token buckets shared by every node through Redis (see auth.h). One Lua
- * script checks and takes from all of a request's buckets atomically, with
- * Redis's own clock, so nodes whose clocks differ still agree. Called on
- * pool threads: a small set of synchronous hiredis connections, each used
- * by one thread at a time, with short timeouts; when Redis does not answer
- * the caller falls back to its local buckets. */
+/* Limits shared by every node through Redis (see auth.h): token buckets
+ * (the request and login rate limits) and sliding windows (a provider's
+ * "N requests in any T", such as GoHighLevel's 100 per 10 s). Each kind is
+ * one Lua script that checks and takes atomically, with Redis's own clock,
+ * so nodes whose clocks differ still agree. Called on pool threads: a small
+ * set of synchronous hiredis connections, each used by one thread at a
+ * time, with short timeouts; when Redis does not answer the caller falls
+ * back to its local limiter. */
 #include <hiredis/hiredis.h>
 #include <math.h>
 #include <openssl/sha.h>
@@ -49,11 +51,46 @@ static const char script[] =
     "end\n"
     "return out\n";
 
+/* A sliding window: a sorted set of the requests counted (member: a name
+ * the caller makes unique; score: when it stops counting minus the window,
+ * i.e. its end time) and a key that exists while the provider told us to
+ * wait (a 429's Retry-After).
+ * KEYS: window, block. ARGV: 'take', limit, window_ms, member, hold_ms
+ *   -> {1, 0} counted (scored now + hold_ms until 'done' gives its end),
+ *      {0, ms} not counted: ask again in ms.
+ * ARGV: 'done', window_ms, member, block_ms -> {1, 0}: the request ended
+ *   now, and block_ms > 0 blocks the window that long (never shortens). */
+static const char window_script[] =
+    "local tm = redis.call('TIME')\n"
+    "local now = tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)\n"
+    "if ARGV[1] == 'take' then\n"
+    "  local limit, win, hold = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[5])\n"
+    "  local blocked = redis.call('PTTL', KEYS[2])\n"
+    "  if blocked > 0 then return {0, blocked} end\n"
+    "  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - win)\n"
+    "  if redis.call('ZCARD', KEYS[1]) < limit then\n"
+    "    redis.call('ZADD', KEYS[1], now + hold, ARGV[4])\n"
+    "    redis.call('PEXPIRE', KEYS[1], hold + win + 1000)\n"
+    "    return {1, 0}\n"
+    "  end\n"
+    "  local first = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])\n"
+    "  if first > now then return {0, math.floor(win / 10) + 1} end\n"
+    "  return {0, math.max(1, first + win - now)}\n"
+    "end\n"
+    "local win, block = tonumber(ARGV[2]), tonumber(ARGV[4])\n"
+    "redis.call('ZADD', KEYS[1], 'XX', now, ARGV[3])\n"
+    "if redis.call('PTTL', KEYS[1]) < win + 1000 then redis.call('PEXPIRE', KEYS[1], win + 1000) end\n"
+    "if block > 0 and redis.call('PTTL', KEYS[2]) < block then redis.call('SET', KEYS[2], '1', 'PX', block) end\n"
+    "return {1, 0}\n";
+
+enum { SCRIPT_BUCKETS, SCRIPT_WINDOW, SCRIPTS };
+static const char *const scripts[SCRIPTS] = {script, window_script};
+
 struct auth_redis_limiter {
     char host[256];
     int port;
     char prefix[64];
-    char sha[41];
+    char sha[SCRIPTS][41];
     pthread_mutex_t mu;
     redisContext *free[RL_CONNS];
     int nfree;
@@ -82,10 +119,12 @@ auth_redis_limiter *auth_redis_limiter_new(const char *url, const char *prefix, 
         return NULL;
     }
     snprintf(l->prefix, sizeof l->prefix, "%s", prefix);
-    /* the script's SHA-1, as EVALSHA names it */
-    unsigned char md[20];
-    SHA1((const unsigned char *)script, strlen(script), md);
-    for (int i = 0; i < 20; i++) snprintf(l->sha + 2 * i, 3, "%02x", md[i]);
+    /* the scripts' SHA-1s, as EVALSHA names them */
+    for (int s = 0; s < SCRIPTS; s++) {
+        unsigned char md[20];
+        SHA1((const unsigned char *)scripts[s], strlen(scripts[s]), md);
+        for (int i = 0; i < 20; i++) snprintf(l->sha[s] + 2 * i, 3, "%02x", md[i]);
+    }
     pthread_mutex_init(&l->mu, NULL);
     return l;
 }
@@ -125,6 +164,27 @@ static void conn_put(auth_redis_limiter *l, redisContext *c, int ok) {
     if (c) redisFree(c);
 }
 
+/* Runs script `which` with argv[3..argc-1] (numkeys and after; argv[0..1]
+ * are filled here), sending its body once if Redis does not know it. The
+ * reply or NULL; *c is the connection, for the caller's conn_put. */
+static redisReply *eval(auth_redis_limiter *l, redisContext *c, int which, int argc, const char **argv,
+                        size_t *lens) {
+    argv[0] = "EVALSHA";
+    argv[1] = l->sha[which];
+    for (int i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+    redisReply *r = redisCommandArgv(c, argc, argv, lens);
+    if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8)) {
+        /* first use on this Redis (or after SCRIPT FLUSH): send the body once */
+        freeReplyObject(r);
+        argv[0] = "EVAL";
+        argv[1] = scripts[which];
+        lens[0] = 4;
+        lens[1] = strlen(scripts[which]);
+        r = redisCommandArgv(c, argc, argv, lens);
+    }
+    return r;
+}
+
 int auth_redis_limiter_take(auth_redis_limiter *l, int n, const char *const *keys, const auth_rate *rates,
                             int *ok, auth_limit_info *info) {
     if (n < 1 || n > 4) return -1;
@@ -133,9 +193,7 @@ int auth_redis_limiter_take(auth_redis_limiter *l, int n, const char *const *key
     const char *argv[3 + 3 * 4 + 1];
     size_t lens[3 + 3 * 4 + 1];
     char keybuf[4][160], num[8][40];
-    int k = 0;
-    argv[k++] = "EVALSHA";
-    argv[k++] = l->sha;
+    int k = 2;
     char nk[8];
     snprintf(nk, sizeof nk, "%d", n);
     argv[k++] = nk;
@@ -149,17 +207,7 @@ int auth_redis_limiter_take(auth_redis_limiter *l, int n, const char *const *key
         argv[k++] = num[2 * i];
         argv[k++] = num[2 * i + 1];
     }
-    for (int i = 0; i < k; i++) lens[i] = strlen(argv[i]);
-    redisReply *r = redisCommandArgv(c, k, argv, lens);
-    if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8)) {
-        /* first use on this Redis (or after SCRIPT FLUSH): send the body once */
-        freeReplyObject(r);
-        argv[0] = "EVAL";
-        argv[1] = script;
-        lens[0] = 4;
-        lens[1] = strlen(script);
-        r = redisCommandArgv(c, k, argv, lens);
-    }
+    redisReply *r = eval(l, c, SCRIPT_BUCKETS, k, argv, lens);
     int good = r && r->type == REDIS_REPLY_ARRAY && r->elements == (size_t)n + 1 &&
                r->element[0]->type == REDIS_REPLY_INTEGER;
     for (int i = 0; good && i < n; i++) good = r->element[i + 1]->type == REDIS_REPLY_STRING;
@@ -179,4 +227,56 @@ int auth_redis_limiter_take(auth_redis_limiter *l, int n, const char *const *key
     /* an error reply (say, a Redis that refuses scripts) counts as down */
     conn_put(l, c, good && !c->err);
     return good ? 0 : -1;
+}
+
+/* The two calls of the window script: argv[2..] are numkeys, the keys and
+ * ARGV. 0 with the reply's two integers, or -1 (Redis down or refusing). */
+static int window_call(auth_redis_limiter *l, const char *key, int nargs, const char **args, long long out[2]) {
+    redisContext *c = conn_get(l);
+    if (!c) return -1;
+    char kw[200], kb[210];
+    snprintf(kw, sizeof kw, "%s%s", l->prefix, key);
+    snprintf(kb, sizeof kb, "%s%s:block", l->prefix, key);
+    const char *argv[5 + 5];
+    size_t lens[5 + 5];
+    int k = 2;
+    argv[k++] = "2";
+    argv[k++] = kw;
+    argv[k++] = kb;
+    for (int i = 0; i < nargs && k < 10; i++) argv[k++] = args[i];
+    redisReply *r = eval(l, c, SCRIPT_WINDOW, k, argv, lens);
+    int good = r && r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[0]->type == REDIS_REPLY_INTEGER &&
+               r->element[1]->type == REDIS_REPLY_INTEGER;
+    if (good) {
+        out[0] = r->element[0]->integer;
+        out[1] = r->element[1]->integer;
+    }
+    if (r) freeReplyObject(r);
+    conn_put(l, c, good && !c->err);
+    return good ? 0 : -1;
+}
+
+int auth_redis_window_take(auth_redis_limiter *l, const char *key, int limit, int64_t window_ms, int64_t hold_ms,
+                           const char *member, int64_t *wait_ms) {
+    if (limit < 1 || window_ms < 1 || hold_ms < 0 || strlen(key) > 150 || strlen(member) > 64) return -1;
+    char nl[24], nw[24], nh[24];
+    snprintf(nl, sizeof nl, "%d", limit);
+    snprintf(nw, sizeof nw, "%lld", (long long)window_ms);
+    snprintf(nh, sizeof nh, "%lld", (long long)hold_ms);
+    const char *args[] = {"take", nl, nw, member, nh};
+    long long out[2];
+    if (window_call(l, key, 5, args, out)) return -1;
+    *wait_ms = out[0] == 1 ? 0 : out[1] > 0 ? out[1] : 1;
+    return 0;
+}
+
+int auth_redis_window_done(auth_redis_limiter *l, const char *key, int64_t window_ms, const char *member,
+                           int64_t block_ms) {
+    if (window_ms < 1 || strlen(key) > 150 || strlen(member) > 64) return -1;
+    char nw[24], nb[24];
+    snprintf(nw, sizeof nw, "%lld", (long long)window_ms);
+    snprintf(nb, sizeof nb, "%lld", (long long)(block_ms > 0 ? block_ms : 0));
+    const char *args[] = {"done", nw, member, nb};
+    long long out[2];
+    return window_call(l, key, 4, args, out);
 }

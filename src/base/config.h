@@ -47,7 +47,8 @@ typedef struct ehub_config {
     char public_url[512];    /* how providers reach us: status callbacks, Twilio signatures */
     char ghl_url[512];       /* GoHighLevel API base (conversations/messages) */
     char apollo_url[512];    /* Apollo API base (people/match) */
-    unsigned ghl_window_ms;  /* GHL's rate window: 100 requests per window per tenant */
+    unsigned ghl_window_ms;  /* GHL's rate window: ghl_limit requests per window per tenant */
+    int ghl_limit;           /* GHL requests per window (100); 0 is taken as 100 */
     char apollo_limit[32];   /* Apollo requests per tenant: "N/s", "N/m", "N/h" */
     unsigned cold_every_ms;  /* how often the "gone cold" trigger looks at leads */
     /* users, tokens, rate limits (src/auth) */

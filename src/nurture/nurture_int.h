@@ -31,6 +31,9 @@ int64_t nurture_window_take(nurture_window *w, int64_t tenant, int64_t now, int 
 /* The request of `slot` ended at `end` (slot < 0: none to release);
  * retry_after_until > 0: the provider said wait until then (429). */
 void nurture_window_done(nurture_window *w, int64_t tenant, int slot, int64_t end, int64_t retry_after_until);
+/* The request of `slot` will not be made after all (another limiter said
+ * wait): the slot is free again, as it was before the take. */
+void nurture_window_release(nurture_window *w, int64_t tenant, int slot);
 
 /* When local time in tz is next in [start, end) (minutes after midnight,
  * wrapping when start > end): t itself if it already is. */

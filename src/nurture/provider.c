@@ -110,6 +110,15 @@ void nurture_window_done(nurture_window *w, int64_t tenant, int slot, int64_t en
         }
 }
 
+void nurture_window_release(nurture_window *w, int64_t tenant, int slot) {
+    /* the slot was free (its stamp a window old or never used) when taken */
+    for (int i = 0; i < w->n; i++)
+        if (w->t[i].tenant == tenant) {
+            if (slot >= 0 && slot < w->limit && w->t[i].stamps[slot] == PENDING) w->t[i].stamps[slot] = UNUSED;
+            return;
+        }
+}
+
 /* ---- local time windows ---- */
 
 int64_t nurture_window_opens(const char *tz, int start, int end, int64_t t) {

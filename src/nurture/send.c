@@ -27,8 +27,10 @@
 #include <time.h>
 
 #include "app/app.h"
+#include "auth/auth.h"
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "base/ids.h"
 #include "base/tz.h"
 #include "http/curlloop.h"
 #include "leads/leads.h"
@@ -98,6 +100,10 @@ enum { PROV_TWILIO, PROV_SENDGRID, PROV_SMTP, PROV_GHL, PROV_N };
 static const char *const prov_label[PROV_N] = {"sms", "email", "smtp", "ghl"};
 static const char *const prov_name[PROV_N] = {"twilio", "sendgrid", "smtp", "ghl"};
 #define GHL_LIMIT 100 /* GoHighLevel: 100 requests per 10 s per location */
+/* a shared window's entry counts as in flight this long unless its request
+ * ends sooner: longer than a batch can take, so a node that dies holding
+ * one errs on the side of sending less */
+#define GHL_HOLD_MS NURTURE_LEASE_MS
 
 struct nurture_ctx {
     app *a;
@@ -113,7 +119,15 @@ struct nurture_ctx {
     char twilio_url[512], sendgrid_url[512], public_url[512], ghl_url[512];
     char secrets_dir[1100];
     nurture_window *ghl_win; /* under bmu */
-    metric *m_sent, *m_fail, *m_open, *m_prov, *m_throttled;
+    int ghl_limit;
+    int64_t ghl_window_ms;
+    /* --bus redis://: the GHL window is shared by the nodes through Redis
+     * (src/auth/rlredis.c); ghl_win is still kept, for when Redis is down */
+    auth_redis_limiter *ghl_shared;
+    int ghl_down;            /* under bmu: Redis failed last time (logged once per outage) */
+    uint64_t ghl_seq;        /* under bmu: names this node's entries, with node_tag */
+    char node_tag[17];
+    metric *m_sent, *m_fail, *m_open, *m_prov, *m_throttled, *m_ghl_fallback, *m_ghl_shared;
     /* enrichment and the "gone cold" scan (enrich.c), one at a time */
     uv_work_t bg_work;
     int bg_busy;
@@ -240,6 +254,8 @@ typedef struct plan {
     int provider;        /* PROV_* for a send */
     int next_step;       /* PLAN_BRANCH: where the sequence goes on */
     int win_slot;        /* GHL: the rate window's slot held, or -1 */
+    int win_shared;      /* GHL: counted in the shared window too, as win_member */
+    char win_member[40];
     int64_t agent_id;    /* PLAN_TASK: whose task */
     char smtp_url[600], smtp_user[128], smtp_pass[256];
     int smtp_tls;        /* 0 none, 1 STARTTLS required, 2 implicit (smtps) */
@@ -781,6 +797,76 @@ typedef struct step_run {
     struct slot *slot;
 } step_run;
 
+/* ---- GoHighLevel's window ----
+ * Always this node's window (nurture_window); with --bus redis:// also the
+ * window every node shares, asked on the pool thread planning the batch
+ * (a Redis round trip may block there, never on the loop). When Redis does
+ * not answer, the node's own window is the limit, as with one node. */
+
+static void ghl_shared_state(nurture_ctx *c, int up) {
+    pthread_mutex_lock(&c->bmu);
+    int change = c->ghl_down == up; /* down and now up, or up and now down */
+    c->ghl_down = !up;
+    pthread_mutex_unlock(&c->bmu);
+    if (!up && c->m_ghl_fallback) metric_add(c->m_ghl_fallback, NULL, 1);
+    if (!change) return;
+    if (c->m_ghl_shared) metric_set(c->m_ghl_shared, NULL, up);
+    if (up) log_msg(c->a->log, LOG_INFO, "nurture: GoHighLevel window shared through Redis again", NULL);
+    else log_msg(c->a->log, LOG_WARN, "nurture: Redis unreachable, GoHighLevel sends use this node's window", NULL);
+}
+
+/* 0 when p may send now (it holds a slot of each window that applies),
+ * else when to try again (it holds none). */
+static int64_t ghl_window_take(nurture_ctx *c, plan *p, int64_t now) {
+    int64_t tenant = p->j->tenant;
+    pthread_mutex_lock(&c->bmu);
+    int64_t until = nurture_window_take(c->ghl_win, tenant, now, &p->win_slot);
+    uint64_t seq = ++c->ghl_seq;
+    pthread_mutex_unlock(&c->bmu);
+    const char *which = "local";
+    if (!until && c->ghl_shared) {
+        char key[40];
+        int64_t wait = 0;
+        snprintf(key, sizeof key, "ghl:w:%lld", (long long)tenant);
+        snprintf(p->win_member, sizeof p->win_member, "%s.%llu", c->node_tag, (unsigned long long)seq);
+        if (auth_redis_window_take(c->ghl_shared, key, c->ghl_limit, c->ghl_window_ms, GHL_HOLD_MS, p->win_member,
+                                   &wait)) {
+            ghl_shared_state(c, 0); /* the node's window alone decides */
+        } else {
+            ghl_shared_state(c, 1);
+            if (!wait) p->win_shared = 1;
+            else {
+                pthread_mutex_lock(&c->bmu);
+                nurture_window_release(c->ghl_win, tenant, p->win_slot);
+                pthread_mutex_unlock(&c->bmu);
+                p->win_slot = -1;
+                until = now + wait;
+                which = "shared";
+            }
+        }
+    }
+    if (until && c->m_throttled) {
+        const char *lv[] = {which};
+        metric_add(c->m_throttled, lv, 1);
+    }
+    return until;
+}
+
+/* p's request ended at `end`; retry_after_until > 0: GHL said wait until then. */
+static void ghl_window_done(nurture_ctx *c, plan *p, int64_t end, int64_t retry_after_until) {
+    pthread_mutex_lock(&c->bmu);
+    nurture_window_done(c->ghl_win, p->j->tenant, p->win_slot, end, retry_after_until);
+    pthread_mutex_unlock(&c->bmu);
+    if (!p->win_shared) return;
+    char key[40];
+    snprintf(key, sizeof key, "ghl:w:%lld", (long long)p->j->tenant);
+    /* unanswered: the entry keeps counting until its hold runs out, which
+     * only errs on the side of sending less */
+    auth_redis_window_done(c->ghl_shared, key, c->ghl_window_ms, p->win_member,
+                           retry_after_until > end ? retry_after_until - end : 0);
+    p->win_shared = 0;
+}
+
 static void settle(slot *c, step_run *r) {
     plan *p = &r->p;
     outcome *o = &r->o;
@@ -796,11 +882,7 @@ static void settle(slot *c, step_run *r) {
              * again now, attempt given back; the same key makes a repeat
              * the same message. */
             send_end(&r->s, o->provider_id, sizeof o->provider_id, e, sizeof e, &retryable, &status);
-            if (p->provider == PROV_GHL) {
-                pthread_mutex_lock(&c->c->bmu);
-                nurture_window_done(c->c->ghl_win, j->tenant, p->win_slot, clock_wall_ms(), 0);
-                pthread_mutex_unlock(&c->c->bmu);
-            }
+            if (p->provider == PROV_GHL) ghl_window_done(c->c, p, clock_wall_ms(), 0);
             o->retry = o->throttled = 1;
             o->not_before = 0;
             o->provider_id[0] = 0;
@@ -811,11 +893,7 @@ static void settle(slot *c, step_run *r) {
         int64_t end = clock_wall_ms();
         o->throttled = !ok && status == 429 && r->s.provider != PROV_SMTP;
         if (o->throttled) o->not_before = end + (r->s.retry_after_ms ? r->s.retry_after_ms : 1000);
-        if (p->provider == PROV_GHL) {
-            pthread_mutex_lock(&c->c->bmu);
-            nurture_window_done(c->c->ghl_win, j->tenant, p->win_slot, end, o->throttled ? o->not_before : 0);
-            pthread_mutex_unlock(&c->c->bmu);
-        }
+        if (p->provider == PROV_GHL) ghl_window_done(c->c, p, end, o->throttled ? o->not_before : 0);
         /* being paced (429) is no sign the provider is down */
         breaker_note(c->c, j->tenant, p->provider, !ok && retryable && !o->throttled, p->now);
         if (c->c->m_prov) {
@@ -939,6 +1017,7 @@ static void batch_plan(uv_work_t *w) {
         step_run *r = &runs[i];
         if (!r->planned) continue;
         r->p.win_slot = -1;
+        r->p.win_shared = 0;
         int64_t until = r->p.action == PLAN_SEND ? breaker_open_until(c, cl->jobs[i].tenant, r->p.provider, now) : 0;
         if (until) {
             r->p.action = PLAN_WAIT;
@@ -946,15 +1025,11 @@ static void batch_plan(uv_work_t *w) {
             snprintf(r->p.why, sizeof r->p.why, "circuit open: the provider failed %d times in a row", BREAKER_FAILS);
         } else if (r->p.action == PLAN_SEND && r->p.provider == PROV_GHL) {
             /* GHL's limit, counted here so its 429s stay rare */
-            pthread_mutex_lock(&c->bmu);
-            until = nurture_window_take(c->ghl_win, cl->jobs[i].tenant, now, &r->p.win_slot);
-            pthread_mutex_unlock(&c->bmu);
-            if (until) {
+            if ((until = ghl_window_take(c, &r->p, now))) {
                 r->p.action = PLAN_WAIT;
                 r->p.reschedule = until;
-                snprintf(r->p.why, sizeof r->p.why, "GoHighLevel rate limit: %d sends per %u ms", GHL_LIMIT,
-                         c->a->cfg.ghl_window_ms);
-                if (c->m_throttled) metric_add(c->m_throttled, NULL, 1);
+                snprintf(r->p.why, sizeof r->p.why, "GoHighLevel rate limit: %d sends per %lld ms", c->ghl_limit,
+                         (long long)c->ghl_window_ms);
             }
         }
         if (r->p.action == PLAN_SEND) {
@@ -1036,6 +1111,7 @@ static int ctx_idle(const nurture_ctx *c) { return c->freed && c->closed && c->c
 static void ctx_release(nurture_ctx *c) {
     pthread_mutex_destroy(&c->bmu);
     nurture_window_free(c->ghl_win);
+    auth_redis_limiter_free(c->ghl_shared);
     nurture_bg_free(c->bg);
     eh_free(c);
 }
@@ -1167,12 +1243,33 @@ nurture_ctx *nurture_ctx_start(app *a) {
     c->m_prov = metrics_counter(a->m, "ehub_nurture_provider_requests_total",
                                 "provider calls by outcome (sent, retry, throttled, failed)", "provider,outcome");
     c->m_throttled = metrics_counter(a->m, "ehub_nurture_ghl_paced_total",
-                                     "GoHighLevel sends held back by the 100 per 10 s window", NULL);
+                                     "GoHighLevel sends held back by the window (100 per 10 s), by the window that "
+                                     "held them (shared through Redis, or this node's)",
+                                     "window");
     snprintf(c->ghl_url, sizeof c->ghl_url, "%s", a->cfg.ghl_url);
     snprintf(c->secrets_dir, sizeof c->secrets_dir, "%s/secrets", a->cfg.data_dir);
-    if (!(c->ghl_win = nurture_window_new(GHL_LIMIT, a->cfg.ghl_window_ms ? a->cfg.ghl_window_ms : 10000)) ||
-        !(c->bg = nurture_bg_new(a))) {
+    c->ghl_limit = a->cfg.ghl_limit > 0 ? a->cfg.ghl_limit : GHL_LIMIT;
+    c->ghl_window_ms = a->cfg.ghl_window_ms ? a->cfg.ghl_window_ms : 10000;
+    if (!strncmp(a->cfg.bus, "redis://", 8)) {
+        char err[200] = "";
+        if (ids_random_hex(c->node_tag, sizeof c->node_tag, 8) ||
+            !(c->ghl_shared = auth_redis_limiter_new(a->cfg.bus, "ehub:", err, sizeof err))) {
+            log_msg(a->log, LOG_ERROR, "nurture: cannot share the GoHighLevel window", err[0] ? err : "no randomness");
+            curlloop_close(c->curl, 0, NULL, NULL);
+            eh_free(c);
+            return NULL;
+        }
+        c->m_ghl_fallback = metrics_counter(a->m, "ehub_nurture_ghl_window_fallbacks_total",
+                                            "GoHighLevel sends limited by this node's window because Redis did not "
+                                            "answer",
+                                            NULL);
+        c->m_ghl_shared = metrics_gauge(a->m, "ehub_nurture_ghl_window_shared",
+                                        "1 while the GoHighLevel window is shared through Redis", NULL);
+        if (c->m_ghl_shared) metric_set(c->m_ghl_shared, NULL, 1);
+    }
+    if (!(c->ghl_win = nurture_window_new(c->ghl_limit, c->ghl_window_ms)) || !(c->bg = nurture_bg_new(a))) {
         nurture_window_free(c->ghl_win);
+        auth_redis_limiter_free(c->ghl_shared);
         curlloop_close(c->curl, 0, NULL, NULL);
         eh_free(c);
         return NULL;

@@ -152,6 +152,26 @@ static void test_window_limiter(void **state) {
     assert_int_equal(nurture_rate_parse("5/sx", &n, &win), -1);
 }
 
+/* A slot taken and then given back (the shared window said wait) is free
+ * again at once, and releasing a slot that is not in flight changes nothing. */
+static void test_window_release(void **state) {
+    (void)state;
+    nurture_window *w = nurture_window_new(2, 10000);
+    int a, b, c;
+    assert_non_null(w);
+    assert_int_equal(nurture_window_take(w, 7, 1000, &a), 0);
+    assert_int_equal(nurture_window_take(w, 7, 1000, &b), 0);
+    assert_int_not_equal(nurture_window_take(w, 7, 1000, &c), 0);
+    nurture_window_release(w, 7, b);
+    assert_int_equal(nurture_window_take(w, 7, 1001, &c), 0);
+    assert_int_equal(c, b);
+    nurture_window_done(w, 7, a, 1500, 0);
+    nurture_window_release(w, 7, a); /* ended: it keeps counting */
+    nurture_window_release(w, 9, a); /* a tenant never seen */
+    assert_int_equal(nurture_window_take(w, 7, 2000, &c), 11500);
+    nurture_window_free(w);
+}
+
 static void test_mime(void **state) {
     buf b;
     buf_init(&b, 1 << 16);
@@ -203,6 +223,7 @@ int main(void) {
         cmocka_unit_test(test_quiet_hours),
         cmocka_unit_test(test_window_opens),
         cmocka_unit_test(test_window_limiter),
+        cmocka_unit_test(test_window_release),
         cmocka_unit_test(test_mime),
         cmocka_unit_test(test_secret_refs),
     };
