@@ -72,9 +72,15 @@ $(B)/tools/embed_web: tools/embed_web.c
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o $@ $<
 
-build/gen/web_dist.c: $(B)/tools/embed_web $(if $(WEB_EMBED),$(WEB_EMBED)/index.html) FORCE
+# Under $(B), not build/gen: a build with another WEB_EMBED (B=build/noweb
+# WEB_EMBED=) must not rewrite the copy another build compiles.
+$(B)/gen/web_dist.c: $(B)/tools/embed_web $(if $(WEB_EMBED),$(WEB_EMBED)/index.html) FORCE
 	@mkdir -p $(dir $@)
 	@$(B)/tools/embed_web $@ $(WEB_EMBED)
+
+$(B)/obj/gen/web_dist.o: $(B)/gen/web_dist.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
 
 .PHONY: FORCE
 FORCE:
