@@ -10,7 +10,7 @@ LDLIBS  := $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lwslay -lxgboost -l
 B       ?= build
 SRC     := $(shell find src -name '*.c' ! -name main.c | sort)
 OBJ     := $(SRC:%.c=$(B)/obj/%.o) $(B)/obj/gen/sqlite_migrations.o $(B)/obj/gen/postgres_migrations.o \
-           $(B)/obj/gen/coach_data.o
+           $(B)/obj/gen/coach_data.o $(B)/obj/gen/web_dist.o
 UNIT    := $(patsubst tests/unit/%.c,$(B)/tests/%,$(wildcard tests/unit/test_*.c))
 
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -62,6 +62,28 @@ $(B)/tools/embed_data: tools/embed_data.c
 build/gen/coach_data.c: $(B)/tools/embed_data $(wildcard src/coach/data/*)
 	@mkdir -p $(dir $@)
 	$(B)/tools/embed_data $@ coach_data src/coach/data/lexicon.tsv src/coach/data/cues.tsv src/coach/data/playbook.json
+
+# The dashboard (web/dist) is compiled in too, served when --web-dir is not
+# given. The generator runs on every build and rewrites its output only when
+# web/dist changed (files added or removed included), so nothing recompiles
+# otherwise. `make WEB_EMBED=` builds a binary that carries no dashboard.
+WEB_EMBED ?= web/dist
+$(B)/tools/embed_web: tools/embed_web.c
+	@mkdir -p $(dir $@)
+	$(CC) -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o $@ $<
+
+# Under $(B), not build/gen: a build with another WEB_EMBED (B=build/noweb
+# WEB_EMBED=) must not rewrite the copy another build compiles.
+$(B)/gen/web_dist.c: $(B)/tools/embed_web $(if $(WEB_EMBED),$(WEB_EMBED)/index.html) FORCE
+	@mkdir -p $(dir $@)
+	@$(B)/tools/embed_web $@ $(WEB_EMBED)
+
+$(B)/obj/gen/web_dist.o: $(B)/gen/web_dist.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+.PHONY: FORCE
+FORCE:
 
 $(B)/obj/gen/%.o: build/gen/%.c
 	@mkdir -p $(dir $@)

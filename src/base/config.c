@@ -48,7 +48,7 @@ static const opt opts[] = {
     {"sqlite-sync-full", T_BOOL, O(sqlite_sync_full), "false", "SQLite synchronous=FULL (default NORMAL)"},
     {"pool-size", T_SIZE, O(pool_size), "8", "storage connections (readers on SQLite)"},
     {"test-routes", T_BOOL, O(test_routes), "false", "enable POST /debug/echo and GET /debug/ws-echo"},
-    {"web-dir", T_STR, O(web_dir), "web/dist", "the dashboard's built files, served at / (absent: / answers 404)"},
+    {"web-dir", T_STR, O(web_dir), "", "serve the dashboard from this directory (default: the copy of web/dist built into the binary)"},
     {"config", T_STR, O(config_file), "", "config file of key = value lines"},
     {"tenant", T_STR, O(tenant), "", "tenant slug, for the commands that act on one (key, user, import, audit, train --builtin)"},
     {"twilio-url", T_STR, O(twilio_url), "https://api.twilio.com", "Twilio REST API base URL"},

@@ -39,7 +39,7 @@ typedef struct ehub_config {
     int sqlite_sync_full;
     size_t pool_size;        /* storage connections */
     int test_routes;         /* POST /debug/echo and /debug/ws-echo, for tests and benchmarks */
-    char web_dir[1024];      /* the dashboard's built files (web/dist), served at / */
+    char web_dir[1024];      /* the dashboard's files, served at / ("": the copy built in) */
     char config_file[1024];
     char tenant[65];         /* CLI commands that act on one tenant */
     char twilio_url[512];    /* Twilio REST API base (tests point it at a local server) */

@@ -26,9 +26,9 @@ static const char csp[] =
 
 typedef struct web_file {
     char *path;   /* "/assets/app-4F2KQ7ZA.js" */
-    char *data;
+    const char *data;
     size_t len;
-    char *gz, *br; /* precompressed copies, or NULL */
+    const char *gz, *br; /* precompressed copies, or NULL */
     size_t gzlen, brlen;
     const char *ctype;
     int hashed;
@@ -37,15 +37,19 @@ typedef struct web_file {
 
 struct web_ctx {
     app *a;
+    const logger *log;
     web_file *files;
     size_t n, cap;
     size_t total;
-    int loaded;            /* the directory was there */
+    int loaded;            /* the directory was there, or the binary carries a copy */
+    int embedded;          /* the bytes are the binary's own: served in place, never freed */
     char *prefixes[MAX_PREFIXES]; /* first path segments of the API's routes */
     int nprefixes;
 };
 
 size_t web_files(const web_ctx *w) { return w ? w->n : 0; }
+size_t web_bytes(const web_ctx *w) { return w ? w->total : 0; }
+const char *web_source(const web_ctx *w) { return w && !w->embedded ? "directory" : "embedded"; }
 
 /* ---- rules ---- */
 
@@ -161,7 +165,7 @@ static void fnv_hex(const char *d, size_t n, char out[20]) {
 
 static void warn(web_ctx *w, const char *msg, const char *path) {
     log_line l;
-    if (log_begin(w->a->log, &l, LOG_WARN, msg)) {
+    if (log_begin(w->log, &l, LOG_WARN, msg)) {
         log_str(&l, "path", path);
         log_end(&l);
     }
@@ -215,6 +219,55 @@ static int ends_with(const char *s, const char *suf) {
     return a > b && strcmp(s + a - b, suf) == 0;
 }
 
+/* Both sources go through these two: pass 0 takes a file (data, owned by
+ * the table unless w->embedded), pass 1 a .gz/.br copy of a file pass 0
+ * took. A file refused is freed here. -1 only on out of memory. */
+static int add_file(web_ctx *w, const char *path, const char *data, size_t len) {
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? w->cap * 2 : 64;
+        web_file *nf = eh_realloc(w->files, cap * sizeof *nf);
+        if (!nf) goto oom;
+        w->files = nf;
+        w->cap = cap;
+    }
+    web_file *f = &w->files[w->n];
+    memset(f, 0, sizeof *f);
+    if (!(f->path = eh_strdup(path))) goto oom;
+    f->data = data;
+    f->len = len;
+    f->ctype = content_type(path);
+    f->hashed = web_is_hashed(path);
+    fnv_hex(f->data, f->len, f->etag);
+    w->n++;
+    return 0;
+oom:
+    if (!w->embedded) eh_free((char *)data);
+    return -1;
+}
+
+/* The file a copy ("/a.js.gz") belongs to, if pass 0 took it and it has no
+ * such copy yet; NULL otherwise (the copy is then not read at all). */
+static web_file *copy_of(web_ctx *w, const char *path) {
+    char base[1100];
+    size_t n = strlen(path) - 3;
+    if (n >= sizeof base) return NULL;
+    memcpy(base, path, n);
+    base[n] = 0;
+    web_file *f = find(w, base);
+    if (!f || (ends_with(path, ".gz") ? f->gz : f->br)) return NULL;
+    return f;
+}
+
+static void add_copy(web_ctx *w, const char *path, const char *data, size_t len) {
+    web_file *f = copy_of(w, path);
+    if (!f) {
+        if (!w->embedded) eh_free((char *)data);
+        return;
+    }
+    if (ends_with(path, ".gz")) f->gz = data, f->gzlen = len;
+    else f->br = data, f->brlen = len;
+}
+
 /* Walks dirfd; pass 0 takes the files, pass 1 the .gz/.br copies of files
  * taken. Returns -1 only on out of memory. */
 static int walk(web_ctx *w, int dirfd, const char *rel, int depth, int pass) {
@@ -245,45 +298,21 @@ static int walk(web_ctx *w, int dirfd, const char *rel, int depth, int pass) {
             continue;
         }
         if (!S_ISREG(st.st_mode)) continue; /* symbolic links, devices, sockets */
-        int gz = ends_with(path, ".gz"), br = ends_with(path, ".br");
+        int copy = ends_with(path, ".gz") || ends_with(path, ".br");
         if (pass == 0) {
-            if (gz || br) continue;
+            if (copy) continue;
             if (w->n == WEB_MAX_FILES) {
                 warn(w, "web: too many files, the rest are not served", path);
                 break;
             }
-            if (w->n == w->cap) {
-                size_t cap = w->cap ? w->cap * 2 : 64;
-                web_file *nf = eh_realloc(w->files, cap * sizeof *nf);
-                if (!nf) {
-                    rc = -1;
-                    break;
-                }
-                w->files = nf;
-                w->cap = cap;
-            }
-            web_file *f = &w->files[w->n];
-            memset(f, 0, sizeof *f);
-            f->data = read_file(w, dirfd, name, path, &f->len);
-            if (!f->data) continue;
-            if (!(f->path = eh_strdup(path))) {
-                eh_free(f->data);
-                rc = -1;
-                break;
-            }
-            f->ctype = content_type(path);
-            f->hashed = web_is_hashed(path);
-            fnv_hex(f->data, f->len, f->etag);
-            w->n++;
-        } else if (gz || br) {
-            path[pn - 3] = 0;
-            web_file *f = find(w, path);
-            if (!f || (gz ? f->gz : f->br)) continue;
             size_t len = 0;
             char *data = read_file(w, dirfd, name, path, &len);
-            if (!data) continue;
-            if (gz) f->gz = data, f->gzlen = len;
-            else f->br = data, f->brlen = len;
+            if (data) rc = add_file(w, path, data, len);
+        } else if (copy) {
+            if (!copy_of(w, path)) continue;
+            size_t len = 0;
+            char *data = read_file(w, dirfd, name, path, &len);
+            if (data) add_copy(w, path, data, len);
         }
     }
     closedir(d);
@@ -365,7 +394,10 @@ static void h_web(http_req *q, void *ud) {
     if (!f) {
         if (!w->loaded && (strcmp(path, "/") == 0 || navigation(q, path)))
             http_reply_error(q, 404, "not_found",
-                             "the dashboard is not built: no web directory (run `make`, or set --web-dir)");
+                             w->embedded ? "the dashboard is not built into this binary: build it with `make` "
+                                           "(which builds web/dist first), or set --web-dir"
+                                         : "the dashboard is not built: --web-dir is not a directory (run `make`, "
+                                           "or fix --web-dir)");
         else
             http_reply_error(q, 404, "not_found", "no such route");
         return;
@@ -383,36 +415,99 @@ static void h_web(http_req *q, void *ud) {
     serve(q, f);
 }
 
-int web_register(app *a) {
+/* The embedded table, under the same rules as a directory: paths as
+ * web_path_ok allows (the generator took whatever names it found), the
+ * size limits, the files before their copies. */
+static int load_embedded(web_ctx *w, const web_embedded *t, size_t n) {
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < n; i++) {
+            const char *path = t[i].path;
+            if (!path || !web_path_ok(path) || strlen(path) < 2) continue;
+            int copy = ends_with(path, ".gz") || ends_with(path, ".br");
+            if (copy != pass || (pass && !copy_of(w, path))) continue;
+            if (!pass && w->n == WEB_MAX_FILES) {
+                warn(w, "web: too many files, the rest are not served", path);
+                break;
+            }
+            if (t[i].len > WEB_MAX_FILE || w->total + t[i].len > WEB_MAX_TOTAL) {
+                warn(w, "web: file too large, not served", path);
+                continue;
+            }
+            w->total += t[i].len;
+            if (!pass) {
+                if (add_file(w, path, (const char *)t[i].data, t[i].len)) return -1;
+            } else {
+                add_copy(w, path, (const char *)t[i].data, t[i].len);
+            }
+        }
+        if (!pass && w->n) qsort(w->files, w->n, sizeof *w->files, cmp_file);
+    }
+    return 0;
+}
+
+web_ctx *web_load(const char *dir, const web_embedded *files, size_t n, const logger *log) {
     web_ctx *w = eh_calloc(1, sizeof *w);
+    if (!w) return NULL;
+    w->log = log;
+    int rc = 0;
+    if (dir && dir[0]) {
+        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd >= 0) {
+            w->loaded = 1;
+            rc = walk(w, fd, "", 0, 0);
+            if (!rc && w->n) qsort(w->files, w->n, sizeof *w->files, cmp_file);
+            if (!rc) rc = walk(w, fd, "", 0, 1);
+            close(fd);
+        }
+    } else {
+        w->embedded = 1;
+        w->loaded = n > 0;
+        rc = load_embedded(w, files, n);
+    }
+    if (rc) {
+        web_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+int web_lookup(const web_ctx *w, const char *path, web_file_view *v) {
+    const web_file *f = find((web_ctx *)w, path);
+    if (!f) return 0;
+    *v = (web_file_view){f->data, f->len, f->gz ? f->gzlen : 0, f->br ? f->brlen : 0, f->ctype, f->etag, f->hashed};
+    return 1;
+}
+
+int web_register(app *a) {
+    const char *dir = a->cfg.web_dir;
+    web_ctx *w = web_load(dir, web_dist_files, web_dist_count, a->log);
     if (!w) return -1;
     w->a = a;
     a->web = w;
     http_router_each(a->router, add_prefix, w);
-    const char *dir = a->cfg.web_dir;
-    int fd = dir[0] ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-    if (fd >= 0) {
-        w->loaded = 1;
-        int rc = walk(w, fd, "", 0, 0);
-        if (!rc && w->n) qsort(w->files, w->n, sizeof *w->files, cmp_file);
-        if (!rc) rc = walk(w, fd, "", 0, 1);
-        close(fd);
-        if (rc) return -1;
-        log_line l;
-        if (log_begin(a->log, &l, find(w, "/index.html") ? LOG_INFO : LOG_WARN,
-                      find(w, "/index.html") ? "dashboard files loaded" : "web directory has no index.html")) {
-            log_str(&l, "dir", dir);
-            log_int(&l, "files", (int64_t)w->n);
-            log_int(&l, "bytes", (int64_t)w->total);
-            log_end(&l);
-        }
-    } else {
-        log_line l;
-        if (log_begin(a->log, &l, LOG_INFO, "no dashboard: web directory absent")) {
-            log_str(&l, "dir", dir);
-            log_end(&l);
-        }
+    int index = find(w, "/index.html") != NULL;
+    log_line l;
+    if (log_begin(a->log, &l, index || !w->loaded ? LOG_INFO : LOG_WARN,
+                  index ? "dashboard files loaded"
+                  : !w->loaded ? (w->embedded ? "no dashboard: this binary was built without web/dist"
+                                              : "no dashboard: web directory absent")
+                  : w->embedded ? "the embedded dashboard has no index.html"
+                  : "web directory has no index.html")) {
+        log_str(&l, "source", web_source(w));
+        if (!w->embedded) log_str(&l, "dir", dir);
+        log_int(&l, "files", (int64_t)w->n);
+        log_int(&l, "bytes", (int64_t)w->total);
+        log_end(&l);
     }
+    /* The source as a labelled gauge: which one a running server serves is
+     * what an operator asks after a deploy. */
+    const char *src[] = {web_source(w)};
+    metric_set(metrics_gauge(a->m, "ehub_dashboard_files",
+                             "dashboard files served (without .gz/.br copies), by source", "source"),
+               src, (double)w->n);
+    metric_set(metrics_gauge(a->m, "ehub_dashboard_bytes",
+                             "dashboard bytes held, .gz/.br copies included, by source", "source"),
+               src, (double)w->total);
     http_router_set_fallback(a->router, h_web, w, "/{web}");
     return 0;
 }
@@ -421,9 +516,10 @@ void web_free(web_ctx *w) {
     if (!w) return;
     for (size_t i = 0; i < w->n; i++) {
         eh_free(w->files[i].path);
-        eh_free(w->files[i].data);
-        eh_free(w->files[i].gz);
-        eh_free(w->files[i].br);
+        if (w->embedded) continue;
+        eh_free((char *)w->files[i].data);
+        eh_free((char *)w->files[i].gz);
+        eh_free((char *)w->files[i].br);
     }
     eh_free(w->files);
     for (int i = 0; i < w->nprefixes; i++) eh_free(w->prefixes[i]);

@@ -22,8 +22,11 @@ SANITIZER_RE = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error:")
 class Server:
     """One ehub process. Output lines (JSON logs) are collected in .lines."""
 
-    def __init__(self, binary, store=None, extra=(), env=None, slow=1.0, logs_dir=None, name="ehub"):
-        self.binary = binary
+    def __init__(self, binary, store=None, extra=(), env=None, slow=1.0, logs_dir=None, name="ehub", cwd=None):
+        # cwd: the working directory to start in (default this one's); the
+        # binary's path is made absolute so it still names the same file.
+        self.binary = os.path.abspath(binary) if cwd else binary
+        self.cwd = cwd
         self.tmp = tempfile.mkdtemp(prefix="ehub-e2e-")
         self.store = store
         self.extra = list(extra)
@@ -47,7 +50,7 @@ class Server:
     def start(self, timeout=10.0):
         self.port = None
         self.proc = subprocess.Popen(self.args(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     env=self.env, text=True, errors="replace")
+                                     env=self.env, text=True, errors="replace", cwd=self.cwd)
         ready = threading.Event()
 
         def pump():

@@ -26,9 +26,9 @@ class Ctx:
         self.srv = None
         self.extra_servers = []
 
-    def new_server(self, extra=(), env=None, store="default", start=True, name="extra"):
+    def new_server(self, extra=(), env=None, store="default", start=True, name="extra", cwd=None):
         s = Server(self.binary, store=self.store if store == "default" else store, extra=extra,
-                   env=env, slow=self.slow, logs_dir=self.opts.logs, name=name)
+                   env=env, slow=self.slow, logs_dir=self.opts.logs, name=name, cwd=cwd)
         self.extra_servers.append(s)
         if start:
             s.start()

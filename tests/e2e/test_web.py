@@ -1,10 +1,16 @@
 """The dashboard's static files (src/web): caching headers and ETags,
 precompressed copies, security headers, the SPA fallback and where it must
-not apply, and paths that must reach nothing outside --web-dir."""
+not apply, and paths that must reach nothing outside --web-dir. Then the
+copy of web/dist built into the binary: served from any working directory,
+byte for byte what web/dist holds, and --web-dir taking precedence."""
 import gzip
 import os
+import re
 import shutil
 import tempfile
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+DIST = os.path.join(REPO, "web", "dist")
 
 CSP_PARTS = ["script-src 'self'", "connect-src 'self' ws: wss:", "frame-ancestors 'none'"]
 INDEX = b"<!doctype html><title>ehub test</title><script type=module src=/assets/app-AB12CD34.js></script>"
@@ -153,10 +159,120 @@ class socket_raw:
 
 
 def test_without_a_web_directory(t):
+    # Given explicitly, a directory that is not there is not replaced by the
+    # embedded copy: / says what is wrong instead.
     srv = t.new_server(extra=["--web-dir", "/nonexistent/ehub-web"], name="noweb")
     st, h, b = srv.request("GET", "/")
-    assert st == 404 and b"not built" in b and h["content-type"] == "application/json", (st, b)
+    assert st == 404 and b"not built" in b and b"--web-dir" in b and h["content-type"] == "application/json", (st, b)
     st, _, b = srv.request("GET", "/leads/1", headers={"Accept": "text/html"})
     assert st == 404 and b"not built" in b
     st, _, _ = srv.request("GET", "/health")
     assert st == 200
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def dist_files():
+    """web/dist as the server should hold it: {"/path": bytes} without the
+    .gz/.br copies, and the bytes of everything (copies included)."""
+    files, total = {}, 0
+    for root, _, names in os.walk(DIST):
+        for n in names:
+            p = os.path.join(root, n)
+            total += os.path.getsize(p)
+            if not n.endswith((".gz", ".br")):
+                files["/" + os.path.relpath(p, DIST)] = p
+    return files, total
+
+
+def dashboard_log(srv):
+    return [l for l in srv.log_json() if l.get("msg") == "dashboard files loaded"]
+
+
+def test_embedded_copy_served_from_another_directory(t):
+    """Started where there is no web/dist, without --web-dir: the binary's own
+    copy, with the same headers, byte for byte what web/dist holds."""
+    assert os.path.isfile(os.path.join(DIST, "index.html")), "web/dist is not built (run make)"
+    cwd = tempfile.mkdtemp(prefix="ehub-cwd-")
+    env = {k: "" for k in ["EHUB_WEB_DIR"]}  # nothing from the environment either
+    try:
+        srv = t.new_server(name="embedded", cwd=cwd, env=env)
+        files, total = dist_files()
+        logs = dashboard_log(srv)
+        assert logs and logs[0]["source"] == "embedded" and "dir" not in logs[0], logs
+        assert logs[0]["files"] == len(files) and logs[0]["bytes"] == total, (logs, len(files), total)
+
+        index = read(os.path.join(DIST, "index.html"))
+        st, h, b = srv.request("GET", "/")
+        assert st == 200 and b == index, (st, b[:100])
+        assert h["content-type"] == "text/html; charset=utf-8" and h["cache-control"] == "no-cache", h
+        for part in CSP_PARTS:
+            assert part in h["content-security-policy"], h
+        st, _, b = srv.request("GET", "/", headers={"If-None-Match": h["etag"]})
+        assert st == 304 and b == b""
+        st, _, b = srv.request("GET", "/leads/12", headers={"Accept": "text/html"})
+        assert st == 200 and b == index
+
+        # the entry script index.html names: hashed, so immutable
+        m = re.search(rb'src="?(/assets/app-[A-Z0-9]{8,}\.js)', index)
+        assert m, index
+        asset = m.group(1).decode()
+        raw = read(DIST + asset)
+        st, h, b = srv.request("GET", asset)
+        assert st == 200 and b == raw and "content-encoding" not in h, (st, h)
+        assert h["cache-control"] == "public, max-age=31536000, immutable", h
+        assert h["content-type"] == "text/javascript; charset=utf-8" and h["vary"] == "Accept-Encoding", h
+        for enc, suffix in [("gzip", ".gz"), ("gzip, deflate, br", ".br")]:
+            if not os.path.exists(DIST + asset + suffix):
+                continue
+            st, h, b = srv.request("GET", asset, headers={"Accept-Encoding": enc})
+            assert st == 200 and h["content-encoding"] == ("br" if suffix == ".br" else "gzip"), h
+            assert b == read(DIST + asset + suffix), (asset, enc)
+        if os.path.exists(DIST + asset + ".gz"):
+            assert gzip.decompress(read(DIST + asset + ".gz")) == raw
+
+        # every file, byte for byte
+        for path, full in files.items():
+            st, _, b = srv.request("GET", path)
+            assert st == 200 and b == read(full), path
+
+        st, _, b = srv.request("GET", "/metrics")
+        assert st == 200
+        assert ('ehub_dashboard_files{source="embedded"} %d' % len(files)).encode() in b, b[-600:]
+        assert ('ehub_dashboard_bytes{source="embedded"} %d' % total).encode() in b
+    finally:
+        shutil.rmtree(cwd)
+
+
+def test_web_dir_takes_precedence_over_the_embedded_copy(t):
+    """--web-dir (flag or EHUB_WEB_DIR, here relative to the working
+    directory) serves that directory, not the copy built in."""
+    cwd = tempfile.mkdtemp(prefix="ehub-cwd-")
+    try:
+        os.makedirs(os.path.join(cwd, "site"))
+        other = b"<!doctype html><title>another dashboard</title>"
+        with open(os.path.join(cwd, "site", "index.html"), "wb") as f:
+            f.write(other)
+        for how in ["flag", "env"]:
+            if how == "flag":
+                srv = t.new_server(extra=["--web-dir", "site"], name="webdir-flag", cwd=cwd)
+            else:
+                srv = t.new_server(env={"EHUB_WEB_DIR": os.path.join(cwd, "site")}, name="webdir-env")
+            st, h, b = srv.request("GET", "/")
+            assert st == 200 and b == other and h["cache-control"] == "no-cache", (how, st, b[:80])
+            # the embedded app's assets are not mixed in
+            for path in dist_files()[0]:
+                if path != "/index.html":
+                    st, _, _ = srv.request("GET", path)
+                    assert st == 404, (how, path)
+            logs = dashboard_log(srv)
+            assert logs and logs[0]["source"] == "directory" and logs[0]["files"] == 1, logs
+            assert logs[0]["bytes"] == len(other), logs
+            st, _, b = srv.request("GET", "/metrics")
+            assert b'ehub_dashboard_files{source="directory"} 1' in b
+            srv.stop()
+    finally:
+        shutil.rmtree(cwd)
