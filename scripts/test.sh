@@ -19,6 +19,8 @@ failed=0
 PY=/usr/bin/python3; [ -x "$PY" ] || PY=python3
 log_dir=${EHUB_TEST_LOGS:-build/test-logs}
 mkdir -p "$log_dir"
+# Absolute, so suites that run from another directory (web/) write where we read.
+log_dir=$(cd "$log_dir" && pwd)
 
 add() { passed=$((passed + $1)); failed=$((failed + $2)); }
 
@@ -60,7 +62,7 @@ run_e2e() {
 run_web() {
   local out="$log_dir/web-unit.log" json="$log_dir/web-unit.json" p f line
   rm -f "$json"
-  (cd web && ./node_modules/.bin/vitest run --reporter=default --reporter=json --outputFile="../$json") >"$out" 2>&1
+  (cd web && ./node_modules/.bin/vitest run --reporter=default --reporter=json --outputFile="$json") >"$out" 2>&1
   local rc=$?
   line=$("$PY" -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["numPassedTests"], j["numFailedTests"])' "$json" 2>/dev/null)
   if [ -n "$line" ]; then p=${line% *}; f=${line#* }; else p=0; f=1; echo "web-unit: vitest did not report (see $out)"; tail -20 "$out"; fi
