@@ -580,14 +580,16 @@ static int cmp_version(const void *a, const void *b) {
 
 /* One tenant's DATA_DIR/tenants/ID/models. 0 (and *n versions stored), or
  * -1 after logging why (the directory stays for the next start). */
-static int import_tenant(store *st, logger *log, int64_t tenant, const char *mdir, int *n) {
+static int import_tenant(store *st, logger *log, int64_t tenant, const char *mdir, int *n, int *dirs) {
     import_args ia = {0};
     int rc = 0;
+    *dirs = 0;
     for (int b = 0; b < NBUILTIN && !rc; b++) {
         char dir[1300];
         snprintf(dir, sizeof dir, "%s/%s", mdir, score_builtin_name(b));
         DIR *d = opendir(dir);
         if (!d) continue;
+        (*dirs)++;
         ia.active[b] = ml_active_version(dir);
         struct dirent *e;
         while ((e = readdir(d)) && !rc) {
@@ -627,7 +629,7 @@ static int import_tenant(store *st, logger *log, int64_t tenant, const char *mdi
         if (ia.n[b]) qsort(ia.rows[b], (size_t)ia.n[b], sizeof *ia.rows[b], cmp_version);
     }
     store_err se = {0};
-    if (!rc) rc = store_write(st, tenant, import_tx, &ia, &se);
+    if (!rc && *dirs) rc = store_write(st, tenant, import_tx, &ia, &se);
     if (rc) {
         log_line l;
         if (log_begin(log, &l, LOG_ERROR, "cannot import model files into the store")) {
@@ -657,29 +659,35 @@ int score_import_files(score_ctx *c, store *st, logger *log, int *imported) {
         char *end;
         long long id = strtoll(e->d_name, &end, 10);
         if (id <= 0 || *end) continue;
-        char mdir[1200], done[1300];
+        char mdir[1200];
         snprintf(mdir, sizeof mdir, "%s/%lld/models", root, id);
         struct stat stt;
         if (stat(mdir, &stt) || !S_ISDIR(stt.st_mode)) continue;
-        int n = 0;
-        if (import_tenant(st, log, (int64_t)id, mdir, &n)) {
+        int n = 0, dirs = 0;
+        if (import_tenant(st, log, (int64_t)id, mdir, &n, &dirs)) {
             failed++;
             continue;
         }
+        if (!dirs) continue; /* other modules' models (coaching's forecast) stay files */
         *imported += n;
-        /* once: the directory is kept, renamed, for whoever wants the
-         * files; a crash before the rename imports again, adding nothing */
-        snprintf(done, sizeof done, "%s.imported-%lld", mdir, (long long)clock_wall_ms());
-        if (rename(mdir, done)) {
-            log_msg(log, LOG_ERROR, "cannot rename an imported model directory", strerror(errno));
-            failed++;
-            continue;
+        /* once: each built-in's directory is kept, renamed, for whoever
+         * wants the files; a crash before the rename imports again, adding
+         * nothing */
+        int64_t now = clock_wall_ms();
+        for (int b = 0; b < NBUILTIN; b++) {
+            char dir[1300], done[1400];
+            snprintf(dir, sizeof dir, "%s/%s", mdir, score_builtin_name(b));
+            snprintf(done, sizeof done, "%s.imported-%lld", dir, (long long)now);
+            if (rename(dir, done) && errno != ENOENT) {
+                log_msg(log, LOG_ERROR, "cannot rename an imported model directory", strerror(errno));
+                failed++;
+            }
         }
         log_line l;
         if (log_begin(log, &l, LOG_INFO, "model files imported into the store")) {
             log_int(&l, "tenant", id);
             log_int(&l, "versions", n);
-            log_str(&l, "kept_in", done);
+            log_str(&l, "dir", mdir);
             log_end(&l);
         }
     }

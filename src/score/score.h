@@ -63,8 +63,8 @@ void score_ctx_free(score_ctx *c);
 /* Imports the model directories earlier releases wrote
  * (DATA_DIR/tenants/ID/models/NAME/vN with NAME/active) into the store,
  * each version under its own number, the file's active version made the
- * stored one unless the store has one; each imported directory is then
- * renamed to models.imported-MS, so this runs once (and a re-run after a
+ * stored one unless the store has one; each imported NAME directory is
+ * then renamed to NAME.imported-MS, so this runs once (and a re-run after a
  * crash adds nothing). *imported: versions written. 0, or -1 when some
  * directory could not be imported (logged; it stays for the next start).
  * Blocking: start-up or CLI. */
