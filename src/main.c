@@ -296,6 +296,7 @@ static int cmd_import(ehub_config *cfg, logger *log, int npos, char **pos) {
         score_ctx_free(sc);
         return 1;
     }
+    score_ctx_set_store(sc, st);
     json_t *result = NULL;
     int rc = leads_import_file(st, tenant, pos[1], NULL, &result);
     char *s = result ? json_dumps(result, JSON_INDENT(2)) : NULL;
@@ -347,6 +348,10 @@ static int cmd_train_builtin(ehub_config *cfg, logger *log, ml_cli *c) {
         score_ctx_free(sc);
         return 1;
     }
+    score_ctx_set_store(sc, st);
+    /* versions an earlier release left on disk keep their numbers */
+    int imported = 0;
+    score_import_files(sc, st, log, &imported);
     char err[512];
     json_t *rep = NULL;
     int rc = score_train(st, sc, tenant, c->builtin, "cli", c->train.seed, clock_wall_ms(), &rep, err, sizeof err);

@@ -131,6 +131,12 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
         }
         return -1;
     }
+    score_ctx_set_store(a->score, a->st);
+    /* tenant models an earlier release kept on disk move into the store
+     * once, before anything is served (a failure is logged and retried at
+     * the next start: the files stay) */
+    int imported = 0;
+    score_import_files(a->score, a->st, log, &imported);
 
     http_config hc = {
         .host = cfg->host,
@@ -165,6 +171,7 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
     if (api_system_register(a) || leads_api_register(a) || leads_ghl_register(a) ||
         leads_import_register(a) || leads_settings_register(a) || ml_serve_register(a) || score_api_register(a) ||
         nurture_register(a) || auth_api_register(a) || coach_api_register(a) || realtime_start(a) ||
+        score_registry_start(a) ||
         privacy_register(a) || api_openapi_build(a) || web_register(a)) {
         log_msg(log, LOG_ERROR, "startup failed", "cannot register routes");
         return -1;

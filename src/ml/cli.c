@@ -8,13 +8,15 @@
 
 const char ml_cli_train_help[] =
     "Usage: ehub train --data FILE.csv --label COL --model NAME [options]\n"
-    "       ehub train --tenant SLUG --builtin lead_scoring|churn [--seed N] [--json]\n"
+    "       ehub train --tenant SLUG --builtin lead_scoring|churn|property_value [--seed N] [--json]\n"
     "\n"
     "The second form trains a tenant's built-in model from its own history (at least 100\n"
     "outcomes, 20 of each kind): lead_scoring from won/lost leads (then re-scores the open\n"
     "ones), churn from leads engaged 14 days ago and whether they replied since. The model is\n"
-    "saved in DATA_DIR/tenants/ID/models; a server on the same data serves it within 5 s\n"
-    "(POST /v1/models/NAME/train trains and serves at once).\n"
+    "stored as the next version in the store and activated (model.activated in the tenant's\n"
+    "event log): a running server on the same store serves it once its bus reaches that\n"
+    "event, which is with the tenant's next event (the CLI publishes on no bus; the gap is\n"
+    "filled from the log). POST /v1/models/NAME/train serves at once on every node.\n"
     "\n"
     "Trains a gradient-boosted model (XGBoost) on any CSV with a header row, measures it on a\n"
     "held-out part and saves it as OUT/NAME/vN (model.json, schema.json, metrics.json).\n"

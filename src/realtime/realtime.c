@@ -1230,6 +1230,10 @@ static const http_route_doc d_events = {"The tenant's event log, oldest first (?
 static const http_route_doc d_bcast = {"Broadcast a message to realtime subscribers of a topic (admin); 202 after commit",
                                        "realtime", "{topic, type, data}", "{seq, topic, type}"};
 
+int realtime_subscribe(app *a, void (*fn)(void *ud, const store_event *ev), void *ud) {
+    return a->rt && a->rt->b ? bus_subscribe(a->rt->b, fn, ud) : -1;
+}
+
 int realtime_start(app *a) {
     rt_hub *h = a->rt;
     size_t q = a->cfg.ws_max_queue ? a->cfg.ws_max_queue : 1024 * 1024;

@@ -36,6 +36,10 @@ void realtime_on_commit(void *ud, const store_event *ev, int n);
 /* Creates the bus from a->cfg.bus and registers the routes. Returns 0, or
  * -1 after logging why. */
 int realtime_start(app *a);
+/* Adds a subscriber to the bus (after realtime_start): every committed
+ * event of every tenant, this node's and other nodes', in order per tenant,
+ * on the loop thread. 0, or -1 (no bus, or too many subscribers). */
+int realtime_subscribe(app *a, void (*fn)(void *ud, const store_event *ev), void *ud);
 /* Closes every client's feed and the hub's handles (on shutdown). */
 void realtime_stop(app *a);
 /* Frees the hub once its handles are closed (the loop must run after). */

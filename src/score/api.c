@@ -9,6 +9,7 @@
 #include "app/app.h"
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "realtime/realtime.h"
 #include "score.h"
 
 static int get_tx(store_tx *tx, api_job *j, store_err *err) { return score_get(tx, j->id, &j->out, err); }
@@ -137,6 +138,7 @@ typedef struct models_job {
     int version, status;
     json_t *out;
     char err[256];
+    char by[128];        /* activate */
     app_write_audit *wa; /* activate */
 } models_job;
 
@@ -147,7 +149,8 @@ static void list_work(void *arg) {
 
 static void list_done(http_req *q, void *arg) {
     models_job *m = arg;
-    http_reply_json(q, 200, json_pack("{s:o}", "models", m->out ? m->out : json_array()));
+    if (!m->out) http_reply_error(q, 503, "unavailable", "cannot read the model registry");
+    else http_reply_json(q, 200, json_pack("{s:o}", "models", m->out));
     eh_free(m);
 }
 
@@ -167,7 +170,7 @@ static void h_models(http_req *q, app *a, const auth_principal *p, void *ud) {
 
 static void activate_work(void *arg) {
     models_job *m = arg;
-    m->status = score_activate(m->a->score, m->tenant, m->name, m->version, m->err, sizeof m->err);
+    m->status = score_activate(m->a->score, m->tenant, m->name, m->version, m->by, m->err, sizeof m->err);
     if (!m->status) {
         store_err se = {0};
         json_t *x = json_pack("{s:i}", "version", m->version);
@@ -220,6 +223,7 @@ static void h_activate(http_req *q, app *a, const auth_principal *p, void *ud) {
     m->version = (int)version;
     snprintf(m->name, sizeof m->name, "%s", name);
     m->wa = app_write_audit_new(q, p, NULL);
+    snprintf(m->by, sizeof m->by, "%s key %lld (%s)", p->tenant_slug, (long long)p->key_id, auth_role_name(p->role));
     if (http_req_work(q, activate_work, activate_done, m)) {
         app_write_audit_free(m->wa);
         eh_free(m);
@@ -306,6 +310,29 @@ static void h_valuation(http_req *q, app *a, const auth_principal *p, void *ud) 
 
 /* ---- churn ---- */
 
+/* Raw features need no storage, but the tenant's model may have to be
+ * read before its first use on this node: on the pool. */
+typedef struct churn_job {
+    app *a;
+    int64_t tenant;
+    json_t *features, *out;
+    int bad;
+    char err[256];
+} churn_job;
+
+static void churn_work(void *arg) {
+    churn_job *j = arg;
+    j->bad = score_churn_features(j->a->score, j->tenant, j->features, &j->out, j->err, sizeof j->err) != 0;
+}
+
+static void churn_done(http_req *q, void *arg) {
+    churn_job *j = arg;
+    if (j->bad) http_reply_error(q, 422, "invalid_features", j->err);
+    else http_reply_json(q, 200, j->out);
+    json_decref(j->features);
+    eh_free(j);
+}
+
 static int churn_tx(store_tx *tx, api_job *j, store_err *err) {
     return score_churn(tx, j->id, clock_wall_ms(), &j->out, err);
 }
@@ -329,14 +356,21 @@ static void h_churn(http_req *q, app *a, const auth_principal *p, void *ud) {
         return;
     }
     if (feats) {
-        json_t *out = NULL;
-        char err[256];
-        /* no storage: the features are all there is */
-        if (score_churn_features(a->score, p->tenant, feats, &out, err, sizeof err))
-            http_reply_error(q, 422, "invalid_features", err);
-        else
-            http_reply_json(q, 200, out);
+        churn_job *cj = eh_calloc(1, sizeof *cj);
+        if (!cj) {
+            json_decref(in);
+            http_reply_error(q, 503, "overloaded", "out of memory");
+            return;
+        }
+        cj->a = a;
+        cj->tenant = p->tenant;
+        cj->features = json_incref(feats);
         json_decref(in);
+        if (http_req_work(q, churn_work, churn_done, cj)) {
+            json_decref(cj->features);
+            eh_free(cj);
+            http_reply_error(q, 503, "overloaded", "cannot schedule");
+        }
         return;
     }
     int64_t lead = json_is_integer(id) ? json_integer_value(id) : -1;
@@ -362,7 +396,9 @@ static const http_route_doc d_models = {
     "active version, and every version with its test metrics, rows, trained at/by",
     "scoring", NULL, "{models:[{name, serving, active_version, versions}]}"};
 static const http_route_doc d_activate = {
-    "Serve another version of a tenant's built-in model (rollback or upgrade); recorded in NAME/active", "scoring",
+    "Serve another version of a tenant's built-in model (rollback or upgrade); recorded in the store with a "
+    "model.activated event, which every node follows",
+    "scoring",
     "{version}", "{model, active_version}"};
 static const http_route_doc d_matches = {
     "Listings for a lead, best first: hard filters (budget, beds, baths, type, areas or radius_km around lat/lng), "
@@ -380,6 +416,59 @@ static const http_route_doc d_train = {
     "(engaged leads and whether they replied) or property_value (priced listings, log price); 409 "
     "not_enough_outcomes below the minimum",
     "scoring", "{seed?}", "the training report: version, rows, features, auc, logloss, brier, ece, rescored"};
+
+/* ---- following activations (this node's and other nodes') ---- */
+
+typedef struct reload_job {
+    uv_work_t w;
+    app *a;
+    int64_t tenant;
+    char name[32];
+    int rc, version;
+    char err[256];
+} reload_job;
+
+static void reload_work(uv_work_t *w) {
+    reload_job *j = w->data;
+    j->rc = score_model_reload(j->a->score, j->tenant, j->name, &j->version, j->err, sizeof j->err);
+}
+
+static void reload_done(uv_work_t *w, int status) {
+    reload_job *j = w->data;
+    log_line l;
+    if (status == 0 && log_begin(j->a->log, &l, j->rc ? LOG_ERROR : LOG_INFO,
+                                 j->rc ? "cannot load an activated model" : "activated model loaded")) {
+        log_int(&l, "tenant", j->tenant);
+        log_str(&l, "model", j->name);
+        if (j->rc) log_str(&l, "error", j->err);
+        else log_int(&l, "version", j->version);
+        log_end(&l);
+    }
+    eh_free(j);
+}
+
+static void on_model_event(void *ud, const store_event *ev) {
+    if (strcmp(ev->type, "model.activated")) return;
+    app *a = ud;
+    json_t *p = json_loads(ev->payload, 0, NULL);
+    const char *name = json_string_value(json_object_get(p, "name"));
+    json_int_t gen = json_integer_value(json_object_get(p, "generation"));
+    /* the node that wrote it serves it already; others load it now rather
+     * than on the next request */
+    if (name && score_builtin(name) && score_model_generation(a->score, ev->tenant, name) < gen) {
+        reload_job *j = eh_calloc(1, sizeof *j);
+        if (j) {
+            j->a = a;
+            j->tenant = ev->tenant;
+            snprintf(j->name, sizeof j->name, "%s", name);
+            j->w.data = j;
+            if (uv_queue_work(a->loop, &j->w, reload_work, reload_done)) eh_free(j);
+        }
+    }
+    json_decref(p);
+}
+
+int score_registry_start(app *a) { return realtime_subscribe(a, on_model_event, a); }
 
 int score_api_register(app *a) {
     int rc = app_route(a, "GET", "/v1/leads/{id}/score", h_score, NULL, ROLES_ANY, &d_score);

@@ -48,6 +48,43 @@ enum {
 
 /* Built-in models: builtins[] in score.c. */
 enum { B_LEAD, B_CHURN, B_VALUE, NBUILTIN };
+/* builtins[] index of a name, -1 if none; and back. */
+int score_builtin_index(const char *name);
+const char *score_builtin_name(int b);
+
+/* ---- the tenant model cache and registry (registry.c) ---- */
+
+struct ml_model;
+/* A tenant's served model of one builtin, shared by the scorings in
+ * progress: the cache holds one reference, each scoring one more, so a
+ * swap never frees a model a request is still walking. */
+typedef struct tmodel {
+    int64_t tenant;
+    int b;
+    struct ml_model *m; /* NULL: the tenant has no model (yet) */
+    int version;
+    int64_t gen; /* model_active.generation it was loaded at (0: no row) */
+    int refs;
+} tmodel;
+
+/* The tenant's model of builtin b with a reference (release it with
+ * reg_release), loaded from the store on first use: through tx when the
+ * caller is inside a transaction (never a second connection from inside
+ * one), else by a read of its own on c's store. NULL when it cannot be had
+ * (out of memory, no store, a storage error): score with the prior then. */
+tmodel *reg_acquire(score_ctx *c, store_tx *tx, int64_t tenant, int b);
+void reg_release(score_ctx *c, tmodel *t);
+/* Stores a model ml_train wrote to vdir (model.json, schema.json) as the
+ * next version of the tenant's builtin b and activates it, in one
+ * transaction with a model.activated event; then serves it on this node.
+ * rep is the training report: its version is set to the stored one and its
+ * dir removed. 0, or -1 with err. */
+int reg_save_trained(score_ctx *c, store *st, int64_t tenant, int b, const char *vdir, json_t *rep,
+                     const char *trained_by, int64_t now_ms, char *err, size_t errlen);
+/* Removes a directory and everything under it (training's scratch). */
+void reg_remove_tree(const char *dir);
+/* DATA_DIR of the context (training writes its scratch files under it). */
+const char *reg_data_dir(const score_ctx *c);
 
 typedef struct feats {
     char cat[NFEAT][65]; /* categorical features (is_cat): "" = missing */
@@ -70,9 +107,11 @@ void score_listing_features(const store_rows *r, int row, feats *f);
  * NaN then. rs[0..*n) gets the reasons (rs NULL: a model's score without
  * them, cheaper). *base (may be NULL), with reasons: the model's expected
  * margin (SHAP base), or the prior's starting probability. c may be NULL
- * (prior only). */
-double score_predict(score_ctx *c, int64_t tenant, int b, const feats *f, reason *rs, int *n, int *version,
-                     double *base);
+ * (prior only). tx: the caller's transaction, or NULL outside one (a model
+ * not cached yet is then read on a connection of its own: pool threads
+ * only). */
+double score_predict(score_ctx *c, store_tx *tx, int64_t tenant, int b, const feats *f, reason *rs, int *n,
+                     int *version, double *base);
 /* The top reasons, biggest effect first (sorts rs). */
 json_t *score_reasons_json(const feats *f, reason *rs, int n, int kind_model);
 /* Appends an event; steals ev (NULL = out of memory). */

@@ -150,11 +150,11 @@ static int cmp_cand(const void *a, const void *b) {
     return ((const cand *)a)->row - ((const cand *)b)->row; /* oldest listing first on ties: stable */
 }
 
-static double estimate(score_ctx *c, int64_t tenant, const store_rows *r, int row, int *version) {
+static double estimate(score_ctx *c, store_tx *tx, int64_t tenant, const store_rows *r, int row, int *version) {
     feats f;
     score_listing_features(r, row, &f);
     int n = 0;
-    return score_predict(c, tenant, B_VALUE, &f, NULL, &n, version, NULL);
+    return score_predict(c, tx, tenant, B_VALUE, &f, NULL, &n, version, NULL);
 }
 
 int score_matches(store_tx *tx, int64_t lead_id, const score_match_opts *o, json_t **out, store_err *err) {
@@ -227,7 +227,7 @@ int score_matches(store_tx *tx, int64_t lead_id, const score_match_opts *o, json
         cand *k = &cs[kept++];
         k->row = i;
         k->km = km;
-        k->value = estimate(c, tenant, r, i, &version);
+        k->value = estimate(c, tx, tenant, r, i, &version);
         k->score = fits(&p, r, i, k->value, km, k->fit);
     }
     if (!cs) {
@@ -308,7 +308,7 @@ int score_listing_matched(store_tx *tx, int64_t listing_id, const char *why, int
         return rc;
     }
     int version = 0;
-    double value = estimate(leads_scorer(tx), tenant, r, 0, &version);
+    double value = estimate(leads_scorer(tx), tx, tenant, r, 0, &version);
     for (int i = 0; i < store_rows_count(lr) && !rc; i++) {
         pref p;
         pref_load(&p, lr, i);
@@ -344,7 +344,7 @@ int score_valuation(store_tx *tx, int64_t listing_id, json_t **out, store_err *e
     score_listing_features(r, 0, &f);
     reason rs[NFEAT + 16];
     int n = 0, version = 0;
-    double value = score_predict(leads_scorer(tx), store_tx_tenant(tx), B_VALUE, &f, rs, &n, &version, NULL);
+    double value = score_predict(leads_scorer(tx), tx, store_tx_tenant(tx), B_VALUE, &f, rs, &n, &version, NULL);
     double price = nan_or(r, 0, L_PRICE);
     if (isnan(value)) {
         store_rows_free(r);

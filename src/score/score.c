@@ -54,6 +54,8 @@ static int builtin_find(const char *name) {
 }
 
 int score_builtin(const char *name) { return builtin_find(name) >= 0; }
+int score_builtin_index(const char *name) { return builtin_find(name); }
+const char *score_builtin_name(int b) { return b >= 0 && b < NBUILTIN ? builtins[b].name : NULL; }
 /* One lead's row: its columns, then its activity aggregates up to a time
  * ($2: now when scoring, the snapshot time when building churn training
  * rows). The same columns serve scoring (one lead) and training. */
@@ -308,125 +310,6 @@ static double churn_prior(const feats *f, reason *rs, int *n) {
     return fmin(0.98, fmax(0.02, p));
 }
 
-/* ---- the tenant model cache ---- */
-
-typedef struct tmodel {
-    int64_t tenant;
-    int b;       /* builtins[] index */
-    ml_model *m; /* NULL: the tenant has no model (yet) */
-    int version;
-    int refs;           /* the cache's, plus one per scoring in progress */
-    int64_t checked_ns; /* when NAME/active was last compared with version */
-} tmodel;
-
-struct score_ctx {
-    char dir[1024];
-    pthread_mutex_t mu;
-    tmodel **v;
-    int n, cap;
-};
-
-score_ctx *score_ctx_new(const char *data_dir) {
-    score_ctx *c = eh_calloc(1, sizeof *c);
-    if (!c) return NULL;
-    snprintf(c->dir, sizeof c->dir, "%s", data_dir ? data_dir : "./data");
-    pthread_mutex_init(&c->mu, NULL);
-    return c;
-}
-
-static void tm_put_locked(tmodel *t) {
-    if (t && --t->refs == 0) {
-        ml_model_free(t->m);
-        eh_free(t);
-    }
-}
-
-void score_ctx_free(score_ctx *c) {
-    if (!c) return;
-    for (int i = 0; i < c->n; i++) tm_put_locked(c->v[i]);
-    eh_free(c->v);
-    pthread_mutex_destroy(&c->mu);
-    eh_free(c);
-}
-
-static void model_dir(const score_ctx *c, int64_t tenant, int b, char *out, size_t n) {
-    snprintf(out, n, "%s/tenants/%lld/models/%s", c->dir, (long long)tenant, builtins[b].name);
-}
-
-/* Replaces (or adds) the tenant's entry; takes the caller's reference. */
-static int install_locked(score_ctx *c, tmodel *t) {
-    for (int i = 0; i < c->n; i++)
-        if (c->v[i]->tenant == t->tenant && c->v[i]->b == t->b) {
-            tm_put_locked(c->v[i]);
-            c->v[i] = t;
-            return 0;
-        }
-    if (c->n == c->cap) {
-        int cap = c->cap ? c->cap * 2 : 16;
-        tmodel **nv = eh_realloc(c->v, (size_t)cap * sizeof *nv);
-        if (!nv) return -1;
-        c->v = nv;
-        c->cap = cap;
-    }
-    c->v[c->n++] = t;
-    return 0;
-}
-
-static tmodel *load_tenant(score_ctx *c, int64_t tenant, int b, int version) {
-    tmodel *t = eh_calloc(1, sizeof *t);
-    if (!t) return NULL;
-    t->tenant = tenant;
-    t->b = b;
-    t->refs = 1;
-    t->checked_ns = clock_mono_ns();
-    char dir[1200], vdir[1300], err[ML_ERR_LEN];
-    model_dir(c, tenant, b, dir, sizeof dir);
-    if (!version) version = ml_active_version(dir);
-    if (version) {
-        snprintf(vdir, sizeof vdir, "%s/v%d", dir, version);
-        t->m = ml_model_load(vdir, err, sizeof err);
-        if (t->m) t->version = version;
-    }
-    return t;
-}
-
-/* The tenant's model with a reference (release with tm_release), loaded on
- * first use; NULL when out of memory. */
-static tmodel *tm_acquire(score_ctx *c, int64_t tenant, int b) {
-    pthread_mutex_lock(&c->mu);
-    tmodel *t = NULL;
-    int64_t now = clock_mono_ns();
-    for (int i = 0; i < c->n && !t; i++)
-        if (c->v[i]->tenant == tenant && c->v[i]->b == b) t = c->v[i];
-    /* A version trained or activated by another process (ehub train
-     * --builtin) is noticed within SCORE_RECHECK_S. */
-    if (t && now - t->checked_ns > (int64_t)SCORE_RECHECK_S * 1000000000) {
-        char dir[1200];
-        model_dir(c, tenant, b, dir, sizeof dir);
-        t->checked_ns = now;
-        int v = ml_active_version(dir);
-        tmodel *nt = v && v != t->version ? load_tenant(c, tenant, b, v) : NULL;
-        if (nt && nt->m && !install_locked(c, nt)) t = nt;
-        else if (nt) tm_put_locked(nt);
-    }
-    /* Loading holds the lock: once per tenant, model and process, and it
-     * keeps two threads from loading the same model. */
-    if (!t && (t = load_tenant(c, tenant, b, 0)) && install_locked(c, t)) {
-        tm_put_locked(t);
-        t = NULL;
-    }
-    if (t) t->refs++;
-    pthread_mutex_unlock(&c->mu);
-    return t;
-}
-
-static void tm_release(score_ctx *c, tmodel *t) {
-    if (!t) return;
-    pthread_mutex_lock(&c->mu);
-    tm_put_locked(t);
-    pthread_mutex_unlock(&c->mu);
-}
-
 /* ---- scoring ---- */
 
 static int cmp_reason(const void *a, const void *b) {
@@ -486,16 +369,16 @@ static double model_score(const ml_model *m, const feats *f, reason *rs, int *n,
 
 /* A score by the tenant's model of builtin b when it has one (kind model,
  * *version set), else by the prior. */
-double score_predict(score_ctx *c, int64_t tenant, int b, const feats *f, reason *rs, int *n, int *version,
-                     double *base) {
-    tmodel *t = c ? tm_acquire(c, tenant, b) : NULL;
+double score_predict(score_ctx *c, store_tx *tx, int64_t tenant, int b, const feats *f, reason *rs, int *n,
+                     int *version, double *base) {
+    tmodel *t = c ? reg_acquire(c, tx, tenant, b) : NULL;
     double sc = NAN;
     *version = 0;
     if (t && t->m) {
         sc = model_score(t->m, f, rs, n, base);
         *version = t->version;
     }
-    if (c) tm_release(c, t);
+    if (c) reg_release(c, t);
     if (isnan(sc)) {
         *version = 0;
         if (b == B_VALUE) return NAN; /* no valuation without a model */
@@ -561,7 +444,7 @@ int score_lead(store_tx *tx, int64_t lead_id, int64_t now_ms, store_err *err) {
 
     reason rs[NFEAT + 16];
     int n = 0, version;
-    double sc = score_predict(leads_scorer(tx), store_tx_tenant(tx), B_LEAD, &f, rs, &n, &version, NULL);
+    double sc = score_predict(leads_scorer(tx), tx, store_tx_tenant(tx), B_LEAD, &f, rs, &n, &version, NULL);
     if (had && fabs(sc - old) < 0.001) return STORE_OK;
 
     const char *kind = version ? "model" : "prior";
@@ -651,7 +534,7 @@ int score_churn(store_tx *tx, int64_t lead_id, int64_t now_ms, json_t **out, sto
     if (rc) return rc;
     reason rs[NFEAT + 16];
     int n = 0, version;
-    double p = score_predict(leads_scorer(tx), store_tx_tenant(tx), B_CHURN, &f, rs, &n, &version, NULL);
+    double p = score_predict(leads_scorer(tx), tx, store_tx_tenant(tx), B_CHURN, &f, rs, &n, &version, NULL);
     *out = churn_result(&f, p, version, rs, n);
     json_object_set_new(*out, "lead_id", json_integer(lead_id));
     return STORE_OK;
@@ -712,7 +595,7 @@ int score_churn_features(score_ctx *c, int64_t tenant, const json_t *in, json_t 
     if (parse_features(B_CHURN, in, &f, err, errlen)) return -1;
     reason rs[NFEAT + 16];
     int n = 0, version;
-    double p = score_predict(c, tenant, B_CHURN, &f, rs, &n, &version, NULL);
+    double p = score_predict(c, NULL, tenant, B_CHURN, &f, rs, &n, &version, NULL);
     *out = churn_result(&f, p, version, rs, n);
     return 0;
 }
@@ -730,7 +613,7 @@ int score_features(score_ctx *c, int64_t tenant, const char *name, const json_t 
     reason rs[NFEAT + 16];
     int n = 0, version;
     double base = NAN;
-    double sc = score_predict(c, tenant, b, &f, rs, &n, &version, &base);
+    double sc = score_predict(c, NULL, tenant, b, &f, rs, &n, &version, &base);
     if (isnan(sc)) {
         snprintf(err, errlen, "no %s model for this tenant yet: train one (POST /v1/models/%s/train)", name, name);
         return 409;
@@ -924,22 +807,24 @@ int score_train(store *st, score_ctx *c, int64_t tenant, const char *name, const
         buf_free(&col.csv);
         return 1;
     }
-    char base[1100], models[1200], csv[1300];
-    snprintf(base, sizeof base, "%s/tenants/%lld", c->dir, (long long)tenant);
-    snprintf(models, sizeof models, "%s/models", base);
-    snprintf(csv, sizeof csv, "%s/%s-train-%ld.csv", base, name, (long)getpid());
-    if (mkdirs(models)) {
-        snprintf(err, errlen, "cannot create %s: %s", models, strerror(errno));
+    /* ml_train works on files: a scratch directory of its own, removed
+     * once the version is in the store */
+    char base[1100], scratch[1200], csv[1300], vdir[1400];
+    snprintf(base, sizeof base, "%s/tenants/%lld", reg_data_dir(c), (long long)tenant);
+    snprintf(scratch, sizeof scratch, "%s/train-XXXXXX", base);
+    if (mkdirs(base) || !mkdtemp(scratch)) {
+        snprintf(err, errlen, "cannot create %s: %s", scratch, strerror(errno));
         buf_free(&col.csv);
         return -1;
     }
+    snprintf(csv, sizeof csv, "%s/%s.csv", scratch, name);
     FILE *fp = fopen(csv, "w");
     int bad = !fp || fwrite(col.csv.p, 1, col.csv.len, fp) != col.csv.len;
     if (fp && fclose(fp)) bad = 1;
     buf_free(&col.csv);
     if (bad) {
         snprintf(err, errlen, "cannot write %s: %s", csv, strerror(errno));
-        unlink(csv);
+        reg_remove_tree(scratch);
         return -1;
     }
     ml_train_opts o = {
@@ -949,90 +834,27 @@ int score_train(store *st, score_ctx *c, int64_t tenant, const char *name, const
         .regression = b == B_VALUE,
         .log_target = b == B_VALUE,
         .model = name,
-        .out = models,
+        .out = scratch,
         .trained_by = trained_by,
         .seed = seed ? seed : 42,
     };
     json_t *rep = NULL;
     rc = ml_train(&o, &rep, err, errlen);
-    unlink(csv);
-    if (rc) return -1;
-    int version = (int)json_integer_value(json_object_get(rep, "version"));
-    char mdir[1300];
-    model_dir(c, tenant, b, mdir, sizeof mdir);
-    tmodel *t = load_tenant(c, tenant, b, version);
-    if (!t || !t->m || ml_set_active(mdir, version)) {
-        snprintf(err, errlen, "trained version %d but cannot serve it", version);
-        pthread_mutex_lock(&c->mu);
-        tm_put_locked(t);
-        pthread_mutex_unlock(&c->mu);
+    if (rc) {
+        reg_remove_tree(scratch);
+        return -1;
+    }
+    json_object_set_new(rep, pos, json_integer(b == B_VALUE ? labelled : col.pos));
+    if (b != B_VALUE) json_object_set_new(rep, neg, json_integer(col.neg));
+    snprintf(vdir, sizeof vdir, "%s/%s/v%d", scratch, name, (int)json_integer_value(json_object_get(rep, "version")));
+    rc = reg_save_trained(c, st, tenant, b, vdir, rep, trained_by, now_ms, err, errlen);
+    reg_remove_tree(scratch);
+    if (rc) {
         json_decref(rep);
         return -1;
     }
-    pthread_mutex_lock(&c->mu);
-    if (install_locked(c, t)) tm_put_locked(t);
-    pthread_mutex_unlock(&c->mu);
     json_object_set_new(rep, "tenant_id", json_integer(tenant));
-    json_object_set_new(rep, pos, json_integer(b == B_VALUE ? labelled : col.pos));
-    if (b != B_VALUE) json_object_set_new(rep, neg, json_integer(col.neg));
     *report = rep;
-    return 0;
-}
-
-/* ---- the tenant's registry ---- */
-
-json_t *score_models(score_ctx *c, int64_t tenant) {
-    json_t *arr = json_array();
-    for (int b = 0; b < NBUILTIN; b++) {
-        char dir[1200];
-        model_dir(c, tenant, b, dir, sizeof dir);
-        int active = ml_active_version(dir), newest = ml_newest_version(dir);
-        json_t *versions = json_array();
-        for (int v = newest; v >= 1 && json_array_size(versions) < 50; v--) {
-            char path[1400];
-            snprintf(path, sizeof path, "%s/v%d/metrics.json", dir, v);
-            json_t *m = json_load_file(path, 0, NULL);
-            if (!m) continue;
-            json_array_append_new(versions,
-                                  json_pack("{s:i, s:O?, s:O?, s:O?, s:O?, s:b}", "version", v, "rows",
-                                            json_object_get(m, "rows"), "metrics", json_object_get(m, "metrics"),
-                                            "trained_at", json_object_get(m, "trained_at"), "trained_by",
-                                            json_object_get(m, "trained_by"), "active", v == active));
-            json_decref(m);
-        }
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:o, s:o}", "name", builtins[b].name, "serving",
-                                             active ? "model" : b == B_VALUE ? "none" : "prior", "active_version",
-                                             active ? json_integer(active) : json_null(), "versions", versions));
-    }
-    return arr;
-}
-
-int score_activate(score_ctx *c, int64_t tenant, const char *name, int version, char *err, size_t errlen) {
-    int b = builtin_find(name);
-    if (b < 0) {
-        snprintf(err, errlen, "no built-in model \"%.64s\"", name ? name : "");
-        return 404;
-    }
-    tmodel *t = load_tenant(c, tenant, b, version);
-    if (!t || !t->m) {
-        snprintf(err, errlen, "%s has no loadable version %d", name, version);
-        pthread_mutex_lock(&c->mu);
-        tm_put_locked(t);
-        pthread_mutex_unlock(&c->mu);
-        return 404;
-    }
-    char dir[1200];
-    model_dir(c, tenant, b, dir, sizeof dir);
-    pthread_mutex_lock(&c->mu);
-    /* recorded and installed under the lock: the file names what is served */
-    int rc = ml_set_active(dir, version);
-    if (rc == 0 && install_locked(c, t)) rc = -1;
-    if (rc) tm_put_locked(t);
-    pthread_mutex_unlock(&c->mu);
-    if (rc) {
-        snprintf(err, errlen, "cannot record the active version: %s", strerror(errno));
-        return 503;
-    }
     return 0;
 }
 

@@ -21,11 +21,15 @@
  * commit with the change or not at all; crossing the tenant's hot
  * threshold upwards appends lead.hot.
  *
- * Tenant models live in DATA_DIR/tenants/<id>/models/NAME/vN (NAME/active
- * picks the served version, as for the shared models). The score_ctx
- * caches them per tenant for the pool threads, and notices a version
- * trained by another process within SCORE_RECHECK_S; domain code reaches
- * it through the store's context (leads_domain, leads_scorer). */
+ * Tenant models live in the store (registry.c): model_versions holds every
+ * trained version (the XGBoost JSON model, schema, metrics, training
+ * summary, who and when), model_active the version served; training and
+ * activation write them with a model.activated event in one transaction.
+ * The score_ctx caches the served models per tenant for the pool threads,
+ * loads one on first use and swaps it when a model.activated event (this
+ * node's or another's, through the bus) names a later activation; domain
+ * code reaches it through the store's context (leads_domain,
+ * leads_scorer). */
 #ifndef EH_SCORE_H
 #define EH_SCORE_H
 
@@ -37,8 +41,6 @@
 #define SCORE_MIN_OUTCOMES 100
 #define SCORE_MIN_CLASS 20
 #define SCORE_MODEL "lead_scoring"
-/* how often a served tenant model looks for a version made elsewhere */
-#define SCORE_RECHECK_S 5
 #define SCORE_CHURN "churn"
 #define SCORE_VALUE "property_value"
 /* churn: the probability that an engaged lead sends no inbound message in
@@ -49,9 +51,33 @@
 
 typedef struct score_ctx score_ctx;
 
-/* data_dir: where tenants' models live. NULL on out-of-memory. */
+/* data_dir: where training writes its scratch files (and where earlier
+ * releases kept tenants' models: score_import_files). NULL on
+ * out-of-memory. */
 score_ctx *score_ctx_new(const char *data_dir);
+/* The store models are read from outside a transaction (borrowed; set it
+ * before the context is used from several threads). */
+void score_ctx_set_store(score_ctx *c, store *st);
 void score_ctx_free(score_ctx *c);
+
+/* Imports the model directories earlier releases wrote
+ * (DATA_DIR/tenants/ID/models/NAME/vN with NAME/active) into the store,
+ * each version under its own number, the file's active version made the
+ * stored one unless the store has one; each imported NAME directory is
+ * then renamed to NAME.imported-MS, so this runs once (and a re-run after a
+ * crash adds nothing). *imported: versions written. 0, or -1 when some
+ * directory could not be imported (logged; it stays for the next start).
+ * Blocking: start-up or CLI. */
+int score_import_files(score_ctx *c, store *st, logger *log, int *imported);
+
+/* The model.activated generation a tenant's served model was loaded at,
+ * -1 when this node has not loaded it (or name is not built-in). */
+int64_t score_model_generation(score_ctx *c, int64_t tenant, const char *name);
+/* Loads the tenant's active version of name from the store and serves it,
+ * unless a later activation is served already (requests in flight finish
+ * on the model they started with). *version (may be NULL): the version
+ * served after, 0 for none. 0, or -1 with err. Blocking: thread pool. */
+int score_model_reload(score_ctx *c, int64_t tenant, const char *name, int *version, char *err, size_t errlen);
 
 /* Re-scores a lead of the transaction's tenant: writes leads.score, a
  * lead_scores row and lead.scored when the score moved (by 0.001 or more)
@@ -87,8 +113,9 @@ int score_churn_features(score_ctx *c, int64_t tenant, const json_t *features, j
 int score_features(score_ctx *c, int64_t tenant, const char *name, const json_t *features, int explain, json_t **out,
                    char *err, size_t errlen);
 
-/* Trains a tenant's built-in model (name: lead_scoring or churn), saves it
- * as the next version and serves it. lead_scoring learns from won/lost
+/* Trains a tenant's built-in model (name: lead_scoring, churn or
+ * property_value), stores it as the next version and activates it (one
+ * transaction, with a model.activated event), and serves it here. lead_scoring learns from won/lost
  * leads; churn from leads engaged SCORE_CHURN_DAYS ago, as they were then,
  * and whether they replied since. *report: the training report (as ehub
  * train --json) with the class counts, or, when the tenant has too few
@@ -103,14 +130,18 @@ int score_builtin(const char *name);
 
 /* The tenant's built-in models: [{name, serving (model, prior or none),
  * active_version, versions:[{version, rows, metrics, trained_at,
- * trained_by, active}]}], newest first. Reads the model directories. */
+ * trained_by, training, task, active}]}], newest first (50 at most).
+ * Reads the store: thread pool only. NULL on a storage error. */
 json_t *score_models(score_ctx *c, int64_t tenant);
 /* Serves another version of a tenant's built-in model (rollback or
- * upgrade) and records it in NAME/active. Returns 0, or an HTTP status
- * (404 no such model or version, 503 cannot record) with err. Loads the
- * model: thread pool only. Stored lead scores are not recomputed; each
- * lead gets the new model's score on its next write. */
-int score_activate(score_ctx *c, int64_t tenant, const char *name, int version, char *err, size_t errlen);
+ * upgrade): records it in model_active with a model.activated event (one
+ * transaction; every node follows), then serves it here. by: who, for the
+ * row. Returns 0, or an HTTP status (404 no such model or version, 503
+ * cannot record or load) with err. Thread pool only. Stored lead scores
+ * are not recomputed; each lead gets the new model's score on its next
+ * write. */
+int score_activate(score_ctx *c, int64_t tenant, const char *name, int version, const char *by, char *err,
+                   size_t errlen);
 
 /* ---- property_match and property_value (match.c) ---- */
 
@@ -143,6 +174,10 @@ int score_rescore_open(store *st, int64_t tenant, int64_t now_ms, int *n, store_
 const char *score_timeline_bucket(const char *text);
 
 struct app;
+/* Follows model.activated on the app's bus (this node's events and other
+ * nodes'): a later activation than the one served is loaded on the thread
+ * pool and swapped in. After realtime_start. 0 or -1. */
+int score_registry_start(struct app *a);
 /* GET /v1/leads/{id}/score, GET /v1/leads/{id}/matches, GET
  * /v1/listings/{id}/valuation, POST /predict-churn (and /v1/), POST
  * /v1/models/{lead_scoring|churn|property_value}/train. */

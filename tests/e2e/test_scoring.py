@@ -217,7 +217,9 @@ def test_scoring_trained_model_takes_over_from_prior(t):
     assert rep2["version"] == 2 and rep2["rows"] == rep["rows"], rep2
     assert abs(rep2["metrics"]["auc"] - rep["metrics"]["auc"]) < 1e-9, (rep2["metrics"], rep["metrics"])
 
-    # the running server serves the CLI's version within 5 s
+    # the running server serves the CLI's version once its bus reaches the
+    # CLI's model.activated: with the tenant's next event (the gap is filled
+    # from the event log)
     deadline = time.time() + 10 * t.slow
     while True:
         lead = tn.create_lead(first_name="Later")

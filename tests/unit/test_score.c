@@ -1,6 +1,7 @@
-/* score: free-text timelines into buckets, and score_lead against a real
+/* score: free-text timelines into buckets, score_lead against a real
  * SQLite store (prior scoring, history only when the score moves, a
- * missing lead). */
+ * missing lead), and the model registry: an earlier release's model files
+ * imported into the store once, activation and what is served. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ml/ml.h"
 #include "score/score.h"
 
 static void test_timeline_buckets(void **state) {
@@ -133,10 +135,128 @@ static void test_score_lead_prior(void **state) {
     assert_int_equal(store_write(f->st, f->tenant, do_score, &c, &err), STORE_NOTFOUND);
 }
 
+/* Two versions of lead_scoring as an earlier release left them, trained by
+ * the real trainer on a small seeded history, v1 active. */
+static void old_release(fx *f, char *mdir, size_t n) {
+    char csv[128], out[128];
+    snprintf(csv, sizeof csv, "%s/h.csv", f->dir);
+    snprintf(out, sizeof out, "%s/tenants/%lld/models", f->dir, (long long)f->tenant);
+    FILE *fp = fopen(csv, "w");
+    assert_non_null(fp);
+    fprintf(fp, "preapproved,inbound_messages,appointments,label\n");
+    unsigned x = 7;
+    for (int i = 0; i < 400; i++) {
+        x = x * 1103515245u + 12345u;
+        int p = (x >> 16) & 1, in = (x >> 17) % 4, a = ((x >> 20) % 10) < 3;
+        int won = p + in + 2 * a + (int)((x >> 24) % 3) >= 3;
+        fprintf(fp, "%d,%d,%d,%d\n", p, in, a, won);
+    }
+    fclose(fp);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", out);
+    assert_int_equal(system(cmd), 0);
+    for (uint64_t seed = 1; seed <= 2; seed++) {
+        ml_train_opts o = {.data = csv, .label = "label", .positive = "1", .model = "lead_scoring", .out = out,
+                           .seed = seed, .nthread = 1};
+        json_t *rep = NULL;
+        char err[256];
+        if (ml_train(&o, &rep, err, sizeof err)) fail_msg("train: %s", err);
+        assert_int_equal(json_integer_value(json_object_get(rep, "version")), (json_int_t)seed);
+        json_decref(rep);
+    }
+    snprintf(mdir, n, "%s/lead_scoring", out);
+    assert_int_equal(ml_set_active(mdir, 1), 0);
+}
+
+static json_t *lead_scoring_of(json_t *models) {
+    size_t i;
+    json_t *m;
+    json_array_foreach(models, i, m) if (!strcmp(json_string_value(json_object_get(m, "name")), "lead_scoring")) return m;
+    return NULL;
+}
+
+static void test_registry_imports_files_once_and_activates(void **state) {
+    fx *f = *state;
+    char mdir[256];
+    old_release(f, mdir, sizeof mdir);
+    score_ctx *c = score_ctx_new(f->dir);
+    score_ctx_set_store(c, f->st);
+    int n = -1;
+    assert_int_equal(score_import_files(c, f->st, NULL, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(access(mdir, F_OK), -1); /* renamed: imported once */
+    assert_int_equal(score_import_files(c, f->st, NULL, &n), 0);
+    assert_int_equal(n, 0);
+
+    json_t *models = score_models(c, f->tenant);
+    json_t *ls = lead_scoring_of(models);
+    assert_non_null(ls);
+    assert_string_equal(json_string_value(json_object_get(ls, "serving")), "model");
+    assert_int_equal(json_integer_value(json_object_get(ls, "active_version")), 1);
+    json_t *vs = json_object_get(ls, "versions");
+    assert_int_equal(json_array_size(vs), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(vs, 0), "version")), 2);
+    assert_true(json_number_value(json_object_get(json_object_get(json_array_get(vs, 1), "metrics"), "auc")) > 0.6);
+    json_decref(models);
+
+    /* served on first use (the import's activation is generation 1) */
+    json_t *feats = json_pack("{s:s, s:n, s:n, s:b, s:n, s:n, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:n, s:i, "
+                              "s:i, s:i, s:i}",
+                              "source", "zillow", "timeline", "property_type", "preapproved", 1, "budget_max",
+                              "budget_vs_area", "preferences", 2, "has_email", 1, "has_phone", 1, "consents", 0,
+                              "inbound_messages", 2, "outbound_messages", 0, "calls", 0, "appointments", 1,
+                              "first_response_min", "days_since_inbound", 1, "days_since_activity", 1, "age_days",
+                              2, "tags", 0);
+    assert_non_null(feats);
+    assert_int_equal(score_model_generation(c, f->tenant, "lead_scoring"), -1);
+    json_t *out = NULL;
+    char err[256];
+    if (score_features(c, f->tenant, "lead_scoring", feats, 0, &out, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(json_integer_value(json_object_get(out, "version")), 1);
+    double s1 = json_number_value(json_object_get(out, "score"));
+    json_decref(out);
+    assert_int_equal(score_model_generation(c, f->tenant, "lead_scoring"), 1);
+
+    /* activation: an unknown version changes nothing; a known one is
+     * served at once, as the next generation */
+    assert_int_equal(score_activate(c, f->tenant, "lead_scoring", 9, "test", err, sizeof err), 404);
+    assert_int_equal(score_activate(c, f->tenant, "nope", 1, "test", err, sizeof err), 404);
+    assert_int_equal(score_model_generation(c, f->tenant, "lead_scoring"), 1);
+    assert_int_equal(score_activate(c, f->tenant, "lead_scoring", 2, "test", err, sizeof err), 0);
+    assert_int_equal(score_model_generation(c, f->tenant, "lead_scoring"), 2);
+    if (score_features(c, f->tenant, "lead_scoring", feats, 0, &out, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(json_integer_value(json_object_get(out, "version")), 2);
+    json_decref(out);
+    /* a second context (another node on the same store) loads what the
+     * store says, and a reload that finds nothing newer changes nothing */
+    score_ctx *c2 = score_ctx_new(f->dir);
+    score_ctx_set_store(c2, f->st);
+    int v = 0;
+    assert_int_equal(score_model_reload(c2, f->tenant, "lead_scoring", &v, err, sizeof err), 0);
+    assert_int_equal(v, 2);
+    assert_int_equal(score_activate(c2, f->tenant, "lead_scoring", 1, "test", err, sizeof err), 0);
+    assert_int_equal(score_model_generation(c2, f->tenant, "lead_scoring"), 3);
+    assert_int_equal(score_model_generation(c, f->tenant, "lead_scoring"), 2); /* until its event */
+    assert_int_equal(score_model_reload(c, f->tenant, "lead_scoring", &v, err, sizeof err), 0);
+    assert_int_equal(v, 1);
+    if (score_features(c, f->tenant, "lead_scoring", feats, 0, &out, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(json_integer_value(json_object_get(out, "version")), 1);
+    assert_true(json_number_value(json_object_get(out, "score")) == s1);
+    json_decref(out);
+
+    count_q q = {"SELECT COUNT(*), 0 FROM events WHERE tenant_id = $1 AND type = 'model.activated'", 0, 0};
+    assert_int_equal(store_read(f->st, f->tenant, count_tx, &q, NULL), 0);
+    assert_int_equal(q.n, 3); /* the import's, v2, v1 */
+    json_decref(feats);
+    score_ctx_free(c2);
+    score_ctx_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_timeline_buckets),
         cmocka_unit_test_setup_teardown(test_score_lead_prior, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry_imports_files_once_and_activates, setup, teardown),
     };
     return cmocka_run_group_tests_name("score", tests, NULL, NULL);
 }
