@@ -1,7 +1,8 @@
 """Provider limits held by the whole cluster (--bus redis://), not by each
 node: Apollo's per-tenant enrichment window shared by two nodes, and a 429
 with Retry-After answered to one node holding every node back, for Apollo
-and for GoHighLevel.
+and for GoHighLevel; and with Redis gone, Apollo paced by the node's own
+window, said once, and shared again when Redis is back.
 
 One fake serves both providers under a path per node (each node is given
 --ghl-url / --apollo-url ending in /node-a or /node-b), so every request it
@@ -10,12 +11,14 @@ small for speed. Needs PostgreSQL + Redis (scripts/services.sh); skips
 otherwise. Standard library only."""
 import http.server
 import itertools
+import shutil
 import json
 import threading
 import time
 
 from tenants import Client, Tenant, unique
 from test_ghl_window import _metric, _stop_module_server, _wait, _worst_window
+from test_realtime import Redis
 
 A_LIMIT, A_WINDOW = 5, 1.0      # --apollo-limit 5/s
 G_LIMIT, G_WINDOW = 10, 2.0     # --ghl-limit 10 --ghl-window 2s
@@ -250,3 +253,49 @@ def test_ghl_429_holds_both_nodes(t):
     print("     429 (Retry-After %ds) to %s: the other node's first send %.2fs after it; %d sends, each once"
           % (RETRY_AFTER, r429["node"], first, n))
     b.stop() if r429["node"] == "node-a" else a.stop()
+
+
+def test_apollo_window_redis_down_falls_back_to_the_node(t):
+    if not shutil.which("redis-server"):
+        print("     (needs redis-server)")
+        return
+    _stop_module_server(t)
+    r = Redis().start()
+    try:
+        url = "%s/node-a" % _URL
+        node = t.new_server(extra=["--bus", "redis://127.0.0.1:%d" % r.port, "--apollo-url", url,
+                                   "--apollo-limit", "%d/s" % A_LIMIT], name="apw-down")
+        key = "apollo-" + unique("apd")
+        tn = Tenant(t, srv=node, prefix="apd")
+        tn.ok("PATCH", "/v1/nurture/settings", {"apollo_api_key": key})
+        done = lambda: [x for x in _requests(key) if not x.get("throttled")]  # noqa: E731
+
+        def phase(n, tag):
+            before = len(done())
+            for i in range(n):
+                tn.create_lead(first_name="D%d" % i, email="%s%d@%s.example" % (tag, i, tn.slug))
+            _wait(lambda: len(done()) >= before + n, 30 * t.slow)
+            got = done()
+            assert len(got) == before + n, (tag, len(got), before + n)
+            return got[before:]
+
+        phase(A_LIMIT, "s")
+        assert _metric(node, "ehub_nurture_apollo_window_shared") == 1
+        assert _metric(node, "ehub_nurture_apollo_window_fallbacks_total") == 0
+        r.kill()  # Redis gone: the node's own window still holds Apollo's limit
+        local = phase(4 * A_LIMIT, "l")
+        assert _worst_window_of(local, A_WINDOW) <= A_LIMIT, _worst_window_of(local, A_WINDOW)
+        assert max(x["at"] for x in local) - min(x["at"] for x in local) >= 2 * A_WINDOW * 0.9
+        assert _metric(node, "ehub_nurture_apollo_window_shared") == 0
+        assert _metric(node, "ehub_nurture_apollo_window_fallbacks_total") >= 4 * A_LIMIT
+        down = [x for x in node.lines if "Apollo enrichments use this node's window" in x]
+        assert len(down) == 1, down  # once per outage
+        r.start()
+        phase(A_LIMIT, "a")
+        assert _metric(node, "ehub_nurture_apollo_window_shared") == 1
+        assert any("Apollo window shared through Redis again" in x for x in node.lines)
+        allr = done()
+        assert len(allr) == len({x["what"] for x in allr}) == 6 * A_LIMIT  # each lead once
+        node.stop()
+    finally:
+        r.cleanup()
