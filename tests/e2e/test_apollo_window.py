@@ -7,8 +7,9 @@ window, said once, and shared again when Redis is back.
 One fake serves both providers under a path per node (each node is given
 --ghl-url / --apollo-url ending in /node-a or /node-b), so every request it
 records says which node made it and when it arrived. The limits are made
-small for speed. Needs PostgreSQL + Redis (scripts/services.sh); skips
-otherwise. Standard library only."""
+small for speed. The two-node tests need PostgreSQL + Redis
+(scripts/services.sh) and skip otherwise; the Redis-down one starts its own
+redis-server. Standard library only."""
 import http.server
 import itertools
 import shutil
