@@ -57,7 +57,7 @@ static const opt opts[] = {
     {"ghl-window", T_MS, O(ghl_window_ms), "10s", "GoHighLevel rate window: at most --ghl-limit sends per tenant in it (GHL's limit); shared by the nodes with --bus redis://"},
     {"ghl-limit", T_INT, O(ghl_limit), "100", "GoHighLevel sends per tenant per --ghl-window (GHL allows 100 per 10 s; 0 = 100)"},
     {"apollo-url", T_STR, O(apollo_url), "https://api.apollo.io", "Apollo API base URL (lead enrichment)"},
-    {"apollo-limit", T_STR, O(apollo_limit), "50/m", "Apollo people/match requests per tenant (N/s, N/m or N/h)"},
+    {"apollo-limit", T_STR, O(apollo_limit), "50/m", "Apollo people/match requests per tenant (N/s, N/m or N/h); shared by the nodes with --bus redis://"},
     {"cold-every", T_MS, O(cold_every_ms), "5m", "how often the nurture \"gone cold\" trigger scans leads"},
     {"public-url", T_STR, O(public_url), "", "this server's URL as providers see it (default http://HOST:PORT)"},
     {"jwt-key-file", T_STR, O(jwt_key_file), "", "Ed25519 key(s) signing access tokens, first signs (default DATA_DIR/jwt.keys, made at first start)"},

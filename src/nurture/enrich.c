@@ -6,8 +6,10 @@
  *   transaction that created them, for tenants with an Apollo key) are
  *   matched with POST /api/v1/people/match, and the company, title and
  *   LinkedIn URL found are stored on the lead (lead.enriched). Ingestion
- *   never waits for it. Its own rate limit per tenant (--apollo-limit),
- *   timeout (APOLLO_TIMEOUT_MS), retries with backoff, and breaker.
+ *   never waits for it. Its own rate limit per tenant (--apollo-limit,
+ *   shared by the nodes through Redis with --bus redis://, limit.c; a 429
+ *   holds every node back), timeout (APOLLO_TIMEOUT_MS), retries with
+ *   backoff, and breaker.
  * - "Gone cold": every --cold-every, for tenants with a cold_sequence_id,
  *   open leads that have not written for cold_days days (their last
  *   inbound activity, or their creation) or whose churn risk (src/score)
@@ -55,7 +57,7 @@ struct nurture_bg {
     app *a;
     int64_t next_enrich, next_cold;
     char url[600];
-    nurture_window *win;
+    nurture_limit *win;
     apollo_breaker br[64];
     int nbr;
     cold_cursor cur[COLD_TENANTS];
@@ -76,7 +78,9 @@ nurture_bg *nurture_bg_new(app *a) {
         log_msg(a->log, LOG_WARN, "nurture: --apollo-limit is N/s, N/m or N/h; using 50/m", a->cfg.apollo_limit);
         n = 50, w = 60000;
     }
-    if (!(b->win = nurture_window_new(n, w))) {
+    /* a shared entry counts as in flight until the round records it, or
+     * for as long as a claim holds if this node dies first */
+    if (!(b->win = nurture_limit_new(a, "apollo", "Apollo", "enrichments", n, w, ENRICH_LEASE_MS))) {
         eh_free(b);
         return NULL;
     }
@@ -93,7 +97,7 @@ nurture_bg *nurture_bg_new(app *a) {
 
 void nurture_bg_free(nurture_bg *b) {
     if (!b) return;
-    nurture_window_free(b->win);
+    nurture_limit_free(b->win);
     eh_free(b);
 }
 
@@ -120,7 +124,7 @@ typedef struct enr {
     CURL *h;
     CURLcode cc;
     int64_t retry_after_ms;
-    int slot;
+    nurture_lease lease; /* its place in the rate window */
     /* outcome */
     int state; /* 0 done, 1 not found, 2 failed, 3 queued again */
     int64_t due;
@@ -284,7 +288,7 @@ static void enr_end(nurture_bg *b, enr *e, int64_t now) {
             e->state = 2;
         }
     }
-    nurture_window_done(b->win, e->tenant, e->slot, now, throttled ? e->due : 0);
+    nurture_limit_done(b->win, e->tenant, &e->lease, now, throttled ? e->due : 0);
 }
 
 static int enr_record_tx(store_tx *tx, void *arg, store_err *err) {
@@ -335,7 +339,7 @@ static void enrich_claim(nurture_bg *b) {
     int64_t now = clock_wall_ms();
     for (int i = 0; i < bt->n; i++) {
         enr *e = &bt->e[i];
-        e->slot = -1;
+        e->lease = (nurture_lease){.slot = -1};
         if (store_read(a->st, e->tenant, enr_read_tx, e, &err)) {
             e->state = 3; /* try again later */
             e->due = now + 5000;
@@ -345,7 +349,7 @@ static void enrich_claim(nurture_bg *b) {
         }
         if (e->state != -1) continue;
         apollo_breaker *br = breaker_of(b, e->tenant);
-        int64_t until = br->open_until > now ? br->open_until : nurture_window_take(b->win, e->tenant, now, &e->slot);
+        int64_t until = br->open_until > now ? br->open_until : nurture_limit_take(b->win, e->tenant, now, &e->lease);
         if (until) {
             e->state = 3;
             e->due = until;
@@ -397,7 +401,7 @@ void nurture_bg_record(nurture_bg *b) {
                 e->due = now;
                 e->not_attempt = 1;
                 snprintf(e->result, sizeof e->result, "not sent: the server was stopping");
-                nurture_window_done(b->win, e->tenant, e->slot, now, 0);
+                nurture_limit_done(b->win, e->tenant, &e->lease, now, 0);
             } else {
                 enr_end(b, e, now);
             }

@@ -7,6 +7,8 @@
 
 #include "nurture.h"
 
+struct app;
+
 /* Queues the first action step at or after `step` of an enrollment (waits
  * before it add to due), or completes the enrollment (sequence.c). */
 int nurture_schedule(store_tx *tx, int64_t enrollment, const json_t *steps, int step, int64_t due, int64_t now_ms,
@@ -34,6 +36,37 @@ void nurture_window_done(nurture_window *w, int64_t tenant, int slot, int64_t en
 /* The request of `slot` will not be made after all (another limiter said
  * wait): the slot is free again, as it was before the take. */
 void nurture_window_release(nurture_window *w, int64_t tenant, int slot);
+
+/* ---- limit.c ----
+ * A provider's per-tenant window ("limit requests in any window_ms"): this
+ * node's, and with --bus redis:// also the one every node shares through
+ * Redis (keys ehub:<name>:w:<tenant>); the node's alone while Redis does
+ * not answer. Thread-safe; take and done may wait for Redis (short
+ * timeouts), so they run on pool threads, never on the loop. */
+typedef struct nurture_limit nurture_limit;
+typedef struct nurture_lease {
+    int slot;        /* the node's window's slot held, or -1 */
+    int shared;      /* counted in the shared window too, as member */
+    char member[40];
+} nurture_lease;
+/* name: "ghl", "apollo" (the Redis keys and the metrics
+ * ehub_nurture_<name>_paced_total{window}, and with Redis
+ * ehub_nurture_<name>_window_fallbacks_total and _window_shared); title and
+ * what name it in the log ("GoHighLevel", "sends"). hold_ms: how long a
+ * shared entry counts as in flight if its node never says it ended. NULL on
+ * OOM or when the Redis URL is unusable (logged). The caller frees it. */
+nurture_limit *nurture_limit_new(struct app *a, const char *name, const char *title, const char *what, int limit,
+                                 int64_t window_ms, int64_t hold_ms);
+void nurture_limit_free(nurture_limit *l);
+int nurture_limit_max(const nurture_limit *l);
+int64_t nurture_limit_window_ms(const nurture_limit *l);
+/* 0 when a request may start now (ls holds its place in each window that
+ * applies), else when to ask again (ls holds nothing). */
+int64_t nurture_limit_take(nurture_limit *l, int64_t tenant, int64_t now, nurture_lease *ls);
+/* ls's request ended at `end` (or will not be made: call it all the same);
+ * retry_after_until > end: the provider said wait until then (a 429), for
+ * every node. ls holds nothing after. */
+void nurture_limit_done(nurture_limit *l, int64_t tenant, nurture_lease *ls, int64_t end, int64_t retry_after_until);
 
 /* When local time in tz is next in [start, end) (minutes after midnight,
  * wrapping when start > end): t itself if it already is. */

@@ -27,10 +27,8 @@
 #include <time.h>
 
 #include "app/app.h"
-#include "auth/auth.h"
 #include "base/alloc.h"
 #include "base/clock.h"
-#include "base/ids.h"
 #include "base/tz.h"
 #include "http/curlloop.h"
 #include "leads/leads.h"
@@ -118,16 +116,9 @@ struct nurture_ctx {
     int curl_closed;
     char twilio_url[512], sendgrid_url[512], public_url[512], ghl_url[512];
     char secrets_dir[1100];
-    nurture_window *ghl_win; /* under bmu */
-    int ghl_limit;
-    int64_t ghl_window_ms;
-    /* --bus redis://: the GHL window is shared by the nodes through Redis
-     * (src/auth/rlredis.c); ghl_win is still kept, for when Redis is down */
-    auth_redis_limiter *ghl_shared;
-    int ghl_down;            /* under bmu: Redis failed last time (logged once per outage) */
-    uint64_t ghl_seq;        /* under bmu: names this node's entries, with node_tag */
-    char node_tag[17];
-    metric *m_sent, *m_fail, *m_open, *m_prov, *m_throttled, *m_ghl_fallback, *m_ghl_shared;
+    /* GHL's window: this node's, and the nodes' through Redis (limit.c) */
+    nurture_limit *ghl_win;
+    metric *m_sent, *m_fail, *m_open, *m_prov;
     /* enrichment and the "gone cold" scan (enrich.c), one at a time */
     uv_work_t bg_work;
     int bg_busy;
@@ -253,9 +244,7 @@ typedef struct plan {
     char type[12];       /* sms, email, task, branch */
     int provider;        /* PROV_* for a send */
     int next_step;       /* PLAN_BRANCH: where the sequence goes on */
-    int win_slot;        /* GHL: the rate window's slot held, or -1 */
-    int win_shared;      /* GHL: counted in the shared window too, as win_member */
-    char win_member[40];
+    nurture_lease win;   /* GHL: its place in the rate window */
     int64_t agent_id;    /* PLAN_TASK: whose task */
     char smtp_url[600], smtp_user[128], smtp_pass[256];
     int smtp_tls;        /* 0 none, 1 STARTTLS required, 2 implicit (smtps) */
@@ -797,74 +786,9 @@ typedef struct step_run {
     struct slot *slot;
 } step_run;
 
-/* ---- GoHighLevel's window ----
- * Always this node's window (nurture_window); with --bus redis:// also the
- * window every node shares, asked on the pool thread planning the batch
- * (a Redis round trip may block there, never on the loop). When Redis does
- * not answer, the node's own window is the limit, as with one node. */
-
-static void ghl_shared_state(nurture_ctx *c, int up) {
-    pthread_mutex_lock(&c->bmu);
-    int change = c->ghl_down == up; /* down and now up, or up and now down */
-    c->ghl_down = !up;
-    pthread_mutex_unlock(&c->bmu);
-    if (!up && c->m_ghl_fallback) metric_add(c->m_ghl_fallback, NULL, 1);
-    if (!change) return;
-    if (c->m_ghl_shared) metric_set(c->m_ghl_shared, NULL, up);
-    if (up) log_msg(c->a->log, LOG_INFO, "nurture: GoHighLevel window shared through Redis again", NULL);
-    else log_msg(c->a->log, LOG_WARN, "nurture: Redis unreachable, GoHighLevel sends use this node's window", NULL);
-}
-
-/* 0 when p may send now (it holds a slot of each window that applies),
- * else when to try again (it holds none). */
-static int64_t ghl_window_take(nurture_ctx *c, plan *p, int64_t now) {
-    int64_t tenant = p->j->tenant;
-    pthread_mutex_lock(&c->bmu);
-    int64_t until = nurture_window_take(c->ghl_win, tenant, now, &p->win_slot);
-    uint64_t seq = ++c->ghl_seq;
-    pthread_mutex_unlock(&c->bmu);
-    const char *which = "local";
-    if (!until && c->ghl_shared) {
-        char key[40];
-        int64_t wait = 0;
-        snprintf(key, sizeof key, "ghl:w:%lld", (long long)tenant);
-        snprintf(p->win_member, sizeof p->win_member, "%s.%llu", c->node_tag, (unsigned long long)seq);
-        if (auth_redis_window_take(c->ghl_shared, key, c->ghl_limit, c->ghl_window_ms, GHL_HOLD_MS, p->win_member,
-                                   &wait)) {
-            ghl_shared_state(c, 0); /* the node's window alone decides */
-        } else {
-            ghl_shared_state(c, 1);
-            if (!wait) p->win_shared = 1;
-            else {
-                pthread_mutex_lock(&c->bmu);
-                nurture_window_release(c->ghl_win, tenant, p->win_slot);
-                pthread_mutex_unlock(&c->bmu);
-                p->win_slot = -1;
-                until = now + wait;
-                which = "shared";
-            }
-        }
-    }
-    if (until && c->m_throttled) {
-        const char *lv[] = {which};
-        metric_add(c->m_throttled, lv, 1);
-    }
-    return until;
-}
-
 /* p's request ended at `end`; retry_after_until > 0: GHL said wait until then. */
 static void ghl_window_done(nurture_ctx *c, plan *p, int64_t end, int64_t retry_after_until) {
-    pthread_mutex_lock(&c->bmu);
-    nurture_window_done(c->ghl_win, p->j->tenant, p->win_slot, end, retry_after_until);
-    pthread_mutex_unlock(&c->bmu);
-    if (!p->win_shared) return;
-    char key[40];
-    snprintf(key, sizeof key, "ghl:w:%lld", (long long)p->j->tenant);
-    /* unanswered: the entry keeps counting until its hold runs out, which
-     * only errs on the side of sending less */
-    auth_redis_window_done(c->ghl_shared, key, c->ghl_window_ms, p->win_member,
-                           retry_after_until > end ? retry_after_until - end : 0);
-    p->win_shared = 0;
+    nurture_limit_done(c->ghl_win, p->j->tenant, &p->win, end, retry_after_until);
 }
 
 static void settle(slot *c, step_run *r) {
@@ -1016,8 +940,7 @@ static void batch_plan(uv_work_t *w) {
     for (int i = 0; i < cl->n; i++) {
         step_run *r = &runs[i];
         if (!r->planned) continue;
-        r->p.win_slot = -1;
-        r->p.win_shared = 0;
+        r->p.win = (nurture_lease){.slot = -1};
         int64_t until = r->p.action == PLAN_SEND ? breaker_open_until(c, cl->jobs[i].tenant, r->p.provider, now) : 0;
         if (until) {
             r->p.action = PLAN_WAIT;
@@ -1025,11 +948,11 @@ static void batch_plan(uv_work_t *w) {
             snprintf(r->p.why, sizeof r->p.why, "circuit open: the provider failed %d times in a row", BREAKER_FAILS);
         } else if (r->p.action == PLAN_SEND && r->p.provider == PROV_GHL) {
             /* GHL's limit, counted here so its 429s stay rare */
-            if ((until = ghl_window_take(c, &r->p, now))) {
+            if ((until = nurture_limit_take(c->ghl_win, cl->jobs[i].tenant, now, &r->p.win))) {
                 r->p.action = PLAN_WAIT;
                 r->p.reschedule = until;
-                snprintf(r->p.why, sizeof r->p.why, "GoHighLevel rate limit: %d sends per %lld ms", c->ghl_limit,
-                         (long long)c->ghl_window_ms);
+                snprintf(r->p.why, sizeof r->p.why, "GoHighLevel rate limit: %d sends per %lld ms",
+                         nurture_limit_max(c->ghl_win), (long long)nurture_limit_window_ms(c->ghl_win));
             }
         }
         if (r->p.action == PLAN_SEND) {
@@ -1110,8 +1033,7 @@ static int ctx_idle(const nurture_ctx *c) { return c->freed && c->closed && c->c
 
 static void ctx_release(nurture_ctx *c) {
     pthread_mutex_destroy(&c->bmu);
-    nurture_window_free(c->ghl_win);
-    auth_redis_limiter_free(c->ghl_shared);
+    nurture_limit_free(c->ghl_win);
     nurture_bg_free(c->bg);
     eh_free(c);
 }
@@ -1242,34 +1164,13 @@ nurture_ctx *nurture_ctx_start(app *a) {
     c->m_open = metrics_counter(a->m, "ehub_nurture_breaker_open_total", "times a provider's circuit opened", "channel");
     c->m_prov = metrics_counter(a->m, "ehub_nurture_provider_requests_total",
                                 "provider calls by outcome (sent, retry, throttled, failed)", "provider,outcome");
-    c->m_throttled = metrics_counter(a->m, "ehub_nurture_ghl_paced_total",
-                                     "GoHighLevel sends held back by the window (100 per 10 s), by the window that "
-                                     "held them (shared through Redis, or this node's)",
-                                     "window");
     snprintf(c->ghl_url, sizeof c->ghl_url, "%s", a->cfg.ghl_url);
     snprintf(c->secrets_dir, sizeof c->secrets_dir, "%s/secrets", a->cfg.data_dir);
-    c->ghl_limit = a->cfg.ghl_limit > 0 ? a->cfg.ghl_limit : GHL_LIMIT;
-    c->ghl_window_ms = a->cfg.ghl_window_ms ? a->cfg.ghl_window_ms : 10000;
-    if (!strncmp(a->cfg.bus, "redis://", 8)) {
-        char err[200] = "";
-        if (ids_random_hex(c->node_tag, sizeof c->node_tag, 8) ||
-            !(c->ghl_shared = auth_redis_limiter_new(a->cfg.bus, "ehub:", err, sizeof err))) {
-            log_msg(a->log, LOG_ERROR, "nurture: cannot share the GoHighLevel window", err[0] ? err : "no randomness");
-            curlloop_close(c->curl, 0, NULL, NULL);
-            eh_free(c);
-            return NULL;
-        }
-        c->m_ghl_fallback = metrics_counter(a->m, "ehub_nurture_ghl_window_fallbacks_total",
-                                            "GoHighLevel sends limited by this node's window because Redis did not "
-                                            "answer",
-                                            NULL);
-        c->m_ghl_shared = metrics_gauge(a->m, "ehub_nurture_ghl_window_shared",
-                                        "1 while the GoHighLevel window is shared through Redis", NULL);
-        if (c->m_ghl_shared) metric_set(c->m_ghl_shared, NULL, 1);
-    }
-    if (!(c->ghl_win = nurture_window_new(c->ghl_limit, c->ghl_window_ms)) || !(c->bg = nurture_bg_new(a))) {
-        nurture_window_free(c->ghl_win);
-        auth_redis_limiter_free(c->ghl_shared);
+    int ghl_limit = a->cfg.ghl_limit > 0 ? a->cfg.ghl_limit : GHL_LIMIT;
+    int64_t ghl_window_ms = a->cfg.ghl_window_ms ? a->cfg.ghl_window_ms : 10000;
+    if (!(c->ghl_win = nurture_limit_new(a, "ghl", "GoHighLevel", "sends", ghl_limit, ghl_window_ms, GHL_HOLD_MS)) ||
+        !(c->bg = nurture_bg_new(a))) {
+        nurture_limit_free(c->ghl_win);
         curlloop_close(c->curl, 0, NULL, NULL);
         eh_free(c);
         return NULL;
