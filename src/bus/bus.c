@@ -17,6 +17,8 @@
 #define FILL_TENANTS 64   /* tenants per fill job */
 #define FILL_PAGE 1000    /* events per tenant per fill job */
 #define GAP_WAIT_MS 30    /* a gap this young usually closes by itself */
+#define TAIL_MS 1000      /* how often the log's heads are compared with ours */
+#define TAIL_PAGE 4096    /* tenants read per tail */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define CONNECT_TIMEOUT_MS 1000
@@ -37,7 +39,7 @@ struct bus {
     int nsub;
     redisAsyncContext *subc, *pubc;
     int sub_up, pub_up, ever_up;
-    uv_timer_t retry_timer, fill_timer, watchdog;
+    uv_timer_t retry_timer, fill_timer, watchdog, tail_timer;
     uint64_t sub_since, pub_since; /* loop ms when the current attempt began */
     int handles;     /* open uv handles of ours */
     unsigned backoff_ms;
@@ -46,10 +48,16 @@ struct bus {
     size_t *unsent_len;
     size_t nunsent, max_unsent;
     int fill_running, fill_all;
+    /* tenants the tail found behind the log's head (or whose fill read a
+     * full page): the next fill reads them */
+    int64_t behind[FILL_TENANTS];
+    int nbehind;
+    int tail_running, tail_pass; /* tail_pass: 0 until the first full pass is done */
+    int64_t tail_after;          /* the tail's cursor over tenant ids */
     int jobs;        /* pool jobs running */
     int freeing;
     double lag_ms;
-    metric *m_events, *m_dups, *m_fills, *m_reconnects, *m_dropped;
+    metric *m_events, *m_dups, *m_fills, *m_reconnects, *m_dropped, *m_tails;
 };
 
 /* ---- wire format ---- */
@@ -142,6 +150,13 @@ static void fill_work(uv_work_t *w) {
 
 static void maybe_free(bus *b);
 
+static void add_behind(bus *b, int64_t tenant) {
+    for (int i = 0; i < b->nbehind; i++)
+        if (b->behind[i] == tenant) return;
+    if (b->nbehind < FILL_TENANTS) b->behind[b->nbehind++] = tenant;
+    /* more than that: the next tail finds the rest */
+}
+
 static void fill_done(uv_work_t *w, int status) {
     fill_job *j = w->data;
     bus *b = j->b;
@@ -151,7 +166,10 @@ static void fill_done(uv_work_t *w, int status) {
     for (int i = 0; i < j->n; i++) {
         if (j->rc[i] != STORE_OK) failed = 1;
         for (int k = 0; k < j->res[i].n && !b->freeing; k++) offer(b, &j->res[i].ev[k], "fill");
-        if (j->res[i].n == FILL_PAGE) again = 1;
+        if (j->res[i].n == FILL_PAGE) {
+            again = 1;
+            add_behind(b, j->tenant[i]); /* a tenant caught up from the tail has no gap to bring it back */
+        }
         store_event_list_free(&j->res[i]);
     }
     if (b->m_fills) metric_add(b->m_fills, NULL, 1);
@@ -180,6 +198,12 @@ static void start_fill(bus *b) {
         /* Larger tenant sets are caught up by the gaps their next events open. */
     } else {
         j->n = bus_seq_gaps(b->seq, j->tenant, FILL_TENANTS);
+        for (int i = 0; i < b->nbehind && j->n < FILL_TENANTS; i++) {
+            int dup = 0;
+            for (int k = 0; k < j->n && !dup; k++) dup = j->tenant[k] == b->behind[i];
+            if (!dup) j->tenant[j->n++] = b->behind[i];
+        }
+        b->nbehind = 0;
     }
     if (j->n == 0) {
         eh_free(j);
@@ -200,6 +224,90 @@ static void on_fill_timer(uv_timer_t *t) { start_fill(t->data); }
 static void schedule_fill(bus *b, unsigned ms) {
     if (b->freeing || b->fill_running || uv_is_active((uv_handle_t *)&b->fill_timer)) return;
     uv_timer_start(&b->fill_timer, on_fill_timer, ms, 0);
+}
+
+/* ---- the tail: events nobody published to us ----
+ * Events reach the bus when this node commits them or another node
+ * publishes them. A process that commits to the same store without a bus
+ * (the CLI: ehub train --tenant, ehub import, ehub retention run) publishes
+ * nothing, and a tenant whose events stop after a lost Redis message shows
+ * no gap to fill. So once a second a pool job reads every tenant's head
+ * from the log (one small query over the tenants table, TAIL_PAGE tenants
+ * at a time) and the next fill reads the tenants we are behind on. A
+ * tenant first met by the tail starts at its head on the first pass (the
+ * past is not news) and, later, the lookback before it (a tenant created by
+ * another process since we started). A head read between another node's
+ * commit and its Redis message makes a fill the sequencer finds
+ * duplicates in: one read, no double delivery. */
+
+typedef struct tail_job {
+    uv_work_t w;
+    bus *b;
+    int64_t after;
+    int n, rc;
+    int64_t tenant[TAIL_PAGE], head[TAIL_PAGE];
+} tail_job;
+
+static int tail_tx(store_tx *tx, void *arg, store_err *err) {
+    tail_job *j = arg;
+    return store_event_heads(tx, j->after, TAIL_PAGE, j->tenant, j->head, &j->n, err);
+}
+
+static void tail_work(uv_work_t *w) {
+    tail_job *j = w->data;
+    store_err err;
+    j->rc = store_read(j->b->st, 0, tail_tx, j, &err);
+}
+
+static void tail_done(uv_work_t *w, int status) {
+    tail_job *j = w->data;
+    bus *b = j->b;
+    b->jobs--;
+    b->tail_running = 0;
+    if (b->freeing) {
+        eh_free(j);
+        maybe_free(b);
+        return;
+    }
+    if (j->rc == STORE_OK) {
+        if (b->m_tails) metric_add(b->m_tails, NULL, 1);
+        for (int i = 0; i < j->n; i++) {
+            int64_t pos = bus_seq_position(b->seq, j->tenant[i]);
+            if (pos < 0) {
+                int64_t from = b->tail_pass ? j->head[i] - 64 : j->head[i];
+                bus_seq_watch(b->seq, j->tenant[i], from < 0 ? 0 : from);
+                if (from < j->head[i]) add_behind(b, j->tenant[i]);
+            } else if (j->head[i] > pos) {
+                add_behind(b, j->tenant[i]);
+            }
+        }
+        if (j->n == TAIL_PAGE) {
+            b->tail_after = j->tenant[j->n - 1];
+        } else {
+            b->tail_after = 0;
+            b->tail_pass = 1;
+        }
+        if (b->nbehind) schedule_fill(b, 0);
+    }
+    eh_free(j);
+}
+
+static void on_tail_timer(uv_timer_t *t) {
+    bus *b = t->data;
+    if (b->tail_running || b->freeing || !b->st) return;
+    tail_job *j = eh_malloc(sizeof *j);
+    if (!j) return;
+    j->b = b;
+    j->after = b->tail_after;
+    j->n = 0;
+    j->rc = STORE_OK;
+    j->w.data = j;
+    if (uv_queue_work(b->loop, &j->w, tail_work, tail_done)) {
+        eh_free(j);
+        return;
+    }
+    b->jobs++;
+    b->tail_running = 1;
 }
 
 /* ---- Redis ---- */
@@ -444,8 +552,13 @@ bus *bus_new(const bus_opts *o, char *err, size_t errlen) {
     uv_timer_init(b->loop, &b->retry_timer);
     uv_timer_init(b->loop, &b->fill_timer);
     uv_timer_init(b->loop, &b->watchdog);
-    b->retry_timer.data = b->fill_timer.data = b->watchdog.data = b;
-    b->handles = 3;
+    uv_timer_init(b->loop, &b->tail_timer);
+    b->retry_timer.data = b->fill_timer.data = b->watchdog.data = b->tail_timer.data = b;
+    b->handles = 4;
+    if (b->st) {
+        uv_timer_start(&b->tail_timer, on_tail_timer, 0, TAIL_MS);
+        uv_unref((uv_handle_t *)&b->tail_timer); /* never what keeps a loop alive */
+    }
     if (b->redis) uv_timer_start(&b->watchdog, on_watchdog, 250, 250);
     if (o->m) {
         b->m_events = metrics_counter(o->m, "ehub_bus_events_total", "events reaching the bus sequencer by source (local, remote, fill)", "source");
@@ -453,6 +566,7 @@ bus *bus_new(const bus_opts *o, char *err, size_t errlen) {
         b->m_fills = metrics_counter(o->m, "ehub_bus_gap_fills_total", "reads of the event log to fill gaps or catch up", NULL);
         b->m_reconnects = metrics_counter(o->m, "ehub_bus_disconnects_total", "Redis connections lost", NULL);
         b->m_dropped = metrics_counter(o->m, "ehub_bus_unsent_dropped_total", "events not published to Redis because the unsent queue was full", NULL);
+        b->m_tails = metrics_counter(o->m, "ehub_bus_tails_total", "reads of every tenant's event-log head (once a second)", NULL);
         metrics_gauge_fn(o->m, "ehub_bus_connected", "1 if the bus reaches other nodes (always 1 for inproc)", g_connected, b);
         metrics_gauge_fn(o->m, "ehub_bus_lag_seconds", "commit-to-delivery time of the last delivered event", g_lag, b);
         metrics_gauge_fn(o->m, "ehub_bus_held_events", "events held behind a gap", g_held, b);
@@ -524,6 +638,7 @@ void bus_free(bus *b) {
     uv_close((uv_handle_t *)&b->retry_timer, on_closed);
     uv_close((uv_handle_t *)&b->fill_timer, on_closed);
     uv_close((uv_handle_t *)&b->watchdog, on_closed);
+    uv_close((uv_handle_t *)&b->tail_timer, on_closed);
     /* redisAsyncFree calls the disconnect callback (for a connected
      * context), which clears our pointer; clear it anyway for one that never
      * connected. */

@@ -893,3 +893,26 @@ int store_events_last_seq(store_tx *tx, int64_t *seq, store_err *err) {
     }
     return STORE_OK;
 }
+
+int store_event_heads(store_tx *tx, int64_t after, int max, int64_t *tenant, int64_t *seq, int *n,
+                      store_err *err) {
+    store_err local;
+    if (!err) err = &local;
+    if (!tx || !tenant || !seq || !n || max < 1 || max > 10000) {
+        store__err(err, STORE_INVALID, "store_event_heads: bad argument");
+        return STORE_INVALID;
+    }
+    *n = 0;
+    store_val p[2] = {SV_I(after), SV_I(max)};
+    store_rows *r;
+    int rc = store_query(tx, "SELECT id, event_seq FROM tenants WHERE id > $1 AND event_seq > 0 ORDER BY id LIMIT $2",
+                         p, 2, &r, err);
+    if (rc) return rc;
+    for (int i = 0; i < store_rows_count(r) && i < max; i++) {
+        tenant[i] = store_rows_int(r, i, 0);
+        seq[i] = store_rows_int(r, i, 1);
+        (*n)++;
+    }
+    store_rows_free(r);
+    return STORE_OK;
+}

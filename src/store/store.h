@@ -243,5 +243,12 @@ int store_events_after(store_tx *tx, int64_t after, int limit, store_event_list 
 void store_event_list_free(store_event_list *l);
 /* Last assigned seq for the transaction's tenant (0 if none). */
 int store_events_last_seq(store_tx *tx, int64_t *seq, store_err *err);
+/* The last assigned seq of every tenant with id > after that has events,
+ * by id, at most max (1-10000): *n gets how many. Cross-tenant: run it in a
+ * transaction of tenant 0. The bus compares these heads with what it
+ * delivered, to notice events committed by another process (the CLI) or
+ * whose bus message never came. */
+int store_event_heads(store_tx *tx, int64_t after, int max, int64_t *tenant, int64_t *seq, int *n,
+                      store_err *err);
 
 #endif
