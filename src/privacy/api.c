@@ -1,6 +1,6 @@
-/* Privacy routes (consent log, export, erasure, retention), the retention
- * scheduler (a timer on the loop; the work on the pool) and the CLI's
- * `ehub retention run`. */
+/* Privacy routes (consent log, export, erasure, retention), the scheduler
+ * of retention and of the audit trail's webhook checkpoints (one timer on
+ * the loop; the work on the pool) and the CLI's `ehub retention run`. */
 #include <stdio.h>
 #include <string.h>
 
