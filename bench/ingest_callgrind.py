@@ -10,7 +10,15 @@ keep-alive connection, one after another, so each is its own transaction),
 and prints the difference of the two totals divided by n2 - n1: start-up,
 set-up and shutdown cancel out. Everything the process does while the
 webhooks arrive counts, all threads included (the scoring, the event log,
-the audit checkpoints if they are on). Needs valgrind and python3-cryptography.
+the audit checkpoints if they are on).
+
+Some work does not depend on the webhooks but on the clock (the nurture
+dispatcher claims due steps every 100 ms, the realtime sweep every second),
+and a run under callgrind lasts as long as the machine's load makes it. So
+two idle runs (no webhook; 0 and --idle seconds) give that background rate
+in instructions per second, and "corrected" subtracts rate x duration of the
+webhook phase from each total before the difference.
+Needs valgrind and python3-cryptography.
 """
 import argparse
 import http.client
@@ -44,7 +52,7 @@ def cli(binary, data, *args):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def run(binary, n, extra, keep):
+def run(binary, n, extra, keep, idle=0.0):
     tmp = tempfile.mkdtemp(prefix="ehub-cg-")
     data = os.path.join(tmp, "data")
     os.makedirs(data)
@@ -79,9 +87,14 @@ def run(binary, n, extra, keep):
         r.read()
         assert r.status == 200, r.status
         signed = os.path.join(tmp, "signed.txt")
-        subprocess.run([sys.executable, SIGN, "sign", priv, signed, str(n), "1"], check=True,
-                       stdout=subprocess.DEVNULL)
+        if n:
+            subprocess.run([sys.executable, SIGN, "sign", priv, signed, str(n), "1"], check=True,
+                           stdout=subprocess.DEVNULL)
+        else:
+            open(signed, "w").close()
         ok = 0
+        t0 = time.time()
+        time.sleep(idle)
         with open(signed) as f:
             for line in f:
                 sig, body = line.rstrip("\n").split("\t", 1)
@@ -93,6 +106,7 @@ def run(binary, n, extra, keep):
                     ok += 1
         if ok != n:
             sys.exit("only %d of %d webhooks accepted" % (ok, n))
+        dur = time.time() - t0
         c.close()
     finally:
         srv.terminate()
@@ -105,7 +119,7 @@ def run(binary, n, extra, keep):
                 total = int(m.group(2))
     if not keep:
         shutil.rmtree(tmp, ignore_errors=True)
-    return total
+    return total, dur
 
 
 def main():
@@ -114,13 +128,23 @@ def main():
     ap.add_argument("--n1", type=int, default=200)
     ap.add_argument("--n2", type=int, default=1200)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--idle", type=float, default=30.0, help="seconds of the long idle run (0: no correction)")
     ap.add_argument("extra", nargs="*")
-    a = ap.parse_args()
-    t1 = run(a.binary, a.n1, a.extra, a.keep)
-    t2 = run(a.binary, a.n2, a.extra, a.keep)
+    a, unknown = ap.parse_known_args()
+    a.extra = [x for x in unknown if x != "--"] + a.extra
+    rate = 0.0
+    if a.idle > 0:
+        i0, d0 = run(a.binary, 0, a.extra, a.keep)
+        i1, d1 = run(a.binary, 0, a.extra, a.keep, idle=a.idle)
+        rate = (i1 - i0) / (d1 - d0)
+    t1, d1 = run(a.binary, a.n1, a.extra, a.keep)
+    t2, d2 = run(a.binary, a.n2, a.extra, a.keep)
     per = (t2 - t1) / (a.n2 - a.n1)
-    print(json.dumps({"binary": a.binary, "extra": a.extra, "n1": a.n1, "total1": t1, "n2": a.n2, "total2": t2,
-                      "instructions_per_webhook": round(per)}))
+    cor = ((t2 - rate * d2) - (t1 - rate * d1)) / (a.n2 - a.n1)
+    print(json.dumps({"binary": a.binary, "extra": a.extra, "n1": a.n1, "total1": t1, "seconds1": round(d1, 1),
+                      "n2": a.n2, "total2": t2, "seconds2": round(d2, 1),
+                      "background_per_second": round(rate), "instructions_per_webhook": round(per),
+                      "corrected_per_webhook": round(cor)}))
 
 
 if __name__ == "__main__":
