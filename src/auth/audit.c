@@ -230,30 +230,93 @@ void auth_sha256_hex(const void *data, size_t len, char out[AUTH_SHA256_HEX]) {
     sodium_bin2hex(out, AUTH_SHA256_HEX, md, 32);
 }
 
-/* One covered row in the digest: the columns that say what arrived and
- * when, and the body by its hash (so an emptied body still verifies). */
-static void digest_row(crypto_hash_sha256_state *st, int64_t id, const char *provider, const char *webhook_id,
-                       const char *type, int64_t received_at, const char *body_sha256) {
-    char num[48];
-    snprintf(num, sizeof num, "%lld", (long long)id);
-    field(st, num);
-    field(st, provider);
-    field(st, webhook_id);
-    field(st, type);
-    snprintf(num, sizeof num, "%lld", (long long)received_at);
-    field(st, num);
-    field(st, body_sha256);
+/* The checkpoint digest: SHA-256 (OpenSSL) over "ehub-inbox-v1\n" and, per
+ * covered row, its columns in the audit chain's field form ("<length>:<bytes>\n",
+ * "-\n" for NULL): id, provider, webhook_id, type, received_at, body_sha256 —
+ * the body by its hash, so an emptied body still verifies. A row's fields
+ * are gathered in a buffer and hashed with one update (the job hashes every
+ * webhook once; per-field updates and snprintf were 14k instructions a row). */
+typedef struct digest {
+    EVP_MD_CTX *ctx;
+    size_t n;
+    char b[1024];
+} digest;
+
+static size_t put_int(char *p, int64_t v) {
+    char tmp[24];
+    size_t k = 0, n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do tmp[k++] = (char)('0' + u % 10);
+    while ((u /= 10));
+    if (v < 0) p[n++] = '-';
+    while (k) p[n++] = tmp[--k];
+    return n;
 }
 
-static void digest_start(crypto_hash_sha256_state *st) {
-    crypto_hash_sha256_init(st);
-    crypto_hash_sha256_update(st, (const unsigned char *)"ehub-inbox-v1\n", 14);
+static void dflush(digest *d) {
+    if (d->n) EVP_DigestUpdate(d->ctx, d->b, d->n);
+    d->n = 0;
 }
 
-static void digest_end(crypto_hash_sha256_state *st, char out[AUTH_SHA256_HEX]) {
-    unsigned char md[32];
-    crypto_hash_sha256_final(st, md);
-    sodium_bin2hex(out, AUTH_SHA256_HEX, md, 32);
+static void dfield(digest *d, const char *s, size_t len) {
+    if (d->n + 48 > sizeof d->b) dflush(d);
+    if (!s) {
+        memcpy(d->b + d->n, "-\n", 2);
+        d->n += 2;
+        return;
+    }
+    d->n += put_int(d->b + d->n, (int64_t)len);
+    d->b[d->n++] = ':';
+    if (len + 1 > sizeof d->b - d->n) {
+        dflush(d);
+        EVP_DigestUpdate(d->ctx, s, len);
+    } else {
+        memcpy(d->b + d->n, s, len);
+        d->n += len;
+    }
+    d->b[d->n++] = '\n';
+}
+
+static void dint(digest *d, int64_t v) {
+    char num[24];
+    dfield(d, num, put_int(num, v));
+}
+
+static void dstr(digest *d, const char *s) { dfield(d, s, s ? strlen(s) : 0); }
+
+static int digest_start(digest *d) {
+    d->n = 0;
+    d->ctx = EVP_MD_CTX_new();
+    if (!d->ctx || !EVP_DigestInit_ex(d->ctx, EVP_sha256(), NULL)) {
+        EVP_MD_CTX_free(d->ctx);
+        d->ctx = NULL;
+        return STORE_NOMEM;
+    }
+    EVP_DigestUpdate(d->ctx, "ehub-inbox-v1\n", 14);
+    return STORE_OK;
+}
+
+static void digest_row(digest *d, int64_t id, const char *provider, const char *webhook_id, const char *type,
+                       int64_t received_at, const char *body_sha256) {
+    dint(d, id);
+    dstr(d, provider);
+    dstr(d, webhook_id);
+    dstr(d, type);
+    dint(d, received_at);
+    dstr(d, body_sha256);
+}
+
+/* Finishes (out may be NULL to only release). */
+static void digest_end(digest *d, char out[AUTH_SHA256_HEX]) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    dflush(d);
+    if (out) {
+        if (!EVP_DigestFinal_ex(d->ctx, md, &n) || n != 32) memset(md, 0, sizeof md);
+        sodium_bin2hex(out, AUTH_SHA256_HEX, md, 32);
+    }
+    EVP_MD_CTX_free(d->ctx);
+    d->ctx = NULL;
 }
 
 int auth_inbox_pending(store_tx *tx, int64_t *ids, int max, int *n, store_err *err) {
@@ -288,8 +351,11 @@ static int checkpoint_one(store_tx *tx, int64_t last, int64_t before, int64_t no
                          "WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3",
                          v, 3, &r, err);
     if (rc) return rc;
-    crypto_hash_sha256_state st;
-    digest_start(&st);
+    digest st;
+    if (digest_start(&st)) {
+        store_rows_free(r);
+        return STORE_NOMEM;
+    }
     json_t *runs = json_array(), *run = NULL;
     int64_t first = 0, prev = 0, count = 0;
     int n = store_rows_count(r);
@@ -324,6 +390,7 @@ static int checkpoint_one(store_tx *tx, int64_t last, int64_t before, int64_t no
     }
     store_rows_free(r);
     if (rc || !count) {
+        digest_end(&st, NULL);
         json_decref(runs);
         return rc;
     }
@@ -345,6 +412,7 @@ static int checkpoint_one(store_tx *tx, int64_t last, int64_t before, int64_t no
             *next = prev;
         }
     }
+    if (st.ctx) digest_end(&st, NULL);
     json_decref(runs);
     return rc;
 }
@@ -453,8 +521,8 @@ static int verify_one(store_tx *tx, int64_t seq, int64_t after, json_t *d, const
                        (long long)after);
         return STORE_OK;
     }
-    crypto_hash_sha256_state st;
-    digest_start(&st);
+    digest st;
+    if (digest_start(&st)) return STORE_NOMEM;
     size_t ri = 0;
     int64_t expect = 0, run_end = -1, seen = 0, pos = after;
     /* the next id the runs name, or 0 when they are exhausted */
@@ -475,7 +543,10 @@ static int verify_one(store_tx *tx, int64_t seq, int64_t after, json_t *d, const
                              "SELECT id, provider, webhook_id, type, received_at, body_sha256, body FROM webhook_inbox "
                              "WHERE tenant_id = $1 AND id > $2 AND id <= $3 ORDER BY id LIMIT 500",
                              v, 3, &r, err);
-        if (rc) return rc;
+        if (rc) {
+            digest_end(&st, NULL);
+            return rc;
+        }
         int n = store_rows_count(r);
         for (int i = 0; i < n && !*bad; i++) {
             int64_t id = store_rows_int(r, i, 0), at = store_rows_int(r, i, 4);
@@ -513,11 +584,15 @@ static int verify_one(store_tx *tx, int64_t seq, int64_t after, json_t *d, const
             NEXT_EXPECTED();
         }
         store_rows_free(r);
-        if (*bad) return STORE_OK;
+        if (*bad) {
+            digest_end(&st, NULL);
+            return STORE_OK;
+        }
         if (n < 500) break;
     }
 #undef NEXT_EXPECTED
     if (expect) {
+        digest_end(&st, NULL);
         *bad = bad_row(rep, seq, expect, "inbox row %lld was deleted", (long long)expect, 0);
         return STORE_OK;
     }
