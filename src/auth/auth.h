@@ -156,18 +156,19 @@ int auth_audit_verify(store_tx *tx, int64_t *entries, int64_t *bad, char *why, s
 
 /* ---- provider webhooks in the trail: inbox checkpoints ----
  * Webhooks are not chained one by one (that cost the ingest hot path ~10 %):
- * each webhook_inbox row carries an id and the SHA-256 of its body as
- * received (body_sha256, written by the insert), and a periodic job appends
+ * each webhook_inbox row carries an id and the BLAKE2b-256 of its body as
+ * received (body_hash, written by the insert), and a periodic job appends
  * one "webhooks.checkpoint" entry per tenant covering the rows that arrived
  * since the last one: {first_id, last_id, count, runs, digest}, runs being
  * the covered ids as [from, to] runs and digest the SHA-256 over each row's
- * (id, provider, webhook_id, type, received_at, body_sha256) in id order.
+ * (id, provider, webhook_id, type, received_at, body_hash) in id order.
  * No personal data is in an entry. */
-#define AUTH_SHA256_HEX 65
-/* Lowercase hex SHA-256 of len bytes. */
-void auth_sha256_hex(const void *data, size_t len, char out[AUTH_SHA256_HEX]);
+#define AUTH_HASH_HEX 65
+/* Lowercase hex BLAKE2b-256 (crypto_generichash, no key) of len bytes; the
+ * caller must have called sodium_init (the server does at start). */
+void auth_body_hash_hex(const void *data, size_t len, char out[AUTH_HASH_HEX]);
 /* The hash of the body "{}" the providers' de-duplication rows carry. */
-extern const char auth_empty_body_sha256[AUTH_SHA256_HEX];
+extern const char auth_empty_body_hash[AUTH_HASH_HEX];
 /* Tenants (admin-scope transaction) with inbox rows no checkpoint covers
  * yet: up to max ids into ids, *n how many. */
 int auth_inbox_pending(store_tx *tx, int64_t *ids, int max, int *n, store_err *err);
@@ -183,7 +184,7 @@ int auth_inbox_checkpoint(store_tx *tx, int64_t margin_ms, int64_t now_ms, int *
  * rows (run it after auth_audit_verify said the chain is whole: the entries
  * are trusted). A body emptied by an erasure (its id in a contact.erase
  * entry's inbox_ids) or by retention (received before a retention.run
- * entry's inbox_before) keeps its body_sha256 and is accepted. *bad_seq is
+ * entry's inbox_before) keeps its body_hash and is accepted. *bad_seq is
  * the first failing checkpoint's seq (0 if none), *bad_row the row named. */
 typedef struct auth_inbox_report {
     int64_t checkpoints, rows, covered_to;

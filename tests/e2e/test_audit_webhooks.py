@@ -21,6 +21,11 @@ from tenants import db_rows, run_cli
 TID = "(SELECT id FROM tenants WHERE slug = '%s')"
 
 
+def _bh(body):
+    """body_hash: BLAKE2b-256 of the body as received."""
+    return hashlib.blake2b(body.encode(), digest_size=32).hexdigest()
+
+
 def _verify(t, srv, slug):
     r = run_cli(t, srv, "audit", "verify", "--tenant", slug)
     out = json.loads(r.stdout.strip().splitlines()[-1])
@@ -48,7 +53,7 @@ def _checkpoints(tn):
 
 
 def _inbox(t, srv, slug):
-    return db_rows(t, srv, "SELECT id, provider, webhook_id, type, body, received_at, body_sha256 FROM webhook_inbox "
+    return db_rows(t, srv, "SELECT id, provider, webhook_id, type, body, received_at, body_hash FROM webhook_inbox "
                            "WHERE tenant_id = %s ORDER BY id" % (TID % slug))
 
 
@@ -79,9 +84,9 @@ def _sq(s):
 
 def _insert_row(t, srv, slug, r):
     db_exec(t, srv, "INSERT INTO webhook_inbox (id, tenant_id, provider, webhook_id, type, body, received_at, "
-                    "body_sha256) VALUES (%d, %s, %s, %s, %s, %s, %d, %s)"
+                    "body_hash) VALUES (%d, %s, %s, %s, %s, %s, %d, %s)"
             % (r["id"], TID % slug, _sq(r["provider"]), _sq(r["webhook_id"]), _sq(r["type"]), _sq(r["body"]),
-               r["received_at"], _sq(r["body_sha256"])))
+               r["received_at"], _sq(r["body_hash"])))
 
 
 def test_audit_webhooks_checkpoint_verify_tamper(t):
@@ -116,7 +121,7 @@ def test_audit_webhooks_checkpoint_verify_tamper(t):
     srv.start()
     rows, cps = _wait_covered(t, tn)
     assert len(rows) == 7 and {r["provider"] for r in rows} == {"ghl", "twilio"}, rows
-    assert all(r["body_sha256"] == hashlib.sha256(r["body"].encode()).hexdigest() for r in rows), rows
+    assert all(r["body_hash"] == _bh(r["body"]) for r in rows), rows
     d = cps[0]["detail"]
     assert set(d) == {"first_id", "last_id", "count", "runs", "digest"} and cps[0]["actor"] == "scheduler", cps[0]
     assert d["first_id"] == rows[0]["id"] and len(d["digest"]) == 64, d
@@ -170,13 +175,13 @@ def test_audit_webhooks_checkpoint_verify_tamper(t):
     _bad(t, srv, tn.slug, r2["id"], "was emptied, and no contact.erase or retention.run")
     db_exec(t, srv, q % ("body = %s" % _sq(r2["body"]), r2["id"]))
 
-    # a forger who also rewrites body_sha256: the digest catches it
+    # a forger who also rewrites body_hash: the digest catches it
     forged = r1["body"].replace("Jane", "Jone")
-    db_exec(t, srv, q % ("body = %s, body_sha256 = '%s'" % (_sq(forged), hashlib.sha256(forged.encode()).hexdigest()),
+    db_exec(t, srv, q % ("body = %s, body_hash = '%s'" % (_sq(forged), _bh(forged)),
                          r1["id"]))
     rc, out = _verify(t, srv, tn.slug)
     assert rc == 1 and "digest differs" in out["reason"] and out["bad_seq"] > 0, out
-    db_exec(t, srv, q % ("body = %s, body_sha256 = '%s'" % (_sq(r1["body"]), r1["body_sha256"]), r1["id"]))
+    db_exec(t, srv, q % ("body = %s, body_hash = '%s'" % (_sq(r1["body"]), r1["body_hash"]), r1["id"]))
     db_exec(t, srv, q % ("type = 'ContactDelete'", r2["id"]))
     rc, out = _verify(t, srv, tn.slug)
     assert rc == 1 and "digest differs" in out["reason"], out
@@ -196,7 +201,7 @@ def test_audit_webhooks_checkpoint_verify_tamper(t):
     body = json.dumps(ev("ContactCreate", id="c_forged", email="forged@example.com"))
     _insert_row(t, srv, tn.slug, {"id": gap["id"], "provider": "ghl", "webhook_id": str(uuid.uuid4()),
                                   "type": "ContactCreate", "body": body, "received_at": gap["received_at"],
-                                  "body_sha256": hashlib.sha256(body.encode()).hexdigest()})
+                                  "body_hash": _bh(body)})
     _bad(t, srv, tn.slug, gap["id"], "inbox row %d was inserted inside the range" % gap["id"])
     _bad(t, srv, other.slug, gap["id"], "was deleted")
     db_exec(t, srv, "DELETE FROM webhook_inbox WHERE id = %d" % gap["id"])

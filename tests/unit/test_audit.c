@@ -282,22 +282,22 @@ static int beta_fn(store_tx *tx, void *arg, store_err *err) {
 
 /* n rows for the fixture's tenant, each followed by one of `other`'s (so
  * every row is a run of its own); `young` more at the end received now;
- * the first `legacy` rows without body_sha256, as before migration 013. */
+ * the first `legacy` rows without body_hash, as before migration 013. */
 static int inbox_fill(store_tx *tx, void *arg, store_err *err) {
     inbox_arg *a = arg;
     int64_t now = clock_wall_ms(), t = store_tx_tenant(tx);
     int rc = STORE_OK;
     for (int i = 0; !rc && i < a->n + a->young; i++) {
         for (int k = 0; !rc && k < (i < a->n ? 2 : 1); k++) {
-            char wid[48], body[96], bh[AUTH_SHA256_HEX];
+            char wid[48], body[96], bh[AUTH_HASH_HEX];
             snprintf(wid, sizeof wid, "wh-%d-%d", i, k);
             snprintf(body, sizeof body, "{\"n\":%d,\"email\":\"p%d@example.com\"}", i, i);
-            auth_sha256_hex(body, strlen(body), bh);
+            auth_body_hash_hex(body, strlen(body), bh);
             store_val v[] = {SV_I(k ? a->other : t), SV_S(wid), SV_S(body), SV_I(i < a->n ? now - 60000 : now),
                              i < a->legacy ? SV_NULLV : SV_S(bh)};
             rc = store_query(tx,
                              "INSERT INTO webhook_inbox (tenant_id, provider, webhook_id, type, body, received_at, "
-                             "body_sha256) VALUES ($1, 'ghl', $2, 'ContactCreate', $3, $4, $5)",
+                             "body_hash) VALUES ($1, 'ghl', $2, 'ContactCreate', $3, $4, $5)",
                              v, 5, NULL, err);
         }
     }

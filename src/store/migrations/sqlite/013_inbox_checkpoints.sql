@@ -1,9 +1,9 @@
 -- 013_inbox_checkpoints: provider webhooks in the audit trail, by checkpoint.
 -- Each inbox row gets a stable id (the order checkpoints cover rows in) and
--- the SHA-256 of its body as received (written at insert; erasure and
+-- the BLAKE2b-256 of its body as received (written at insert; erasure and
 -- retention empty the body but leave the hash, so a checkpoint's digest
 -- stays verifiable). tenants.inbox_checkpoint_id is the last inbox id a
--- webhooks.checkpoint audit entry covers (see src/auth/checkpoint.c).
+-- webhooks.checkpoint audit entry covers (see src/auth/audit.c).
 -- SQLite cannot add an INTEGER PRIMARY KEY column, and the implicit rowid
 -- may be renumbered by VACUUM, so the table is rebuilt, rows in rowid
 -- (arrival) order. The old primary key stays as a unique index: the same
@@ -16,7 +16,7 @@ CREATE TABLE webhook_inbox_new (
     type TEXT NOT NULL,
     body TEXT NOT NULL,
     received_at INTEGER NOT NULL,
-    body_sha256 TEXT,
+    body_hash TEXT,
     UNIQUE (tenant_id, provider, webhook_id)
 );
 INSERT INTO webhook_inbox_new (id, tenant_id, provider, webhook_id, type, body, received_at)
