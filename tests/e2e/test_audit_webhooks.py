@@ -242,3 +242,29 @@ def test_audit_webhooks_two_nodes_no_overlap(t):
         assert all(_metric(s, "ehub_audit_checkpoint_rows_total") >= 0 for s in srvs)
         total = sum(_metric(s, "ehub_audit_checkpoint_rows_total") for s in srvs)
         assert total >= n, total
+
+
+def test_audit_webhooks_pg_long_transaction_defers(t):
+    """PostgreSQL: ids are taken before commit, so a transaction holding one
+    for long could commit a row into a range a checkpoint already covers.
+    While any transaction has held an xid for half the 5 s margin, the
+    checkpoint waits. (SQLite commits in id order: nothing to wait for.)"""
+    if t.backend != "postgres":
+        return
+    import subprocess
+    srv = t.new_server(extra=["--audit-checkpoint", "200ms"], name="whaudit-long")
+    tn = GhlTenant(t, srv=srv, prefix="whl")
+    hold = subprocess.Popen(["psql", srv.store, "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                             "-c", "BEGIN; SELECT txid_current(); SELECT pg_sleep(9); COMMIT;"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    t0 = time.time()
+    time.sleep(0.5)
+    for i in range(3):
+        tn.accept(contact(email="long%d.%s@example.com" % (i, uuid.uuid4().hex[:6])))
+    time.sleep(max(0.0, t0 + 7.5 - time.time()))
+    assert hold.poll() is None, "the holding transaction ended early"
+    assert not _checkpoints(tn), "a checkpoint was written while a long transaction was open"
+    assert hold.wait(30) == 0, hold.stderr.read()
+    rows, cps = _wait_covered(t, tn, timeout=20)
+    assert len(rows) == 3 and time.time() - t0 >= 9, (rows, time.time() - t0)
+    _ok(t, srv, tn.slug)
