@@ -154,6 +154,45 @@ int auth_audit_list(store_tx *tx, int64_t before, int limit, json_t **items, int
 int auth_audit_verify(store_tx *tx, int64_t *entries, int64_t *bad, char *why, size_t whylen,
                       char head[65], store_err *err);
 
+/* ---- provider webhooks in the trail: inbox checkpoints ----
+ * Webhooks are not chained one by one (that cost the ingest hot path ~10 %):
+ * each webhook_inbox row carries an id and the BLAKE2b-256 of its body as
+ * received (body_hash, written by the insert), and a periodic job appends
+ * one "webhooks.checkpoint" entry per tenant covering the rows that arrived
+ * since the last one: {first_id, last_id, count, runs, digest}, runs being
+ * the covered ids as [from, to] runs and digest the SHA-256 over each row's
+ * (id, provider, webhook_id, type, received_at, body_hash) in id order.
+ * No personal data is in an entry. */
+#define AUTH_HASH_HEX 65
+/* Lowercase hex BLAKE2b-256 (crypto_generichash, no key) of len bytes; the
+ * caller must have called sodium_init (the server does at start). */
+void auth_body_hash_hex(const void *data, size_t len, char out[AUTH_HASH_HEX]);
+/* The hash of the body "{}" the providers' de-duplication rows carry. */
+extern const char auth_empty_body_hash[AUTH_HASH_HEX];
+/* Tenants (admin-scope transaction) with inbox rows no checkpoint covers
+ * yet: up to max ids into ids, *n how many. */
+int auth_inbox_pending(store_tx *tx, int64_t *ids, int max, int *n, store_err *err);
+/* Appends checkpoint entries (each at most AUTH_CHECKPOINT_ROWS rows) for
+ * the transaction's tenant, covering rows after tenants.inbox_checkpoint_id
+ * in id order up to the first one received at or after now_ms - margin_ms.
+ * If another node moved the tenant's checkpoint meanwhile, this one writes
+ * nothing. *entries and *rows get what was written. */
+#define AUTH_CHECKPOINT_ROWS 5000
+int auth_inbox_checkpoint(store_tx *tx, int64_t margin_ms, int64_t now_ms, int *entries, int64_t *rows,
+                          store_err *err);
+/* Recomputes every checkpoint of the transaction's tenant from the inbox
+ * rows (run it after auth_audit_verify said the chain is whole: the entries
+ * are trusted). A body emptied by an erasure (its id in a contact.erase
+ * entry's inbox_ids) or by retention (received before a retention.run
+ * entry's inbox_before) keeps its body_hash and is accepted. *bad_seq is
+ * the first failing checkpoint's seq (0 if none), *bad_row the row named. */
+typedef struct auth_inbox_report {
+    int64_t checkpoints, rows, covered_to;
+    int64_t bad_seq, bad_row;
+    char why[240];
+} auth_inbox_report;
+int auth_inbox_verify(store_tx *tx, auth_inbox_report *rep, store_err *err);
+
 /* ---- rate limits ----
  * Token buckets in process memory, loop thread only. A rate "N/s", "N/m"
  * or "N/h" is a bucket of N tokens refilled at N per period; "0" or "off"

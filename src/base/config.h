@@ -73,6 +73,7 @@ typedef struct ehub_config {
     int llm_stream;
     unsigned llm_cooldown_ms; /* breaker: open this long after 5 failures in a row */
     unsigned retention_every_ms; /* privacy: retention policies' schedule (0 = off) */
+    unsigned audit_checkpoint_ms; /* auth: webhook inbox checkpoints' schedule (0 = off) */
 } ehub_config;
 
 /* Fills cfg with defaults, then applies the config file, the environment and

@@ -1,6 +1,6 @@
-/* Privacy routes (consent log, export, erasure, retention), the retention
- * scheduler (a timer on the loop; the work on the pool) and the CLI's
- * `ehub retention run`. */
+/* Privacy routes (consent log, export, erasure, retention), the scheduler
+ * of retention and of the audit trail's webhook checkpoints (one timer on
+ * the loop; the work on the pool) and the CLI's `ehub retention run`. */
 #include <stdio.h>
 #include <string.h>
 
@@ -14,7 +14,9 @@ struct privacy_ctx {
     uv_timer_t timer;
     uv_work_t work;
     int busy, stopping, closed;
-    metric *m_erased, *m_runs;
+    int retention_now;      /* set by the tick when a retention pass is due */
+    int64_t retention_due;  /* loop time (ms) of the next retention pass */
+    metric *m_erased, *m_runs, *m_checkpoints, *m_checkpoint_rows, *m_checkpoint_fail;
 };
 
 static int64_t contact_id(http_req *q) { return api_parse_id(http_req_param(q, "id")); }
@@ -240,10 +242,68 @@ static void h_run(http_req *q, app *a, const auth_principal *p, void *ud) {
 }
 
 /* ---- the scheduler ----
- * Every --retention-every the loop hands one pass to the pool: each tenant
- * with a policy is claimed (privacy_retention_run with claim_before), so
- * among nodes sharing a store only the first one to claim a tenant runs it
- * in that period. */
+ * One timer on the loop serves two jobs, the work of both on the pool:
+ * - every --audit-checkpoint: the provider webhooks that arrived since the
+ *   last pass are covered by webhooks.checkpoint audit entries, one per
+ *   tenant with new inbox rows (auth_inbox_checkpoint; a compare-and-set on
+ *   the tenant's mark lets nodes sharing a store run it at once);
+ * - every --retention-every: each tenant with a policy is claimed
+ *   (privacy_retention_run with claim_before), so among nodes sharing a
+ *   store only the first one to claim a tenant runs it in that period.
+ * The timer ticks at the shorter of the two; a tick while a pass is still
+ * running is skipped. */
+
+/* On PostgreSQL, ids come from a sequence and transactions commit in any
+ * order: a checkpoint covers only rows received this long ago, by when the
+ * transactions holding lower ids have committed (one webhook's transaction
+ * is a few statements, ~10 ms; this also absorbs clock skew between nodes).
+ * SQLite has one writer, so rows commit in id order. */
+#define CHECKPOINT_MARGIN_PG_MS 5000
+
+typedef struct pending_arg {
+    int64_t ids[4096];
+    int n;
+} pending_arg;
+
+static int pending_tx(store_tx *tx, void *arg, store_err *err) {
+    pending_arg *p = arg;
+    return auth_inbox_pending(tx, p->ids, 4096, &p->n, err);
+}
+
+typedef struct checkpoint_arg {
+    int64_t margin, now, rows;
+    int entries;
+} checkpoint_arg;
+
+static int checkpoint_tx(store_tx *tx, void *arg, store_err *err) {
+    checkpoint_arg *c = arg;
+    return auth_inbox_checkpoint(tx, c->margin, c->now, &c->entries, &c->rows, err);
+}
+
+static void checkpoint_pass(privacy_ctx *c) {
+    app *a = c->a;
+    pending_arg *p = eh_calloc(1, sizeof *p);
+    store_err err;
+    if (!p) return;
+    if (store_read(a->st, 0, pending_tx, p, &err)) {
+        log_msg(a->log, LOG_WARN, "audit checkpoint: cannot list tenants", err.msg);
+        metric_add(c->m_checkpoint_fail, NULL, 1);
+        eh_free(p);
+        return;
+    }
+    int64_t margin = store_get_kind(a->st) == STORE_POSTGRES ? CHECKPOINT_MARGIN_PG_MS : 0;
+    for (int i = 0; i < p->n && !c->stopping; i++) {
+        checkpoint_arg ca = {.margin = margin, .now = clock_wall_ms()};
+        if (store_write(a->st, p->ids[i], checkpoint_tx, &ca, &err)) {
+            log_msg(a->log, LOG_WARN, "audit checkpoint failed", err.msg);
+            metric_add(c->m_checkpoint_fail, NULL, 1);
+            continue;
+        }
+        metric_add(c->m_checkpoints, NULL, ca.entries);
+        metric_add(c->m_checkpoint_rows, NULL, (double)ca.rows);
+    }
+    eh_free(p);
+}
 
 typedef struct tenants_arg {
     int64_t ids[4096];
@@ -277,8 +337,7 @@ static int sched_tx(store_tx *tx, void *arg, store_err *err) {
     return privacy_retention_run(tx, &who, 0, s->claim_before, s->now, &s->ran, &s->report, err);
 }
 
-static void sched_work(uv_work_t *w) {
-    privacy_ctx *c = w->data;
+static void retention_pass(privacy_ctx *c) {
     app *a = c->a;
     tenants_arg *t = eh_calloc(1, sizeof *t);
     store_err err;
@@ -307,6 +366,12 @@ static void sched_work(uv_work_t *w) {
     eh_free(t);
 }
 
+static void sched_work(uv_work_t *w) {
+    privacy_ctx *c = w->data;
+    if (c->a->cfg.audit_checkpoint_ms) checkpoint_pass(c);
+    if (c->retention_now && !c->stopping) retention_pass(c);
+}
+
 static void ctx_release(privacy_ctx *c) { eh_free(c); }
 
 static void sched_done(uv_work_t *w, int status) {
@@ -318,6 +383,11 @@ static void sched_done(uv_work_t *w, int status) {
 static void on_tick(uv_timer_t *t) {
     privacy_ctx *c = t->data;
     if (c->busy || c->stopping) return;
+    const ehub_config *cfg = &c->a->cfg;
+    int64_t now = (int64_t)uv_now(c->a->loop);
+    c->retention_now = cfg->retention_every_ms && now >= c->retention_due;
+    if (c->retention_now) c->retention_due = now + cfg->retention_every_ms;
+    if (!c->retention_now && !cfg->audit_checkpoint_ms) return;
     c->work.data = c;
     if (uv_queue_work(c->a->loop, &c->work, sched_work, sched_done) == 0) c->busy = 1;
 }
@@ -366,11 +436,19 @@ int privacy_register(app *a) {
     c->a = a;
     c->m_erased = metrics_counter(a->m, "ehub_privacy_erased_total", "contacts erased (request or retention)", NULL);
     c->m_runs = metrics_counter(a->m, "ehub_retention_runs_total", "retention policy runs done by this node", NULL);
+    c->m_checkpoints = metrics_counter(a->m, "ehub_audit_checkpoints_total",
+                                       "webhooks.checkpoint audit entries written by this node", NULL);
+    c->m_checkpoint_rows = metrics_counter(a->m, "ehub_audit_checkpoint_rows_total",
+                                           "webhook inbox rows covered by this node's checkpoints", NULL);
+    c->m_checkpoint_fail = metrics_counter(a->m, "ehub_audit_checkpoint_failures_total",
+                                           "checkpoint passes or tenants that failed (logged; retried next tick)", NULL);
     a->privacy = c;
     uv_timer_init(a->loop, &c->timer);
     c->timer.data = c;
-    if (a->cfg.retention_every_ms)
-        uv_timer_start(&c->timer, on_tick, a->cfg.retention_every_ms, a->cfg.retention_every_ms);
+    unsigned ret = a->cfg.retention_every_ms, cp = a->cfg.audit_checkpoint_ms;
+    unsigned tick = !ret ? cp : !cp ? ret : cp < ret ? cp : ret;
+    c->retention_due = (int64_t)uv_now(a->loop) + ret;
+    if (tick) uv_timer_start(&c->timer, on_tick, tick, tick);
     return 0;
 }
 

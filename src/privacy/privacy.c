@@ -384,22 +384,43 @@ int privacy_erase(store_tx *tx, int64_t lead, const auth_actor *actor, const cha
     store_val pe[] = {T(tx), SV_S(idtxt), SV_S(repl)};
     snprintf(sql, sizeof sql, "UPDATE events SET payload = $3 WHERE tenant_id = $1 AND %s", events_about(tx));
     if (!rc) rc = exec_count(tx, sql, pe, 3, sum, "events", err);
+    /* the ids of the inbox rows emptied go into the audit entry: the
+     * webhook checkpoints covering them hold each body's hash, and the
+     * verifier accepts an emptied body only where an entry says why */
+    json_t *inbox_ids = json_array(), *seen_ids = json_object();
     for (int n = 0; !rc && n < nd.n; n++) {
         store_val pn[] = {T(tx), SV_S(nd.s[n]), SV_S(repl)};
         snprintf(sql, sizeof sql, "UPDATE events SET payload = $3 WHERE tenant_id = $1 AND %s", text_has(tx, "payload"));
         rc = exec_count(tx, sql, pn, 3, sum, "events", err);
         /* the inbox row stays (its id de-duplicates a provider's retry) */
-        snprintf(sql, sizeof sql, "UPDATE webhook_inbox SET body = '{}' WHERE tenant_id = $1 AND %s",
+        snprintf(sql, sizeof sql, "UPDATE webhook_inbox SET body = '{}' WHERE tenant_id = $1 AND %s RETURNING id",
                  text_has(tx, "body"));
-        if (!rc) rc = exec_count(tx, sql, pn, 2, sum, "webhook_inbox", err);
+        store_rows *r = NULL;
+        if (!rc) rc = store_query(tx, sql, pn, 2, &r, err);
+        int nr = rc ? 0 : store_rows_count(r);
+        if (!rc) {
+            json_int_t prev = json_integer_value(json_object_get(sum, "webhook_inbox"));
+            json_object_set_new(sum, "webhook_inbox", json_integer(prev + nr));
+        }
+        for (int i = 0; i < nr; i++) {
+            char key[24];
+            snprintf(key, sizeof key, "%lld", (long long)store_rows_int(r, i, 0));
+            if (json_object_get(seen_ids, key)) continue;
+            json_object_set_new(seen_ids, key, json_true());
+            json_array_append_new(inbox_ids, json_integer((json_int_t)store_rows_int(r, i, 0)));
+        }
+        store_rows_free(r);
     }
+    json_decref(seen_ids);
     if (!rc) {
         char target[40];
         snprintf(target, sizeof target, "lead:%lld", (long long)lead);
-        json_t *d = json_pack("{s:O, s:s}", "erased", sum, "reason", reason ? reason : "request");
+        json_t *d = json_pack("{s:O, s:s, s:O}", "erased", sum, "reason", reason ? reason : "request", "inbox_ids",
+                              inbox_ids);
         rc = auth_audit(tx, store_tx_tenant(tx), actor, "contact.erase", target, d, now_ms, err);
         json_decref(d);
     }
+    json_decref(inbox_ids);
     if (rc || !summary_out) json_decref(sum);
     else *summary_out = sum;
     return rc;
@@ -471,8 +492,10 @@ int privacy_retention_run(store_tx *tx, const auth_actor *actor, int dry_run, in
         }
         store_rows_free(r);
     }
+    int64_t inbox_cutoff = 0;
     if (!rc && pol.inbox_days) {
         int64_t cutoff = now_ms - (int64_t)pol.inbox_days * DAY_MS;
+        inbox_cutoff = cutoff;
         store_val p[] = {T(tx), SV_I(cutoff)};
         if (!dry_run) {
             rc = store_query(tx, "UPDATE webhook_inbox SET body = '{}' WHERE tenant_id = $1 AND received_at < $2 AND body <> '{}'",
@@ -491,6 +514,9 @@ int privacy_retention_run(store_tx *tx, const auth_actor *actor, int dry_run, in
     if (!rc && !dry_run) {
         json_t *d = json_pack("{s:I, s:I, s:O}", "leads_erased", (json_int_t)nleads, "inbox_emptied",
                               (json_int_t)ninbox, "policy", json_object_get(rep, "policy"));
+        /* every inbox body received before this was emptied: the webhook
+         * checkpoints' verifier accepts those (src/auth/audit.c) */
+        if (inbox_cutoff) json_object_set_new(d, "inbox_before", json_integer((json_int_t)inbox_cutoff));
         rc = auth_audit(tx, store_tx_tenant(tx), actor, "retention.run", NULL, d, now_ms, err);
         json_decref(d);
     }

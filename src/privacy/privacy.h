@@ -71,7 +71,8 @@ int privacy_retention_run(store_tx *tx, const auth_actor *actor, int dry_run, in
 
 /* ---- server side (src/privacy/api.c) ---- */
 struct app;
-/* Registers the routes and starts the retention timer. */
+/* Registers the routes and starts the timer of retention and of the
+ * webhook checkpoints (auth_inbox_checkpoint, every --audit-checkpoint). */
 int privacy_register(struct app *a);
 void privacy_stop(struct app *a);
 /* ehub retention run --tenant T [--dry-run]: prints the report. */

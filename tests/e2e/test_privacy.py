@@ -298,14 +298,16 @@ def test_privacy_retention_dry_run_then_real(t):
     pol = tn.ok("PUT", "/v1/privacy/retention", {"lead_inactive_days": 30, "inbox_days": 7})
     assert pol["lead_inactive_days"] == 30 and pol["inbox_days"] == 7 and pol["last_run_at"] is None, pol
     old, old_email, fresh = _retention_setup(t, tn)
-    audit_before = len(tn.ok("GET", "/v1/audit?limit=500")["items"])
+    def audited():  # the webhook checkpoints (src/auth/audit.c) come on their own clock
+        return len([a for a in tn.ok("GET", "/v1/audit?limit=500")["items"] if a["action"] != "webhooks.checkpoint"])
+    audit_before = audited()
 
     dry = tn.ok("POST", "/v1/privacy/retention/run", {"dry_run": True})
     assert dry["dry_run"] is True and dry["leads"] == {"count": 1, "ids": [old["id"]]} and dry["inbox"]["count"] >= 1, dry
     cli = cli_json(t, tn.srv, "retention", "run", "--tenant", tn.slug, "--dry-run")
     assert cli["leads"] == dry["leads"] and cli["inbox"] == dry["inbox"], (cli, dry)
     assert tn.get_lead(old["id"])["email"] == old_email  # a dry run changes nothing
-    assert len(tn.ok("GET", "/v1/audit?limit=500")["items"]) == audit_before
+    assert audited() == audit_before
 
     real = tn.ok("POST", "/v1/privacy/retention/run", {"dry_run": False})
     assert real["dry_run"] is False and real["leads"]["ids"] == [old["id"]] and real["inbox"]["count"] == dry["inbox"]["count"], real

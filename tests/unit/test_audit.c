@@ -1,7 +1,8 @@
 /* auth on a real store: the audit chain under concurrent appenders (no
  * fork, no gap), what auth_audit_verify catches (an edited column, a
  * re-linked entry, a deleted middle or tail entry), users and refresh-token
- * families. SQLite always; PostgreSQL too when EHUB_TEST_PG_URL is set
+ * families, webhook inbox checkpoints (split, margin, two at once, verify).
+ * SQLite always; PostgreSQL too when EHUB_TEST_PG_URL is set
  * (each test in a schema of its own). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -268,11 +269,123 @@ static void test_users_and_refresh_families(void **state) {
     assert_string_equal(a.u.tenant_slug, "acme");
 }
 
+/* ---- webhook inbox checkpoints ---- */
+
+typedef struct inbox_arg {
+    int64_t other;      /* a second tenant whose rows interleave */
+    int n, young, legacy;
+} inbox_arg;
+
+static int beta_fn(store_tx *tx, void *arg, store_err *err) {
+    return store_tenant_create(tx, "beta", "Beta", (int64_t *)arg, err);
+}
+
+/* n rows for the fixture's tenant, each followed by one of `other`'s (so
+ * every row is a run of its own); `young` more at the end received now;
+ * the first `legacy` rows without body_hash, as before migration 013. */
+static int inbox_fill(store_tx *tx, void *arg, store_err *err) {
+    inbox_arg *a = arg;
+    int64_t now = clock_wall_ms(), t = store_tx_tenant(tx);
+    int rc = STORE_OK;
+    for (int i = 0; !rc && i < a->n + a->young; i++) {
+        for (int k = 0; !rc && k < (i < a->n ? 2 : 1); k++) {
+            char wid[48], body[96], bh[AUTH_HASH_HEX];
+            snprintf(wid, sizeof wid, "wh-%d-%d", i, k);
+            snprintf(body, sizeof body, "{\"n\":%d,\"email\":\"p%d@example.com\"}", i, i);
+            auth_body_hash_hex(body, strlen(body), bh);
+            store_val v[] = {SV_I(k ? a->other : t), SV_S(wid), SV_S(body), SV_I(i < a->n ? now - 60000 : now),
+                             i < a->legacy ? SV_NULLV : SV_S(bh)};
+            rc = store_query(tx,
+                             "INSERT INTO webhook_inbox (tenant_id, provider, webhook_id, type, body, received_at, "
+                             "body_hash) VALUES ($1, 'ghl', $2, 'ContactCreate', $3, $4, $5)",
+                             v, 5, NULL, err);
+        }
+    }
+    return rc;
+}
+
+typedef struct cp_arg {
+    int64_t margin, rows;
+    int entries;
+} cp_arg;
+
+static int cp_fn(store_tx *tx, void *arg, store_err *err) {
+    cp_arg *c = arg;
+    return auth_inbox_checkpoint(tx, c->margin, clock_wall_ms(), &c->entries, &c->rows, err);
+}
+
+static int inbox_verify_fn(store_tx *tx, void *arg, store_err *err) { return auth_inbox_verify(tx, arg, err); }
+
+typedef struct cp_thread {
+    fx *f;
+    cp_arg c;
+    int rc;
+} cp_thread;
+
+static void *checkpointer(void *p) {
+    cp_thread *t = p;
+    store_err err;
+    do t->rc = store_write(t->f->st, t->f->tenant, cp_fn, &t->c, &err);
+    while (t->rc == STORE_BUSY);
+    return NULL;
+}
+
+static void test_inbox_checkpoints(void **state) {
+    fx *f = *state;
+    store_err err;
+    inbox_arg ia = {.n = 450, .young = 3, .legacy = 5};
+    assert_int_equal(store_write(f->st, 0, beta_fn, &ia.other, &err), STORE_OK);
+    assert_int_equal(store_write(f->st, f->tenant, inbox_fill, &ia, &err), STORE_OK);
+    /* Two checkpointers at once: one covers, the other finds the mark
+     * moved (PostgreSQL: waits on the tenant row) and writes nothing. */
+    pthread_t th[2];
+    cp_thread ct[2] = {{f, {.margin = 5000}, 0}, {f, {.margin = 5000}, 0}};
+    for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, checkpointer, &ct[i]);
+    for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+    assert_int_equal(ct[0].rc, STORE_OK);
+    assert_int_equal(ct[1].rc, STORE_OK);
+    /* 450 old rows, each a run of its own: entries of at most 200 runs;
+     * the 3 young ones wait for the margin */
+    assert_int_equal(ct[0].c.rows + ct[1].c.rows, 450);
+    assert_int_equal(ct[0].c.entries + ct[1].c.entries, 3);
+    auth_inbox_report rep;
+    assert_int_equal(store_read(f->st, f->tenant, inbox_verify_fn, &rep, &err), STORE_OK);
+    assert_int_equal(rep.bad_seq, 0);
+    assert_int_equal(rep.checkpoints, 3);
+    assert_int_equal(rep.rows, 450);
+    verify_arg v = verify(f);
+    assert_int_equal(v.bad, 0);
+    /* without a margin the young rows go in a fourth entry */
+    cp_arg c = {.margin = 0};
+    assert_int_equal(store_write(f->st, f->tenant, cp_fn, &c, &err), STORE_OK);
+    assert_int_equal(c.entries, 1);
+    assert_int_equal(c.rows, 3);
+    assert_int_equal(store_write(f->st, f->tenant, cp_fn, &c, &err), STORE_OK);
+    assert_int_equal(c.entries, 0);
+    assert_int_equal(store_read(f->st, f->tenant, inbox_verify_fn, &rep, &err), STORE_OK);
+    assert_int_equal(rep.bad_seq, 0);
+    assert_int_equal(rep.rows, 453);
+    /* the other tenant's rows are its own */
+    int64_t me = f->tenant;
+    f->tenant = ia.other;
+    assert_int_equal(store_write(f->st, f->tenant, cp_fn, &c, &err), STORE_OK);
+    assert_int_equal(c.rows, 450);
+    assert_int_equal(store_read(f->st, f->tenant, inbox_verify_fn, &rep, &err), STORE_OK);
+    assert_int_equal(rep.bad_seq, 0);
+    f->tenant = me;
+    /* a legacy row got its hash from the checkpoint; editing it now is caught */
+    exec(f, "UPDATE webhook_inbox SET body = '{\"n\":0}' WHERE webhook_id = 'wh-0-0'");
+    assert_int_equal(store_read(f->st, f->tenant, inbox_verify_fn, &rep, &err), STORE_OK);
+    assert_true(rep.bad_seq > 0);
+    assert_true(rep.bad_row > 0);
+    assert_non_null(strstr(rep.why, "was edited"));
+}
+
 int main(void) {
     static fx sq = {.kind = STORE_SQLITE}, pg = {.kind = STORE_POSTGRES};
     pg.base = getenv("EHUB_TEST_PG_URL");
     if (pg.base && !*pg.base) pg.base = NULL;
-    struct CMUnitTest tests[8];
+    struct CMUnitTest tests[10];
     size_t n = 0;
 #define T(fn)                                                                                \
     do {                                                                                     \
@@ -282,6 +395,7 @@ int main(void) {
     T(test_chain_concurrent_and_tamper);
     T(test_list_pages);
     T(test_users_and_refresh_families);
+    T(test_inbox_checkpoints);
     if (!pg.base) printf("audit: EHUB_TEST_PG_URL not set, PostgreSQL tests skipped\n");
     return _cmocka_run_group_tests("audit", tests, n, NULL, NULL);
 }

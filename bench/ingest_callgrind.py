@@ -1,0 +1,151 @@
+#!/usr/bin/python3
+"""Instructions per ingested webhook, under callgrind (deterministic: the same
+count for the same binary and inputs whatever else the machine is doing).
+
+  bench/ingest_callgrind.py BINARY [--n1 200] [--n2 1200] [-- EXTRA SERVE ARGS...]
+
+Runs BINARY twice under `valgrind --tool=callgrind` on a fresh SQLite store:
+once posting n1 signed GoHighLevel ContactCreate webhooks, once n2 (one
+keep-alive connection, one after another, so each is its own transaction),
+and prints the difference of the two totals divided by n2 - n1: start-up,
+set-up and shutdown cancel out. Everything the process does while the
+webhooks arrive counts, all threads included (the scoring, the event log,
+the audit checkpoints if they are on).
+
+Some work does not depend on the webhooks but on the clock (the nurture
+dispatcher claims due steps every 100 ms, the realtime sweep every second),
+and a run under callgrind lasts as long as the machine's load makes it. So
+two idle runs (no webhook; 0 and --idle seconds) give that background rate
+in instructions per second, and "corrected" subtracts rate x duration of the
+webhook phase from each total before the difference.
+Needs valgrind and python3-cryptography.
+"""
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SIGN = os.path.join(HERE, "ingest_sign.py")
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def cli(binary, data, *args):
+    r = subprocess.run([binary] + list(args) + ["--data-dir", data, "--store", "sqlite:" + os.path.join(data, "ehub.db")],
+                       capture_output=True, text=True, timeout=120)
+    if r.returncode:
+        sys.exit("cli %s: %s" % (args, r.stderr))
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def run(binary, n, extra, keep, idle=0.0):
+    tmp = tempfile.mkdtemp(prefix="ehub-cg-")
+    data = os.path.join(tmp, "data")
+    os.makedirs(data)
+    slug = "cg"
+    cli(binary, data, "tenant", "add", slug, "callgrind")
+    key = cli(binary, data, "key", "create", "admin", "cg", "--tenant", slug)["key"]
+    priv = os.path.join(tmp, "k.pem")
+    pub = subprocess.run([sys.executable, SIGN, "keygen", priv], capture_output=True, text=True, check=True).stdout
+    port = free_port()
+    out = os.path.join(tmp, "callgrind.out")
+    srv = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, binary, "serve",
+                            "--host", "127.0.0.1", "--port", str(port), "--data-dir", data, "--log-level", "warn",
+                            "--store", "sqlite:" + os.path.join(data, "ehub.db")] + extra,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        end = time.time() + 120
+        while True:
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                c.request("GET", "/ready")
+                if c.getresponse().status == 200:
+                    break
+            except OSError:
+                pass
+            if time.time() > end:
+                sys.exit("server did not start")
+            time.sleep(0.5)
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        c.request("PATCH", "/v1/settings", json.dumps({"ghl_ed25519_public_key": pub}),
+                  {"Authorization": "Bearer " + key, "Content-Type": "application/json"})
+        r = c.getresponse()
+        r.read()
+        assert r.status == 200, r.status
+        signed = os.path.join(tmp, "signed.txt")
+        if n:
+            subprocess.run([sys.executable, SIGN, "sign", priv, signed, str(n), "1"], check=True,
+                           stdout=subprocess.DEVNULL)
+        else:
+            open(signed, "w").close()
+        ok = 0
+        t0 = time.time()
+        time.sleep(idle)
+        with open(signed) as f:
+            for line in f:
+                sig, body = line.rstrip("\n").split("\t", 1)
+                c.request("POST", "/v1/webhooks/ghl/" + slug, body.encode(),
+                          {"Content-Type": "application/json", "x-ghl-signature": sig})
+                r = c.getresponse()
+                b = r.read()
+                if r.status == 200 and b'"accepted"' in b:
+                    ok += 1
+        if ok != n:
+            sys.exit("only %d of %d webhooks accepted" % (ok, n))
+        dur = time.time() - t0
+        c.close()
+    finally:
+        srv.terminate()
+        srv.wait(300)
+    total = None
+    with open(out) as f:
+        for line in f:
+            m = re.match(r"(summary|totals): (\d+)", line)
+            if m:
+                total = int(m.group(2))
+    if not keep:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return total, dur
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("binary")
+    ap.add_argument("--n1", type=int, default=200)
+    ap.add_argument("--n2", type=int, default=1200)
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--idle", type=float, default=30.0, help="seconds of the long idle run (0: no correction)")
+    ap.add_argument("extra", nargs="*")
+    a, unknown = ap.parse_known_args()
+    a.extra = [x for x in unknown if x != "--"] + a.extra
+    rate = 0.0
+    if a.idle > 0:
+        i0, d0 = run(a.binary, 0, a.extra, a.keep)
+        i1, d1 = run(a.binary, 0, a.extra, a.keep, idle=a.idle)
+        rate = (i1 - i0) / (d1 - d0)
+    t1, d1 = run(a.binary, a.n1, a.extra, a.keep)
+    t2, d2 = run(a.binary, a.n2, a.extra, a.keep)
+    per = (t2 - t1) / (a.n2 - a.n1)
+    cor = ((t2 - rate * d2) - (t1 - rate * d1)) / (a.n2 - a.n1)
+    print(json.dumps({"binary": a.binary, "extra": a.extra, "n1": a.n1, "total1": t1, "seconds1": round(d1, 1),
+                      "n2": a.n2, "total2": t2, "seconds2": round(d2, 1),
+                      "background_per_second": round(rate), "instructions_per_webhook": round(per),
+                      "corrected_per_webhook": round(cor)}))
+
+
+if __name__ == "__main__":
+    main()
