@@ -353,6 +353,10 @@ int privacy_erase(store_tx *tx, int64_t lead, const auth_actor *actor, const cha
     if (!rc)
         rc = exec_count(tx, "UPDATE lead_scores SET reasons = '[]' WHERE tenant_id = $1 AND lead_id = $2", p, 2, sum,
                         "scores", err);
+    /* a one-off e-mail's subject (its body is the activity's, emptied above) */
+    if (!rc)
+        rc = exec_count(tx, "UPDATE nurture_messages SET subject = NULL WHERE tenant_id = $1 AND lead_id = $2", p, 2,
+                        NULL, "messages", err);
     /* nothing more is sent; provider answers may quote the address */
     if (!rc)
         rc = exec_count(tx,
