@@ -795,10 +795,54 @@ typedef struct outcome {
  * agent sent it) becomes "sent" with the provider's id, which the
  * provider's status callbacks then move on (delivered, undelivered...),
  * or "failed" for good (dead letter). */
+/* How far a Twilio status has gone: a later callback never moves it back. */
+static int twilio_rank(const char *s) {
+    static const char *const last[] = {"delivered", "undelivered", "failed", "read", NULL};
+    for (int i = 0; last[i]; i++)
+        if (!strcmp(s, last[i])) return 3;
+    return !strcmp(s, "sent") ? 2 : 1;
+}
+
+/* Twilio may call back before this record commits (its answer and its
+ * "sent" callback race): such a callback found no activity with the sid
+ * yet, but it is in the webhook inbox ("SID:status"). The furthest status
+ * there is the message's. Looked up by exact ids, on the inbox's primary
+ * key (a prefix range would depend on PostgreSQL's collation). */
+static int twilio_early_status(store_tx *tx, int64_t tenant, const char *sid, char *out, size_t cap, store_err *err) {
+    static const char *const sts[] = {"sent", "delivered", "undelivered", "failed", "read"};
+    char ids[5][220];
+    store_val q[6] = {SV_I(tenant)};
+    for (int i = 0; i < 5; i++) {
+        snprintf(ids[i], sizeof ids[i], "%s:%s", sid, sts[i]);
+        q[i + 1] = SV_S(ids[i]);
+    }
+    store_rows *r = NULL;
+    int rc = store_query(tx,
+                         "SELECT webhook_id FROM webhook_inbox WHERE tenant_id = $1 AND provider = 'twilio' "
+                         "AND webhook_id IN ($2, $3, $4, $5, $6)",
+                         q, 6, &r, err);
+    if (rc) return rc;
+    int best = 0;
+    for (int i = 0; i < store_rows_count(r); i++) {
+        const char *st = store_rows_text(r, i, 0) + strlen(sid) + 1;
+        if (twilio_rank(st) > best) {
+            best = twilio_rank(st);
+            snprintf(out, cap, "%s", st);
+        }
+    }
+    store_rows_free(r);
+    return STORE_OK;
+}
+
 static int record_message(store_tx *tx, const outcome *o, store_err *err) {
     const plan *p = o->p;
     if (!p->activity_id) return STORE_OK; /* the message row is gone */
-    const char *status = o->ok ? "sent" : "failed";
+    char early[48] = "";
+    if (o->ok && p->provider == PROV_TWILIO && o->provider_id[0]) {
+        int rc = twilio_early_status(tx, p->j->tenant, o->provider_id, early, sizeof early, err);
+        if (rc) return rc;
+    }
+    const char *status = !o->ok ? "failed" : early[0] && twilio_rank(early) > twilio_rank("sent") ? early : "sent";
     store_val u[] = {SV_I(p->j->tenant), SV_I(p->activity_id), SV_S(status),
                      o->ok && o->provider_id[0] ? SV_S(o->provider_id) : SV_NULLV};
     int rc = store_query(tx,

@@ -218,3 +218,21 @@ def test_messages_roles_and_bad_input(t):
     assert st == 400, (st, b)
     got = nu._wait(lambda: len(_sms_to("+14155556201")) == 2 and len(_sms_to("+14155556202")) == 1, timeout=10)
     assert got, (_sms_to("+14155556201"), _sms_to("+14155556202"))
+
+
+def test_messages_status_callback_before_the_send_is_recorded(t):
+    """Twilio's callback can beat the record of its own answer: the status
+    waits in the webhook inbox and is applied when the send is recorded."""
+    tn = nu._tenant(t)
+    lead = tn.create_lead(first_name="Race", phone="+14155556301", consent_sms=True)
+    fake = nu._provider().state
+    with fake["lock"]:
+        sid = "SM%032d" % (len(fake["sms"]) + 1)  # the sid the fake gives the next text
+    st, h, b = _twilio_callback(tn, {"MessageSid": sid, "MessageStatus": "delivered", "To": "+14155556301",
+                                     "From": nu.FROM})
+    assert st == 200, (st, b)
+    st, j = tn.api("POST", "/v1/leads/%d/messages" % lead["id"], {"channel": "sms", "body": "Quick one"})
+    assert st == 202, (st, j)
+    a = nu._wait(lambda: (lambda x: x if x["provider_message_id"] else None)(_act(tn, lead["id"], j["activity_id"])),
+                 timeout=10)
+    assert a and a["provider_message_id"] == sid and a["status"] == "delivered", a
