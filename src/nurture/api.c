@@ -629,9 +629,16 @@ static int status_update(store_tx *tx, const char *msgid, const char *status, co
                                    "RETURNING id, lead_id, channel",
                          p, channel ? 4 : 3, &r, err);
     for (int i = 0; !rc && i < store_rows_count(r); i++) {
-        json_t *ev = json_pack("{s:I, s:I, s:s, s:s}", "activity_id", (json_int_t)store_rows_int(r, i, 0), "lead_id",
-                               (json_int_t)store_rows_int(r, i, 1), "channel", store_rows_text(r, i, 2), "status",
-                               status);
+        /* the lead's agent: the realtime feed shows it the event by this */
+        store_val lp[] = {SV_I(store_tx_tenant(tx)), SV_I(store_rows_int(r, i, 1))};
+        store_rows *lr = NULL;
+        if ((rc = store_query(tx, "SELECT agent_id FROM leads WHERE tenant_id = $1 AND id = $2", lp, 2, &lr, err)))
+            break;
+        int64_t agent = store_rows_count(lr) && !store_rows_isnull(lr, 0, 0) ? store_rows_int(lr, 0, 0) : 0;
+        store_rows_free(lr);
+        json_t *ev = json_pack("{s:I, s:I, s:s, s:s, s:o}", "activity_id", (json_int_t)store_rows_int(r, i, 0),
+                               "lead_id", (json_int_t)store_rows_int(r, i, 1), "channel", store_rows_text(r, i, 2),
+                               "status", status, "agent_id", agent ? json_integer(agent) : json_null());
         rc = leads_event(tx, "message.status", ev, err);
         json_decref(ev);
     }

@@ -262,7 +262,7 @@ typedef struct plan {
     int win_slot;        /* GHL: the rate window's slot held, or -1 */
     int win_shared;      /* GHL: counted in the shared window too, as win_member */
     char win_member[40];
-    int64_t agent_id;    /* PLAN_TASK: whose task */
+    int64_t agent_id;    /* PLAN_TASK: whose task; a one-off message: the lead's agent */
     char smtp_url[600], smtp_user[128], smtp_pass[256];
     int smtp_tls;        /* 0 none, 1 STARTTLS required, 2 implicit (smtps) */
     char msgid[200];     /* SMTP: Message-ID */
@@ -423,6 +423,7 @@ static int plan_message_tx(store_tx *tx, plan *p, store_err *err) {
     }
     p->lead_id = store_rows_int(r, 0, 1);
     p->activity_id = store_rows_int(r, 0, 37);
+    p->agent_id = store_rows_isnull(r, 0, 38) ? 0 : store_rows_int(r, 0, 38);
     snprintf(p->slug, sizeof p->slug, "%s", col(r, 15));
     snprintf(p->type, sizeof p->type, "%s", col(r, 2));
     int sms = !strcmp(p->type, "sms");
@@ -854,6 +855,8 @@ static int record_message(store_tx *tx, const outcome *o, store_err *err) {
                            "lead_id", (json_int_t)p->lead_id, "message_id", (json_int_t)p->j->message, "channel",
                            p->type, "status", status, "result", o->result, "attempts", (json_int_t)p->j->attempts);
     if (p->action == PLAN_SEND) json_object_set_new(ev, "provider", json_string(prov_name[p->provider]));
+    /* the realtime feed shows a lead's events to its agent by this */
+    json_object_set_new(ev, "agent_id", p->agent_id ? json_integer(p->agent_id) : json_null());
     rc = leads_event(tx, o->ok ? "message.sent" : "message.failed", ev, err);
     json_decref(ev);
     return rc;

@@ -218,6 +218,12 @@ def test_messages_roles_and_bad_input(t):
     assert st == 400, (st, b)
     got = nu._wait(lambda: len(_sms_to("+14155556201")) == 2 and len(_sms_to("+14155556202")) == 1, timeout=10)
     assert got, (_sms_to("+14155556201"), _sms_to("+14155556202"))
+    # the events name the lead's agent: the realtime feed shows them to that agent
+    sent = nu._wait(lambda: [e["payload"] for e in tn.events("message.sent")
+                             if e["payload"]["lead_id"] == lead_mine["id"]] or None)
+    assert sent and all(p["agent_id"] == mine["id"] for p in sent), sent
+    queued = [e["payload"] for e in tn.events("message.queued") if e["payload"]["lead_id"] == lead_theirs["id"]]
+    assert queued and queued[0]["agent_id"] == theirs["id"], queued
 
 
 def test_messages_status_callback_before_the_send_is_recorded(t):
