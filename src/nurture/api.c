@@ -617,6 +617,36 @@ static int set_consent(store_tx *tx, int64_t lead, const char *col, int on, cons
     return rc ? rc : privacy_consent_diff(tx, lead, before, source, evidence, now, err);
 }
 
+/* A provider's delivery status onto the message's activity, and on the
+ * feed as message.status (the lead page shows it live). channel: only
+ * activities of that channel, or NULL for any. */
+static int status_update(store_tx *tx, const char *msgid, const char *status, const char *channel, store_err *err) {
+    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_S(msgid), SV_S(status), SV_S(channel)};
+    store_rows *r = NULL;
+    int rc = store_query(tx,
+                         channel ? "UPDATE activities SET status = $3 WHERE tenant_id = $1 AND provider_message_id = $2 "
+                                   "AND channel = $4 RETURNING id, lead_id, channel"
+                                 : "UPDATE activities SET status = $3 WHERE tenant_id = $1 AND provider_message_id = $2 "
+                                   "RETURNING id, lead_id, channel",
+                         p, channel ? 4 : 3, &r, err);
+    for (int i = 0; !rc && i < store_rows_count(r); i++) {
+        /* the lead's agent: the realtime feed shows it the event by this */
+        store_val lp[] = {SV_I(store_tx_tenant(tx)), SV_I(store_rows_int(r, i, 1))};
+        store_rows *lr = NULL;
+        if ((rc = store_query(tx, "SELECT agent_id FROM leads WHERE tenant_id = $1 AND id = $2", lp, 2, &lr, err)))
+            break;
+        int64_t agent = store_rows_count(lr) && !store_rows_isnull(lr, 0, 0) ? store_rows_int(lr, 0, 0) : 0;
+        store_rows_free(lr);
+        json_t *ev = json_pack("{s:I, s:I, s:s, s:s, s:o}", "activity_id", (json_int_t)store_rows_int(r, i, 0),
+                               "lead_id", (json_int_t)store_rows_int(r, i, 1), "channel", store_rows_text(r, i, 2),
+                               "status", status, "agent_id", agent ? json_integer(agent) : json_null());
+        rc = leads_event(tx, "message.status", ev, err);
+        json_decref(ev);
+    }
+    store_rows_free(r);
+    return rc;
+}
+
 static int twilio_tx(store_tx *tx, void *arg, store_err *err) {
     hook_tx_args *x = arg;
     hook_job *h = x->h;
@@ -630,9 +660,7 @@ static int twilio_tx(store_tx *tx, void *arg, store_err *err) {
         snprintf(key, sizeof key, "%s:%s", msid, status);
         int fresh, rc = first_time(tx, "twilio", key, "status", now, &fresh, err);
         if (rc || !fresh) return rc;
-        store_val p[] = {SV_I(store_tx_tenant(tx)), SV_S(msid), SV_S(status)};
-        rc = store_query(tx, "UPDATE activities SET status = $3 WHERE tenant_id = $1 AND provider_message_id = $2", p,
-                         3, NULL, err);
+        rc = status_update(tx, msid, status, NULL, err);
         if (!rc) h->handled = 1;
         return rc;
     }
@@ -691,12 +719,7 @@ static int sendgrid_tx(store_tx *tx, void *arg, store_err *err) {
             /* sg_message_id is X-Message-Id plus a suffix after a dot */
             char base[128];
             snprintf(base, sizeof base, "%.*s", (int)strcspn(mid, "."), mid);
-            store_val p[] = {SV_I(store_tx_tenant(tx)), SV_S(base), SV_S(type)};
-            if ((rc = store_query(tx,
-                                  "UPDATE activities SET status = $3 WHERE tenant_id = $1 AND provider_message_id = $2 "
-                                  "AND channel = 'email'",
-                                  p, 3, NULL, err)))
-                break;
+            if ((rc = status_update(tx, base, type, "email", err))) break;
         }
         if (email && (!strcmp(type, "unsubscribe") || !strcmp(type, "spamreport") || !strcmp(type, "group_unsubscribe"))) {
             char norm[320];
@@ -902,6 +925,7 @@ int nurture_register(app *a) {
     rc |= app_route(a, "GET", "/v1/leads/{id}/enrollments", h_enrollments, NULL, ROLES_ANY, &d_enrollments);
     rc |= app_route(a, "GET", "/v1/leads/{id}/enrichment", h_enrichment, NULL, ROLES_ANY, &d_enrichment);
     rc |= app_route(a, "POST", "/v1/leads/{id}/nurture/stop", h_stop, NULL, ROLES_LEAD_WRITE, &d_stop);
+    rc |= nurture_message_register(a);
     rc |= app_route(a, "GET", "/v1/nurture/settings", h_settings_get, NULL, ROLES_MANAGE, &d_settings_get);
     rc |= app_route(a, "PATCH", "/v1/nurture/settings", h_settings_patch, NULL, ROLE_ADMIN, &d_settings_patch);
     rc |= http_router_add(a->router, "POST", "/v1/webhooks/twilio/{tenant}", h_twilio, a, HTTP_ROUTE_PUBLIC, &d_twilio);

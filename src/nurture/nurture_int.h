@@ -78,6 +78,9 @@ int64_t nurture_window_opens(const char *tz, int start, int end, int64_t t);
 int nurture_mime(buf *out, const char *from, const char *to, const char *subject, const char *html,
                  const char *message_id, int64_t date_ms);
 int nurture_html_to_text(const char *html, buf *out);
+/* The other way, for what an agent typed: HTML-escaped, line breaks as
+ * <br>. 0, or a BUF_* error (out's cap). */
+int nurture_text_to_html(const char *text, buf *out);
 /* 0 if ref is "env:EHUB_SMTP_..." or "file:NAME" (a plain file name). */
 int nurture_secret_ref_ok(const char *ref);
 /* Resolves such a reference (files: in secrets_dir) into out, first line
@@ -100,6 +103,9 @@ struct curlloop;
 int nurture_bg_send(nurture_bg *b, struct curlloop *cl, void (*sent)(void *ud), void *ud);
 /* On the pool: the answers recorded. Always after nurture_bg_work. */
 void nurture_bg_record(nurture_bg *b);
+
+/* POST /v1/leads/{id}/messages (message.c). */
+int nurture_message_register(struct app *a);
 
 /* The dispatcher's timer on the app's loop (send.c). */
 nurture_ctx *nurture_ctx_start(struct app *a);

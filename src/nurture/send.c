@@ -165,6 +165,7 @@ static void breaker_note(nurture_ctx *c, int64_t tenant, int channel, int retrya
 
 typedef struct job {
     int64_t id, tenant, enrollment;
+    int64_t message; /* a one-off message (nurture_messages), else 0: a sequence step */
     int step, attempts;
     char key[96];
 } job;
@@ -186,6 +187,7 @@ static int claim_some(store_tx *tx, claim *cl, const char *sql, int64_t cutoff, 
         j->id = store_rows_int(r, i, 0);
         j->tenant = store_rows_int(r, i, 1);
         j->enrollment = store_rows_int(r, i, 2);
+        j->message = store_rows_int(r, i, 6);
         j->step = (int)store_rows_int(r, i, 3);
         j->attempts = (int)store_rows_int(r, i, 4) + 1;
         snprintf(j->key, sizeof j->key, "%s", store_rows_text(r, i, 5));
@@ -216,17 +218,21 @@ static int claim_tx(store_tx *tx, void *arg, store_err *err) {
     int pg = store_tx_kind(tx) == STORE_POSTGRES;
     /* on PostgreSQL, nodes never claim the same step */
     int rc = claim_some(tx, cl,
-                        pg ? "SELECT id, tenant_id, enrollment_id, step, attempts, idem_key FROM nurture_jobs "
+                        pg ? "SELECT id, tenant_id, COALESCE(enrollment_id, 0), step, attempts, idem_key, "
+                             "COALESCE(message_id, 0) FROM nurture_jobs "
                              "WHERE state = 'sending' AND updated_at < $1 ORDER BY updated_at LIMIT $2 "
                              "FOR UPDATE SKIP LOCKED"
-                           : "SELECT id, tenant_id, enrollment_id, step, attempts, idem_key FROM nurture_jobs "
+                           : "SELECT id, tenant_id, COALESCE(enrollment_id, 0), step, attempts, idem_key, "
+                             "COALESCE(message_id, 0) FROM nurture_jobs "
                              "WHERE state = 'sending' AND updated_at < $1 LIMIT $2",
                         now - NURTURE_LEASE_MS, now, err);
     if (!rc && cl->n < BATCH)
         rc = claim_some(tx, cl,
-                        pg ? "SELECT id, tenant_id, enrollment_id, step, attempts, idem_key FROM nurture_jobs "
+                        pg ? "SELECT id, tenant_id, COALESCE(enrollment_id, 0), step, attempts, idem_key, "
+                             "COALESCE(message_id, 0) FROM nurture_jobs "
                              "WHERE state = 'queued' AND due_at <= $1 ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED"
-                           : "SELECT id, tenant_id, enrollment_id, step, attempts, idem_key FROM nurture_jobs "
+                           : "SELECT id, tenant_id, COALESCE(enrollment_id, 0), step, attempts, idem_key, "
+                             "COALESCE(message_id, 0) FROM nurture_jobs "
                              "WHERE state = 'queued' AND due_at <= $1 ORDER BY due_at LIMIT $2",
                         now, now, err);
     /* each tenant's steps together: one transaction each to plan and record */
@@ -245,13 +251,14 @@ typedef struct plan {
     int provider;        /* PROV_* for a send */
     int next_step;       /* PLAN_BRANCH: where the sequence goes on */
     nurture_lease win;   /* GHL: its place in the rate window */
-    int64_t agent_id;    /* PLAN_TASK: whose task */
+    int64_t agent_id;    /* PLAN_TASK: whose task; a one-off message: the lead's agent */
     char smtp_url[600], smtp_user[128], smtp_pass[256];
     int smtp_tls;        /* 0 none, 1 STARTTLS required, 2 implicit (smtps) */
     char msgid[200];     /* SMTP: Message-ID */
     const char *secrets_dir; /* DATA_DIR/secrets: where smtp_password_from files are */
     json_t *steps;
     int64_t lead_id;
+    int64_t activity_id; /* a one-off message: its activity, there from the start */
     char to[320], from[320], subject[256];
     buf body;
     char cred1[128], cred2[256]; /* twilio sid/token, or sendgrid key */
@@ -347,8 +354,13 @@ static void plan_provider(plan *p, const store_rows *r, int sms) {
         /* the same step is the same Message-ID: a receiver can drop a
          * repeat after a crash between its 250 and our record */
         const char *at = strchr(from, '@');
-        snprintf(p->msgid, sizeof p->msgid, "<%lld.%lld.%d.ehub@%.100s>", (long long)p->j->tenant,
-                 (long long)p->j->enrollment, p->j->step, at && at[1] ? at + 1 : "localhost");
+        const char *dom = at && at[1] ? at + 1 : "localhost";
+        if (p->j->message)
+            snprintf(p->msgid, sizeof p->msgid, "<%lld.m%lld.ehub@%.100s>", (long long)p->j->tenant,
+                     (long long)p->j->message, dom);
+        else
+            snprintf(p->msgid, sizeof p->msgid, "<%lld.%lld.%d.ehub@%.100s>", (long long)p->j->tenant,
+                     (long long)p->j->enrollment, p->j->step, dom);
     } else {
         p->provider = PROV_SENDGRID;
         const char *c1 = col(r, 19), *from = col(r, 20);
@@ -362,6 +374,69 @@ static void plan_provider(plan *p, const store_rows *r, int sms) {
     }
 }
 
+/* Columns 3-36 of a plan's read, the same for a sequence step and a
+ * one-off message, so plan_provider reads either. */
+#define PLAN_LEAD_COLS                                                                                                 \
+    "l.first_name, l.last_name, l.email, l.phone, "                                                                    \
+    "l.consent_sms, l.consent_email, l.dnd, l.timezone, g.name, g.phone, g.email, t.name, t.slug, "                    \
+    "n.twilio_account_sid, n.twilio_auth_token, n.twilio_from, n.sendgrid_api_key, n.sendgrid_from, "                  \
+    "COALESCE(n.quiet_start, 1260), COALESCE(n.quiet_end, 480), COALESCE(n.daily_cap, 3), "                            \
+    "l.deleted_at, l.status, COALESCE(n.email_via, 'sendgrid'), COALESCE(n.sms_via, 'twilio'), "                       \
+    "n.smtp_host, COALESCE(n.smtp_port, 0), COALESCE(n.smtp_tls, 'starttls'), n.smtp_user, "                           \
+    "n.smtp_password_from, n.smtp_from, n.ghl_api_key, l.ghl_contact_id, l.score"
+
+/* A one-off message by an agent (POST /v1/leads/{id}/messages): what the
+ * agent wrote, sent as written. It is a conversational reply, not
+ * marketing: quiet hours and the daily cap do not hold it back (README
+ * "One-off messages"). Consent and do-not-disturb were checked when it was
+ * queued and are checked again here, as they may have changed since (a
+ * STOP in between): then it fails, and its activity says so. */
+static int plan_message_tx(store_tx *tx, plan *p, store_err *err) {
+    job *j = p->j;
+    store_val a[] = {SV_I(j->tenant), SV_I(j->message)};
+    store_rows *r = NULL;
+    int rc = store_query(tx,
+                         "SELECT 'active', m.lead_id, m.channel, " PLAN_LEAD_COLS ", m.activity_id, l.agent_id, "
+                         "m.subject, a.body "
+                         "FROM nurture_messages m JOIN leads l ON l.id = m.lead_id JOIN tenants t ON t.id = m.tenant_id "
+                         "JOIN activities a ON a.id = m.activity_id "
+                         "LEFT JOIN agents g ON g.id = l.agent_id AND g.tenant_id = l.tenant_id "
+                         "LEFT JOIN nurture_settings n ON n.tenant_id = m.tenant_id "
+                         "WHERE m.tenant_id = $1 AND m.id = $2",
+                         a, 2, &r, err);
+    if (rc) return rc;
+    if (!store_rows_count(r)) {
+        snprintf(p->why, sizeof p->why, "no such message");
+        store_rows_free(r);
+        return STORE_OK;
+    }
+    p->lead_id = store_rows_int(r, 0, 1);
+    p->activity_id = store_rows_int(r, 0, 37);
+    p->agent_id = store_rows_isnull(r, 0, 38) ? 0 : store_rows_int(r, 0, 38);
+    snprintf(p->slug, sizeof p->slug, "%s", col(r, 15));
+    snprintf(p->type, sizeof p->type, "%s", col(r, 2));
+    int sms = !strcmp(p->type, "sms");
+    p->action = PLAN_FAIL;
+    if (!store_rows_isnull(r, 0, 24) || store_rows_isnull(r, 0, 40))
+        snprintf(p->why, sizeof p->why, "the lead was deleted or erased");
+    else if (store_rows_int(r, 0, 9))
+        snprintf(p->why, sizeof p->why, "do not disturb");
+    else if (!*col(r, sms ? 6 : 5))
+        snprintf(p->why, sizeof p->why, "%s", sms ? "no phone number" : "no email address");
+    else if (!store_rows_int(r, 0, sms ? 7 : 8))
+        snprintf(p->why, sizeof p->why, "%s", sms ? "no SMS consent" : "no email consent");
+    else if ((sms ? buf_puts(&p->body, col(r, 40)) : nurture_text_to_html(col(r, 40), &p->body)))
+        snprintf(p->why, sizeof p->why, "the message is too long");
+    else {
+        p->action = PLAN_SEND;
+        snprintf(p->subject, sizeof p->subject, "%s", col(r, 39));
+        snprintf(p->to, sizeof p->to, "%s", col(r, sms ? 6 : 5));
+        plan_provider(p, r, sms);
+    }
+    store_rows_free(r);
+    return STORE_OK;
+}
+
 static int plan_tx(store_tx *tx, void *arg, store_err *err) {
     plan *p = arg;
     job *j = p->j;
@@ -369,17 +444,11 @@ static int plan_tx(store_tx *tx, void *arg, store_err *err) {
     json_decref(p->steps);
     p->steps = NULL;
     p->action = PLAN_DROP;
+    if (j->message) return plan_message_tx(tx, p, err);
     store_val a[] = {SV_I(j->tenant), SV_I(j->enrollment)};
     store_rows *r = NULL;
     int rc = store_query(tx,
-                         "SELECT e.state, e.lead_id, s.steps, l.first_name, l.last_name, l.email, l.phone, "
-                         "l.consent_sms, l.consent_email, l.dnd, l.timezone, g.name, g.phone, g.email, t.name, t.slug, "
-                         "n.twilio_account_sid, n.twilio_auth_token, n.twilio_from, n.sendgrid_api_key, n.sendgrid_from, "
-                         "COALESCE(n.quiet_start, 1260), COALESCE(n.quiet_end, 480), COALESCE(n.daily_cap, 3), "
-                         "l.deleted_at, l.status, COALESCE(n.email_via, 'sendgrid'), COALESCE(n.sms_via, 'twilio'), "
-                         "n.smtp_host, COALESCE(n.smtp_port, 0), COALESCE(n.smtp_tls, 'starttls'), n.smtp_user, "
-                         "n.smtp_password_from, n.smtp_from, n.ghl_api_key, l.ghl_contact_id, l.score, e.created_at, "
-                         "l.agent_id "
+                         "SELECT e.state, e.lead_id, s.steps, " PLAN_LEAD_COLS ", e.created_at, l.agent_id "
                          "FROM nurture_enrollments e JOIN nurture_sequences s ON s.id = e.sequence_id "
                          "JOIN leads l ON l.id = e.lead_id JOIN tenants t ON t.id = e.tenant_id "
                          "LEFT JOIN agents g ON g.id = l.agent_id AND g.tenant_id = l.tenant_id "
@@ -712,6 +781,76 @@ typedef struct outcome {
     char provider_id[200];
 } outcome;
 
+/* A one-off message's outcome: its activity (written, "queued", when the
+ * agent sent it) becomes "sent" with the provider's id, which the
+ * provider's status callbacks then move on (delivered, undelivered...),
+ * or "failed" for good (dead letter). */
+/* How far a Twilio status has gone: a later callback never moves it back. */
+static int twilio_rank(const char *s) {
+    static const char *const last[] = {"delivered", "undelivered", "failed", "read", NULL};
+    for (int i = 0; last[i]; i++)
+        if (!strcmp(s, last[i])) return 3;
+    return !strcmp(s, "sent") ? 2 : 1;
+}
+
+/* Twilio may call back before this record commits (its answer and its
+ * "sent" callback race): such a callback found no activity with the sid
+ * yet, but it is in the webhook inbox ("SID:status"). The furthest status
+ * there is the message's. Looked up by exact ids, on the inbox's primary
+ * key (a prefix range would depend on PostgreSQL's collation). */
+static int twilio_early_status(store_tx *tx, int64_t tenant, const char *sid, char *out, size_t cap, store_err *err) {
+    static const char *const sts[] = {"sent", "delivered", "undelivered", "failed", "read"};
+    char ids[5][220];
+    store_val q[6] = {SV_I(tenant)};
+    for (int i = 0; i < 5; i++) {
+        snprintf(ids[i], sizeof ids[i], "%s:%s", sid, sts[i]);
+        q[i + 1] = SV_S(ids[i]);
+    }
+    store_rows *r = NULL;
+    int rc = store_query(tx,
+                         "SELECT webhook_id FROM webhook_inbox WHERE tenant_id = $1 AND provider = 'twilio' "
+                         "AND webhook_id IN ($2, $3, $4, $5, $6)",
+                         q, 6, &r, err);
+    if (rc) return rc;
+    int best = 0;
+    for (int i = 0; i < store_rows_count(r); i++) {
+        const char *st = store_rows_text(r, i, 0) + strlen(sid) + 1;
+        if (twilio_rank(st) > best) {
+            best = twilio_rank(st);
+            snprintf(out, cap, "%s", st);
+        }
+    }
+    store_rows_free(r);
+    return STORE_OK;
+}
+
+static int record_message(store_tx *tx, const outcome *o, store_err *err) {
+    const plan *p = o->p;
+    if (!p->activity_id) return STORE_OK; /* the message row is gone */
+    char early[48] = "";
+    if (o->ok && p->provider == PROV_TWILIO && o->provider_id[0]) {
+        int rc = twilio_early_status(tx, p->j->tenant, o->provider_id, early, sizeof early, err);
+        if (rc) return rc;
+    }
+    const char *status = !o->ok ? "failed" : early[0] && twilio_rank(early) > twilio_rank("sent") ? early : "sent";
+    store_val u[] = {SV_I(p->j->tenant), SV_I(p->activity_id), SV_S(status),
+                     o->ok && o->provider_id[0] ? SV_S(o->provider_id) : SV_NULLV};
+    int rc = store_query(tx,
+                         "UPDATE activities SET status = $3, provider_message_id = COALESCE($4, provider_message_id) "
+                         "WHERE tenant_id = $1 AND id = $2",
+                         u, 4, NULL, err);
+    if (rc) return rc;
+    json_t *ev = json_pack("{s:I, s:I, s:I, s:s, s:s, s:s, s:I}", "activity_id", (json_int_t)p->activity_id,
+                           "lead_id", (json_int_t)p->lead_id, "message_id", (json_int_t)p->j->message, "channel",
+                           p->type, "status", status, "result", o->result, "attempts", (json_int_t)p->j->attempts);
+    if (p->action == PLAN_SEND) json_object_set_new(ev, "provider", json_string(prov_name[p->provider]));
+    /* the realtime feed shows a lead's events to its agent by this */
+    json_object_set_new(ev, "agent_id", p->agent_id ? json_integer(p->agent_id) : json_null());
+    rc = leads_event(tx, o->ok ? "message.sent" : "message.failed", ev, err);
+    json_decref(ev);
+    return rc;
+}
+
 static int record_tx(store_tx *tx, void *arg, store_err *err) {
     outcome *o = arg;
     plan *p = o->p;
@@ -743,6 +882,7 @@ static int record_tx(store_tx *tx, void *arg, store_err *err) {
     if ((rc = store_query(tx, "UPDATE nurture_jobs SET state = $2, result = $3, updated_at = $4 WHERE id = $1", u, 4,
                           NULL, err)))
         return rc;
+    if (j->message) return record_message(tx, o, err);
     if (p->action == PLAN_DROP) return STORE_OK;
     if (o->ok && (p->action == PLAN_SEND || p->action == PLAN_TASK)) {
         activity_in ai = {.channel = p->action == PLAN_TASK ? "task" : p->type,

@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "nurture.h"
+#include "nurture_int.h"
 
 static const char *const known_vars[] = {"first_name",    "last_name",   "email",           "phone",
                                          "agent.name",    "agent.phone", "agent.email",     "listing.address",
@@ -100,6 +101,15 @@ static int put_escaped(buf *b, const char *s, size_t n, int html) {
         case '\'': rc = buf_puts(b, "&#39;"); break;
         default: rc = buf_putc(b, s[i]);
         }
+    }
+    return rc;
+}
+
+int nurture_text_to_html(const char *text, buf *out) {
+    int rc = 0;
+    for (const char *s = text; *s && !rc; s++) {
+        if (*s == '\r') continue;
+        rc = *s == '\n' ? buf_puts(out, "<br>\n") : put_escaped(out, s, 1, 1);
     }
     return rc;
 }

@@ -353,6 +353,17 @@ int privacy_erase(store_tx *tx, int64_t lead, const auth_actor *actor, const cha
     if (!rc)
         rc = exec_count(tx, "UPDATE lead_scores SET reasons = '[]' WHERE tenant_id = $1 AND lead_id = $2", p, 2, sum,
                         "scores", err);
+    /* one-off messages: the e-mail's subject (the body is the activity's,
+     * emptied above); one still queued is not sent */
+    if (!rc)
+        rc = exec_count(tx, "UPDATE nurture_messages SET subject = NULL WHERE tenant_id = $1 AND lead_id = $2", p, 2,
+                        NULL, "messages", err);
+    if (!rc)
+        rc = exec_count(tx,
+                        "UPDATE nurture_jobs SET result = NULL, state = CASE WHEN state IN ('queued', 'sending') "
+                        "THEN 'skipped' ELSE state END, updated_at = $3 WHERE tenant_id = $1 AND message_id IN "
+                        "(SELECT id FROM nurture_messages WHERE tenant_id = $1 AND lead_id = $2)",
+                        p, 3, NULL, "nurture_jobs", err);
     /* nothing more is sent; provider answers may quote the address */
     if (!rc)
         rc = exec_count(tx,

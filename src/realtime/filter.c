@@ -106,7 +106,8 @@ void rt_event_classify(const char *type, json_t *payload, rt_event_info *info) {
     } else if (prefix(type, "score.")) {
         info->topic = RT_T_SCORES;
         info->lead_id = int_of(payload, "lead_id");
-    } else if (prefix(type, "activity.")) {
+    } else if (prefix(type, "activity.") || prefix(type, "message.")) {
+        /* message.*: a one-off message's delivery, on its activity's topic */
         info->topic = RT_T_ACTIVITY;
         json_t *act = json_object_get(payload, "activity");
         info->lead_id = int_of(json_is_object(act) ? act : payload, "lead_id");

@@ -238,6 +238,7 @@ def test_privacy_export_then_erasure_leaves_no_trace(t):
             body = None
             if m in ("POST", "PATCH", "PUT"):  # a body the route would accept for a live lead
                 body = {"channel": "note", "direction": "none", "body": "x"} if path.endswith("/activities") else \
+                    {"channel": "sms", "body": "x"} if path.endswith("/messages") else \
                     {"first_name": "x"} if m == "PATCH" else {}
             st, j = tn.api(m, path.replace("{id}", str(lid)), body)
             assert st in (404, 410), (m, path, st, j)

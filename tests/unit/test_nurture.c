@@ -197,6 +197,28 @@ static void test_mime(void **state) {
     buf_free(&b);
 }
 
+/* An agent's one-off e-mail: the text as written, safe in HTML, its line
+ * breaks kept; and back to text for the SMTP text part. */
+static void test_text_to_html(void **state) {
+    (void)state;
+    buf b;
+    buf_init(&b, 4000);
+    assert_int_equal(nurture_text_to_html("Hi <b>Zoe</b> & \"you\"\r\nit's {{first_name}}\n", &b), 0);
+    assert_string_equal(b.p, "Hi &lt;b&gt;Zoe&lt;/b&gt; &amp; &quot;you&quot;<br>\nit&#39;s {{first_name}}<br>\n");
+    buf t;
+    buf_init(&t, 4000);
+    assert_int_equal(nurture_html_to_text(b.p, &t), 0);
+    assert_non_null(strstr(t.p, "Hi <b>Zoe</b> & \"you\""));
+    buf_free(&t);
+    buf_free(&b);
+    /* over the cap: an error (the API answers 422), never a cut message */
+    buf_init(&b, 10);
+    assert_int_not_equal(nurture_text_to_html("<<<", &b), 0);
+    buf_reset(&b);
+    assert_int_equal(nurture_text_to_html("<<", &b), 0); /* 8 bytes: fits */
+    buf_free(&b);
+}
+
 static void test_secret_refs(void **state) {
     assert_int_equal(nurture_secret_ref_ok("env:EHUB_SMTP_PASSWORD"), 0);
     assert_int_equal(nurture_secret_ref_ok("file:smtp-pw.txt"), 0);
@@ -226,6 +248,7 @@ int main(void) {
         cmocka_unit_test(test_window_release),
         cmocka_unit_test(test_mime),
         cmocka_unit_test(test_secret_refs),
+        cmocka_unit_test(test_text_to_html),
     };
     return cmocka_run_group_tests_name("nurture", tests, NULL, NULL);
 }

@@ -12,6 +12,7 @@ import { can } from "../roles";
 import { eventLeadId, useLiveEvents, useSession } from "../state";
 import { Badge, Card, Empty, ErrorNote, Link, Loading, PageHead, ScorePill, Stat, toast, useAsync, useTick, type Tone } from "../ui";
 import { statusTone } from "./leads";
+import { SMS_MAX_SEGMENTS, smsCounter, smsSegments } from "../sms";
 
 interface Reason { feature: string; value: unknown; effect: number }
 interface ScoreInfo { score: number | null; kind: string; model_version: number | null; reasons: Reason[]; threshold: number; hot: boolean; scored_at: number; history: { score: number; kind: string; at: number }[] }
@@ -51,7 +52,7 @@ export function LeadPage(p: { id: number }) {
         score.reload();
         lead.reload();
       }
-      if (t.startsWith("activity.")) {
+      if (t.startsWith("activity.") || t.startsWith("message.")) {
         acts.reload();
         churn.reload();
         enr.reload();
@@ -300,20 +301,49 @@ function CoachingCard(p: { a: ReturnType<typeof useAsync<Coaching | null>> }) {
 
 const chanIcon: Record<string, string> = { sms: "SMS", email: "E-mail", call: "Call", note: "Note", web: "Web", task: "Task", appointment: "Appt" };
 
+// The composer: a note, a call logged, or a message. An SMS or e-mail "to
+// the lead" is sent for real through the tenant's provider
+// (POST /v1/leads/{id}/messages, README "One-off messages"); its status in
+// the timeline then follows the provider (queued, sent, delivered...) live.
+// A message the lead sent, or one sent elsewhere, is only logged.
+function newKey(): string {
+  const c = globalThis.crypto as Crypto | undefined;
+  return c && "randomUUID" in c ? c.randomUUID() : `k-${Date.now()}-${Math.random().toString(36).slice(2)}`;
+}
+
 function TimelineCard(p: { a: ReturnType<typeof useAsync<any[]>>; leadId: number; canWrite: boolean }) {
   const items = p.a.data;
   const [channel, setChannel] = useState("note");
-  const [direction, setDirection] = useState("none");
+  const [mode, setMode] = useState("send"); // send, in (from lead), out (sent elsewhere)
   const [body, setBody] = useState("");
+  const [subject, setSubject] = useState("");
   const [busy, setBusy] = useState(false);
+  // one key per message being composed: a retry after a lost answer (or a
+  // double click) is the same send, never a second text
+  const [idemKey, setIdemKey] = useState(newKey);
+  const isMsg = channel === "sms" || channel === "email";
+  const sending = isMsg && mode === "send";
+  const seg = channel === "sms" && sending ? smsSegments(body) : null;
+  const tooLong = !!seg && seg.segments > SMS_MAX_SEGMENTS;
+  const ready = !!body.trim() && !tooLong && (!sending || channel !== "email" || !!subject.trim());
   async function add(e: Event) {
     e.preventDefault();
-    if (!body.trim()) return;
+    if (!ready) return;
     setBusy(true);
     try {
-      await api(`/v1/leads/${p.leadId}/activities`, { method: "POST", body: { channel, direction: channel === "note" ? "none" : direction, body } });
+      if (sending) {
+        const msg: Record<string, string> = { channel, body };
+        if (channel === "email") msg.subject = subject;
+        await api(`/v1/leads/${p.leadId}/messages`, { method: "POST", body: msg, headers: { "Idempotency-Key": idemKey } });
+        setIdemKey(newKey());
+        setSubject("");
+        toast(channel === "sms" ? "Text queued to send" : "E-mail queued to send", "good");
+      } else {
+        const direction = channel === "note" ? "none" : mode === "in" ? "inbound" : "outbound";
+        await api(`/v1/leads/${p.leadId}/activities`, { method: "POST", body: { channel, direction, body } });
+        toast(channel === "note" ? "Note added" : "Logged", "good");
+      }
       setBody("");
-      toast(channel === "note" ? "Note added" : "Message recorded", "good");
       p.a.reload();
     } catch (err) {
       toast(errorText(err), "bad");
@@ -321,14 +351,15 @@ function TimelineCard(p: { a: ReturnType<typeof useAsync<any[]>>; leadId: number
       setBusy(false);
     }
   }
+  const label = channel === "note" ? "Add note" : sending ? (channel === "sms" ? "Send text" : "Send e-mail") : "Log it";
   return (
     <Card title="Timeline" id="timeline" subtitle="Messages, calls, notes and appointments, newest first">
       {p.canWrite && (
-        <form class="composer" onSubmit={add}>
+        <form class="composer" onSubmit={add} data-testid="composer">
           <div class="row-fields">
             <label class="field">
               <span class="sr-only">Channel</span>
-              <select value={channel} onChange={(e) => setChannel((e.target as HTMLSelectElement).value)}>
+              <select name="channel" value={channel} onChange={(e) => setChannel((e.target as HTMLSelectElement).value)}>
                 <option value="note">Note</option>
                 <option value="sms">SMS</option>
                 <option value="email">E-mail</option>
@@ -337,19 +368,32 @@ function TimelineCard(p: { a: ReturnType<typeof useAsync<any[]>>; leadId: number
             </label>
             {channel !== "note" && (
               <label class="field">
-                <span class="sr-only">Direction</span>
-                <select value={direction === "none" ? "outbound" : direction} onChange={(e) => setDirection((e.target as HTMLSelectElement).value)}>
-                  <option value="outbound">Sent to lead</option>
-                  <option value="inbound">From lead</option>
+                <span class="sr-only">What</span>
+                <select name="mode" value={isMsg ? mode : mode === "send" ? "out" : mode} onChange={(e) => setMode((e.target as HTMLSelectElement).value)}>
+                  {isMsg && <option value="send">Send to lead now</option>}
+                  <option value="out">{isMsg ? "Log: sent elsewhere" : "Call to lead"}</option>
+                  <option value="in">{isMsg ? "Log: from lead" : "Call from lead"}</option>
                 </select>
               </label>
             )}
           </div>
+          {sending && channel === "email" && (
+            <label class="field">
+              <span class="sr-only">Subject</span>
+              <input name="subject" maxLength={200} placeholder="Subject" value={subject} onInput={(e) => setSubject((e.target as HTMLInputElement).value)} />
+            </label>
+          )}
           <label class="field">
             <span class="sr-only">{channel === "note" ? "Note" : "Message"}</span>
-            <textarea rows={2} placeholder={channel === "note" ? "Add a note…" : "What was said…"} value={body} onInput={(e) => setBody((e.target as HTMLTextAreaElement).value)} />
+            <textarea name="body" rows={2} placeholder={channel === "note" ? "Add a note…" : sending ? "Write to the lead…" : "What was said…"} value={body} onInput={(e) => setBody((e.target as HTMLTextAreaElement).value)} />
           </label>
-          <button class="btn btn-primary btn-small" type="submit" disabled={busy || !body.trim()}>{channel === "note" ? "Add note" : "Record message"}</button>
+          {seg && seg.segments > 0 && (
+            <p class={"small " + (tooLong ? "bad" : "muted")} data-testid="sms-counter">
+              {smsCounter(seg)}
+              {tooLong ? ` — at most ${SMS_MAX_SEGMENTS} parts` : ""}
+            </p>
+          )}
+          <button class="btn btn-primary btn-small" type="submit" disabled={busy || !ready}>{label}</button>
         </form>
       )}
       {p.a.error && !items ? <ErrorNote error={p.a.error} retry={p.a.reload} /> : !items ? <Loading /> : !items.length ? <Empty>No activity yet.</Empty> : (
@@ -360,7 +404,7 @@ function TimelineCard(p: { a: ReturnType<typeof useAsync<any[]>>; leadId: number
               <div class="tl-body">
                 <div class="tl-meta">
                   <span>{a.direction === "inbound" ? "From lead" : a.direction === "outbound" ? "To lead" : "Internal"}</span>
-                  {a.status && <Badge tone={a.status === "delivered" ? "good" : a.status === "failed" || a.status === "undelivered" ? "bad" : "neutral"}>{a.status}</Badge>}
+                  {a.status && <Badge tone={a.status === "delivered" ? "good" : a.status === "failed" || a.status === "undelivered" ? "bad" : a.status === "queued" || a.status === "sent" ? "info" : "neutral"}>{a.status}</Badge>}
                   <time class="muted">{dateTime(a.occurred_at)}</time>
                 </div>
                 {a.body && <p>{a.body}</p>}

@@ -8,6 +8,7 @@ import { spawn, execFileSync } from "node:child_process";
 import { generateKeyPairSync, randomBytes, randomUUID, sign } from "node:crypto";
 import { mkdirSync, mkdtempSync, rmSync, existsSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { createServer as createHttpServer } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -22,6 +23,10 @@ const PASSWORD = "demo-" + randomBytes(6).toString("hex");
 const LOCATION = "loc_browser_e2e";
 
 let srv = null, port = 0, dataDir = "", key = "", base = "";
+// A local server that speaks Twilio's Messages API: what the composer sends
+// must reach it (it records each message; the answer carries a sid).
+const twilioSent = [];
+let twilio = null, twilioUrl = "";
 let browser = null, page = null;
 const consoleErrors = [];
 let restartWindow = null; // [t0, t1]: connection errors are expected then
@@ -40,7 +45,7 @@ function freePort() {
 
 async function startServer(demo) {
   const args = ["serve", "--host", "127.0.0.1", "--port", String(port), "--data-dir", dataDir,
-    "--log-level", "warn"];
+    "--log-level", "warn", "--twilio-url", twilioUrl];
   if (demo) args.push("--demo");
   // The dashboard the binary carries (what a user gets), not web/dist: no
   // --web-dir, and a working directory without one.
@@ -138,6 +143,19 @@ before(async () => {
   assert.ok(existsSync(CHROMIUM), "no Chromium at " + CHROMIUM + " (scripts/deps.sh installs it)");
   mkdirSync(ART, { recursive: true });
   dataDir = mkdtempSync(join(tmpdir(), "ehub-browser-"));
+  twilio = createHttpServer((req, res) => {
+    let raw = "";
+    req.on("data", (d) => (raw += d));
+    req.on("end", () => {
+      const form = Object.fromEntries(new URLSearchParams(raw));
+      const sid = "SM" + randomBytes(16).toString("hex");
+      twilioSent.push({ path: req.url, auth: req.headers.authorization, key: req.headers["i-twilio-idempotency-token"], sid, ...form });
+      res.writeHead(201, { "Content-Type": "application/json" });
+      res.end(JSON.stringify({ sid, status: "queued" }));
+    });
+  });
+  await new Promise((r) => twilio.listen(0, "127.0.0.1", r));
+  twilioUrl = `http://127.0.0.1:${twilio.address().port}`;
   port = await freePort();
   base = `http://127.0.0.1:${port}`;
   trainSharedClassifier();
@@ -164,6 +182,7 @@ after(async () => {
     await new Promise((r) => srv.once("exit", r));
   }
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  twilio?.close();
 });
 
 let leadName = "", contactId = "", leadId = 0;
@@ -222,6 +241,31 @@ test("an InboundMessage updates the coaching panel live", async () => {
   assert.match(text, /Price too high/i);
   await page.waitForSelector("[data-testid=timeline] >> text=too high", { timeout: 5000 });
   await shot(page, "04-coaching-live");
+});
+
+test("the composer sends a text through Twilio and the timeline shows its status", async () => {
+  const sid = "AC" + "7".repeat(32);
+  let r = await api("PATCH", "/v1/nurture/settings", { twilio_account_sid: sid, twilio_auth_token: "browser-token", twilio_from: "+14155550000" });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  r = await api("PATCH", `/v1/leads/${leadId}`, { consent_sms: true });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  const to = r.body.phone;
+  const text = "Hi Brittany, happy to show you homes in your range this week. Does Thursday work?";
+  await page.selectOption("form.composer select[name=channel]", "sms");
+  await page.fill("form.composer textarea[name=body]", text);
+  assert.match(await page.textContent("[data-testid=sms-counter]"), /^1 part · 81\/160 GSM-7/);
+  await page.click("form.composer button:has-text('Send text')");
+  const deadline = Date.now() + 5000;
+  while (!twilioSent.some((m) => m.To === to) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
+  const got = twilioSent.filter((m) => m.To === to);
+  assert.equal(got.length, 1, JSON.stringify(twilioSent));
+  assert.equal(got[0].Body, text);
+  assert.equal(got[0].path, `/2010-04-01/Accounts/${sid}/Messages.json`);
+  assert.ok(got[0].key, "sent with an idempotency key");
+  // the timeline shows it, and its status moves to "sent" live
+  const item = page.locator("[data-testid=timeline] li", { hasText: "Thursday work" });
+  await item.locator(".badge", { hasText: "sent" }).waitFor({ timeout: 5000 });
+  await shot(page, "04b-composer-sent");
 });
 
 test("after a server restart the feed resumes: no event missed, none twice", async () => {
