@@ -109,7 +109,7 @@ export function PipelinePage() {
         {qs && <button type="button" class="btn btn-ghost btn-small" onClick={() => navigate("/pipeline" + filtersToQuery(emptyFilters), true)}>Reset</button>}
       </form>
       {problem ? <ErrorNote error={new Error(problem)} /> : rep.error && !r ? <ErrorNote error={rep.error} retry={rep.reload} /> : !r || !o ? <Loading /> : (
-        <>
+        <div class="grid">
           <div class="stats stats-4 card" data-testid="pipeline-stats">
             <Stat label="Leads" value={count(r.leads)} hint={`${count(r.by_status.open)} open`} />
             <Stat label="Win rate" value={closed ? pct(r.win_rate) : "—"} hint={`${r.by_status.won} won · ${r.by_status.lost} lost · ${r.by_status.abandoned} abandoned`} />
@@ -160,7 +160,7 @@ export function PipelinePage() {
               </table></div>
             ) : <Empty>No leads in this range.</Empty>}
           </Card>
-        </>
+        </div>
       )}
     </div>
   );
