@@ -189,9 +189,14 @@ static int agg_count_cmp(const void *a, const void *b) {
     return key_cmp(x->key, y->key);
 }
 
+/* qsort and bsearch may not be given the NULL of an empty group */
+static void group_sort(group *g, int (*cmp)(const void *, const void *)) {
+    if (g->n > 1) qsort(g->v, (size_t)g->n, sizeof *g->v, cmp);
+}
+
 static agg *group_find(group *g, const char *key) {
     agg k = {.key = key};
-    return bsearch(&k, g->v, (size_t)g->n, sizeof *g->v, agg_key_cmp);
+    return g->n ? bsearch(&k, g->v, (size_t)g->n, sizeof *g->v, agg_key_cmp) : NULL;
 }
 
 static json_t *rate(int64_t num, int64_t den) { return den ? json_real((double)num / (double)den) : json_null(); }
@@ -268,8 +273,8 @@ int reports_pipeline(store_tx *tx, const reports_filter *f, json_t **out, store_
         if (g && group_add(g, &a)) rc = STORE_NOMEM;
     }
     if (rc == STORE_OK) {
-        qsort(sources.v, (size_t)sources.n, sizeof *sources.v, agg_key_cmp);
-        qsort(agents.v, (size_t)agents.n, sizeof *agents.v, agg_key_cmp);
+        group_sort(&sources, agg_key_cmp);
+        group_sort(&agents, agg_key_cmp);
         for (int i = 0; i < nrows; i++) {
             const char *k = store_rows_text(r, i, 0);
             if (k[0] != 'p') continue;
@@ -286,9 +291,9 @@ int reports_pipeline(store_tx *tx, const reports_filter *f, json_t **out, store_
     if (rc != STORE_OK) goto done;
 
     /* stages and sources: most leads first, at most REPORTS_MAX_GROUPS */
-    qsort(stages.v, (size_t)stages.n, sizeof *stages.v, agg_count_cmp);
-    qsort(sources.v, (size_t)sources.n, sizeof *sources.v, agg_count_cmp);
-    qsort(agents.v, (size_t)agents.n, sizeof *agents.v, agg_count_cmp);
+    group_sort(&stages, agg_count_cmp);
+    group_sort(&sources, agg_count_cmp);
+    group_sort(&agents, agg_count_cmp);
     json_t *by_stage = json_array();
     for (int i = 0; i < stages.n && i < REPORTS_MAX_GROUPS; i++)
         json_array_append_new(by_stage, json_pack("{s:s?, s:I}", "stage", stages.v[i].key, "leads",

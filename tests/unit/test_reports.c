@@ -203,6 +203,21 @@ static void test_pipeline_store(void **state) {
     char *full = json_dumps(a.out, JSON_COMPACT);
     json_decref(a.out);
 
+    /* an empty range: every group empty, percentiles null, the days still there */
+    reports_range keep = a.f.range;
+    assert_int_equal(reports_range_parse("2020-01-01", "2020-01-07", 0, &a.f.range, &why), 0);
+    a.out = NULL;
+    assert_int_equal(store_read(f.st, f.tenant, run_fn, &a, &err), 0);
+    assert_int_equal(json_integer_value(json_object_get(a.out, "leads")), 0);
+    ov = json_object_get(json_object_get(a.out, "speed_to_lead"), "overall");
+    assert_true(json_is_null(json_object_get(ov, "p50_ms")));
+    assert_int_equal(json_array_size(json_object_get(json_object_get(a.out, "speed_to_lead"), "by_agent")), 0);
+    assert_int_equal(json_array_size(json_object_get(a.out, "by_stage")), 0);
+    assert_int_equal(json_array_size(json_object_get(a.out, "daily")), 7);
+    assert_true(json_is_null(json_object_get(a.out, "win_rate")));
+    json_decref(a.out);
+    a.f.range = keep;
+
     /* a source filter, then every allocation failure: an error, or the same answer */
     a.f.source = "s1";
     a.out = NULL;
