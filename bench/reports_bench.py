@@ -113,6 +113,13 @@ def get(port, path, key):
     return ms, json.loads(body)
 
 
+def cpu_ms(pid):
+    """utime + stime of a process, in ms (what the machine's load does not move much)."""
+    with open("/proc/%d/stat" % pid) as f:
+        v = f.read().rsplit(")", 1)[1].split()
+    return (int(v[11]) + int(v[12])) * 1000.0 / os.sysconf("SC_CLK_TCK")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--leads", type=int, default=100000)
@@ -158,11 +165,15 @@ def main():
                  ("366 days, one source", "/v1/reports/pipeline?from=%d&to=%d&source=web" % (now - 365 * DAY, now + DAY))]
         for name, path in cases:
             times = []
-            for _ in range(o.runs):
+            for i in range(o.runs):
+                if i == 1:
+                    c0 = cpu_ms(proc.pid)
                 ms, j = get(port, path, key)
                 times.append(ms)
-            print("  %-24s leads %6d  cold %7.1f ms  warm median %7.1f ms  min %7.1f ms" % (
-                name, j["leads"], times[0], statistics.median(times[1:]), min(times[1:])))
+            cpu = (cpu_ms(proc.pid) - c0) / (o.runs - 1)
+            print("  %-24s leads %6d  cold %7.1f ms  warm median %7.1f ms  min %7.1f ms  ehub CPU %6.1f ms%s" % (
+                name, j["leads"], times[0], statistics.median(times[1:]), min(times[1:]), cpu,
+                " (the query runs in PostgreSQL)" if o.store else ""))
         # what the pipeline page did before: every page of the lead list
         t = time.perf_counter()
         cursor, rows, size = None, 0, 0
