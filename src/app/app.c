@@ -13,6 +13,7 @@
 #include "score/score.h"
 #include "realtime/realtime.h"
 #include "privacy/privacy.h"
+#include "reports/reports.h"
 #include "web/web.h"
 
 static const double store_buckets[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
@@ -172,7 +173,7 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
         leads_import_register(a) || leads_settings_register(a) || ml_serve_register(a) || score_api_register(a) ||
         nurture_register(a) || auth_api_register(a) || coach_api_register(a) || realtime_start(a) ||
         score_registry_start(a) ||
-        privacy_register(a) || api_openapi_build(a) || web_register(a)) {
+        privacy_register(a) || reports_register(a) || api_openapi_build(a) || web_register(a)) {
         log_msg(log, LOG_ERROR, "startup failed", "cannot register routes");
         return -1;
     }

@@ -372,6 +372,30 @@ test("the agents board shows each agent's 30-day forecast", async () => {
   await shot(page, "09-agents-forecast");
 });
 
+test("the pipeline page draws the server's report, filtered from the URL", async () => {
+  const all = (await api("GET", "/v1/reports/pipeline")).body;
+  assert.ok(all.leads > 0, JSON.stringify(all).slice(0, 200));
+  const requests = [];
+  const onReq = (r) => { if (r.url().includes("/v1/")) requests.push(new URL(r.url()).pathname + new URL(r.url()).search); };
+  page.on("request", onReq);
+  await page.goto(`${base}/pipeline`);
+  await page.waitForSelector("[data-testid=funnel-chart][data-ready='1']");
+  await page.waitForSelector("[data-testid=daily-chart][data-ready='1']");
+  assert.match(await page.textContent("[data-testid=pipeline-stats]"), new RegExp(all.leads.toLocaleString("en-US")));
+  assert.equal(await page.locator("[data-testid=agent-table] tbody tr").count(), all.speed_to_lead.by_agent.length);
+  assert.ok(!requests.some((u) => u.startsWith("/v1/leads")), "no lead list is downloaded: " + requests.join(" "));
+  // a source filter goes to the URL and to the API
+  const src = all.speed_to_lead.by_source[0].source;
+  await page.selectOption("[data-testid=pipeline-source]", src);
+  await page.waitForURL((u) => u.searchParams.get("source") === src);
+  const one = (await api("GET", "/v1/reports/pipeline?source=" + encodeURIComponent(src))).body;
+  await page.waitForFunction((n) => document.querySelector("[data-testid=pipeline-stats]")?.textContent.includes(n), one.leads.toLocaleString("en-US"));
+  assert.ok(requests.some((u) => u.includes("source=" + encodeURIComponent(src).replace(/%20/g, "+")) || u.includes("source=" + encodeURIComponent(src))), requests.join(" "));
+  assert.equal(await page.locator("[data-testid=source-table] tbody tr").count(), 1);
+  page.off("request", onReq);
+  await shot(page, "10-pipeline");
+});
+
 test("at 390 px wide no page scrolls sideways", async () => {
   const m = await newPage({ width: 390, height: 844 });
   await login(m, "manager@demo-realty.example");
