@@ -471,6 +471,7 @@ static void on_model_event(void *ud, const store_event *ev) {
 int score_registry_start(app *a) { return realtime_subscribe(a, on_model_event, a); }
 
 int score_api_register(app *a) {
+    score_ctx_set_metrics(a->score, a->m); /* before any pool thread scores */
     int rc = app_route(a, "GET", "/v1/leads/{id}/score", h_score, NULL, ROLES_ANY, &d_score);
     rc |= app_route(a, "POST", "/v1/models/{name}/train", h_train, NULL, ROLE_ANALYST | ROLE_ADMIN, &d_train);
     rc |= app_route(a, "GET", "/v1/builtin-models", h_models, NULL, ROLES_READ_ALL, &d_models);
