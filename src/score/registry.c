@@ -240,7 +240,7 @@ void reg_observe(score_ctx *c, tmodel *t, const float *x) {
     /* the gauge follows at 1, 2, 4 ... 512 rows, then every 1,000: a
      * tenant with few leads still shows, and the PSI's ~200 logarithms
      * stay off the common path */
-    int publish = rows % 1000 == 0 || (rows <= 512 && (rows & (rows - 1)) == 0);
+    int publish = c->m_psi && (rows % 1000 == 0 || (rows <= 512 && (rows & (rows - 1)) == 0));
     double psi = publish ? psi_max_locked(t) : NAN;
     pthread_mutex_unlock(&t->dmu);
     if (publish) publish_psi(c, t, psi);

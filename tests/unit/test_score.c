@@ -432,6 +432,8 @@ static void test_drift_of_builtin_rows(void **state) {
     }
     d = lead_drift(c, f);
     assert_int_equal(json_integer_value(json_object_get(d, "rows")), 800);
+    printf("# PSI on the training population: source %.4f, inbound_messages %.4f, preapproved %.4f\n",
+           psi_of(d, "source"), psi_of(d, "inbound_messages"), psi_of(d, "preapproved"));
     for (const char *const *k = (const char *const[]){"source", "inbound_messages", "preapproved", NULL}; *k; k++)
         if (psi_of(d, *k) > 0.05) fail_msg("%s: PSI %f on the training population", *k, psi_of(d, *k));
     json_decref(d);
@@ -464,6 +466,7 @@ static void test_drift_of_builtin_rows(void **state) {
                       expected_psi(q.schema, "inbound_messages", NULL, ins, 50),
                       expected_psi(q.schema, "preapproved", NULL, pres, 50)};
     const char *names[3] = {"source", "inbound_messages", "preapproved"};
+    printf("# PSI shifted: source %.4f, inbound_messages %.4f, preapproved %.4f\n", want[0], want[1], want[2]);
     for (int k = 0; k < 3; k++) {
         if (fabs(psi_of(d, names[k]) - want[k]) > 1e-9) fail_msg("%s: PSI %.12f, want %.12f", names[k], psi_of(d, names[k]), want[k]);
         if (want[k] < 0.25) fail_msg("%s: PSI %f, a shift this large should pass 0.25", names[k], want[k]);
