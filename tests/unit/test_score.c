@@ -357,7 +357,9 @@ static double expected_psi(const json_t *schema, const char *feature, const char
     const json_t *td = json_object_get(json_object_get(schema, "training_distribution"), feature), *fs = NULL;
     size_t i;
     json_t *it;
-    json_array_foreach(json_object_get(schema, "features"), i, it) if (!strcmp(json_string_value(json_object_get(it, "name")), feature)) fs = it;
+    json_array_foreach(json_object_get(schema, "features"), i, it) {
+        if (!strcmp(json_string_value(json_object_get(it, "name")), feature)) fs = it;
+    }
     assert_non_null(td);
     assert_non_null(fs);
     double train[80], live[80] = {0};
@@ -381,14 +383,17 @@ static double expected_psi(const json_t *schema, const char *feature, const char
     } else {
         int nc = (int)json_array_size(cats);
         nb = nc + 2;
-        for (int k = 0; k < nc; k++) train[k] = json_number_value(json_array_get(json_object_get(td, "fractions"), (size_t)k));
+        const json_t *fr = json_object_get(td, "fractions");
+        for (int k = 0; k < nc; k++) train[k] = json_number_value(json_array_get(fr, (size_t)k));
         train[nc] = json_number_value(json_object_get(td, "other"));
         train[nc + 1] = miss;
         for (int r = 0; r < n; r++) {
             int b = nc + 1;
             for (int k = 0; cat[r] && k < nc; k++)
                 if (!strcmp(cat[r], json_string_value(json_array_get(cats, (size_t)k)))) b = k;
-            json_array_foreach(json_object_get(fs, "other"), i, it) if (cat[r] && !strcmp(cat[r], json_string_value(it))) b = nc;
+            json_array_foreach(json_object_get(fs, "other"), i, it) {
+                if (cat[r] && !strcmp(cat[r], json_string_value(it))) b = nc;
+            }
             live[b]++;
         }
     }
@@ -455,7 +460,8 @@ static void test_drift_of_builtin_rows(void **state) {
         cats[i] = i < 30 ? "facebook" : i < 45 ? "tiktok" : "referral";
         ins[i] = i < 30 ? 10 : 0;
         pres[i] = i < 30 ? NAN : i < 45 ? 0 : 1;
-        score_row(c, f, cats[i], json_integer((json_int_t)ins[i]), isnan(pres[i]) ? json_null() : json_integer((json_int_t)pres[i]));
+        score_row(c, f, cats[i], json_integer((json_int_t)ins[i]),
+                  isnan(pres[i]) ? json_null() : json_integer((json_int_t)pres[i]));
     }
     schema_q q = {0};
     assert_int_equal(store_read(f->st, f->tenant, schema_tx, &q, NULL), 0);
@@ -468,7 +474,8 @@ static void test_drift_of_builtin_rows(void **state) {
     const char *names[3] = {"source", "inbound_messages", "preapproved"};
     printf("# PSI shifted: source %.4f, inbound_messages %.4f, preapproved %.4f\n", want[0], want[1], want[2]);
     for (int k = 0; k < 3; k++) {
-        if (fabs(psi_of(d, names[k]) - want[k]) > 1e-9) fail_msg("%s: PSI %.12f, want %.12f", names[k], psi_of(d, names[k]), want[k]);
+        if (fabs(psi_of(d, names[k]) - want[k]) > 1e-9)
+            fail_msg("%s: PSI %.12f, want %.12f", names[k], psi_of(d, names[k]), want[k]);
         if (want[k] < 0.25) fail_msg("%s: PSI %f, a shift this large should pass 0.25", names[k], want[k]);
     }
     json_decref(d);
