@@ -46,6 +46,12 @@ $(B)/tools/ws_fanout: bench/ws_fanout.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $<
 
+# In-process cost of a built-in model's scoring and drift binning per row
+# (bench/rescore_bench.c): `make build/tools/rescore_bench`.
+$(B)/tools/rescore_bench: bench/rescore_bench.c $(B)/libehub.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(B)/libehub.a $(LDLIBS)
+
 $(B)/tools/embed: tools/embed.c
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -o $@ $<

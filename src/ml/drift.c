@@ -2,8 +2,9 @@
  * trained on, per feature, as the population stability index
  *     PSI = sum over bins of (live - train) * ln(live / train)
  * over the bins schema.json's training_distribution describes: a numeric
- * feature's training deciles plus a missing bin, a categorical's
- * categories plus "other" and missing. Rules of thumb: < 0.1 stable,
+ * feature's training deciles (with each bin's share of the training rows)
+ * plus a missing bin, a categorical's categories plus "other" and
+ * missing. Rules of thumb: < 0.1 stable,
  * 0.1-0.25 shifting, > 0.25 the model is scoring a different population. */
 #include <math.h>
 #include <string.h>
@@ -54,12 +55,23 @@ ml_drift *ml_drift_new(const ml_model *m) {
             const json_t *e = json_object_get(fj, "edges");
             f->nedges = json_is_array(e) && json_array_size(e) <= 9 ? (int)json_array_size(e) : 0;
             for (int k = 0; k < f->nedges; k++) f->edges[k] = (float)json_number_value(json_array_get(e, (size_t)k));
-            /* deciles: each of the 10 bins holds a tenth of the present rows
-             * (ties make some bins empty and others fuller: the live rows
-             * fall the same way, so the comparison stays fair) */
             f->nbins = f->nedges + 2;
-            for (int k = 0; k <= f->nedges; k++) f->train[k] = (1 - miss) / (f->nedges + 1);
-            f->train[f->nedges + 1] = miss;
+            const json_t *fr = json_object_get(fj, "fractions");
+            if (json_is_array(fr) && json_array_size(fr) == (size_t)f->nedges + 1) {
+                /* each bin's share of the training rows, as trained since
+                 * the fractions were recorded */
+                for (int k = 0; k <= f->nedges; k++) f->train[k] = json_number_value(json_array_get(fr, (size_t)k));
+            } else {
+                /* edges alone (schema.json of earlier releases): distinct
+                 * deciles hold a tenth of the present rows each; tied ones
+                 * (counts, flags) leave the bins' shares unknown, and a
+                 * tenth each would call the feature drifted on its own
+                 * training rows: not measured */
+                for (int k = 1; k < f->nedges; k++)
+                    if (f->edges[k] == f->edges[k - 1]) f->nbins = 0;
+                for (int k = 0; k <= f->nedges; k++) f->train[k] = (1 - miss) / (f->nedges + 1);
+            }
+            if (f->nbins) f->train[f->nedges + 1] = miss;
         } else {
             const json_t *fr = json_object_get(fj, "fractions");
             if (f->ncols + 2 > MAX_BINS || !json_is_array(fr) || json_array_size(fr) != (size_t)f->ncols) {

@@ -174,8 +174,26 @@ static json_t *distribution(const ml_schema *s, const float *X, const size_t *id
         if (ml_schema_kind(s, f) == ML_NUMERIC) {
             qsort(v, m, sizeof *v, cmp_float);
             json_t *edges = json_array();
-            for (int q = 1; q < 10 && m; q++) json_array_append_new(edges, json_real(v[(size_t)((double)q / 10 * (double)(m - 1))]));
+            float e[9];
+            int ne = 0;
+            for (int q = 1; q < 10 && m; q++) {
+                e[ne] = v[(size_t)((double)q / 10 * (double)(m - 1))];
+                json_array_append_new(edges, json_real(e[ne++]));
+            }
             json_object_set_new(d, "edges", edges);
+            /* each bin's share of the rows as drift bins them ((-inf, e0],
+             * (e0, e1] ... (e_last, inf)): only continuous values fill
+             * deciles evenly; counts and flags tie, and a tie leaves some
+             * bins empty and others fuller */
+            size_t cnt[10] = {0};
+            for (size_t i = 0; i < m; i++) {
+                int b = 0;
+                while (b < ne && v[i] > e[b]) b++;
+                cnt[b]++;
+            }
+            json_t *fr = json_array();
+            for (int b = 0; b <= ne && m; b++) json_array_append_new(fr, json_real((double)cnt[b] / (double)n));
+            json_object_set_new(d, "fractions", fr);
         } else {
             json_t *fr = json_array();
             size_t other = m;

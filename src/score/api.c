@@ -393,8 +393,9 @@ static const http_route_doc d_churn = {
     "{probability, risk, kind, version, drivers, interventions, horizon_days}"};
 static const http_route_doc d_models = {
     "The tenant's built-in models (lead_scoring, churn, property_value): what serves (model, prior or none), the "
-    "active version, and every version with its test metrics, rows, trained at/by",
-    "scoring", NULL, "{models:[{name, serving, active_version, versions}]}"};
+    "active version, every version with its test metrics, rows, trained at/by, and the drift (PSI per feature) of the "
+    "rows the active version scored on this node",
+    "scoring", NULL, "{models:[{name, serving, active_version, drift:{rows, psi}|null, versions}]}"};
 static const http_route_doc d_activate = {
     "Serve another version of a tenant's built-in model (rollback or upgrade); recorded in the store with a "
     "model.activated event, which every node follows",
@@ -471,6 +472,7 @@ static void on_model_event(void *ud, const store_event *ev) {
 int score_registry_start(app *a) { return realtime_subscribe(a, on_model_event, a); }
 
 int score_api_register(app *a) {
+    score_ctx_set_metrics(a->score, a->m); /* before any pool thread scores */
     int rc = app_route(a, "GET", "/v1/leads/{id}/score", h_score, NULL, ROLES_ANY, &d_score);
     rc |= app_route(a, "POST", "/v1/models/{name}/train", h_train, NULL, ROLE_ANALYST | ROLE_ADMIN, &d_train);
     rc |= app_route(a, "GET", "/v1/builtin-models", h_models, NULL, ROLES_READ_ALL, &d_models);

@@ -5,6 +5,7 @@
 #define EH_SCORE_INTERNAL_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "score.h"
@@ -55,6 +56,7 @@ const char *score_builtin_name(int b);
 /* ---- the tenant model cache and registry (registry.c) ---- */
 
 struct ml_model;
+struct ml_drift;
 /* A tenant's served model of one builtin, shared by the scorings in
  * progress: the cache holds one reference, each scoring one more, so a
  * swap never frees a model a request is still walking. */
@@ -65,6 +67,12 @@ typedef struct tmodel {
     int version;
     int64_t gen; /* model_active.generation it was loaded at (0: no row) */
     int refs;
+    /* The rows this entry scored, binned like its training rows (NULL:
+     * no training distribution). An entry is one activation on this node,
+     * so the counts start again with each; dmu guards them, since pool
+     * threads score concurrently. */
+    struct ml_drift *drift;
+    pthread_mutex_t dmu;
 } tmodel;
 
 /* The tenant's model of builtin b with a reference (release it with
@@ -74,6 +82,9 @@ typedef struct tmodel {
  * (out of memory, no store, a storage error): score with the prior then. */
 tmodel *reg_acquire(score_ctx *c, store_tx *tx, int64_t tenant, int b);
 void reg_release(score_ctx *c, tmodel *t);
+/* Counts an encoded row t's model scored (x: the schema's width) into t's
+ * drift; now and then refreshes the context's PSI gauge. Any thread. */
+void reg_observe(score_ctx *c, tmodel *t, const float *x);
 /* Stores a model ml_train wrote to vdir (model.json, schema.json) as the
  * next version of the tenant's builtin b and activates it, in one
  * transaction with a model.activated event; then serves it on this node.

@@ -15,6 +15,7 @@
  * the mutex. */
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 
 #include "base/alloc.h"
 #include "base/clock.h"
+#include "base/metrics.h"
 #include "internal.h"
 #include "ml/ml.h"
 #include "score.h"
@@ -40,6 +42,7 @@ struct score_ctx {
     pthread_mutex_t mu;
     tmodel **v;
     int n, cap;
+    metric *m_psi; /* NULL: no gauge (CLI, unit tests) */
 };
 
 score_ctx *score_ctx_new(const char *data_dir) {
@@ -54,13 +57,25 @@ void score_ctx_set_store(score_ctx *c, store *st) {
     if (c) c->st = st;
 }
 
+void score_ctx_set_metrics(score_ctx *c, metrics *m) {
+    if (c && m)
+        c->m_psi = metrics_gauge(m, "ehub_ml_builtin_feature_psi_max",
+                                 "Largest population stability index over the features of a tenant's built-in model "
+                                 "(its active version, rows scored on this node)",
+                                 "tenant,model");
+}
+
 const char *reg_data_dir(const score_ctx *c) { return c->dir; }
 
+static void tm_free(tmodel *t) {
+    ml_drift_free(t->drift);
+    ml_model_free(t->m);
+    pthread_mutex_destroy(&t->dmu);
+    eh_free(t);
+}
+
 static void tm_put_locked(tmodel *t) {
-    if (t && --t->refs == 0) {
-        ml_model_free(t->m);
-        eh_free(t);
-    }
+    if (t && --t->refs == 0) tm_free(t);
 }
 
 void score_ctx_free(score_ctx *c) {
@@ -155,16 +170,19 @@ static tmodel *reg_load(store *st, store_tx *tx, int64_t tenant, int b, char *er
     t->tenant = tenant;
     t->b = b;
     t->refs = 1;
+    pthread_mutex_init(&t->dmu, NULL);
     load_args la = {.t = t};
     store_err se = {0};
     int rc = tx ? load_tx(tx, &la, &se) : st ? store_read(st, tenant, load_tx, &la, &se) : STORE_INVALID;
     if (rc) {
         snprintf(err, errlen, "%s", st || tx ? se.msg : "no store");
-        ml_model_free(t->m);
-        eh_free(t);
+        tm_free(t);
         return NULL;
     }
     if (la.err[0]) snprintf(err, errlen, "%s", la.err);
+    /* NULL without a training distribution (a version imported from
+     * elsewhere, or out of memory): it scores, unmeasured */
+    if (t->m) t->drift = ml_drift_new(t->m);
     return t;
 }
 
@@ -191,6 +209,59 @@ void reg_release(score_ctx *c, tmodel *t) {
     pthread_mutex_lock(&c->mu);
     tm_put_locked(t);
     pthread_mutex_unlock(&c->mu);
+}
+
+/* ---- drift of the rows scored ---- */
+
+/* The largest PSI over t's features (NaN before any row). Under t->dmu. */
+static double psi_max_locked(const tmodel *t) {
+    double worst = NAN;
+    int nf = ml_schema_features(ml_model_schema(t->m));
+    for (int f = 0; f < nf; f++) {
+        double v = ml_drift_psi(t->drift, f);
+        if (!isnan(v) && (isnan(worst) || v > worst)) worst = v;
+    }
+    return worst;
+}
+
+static void publish_psi(score_ctx *c, const tmodel *t, double psi) {
+    if (!c->m_psi || isnan(psi)) return;
+    char tenant[24];
+    snprintf(tenant, sizeof tenant, "%lld", (long long)t->tenant);
+    const char *lv[] = {tenant, score_builtin_name(t->b)};
+    metric_set(c->m_psi, lv, psi);
+}
+
+void reg_observe(score_ctx *c, tmodel *t, const float *x) {
+    if (!t->drift) return;
+    pthread_mutex_lock(&t->dmu);
+    ml_drift_add(t->drift, x);
+    uint64_t rows = ml_drift_rows(t->drift);
+    /* the gauge follows at 1, 2, 4 ... 512 rows, then every 1,000: a
+     * tenant with few leads still shows, and the PSI's ~200 logarithms
+     * stay off the common path */
+    int publish = c->m_psi && (rows % 1000 == 0 || (rows <= 512 && (rows & (rows - 1)) == 0));
+    double psi = publish ? psi_max_locked(t) : NAN;
+    pthread_mutex_unlock(&t->dmu);
+    if (publish) publish_psi(c, t, psi);
+}
+
+/* {rows, psi: {feature: PSI or null}} of the rows t scored, or NULL when
+ * t's version carries no training distribution. Refreshes the gauge. */
+static json_t *drift_json(score_ctx *c, tmodel *t) {
+    if (!t->drift) return NULL;
+    const ml_schema *s = ml_model_schema(t->m);
+    json_t *psi = json_object();
+    pthread_mutex_lock(&t->dmu);
+    uint64_t rows = ml_drift_rows(t->drift);
+    for (int f = 0; f < ml_schema_features(s); f++) {
+        double v = ml_drift_psi(t->drift, f);
+        json_object_set_new(psi, ml_schema_feature(s, f), isnan(v) ? json_null() : json_real(v));
+    }
+    double worst = psi_max_locked(t);
+    pthread_mutex_unlock(&t->dmu);
+    publish_psi(c, t, worst);
+    return json_pack("{s:I, s:o}", "rows", (json_int_t)rows, "psi", psi);
 }
 
 int64_t score_model_generation(score_ctx *c, int64_t tenant, const char *name) {
@@ -509,6 +580,29 @@ json_t *score_models(score_ctx *c, int64_t tenant) {
     if (!c->st || store_read(c->st, tenant, list_tx, &la, &se)) {
         json_decref(la.out);
         return NULL;
+    }
+    /* drift: what this node's copy of the active version scored since it
+     * was activated (or first used) here. Listing does not load a model:
+     * one this node has not served yet has scored nothing here (rows 0,
+     * no features); null when no version is active or the served one
+     * carries no training distribution. */
+    size_t i;
+    json_t *m;
+    json_array_foreach(la.out, i, m) {
+        int b = score_builtin_index(json_string_value(json_object_get(m, "name")));
+        json_int_t active = json_integer_value(json_object_get(m, "active_version"));
+        if (b < 0 || !active) {
+            json_object_set_new(m, "drift", json_null());
+            continue;
+        }
+        pthread_mutex_lock(&c->mu);
+        tmodel *t = find_locked(c, tenant, b);
+        if (t) t->refs++;
+        pthread_mutex_unlock(&c->mu);
+        json_t *d = !t || !t->m || t->version != active ? json_pack("{s:i, s:{}}", "rows", 0, "psi")
+                                                         : drift_json(c, t);
+        reg_release(c, t);
+        json_object_set_new(m, "drift", d ? d : json_null());
     }
     return la.out;
 }

@@ -317,9 +317,11 @@ static int cmp_reason(const void *a, const void *b) {
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* Scores f with the model: encodes the features it knows, explains with
- * SHAP summed per raw feature into rs (NULL: no explanation). */
-static double model_score(const ml_model *m, const feats *f, reason *rs, int *n, double *base_out) {
+/* Scores f with t's model: encodes the features it knows, counts the row
+ * for drift, explains with SHAP summed per raw feature into rs (NULL: no
+ * explanation). */
+static double model_score(score_ctx *c, tmodel *t, const feats *f, reason *rs, int *n, double *base_out) {
+    const ml_model *m = t->m;
     const ml_schema *s = ml_model_schema(m);
     int w = ml_schema_width(s), nf = ml_schema_features(s);
     float xs[256];
@@ -351,6 +353,7 @@ static double model_score(const ml_model *m, const feats *f, reason *rs, int *n,
             ml_encode_value(s, k, &v, x, err, sizeof err);
         }
     }
+    reg_observe(c, t, x);
     double base, margin = ml_model_margin(m, x);
     if (rs) { /* explanations cost more than the score: only when asked */
         ml_model_shap(m, x, phi, &base);
@@ -375,7 +378,7 @@ double score_predict(score_ctx *c, store_tx *tx, int64_t tenant, int b, const fe
     double sc = NAN;
     *version = 0;
     if (t && t->m) {
-        sc = model_score(t->m, f, rs, n, base);
+        sc = model_score(c, t, f, rs, n, base);
         *version = t->version;
     }
     if (c) reg_release(c, t);

@@ -58,6 +58,11 @@ score_ctx *score_ctx_new(const char *data_dir);
 /* The store models are read from outside a transaction (borrowed; set it
  * before the context is used from several threads). */
 void score_ctx_set_store(score_ctx *c, store *st);
+/* Registers ehub_ml_builtin_feature_psi_max{tenant,model} in m (the
+ * registry owns it); the context sets it as its models score. Like
+ * score_ctx_set_store, before the context is shared. */
+struct metrics;
+void score_ctx_set_metrics(score_ctx *c, struct metrics *m);
 void score_ctx_free(score_ctx *c);
 
 /* Imports the model directories earlier releases wrote
@@ -129,8 +134,13 @@ int score_train(store *st, score_ctx *c, int64_t tenant, const char *name, const
 int score_builtin(const char *name);
 
 /* The tenant's built-in models: [{name, serving (model, prior or none),
- * active_version, versions:[{version, rows, metrics, trained_at,
+ * active_version, drift, versions:[{version, rows, metrics, trained_at,
  * trained_by, training, task, active}]}], newest first (50 at most).
+ * drift: {rows, psi:{feature: PSI or null}} of the rows the active version
+ * scored on this node since it was activated (or first used) here ({rows:
+ * 0, psi: {}} before its first use here: listing loads nothing), null
+ * when no version is active or the served one has no training
+ * distribution.
  * Reads the store: thread pool only. NULL on a storage error. */
 json_t *score_models(score_ctx *c, int64_t tenant);
 /* Serves another version of a tenant's built-in model (rollback or

@@ -1,12 +1,15 @@
 /* score: free-text timelines into buckets, score_lead against a real
  * SQLite store (prior scoring, history only when the score moves, a
  * missing lead), and the model registry: an earlier release's model files
- * imported into the store once, activation and what is served. */
+ * imported into the store once, activation and what is served; drift: the
+ * rows a built-in model scores binned against its stored training
+ * distribution (PSI checked against a hand binning). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,11 +255,240 @@ static void test_registry_imports_files_once_and_activates(void **state) {
     score_ctx_free(c);
 }
 
+/* ---- drift of the rows the built-in models score ---- */
+
+/* A lead_scoring model trained by the real trainer on a seeded history of
+ * source (three common values and one rare), inbound messages and
+ * pre-approval, stored as v1 of f's tenant and activated. */
+static unsigned drift_gen(unsigned *x, const char **src, int *in, int *pre) {
+    *x = *x * 1103515245u + 12345u;
+    unsigned r = (*x >> 8) % 100;
+    *src = r < 40 ? "zillow" : r < 70 ? "open house" : "facebook";
+    *in = (int)((*x >> 17) % 4);
+    *pre = (*x >> 24) & 1;
+    return *x;
+}
+
+static score_ctx *drift_model(fx *f) {
+    char csv[128], out[128];
+    snprintf(csv, sizeof csv, "%s/d.csv", f->dir);
+    snprintf(out, sizeof out, "%s/tenants/%lld/models", f->dir, (long long)f->tenant);
+    FILE *fp = fopen(csv, "w");
+    assert_non_null(fp);
+    fprintf(fp, "source,inbound_messages,preapproved,label\n");
+    unsigned x = 11;
+    for (int i = 0; i < 600; i++) {
+        const char *src;
+        int in, pre;
+        drift_gen(&x, &src, &in, &pre);
+        if (i < 3) src = "referral"; /* rarer than 5: the schema's "other" */
+        int won = pre + in + (int)((x >> 26) % 3) >= 3;
+        fprintf(fp, "%s,%d,%d,%d\n", src, in, pre, won);
+    }
+    fclose(fp);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", out);
+    assert_int_equal(system(cmd), 0);
+    ml_train_opts o = {.data = csv, .label = "label", .positive = "1", .model = "lead_scoring", .out = out,
+                       .seed = 1, .nthread = 1};
+    json_t *rep = NULL;
+    char err[256];
+    if (ml_train(&o, &rep, err, sizeof err)) fail_msg("train: %s", err);
+    json_decref(rep);
+    score_ctx *c = score_ctx_new(f->dir);
+    score_ctx_set_store(c, f->st);
+    int n = 0;
+    assert_int_equal(score_import_files(c, f->st, NULL, &n), 0);
+    assert_int_equal(n, 1);
+    return c;
+}
+
+/* Every lead feature null but the three the model reads. */
+static json_t *lead_row(const char *src, json_t *in, json_t *pre) {
+    static const char *const names[] = {"timeline", "property_type", "budget_max", "budget_vs_area", "preferences",
+                                        "has_email", "has_phone", "consents", "outbound_messages", "calls",
+                                        "appointments", "first_response_min", "days_since_inbound",
+                                        "days_since_activity", "age_days", "tags"};
+    json_t *o = json_object();
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) json_object_set_new(o, names[i], json_null());
+    json_object_set_new(o, "source", src ? json_string(src) : json_null());
+    json_object_set_new(o, "inbound_messages", in);
+    json_object_set_new(o, "preapproved", pre);
+    return o;
+}
+
+static void score_row(score_ctx *c, fx *f, const char *src, json_t *in, json_t *pre) {
+    json_t *row = lead_row(src, in, pre), *out = NULL;
+    char err[256];
+    if (score_features(c, f->tenant, "lead_scoring", row, 0, &out, err, sizeof err)) fail_msg("%s", err);
+    assert_string_equal(json_string_value(json_object_get(out, "kind")), "model");
+    json_decref(out);
+    json_decref(row);
+}
+
+static json_t *lead_drift(score_ctx *c, fx *f) {
+    json_t *models = score_models(c, f->tenant);
+    assert_non_null(models);
+    json_t *d = json_incref(json_object_get(lead_scoring_of(models), "drift"));
+    json_decref(models);
+    return d;
+}
+
+typedef struct schema_q {
+    json_t *schema;
+} schema_q;
+
+static int schema_tx(store_tx *tx, void *arg, store_err *err) {
+    store_val p[] = {SV_I(store_tx_tenant(tx))};
+    store_rows *r = NULL;
+    int rc = store_query(tx, "SELECT schema FROM model_versions WHERE tenant_id = $1 AND name = 'lead_scoring' "
+                             "AND version = 1", p, 1, &r, err);
+    if (!rc) ((schema_q *)arg)->schema = json_loads(store_rows_text(r, 0, 0), 0, NULL);
+    store_rows_free(r);
+    return rc;
+}
+
+/* The PSI a reader of the stored schema expects for live values of one
+ * feature, binned by hand: a numeric value into (-inf, e0], (e0, e1] ...
+ * (e_last, inf) or missing; a category into its own bin, a rare one into
+ * "other", an unknown one (scored as missing) and null into missing. */
+static double expected_psi(const json_t *schema, const char *feature, const char *const *cat, const double *num,
+                           int n) {
+    const json_t *td = json_object_get(json_object_get(schema, "training_distribution"), feature), *fs = NULL;
+    size_t i;
+    json_t *it;
+    json_array_foreach(json_object_get(schema, "features"), i, it) {
+        if (!strcmp(json_string_value(json_object_get(it, "name")), feature)) fs = it;
+    }
+    assert_non_null(td);
+    assert_non_null(fs);
+    double train[80], live[80] = {0};
+    int nb;
+    double miss = json_number_value(json_object_get(td, "missing"));
+    const json_t *edges = json_object_get(td, "edges"), *cats = json_object_get(fs, "categories");
+    if (edges) {
+        int ne = (int)json_array_size(edges);
+        nb = ne + 2;
+        const json_t *fr = json_object_get(td, "fractions"); /* per bin, recorded by the trainer */
+        assert_int_equal(json_array_size(fr), (size_t)ne + 1);
+        for (int k = 0; k <= ne; k++) train[k] = json_number_value(json_array_get(fr, (size_t)k));
+        train[ne + 1] = miss;
+        for (int r = 0; r < n; r++) {
+            int b = 0;
+            if (isnan(num[r])) b = ne + 1;
+            else
+                while (b < ne && (float)num[r] > (float)json_number_value(json_array_get(edges, (size_t)b))) b++;
+            live[b]++;
+        }
+    } else {
+        int nc = (int)json_array_size(cats);
+        nb = nc + 2;
+        const json_t *fr = json_object_get(td, "fractions");
+        for (int k = 0; k < nc; k++) train[k] = json_number_value(json_array_get(fr, (size_t)k));
+        train[nc] = json_number_value(json_object_get(td, "other"));
+        train[nc + 1] = miss;
+        for (int r = 0; r < n; r++) {
+            int b = nc + 1;
+            for (int k = 0; cat[r] && k < nc; k++)
+                if (!strcmp(cat[r], json_string_value(json_array_get(cats, (size_t)k)))) b = k;
+            json_array_foreach(json_object_get(fs, "other"), i, it) {
+                if (cat[r] && !strcmp(cat[r], json_string_value(it))) b = nc;
+            }
+            live[b]++;
+        }
+    }
+    double psi = 0;
+    for (int b = 0; b < nb; b++) {
+        double e = train[b] > 1e-4 ? train[b] : 1e-4, a = live[b] / n > 1e-4 ? live[b] / n : 1e-4;
+        psi += (a - e) * log(a / e);
+    }
+    return psi;
+}
+
+static double psi_of(const json_t *d, const char *feature) {
+    const json_t *v = json_object_get(json_object_get(d, "psi"), feature);
+    if (!json_is_number(v)) fail_msg("%s: no PSI", feature);
+    return json_number_value(v);
+}
+
+static void test_drift_of_builtin_rows(void **state) {
+    fx *f = *state;
+    score_ctx *c = drift_model(f);
+    json_t *d = lead_drift(c, f);
+    assert_non_null(d); /* not loaded by the listing: nothing scored here yet */
+    assert_int_equal(json_integer_value(json_object_get(d, "rows")), 0);
+    assert_int_equal(json_object_size(json_object_get(d, "psi")), 0);
+    json_decref(d);
+    assert_int_equal(score_model_generation(c, f->tenant, "lead_scoring"), -1);
+    score_row(c, f, "zillow", json_integer(1), json_integer(1));
+    d = lead_drift(c, f);
+    assert_int_equal(json_integer_value(json_object_get(d, "rows")), 1);
+    assert_int_equal(json_object_size(json_object_get(d, "psi")), 3);
+    json_decref(d);
+
+    /* rows from the training population (another stretch of the same
+     * generator): every feature stable */
+    unsigned x = 99991;
+    for (int i = 1; i < 800; i++) {
+        const char *src;
+        int in, pre;
+        drift_gen(&x, &src, &in, &pre);
+        score_row(c, f, src, json_integer(in), json_integer(pre));
+    }
+    d = lead_drift(c, f);
+    assert_int_equal(json_integer_value(json_object_get(d, "rows")), 800);
+    printf("# PSI on the training population: source %.4f, inbound_messages %.4f, preapproved %.4f\n",
+           psi_of(d, "source"), psi_of(d, "inbound_messages"), psi_of(d, "preapproved"));
+    for (const char *const *k = (const char *const[]){"source", "inbound_messages", "preapproved", NULL}; *k; k++)
+        if (psi_of(d, *k) > 0.05) fail_msg("%s: PSI %f on the training population", *k, psi_of(d, *k));
+    json_decref(d);
+
+    /* an activation (here of the same version) starts the counts again */
+    char err[256];
+    assert_int_equal(score_activate(c, f->tenant, "lead_scoring", 1, "test", err, sizeof err), 0);
+    d = lead_drift(c, f);
+    assert_int_equal(json_integer_value(json_object_get(d, "rows")), 0);
+    json_decref(d);
+
+    /* a shifted population, binned exactly: 30 facebook leads with 10
+     * messages (beyond every training value) and no pre-approval known,
+     * 15 from an unknown source (scored as missing) with none, 5 from the
+     * rare "referral" (the other bin), pre-approved */
+    const char *cats[50];
+    double ins[50], pres[50];
+    for (int i = 0; i < 50; i++) {
+        cats[i] = i < 30 ? "facebook" : i < 45 ? "tiktok" : "referral";
+        ins[i] = i < 30 ? 10 : 0;
+        pres[i] = i < 30 ? NAN : i < 45 ? 0 : 1;
+        score_row(c, f, cats[i], json_integer((json_int_t)ins[i]),
+                  isnan(pres[i]) ? json_null() : json_integer((json_int_t)pres[i]));
+    }
+    schema_q q = {0};
+    assert_int_equal(store_read(f->st, f->tenant, schema_tx, &q, NULL), 0);
+    assert_non_null(q.schema);
+    d = lead_drift(c, f);
+    assert_int_equal(json_integer_value(json_object_get(d, "rows")), 50);
+    double want[3] = {expected_psi(q.schema, "source", cats, NULL, 50),
+                      expected_psi(q.schema, "inbound_messages", NULL, ins, 50),
+                      expected_psi(q.schema, "preapproved", NULL, pres, 50)};
+    const char *names[3] = {"source", "inbound_messages", "preapproved"};
+    printf("# PSI shifted: source %.4f, inbound_messages %.4f, preapproved %.4f\n", want[0], want[1], want[2]);
+    for (int k = 0; k < 3; k++) {
+        if (fabs(psi_of(d, names[k]) - want[k]) > 1e-9)
+            fail_msg("%s: PSI %.12f, want %.12f", names[k], psi_of(d, names[k]), want[k]);
+        if (want[k] < 0.25) fail_msg("%s: PSI %f, a shift this large should pass 0.25", names[k], want[k]);
+    }
+    json_decref(d);
+    json_decref(q.schema);
+    score_ctx_free(c);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_timeline_buckets),
         cmocka_unit_test_setup_teardown(test_score_lead_prior, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_imports_files_once_and_activates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_drift_of_builtin_rows, setup, teardown),
     };
     return cmocka_run_group_tests_name("score", tests, NULL, NULL);
 }

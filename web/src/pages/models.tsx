@@ -1,11 +1,13 @@
 // Models: the tenant's built-in models (versions, held-out metrics with a
 // calibration plot, which one serves; train and roll back for analysts and
-// admins) and the shared models served at /predict with their calibration
-// and feature drift.
+// admins) and the shared models served at /predict with their calibration;
+// feature drift for both (the built-ins': their active version's rows on
+// this server).
 import { useMemo, useState } from "preact/hooks";
 import { api, ApiError, errorText } from "../api";
 import { calibrationError, calibrationPoints, shownVersion } from "../calibration";
 import { ChartView } from "../chartview";
+import { driftView } from "../drift";
 import { count, dateTime, humanize } from "../format";
 import { can } from "../roles";
 import { useSession } from "../state";
@@ -47,6 +49,26 @@ function CalibrationPlot(p: { bins: unknown; name: string; testid: string }) {
         label={`Calibration of ${p.name} on held-out rows: ` + pts.map((x) => `predicted ${(x.x * 100).toFixed(0)}% observed ${(x.y * 100).toFixed(0)}% (${x.count})`).join("; ")} />
       <figcaption class="muted small">Calibration on held-out rows: predicted vs observed per 10-point bin (dashed: perfect){ece == null ? "" : ` · ECE ${ece.toFixed(3)}`}</figcaption>
     </figure>
+  );
+}
+
+// PSI per feature of the rows a model scored against its training rows,
+// worst first (at most 20), each with its band.
+function DriftTable(p: { drift: unknown; caption: (rows: number) => string; testid: string }) {
+  const v = driftView(p.drift);
+  if (!v) return null;
+  return (
+    <div class="table-wrap" data-testid={p.testid}>
+      <table class="table">
+        <caption>{p.caption(v.rows)}</caption>
+        {v.features.length > 0 && <thead><tr><th scope="col">Feature</th><th scope="col">PSI</th><th scope="col">Status</th></tr></thead>}
+        <tbody>
+          {v.features.map((r) => (
+            <tr><td>{r.feature}</td><td>{r.psi == null ? "—" : r.psi.toFixed(3)}</td><td>{r.status == null ? "—" : <Badge tone={r.status === "stable" ? "good" : r.status === "shifting" ? "warn" : "bad"}>{r.status}</Badge>}</td></tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
   );
 }
 
@@ -127,6 +149,9 @@ export function ModelsPage() {
                 const v = shownVersion<any>(m.versions);
                 return v?.metrics?.calibration ? <CalibrationPlot bins={v.metrics.calibration} name={`${humanize(m.name)} v${v.version}`} testid={"calibration-" + m.name} /> : null;
               })()}
+              {m.serving === "model" && <DriftTable drift={m.drift} testid={"drift-builtin-" + m.name}
+                caption={(rows) => rows ? `Drift: PSI of the ${count(rows)} rows v${m.active_version} scored on this server since it was activated here, against its training rows`
+                  : `Drift: v${m.active_version} has scored no rows on this server since it was activated here`} />}
             </Card>
           ))}
         </div>
@@ -140,25 +165,13 @@ export function ModelsPage() {
             <Card title={`${m.name} v${m.version}`} subtitle={`${m.task || ""} · ${m.trees ?? "?"} trees`}>
               <p class="small">{Object.entries(m.metrics || {}).filter(([, v]) => typeof v === "number").slice(0, 6).map(([k, v]) => `${k} ${(v as number).toFixed(3)}`).join(" · ")}</p>
               {m.metrics?.calibration && <CalibrationPlot bins={m.metrics.calibration} name={`${m.name} v${m.version}`} testid={"calibration-shared-" + m.name} />}
-              {m.drift?.psi && (
-                <div class="table-wrap" data-testid={"drift-" + m.name}>
-                  <table class="table">
-                    <caption>Drift: PSI of the {count(m.drift.rows ?? 0)} rows scored since this version started, against training</caption>
-                    <thead><tr><th scope="col">Feature</th><th scope="col">PSI</th><th scope="col">Status</th></tr></thead>
-                    <tbody>
-                      {Object.entries(m.drift.psi).sort(([, a]: [string, any], [, b]: [string, any]) => (b ?? -1) - (a ?? -1)).slice(0, 20).map(([f, d]: [string, any]) => {
-                        const psi = typeof d === "number" ? d : d?.psi;
-                        return <tr><td>{f}</td><td>{psi == null ? "—" : psi.toFixed(3)}</td><td>{psi == null ? "—" : <Badge tone={psi < 0.1 ? "good" : psi < 0.25 ? "warn" : "bad"}>{psi < 0.1 ? "stable" : psi < 0.25 ? "shifting" : "drifted"}</Badge>}</td></tr>;
-                      })}
-                    </tbody>
-                  </table>
-                </div>
-              )}
+              <DriftTable drift={m.drift} testid={"drift-" + m.name}
+                caption={(rows) => `Drift: PSI of the ${count(rows)} rows scored since this version started, against training`} />
             </Card>
           ))}
         </div>
       )}
-      <p class="muted small note">Drift is measured for the shared models served at <code>/predict</code> (every scored row is binned like the training rows); the built-in models do not report it.</p>
+      <p class="muted small note">Drift: every row a model scores is binned like its training rows (PSI below 0.1 stable, 0.1–0.25 shifting, above drifted). A built-in model's figures are this server's, since its version was activated here; its time features (age, days since) are read as of each outcome in training and as of now when scoring, so they drift as open leads age.</p>
     </div>
   );
 }

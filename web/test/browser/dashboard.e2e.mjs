@@ -352,6 +352,16 @@ test("an analyst sees a classifier's calibration plot and its drift", async () =
   assert.match(drift, /30 rows/);
   assert.match(drift, /x\s*[0-9.]+\s*drifted/);
   assert.ok(await a.locator(`button:has-text('Train')`).count() > 0, "analysts train");
+  // the demo's property_value (trained at start) reports the drift of the
+  // listings it valued, in the same table
+  const listings = (await api("GET", "/v1/listings?limit=20")).body.items;
+  for (const l of listings) assert.equal((await api("GET", `/v1/listings/${l.id}/valuation`)).status, 200);
+  const pv = (await api("GET", "/v1/builtin-models")).body.models.find((x) => x.name === "property_value");
+  assert.ok(pv.drift && pv.drift.rows >= listings.length, JSON.stringify(pv.drift));
+  await a.reload();
+  const bdrift = await a.textContent("[data-testid=drift-builtin-property_value]", { timeout: 10000 });
+  assert.match(bdrift, new RegExp(`rows v${pv.active_version} scored on this server`));
+  assert.match(bdrift, /(sqft|beds|baths|lat|lng|zip|city|type)\s*[0-9.]+\s*(stable|shifting|drifted)/);
   await shot(a, "08-models-calibration");
   await a.context().close();
 });
