@@ -616,7 +616,8 @@ int score_features(score_ctx *c, int64_t tenant, const char *name, const json_t 
     reason rs[NFEAT + 16];
     int n = 0, version;
     double base = NAN;
-    double sc = score_predict(c, NULL, tenant, b, &f, rs, &n, &version, &base);
+    /* SHAP is most of a model's cost: only when the caller asked for it */
+    double sc = score_predict(c, NULL, tenant, b, &f, explain ? rs : NULL, &n, &version, explain ? &base : NULL);
     if (isnan(sc)) {
         snprintf(err, errlen, "no %s model for this tenant yet: train one (POST /v1/models/%s/train)", name, name);
         return 409;
