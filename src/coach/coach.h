@@ -145,4 +145,19 @@ const char *coach_draft_system_prompt(void);
 struct http_req;
 void coach_draft_reply(struct http_req *q, struct app *a, int64_t tenant, json_t *out, int mode);
 
+/* Drafts for the pushed coaching of inbound messages: with a provider, each
+ * committed coaching.updated of an inbound message (coach_on_inbound) is
+ * followed by a draft on the feed, coaching.updated {lead_id, agent_id,
+ * draft, for_seq} (for_seq: the event it follows). coach_drafts_new (loop
+ * thread, after the loop exists; NULL on OOM); coach_drafts_on_commit from
+ * the store's on_commit hook (any thread; copies what it needs);
+ * coach_drafts_stop on shutdown (loop thread: later events are ignored);
+ * coach_drafts_free after the store is closed and the loop has run out. */
+typedef struct coach_drafts coach_drafts;
+struct store_event;
+coach_drafts *coach_drafts_new(struct app *a);
+void coach_drafts_on_commit(coach_drafts *d, const struct store_event *ev, int n);
+void coach_drafts_stop(coach_drafts *d);
+void coach_drafts_free(coach_drafts *d);
+
 #endif
