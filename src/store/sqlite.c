@@ -24,6 +24,7 @@
  * would. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +41,9 @@
  * the size past which the writer checkpoints inline (back-pressure). */
 #define CKPT_PAGES 1000
 #define CKPT_HARD_PAGES 16000
+/* how long the writer must be idle before the checkpointer finishes the
+ * log with one more pass (see ckpt_main) */
+#define CKPT_RETRY_MS 100
 
 /* A cached statement and where each $k is bound (SQLite numbers parameters
  * in order of first appearance, so "$2 ... $1" makes $2 index 1). */
@@ -89,6 +93,8 @@ typedef struct sq_store {
     pthread_mutex_t cmu;
     pthread_cond_t ccv;
     int ckpt_want, ckpt_stop;  /* guarded by cmu */
+    atomic_int ckpt_last;      /* written by the writer: the WAL's size at its last commit */
+    int ckpt_next;             /* writer thread: the size that wakes the checkpointer next */
 } sq_store;
 
 /* ---- errors ---- */
@@ -664,22 +670,27 @@ static int sq_ping(store *s, store_err *err) {
 /* ---- the checkpointer ---- */
 
 /* Writer thread, after each commit: nframes is the WAL's size in pages.
- * The log starts over from its beginning only when a checkpoint has copied
- * all of it before the writer's next transaction; under steady writes the
- * checkpointer, copying while the writer appends, may not get there, and
- * the log grows (SQLite then simply appends) until a pause in the writes
- * lets it finish. Only past CKPT_HARD_PAGES does the writer checkpoint
- * inline: it then copies only what the checkpointer has not, but still
- * waits for the fsyncs. */
+ * The checkpointer is woken each time the log has grown by CKPT_PAGES, so
+ * it copies about as much per pass as SQLite's own checkpoint would. The
+ * log starts over from its beginning only when a checkpoint has copied all
+ * of it before the writer's next transaction; under writes that never
+ * pause the checkpointer, copying while the writer appends, may not get
+ * there, and the log grows (SQLite then simply appends) until a pause lets
+ * it finish (ckpt_main). Only past CKPT_HARD_PAGES does the writer
+ * checkpoint inline: it then copies only what the checkpointer has not,
+ * but waits for the fsyncs. */
 static int wal_hook(void *arg, sqlite3 *db, const char *name, int nframes) {
     sq_store *q = arg;
-    if (nframes < CKPT_PAGES) return SQLITE_OK;
+    if (nframes < atomic_load(&q->ckpt_last)) q->ckpt_next = CKPT_PAGES; /* the log started over */
+    atomic_store(&q->ckpt_last, nframes);
+    if (nframes < q->ckpt_next) return SQLITE_OK;
+    q->ckpt_next = nframes + CKPT_PAGES;
     if (nframes >= CKPT_HARD_PAGES || !q->ckpt_started) {
         sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         return SQLITE_OK;
     }
     pthread_mutex_lock(&q->cmu);
-    q->ckpt_want = 1; /* also while it runs: these frames need another pass */
+    q->ckpt_want = 1;
     pthread_cond_signal(&q->ccv);
     pthread_mutex_unlock(&q->cmu);
     return SQLITE_OK;
@@ -687,18 +698,44 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int nframes) {
 
 static void *ckpt_main(void *arg) {
     sq_store *q = arg;
+    int finish = 0;    /* the log may be complete once writes pause */
+    int last_seen = 0; /* the writer's ckpt_last when last looked at */
     for (;;) {
         pthread_mutex_lock(&q->cmu);
-        while (!q->ckpt_want && !q->ckpt_stop) pthread_cond_wait(&q->ccv, &q->cmu);
+        int go = 0;
+        while (!go && !q->ckpt_want && !q->ckpt_stop) {
+            if (!finish) {
+                pthread_cond_wait(&q->ccv, &q->cmu);
+                continue;
+            }
+            /* Look again in a while: if the writer has been idle since, one
+             * more pass copies the rest of the log, and its next write
+             * starts the log over. While it writes, the wake-ups above do
+             * the work and no extra pass (and fsync) is made. */
+            struct timespec dl;
+            clock_gettime(CLOCK_MONOTONIC, &dl);
+            dl.tv_nsec += CKPT_RETRY_MS * 1000000L;
+            if (dl.tv_nsec >= 1000000000L) dl.tv_sec++, dl.tv_nsec -= 1000000000L;
+            if (pthread_cond_timedwait(&q->ccv, &q->cmu, &dl) == ETIMEDOUT) {
+                int now = atomic_load(&q->ckpt_last);
+                go = now == last_seen;
+                last_seen = now;
+            }
+        }
         int stop = q->ckpt_stop;
         q->ckpt_want = 0;
         pthread_mutex_unlock(&q->cmu);
         if (stop) break;
         /* PASSIVE: copies what no reader still needs, waits for nobody. A
          * reader on an old snapshot leaves frames behind for next time. */
-        int rc = sqlite3_wal_checkpoint_v2(q->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        int nlog = 0, nckpt = 0;
+        int rc = sqlite3_wal_checkpoint_v2(q->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &nlog, &nckpt);
         if (rc != SQLITE_OK && (rc & 0xff) != SQLITE_BUSY)
             log_msg(q->s->opts.log, LOG_WARN, "store.checkpoint_failed", sqlite3_errstr(rc));
+        /* nlog is the log as the pass found it; the writer may have added
+         * to it since */
+        last_seen = atomic_load(&q->ckpt_last);
+        finish = !(rc == SQLITE_OK && (nlog <= 0 || (nckpt == nlog && last_seen == nlog)));
     }
     return NULL;
 }
@@ -801,7 +838,11 @@ static int init_sync(sq_store *q) {
     q->sync_init = 4;
     if (pthread_mutex_init(&q->cmu, NULL)) return -1;
     q->sync_init = 5;
-    if (pthread_cond_init(&q->ccv, NULL)) return -1;
+    if (pthread_condattr_init(&ca)) return -1;
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* the checkpointer's retry waits too */
+    rc = pthread_cond_init(&q->ccv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc) return -1;
     q->sync_init = 6;
     return 0;
 }
@@ -855,6 +896,7 @@ static int sq_open(store *s, const char *url, store_err *err) {
         q->free_readers[q->nfree++] = i;
     }
     /* Replaces SQLite's automatic checkpoint (itself a WAL hook). */
+    q->ckpt_next = CKPT_PAGES;
     sqlite3_wal_hook(q->writer.db, wal_hook, q);
     ckpt_start(q, path);
     if (pthread_create(&q->writer_thread, NULL, writer_main, q)) {

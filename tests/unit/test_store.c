@@ -1330,8 +1330,9 @@ static uint32_t wal_ckpt_seq(const fx *f) {
 
 /* The writer no longer checkpoints below 16,000 WAL pages (it would wait
  * for the fsyncs inside a COMMIT); the checkpointer thread does, so a WAL
- * grown past 1,000 pages is copied back and starts over once writes pause.
- * Fails if the checkpointer does nothing: the log would keep growing. */
+ * grown past 1,000 pages is copied back and starts over once writes pause
+ * (for 100 ms). Fails if the checkpointer does nothing: the log would keep
+ * growing. */
 static void test_checkpointer(void **state) {
     fx *f = *state;
     store *s = open_ok(f, NULL);
@@ -1340,8 +1341,8 @@ static void test_checkpointer(void **state) {
     uint32_t seq0 = wal_ckpt_seq(f);
     for (int i = 0; i < 800; i++) assert_int_equal(store_write(s, 0, blob_fn, NULL, &err), STORE_OK); /* ~1,700 pages */
     int restarted = 0;
-    for (int tries = 0; tries < 100 && !restarted; tries++) {
-        usleep(50 * 1000);
+    for (int tries = 0; tries < 20 && !restarted; tries++) {
+        usleep(250 * 1000); /* a pause in the writes: the checkpointer finishes the log */
         /* a restart shows in the header once the next frame is written */
         assert_int_equal(store_write(s, 0, blob_fn, NULL, &err), STORE_OK);
         restarted = wal_ckpt_seq(f) != seq0;
