@@ -96,7 +96,8 @@ int coach_api_register(struct app *a);
 /* Coaching for a stored lead from its latest activities and fields:
  * *out = {lead_id, agent_id, analysis, suggestions}; record: store the
  * suggestions as shown (each gets an id for feedback). agent_hint: the
- * agent when the lead has none. Inside a write transaction. */
+ * agent when the lead has none. Inside a write transaction to record; with
+ * record 0 it only reads (a read transaction will do). */
 struct store_tx;
 struct store_err;
 int coach_lead(struct store_tx *tx, const coach_ctx *c, int64_t lead_id, int64_t agent_hint, int record, json_t **out,
