@@ -291,10 +291,18 @@ struct coach_drafts {
     pushed *q;  /* guarded by mu */
     int nq, capq, closed;
     int handle_closed, freeing; /* loop thread */
+    int inflight;               /* loop thread: inbound drafts being written */
 };
+
+/* A provider call holds a pool thread (4 by default) for up to
+ * --llm-timeout, and inbound messages come at the webhooks' pace, not at an
+ * agent's: at most this many inbound drafts at once, so that storage work
+ * keeps threads of its own. */
+#define INBOUND_MAX_INFLIGHT 2
 
 typedef struct inbound_draft {
     uv_work_t work;
+    coach_drafts *cd;
     app *a;
     pushed p;
     char id[24];
@@ -335,6 +343,7 @@ static void inbound_done(uv_work_t *w, int status) {
         metric_add(a->m_llm, res, 1);
     }
     a->llm_inflight--;
+    d->cd->inflight--;
     llm_result_free(&d->res);
     json_decref(d->coaching);
     eh_free(d);
@@ -347,8 +356,9 @@ static void inbound_start(coach_drafts *cd, const pushed *p) {
      * agent already has the built-in coaching, so nothing is published. */
     if (a->stopping) return;
     const char *skip = llm_breaker_is_open(a->llm)                 ? "breaker_open"
-                       : a->llm_inflight >= COACH_DRAFT_MAX_INFLIGHT ? "busy"
-                                                                     : NULL;
+                       : a->llm_inflight >= COACH_DRAFT_MAX_INFLIGHT || cd->inflight >= INBOUND_MAX_INFLIGHT
+                           ? "busy"
+                           : NULL;
     if (skip) {
         const char *res[] = {skip};
         metric_add(a->m_llm, res, 1);
@@ -356,6 +366,7 @@ static void inbound_start(coach_drafts *cd, const pushed *p) {
     }
     inbound_draft *d = eh_calloc(1, sizeof *d);
     if (!d) return;
+    d->cd = cd;
     d->a = a;
     d->p = *p;
     ids_random_hex(d->id, sizeof d->id, 8);
@@ -365,6 +376,7 @@ static void inbound_start(coach_drafts *cd, const pushed *p) {
         return;
     }
     a->llm_inflight++;
+    cd->inflight++;
 }
 
 static void on_pushed(uv_async_t *h) {

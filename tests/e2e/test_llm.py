@@ -244,10 +244,14 @@ def test_llm_anthropic_streaming_and_stored_lead(t):
     tn = Tenant(t, srv=srv, prefix="llm")
     _mode("ok")
     lead = tn.create_lead(first_name="Maria", email="maria.lopez@example.com", phone="+19165550142")
+    inbound = 0
     for i, (d, b) in enumerate(CONVO):
         st, j = tn.api("POST", "/v1/leads/%d/activities" % lead["id"],
                        {"channel": "sms", "direction": d, "body": b, "occurred_at": 1763900000000 + i * 60000})
         assert st == 201, (st, j)
+        if d == "inbound":  # one at a time: at most 2 inbound drafts are written at once
+            inbound += 1
+            assert len(_inbound_drafts(tn, inbound, lead["id"])) == inbound
     # each inbound message's pushed coaching is followed by a draft (streamed here too)
     ev = _inbound_drafts(tn, 4, lead["id"])
     assert len(ev) == 4 and all(e["draft"]["status"] == "ready" and e["draft"]["streamed"] for e in ev), ev
@@ -417,6 +421,19 @@ def test_llm_inbound_message_draft_follows_on_the_feed(t):
     assert ev[1]["for_seq"] > ev[0]["for_seq"]
     m = srv.request("GET", "/metrics")[2].decode()
     assert 'ehub_llm_requests_total{result="ok"} 1' in m and 'ehub_llm_requests_total{result="http_error"} 1' in m, m[-1500:]
+    # a burst of inbound messages with a slow provider: 2 drafts at once at most (each holds a
+    # pool thread), the others are skipped and counted, and the messages are not held up
+    _mode("slow0.8")
+    t0 = time.time()
+    for k in range(4):
+        tn.ok("POST", "/v1/leads/%d/activities" % lead["id"],
+              {"channel": "sms", "direction": "inbound", "body": "Is it still available? (%d)" % k})
+    assert time.time() - t0 < 0.75 * t.slow
+    ev = _inbound_drafts(tn, 4, lead["id"])
+    time.sleep(0.3)
+    assert len(_inbound_drafts(tn, 4, lead["id"])) == 4, ev  # 2 before + 2 of the burst
+    m = srv.request("GET", "/metrics")[2].decode()
+    assert 'ehub_llm_requests_total{result="busy"} 2' in m, m[-1500:]
     _mode("ok")
     assert srv.stop() == 0
     assert not srv.sanitizer_errors(), srv.sanitizer_errors()[:5]
