@@ -33,6 +33,14 @@ static double g_uptime(void *ud) {
     return (double)(clock_wall_ms() - http_server_started_ms(((app *)ud)->srv)) / 1000.0;
 }
 
+/* Committed events go to the realtime feed and, with an LLM provider, to
+ * the drafts for inbound messages' coaching. Any thread (store_opts). */
+static void on_commit(void *ud, const store_event *ev, int n) {
+    app *a = ud;
+    realtime_on_commit(a->rt, ev, n);
+    coach_drafts_on_commit(a->drafts, ev, n);
+}
+
 static double g_llm_open(void *ud) { return llm_breaker_is_open(((app *)ud)->llm); }
 
 /* The coaching drafts' provider (--llm-*), if one is configured. The key is
@@ -47,6 +55,10 @@ static int app_llm_init(app *a, const ehub_config *cfg) {
     a->m_llm = metrics_counter(a->m, "ehub_llm_requests_total", "coaching drafts asked of the LLM provider, by result",
                                "result");
     if (p == LLM_OFF) return 0;
+    if (!(a->drafts = coach_drafts_new(a))) {
+        log_msg(a->log, LOG_ERROR, "startup failed", "out of memory");
+        return -1;
+    }
     char key[512];
     if (llm_key_load(cfg->llm_key_file, getenv("EHUB_LLM_API_KEY"), key, sizeof key, why, sizeof why)) {
         log_msg(a->log, LOG_ERROR, "startup failed", why);
@@ -116,8 +128,8 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
         .on_query = on_store_query,
         .on_query_ud = a,
         .ctx = &a->domain,
-        .on_commit = realtime_on_commit,
-        .on_commit_ud = a->rt,
+        .on_commit = on_commit,
+        .on_commit_ud = a,
     };
     a->domain.score = a->score;
     a->domain.coach = a->coach;
@@ -185,6 +197,7 @@ static void on_shutdown_done(void *ud) {
     nurture_stop(a->nurture);
     privacy_stop(a);
     realtime_stop(a);
+    coach_drafts_stop(a->drafts);
     uv_close((uv_handle_t *)&a->sig_term, NULL);
     uv_close((uv_handle_t *)&a->sig_int, NULL);
 }
@@ -242,6 +255,7 @@ void app_free(app *a) {
     http_server_free(a->srv);
     store_close(a->st);
     realtime_free(a); /* after the store: its last commits may still call the hook */
+    coach_drafts_free(a->drafts);
     score_ctx_free(a->score);
     nurture_free(a->nurture);
     privacy_stop(a); /* its timer closes with the loop's last run, as nurture's */

@@ -57,6 +57,7 @@ typedef struct app {
     llm *llm;              /* the coaching drafts' LLM provider, NULL if off (src/llm) */
     int llm_inflight;      /* drafts being written (loop thread) */
     metric *m_llm;         /* ehub_llm_requests_total{result} */
+    struct coach_drafts *drafts; /* drafts for inbound messages' coaching, NULL without a provider (src/coach/draft.c) */
     privacy_ctx *privacy;  /* retention scheduler (src/privacy) */
     web_ctx *web;          /* the dashboard's files (web module) */
     int stopping;

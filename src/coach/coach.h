@@ -96,7 +96,8 @@ int coach_api_register(struct app *a);
 /* Coaching for a stored lead from its latest activities and fields:
  * *out = {lead_id, agent_id, analysis, suggestions}; record: store the
  * suggestions as shown (each gets an id for feedback). agent_hint: the
- * agent when the lead has none. Inside a write transaction. */
+ * agent when the lead has none. Inside a write transaction to record; with
+ * record 0 it only reads (a read transaction will do). */
 struct store_tx;
 struct store_err;
 int coach_lead(struct store_tx *tx, const coach_ctx *c, int64_t lead_id, int64_t agent_hint, int record, json_t **out,
@@ -144,5 +145,20 @@ const char *coach_draft_system_prompt(void);
  * coaching.updated event); async answers "pending" at once. */
 struct http_req;
 void coach_draft_reply(struct http_req *q, struct app *a, int64_t tenant, json_t *out, int mode);
+
+/* Drafts for the pushed coaching of inbound messages: with a provider, each
+ * committed coaching.updated of an inbound message (coach_on_inbound) is
+ * followed by a draft on the feed, coaching.updated {lead_id, agent_id,
+ * draft, for_seq} (for_seq: the event it follows). coach_drafts_new (loop
+ * thread, after the loop exists; NULL on OOM); coach_drafts_on_commit from
+ * the store's on_commit hook (any thread; copies what it needs);
+ * coach_drafts_stop on shutdown (loop thread: later events are ignored);
+ * coach_drafts_free after the store is closed and the loop has run out. */
+typedef struct coach_drafts coach_drafts;
+struct store_event;
+coach_drafts *coach_drafts_new(struct app *a);
+void coach_drafts_on_commit(coach_drafts *d, const struct store_event *ev, int n);
+void coach_drafts_stop(coach_drafts *d);
+void coach_drafts_free(coach_drafts *d);
 
 #endif

@@ -120,24 +120,42 @@ typedef struct draft_call {
     int published;
 } draft_call;
 
-static json_t *draft_json(const draft_call *d) {
-    const llm_result *r = &d->res;
-    llm *l = d->a->llm;
+static json_t *result_json(llm *l, const char *id, const llm_result *r) {
     if (r->status == LLM_OK)
-        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b}", "id", d->id, "status", "ready", "text", r->text,
+        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:b}", "id", id, "status", "ready", "text", r->text,
                          "provider", llm_provider_name(llm_get_provider(l)), "model", llm_model(l), "latency_ms",
                          (json_int_t)r->ms, "streamed", r->streamed);
-    return json_pack("{s:s, s:s, s:s, s:I}", "id", d->id, "status", "unavailable", "reason", llm_status_name(r->status),
+    return json_pack("{s:s, s:s, s:s, s:I}", "id", id, "status", "unavailable", "reason", llm_status_name(r->status),
                      "latency_ms", (json_int_t)r->ms);
 }
 
-static int publish_tx(store_tx *tx, void *arg, store_err *err) {
-    draft_call *d = arg;
-    json_t *ev = json_pack("{s:o, s:o, s:o}", "lead_id", d->lead_id ? json_integer(d->lead_id) : json_null(),
-                           "agent_id", d->agent_id ? json_integer(d->agent_id) : json_null(), "draft", draft_json(d));
-    int rc = leads_event(tx, "coaching.updated", ev, err);
+static json_t *draft_json(const draft_call *d) { return result_json(d->a->llm, d->id, &d->res); }
+
+/* A late draft's event: coaching.updated {lead_id, agent_id, draft} and,
+ * for an inbound message's, for_seq (the built-in coaching.updated it
+ * follows). */
+typedef struct late_event {
+    int64_t lead_id, agent_id, for_seq;
+    json_t *draft;  /* borrowed */
+} late_event;
+
+static int late_tx(store_tx *tx, void *arg, store_err *err) {
+    late_event *e = arg;
+    json_t *ev = json_pack("{s:o, s:o, s:O}", "lead_id", e->lead_id ? json_integer(e->lead_id) : json_null(),
+                           "agent_id", e->agent_id ? json_integer(e->agent_id) : json_null(), "draft", e->draft);
+    if (ev && e->for_seq) json_object_set_new(ev, "for_seq", json_integer(e->for_seq));
+    int rc = ev ? leads_event(tx, "coaching.updated", ev, err) : STORE_NOMEM;
     json_decref(ev);
     return rc;
+}
+
+/* Thread pool: appends the late draft to the tenant's event log (and so
+ * the realtime feed). 1 if it was written. */
+static int publish_late(app *a, int64_t tenant, late_event *e) {
+    store_err err = {0};
+    int ok = e->draft && store_write(a->st, tenant, late_tx, e, &err) == STORE_OK;
+    if (!ok) log_msg(a->log, LOG_WARN, "coaching draft not published", e->draft ? err.msg : "out of memory");
+    return ok;
 }
 
 static void draft_work(uv_work_t *w) {
@@ -149,8 +167,9 @@ static void draft_work(uv_work_t *w) {
     pthread_mutex_unlock(&d->mu);
     if (late) {
         /* the answer left with "pending": the draft follows on the feed */
-        store_err err = {0};
-        d->published = store_write(d->a->st, d->tenant, publish_tx, d, &err) == STORE_OK;
+        late_event e = {d->lead_id, d->agent_id, 0, draft_json(d)};
+        d->published = publish_late(d->a, d->tenant, &e);
+        json_decref(e.draft);
     }
 }
 
@@ -247,4 +266,203 @@ int coach_draft_mode(const char *s) {
     if (!strcmp(s, "async")) return COACH_DRAFT_ASYNC;
     if (!strcmp(s, "off")) return COACH_DRAFT_OFF;
     return -1;
+}
+
+/* ---- drafts for an inbound message's pushed coaching ----
+ *
+ * An inbound message coaches its lead inside the transaction that stores it
+ * (coach_on_inbound: built in, no wait). When that transaction has
+ * committed, the store's on_commit hook hands the coaching.updated event
+ * here; the loop then asks the provider on the pool, as for an answer
+ * (same redacted prompt, breaker, --llm-timeout and in-flight cap), and the
+ * draft follows on the feed as coaching.updated {lead_id, agent_id, draft,
+ * for_seq}. Nothing waits for it. A transaction's callback may run twice
+ * (PostgreSQL retries), so this cannot start from inside it: only committed
+ * events count, and only on the node that committed them. */
+
+typedef struct pushed {
+    int64_t tenant, lead_id, agent_id, seq;
+} pushed;
+
+struct coach_drafts {
+    app *a;
+    uv_mutex_t mu;
+    uv_async_t wake;
+    pushed *q;  /* guarded by mu */
+    int nq, capq, closed;
+    int handle_closed, freeing; /* loop thread */
+    int inflight;               /* loop thread: inbound drafts being written */
+};
+
+/* A provider call holds a pool thread (4 by default) for up to
+ * --llm-timeout, and inbound messages come at the webhooks' pace, not at an
+ * agent's: at most this many inbound drafts at once, so that storage work
+ * keeps threads of its own. */
+#define INBOUND_MAX_INFLIGHT 2
+
+typedef struct inbound_draft {
+    uv_work_t work;
+    coach_drafts *cd;
+    app *a;
+    pushed p;
+    char id[24];
+    json_t *coaching;  /* the lead's coaching, read again on the pool */
+    llm_result res;
+    int asked;         /* the provider was called */
+} inbound_draft;
+
+static int inbound_read_tx(store_tx *tx, void *arg, store_err *err) {
+    inbound_draft *d = arg;
+    json_decref(d->coaching); /* a retried transaction starts over */
+    d->coaching = NULL;
+    return coach_lead(tx, d->a->coach, d->p.lead_id, d->p.agent_id, 0, &d->coaching, err);
+}
+
+static void inbound_work(uv_work_t *w) {
+    inbound_draft *d = w->data;
+    store_err err = {0};
+    if (store_read(d->a->st, d->p.tenant, inbound_read_tx, d, &err)) {
+        log_msg(d->a->log, LOG_WARN, "coaching draft: cannot read the lead", err.msg);
+        return;
+    }
+    char *prompt = coach_draft_prompt(d->coaching);
+    if (!prompt) return;
+    llm_complete(d->a->llm, SYSTEM_PROMPT, prompt, &d->res);
+    eh_free(prompt);
+    d->asked = 1;
+    late_event e = {d->p.lead_id, d->p.agent_id, d->p.seq, result_json(d->a->llm, d->id, &d->res)};
+    publish_late(d->a, d->p.tenant, &e);
+    json_decref(e.draft);
+}
+
+static void inbound_done(uv_work_t *w, int status) {
+    inbound_draft *d = w->data;
+    app *a = d->a;
+    if (d->asked) {
+        const char *res[] = {llm_status_name(d->res.status)};
+        metric_add(a->m_llm, res, 1);
+    }
+    a->llm_inflight--;
+    d->cd->inflight--;
+    llm_result_free(&d->res);
+    json_decref(d->coaching);
+    eh_free(d);
+    (void)status;
+}
+
+static void inbound_start(coach_drafts *cd, const pushed *p) {
+    app *a = cd->a;
+    /* A provider that keeps failing, or a full house, costs no call: the
+     * agent already has the built-in coaching, so nothing is published. */
+    if (a->stopping) return;
+    const char *skip = llm_breaker_is_open(a->llm)                 ? "breaker_open"
+                       : a->llm_inflight >= COACH_DRAFT_MAX_INFLIGHT || cd->inflight >= INBOUND_MAX_INFLIGHT
+                           ? "busy"
+                           : NULL;
+    if (skip) {
+        const char *res[] = {skip};
+        metric_add(a->m_llm, res, 1);
+        return;
+    }
+    inbound_draft *d = eh_calloc(1, sizeof *d);
+    if (!d) return;
+    d->cd = cd;
+    d->a = a;
+    d->p = *p;
+    ids_random_hex(d->id, sizeof d->id, 8);
+    d->work.data = d;
+    if (uv_queue_work(a->loop, &d->work, inbound_work, inbound_done)) {
+        eh_free(d);
+        return;
+    }
+    a->llm_inflight++;
+    cd->inflight++;
+}
+
+static void on_pushed(uv_async_t *h) {
+    coach_drafts *cd = h->data;
+    uv_mutex_lock(&cd->mu);
+    pushed *q = cd->q;
+    int n = cd->nq;
+    cd->q = NULL;
+    cd->nq = cd->capq = 0;
+    uv_mutex_unlock(&cd->mu);
+    for (int i = 0; i < n; i++) inbound_start(cd, &q[i]);
+    eh_free(q);
+}
+
+coach_drafts *coach_drafts_new(app *a) {
+    coach_drafts *cd = eh_calloc(1, sizeof *cd);
+    if (!cd) return NULL;
+    cd->a = a;
+    if (uv_mutex_init(&cd->mu)) {
+        eh_free(cd);
+        return NULL;
+    }
+    if (uv_async_init(a->loop, &cd->wake, on_pushed)) {
+        uv_mutex_destroy(&cd->mu);
+        eh_free(cd);
+        return NULL;
+    }
+    cd->wake.data = cd;
+    return cd;
+}
+
+void coach_drafts_on_commit(coach_drafts *cd, const store_event *ev, int n) {
+    if (!cd) return;
+    int added = 0;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(ev[i].type, "coaching.updated")) continue;
+        json_t *p = json_loads(ev[i].payload, 0, NULL);
+        /* the built-in coaching of an inbound message, not a draft's event */
+        int inbound = json_is_array(json_object_get(p, "suggestions")) && !json_object_get(p, "draft");
+        pushed x = {ev[i].tenant, json_integer_value(json_object_get(p, "lead_id")),
+                    json_integer_value(json_object_get(p, "agent_id")), ev[i].seq};
+        json_decref(p);
+        if (!inbound || x.lead_id <= 0) continue;
+        uv_mutex_lock(&cd->mu);
+        if (!cd->closed && cd->nq == cd->capq) {
+            int cap = cd->capq ? cd->capq * 2 : 16;
+            pushed *q = cap <= 4096 ? eh_realloc(cd->q, (size_t)cap * sizeof *q) : NULL;
+            if (q) {
+                cd->q = q;
+                cd->capq = cap;
+            }
+        }
+        if (!cd->closed && cd->nq < cd->capq) {
+            cd->q[cd->nq++] = x;
+            added = 1;
+        }
+        uv_mutex_unlock(&cd->mu);
+    }
+    if (added) uv_async_send(&cd->wake);
+}
+
+static void drafts_release(coach_drafts *cd) {
+    eh_free(cd->q);
+    uv_mutex_destroy(&cd->mu);
+    eh_free(cd);
+}
+
+static void on_wake_closed(uv_handle_t *h) {
+    coach_drafts *cd = h->data;
+    cd->handle_closed = 1;
+    if (cd->freeing) drafts_release(cd);
+}
+
+void coach_drafts_stop(coach_drafts *cd) {
+    if (!cd) return;
+    uv_mutex_lock(&cd->mu);
+    int was = cd->closed;
+    cd->closed = 1;
+    uv_mutex_unlock(&cd->mu);
+    if (!was) uv_close((uv_handle_t *)&cd->wake, on_wake_closed);
+}
+
+void coach_drafts_free(coach_drafts *cd) {
+    if (!cd) return;
+    coach_drafts_stop(cd); /* a start-up that failed never ran the loop */
+    cd->freeing = 1;
+    /* else freed when the handle has closed (main runs the loop once more) */
+    if (cd->handle_closed) drafts_release(cd);
 }

@@ -197,6 +197,18 @@ def _no_pii(bodies):
         assert "555-0142" not in s and "5550142" not in s
 
 
+def _inbound_drafts(tn, n, lead_id=None):
+    """Waits for n drafts that followed inbound messages' pushed coaching
+    (coaching.updated with draft and for_seq) and returns them all."""
+    def got():
+        return [e["payload"] for e in tn.events("coaching.updated") if "for_seq" in e["payload"]
+                and (lead_id is None or e["payload"]["lead_id"] == lead_id)]
+    end = time.time() + 5 * tn.t.slow
+    while time.time() < end and len(got()) < n:
+        time.sleep(0.05)
+    return got()
+
+
 def test_llm_anthropic_draft_in_the_answer_without_personal_data(t):
     _mode("ok")
     tn = Tenant(t, prefix="llm")
@@ -232,10 +244,17 @@ def test_llm_anthropic_streaming_and_stored_lead(t):
     tn = Tenant(t, srv=srv, prefix="llm")
     _mode("ok")
     lead = tn.create_lead(first_name="Maria", email="maria.lopez@example.com", phone="+19165550142")
+    inbound = 0
     for i, (d, b) in enumerate(CONVO):
         st, j = tn.api("POST", "/v1/leads/%d/activities" % lead["id"],
                        {"channel": "sms", "direction": d, "body": b, "occurred_at": 1763900000000 + i * 60000})
         assert st == 201, (st, j)
+        if d == "inbound":  # one at a time: at most 2 inbound drafts are written at once
+            inbound += 1
+            assert len(_inbound_drafts(tn, inbound, lead["id"])) == inbound
+    # each inbound message's pushed coaching is followed by a draft (streamed here too)
+    ev = _inbound_drafts(tn, 4, lead["id"])
+    assert len(ev) == 4 and all(e["draft"]["status"] == "ready" and e["draft"]["streamed"] for e in ev), ev
     n0 = len(_bodies())
     st, j = tn.api("POST", "/v1/leads/%d/coaching" % lead["id"])
     assert st == 200, (st, j)
@@ -310,6 +329,7 @@ def test_llm_slow_provider_answers_later_on_the_feed(t):
     lead = tn.create_lead(first_name="Bo", agent_id=agent["id"])
     tn.ok("POST", "/v1/leads/%d/activities" % lead["id"],
           {"channel": "sms", "direction": "inbound", "body": "That house is way too expensive for us."})
+    assert len(_inbound_drafts(tn, 1)) == 1  # the inbound message's own draft (see the test below)
     _mode("slow0.8")  # past the budget, within the timeout
     t0 = time.time()
     st, j = tn.api("POST", "/v1/leads/%d/coaching" % lead["id"])
@@ -319,7 +339,8 @@ def test_llm_slow_provider_answers_later_on_the_feed(t):
     did = j["draft"]["id"]
 
     def draft_events():
-        return [e["payload"] for e in tn.events("coaching.updated") if "draft" in e["payload"]]
+        return [e["payload"] for e in tn.events("coaching.updated") if "draft" in e["payload"]
+                and "for_seq" not in e["payload"]]
     end = time.time() + 5 * t.slow
     while time.time() < end and not draft_events():
         time.sleep(0.05)
@@ -358,6 +379,64 @@ def test_llm_slow_provider_answers_later_on_the_feed(t):
     assert time.time() - t0 < 5 * t.slow
     assert not srv.sanitizer_errors(), srv.sanitizer_errors()[:5]
     _mode("ok")
+
+
+def test_llm_inbound_message_draft_follows_on_the_feed(t):
+    srv = t.new_server(extra=SERVER_ARGS, name="llm-inbound")
+    tn = Tenant(t, srv=srv, prefix="llm")
+    agent = tn.create_agent("Ann")
+    lead = tn.create_lead(first_name="Maria", email="maria.lopez@example.com", phone="+19165550142",
+                          agent_id=agent["id"])
+    _mode("slow0.8")
+    n0 = len(_bodies())
+    t0 = time.time()
+    tn.ok("POST", "/v1/leads/%d/activities" % lead["id"],
+          {"channel": "sms", "direction": "inbound", "body": CONVO[0][1] + " " + CONVO[2][1]})
+    assert time.time() - t0 < 0.75 * t.slow  # the message is not held up by the provider
+    # the built-in coaching is there at once, with the message
+    built = [e for e in tn.events("coaching.updated") if e["payload"]["lead_id"] == lead["id"]]
+    assert len(built) == 1 and built[0]["payload"]["suggestions"] and "draft" not in built[0]["payload"], built
+    # then the draft for it, pointing at it
+    ev = _inbound_drafts(tn, 1, lead["id"])
+    assert len(ev) == 1, ev
+    d = ev[0]["draft"]
+    assert ev[0]["for_seq"] == built[0]["seq"] and ev[0]["agent_id"] == agent["id"], ev
+    assert d["status"] == "ready" and d["text"].startswith("Happy to help!") and len(d["id"]) == 16, d
+    sent = _bodies()[n0:]
+    assert len(sent) == 1
+    _no_pii(sent)  # the same redacted prompt as an answer's
+    prompt = json.loads(sent[0])["messages"][0]["content"][0]["text"]
+    assert "price_too_high" in prompt and "Coaching for the agent" in prompt, prompt
+    # an outbound message is not coached, so no draft either
+    _mode("ok")
+    tn.ok("POST", "/v1/leads/%d/activities" % lead["id"], {"channel": "sms", "direction": "outbound", "body": "ok"})
+    time.sleep(0.3)
+    assert len(_bodies()) == n0 + 1
+    # a failing provider: the failure follows instead, and the message was stored all the same
+    _mode("500")
+    tn.ok("POST", "/v1/leads/%d/activities" % lead["id"],
+          {"channel": "sms", "direction": "inbound", "body": "Can we see it Saturday?"})
+    ev = _inbound_drafts(tn, 2, lead["id"])
+    assert len(ev) == 2 and ev[1]["draft"]["status"] == "unavailable" and ev[1]["draft"]["reason"] == "http_error", ev
+    assert ev[1]["for_seq"] > ev[0]["for_seq"]
+    m = srv.request("GET", "/metrics")[2].decode()
+    assert 'ehub_llm_requests_total{result="ok"} 1' in m and 'ehub_llm_requests_total{result="http_error"} 1' in m, m[-1500:]
+    # a burst of inbound messages with a slow provider: 2 drafts at once at most (each holds a
+    # pool thread), the others are skipped and counted, and the messages are not held up
+    _mode("slow0.8")
+    t0 = time.time()
+    for k in range(4):
+        tn.ok("POST", "/v1/leads/%d/activities" % lead["id"],
+              {"channel": "sms", "direction": "inbound", "body": "Is it still available? (%d)" % k})
+    assert time.time() - t0 < 0.75 * t.slow
+    ev = _inbound_drafts(tn, 4, lead["id"])
+    time.sleep(0.3)
+    assert len(_inbound_drafts(tn, 4, lead["id"])) == 4, ev  # 2 before + 2 of the burst
+    m = srv.request("GET", "/metrics")[2].decode()
+    assert 'ehub_llm_requests_total{result="busy"} 2' in m, m[-1500:]
+    _mode("ok")
+    assert srv.stop() == 0
+    assert not srv.sanitizer_errors(), srv.sanitizer_errors()[:5]
 
 
 def test_llm_circuit_breaker_opens_and_recovers(t):

@@ -39,6 +39,8 @@ export function LeadPage(p: { id: number }) {
       if (eventLeadId(ev) !== id) return;
       const t = ev.type;
       if (t === "coaching.updated") {
+        // an LLM draft that came after its coaching (no suggestions in it) leaves the panel as it is
+        if (!ev.data.suggestions) return;
         coach.set({ suggestions: ev.data.suggestions || [], warnings: ev.data.warnings, analysis: coach.data?.analysis, pushed: Date.now() });
         return;
       }
