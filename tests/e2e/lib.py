@@ -4,6 +4,7 @@ Standard library only."""
 import base64
 import hashlib
 import http.client
+import http.server
 import json
 import os
 import queue
@@ -13,6 +14,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import sys
 import threading
 import time
 
@@ -255,3 +257,45 @@ class WS:
             self.s.close()
         except OSError:
             pass
+
+
+# ---- local provider servers (Twilio, SendGrid, GoHighLevel, Apollo, ...) ----
+
+class FakeProvider(http.server.BaseHTTPRequestHandler):
+    """Base of the tests' stand-ins for outbound providers: HTTP/1.1 with
+    keep-alive (as the providers answer), quiet, JSON answers. A subclass
+    implements do_POST and keeps what it saw in self.server.state."""
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def _reply(self, code, body, headers=None):
+        data = json.dumps(body).encode() if body is not None else b""
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def start_fake(handler, state, backlog=512):
+    """Serves handler on a free loopback port from a daemon thread; the
+    server's .state is state plus a "lock". A large backlog: a batch of
+    sends arrives at once (Python's default is 5)."""
+    class Server(http.server.ThreadingHTTPServer):
+        request_queue_size = backlog
+        daemon_threads = True
+
+        def handle_error(self, request, client_address):
+            # ehub hanging up (a timeout, a SIGTERM cutting calls in flight)
+            # is what several tests make happen; anything else is printed
+            if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+                super().handle_error(request, client_address)
+
+    srv = Server(("127.0.0.1", 0), handler)
+    srv.state = dict(state, lock=threading.Lock())
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv

@@ -10,13 +10,12 @@ records says which node made it and when it arrived. The limits are made
 small for speed. The two-node tests need PostgreSQL + Redis
 (scripts/services.sh) and skip otherwise; the Redis-down one starts its own
 redis-server. Standard library only."""
-import http.server
 import itertools
 import shutil
 import json
-import threading
 import time
 
+from lib import FakeProvider, start_fake
 from tenants import Client, Tenant, unique
 from test_ghl_window import _metric, _stop_module_server, _wait, _worst_window
 from test_realtime import Redis
@@ -27,25 +26,10 @@ RETRY_AFTER = 3                 # seconds, in the fake's 429s
 _phones = itertools.count(1)
 
 
-class Fake(http.server.BaseHTTPRequestHandler):
+class Fake(FakeProvider):
     """POST /<node>/api/v1/people/match (Apollo) and
     /<node>/conversations/messages (GHL), checked as the real ones check
     them; each request recorded under its key as {at, node, what, throttled}."""
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
-
-    def _reply(self, code, body, headers=None):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
-
     def do_POST(self):
         raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         at = time.time()
@@ -89,13 +73,7 @@ class Fake(http.server.BaseHTTPRequestHandler):
 
 
 def _start():
-    class Server(http.server.ThreadingHTTPServer):
-        request_queue_size = 256
-        daemon_threads = True
-
-    srv = Server(("127.0.0.1", 0), Fake)
-    srv.state = {"lock": threading.Lock(), "reqs": {}, "r429": {}}
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv = start_fake(Fake, {"reqs": {}, "r429": {}}, backlog=256)
     return srv
 
 

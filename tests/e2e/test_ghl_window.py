@@ -8,14 +8,13 @@ The fake GHL answers POST /conversations/messages as the real one does and
 records, per location (its bearer token), when each request arrived. The
 limit is made small for speed (--ghl-limit 10 --ghl-window 2s), and every
 test sends enough to take several windows. Standard library only."""
-import http.server
 import itertools
 import json
 import re
 import shutil
-import threading
 import time
 
+from lib import FakeProvider, start_fake
 from tenants import Client, Tenant, unique
 from test_realtime import Redis
 
@@ -23,22 +22,7 @@ LIMIT, WINDOW = 10, 2.0
 _phones = itertools.count(1)
 
 
-class Fake(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
-
-    def _reply(self, code, body, headers=None):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
-
+class Fake(FakeProvider):
     def do_POST(self):
         raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         at = time.time()
@@ -64,13 +48,7 @@ class Fake(http.server.BaseHTTPRequestHandler):
 
 
 def _start():
-    class Server(http.server.ThreadingHTTPServer):
-        request_queue_size = 256
-        daemon_threads = True
-
-    srv = Server(("127.0.0.1", 0), Fake)
-    srv.state = {"lock": threading.Lock(), "loc": {}, "r429": {}}
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv = start_fake(Fake, {"loc": {}, "r429": {}}, backlog=256)
     return srv
 
 

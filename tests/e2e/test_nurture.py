@@ -13,39 +13,23 @@ Standard library plus python3-cryptography (Debian)."""
 import base64
 import hashlib
 import hmac
-import http.server
 import json
-import threading
 import time
 import urllib.parse
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from lib import FakeProvider, start_fake
 from tenants import Tenant
 
 SID, TOKEN, FROM = "AC" + "1" * 32, "twilio-test-token", "+14155550000"
 SG_KEY, SG_FROM = "SG.test-key", "team@example.com"
 
 
-class Fake(http.server.BaseHTTPRequestHandler):
+class Fake(FakeProvider):
     """Twilio's POST /2010-04-01/Accounts/{sid}/Messages.json and SendGrid's
     POST /v3/mail/send."""
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
-
-    def _reply(self, code, body, headers=None):
-        data = json.dumps(body).encode() if body is not None else b""
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
-
     def do_POST(self):
         st = self.server.state
         n = int(self.headers.get("Content-Length", "0"))
@@ -100,15 +84,7 @@ _fake = None
 def _provider():
     global _fake
     if _fake is None:
-        class Server(http.server.ThreadingHTTPServer):
-            request_queue_size = 512  # a batch of sends arrives at once (Python's default backlog is 5)
-            daemon_threads = True
-
-        srv = Server(("127.0.0.1", 0), Fake)
-        srv.state = {"lock": threading.Lock(), "sms": [], "mail": [], "keys": {}, "fail": 0, "refused": 0,
-                     "hold_to": None}
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        _fake = srv
+        _fake = start_fake(Fake, {"sms": [], "mail": [], "keys": {}, "fail": 0, "refused": 0, "hold_to": None})
     return _fake
 
 

@@ -9,15 +9,14 @@ Retry-After), the branch / wait_until / task steps, agent takeover, the
 The fake GHL and Apollo check what the real ones check (Bearer token and
 Version header; X-Api-Key). Windows are shortened for test speed:
 --ghl-window 2s, --apollo-limit 5/s, --cold-every 1s."""
-import http.server
 import json
 import os
 import sqlite3
 import subprocess
-import threading
 import time
 
 from smtp_fake import SmtpFake
+from lib import FakeProvider, start_fake
 from tenants import Tenant
 
 GHL_KEY, APOLLO_KEY = "pit-test-ghl-key", "apollo-test-key"
@@ -25,23 +24,8 @@ SMTP_USER, SMTP_PW = "mailer", "s3cret-pw"
 GHL_WINDOW = 2.0
 
 
-class Fake(http.server.BaseHTTPRequestHandler):
+class Fake(FakeProvider):
     """GHL's POST /conversations/messages and Apollo's POST /api/v1/people/match."""
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *a):
-        pass
-
-    def _reply(self, code, body, headers=None):
-        data = json.dumps(body).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(data)
-
     def do_POST(self):
         st = self.server.state
         raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
@@ -88,14 +72,8 @@ class Fake(http.server.BaseHTTPRequestHandler):
 
 
 def _start():
-    class Server(http.server.ThreadingHTTPServer):
-        request_queue_size = 512
-        daemon_threads = True
-
-    srv = Server(("127.0.0.1", 0), Fake)
-    srv.state = {"lock": threading.Lock(), "ghl": [], "ghl_at": [], "ghl_429": 0, "ghl_throttled": 0,
-                 "apollo": [], "apollo_at": [], "apollo_busy": 0}
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    srv = start_fake(Fake, {"ghl": [], "ghl_at": [], "ghl_429": 0, "ghl_throttled": 0,
+                 "apollo": [], "apollo_at": [], "apollo_busy": 0}, backlog=512)
     return srv
 
 
