@@ -354,7 +354,7 @@ static int cmd_train_builtin(ehub_config *cfg, logger *log, ml_cli *c) {
     score_import_files(sc, st, log, &imported);
     char err[512];
     json_t *rep = NULL;
-    int rc = score_train(st, sc, tenant, c->builtin, "cli", c->train.seed, clock_wall_ms(), &rep, err, sizeof err);
+    int rc = score_train(st, sc, tenant, c->builtin, "cli", c->train.seed, clock_wall_ms(), &rep, NULL, err, sizeof err);
     int rescored = 0;
     store_err se = {0};
     int leads = !strcmp(c->builtin, SCORE_MODEL); /* churn is computed when asked, not stored */

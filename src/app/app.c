@@ -312,7 +312,7 @@ int app_demo_seed(app *a, char key_out[AUTH_KEY_LEN + 1]) {
         /* the demo's listings are enough to value homes at once */
         char why[512];
         json_t *rep = NULL;
-        int rc = score_train(a->st, a->score, d.tenant, SCORE_VALUE, "demo", 42, clock_wall_ms(), &rep, why,
+        int rc = score_train(a->st, a->score, d.tenant, SCORE_VALUE, "demo", 42, clock_wall_ms(), &rep, NULL, why,
                              sizeof why);
         log_line l;
         if (rc == 0 && log_begin(a->log, &l, LOG_INFO, "demo property_value model trained")) {

@@ -27,6 +27,21 @@ static void h_score(http_req *q, app *a, const auth_principal *p, void *ud) {
     api_job_run(q, j);
 }
 
+/* The request's audit entry, written in the transaction that stores or
+ * activates the version (score_also), so the two commit together. */
+typedef struct audit_in_tx {
+    const app_write_audit *wa;
+    int status;
+} audit_in_tx;
+
+static int audit_version(store_tx *tx, void *ud, int version, store_err *err) {
+    const audit_in_tx *x = ud;
+    json_t *extra = json_pack("{s:i}", "version", version);
+    int rc = extra ? app_write_audit_append(tx, x->wa, x->status, NULL, extra, err) : STORE_NOMEM;
+    json_decref(extra);
+    return rc;
+}
+
 typedef struct train_job {
     app *a;
     char name[32];
@@ -42,8 +57,10 @@ typedef struct train_job {
 
 static void train_work(void *arg) {
     train_job *t = arg;
+    audit_in_tx ax = {t->wa, 201};
+    score_also also = {audit_version, &ax};
     t->rc = score_train(t->a->st, t->a->score, t->tenant, t->name, t->by, t->seed, clock_wall_ms(), &t->report,
-                        t->err, sizeof t->err);
+                        t->wa ? &also : NULL, t->err, sizeof t->err);
     /* lead scores are stored, so a new model re-scores the open leads;
      * churn is computed when asked */
     if (t->rc == 0 && !strcmp(t->name, SCORE_MODEL)) {
@@ -51,14 +68,6 @@ static void train_work(void *arg) {
         if (score_rescore_open(t->a->st, t->tenant, clock_wall_ms(), &t->rescored, &se))
             snprintf(t->err, sizeof t->err, "trained, but re-scoring open leads failed: %s", se.msg);
         json_object_set_new(t->report, "rescored", json_integer(t->rescored));
-    }
-    if (t->rc == 0) {
-        /* the model files are written: the audit entry follows at once */
-        store_err se = {0};
-        json_t *x = json_pack("{s:I}", "version", (json_int_t)json_integer_value(json_object_get(t->report, "version")));
-        if (app_write_audit_commit(t->a, t->tenant, t->wa, 201, x, &se))
-            log_msg(t->a->log, LOG_ERROR, "cannot audit the training", se.msg);
-        json_decref(x);
     }
 }
 
@@ -170,14 +179,10 @@ static void h_models(http_req *q, app *a, const auth_principal *p, void *ud) {
 
 static void activate_work(void *arg) {
     models_job *m = arg;
-    m->status = score_activate(m->a->score, m->tenant, m->name, m->version, m->by, m->err, sizeof m->err);
-    if (!m->status) {
-        store_err se = {0};
-        json_t *x = json_pack("{s:i}", "version", m->version);
-        if (app_write_audit_commit(m->a, m->tenant, m->wa, 200, x, &se))
-            log_msg(m->a->log, LOG_ERROR, "cannot audit the activation", se.msg);
-        json_decref(x);
-    }
+    audit_in_tx ax = {m->wa, 200};
+    score_also also = {audit_version, &ax};
+    m->status = score_activate(m->a->score, m->tenant, m->name, m->version, m->by, m->wa ? &also : NULL, m->err,
+                               sizeof m->err);
 }
 
 static void activate_done(http_req *q, void *arg) {

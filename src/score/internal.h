@@ -91,7 +91,7 @@ void reg_observe(score_ctx *c, tmodel *t, const float *x);
  * rep is the training report: its version is set to the stored one and its
  * dir removed. 0, or -1 with err. */
 int reg_save_trained(score_ctx *c, store *st, int64_t tenant, int b, const char *vdir, json_t *rep,
-                     const char *trained_by, int64_t now_ms, char *err, size_t errlen);
+                     const char *trained_by, int64_t now_ms, const score_also *also, char *err, size_t errlen);
 /* Removes a directory and everything under it (training's scratch). */
 void reg_remove_tree(const char *dir);
 /* DATA_DIR of the context (training writes its scratch files under it). */

@@ -416,6 +416,7 @@ typedef struct save_args {
     const char *name;
     vrow *v;
     int64_t now, gen;
+    const score_also *also;
 } save_args;
 
 static int save_tx(store_tx *tx, void *arg, store_err *err) {
@@ -428,18 +429,19 @@ static int save_tx(store_tx *tx, void *arg, store_err *err) {
         return STORE_CONFLICT;
     }
     if (!rc) rc = activate_row(tx, sa->name, sa->v->version, sa->v->by, sa->now, &sa->gen, err);
+    if (!rc && sa->also) rc = sa->also->fn(tx, sa->also->ud, (int)sa->v->version, err);
     return rc;
 }
 
 int reg_save_trained(score_ctx *c, store *st, int64_t tenant, int b, const char *vdir, json_t *rep,
-                     const char *trained_by, int64_t now_ms, char *err, size_t errlen) {
+                     const char *trained_by, int64_t now_ms, const score_also *also, char *err, size_t errlen) {
     vrow v = {.created = now_ms};
     const char *name = score_builtin_name(b);
     if (vrow_read(&v, vdir, rep, trained_by, err, errlen)) {
         vrow_free(&v);
         return -1;
     }
-    save_args sa = {.name = name, .v = &v, .now = now_ms};
+    save_args sa = {.name = name, .v = &v, .now = now_ms, .also = also};
     store_err se = {0};
     int rc;
     for (int tries = 0; (rc = store_write(st, tenant, save_tx, &sa, &se)) == STORE_CONFLICT && tries < 5; tries++) {
@@ -469,6 +471,7 @@ typedef struct act_args {
     const char *name, *by;
     int version;
     int64_t now, gen;
+    const score_also *also;
 } act_args;
 
 static int act_tx(store_tx *tx, void *arg, store_err *err) {
@@ -485,11 +488,13 @@ static int act_tx(store_tx *tx, void *arg, store_err *err) {
         snprintf(err->msg, sizeof err->msg, "%s has no version %d", aa->name, aa->version);
         return STORE_NOTFOUND;
     }
-    return activate_row(tx, aa->name, aa->version, aa->by, aa->now, &aa->gen, err);
+    rc = activate_row(tx, aa->name, aa->version, aa->by, aa->now, &aa->gen, err);
+    if (!rc && aa->also) rc = aa->also->fn(tx, aa->also->ud, aa->version, err);
+    return rc;
 }
 
-int score_activate(score_ctx *c, int64_t tenant, const char *name, int version, const char *by, char *err,
-                   size_t errlen) {
+int score_activate(score_ctx *c, int64_t tenant, const char *name, int version, const char *by,
+                   const score_also *also, char *err, size_t errlen) {
     int b = score_builtin_index(name);
     if (b < 0) {
         snprintf(err, errlen, "no built-in model \"%.64s\"", name ? name : "");
@@ -499,7 +504,8 @@ int score_activate(score_ctx *c, int64_t tenant, const char *name, int version, 
         snprintf(err, errlen, "no store");
         return 503;
     }
-    act_args aa = {.name = score_builtin_name(b), .by = by ? by : "api", .version = version, .now = clock_wall_ms()};
+    act_args aa = {.name = score_builtin_name(b), .by = by ? by : "api", .version = version, .now = clock_wall_ms(),
+                   .also = also};
     store_err se = {0};
     int rc = store_write(c->st, tenant, act_tx, &aa, &se);
     if (rc == STORE_NOTFOUND) {

@@ -775,7 +775,7 @@ static int mkdirs(const char *path) {
 }
 
 int score_train(store *st, score_ctx *c, int64_t tenant, const char *name, const char *trained_by, uint64_t seed,
-                int64_t now_ms, json_t **report, char *err, size_t errlen) {
+                int64_t now_ms, json_t **report, const score_also *also, char *err, size_t errlen) {
     *report = NULL;
     int b = builtin_find(name);
     if (b < 0) {
@@ -851,7 +851,7 @@ int score_train(store *st, score_ctx *c, int64_t tenant, const char *name, const
     json_object_set_new(rep, pos, json_integer(b == B_VALUE ? labelled : col.pos));
     if (b != B_VALUE) json_object_set_new(rep, neg, json_integer(col.neg));
     snprintf(vdir, sizeof vdir, "%s/%s/v%d", scratch, name, (int)json_integer_value(json_object_get(rep, "version")));
-    rc = reg_save_trained(c, st, tenant, b, vdir, rep, trained_by, now_ms, err, errlen);
+    rc = reg_save_trained(c, st, tenant, b, vdir, rep, trained_by, now_ms, also, err, errlen);
     reg_remove_tree(scratch);
     if (rc) {
         json_decref(rep);

@@ -128,8 +128,17 @@ int score_features(score_ctx *c, int64_t tenant, const char *name, const json_t 
  * min_class} with a return of 1. Returns 0 on success, 1 for too few
  * outcomes, -1 with err on failure (an unknown name included). Blocking
  * (seconds): thread pool or CLI only. */
+/* Work done inside the transaction that stores or activates a version, so
+ * that it commits with it or not at all (the request's audit entry):
+ * called with the version; non-zero rolls the whole write back. */
+typedef struct score_also {
+    int (*fn)(store_tx *tx, void *ud, int version, store_err *err);
+    void *ud;
+} score_also;
+
+/* also: may be NULL. */
 int score_train(store *st, score_ctx *c, int64_t tenant, const char *name, const char *trained_by, uint64_t seed,
-                int64_t now_ms, json_t **report, char *err, size_t errlen);
+                int64_t now_ms, json_t **report, const score_also *also, char *err, size_t errlen);
 /* 1 if name is a built-in model. */
 int score_builtin(const char *name);
 
@@ -150,8 +159,8 @@ json_t *score_models(score_ctx *c, int64_t tenant);
  * cannot record or load) with err. Thread pool only. Stored lead scores
  * are not recomputed; each lead gets the new model's score on its next
  * write. */
-int score_activate(score_ctx *c, int64_t tenant, const char *name, int version, const char *by, char *err,
-                   size_t errlen);
+int score_activate(score_ctx *c, int64_t tenant, const char *name, int version, const char *by,
+                   const score_also *also, char *err, size_t errlen);
 
 /* ---- property_match and property_value (match.c) ---- */
 

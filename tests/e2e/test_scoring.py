@@ -5,6 +5,7 @@ HTTP and with `ehub train --tenant --builtin lead_scoring`, and the model
 taking over from the prior.
 
 Every test makes its own tenant. Standard library only."""
+import json
 import math
 import random
 import time
@@ -260,6 +261,17 @@ def test_scoring_trained_model_takes_over_from_prior(t):
     assert st == 200 and j["active_version"] == 1, (st, j)
     lead = tn.create_lead(first_name="Rolled back")
     assert _score(tn, lead["id"])["model_version"] == 1
+
+    # the HTTP training and the activation each wrote their audit entry in
+    # the transaction that stored the version (the CLI's training is no
+    # request: no entry); refused ones wrote none; the chain verifies
+    items = tn.ok("GET", "/v1/audit?limit=500")["items"]
+    got = [(x["action"], x["target"], x["detail"].get("version"), x["detail"]["status"]) for x in reversed(items)
+           if "models" in x["action"]]
+    assert got == [("POST /v1/models/{name}/train", "model:lead_scoring", 1, 201),
+                   ("POST /v1/builtin-models/{name}/activate", "builtin-model:lead_scoring", 1, 200)], got
+    r = run_cli(t, tn.srv, "audit", "verify", "--tenant", tn.slug)
+    assert r.returncode == 0 and json.loads(r.stdout.strip().splitlines()[-1])["ok"], (r.stdout, r.stderr)
 
 
 # ---------------------------------------------------------------- churn

@@ -222,10 +222,10 @@ static void test_registry_imports_files_once_and_activates(void **state) {
 
     /* activation: an unknown version changes nothing; a known one is
      * served at once, as the next generation */
-    assert_int_equal(score_activate(c, f->tenant, "lead_scoring", 9, "test", err, sizeof err), 404);
-    assert_int_equal(score_activate(c, f->tenant, "nope", 1, "test", err, sizeof err), 404);
+    assert_int_equal(score_activate(c, f->tenant, "lead_scoring", 9, "test", NULL, err, sizeof err), 404);
+    assert_int_equal(score_activate(c, f->tenant, "nope", 1, "test", NULL, err, sizeof err), 404);
     assert_int_equal(score_model_generation(c, f->tenant, "lead_scoring"), 1);
-    assert_int_equal(score_activate(c, f->tenant, "lead_scoring", 2, "test", err, sizeof err), 0);
+    assert_int_equal(score_activate(c, f->tenant, "lead_scoring", 2, "test", NULL, err, sizeof err), 0);
     assert_int_equal(score_model_generation(c, f->tenant, "lead_scoring"), 2);
     if (score_features(c, f->tenant, "lead_scoring", feats, 0, &out, err, sizeof err)) fail_msg("%s", err);
     assert_int_equal(json_integer_value(json_object_get(out, "version")), 2);
@@ -237,7 +237,7 @@ static void test_registry_imports_files_once_and_activates(void **state) {
     int v = 0;
     assert_int_equal(score_model_reload(c2, f->tenant, "lead_scoring", &v, err, sizeof err), 0);
     assert_int_equal(v, 2);
-    assert_int_equal(score_activate(c2, f->tenant, "lead_scoring", 1, "test", err, sizeof err), 0);
+    assert_int_equal(score_activate(c2, f->tenant, "lead_scoring", 1, "test", NULL, err, sizeof err), 0);
     assert_int_equal(score_model_generation(c2, f->tenant, "lead_scoring"), 3);
     assert_int_equal(score_model_generation(c, f->tenant, "lead_scoring"), 2); /* until its event */
     assert_int_equal(score_model_reload(c, f->tenant, "lead_scoring", &v, err, sizeof err), 0);
@@ -445,7 +445,7 @@ static void test_drift_of_builtin_rows(void **state) {
 
     /* an activation (here of the same version) starts the counts again */
     char err[256];
-    assert_int_equal(score_activate(c, f->tenant, "lead_scoring", 1, "test", err, sizeof err), 0);
+    assert_int_equal(score_activate(c, f->tenant, "lead_scoring", 1, "test", NULL, err, sizeof err), 0);
     d = lead_drift(c, f);
     assert_int_equal(json_integer_value(json_object_get(d, "rows")), 0);
     json_decref(d);
