@@ -184,7 +184,7 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
     if (api_system_register(a) || leads_api_register(a) || leads_ghl_register(a) ||
         leads_import_register(a) || leads_settings_register(a) || ml_serve_register(a) || score_api_register(a) ||
         nurture_register(a) || auth_api_register(a) || coach_api_register(a) || realtime_start(a) ||
-        score_registry_start(a) ||
+        score_registry_start(a) || nurture_wake_start(a) ||
         privacy_register(a) || reports_register(a) || api_openapi_build(a) || web_register(a)) {
         log_msg(log, LOG_ERROR, "startup failed", "cannot register routes");
         return -1;

@@ -89,6 +89,10 @@ typedef struct nurture_ctx nurture_ctx;
 /* Starts the dispatcher on the app's loop (a timer every 100 ms; the
  * claims and sends run on the thread pool) and registers the routes. */
 int nurture_register(struct app *a);
+/* Due work announced on the event bus (a new enrolment, a one-off
+ * message) starts a claim at once instead of at the next tick. Call after
+ * realtime_start (the bus). 0 or -1. */
+int nurture_wake_start(struct app *a);
 /* Stops the timer; in-flight sends finish. */
 void nurture_stop(nurture_ctx *c);
 void nurture_free(nurture_ctx *c);

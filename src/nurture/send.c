@@ -34,6 +34,7 @@
 #include "leads/leads.h"
 #include "nurture.h"
 #include "nurture_int.h"
+#include "realtime/realtime.h"
 
 #define BATCH 100
 #define SEND_TIMEOUT_MS 10000
@@ -112,6 +113,7 @@ struct nurture_ctx {
     slot slots[SLOTS];
     int busy; /* slots out (and the background work) */
     int stopping, closed, freed;
+    uint64_t last_kick; /* loop ms of the last claim started by an event */
     curlloop *curl;  /* every provider call, on the loop */
     int curl_closed;
     char twilio_url[512], sendgrid_url[512], public_url[512], ghl_url[512];
@@ -1252,6 +1254,25 @@ static void on_tick(uv_timer_t *t) {
         if (sl->claimed < BATCH) break;
     }
 }
+
+/* A speed-to-lead first touch or an agent's one-off would otherwise wait
+ * for the next tick (50 ms on average). Their events start a claim at
+ * once; at most one per KICK_MIN_MS, so a burst of enrolments (an import,
+ * a webhook storm) costs a claim every few ms, not one each. Events of
+ * other nodes kick too: whichever node claims first sends (SKIP LOCKED). */
+#define KICK_MIN_MS 10
+static void on_event(void *ud, const store_event *ev) {
+    app *a = ud;
+    nurture_ctx *c = a->nurture;
+    if (!c || c->stopping || !ev->type) return;
+    if (strcmp(ev->type, "nurture.enrolled") && strcmp(ev->type, "message.queued")) return;
+    uint64_t now = uv_now(a->loop);
+    if (c->last_kick && now - c->last_kick < KICK_MIN_MS) return;
+    c->last_kick = now;
+    on_tick(&c->timer);
+}
+
+int nurture_wake_start(app *a) { return realtime_subscribe(a, on_event, a); }
 
 static void on_closed(uv_handle_t *h) {
     nurture_ctx *c = h->data;
