@@ -99,7 +99,8 @@ int leads_upsert(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, i
     json_decref(lead);
     /* speed to lead: the first touch is queued with the lead itself */
     if (!rc) rc = nurture_on_new_lead(tx, *id, now_ms, err);
-    return rc ? rc : score_lead(tx, *id, now_ms, err);
+    /* nothing above adds an activity: the new lead has none to read */
+    return rc ? rc : score_new_lead(tx, *id, now_ms, err);
 }
 
 int leads_add_activity(store_tx *tx, int64_t lead_id, const activity_in *a, int64_t now_ms,
