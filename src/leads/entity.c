@@ -264,9 +264,25 @@ static int touches_consent(const ent_vals *v) {
     return 0;
 }
 
+/* SQL text is built with plain appends, not printf: it is rebuilt for
+ * every write (the statement cache is keyed by the text). */
+static void put_col(buf *b, const char *name) {
+    buf_append(b, ", ", 2);
+    buf_puts(b, name);
+}
+
+/* Appends the placeholder $k (k > 0). */
+static void put_param(buf *b, int k) {
+    char t[16];
+    size_t n = sizeof t;
+    do t[--n] = (char)('0' + k % 10); while ((k /= 10) && n > 1);
+    t[--n] = '$';
+    buf_append(b, t + n, sizeof t - n);
+}
+
 static int select_cols(const entity *e, buf *b) {
     buf_puts(b, "id");
-    for (int i = 0; i < e->nfields; i++) buf_printf(b, ", %s", e->fields[i].name);
+    for (int i = 0; i < e->nfields; i++) put_col(b, e->fields[i].name);
     return buf_puts(b, ", version, created_at, updated_at");
 }
 
@@ -284,16 +300,21 @@ int ent_insert_row(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id,
     int n = 0;
     p[n++] = SV_I(store_tx_tenant(tx));
     p[n++] = SV_I(now_ms);
-    buf_printf(&sql, "INSERT INTO %s (tenant_id, created_at, updated_at", e->table);
+    buf_puts(&sql, "INSERT INTO ");
+    buf_puts(&sql, e->table);
+    buf_puts(&sql, " (tenant_id, created_at, updated_at");
     buf_puts(&vals, "$1, $2, $2");
     for (int i = 0; i < e->nfields; i++) {
         if (!v->present[i]) continue;
-        buf_printf(&sql, ", %s", e->fields[i].name);
+        put_col(&sql, e->fields[i].name);
         p[n] = v->v[i];
         n++;
-        buf_printf(&vals, ", $%d", n);
+        buf_append(&vals, ", ", 2);
+        put_param(&vals, n);
     }
-    buf_printf(&sql, ") VALUES (%s) RETURNING ", vals.p);
+    buf_puts(&sql, ") VALUES (");
+    buf_append(&sql, vals.p, vals.len);
+    buf_puts(&sql, ") RETURNING ");
     /* The whole row when asked, or when its consent flags are to be
      * logged: what a SELECT right after would read, without that statement. */
     int log_consent = e == &entity_lead && touches_consent(v);
@@ -370,7 +391,9 @@ int ent_update(store_tx *tx, const ent_vals *v, int64_t id, int64_t expect_versi
         if (!v->present[i]) continue;
         p[n] = v->v[i];
         n++;
-        buf_printf(&sql, ", %s = $%d", e->fields[i].name, n);
+        put_col(&sql, e->fields[i].name);
+        buf_append(&sql, " = ", 3);
+        put_param(&sql, n);
     }
     /* version = $4 makes the read-check-write above atomic on PostgreSQL,
      * where another transaction may commit in between. */
