@@ -244,8 +244,7 @@ static int add_row(store_rows *r, sqlite3_stmt *st, int ncols) {
         switch (sqlite3_column_type(st, i)) {
         case SQLITE_NULL: rc = store__rows_cell(r, NULL, 0); break;
         case SQLITE_INTEGER:
-            snprintf(num, sizeof num, "%lld", (long long)sqlite3_column_int64(st, i));
-            rc = store__rows_cell(r, num, strlen(num));
+            rc = store__rows_cell(r, num, store__fmt_int(sqlite3_column_int64(st, i), num));
             break;
         case SQLITE_FLOAT:
             /* SQLite's own text keeps 15 digits; ours reads back exactly. */
