@@ -438,6 +438,37 @@ int score_append_event(store_tx *tx, const char *type, json_t *ev, store_err *er
     return rc;
 }
 
+/* Appends ev (taken) with a last key "reasons": rtext, the compact text of
+ * reasons, spliced in rather than encoded again (the same text
+ * json_dumps gives with reasons set last); without rtext, reasons is set
+ * in ev and encoded. */
+static int append_with_reasons(store_tx *tx, const char *type, json_t *ev, json_t *reasons, const char *rtext,
+                               store_err *err) {
+    if (!rtext || !ev) {
+        if (ev) json_object_set(ev, "reasons", reasons);
+        return score_append_event(tx, type, ev, err);
+    }
+    char *head = json_dumps(ev, JSON_COMPACT);
+    json_decref(ev);
+    size_t hl = head ? strlen(head) : 0, rl = strlen(rtext);
+    char *text = hl >= 2 ? eh_malloc(hl + rl + 16) : NULL;
+    int rc = STORE_NOMEM;
+    if (text) {
+        memcpy(text, head, hl - 1); /* without its closing brace */
+        memcpy(text + hl - 1, ",\"reasons\":", 11);
+        memcpy(text + hl + 10, rtext, rl);
+        memcpy(text + hl + 10 + rl, "}", 2);
+        rc = store_event_append(tx, type, text, NULL, err);
+    }
+    eh_free(text);
+    free(head);
+    if (rc == STORE_NOMEM) {
+        err->code = STORE_NOMEM;
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+    }
+    return rc;
+}
+
 static int rescore(store_tx *tx, int64_t lead_id, int64_t now_ms, int fresh, store_err *err) {
     store_rows *r = NULL;
     int rc = lead_row(tx, lead_id, now_ms, fresh, &r, err);
@@ -471,19 +502,19 @@ static int rescore(store_tx *tx, int64_t lead_id, int64_t now_ms, int fresh, sto
                          "VALUES ($1, $2, $3, $4, $5, $6, $7)",
                          ins, 7, NULL, err);
     }
-    free(rtext);
+    /* both events end with the reasons: their text is the one just written */
     if (!rc)
-        rc = score_append_event(tx, "lead.scored",
-                          json_pack("{s:I, s:f, s:o, s:s, s:o, s:O}", "lead_id", (json_int_t)lead_id, "score", sc,
-                                    "previous", had ? json_real(old) : json_null(), "kind", kind, "model_version",
-                                    version ? json_integer(version) : json_null(), "reasons", reasons),
-                          err);
+        rc = append_with_reasons(tx, "lead.scored",
+                                 json_pack("{s:I, s:f, s:o, s:s, s:o}", "lead_id", (json_int_t)lead_id, "score", sc,
+                                           "previous", had ? json_real(old) : json_null(), "kind", kind,
+                                           "model_version", version ? json_integer(version) : json_null()),
+                                 reasons, rtext, err);
     if (!rc && sc >= thr && (!had || old < thr))
-        rc = score_append_event(tx, "lead.hot",
-                          json_pack("{s:I, s:f, s:f, s:o, s:O}", "lead_id", (json_int_t)lead_id, "score", sc,
-                                    "threshold", thr, "agent_id", agent ? json_integer(agent) : json_null(),
-                                    "reasons", reasons),
-                          err);
+        rc = append_with_reasons(tx, "lead.hot",
+                                 json_pack("{s:I, s:f, s:f, s:o}", "lead_id", (json_int_t)lead_id, "score", sc,
+                                           "threshold", thr, "agent_id", agent ? json_integer(agent) : json_null()),
+                                 reasons, rtext, err);
+    free(rtext);
     json_decref(reasons);
     return rc;
 }

@@ -540,6 +540,24 @@ static int read_score(store_tx *tx, void *arg, store_err *err) {
     return STORE_OK;
 }
 
+/* The lead.scored event of s->lead, and its score's reasons as stored. */
+static int read_scored_event(store_tx *tx, void *arg, store_err *err) {
+    score_hist *s = arg;
+    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(s->lead)};
+    store_rows *r = NULL;
+    int rc = store_query(tx,
+                         "SELECT e.payload, (SELECT reasons FROM lead_scores WHERE tenant_id = $1 AND lead_id = $2) "
+                         "FROM events e WHERE e.tenant_id = $1 AND e.type = 'lead.scored' "
+                         "AND json_extract(e.payload, '$.lead_id') = $2",
+                         p, 2, &r, err);
+    if (rc) return rc;
+    s->text[0] = 0;
+    if (store_rows_count(r) == 1)
+        snprintf(s->text, sizeof s->text, "%s\n%s", store_rows_text(r, 0, 0), store_rows_text(r, 0, 1));
+    store_rows_free(r);
+    return STORE_OK;
+}
+
 static void test_new_lead_scores_as_score_lead(void **state) {
     fx *f = *state;
     store_err err = {0};
@@ -551,6 +569,31 @@ static void test_new_lead_scores_as_score_lead(void **state) {
     assert_int_equal(store_read(f->st, f->tenant, read_score, &b, &err), 0);
     assert_true(a.text[0] != 0);
     assert_string_equal(a.text, b.text);
+    /* lead.scored: the score's fields, then the stored reasons, as one
+     * JSON document */
+    score_hist ev = {t.a, ""};
+    assert_int_equal(store_read(f->st, f->tenant, read_scored_event, &ev, &err), 0);
+    char *nl = strchr(ev.text, '\n');
+    assert_non_null(nl);
+    *nl = 0;
+    json_t *payload = json_loads(ev.text, 0, NULL), *stored = json_loads(nl + 1, 0, NULL);
+    assert_non_null(payload);
+    assert_non_null(stored);
+    assert_true(json_array_size(stored) > 0);
+    assert_true(json_equal(json_object_get(payload, "reasons"), stored));
+    assert_int_equal(json_integer_value(json_object_get(payload, "lead_id")), t.a);
+    assert_true(json_is_null(json_object_get(payload, "previous")));
+    assert_string_equal(json_string_value(json_object_get(payload, "kind")), "prior");
+    assert_int_equal(json_object_size(payload), 6);
+    json_t *want = json_pack("{s:I, s:O, s:n, s:s, s:n, s:O}", "lead_id", (json_int_t)t.a, "score",
+                             json_object_get(payload, "score"), "previous", "kind", "prior", "model_version",
+                             "reasons", stored);
+    char *wt = json_dumps(want, JSON_COMPACT);
+    assert_string_equal(ev.text, wt); /* byte for byte, keys in order */
+    free(wt);
+    json_decref(want);
+    json_decref(payload);
+    json_decref(stored);
 }
 
 typedef struct row_text {
