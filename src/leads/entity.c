@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/alloc.h"
@@ -264,9 +265,25 @@ static int touches_consent(const ent_vals *v) {
     return 0;
 }
 
+/* SQL text is built with plain appends, not printf: it is rebuilt for
+ * every write (the statement cache is keyed by the text). */
+static void put_col(buf *b, const char *name) {
+    buf_append(b, ", ", 2);
+    buf_puts(b, name);
+}
+
+/* Appends the placeholder $k (k > 0). */
+static void put_param(buf *b, int k) {
+    char t[16];
+    size_t n = sizeof t;
+    do t[--n] = (char)('0' + k % 10); while ((k /= 10) && n > 1);
+    t[--n] = '$';
+    buf_append(b, t + n, sizeof t - n);
+}
+
 static int select_cols(const entity *e, buf *b) {
     buf_puts(b, "id");
-    for (int i = 0; i < e->nfields; i++) buf_printf(b, ", %s", e->fields[i].name);
+    for (int i = 0; i < e->nfields; i++) put_col(b, e->fields[i].name);
     return buf_puts(b, ", version, created_at, updated_at");
 }
 
@@ -275,8 +292,14 @@ int ent_insert(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, sto
 }
 
 int ent_insert_row(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, json_t **row, store_err *err) {
+    return ent_insert_row_text(tx, v, now_ms, id, row, NULL, err);
+}
+
+int ent_insert_row_text(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, json_t **row, char **text,
+                        store_err *err) {
     const entity *e = v->e;
     if (row) *row = NULL;
+    if (text) *text = NULL;
     buf sql, vals;
     buf_init(&sql, 8192);
     buf_init(&vals, 4096);
@@ -284,20 +307,25 @@ int ent_insert_row(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id,
     int n = 0;
     p[n++] = SV_I(store_tx_tenant(tx));
     p[n++] = SV_I(now_ms);
-    buf_printf(&sql, "INSERT INTO %s (tenant_id, created_at, updated_at", e->table);
+    buf_puts(&sql, "INSERT INTO ");
+    buf_puts(&sql, e->table);
+    buf_puts(&sql, " (tenant_id, created_at, updated_at");
     buf_puts(&vals, "$1, $2, $2");
     for (int i = 0; i < e->nfields; i++) {
         if (!v->present[i]) continue;
-        buf_printf(&sql, ", %s", e->fields[i].name);
+        put_col(&sql, e->fields[i].name);
         p[n] = v->v[i];
         n++;
-        buf_printf(&vals, ", $%d", n);
+        buf_append(&vals, ", ", 2);
+        put_param(&vals, n);
     }
-    buf_printf(&sql, ") VALUES (%s) RETURNING ", vals.p);
+    buf_puts(&sql, ") VALUES (");
+    buf_append(&sql, vals.p, vals.len);
+    buf_puts(&sql, ") RETURNING ");
     /* The whole row when asked, or when its consent flags are to be
      * logged: what a SELECT right after would read, without that statement. */
     int log_consent = e == &entity_lead && touches_consent(v);
-    if (row || log_consent) select_cols(e, &sql);
+    if (row || text || log_consent) select_cols(e, &sql);
     else buf_puts(&sql, "id");
     store_rows *r = NULL;
     int rc = sql.len < sql.max - 1 ? store_query(tx, sql.p, p, n, &r, err) : STORE_ERR;
@@ -307,6 +335,17 @@ int ent_insert_row(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id,
         if (row && !(*row = ent_row_json(e, r, 0))) {
             set_err(err, STORE_NOMEM, "out of memory");
             rc = STORE_NOMEM;
+        }
+        if (text && rc == STORE_OK) {
+            buf t;
+            buf_init(&t, 1 << 20);
+            if (ent_row_text(e, r, 0, &t) || !t.p) {
+                buf_free(&t);
+                set_err(err, STORE_NOMEM, "out of memory");
+                rc = STORE_NOMEM;
+            } else {
+                *text = buf_detach(&t, NULL);
+            }
         }
         static const char *const names[] = {"consent_sms", "consent_email", "consent_call", "dnd"};
         for (int k = 0; log_consent && k < 4; k++) /* column 0 is id */
@@ -322,6 +361,10 @@ int ent_insert_row(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id,
     if (rc && row) {
         json_decref(*row);
         *row = NULL;
+    }
+    if (rc && text) {
+        eh_free(*text);
+        *text = NULL;
     }
     return rc;
 }
@@ -370,7 +413,9 @@ int ent_update(store_tx *tx, const ent_vals *v, int64_t id, int64_t expect_versi
         if (!v->present[i]) continue;
         p[n] = v->v[i];
         n++;
-        buf_printf(&sql, ", %s = $%d", e->fields[i].name, n);
+        put_col(&sql, e->fields[i].name);
+        buf_append(&sql, " = ", 3);
+        put_param(&sql, n);
     }
     /* version = $4 makes the read-check-write above atomic on PostgreSQL,
      * where another transaction may commit in between. */
@@ -425,6 +470,98 @@ json_t *ent_row_json(const entity *e, const store_rows *r, int row) {
     json_object_set_new(o, "created_at", json_integer(store_rows_int(r, row, c + 1)));
     json_object_set_new(o, "updated_at", json_integer(store_rows_int(r, row, c + 2)));
     return o;
+}
+
+/* A JSON value through jansson's own encoder (reals: its number format;
+ * stored JSON: parsed and written back compact, as ent_row_json would). */
+static int put_json(buf *b, json_t *v) {
+    char *s = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(v);
+    if (!s) return BUF_NOMEM;
+    int rc = buf_puts(b, s);
+    free(s);
+    return rc;
+}
+
+/* An integer cell: its text when it is already canonical decimal (it is,
+ * from both backends), else as ent_row_json reads it. */
+static int put_int(buf *b, const store_rows *r, int row, int c) {
+    const char *t = store_rows_text(r, row, c);
+    size_t n = t ? strlen(t) : 0, i = n && t[0] == '-';
+    int ok = n > i && n - i <= 18 && (t[i] != '0' || n - i == 1) && !(i && t[1] == '0');
+    for (size_t k = i; ok && k < n; k++) ok = t[k] >= '0' && t[k] <= '9';
+    if (ok) return buf_append(b, t, n);
+    char num[24];
+    snprintf(num, sizeof num, "%lld", (long long)store_rows_int(r, row, c));
+    return buf_puts(b, num);
+}
+
+/* ,"name": in one append (names are the schema's, short and plain) */
+static int put_key(buf *b, const char *name, int first) {
+    char k[72];
+    size_t n = strlen(name), o = 0;
+    if (n > sizeof k - 4) return BUF_TOO_BIG;
+    if (!first) k[o++] = ',';
+    k[o++] = '"';
+    memcpy(k + o, name, n);
+    o += n;
+    k[o++] = '"';
+    k[o++] = ':';
+    return buf_append(b, k, o);
+}
+
+int ent_row_text(const entity *e, const store_rows *r, int row, buf *out) {
+    /* BUF_ codes are negative: OR-ing keeps any failure */
+    int rc = buf_putc(out, '{');
+    rc |= put_key(out, "id", 1);
+    rc |= put_int(out, r, row, 0);
+    for (int i = 0; !rc && i < e->nfields; i++) {
+        int c = i + 1;
+        const field *f = &e->fields[i];
+        rc |= put_key(out, f->name, 0);
+        if (store_rows_isnull(r, row, c)) {
+            rc |= buf_append(out, "null", 4);
+            continue;
+        }
+        switch (f->t) {
+        case F_INT:
+        case F_REF: rc |= put_int(out, r, row, c); break;
+        case F_REAL:
+        case F_LAT:
+        case F_LNG: rc |= put_json(out, json_real(store_rows_real(r, row, c))); break;
+        case F_BOOL: rc |= store_rows_int(r, row, c) ? buf_append(out, "true", 4) : buf_append(out, "false", 5); break;
+        case F_LIST: {
+            if (!strcmp(store_rows_text(r, row, c), "[]")) { /* the column's default */
+                rc |= buf_append(out, "[]", 2);
+                break;
+            }
+            json_t *v = json_loads(store_rows_text(r, row, c), 0, NULL);
+            if (!json_is_array(v)) {
+                json_decref(v);
+                v = json_array();
+            }
+            rc |= put_json(out, v);
+            break;
+        }
+        case F_JSON: {
+            json_t *v = json_loads(store_rows_text(r, row, c), 0, NULL);
+            rc |= v ? put_json(out, v) : buf_append(out, "null", 4);
+            break;
+        }
+        default:
+            rc |= buf_putc(out, '"');
+            rc |= buf_json_str(out, store_rows_text(r, row, c), store_rows_len(r, row, c));
+            rc |= buf_putc(out, '"');
+            break;
+        }
+    }
+    int c = e->nfields + 1;
+    static const char *const tail[] = {"version", "created_at", "updated_at"};
+    for (int k = 0; !rc && k < 3; k++) {
+        rc |= put_key(out, tail[k], 0);
+        rc |= put_int(out, r, row, c + k);
+    }
+    return rc ? rc : buf_putc(out, '}');
 }
 
 int ent_get(store_tx *tx, const entity *e, int64_t id, json_t **out, store_err *err) {

@@ -13,6 +13,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "base/buf.h"
 #include "store/store.h"
 
 typedef enum {
@@ -86,6 +87,10 @@ int ent_insert(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, sto
 /* The same, and *row (if row is not NULL; the caller's) gets the new row as
  * ent_get would read it, from the INSERT's RETURNING. */
 int ent_insert_row(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, json_t **row, store_err *err);
+/* ent_insert_row, and *text (if text is not NULL; the caller's, eh_free)
+ * gets the same row as compact JSON text (ent_row_text). */
+int ent_insert_row_text(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, json_t **row, char **text,
+                        store_err *err);
 /* UPDATE the present values of row id. expect_version > 0 requires that
  * version (else STORE_CONFLICT with msg "version"). STORE_NOTFOUND if no
  * live row. Bumps version and updated_at. */
@@ -117,5 +122,11 @@ int ent_list(store_tx *tx, ent_query *q, json_t **out, store_err *err);
 /* Turns one row of a SELECT of all columns (id, fields..., version,
  * created_at, updated_at) into JSON. */
 json_t *ent_row_json(const entity *e, const store_rows *r, int row);
+/* The same document as compact JSON text, appended to out, written
+ * straight from the row (an event payload needs no tree: this runs with
+ * every lead created). Keys and values as json_dumps(ent_row_json(...),
+ * JSON_COMPACT) gives them; strings are escaped by buf_json_str. A BUF_
+ * code on failure. */
+int ent_row_text(const entity *e, const store_rows *r, int row, buf *out);
 
 #endif

@@ -18,6 +18,7 @@
 #include "auth/auth.h"
 #include "auth/sig.h"
 #include "base/alloc.h"
+#include "base/buf.h"
 #include "base/clock.h"
 #include "leads.h"
 #include "nurture/nurture.h"
@@ -665,10 +666,19 @@ static void ghl_done(http_req *q, void *arg) {
         if (j->status == 503) http_res_header(q, "Retry-After", "1");
         http_reply_error(q, j->status, j->code, j->msg);
     } else {
-        json_t *out = json_pack("{s:s, s:s, s:s}", "status",
-                                j->duplicate ? "duplicate" : j->stored_only ? "stored" : "accepted", "type",
-                                j->type, "webhook_id", j->webhook_id);
-        http_reply_json(q, 200, out);
+        /* {status, type, webhook_id}, written as http_reply_error writes
+         * its document: every delivery gets this answer */
+        buf b;
+        buf_init(&b, 1024);
+        buf_puts(&b, "{\"status\":\"");
+        buf_puts(&b, j->duplicate ? "duplicate" : j->stored_only ? "stored" : "accepted");
+        buf_puts(&b, "\",\"type\":\"");
+        buf_json_str(&b, j->type, strlen(j->type));
+        buf_puts(&b, "\",\"webhook_id\":\"");
+        buf_json_str(&b, j->webhook_id, strlen(j->webhook_id));
+        if (buf_puts(&b, "\"}") == BUF_OK) http_reply(q, 200, "application/json", b.p, b.len);
+        else http_reply_error(q, 503, "overloaded", "out of memory");
+        buf_free(&b);
     }
     eh_free(j->body);
     eh_free(j);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "leads.h"
+#include "base/alloc.h"
 #include "coach/coach.h"
 #include "nurture/nurture.h"
 #include "score/score.h"
@@ -90,16 +91,28 @@ int leads_upsert(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t *id, i
     *created = 1;
     /* the new row comes back from the INSERT itself, and routing reads the
      * lead's areas and language from it */
-    if ((rc = ent_insert_row(tx, v, now_ms, id, &lead, err))) return rc;
-    rc = leads_event(tx, "lead.created", lead, err);
-    if (!rc && !json_is_integer(json_object_get(lead, "agent_id"))) {
+    char *text;
+    if ((rc = ent_insert_row_text(tx, v, now_ms, id, NULL, &text, err))) return rc;
+    /* the event's text comes from the row, without a JSON tree of it */
+    rc = store_event_append(tx, "lead.created", text, NULL, err);
+    eh_free(text);
+    if (!rc && !val_of(v, "agent_id")) {
+        /* routing reads the lead's id, areas and language: as inserted
+         * (an absent areas is the column's [], which matches no agent's
+         * areas, as a missing one does) */
+        const store_val *areas = val_of(v, "areas"), *lang = val_of(v, "language");
+        lead = json_pack("{s:I}", "id", (json_int_t)*id);
+        if (lead && areas && areas->t == SV_TEXT)
+            json_object_set_new(lead, "areas", json_loadb(areas->s, areas->n, 0, NULL));
+        if (lead && lang && lang->t == SV_TEXT) json_object_set_new(lead, "language", json_stringn(lang->s, lang->n));
         int64_t agent;
-        rc = leads_route_lead(tx, lead, "new lead", now_ms, &agent, err);
+        rc = lead ? leads_route_lead(tx, lead, "new lead", now_ms, &agent, err) : STORE_NOMEM;
+        json_decref(lead);
     }
-    json_decref(lead);
     /* speed to lead: the first touch is queued with the lead itself */
     if (!rc) rc = nurture_on_new_lead(tx, *id, now_ms, err);
-    return rc ? rc : score_lead(tx, *id, now_ms, err);
+    /* nothing above adds an activity: the new lead has none to read */
+    return rc ? rc : score_new_lead(tx, *id, now_ms, err);
 }
 
 int leads_add_activity(store_tx *tx, int64_t lead_id, const activity_in *a, int64_t now_ms,

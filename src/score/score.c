@@ -59,13 +59,15 @@ const char *score_builtin_name(int b) { return b >= 0 && b < NBUILTIN ? builtins
 /* One lead's row: its columns, then its activity aggregates up to a time
  * ($2: now when scoring, the snapshot time when building churn training
  * rows). The same columns serve scoring (one lead) and training. */
-#define LEAD_SELECT                                                                                       \
+#define LEAD_COLS                                                                                         \
     "SELECT l.id, l.source, l.timeline, l.property_type, l.preapproved, l.budget_min, l.budget_max, "     \
     "l.beds, l.baths, l.areas, l.email, l.phone, l.consent_sms + l.consent_email + l.consent_call, "      \
-    "l.tags, l.created_at, l.updated_at, l.score, l.agent_id, l.status, "                                 \
+    "l.tags, l.created_at, l.updated_at, l.score, l.agent_id, l.status, "
+#define LEAD_THRESHOLD "(SELECT hot_threshold FROM tenant_settings s WHERE s.tenant_id = l.tenant_id) "
+#define LEAD_SELECT                                                                                       \
+    LEAD_COLS                                                                                             \
     "COALESCE(x.inb, 0), COALESCE(x.outb, 0), COALESCE(x.calls, 0), COALESCE(x.appts, 0), x.first_out, " \
-    "x.last_in, x.last_act, x.last_out, x.last_call, "                                                    \
-    "(SELECT hot_threshold FROM tenant_settings s WHERE s.tenant_id = l.tenant_id) "
+    "x.last_in, x.last_act, x.last_out, x.last_call, " LEAD_THRESHOLD
 #define LEAD_FROM                                                                \
     "FROM leads l LEFT JOIN (SELECT lead_id, "                                   \
     "SUM(CASE WHEN direction = 'inbound' THEN 1 ELSE 0 END) AS inb, "            \
@@ -86,6 +88,10 @@ enum {
 };
 static const char sql_one[] = LEAD_SELECT LEAD_FROM "AND lead_id = $3 GROUP BY lead_id) x ON x.lead_id = l.id "
                                                     "WHERE l.tenant_id = $1 AND l.id = $3 AND l.deleted_at IS NULL";
+/* The same row for a lead with no activity at all (one created in this
+ * transaction): the aggregates are known without reading activities. */
+static const char sql_one_new[] = LEAD_COLS "0, 0, 0, 0, NULL, NULL, NULL, NULL, NULL, " LEAD_THRESHOLD
+                                            "FROM leads l WHERE l.tenant_id = $1 AND l.id = $2 AND l.deleted_at IS NULL";
 /* lead_scoring's examples: every won or lost lead. */
 static const char sql_won_lost[] = LEAD_SELECT LEAD_FROM "GROUP BY lead_id) x ON x.lead_id = l.id "
                                                          "WHERE l.tenant_id = $1 AND l.deleted_at IS NULL "
@@ -403,10 +409,12 @@ json_t *score_reasons_json(const feats *f, reason *rs, int n, int kind_model) {
     return a;
 }
 
-/* Reads one lead's row (sql_one) as of now; STORE_NOTFOUND if none. */
-static int lead_row(store_tx *tx, int64_t lead_id, int64_t now_ms, store_rows **r, store_err *err) {
+/* Reads one lead's row (sql_one, or sql_one_new when it has no activity)
+ * as of now; STORE_NOTFOUND if none. */
+static int lead_row(store_tx *tx, int64_t lead_id, int64_t now_ms, int fresh, store_rows **r, store_err *err) {
     store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(now_ms), SV_I(lead_id)};
-    int rc = store_query(tx, sql_one, p, 3, r, err);
+    store_val pn[] = {SV_I(store_tx_tenant(tx)), SV_I(lead_id)};
+    int rc = fresh ? store_query(tx, sql_one_new, pn, 2, r, err) : store_query(tx, sql_one, p, 3, r, err);
     if (rc) return rc;
     if (!store_rows_count(*r)) {
         store_rows_free(*r);
@@ -430,9 +438,40 @@ int score_append_event(store_tx *tx, const char *type, json_t *ev, store_err *er
     return rc;
 }
 
-int score_lead(store_tx *tx, int64_t lead_id, int64_t now_ms, store_err *err) {
+/* Appends ev (taken) with a last key "reasons": rtext, the compact text of
+ * reasons, spliced in rather than encoded again (the same text
+ * json_dumps gives with reasons set last); without rtext, reasons is set
+ * in ev and encoded. */
+static int append_with_reasons(store_tx *tx, const char *type, json_t *ev, json_t *reasons, const char *rtext,
+                               store_err *err) {
+    if (!rtext || !ev) {
+        if (ev) json_object_set(ev, "reasons", reasons);
+        return score_append_event(tx, type, ev, err);
+    }
+    char *head = json_dumps(ev, JSON_COMPACT);
+    json_decref(ev);
+    size_t hl = head ? strlen(head) : 0, rl = strlen(rtext);
+    char *text = hl >= 2 ? eh_malloc(hl + rl + 16) : NULL;
+    int rc = STORE_NOMEM;
+    if (text) {
+        memcpy(text, head, hl - 1); /* without its closing brace */
+        memcpy(text + hl - 1, ",\"reasons\":", 11);
+        memcpy(text + hl + 10, rtext, rl);
+        memcpy(text + hl + 10 + rl, "}", 2);
+        rc = store_event_append(tx, type, text, NULL, err);
+    }
+    eh_free(text);
+    free(head);
+    if (rc == STORE_NOMEM) {
+        err->code = STORE_NOMEM;
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+    }
+    return rc;
+}
+
+static int rescore(store_tx *tx, int64_t lead_id, int64_t now_ms, int fresh, store_err *err) {
     store_rows *r = NULL;
-    int rc = lead_row(tx, lead_id, now_ms, &r, err);
+    int rc = lead_row(tx, lead_id, now_ms, fresh, &r, err);
     if (rc) return rc;
     feats f;
     if ((rc = features_of(tx, r, 0, now_ms, &f, err))) {
@@ -463,21 +502,29 @@ int score_lead(store_tx *tx, int64_t lead_id, int64_t now_ms, store_err *err) {
                          "VALUES ($1, $2, $3, $4, $5, $6, $7)",
                          ins, 7, NULL, err);
     }
-    free(rtext);
+    /* both events end with the reasons: their text is the one just written */
     if (!rc)
-        rc = score_append_event(tx, "lead.scored",
-                          json_pack("{s:I, s:f, s:o, s:s, s:o, s:O}", "lead_id", (json_int_t)lead_id, "score", sc,
-                                    "previous", had ? json_real(old) : json_null(), "kind", kind, "model_version",
-                                    version ? json_integer(version) : json_null(), "reasons", reasons),
-                          err);
+        rc = append_with_reasons(tx, "lead.scored",
+                                 json_pack("{s:I, s:f, s:o, s:s, s:o}", "lead_id", (json_int_t)lead_id, "score", sc,
+                                           "previous", had ? json_real(old) : json_null(), "kind", kind,
+                                           "model_version", version ? json_integer(version) : json_null()),
+                                 reasons, rtext, err);
     if (!rc && sc >= thr && (!had || old < thr))
-        rc = score_append_event(tx, "lead.hot",
-                          json_pack("{s:I, s:f, s:f, s:o, s:O}", "lead_id", (json_int_t)lead_id, "score", sc,
-                                    "threshold", thr, "agent_id", agent ? json_integer(agent) : json_null(),
-                                    "reasons", reasons),
-                          err);
+        rc = append_with_reasons(tx, "lead.hot",
+                                 json_pack("{s:I, s:f, s:f, s:o}", "lead_id", (json_int_t)lead_id, "score", sc,
+                                           "threshold", thr, "agent_id", agent ? json_integer(agent) : json_null()),
+                                 reasons, rtext, err);
+    free(rtext);
     json_decref(reasons);
     return rc;
+}
+
+int score_lead(store_tx *tx, int64_t lead_id, int64_t now_ms, store_err *err) {
+    return rescore(tx, lead_id, now_ms, 0, err);
+}
+
+int score_new_lead(store_tx *tx, int64_t lead_id, int64_t now_ms, store_err *err) {
+    return rescore(tx, lead_id, now_ms, 1, err);
 }
 
 /* ---- churn ---- */
@@ -529,7 +576,7 @@ static json_t *churn_result(const feats *f, double p, int version, reason *rs, i
 int score_churn(store_tx *tx, int64_t lead_id, int64_t now_ms, json_t **out, store_err *err) {
     *out = NULL;
     store_rows *r = NULL;
-    int rc = lead_row(tx, lead_id, now_ms, &r, err);
+    int rc = lead_row(tx, lead_id, now_ms, 0, &r, err);
     if (rc) return rc;
     feats f;
     rc = features_of(tx, r, 0, now_ms, &f, err);

@@ -91,6 +91,11 @@ int score_model_reload(score_ctx *c, int64_t tenant, const char *name, int *vers
  * no context (or no model) the prior scores. STORE_NOTFOUND if the lead
  * does not exist (or is deleted). */
 int score_lead(store_tx *tx, int64_t lead_id, int64_t now_ms, store_err *err);
+/* score_lead for a lead created in this transaction, before any activity
+ * of it: its activity counts are zero and its times unknown without
+ * reading activities (a lead id is never reused: leads are soft-deleted,
+ * and activities reference them). Same writes and events. */
+int score_new_lead(store_tx *tx, int64_t lead_id, int64_t now_ms, store_err *err);
 
 /* The lead's current score with its reasons and its history (newest
  * first, at most 50): {lead_id, score, kind, model_version, reasons,

@@ -84,6 +84,8 @@ int store__run_fn(store_tx *tx, store_fn fn, void *arg, store_err *err);
 void store__tx_committed(store_tx *tx);
 /* Reports a statement's duration to opts.on_query. */
 void store__on_query(store *s, uint64_t start_ns, int ok);
+/* v in decimal, NUL-terminated, as "%lld" would; returns its length. */
+size_t store__fmt_int(int64_t v, char out[24]);
 /* Formats a double so it reads back exactly, in as few digits as possible
  * (the same text PostgreSQL produces). out: 32 bytes. */
 void store__fmt_double(double d, char *out, size_t outlen);

@@ -504,9 +504,8 @@ static int pg_query(store_tx *tx, const char *sql, const store_val *params, int 
         offs[i] = (size_t)-1;
         switch (v->t) {
         case SV_INT:
-            snprintf(num, sizeof num, "%lld", (long long)v->i);
             offs[i] = pc->scratch.len;
-            brc = buf_append(&pc->scratch, num, strlen(num) + 1);
+            brc = buf_append(&pc->scratch, num, store__fmt_int(v->i, num) + 1);
             break;
         case SV_REAL:
             store__fmt_double(v->d, num, sizeof num);

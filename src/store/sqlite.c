@@ -274,8 +274,7 @@ static int add_row(store_rows *r, sqlite3_stmt *st, int ncols) {
         switch (sqlite3_column_type(st, i)) {
         case SQLITE_NULL: rc = store__rows_cell(r, NULL, 0); break;
         case SQLITE_INTEGER:
-            snprintf(num, sizeof num, "%lld", (long long)sqlite3_column_int64(st, i));
-            rc = store__rows_cell(r, num, strlen(num));
+            rc = store__rows_cell(r, num, store__fmt_int(sqlite3_column_int64(st, i), num));
             break;
         case SQLITE_FLOAT:
             /* SQLite's own text keeps 15 digits; ours reads back exactly. */
@@ -536,6 +535,35 @@ static void run_batch(sq_store *q, sq_job *batch) {
      * halfway through (another process may hold it; busy_timeout waits). */
     if (ctl(w, "BEGIN IMMEDIATE", &err)) {
         fail_batch(q, batch, &err);
+        finish_jobs(q, batch);
+        return;
+    }
+    /* A job alone needs no savepoint: the transaction is its own, and if
+     * it fails, ROLLBACK undoes exactly its work. A savepoint is not free:
+     * SQLite copies each page the job first touches into a statement
+     * journal, and truncates that at RELEASE. */
+    if (!batch->next) {
+        sq_job *j = batch;
+        store__tx_init(&j->tx, q->s, j->tenant, 0, w);
+        j->rc = store__run_fn(&j->tx, j->fn, j->arg, &j->err);
+        if (sqlite3_get_autocommit(w->db)) {
+            store__err(&err, j->rc ? j->rc : STORE_ERR, "transaction rolled back by the engine: %s",
+                       j->rc ? j->err.msg : "unknown");
+            fail_batch(q, batch, &err);
+        } else if (j->rc) {
+            store__tx_clear(&j->tx);
+            if (ctl(w, "ROLLBACK", &err)) fail_batch(q, batch, &err);
+        } else {
+            uint64_t t0 = clock_mono_ns();
+            int rc = ctl(w, "COMMIT", &err);
+            store__on_query(q->s, t0, rc == 0);
+            if (rc) {
+                fail_batch(q, batch, &err);
+            } else {
+                store__tx_committed(&j->tx);
+                store__tx_clear(&j->tx);
+            }
+        }
         finish_jobs(q, batch);
         return;
     }

@@ -3,7 +3,10 @@
  * missing lead), and the model registry: an earlier release's model files
  * imported into the store once, activation and what is served; drift: the
  * rows a built-in model scores binned against its stored training
- * distribution (PSI checked against a hand binning). */
+ * distribution (PSI checked against a hand binning). A new lead scored
+ * without reading activities (score_new_lead) scores as score_lead does,
+ * and a created row's event text (ent_row_text) is the document
+ * ent_row_json gives, byte for byte. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +18,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/alloc.h"
+#include "leads/entity.h"
 #include "ml/ml.h"
 #include "score/score.h"
 
@@ -483,12 +488,168 @@ static void test_drift_of_builtin_rows(void **state) {
     score_ctx_free(c);
 }
 
+
+/* Two identical leads: one scored as new, one by the full query. */
+typedef struct twin {
+    int64_t a, b;
+    int fresh;
+} twin;
+
+static int mk_twins(store_tx *tx, void *arg, store_err *err) {
+    twin *t = arg;
+    for (int i = 0; i < 2; i++) {
+        store_val p[] = {SV_I(store_tx_tenant(tx))};
+        store_rows *r = NULL;
+        int rc = store_query(tx,
+                             "INSERT INTO leads (tenant_id, email, phone, preapproved, timeline, budget_max, areas, "
+                             "beds, tags, consent_sms, created_at, updated_at) VALUES ($1, 'b@example.com', "
+                             "'+14155550100', 0, '3-6 months', 450000, '[\"95814\"]', 3, '[\"x\"]', 1, 500, 500) "
+                             "RETURNING id",
+                             p, 1, &r, err);
+        if (rc) return rc;
+        *(i ? &t->b : &t->a) = store_rows_int(r, 0, 0);
+        store_rows_free(r);
+    }
+    return STORE_OK;
+}
+
+static int score_twins(store_tx *tx, void *arg, store_err *err) {
+    twin *t = arg;
+    int rc = score_new_lead(tx, t->a, 1000, err);
+    return rc ? rc : score_lead(tx, t->b, 1000, err);
+}
+
+typedef struct score_hist {
+    int64_t lead;
+    char text[2048];
+} score_hist;
+
+static int read_score(store_tx *tx, void *arg, store_err *err) {
+    score_hist *s = arg;
+    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(s->lead)};
+    store_rows *r = NULL;
+    int rc = store_query(tx,
+                         "SELECT score, kind, reasons FROM lead_scores WHERE tenant_id = $1 AND lead_id = $2",
+                         p, 2, &r, err);
+    if (rc) return rc;
+    if (store_rows_count(r) != 1) s->text[0] = 0;
+    else
+        snprintf(s->text, sizeof s->text, "%s %s %s", store_rows_text(r, 0, 0), store_rows_text(r, 0, 1),
+                 store_rows_text(r, 0, 2));
+    store_rows_free(r);
+    return STORE_OK;
+}
+
+/* The lead.scored event of s->lead, and its score's reasons as stored. */
+static int read_scored_event(store_tx *tx, void *arg, store_err *err) {
+    score_hist *s = arg;
+    store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(s->lead)};
+    store_rows *r = NULL;
+    int rc = store_query(tx,
+                         "SELECT e.payload, (SELECT reasons FROM lead_scores WHERE tenant_id = $1 AND lead_id = $2) "
+                         "FROM events e WHERE e.tenant_id = $1 AND e.type = 'lead.scored' "
+                         "AND json_extract(e.payload, '$.lead_id') = $2",
+                         p, 2, &r, err);
+    if (rc) return rc;
+    s->text[0] = 0;
+    if (store_rows_count(r) == 1)
+        snprintf(s->text, sizeof s->text, "%s\n%s", store_rows_text(r, 0, 0), store_rows_text(r, 0, 1));
+    store_rows_free(r);
+    return STORE_OK;
+}
+
+static void test_new_lead_scores_as_score_lead(void **state) {
+    fx *f = *state;
+    store_err err = {0};
+    twin t = {0};
+    assert_int_equal(store_write(f->st, f->tenant, mk_twins, &t, &err), 0);
+    assert_int_equal(store_write(f->st, f->tenant, score_twins, &t, &err), 0);
+    score_hist a = {t.a, ""}, b = {t.b, ""};
+    assert_int_equal(store_read(f->st, f->tenant, read_score, &a, &err), 0);
+    assert_int_equal(store_read(f->st, f->tenant, read_score, &b, &err), 0);
+    assert_true(a.text[0] != 0);
+    assert_string_equal(a.text, b.text);
+    /* lead.scored: the score's fields, then the stored reasons, as one
+     * JSON document */
+    score_hist ev = {t.a, ""};
+    assert_int_equal(store_read(f->st, f->tenant, read_scored_event, &ev, &err), 0);
+    char *nl = strchr(ev.text, '\n');
+    assert_non_null(nl);
+    *nl = 0;
+    json_t *payload = json_loads(ev.text, 0, NULL), *stored = json_loads(nl + 1, 0, NULL);
+    assert_non_null(payload);
+    assert_non_null(stored);
+    assert_true(json_array_size(stored) > 0);
+    assert_true(json_equal(json_object_get(payload, "reasons"), stored));
+    assert_int_equal(json_integer_value(json_object_get(payload, "lead_id")), t.a);
+    assert_true(json_is_null(json_object_get(payload, "previous")));
+    assert_string_equal(json_string_value(json_object_get(payload, "kind")), "prior");
+    assert_int_equal(json_object_size(payload), 6);
+    json_t *want = json_pack("{s:I, s:O, s:n, s:s, s:n, s:O}", "lead_id", (json_int_t)t.a, "score",
+                             json_object_get(payload, "score"), "previous", "kind", "prior", "model_version",
+                             "reasons", stored);
+    char *wt = json_dumps(want, JSON_COMPACT);
+    assert_string_equal(ev.text, wt); /* byte for byte, keys in order */
+    free(wt);
+    json_decref(want);
+    json_decref(payload);
+    json_decref(stored);
+}
+
+typedef struct row_text {
+    const char *input;
+    json_t *row;
+    char *text;
+} row_text;
+
+static int insert_text(store_tx *tx, void *arg, store_err *err) {
+    row_text *q = arg;
+    json_t *in = json_loads(q->input, 0, NULL);
+    ent_vals v;
+    json_t *errors = NULL;
+    if (!in || ent_parse(&entity_lead, in, 1, "US", &v, &errors)) {
+        json_decref(in);
+        json_decref(errors);
+        return STORE_INVALID;
+    }
+    int64_t id;
+    int rc = ent_insert_row_text(tx, &v, 1234, &id, &q->row, &q->text, err);
+    ent_vals_free(&v);
+    json_decref(in);
+    return rc;
+}
+
+static void test_row_text_is_row_json(void **state) {
+    fx *f = *state;
+    store_err err = {0};
+    static const char *const inputs[] = {
+        "{\"first_name\":\"Ana \\\"Q\\\" \\\\ M\u00fcller \u2603\",\"email\":\"ana@example.com\","
+        "\"phone\":\"+1 415 555 0101\",\"tags\":[\"buyer\",\"a\\\"b\"],\"areas\":[\"95814\"],"
+        "\"budget_min\":250000.5,\"budget_max\":450000,\"beds\":3,\"baths\":2.25,\"consent_sms\":true,"
+        "\"consent_email\":false,\"preapproved\":true,\"timeline\":\"3-6 months\",\"source\":\"web/zillow\"}",
+        "{\"last_name\":\"Solo\"}",
+    };
+    for (size_t i = 0; i < sizeof inputs / sizeof inputs[0]; i++) {
+        row_text q = {inputs[i], NULL, NULL};
+        assert_int_equal(store_write(f->st, f->tenant, insert_text, &q, &err), 0);
+        assert_non_null(q.row);
+        assert_non_null(q.text);
+        char *want = json_dumps(q.row, JSON_COMPACT);
+        assert_string_equal(q.text, want);
+        free(want);
+        json_decref(q.row);
+        eh_free(q.text);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_timeline_buckets),
         cmocka_unit_test_setup_teardown(test_score_lead_prior, setup, teardown),
         cmocka_unit_test_setup_teardown(test_registry_imports_files_once_and_activates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_drift_of_builtin_rows, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_new_lead_scores_as_score_lead, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_row_text_is_row_json, setup, teardown),
     };
     return cmocka_run_group_tests_name("score", tests, NULL, NULL);
 }
