@@ -1041,7 +1041,10 @@ static void batch_plan(uv_work_t *w) {
     slot *sl = w->data;
     nurture_ctx *c = sl->c;
     claim *cl = eh_calloc(1, sizeof *cl);
-    step_run *runs = cl ? eh_calloc(BATCH, sizeof *runs) : NULL;
+    /* allocated before the claim (claimed steps must not be left without
+     * room), cleared after it for the steps claimed only: a tick that finds
+     * nothing due does not clear BATCH runs of several KB each */
+    step_run *runs = cl ? eh_malloc(BATCH * sizeof *runs) : NULL;
     store_err err = {0};
     sl->claimed = 0;
     sl->cl = NULL;
@@ -1056,6 +1059,7 @@ static void batch_plan(uv_work_t *w) {
         eh_free(cl);
         return;
     }
+    memset(runs, 0, (size_t)cl->n * sizeof *runs);
     sl->cl = cl;
     sl->runs = runs;
     sl->claimed = cl->n;
