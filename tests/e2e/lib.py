@@ -299,3 +299,15 @@ def start_fake(handler, state, backlog=512):
     srv.state = dict(state, lock=threading.Lock())
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv
+
+
+def wait_for(pred, timeout=5.0, step=0.05):
+    """pred's first truthy value within timeout seconds (polled every step),
+    else its last value."""
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()

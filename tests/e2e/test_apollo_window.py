@@ -15,9 +15,9 @@ import shutil
 import json
 import time
 
-from lib import FakeProvider, start_fake
+from lib import FakeProvider, start_fake, wait_for
 from tenants import Client, Tenant, unique
-from test_ghl_window import _metric, _stop_module_server, _wait, _worst_window
+from test_ghl_window import _metric, _stop_module_server, _worst_window
 from test_realtime import Redis
 
 A_LIMIT, A_WINDOW = 5, 1.0      # --apollo-limit 5/s
@@ -122,7 +122,7 @@ def _held_by_the_other(t, nodes, key, lead, n, metric, done):
         _fake.state["r429"][key] = 1
     before = {r["what"] for r in _requests(key)}
     lead(nodes[0], 0)
-    thr = _wait(lambda: [r for r in _requests(key) if r.get("throttled")], 10 * t.slow)
+    thr = wait_for(lambda: [r for r in _requests(key) if r.get("throttled")], 10 * t.slow)
     assert len(thr) == 1, thr
     r429 = thr[0]
     got, other = (nodes[0], nodes[1]) if r429["node"] == "node-a" else (nodes[1], nodes[0])
@@ -132,7 +132,7 @@ def _held_by_the_other(t, nodes, key, lead, n, metric, done):
     for i in range(1, n):
         lead(other, i)
     t_made = time.time()
-    _wait(lambda: len(set(done()) - before) >= n, 40 * t.slow)
+    wait_for(lambda: len(set(done()) - before) >= n, 40 * t.slow)
     time.sleep(0.5)
     recs = sorted((r for r in _requests(key) if r["what"] not in before), key=lambda r: r["at"])
     after = [r for r in recs if r["at"] > r429["at"]]
@@ -169,12 +169,12 @@ def test_apollo_window_shared_and_429_blocks_both_nodes(t):
     for i in range(n):
         lead((a, b)[i % 2], i)
         time.sleep(0.1)
-    _wait(lambda: len(done()) >= n, 40 * t.slow)
+    wait_for(lambda: len(done()) >= n, 40 * t.slow)
     time.sleep(1.0)
     emails = sorted("w%d@%s.example" % (i, tn.slug) for i in range(n))
     assert done() == emails, (len(done()), len(set(done())))  # every lead enriched exactly once
     for i in range(n):
-        got = _wait(lambda: tn.get_lead(ids[i]).get("company"), 10)
+        got = wait_for(lambda: tn.get_lead(ids[i]).get("company"), 10)
         assert got == "Shared Window Realty", (i, got)
     recs = _requests(key)
     worst = _worst_window_of(recs, A_WINDOW)  # across both nodes
@@ -253,7 +253,7 @@ def test_apollo_window_redis_down_falls_back_to_the_node(t):
             before = len(done())
             for i in range(n):
                 tn.create_lead(first_name="D%d" % i, email="%s%d@%s.example" % (tag, i, tn.slug))
-            _wait(lambda: len(done()) >= before + n, 30 * t.slow)
+            wait_for(lambda: len(done()) >= before + n, 30 * t.slow)
             got = done()
             assert len(got) == before + n, (tag, len(got), before + n)
             return got[before:]

@@ -14,7 +14,7 @@ import re
 import shutil
 import time
 
-from lib import FakeProvider, start_fake
+from lib import FakeProvider, start_fake, wait_for
 from tenants import Client, Tenant, unique
 from test_realtime import Redis
 
@@ -80,16 +80,6 @@ def _metric(srv, name, labels=""):
     return float(m.group(1)) if m else 0.0
 
 
-def _wait(pred, timeout):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    return pred()
-
-
 def _ghl_tenant(t, srv, prefix):
     """A tenant sending SMS through GHL with its own token (its 'location'),
     and a new-lead sequence of one SMS."""
@@ -137,7 +127,7 @@ def test_ghl_window_shared_by_two_nodes(t):
         _fake.state["r429"][key] = 2  # a Retry-After holds both nodes; the steps go out later, once
     t0 = time.time()
     ids = _leads([tn, Client(b, tn.key)], n, tn.slug)
-    got = _wait(lambda: len(_received(key)) >= n and _received(key), 40 * t.slow)
+    got = wait_for(lambda: len(_received(key)) >= n and _received(key), 40 * t.slow)
     # every send arrives exactly once
     contacts = sorted(r["contactId"] for r in got)
     assert contacts == sorted("ct_%s_%d" % (tn.slug, i) for i in range(n)), (len(got), len(set(contacts)))
@@ -160,7 +150,7 @@ def test_ghl_window_shared_by_two_nodes(t):
     # recorded once: one outbound SMS activity per lead, with the id GHL gave it
     mids = {r["messageId"] for r in got}
     for lid in ids:
-        acts = _wait(lambda: [x for x in tn.ok("GET", "/v1/leads/%d/activities" % lid)["items"]
+        acts = wait_for(lambda: [x for x in tn.ok("GET", "/v1/leads/%d/activities" % lid)["items"]
                               if x["channel"] == "sms"], 10)
         assert len(acts) == 1 and acts[0]["provider_message_id"] in mids, acts
     print("     %d sends over 2 nodes in %.1fs (since first lead %.1fs), worst %.1fs window: %d, per node %s, "
@@ -183,7 +173,7 @@ def test_ghl_window_redis_down_falls_back_to_the_node(t):
         def phase(n, tag):
             before = len(_received(key))
             _leads([tn], n, tn.slug + tag)
-            got = _wait(lambda: len(_received(key)) >= before + n and _received(key), 30 * t.slow)
+            got = wait_for(lambda: len(_received(key)) >= before + n and _received(key), 30 * t.slow)
             assert len(got) == before + n, (tag, len(got), before + n)
             return got[before:]
 

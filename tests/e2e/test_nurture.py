@@ -20,7 +20,7 @@ import urllib.parse
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from lib import FakeProvider, start_fake
+from lib import FakeProvider, start_fake, wait_for
 from tenants import Tenant
 
 SID, TOKEN, FROM = "AC" + "1" * 32, "twilio-test-token", "+14155550000"
@@ -110,16 +110,6 @@ def _tenant(t, **settings):
     return tn
 
 
-def _wait(pred, timeout=5.0, step=0.02):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
-
-
 def _sms_to(phone):
     return [m for m in _provider().state["sms"] if m["To"] == phone]
 
@@ -190,7 +180,7 @@ def test_nurture_first_touch_within_a_second_then_waits(t):
         st, h, b = tn.srv.request("POST", "/v1/webhooks/ghl/%s" % tn.slug, json.dumps(event).encode(),
                                   {"Content-Type": "application/json", "X-Webhook-Token": token})
         assert st == 200, (st, b)
-        got = _wait(lambda: _sms_to(phone), timeout=3 * t.slow, step=0.005)
+        got = wait_for(lambda: _sms_to(phone), timeout=3 * t.slow, step=0.005)
         assert got, "no text for %s" % phone
         latencies.append(got[0]["at"] - t0)
         assert got[0]["Body"].startswith("Hi Lee%d, it's " % i), got[0]
@@ -202,7 +192,7 @@ def test_nurture_first_touch_within_a_second_then_waits(t):
     # the agent's name comes from the lead's agent
     tn.ok("PATCH", "/v1/leads/%d" % lead["id"], {"agent_id": agent["id"]})
     one = tn.create_lead(first_name="Agented", phone="+14155559999", consent_sms=True, agent_id=agent["id"])
-    got = _wait(lambda: _sms_to("+14155559999"), timeout=3 * t.slow)
+    got = wait_for(lambda: _sms_to("+14155559999"), timeout=3 * t.slow)
     assert got and got[0]["Body"] == "Hi Agented, it's Dana Agent. Reply STOP to opt out", got
     lead = one
     # the message is the lead's activity (recorded once Twilio has answered,
@@ -210,9 +200,9 @@ def test_nurture_first_touch_within_a_second_then_waits(t):
     def sent_sms():
         acts = tn.ok("GET", "/v1/leads/%d/activities" % lead["id"])["items"]
         return [a for a in acts if a["direction"] == "outbound" and a["channel"] == "sms"]
-    sent = _wait(sent_sms, timeout=3 * t.slow)
+    sent = wait_for(sent_sms, timeout=3 * t.slow)
     assert len(sent) == 1 and sent[0]["provider_message_id"].startswith("SM"), sent
-    enr = _wait(lambda: [e for e in tn.ok("GET", "/v1/leads/%d/enrollments" % lead["id"])["items"]
+    enr = wait_for(lambda: [e for e in tn.ok("GET", "/v1/leads/%d/enrollments" % lead["id"])["items"]
                          if len(e["history"]) == 2])
     hist = enr[0]["history"]
     assert enr[0]["sequence_id"] == seq["id"] and hist[0]["state"] == "done", enr
@@ -229,7 +219,7 @@ def test_nurture_consent_quiet_hours_and_stop(t):
     # no consent: the text is skipped, the task still comes
     quiet = tn.create_lead(first_name="NoConsent", phone="+14155553001", consent_sms=False)
     tn.ok("POST", "/v1/sequences/%d/enroll" % seq["id"], {"lead_id": quiet["id"]})
-    enr = _wait(lambda: [e for e in tn.ok("GET", "/v1/leads/%d/enrollments" % quiet["id"])["items"]
+    enr = wait_for(lambda: [e for e in tn.ok("GET", "/v1/leads/%d/enrollments" % quiet["id"])["items"]
                          if e["state"] == "completed"])
     assert enr and [h["state"] for h in enr[0]["history"]] == ["skipped", "done"], enr
     assert enr[0]["history"][0]["result"] == "no SMS consent"
@@ -244,7 +234,7 @@ def test_nurture_consent_quiet_hours_and_stop(t):
     tn.ok("PATCH", "/v1/nurture/settings", {"quiet_start": start, "quiet_end": end})
     night = tn.create_lead(first_name="Night", phone="+14155553002", consent_sms=True, timezone="UTC")
     tn.ok("POST", "/v1/sequences/%d/enroll" % seq["id"], {"lead_id": night["id"]})
-    hist = _wait(lambda: [h for e in tn.ok("GET", "/v1/leads/%d/enrollments" % night["id"])["items"]
+    hist = wait_for(lambda: [h for e in tn.ok("GET", "/v1/leads/%d/enrollments" % night["id"])["items"]
                           for h in e["history"] if h["result"]])
     assert hist and hist[0]["state"] == "queued" and "quiet hours" in hist[0]["result"], hist
     assert 3500 * 1000 < hist[0]["due_at"] - int(time.time() * 1000) < 3700 * 1000, hist
@@ -285,9 +275,9 @@ def test_nurture_status_callbacks_and_retries_send_once(t):
         fake["fail"] = 2  # two 503s, then it works
     lead = tn.create_lead(first_name="Retry", phone="+14155554001", consent_sms=True)
     tn.ok("POST", "/v1/sequences/%d/enroll" % seq["id"], {"lead_id": lead["id"]})
-    got = _wait(lambda: _sms_to("+14155554001"), timeout=20)
+    got = wait_for(lambda: _sms_to("+14155554001"), timeout=20)
     assert len(got) == 1, got
-    hist = _wait(lambda: [h for e in tn.ok("GET", "/v1/leads/%d/enrollments" % lead["id"])["items"]
+    hist = wait_for(lambda: [h for e in tn.ok("GET", "/v1/leads/%d/enrollments" % lead["id"])["items"]
                           for h in e["history"] if h["state"] == "done"])
     assert hist[0]["attempts"] == 3, hist
     # a delivery receipt
@@ -319,11 +309,11 @@ def test_nurture_email_through_sendgrid_and_its_event_webhook(t):
     lead = tn.create_lead(first_name="Mia", email="mia@example.com", consent_email=True)
     tn.ok("POST", "/v1/sequences/%d/enroll" % seq["id"], {"lead_id": lead["id"]})
     fake = _provider().state
-    got = _wait(lambda: [m for m in fake["mail"] if m["personalizations"][0]["to"][0]["email"] == "mia@example.com"])
+    got = wait_for(lambda: [m for m in fake["mail"] if m["personalizations"][0]["to"][0]["email"] == "mia@example.com"])
     assert got and got[0]["subject"] == "Hi Mia" and got[0]["content"][0]["value"] == "<p>New homes, Mia</p>", got
     assert got[0]["from"]["email"] == SG_FROM
     mid = got[0]["id"]
-    _wait(lambda: [a for a in tn.ok("GET", "/v1/leads/%d/activities" % lead["id"])["items"]
+    wait_for(lambda: [a for a in tn.ok("GET", "/v1/leads/%d/activities" % lead["id"])["items"]
                    if a["provider_message_id"] == mid])
 
     def post_events(events, tamper=False):
@@ -374,12 +364,12 @@ def test_nurture_sigkill_mid_batch_sends_each_message_once(t):
         with fake["lock"]:
             return [m for m in fake["sms"] if m["To"] in wanted]
 
-    assert _wait(lambda: len(delivered()) >= n // 4, timeout=60 * t.slow), len(delivered())
+    assert wait_for(lambda: len(delivered()) >= n // 4, timeout=60 * t.slow), len(delivered())
     srv.kill()  # SIGKILL in the middle of the batch
     before = len(delivered())
     assert before < n, "all sent before the kill: the test proves nothing"
     srv.start()
-    ok = _wait(lambda: len(delivered()) == n, timeout=120 * t.slow)
+    ok = wait_for(lambda: len(delivered()) == n, timeout=120 * t.slow)
     assert ok, (len(delivered()), tn.db("SELECT state, attempts, substr(result, 1, 12) AS r, COUNT(*) AS n "
                                         "FROM nurture_jobs WHERE tenant_id = {tenant} GROUP BY 1, 2, 3"))
     time.sleep(1.5)  # anything extra would show up now
@@ -389,7 +379,7 @@ def test_nurture_sigkill_mid_batch_sends_each_message_once(t):
     # again when their lease runs out and re-sent with the same idempotency
     # key, which the provider answers with the same message
     q = "SELECT state, COUNT(*) AS n FROM nurture_jobs WHERE tenant_id = {tenant} GROUP BY state"
-    rows = _wait(lambda: tn.db(q) == [{"state": "done", "n": n}], timeout=60 * t.slow)
+    rows = wait_for(lambda: tn.db(q) == [{"state": "done", "n": n}], timeout=60 * t.slow)
     assert rows, tn.db("SELECT state, attempts, result FROM nurture_jobs WHERE tenant_id = {tenant} AND state <> 'done'")
     assert sorted(m["To"] for m in delivered()) == sorted(phones), "still one message each"
     srv.stop()
@@ -419,7 +409,7 @@ def test_nurture_sigterm_cuts_sends_in_flight_and_resends_them_once(t):
     try:
         for p in phones:
             tn.create_lead(first_name="T", phone=p, consent_sms=True)
-        assert _wait(lambda: len(taken()) == 5, timeout=10 * t.slow), taken()
+        assert wait_for(lambda: len(taken()) == 5, timeout=10 * t.slow), taken()
         t0 = time.time()
         assert srv.stop() == 0
         took = time.time() - t0
@@ -433,7 +423,7 @@ def test_nurture_sigterm_cuts_sends_in_flight_and_resends_them_once(t):
             fake["hold_to"] = None
     srv.start()
     q = "SELECT state, COUNT(*) AS n FROM nurture_jobs WHERE tenant_id = {tenant} GROUP BY state"
-    assert _wait(lambda: tn.db(q) == [{"state": "done", "n": 5}], timeout=30 * t.slow), tn.db(q)
+    assert wait_for(lambda: tn.db(q) == [{"state": "done", "n": 5}], timeout=30 * t.slow), tn.db(q)
     time.sleep(0.5)
     assert sorted(m["To"] for m in taken()) == sorted(phones), "one message each"
     srv.stop()
@@ -456,7 +446,7 @@ def test_nurture_circuit_breaker_opens_and_recovers(t):
                     for e in tn.ok("GET", "/v1/leads/%d/enrollments" % lead["id"])["items"] for h in e["history"]]
 
         # five failures in a row open the circuit: the retries wait without calling the provider
-        assert _wait(lambda: sum("circuit open" in r for r in results()) == 6, timeout=15 * t.slow), results()
+        assert wait_for(lambda: sum("circuit open" in r for r in results()) == 6, timeout=15 * t.slow), results()
         # the five that open it, plus any already on their way in the same
         # batch (all six when they were claimed together)
         refused = fake["refused"]
@@ -467,6 +457,6 @@ def test_nurture_circuit_breaker_opens_and_recovers(t):
         with fake["lock"]:
             fake["fail"] = 0  # the provider is back
     # after the cool-down the waiting steps go out, and the circuit closes
-    assert _wait(lambda: all(_sms_to("+1415557%04d" % i) for i in range(6)), timeout=20 * t.slow)
+    assert wait_for(lambda: all(_sms_to("+1415557%04d" % i) for i in range(6)), timeout=20 * t.slow)
     st, h, b = tn.srv.request("GET", "/metrics")
     assert b'ehub_nurture_breaker_open_total{channel="sms"}' in b, b[-2000:]

@@ -16,7 +16,7 @@ import subprocess
 import time
 
 from smtp_fake import SmtpFake
-from lib import FakeProvider, start_fake
+from lib import FakeProvider, start_fake, wait_for
 from tenants import Tenant
 
 GHL_KEY, APOLLO_KEY = "pit-test-ghl-key", "apollo-test-key"
@@ -92,16 +92,6 @@ def _tenant(t, **settings):
     return tn
 
 
-def _wait(pred, timeout=5.0, step=0.05):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    return pred()
-
-
 def _enrollments(tn, lead_id):
     return tn.ok("GET", "/v1/leads/%d/enrollments" % lead_id)["items"]
 
@@ -147,7 +137,7 @@ def test_nurture_smtp_mime_auth_retry_and_dead_letter(t):
 
     lead = tn.create_lead(first_name="Zoé", email="zoe@buyers.example", consent_email=True)
     tn.ok("POST", "/v1/sequences/%d/enroll" % seq["id"], {"lead_id": lead["id"]})
-    got = _wait(lambda: _smtp.to("zoe@buyers.example"))
+    got = wait_for(lambda: _smtp.to("zoe@buyers.example"))
     assert len(got) == 1, got
     m = got[0]
     assert m["auth"] == SMTP_USER and m["from"] == "team@homes.example", m
@@ -157,23 +147,23 @@ def test_nurture_smtp_mime_auth_retry_and_dead_letter(t):
     assert parts["text/html"] == "<p>Hi Zoé &amp; family,</p><p>Homes for you</p>", parts
     assert "Hi Zoé & family," in parts["text/plain"] and "<p>" not in parts["text/plain"], parts
     # recorded once the server has answered: a moment after the receiver has it
-    acts = _wait(lambda: [a for a in tn.ok("GET", "/v1/leads/%d/activities" % lead["id"])["items"]
+    acts = wait_for(lambda: [a for a in tn.ok("GET", "/v1/leads/%d/activities" % lead["id"])["items"]
                           if a["channel"] == "email"])
     assert acts and acts[0]["provider_message_id"] == msg["Message-ID"], (acts, msg["Message-ID"])
-    hist = _wait(lambda: [h for e in _enrollments(tn, lead["id"]) for h in e["history"] if h["state"] == "done"])
+    hist = wait_for(lambda: [h for e in _enrollments(tn, lead["id"]) for h in e["history"] if h["state"] == "done"])
     assert "sent via smtp" in hist[0]["result"], hist
 
     # 451 twice: retried with backoff, one message in the end
     lead = tn.create_lead(first_name="Temp", email="tempfail+2@buyers.example", consent_email=True)
     tn.ok("POST", "/v1/sequences/%d/enroll" % seq["id"], {"lead_id": lead["id"]})
-    got = _wait(lambda: _smtp.to("tempfail+2@buyers.example"), timeout=25)
+    got = wait_for(lambda: _smtp.to("tempfail+2@buyers.example"), timeout=25)
     assert len(got) == 1, got
-    hist = _wait(lambda: [h for e in _enrollments(tn, lead["id"]) for h in e["history"] if h["state"] == "done"])
+    hist = wait_for(lambda: [h for e in _enrollments(tn, lead["id"]) for h in e["history"] if h["state"] == "done"])
     assert hist and hist[0]["attempts"] == 3, hist
     # 550: dead letter at once
     lead = tn.create_lead(first_name="Rej", email="reject@buyers.example", consent_email=True)
     tn.ok("POST", "/v1/sequences/%d/enroll" % seq["id"], {"lead_id": lead["id"]})
-    hist = _wait(lambda: [h for e in _enrollments(tn, lead["id"]) for h in e["history"] if h["state"] == "failed"])
+    hist = wait_for(lambda: [h for e in _enrollments(tn, lead["id"]) for h in e["history"] if h["state"] == "failed"])
     assert hist and hist[0]["attempts"] == 1 and "SMTP 550" in hist[0]["result"], hist
     assert any(e["payload"]["lead_id"] == lead["id"] for e in tn.events("nurture.failed"))
     st, h, b = t.srv.request("GET", "/metrics")
@@ -182,7 +172,7 @@ def test_nurture_smtp_mime_auth_retry_and_dead_letter(t):
     tn.ok("PATCH", "/v1/nurture/settings", {"smtp_tls": "starttls"})
     lead = tn.create_lead(first_name="Tls", email="tls@buyers.example", consent_email=True)
     tn.ok("POST", "/v1/sequences/%d/enroll" % seq["id"], {"lead_id": lead["id"]})
-    hist = _wait(lambda: [h for e in _enrollments(tn, lead["id"]) for h in e["history"] if h["state"] == "failed"])
+    hist = wait_for(lambda: [h for e in _enrollments(tn, lead["id"]) for h in e["history"] if h["state"] == "failed"])
     assert hist and hist[0]["attempts"] == 1 and "SMTP" in hist[0]["result"], hist
     assert not _smtp.to("tls@buyers.example")
 
@@ -202,7 +192,7 @@ def test_nurture_ghl_send_respects_100_per_window_and_429(t):
                               ghl_contact_id="ct_%s_%d" % (tn.slug, i))
         ids.append(lead["id"])
     mine = lambda: [m for m in st["ghl"] if m["contactId"].startswith("ct_%s_" % tn.slug)]
-    got = _wait(lambda: len(mine()) >= 250 and mine(), timeout=60)
+    got = wait_for(lambda: len(mine()) >= 250 and mine(), timeout=60)
     assert len(got) == 250 and len({m["contactId"] for m in got}) == 250, len(got)
     assert got[0]["type"] == "SMS" and got[0]["message"].startswith("Hi G"), got[0]
     assert st["ghl_throttled"] == 3
@@ -213,7 +203,7 @@ def test_nurture_ghl_send_respects_100_per_window_and_429(t):
     assert at[-1] - at[0] >= 2 * GHL_WINDOW * 0.9, (at[-1] - at[0])  # 250 sends need two more windows
     # the message is the lead's activity with GHL's id; the echo of it is not an agent taking over
     lead = ids[0]
-    acts = _wait(lambda: [a for a in tn.ok("GET", "/v1/leads/%d/activities" % lead)["items"] if a["channel"] == "sms"])
+    acts = wait_for(lambda: [a for a in tn.ok("GET", "/v1/leads/%d/activities" % lead)["items"] if a["channel"] == "sms"])
     assert acts and acts[0]["provider_message_id"].startswith("msg_"), acts
     hist = [h for e in _enrollments(tn, lead) for h in e["history"]]
     assert "sent via ghl" in hist[0]["result"], hist
@@ -244,7 +234,7 @@ def test_nurture_steps_task_branch_wait_until_and_takeover(t):
         {"type": "task", "text": "after the branch"}]})
     lead = tn.create_lead(first_name="Br", phone="+14155557001", agent_id=agent["id"])
     tn.ok("POST", "/v1/sequences/%d/enroll" % seq["id"], {"lead_id": lead["id"]})
-    enr = _wait(lambda: [e for e in _enrollments(tn, lead["id"]) if e["state"] == "completed"])
+    enr = wait_for(lambda: [e for e in _enrollments(tn, lead["id"]) if e["state"] == "completed"])
     assert enr, _enrollments(tn, lead["id"])
     hist = enr[0]["history"]
     assert [h["step"] for h in hist] == [0, 1, 3], hist
@@ -264,7 +254,7 @@ def test_nurture_steps_task_branch_wait_until_and_takeover(t):
     tn.ok("POST", "/v1/leads/%d/activities" % lead["id"], {"channel": "sms", "direction": "inbound", "body": "yes!"})
     assert _enrollments(tn, lead["id"])[0]["state"] == "active"
     _exec(t, tn, "UPDATE nurture_jobs SET due_at = 0 WHERE tenant_id = {tenant} AND state = 'queued'")
-    enr = _wait(lambda: [e for e in _enrollments(tn, lead["id"]) if e["state"] == "completed"])
+    enr = wait_for(lambda: [e for e in _enrollments(tn, lead["id"]) if e["state"] == "completed"])
     assert enr and [h["step"] for h in enr[0]["history"]] == [1, 3], enr
 
     # wait_until a local window that is not now: due when it opens (UTC lead)
@@ -306,7 +296,7 @@ def test_nurture_gone_cold_trigger_enrolls_once(t):
     st, e = tn.api("PATCH", "/v1/nurture/settings", {"cold_days": 0})
     assert st == 422, (st, e)
     tn.ok("PATCH", "/v1/nurture/settings", {"cold_sequence_id": seq["id"], "cold_days": 7})
-    enr = _wait(lambda: _enrollments(tn, cold["id"]), timeout=8)
+    enr = wait_for(lambda: _enrollments(tn, cold["id"]), timeout=8)
     assert len(enr) == 1 and enr[0]["sequence_id"] == seq["id"] and enr[0]["state"] == "active", enr
     why = [e["payload"]["why"] for e in tn.events("nurture.enrolled") if e["payload"]["lead_id"] == cold["id"]]
     assert why == ["gone cold: no reply"], why
@@ -328,7 +318,7 @@ def test_nurture_gone_cold_trigger_enrolls_once(t):
                                                              "body": "still looking?", "occurred_at": now - 5 * 86400000})
     assert tn2.ok("POST", "/v1/predict-churn", {"lead_id": lead["id"]})["risk"] == "high"
     tn2.ok("PATCH", "/v1/nurture/settings", {"cold_sequence_id": seq2["id"], "cold_days": 30})
-    enr = _wait(lambda: _enrollments(tn2, lead["id"]), timeout=8)
+    enr = wait_for(lambda: _enrollments(tn2, lead["id"]), timeout=8)
     assert len(enr) == 1 and enr[0]["sequence_id"] == seq2["id"], enr
     why = [e["payload"]["why"] for e in tn2.events("nurture.enrolled") if e["payload"]["lead_id"] == lead["id"]]
     assert why == ["gone cold: churn risk high"], why
@@ -344,7 +334,7 @@ def test_nurture_apollo_enrichment_with_limits(t):
     t0 = time.time()
     lead = tn.create_lead(first_name="Ann", last_name="Lee", email="ann@acme.example")
     assert time.time() - t0 < 1.0  # ingestion does not wait for Apollo
-    got = _wait(lambda: tn.get_lead(lead["id"]).get("company") and tn.get_lead(lead["id"]), timeout=10)
+    got = wait_for(lambda: tn.get_lead(lead["id"]).get("company") and tn.get_lead(lead["id"]), timeout=10)
     assert got and got["company"] == "Acme Realty" and got["job_title"] == "VP Sales", got
     assert got["linkedin_url"] == "http://www.linkedin.com/in/ann", got
     req = [m for m in st["apollo"] if m.get("email") == "ann@acme.example"][0]
@@ -352,7 +342,7 @@ def test_nurture_apollo_enrichment_with_limits(t):
     assert any(e["payload"]["lead_id"] == lead["id"] for e in tn.events("lead.enriched"))
     # 429 with Retry-After: waits, then matches (not counted as an attempt)
     busy = tn.create_lead(first_name="Bo", email="busy@acme.example")
-    got = _wait(lambda: tn.get_lead(busy["id"]).get("company"), timeout=10)
+    got = wait_for(lambda: tn.get_lead(busy["id"]).get("company"), timeout=10)
     assert got == "Acme Realty"
     rows = tn.db("SELECT state, attempts FROM lead_enrichments WHERE tenant_id = {tenant} AND lead_id = %d" % busy["id"])
     assert rows == [{"state": "done", "attempts": 1}], rows
@@ -360,16 +350,16 @@ def test_nurture_apollo_enrichment_with_limits(t):
     down = tn.create_lead(first_name="Di", email="down@acme.example")
     nobody = tn.create_lead(first_name="No", email="nobody@acme.example")
     q = "SELECT state, attempts, result FROM lead_enrichments WHERE tenant_id = {tenant} AND lead_id = %d"
-    rows = _wait(lambda: [r for r in tn.db(q % down["id"]) if r["attempts"] >= 1 and r["state"] == "queued"])
+    rows = wait_for(lambda: [r for r in tn.db(q % down["id"]) if r["attempts"] >= 1 and r["state"] == "queued"])
     assert rows and "Apollo 503" in rows[0]["result"], rows
-    rows = _wait(lambda: [r for r in tn.db(q % nobody["id"]) if r["state"] == "not_found"])
+    rows = wait_for(lambda: [r for r in tn.db(q % nobody["id"]) if r["state"] == "not_found"])
     assert rows, tn.db(q % nobody["id"])
     assert tn.get_lead(down["id"])["company"] is None
     # the rate limit: 12 leads at 5/s are never more than 5 in a second at Apollo
     t1 = time.time()
     for i in range(12):
         tn.create_lead(first_name="R%d" % i, last_name="X", email="r%d@acme.example" % i)
-    _wait(lambda: sum(1 for m in st["apollo"] if m.get("email", "").startswith("r")) >= 12, timeout=15)
+    wait_for(lambda: sum(1 for m in st["apollo"] if m.get("email", "").startswith("r")) >= 12, timeout=15)
     at = sorted(a for a in st["apollo_at"] if a >= t1)
     assert len(at) >= 12
     worst = max(sum(1 for b in at[i:i + 6] if b - a < 1.0) for i, a in enumerate(at))
