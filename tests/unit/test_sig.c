@@ -519,6 +519,36 @@ static void test_rsa_sha256(void **st) {
     sig_key_free(ed);
 }
 
+/* SendGrid's published vector (the test of its event-webhook library,
+ * sendgrid-nodejs packages/eventwebhook): the dashboard's verification key
+ * as bare base64, the signature over timestamp + payload. */
+static void test_sendgrid_vector(void **st) {
+    sig_key *k = load("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEDr2LjtURuePQzplybdC+u4CwrqDqBaWjcMMsTbhdbcwHBcepxo7yAQGhHPTnlv"
+                      "FYPAZFceEu/1FwCM/QmGUhA==");
+    const char *sig = "MEUCIQCtIHJeH93Y+qpYeWrySphQgpNGNr/U+UyUlBkU6n7RAwIgJTz2C+8a8xonZGi6BpSzoQsbVRamr2nlxFDWYNH2j/0=";
+    const char *payload = "{\"category\":\"example_payload\",\"event\":\"test_event\",\"message_id\":\"message_id\"}";
+    char msg[256];
+    int n = snprintf(msg, sizeof msg, "%s%s", "1588788367", payload);
+    assert_int_equal(sig_verify_ecdsa_p256_sha256(k, msg, (size_t)n, sig), SIG_OK);
+    /* the library's negative cases: another payload, a changed signature,
+     * another timestamp, another key */
+    n = snprintf(msg, sizeof msg, "%s%s", "1588788367", "payload");
+    assert_int_equal(sig_verify_ecdsa_p256_sha256(k, msg, (size_t)n, sig), SIG_BAD);
+    n = snprintf(msg, sizeof msg, "%s%s", "1588788367", payload);
+    assert_int_equal(sig_verify_ecdsa_p256_sha256(
+                         k, msg, (size_t)n,
+                         "MEUCIQCtIHJeH93Y+qpYeWrySphQgpNGNr/U+UyUlBkU6n7RAwIgJTz2C+8a8xonZGi6BpSzoQsbVRamr2nlxFDWYNH3j/0="),
+                     SIG_BAD);
+    n = snprintf(msg, sizeof msg, "%s%s", "timestamp", payload);
+    assert_int_equal(sig_verify_ecdsa_p256_sha256(k, msg, (size_t)n, sig), SIG_BAD);
+    sig_key *other = load("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEqTxd43gyp8IOEto2LdIfjRQrIbsd4SXZkLW6jDutdhXSJCWHw8REntlo7a"
+                          "NDthvj+y7GjUuFDb/R1NGe1OPzpA==");
+    n = snprintf(msg, sizeof msg, "%s%s", "1588788367", payload);
+    assert_int_equal(sig_verify_ecdsa_p256_sha256(other, msg, (size_t)n, sig), SIG_BAD);
+    sig_key_free(other);
+    sig_key_free(k);
+}
+
 static void test_ecdsa_p256(void **st) {
     sig_key *ed = load_pub(fx.ed);
     check_verifier(sig_verify_ecdsa_p256_sha256, fx.ec, fx.ec2, EVP_sha256(), ed);
@@ -886,6 +916,7 @@ int main(void) {
         cmocka_unit_test(test_rsa_sha256),       cmocka_unit_test(test_ecdsa_p256),
         cmocka_unit_test(test_ghl_keys),         cmocka_unit_test(test_hmac),
         cmocka_unit_test(test_twilio_vector),    cmocka_unit_test(test_twilio_ordering),
+        cmocka_unit_test(test_sendgrid_vector),
         cmocka_unit_test(test_equal),
         cmocka_unit_test_teardown(test_alloc_failure_ours, reset_alloc),
         cmocka_unit_test_teardown(test_alloc_failure_all, reset_alloc),
