@@ -15,6 +15,7 @@ import time
 import urllib.parse
 
 import test_nurture as nu
+from lib import wait_for
 from tenants import Client
 
 SERVER_ARGS = nu.SERVER_ARGS
@@ -72,13 +73,13 @@ def test_messages_sms_via_twilio_once_replay_and_status_callback(t):
     assert st == 202 and j["status"] == "queued" and j["channel"] == "sms", (st, j)
     aid = j["activity_id"]
     # written first: the activity is there, queued, before anything went out
-    got = nu._wait(lambda: _sms_to("+14155556001"), timeout=10)
+    got = wait_for(lambda: _sms_to("+14155556001"), timeout=10)
     assert len(got) == 1, got
     m = got[0]
     assert m["Body"] == body and m["From"] == nu.FROM, m  # sent as written: no template, no footer
     assert m["StatusCallback"].endswith("/v1/webhooks/twilio/%s" % tn.slug), m
     assert m["key"].startswith("t") and ":m%d|" % j["message_id"] in m["key"], m
-    a = nu._wait(lambda: (lambda x: x if x["status"] == "sent" else None)(_act(tn, lead["id"], aid)))
+    a = wait_for(lambda: (lambda x: x if x["status"] == "sent" else None)(_act(tn, lead["id"], aid)))
     assert a and a["provider_message_id"] == m["sid"] and a["direction"] == "outbound" and a["body"] == body, a
     # a retry with the same key: the same answer, nothing new sent or written
     st, h, j2 = tn.call("POST", "/v1/leads/%d/messages" % lead["id"], {"channel": "sms", "body": body}, key)
@@ -105,7 +106,7 @@ def test_messages_sms_via_twilio_once_replay_and_status_callback(t):
     # a second message is not held by the daily cap (1) either
     st, j3 = tn.api("POST", "/v1/leads/%d/messages" % lead["id"], {"channel": "sms", "body": "See you at 5."})
     assert st == 202, (st, j3)
-    assert nu._wait(lambda: len(_sms_to("+14155556001")) == 2, timeout=10)
+    assert wait_for(lambda: len(_sms_to("+14155556001")) == 2, timeout=10)
     # audited: one generic entry per sending request, no body in it
     audit = [x for x in tn.ok("GET", "/v1/audit?limit=500")["items"]
              if x["action"] == "POST /v1/leads/{id}/messages"]
@@ -119,12 +120,12 @@ def test_messages_email_via_sendgrid_html_escaped(t):
     st, j = tn.api("POST", "/v1/leads/%d/messages" % lead["id"],
                    {"channel": "email", "subject": "Your tour", "body": "Hi Eve,\nSee you at 5 <3 & bring ID"})
     assert st == 202, (st, j)
-    got = nu._wait(lambda: _mail_to("eve.oneoff@example.com"), timeout=10)
+    got = wait_for(lambda: _mail_to("eve.oneoff@example.com"), timeout=10)
     assert len(got) == 1, got
     g = got[0]
     assert g["subject"] == "Your tour" and g["from"]["email"] == nu.SG_FROM, g
     assert g["content"][0]["value"] == "Hi Eve,<br>\nSee you at 5 &lt;3 &amp; bring ID", g
-    a = nu._wait(lambda: (lambda x: x if x["status"] == "sent" else None)(_act(tn, lead["id"], j["activity_id"])))
+    a = wait_for(lambda: (lambda x: x if x["status"] == "sent" else None)(_act(tn, lead["id"], j["activity_id"])))
     assert a and a["provider_message_id"] == g["id"], a
 
 
@@ -159,9 +160,9 @@ def test_messages_refused_without_consent_after_stop_and_dnd(t):
         nu._provider().state["fail"] = 1  # the first try is refused, so STOP lands between the tries
     st, j = tn.api("POST", "/v1/leads/%d/messages" % late["id"], {"channel": "sms", "body": "hi"})
     assert st == 202, (st, j)
-    nu._wait(lambda: nu._provider().state["fail"] == 0, timeout=10)
+    wait_for(lambda: nu._provider().state["fail"] == 0, timeout=10)
     tn.ok("PATCH", "/v1/leads/%d" % late["id"], {"consent_sms": False})
-    a = nu._wait(lambda: (lambda x: x if x["status"] == "failed" else None)(_act(tn, late["id"], j["activity_id"])),
+    a = wait_for(lambda: (lambda x: x if x["status"] == "failed" else None)(_act(tn, late["id"], j["activity_id"])),
                  timeout=15)
     assert a, _act(tn, late["id"], j["activity_id"])
     assert not _sms_to("+14155556104")
@@ -216,10 +217,10 @@ def test_messages_roles_and_bad_input(t):
     st, h, b = tn.srv.request("POST", path, b"{not json", {"Authorization": "Bearer " + tn.key,
                                                             "Content-Type": "application/json"})
     assert st == 400, (st, b)
-    got = nu._wait(lambda: len(_sms_to("+14155556201")) == 2 and len(_sms_to("+14155556202")) == 1, timeout=10)
+    got = wait_for(lambda: len(_sms_to("+14155556201")) == 2 and len(_sms_to("+14155556202")) == 1, timeout=10)
     assert got, (_sms_to("+14155556201"), _sms_to("+14155556202"))
     # the events name the lead's agent: the realtime feed shows them to that agent
-    sent = nu._wait(lambda: [e["payload"] for e in tn.events("message.sent")
+    sent = wait_for(lambda: [e["payload"] for e in tn.events("message.sent")
                              if e["payload"]["lead_id"] == lead_mine["id"]] or None)
     assert sent and all(p["agent_id"] == mine["id"] for p in sent), sent
     queued = [e["payload"] for e in tn.events("message.queued") if e["payload"]["lead_id"] == lead_theirs["id"]]
@@ -239,6 +240,6 @@ def test_messages_status_callback_before_the_send_is_recorded(t):
     assert st == 200, (st, b)
     st, j = tn.api("POST", "/v1/leads/%d/messages" % lead["id"], {"channel": "sms", "body": "Quick one"})
     assert st == 202, (st, j)
-    a = nu._wait(lambda: (lambda x: x if x["provider_message_id"] else None)(_act(tn, lead["id"], j["activity_id"])),
+    a = wait_for(lambda: (lambda x: x if x["provider_message_id"] else None)(_act(tn, lead["id"], j["activity_id"])),
                  timeout=10)
     assert a and a["provider_message_id"] == sid and a["status"] == "delivered", a
