@@ -261,11 +261,11 @@ void coach_draft_reply(http_req *q, app *a, int64_t tenant, json_t *out, int mod
     }
     char id[24];
     ids_random_hex(id, sizeof id, 8);
-    /* a provider that keeps failing is not even tried (and costs no wait) */
     if (a->llm_inflight >= COACH_DRAFT_MAX_INFLIGHT) {
         reply_unavailable(q, a, out, id, "busy");
         return;
     }
+    /* a provider that keeps failing is not even tried (and costs no wait) */
     if (llm_breaker_is_open(a->llm)) {
         reply_unavailable(q, a, out, id, "breaker_open");
         return;
@@ -280,12 +280,6 @@ void coach_draft_reply(http_req *q, app *a, int64_t tenant, json_t *out, int mod
         reply_unavailable(q, a, out, id, st == LLM_E_BREAKER ? "breaker_open" : "out_of_memory");
         return;
     }
-    if (curlloop_add(a->drafts->curl, llm_call_handle(call), draft_done, d)) {
-        llm_call_cancel(call);
-        eh_free(d);
-        reply_unavailable(q, a, out, id, "cannot_schedule");
-        return;
-    }
     d->a = a;
     d->q = q;
     d->out = out;
@@ -294,6 +288,12 @@ void coach_draft_reply(http_req *q, app *a, int64_t tenant, json_t *out, int mod
     d->late.lead_id = json_integer_value(json_object_get(out, "lead_id"));
     d->late.agent_id = json_integer_value(json_object_get(out, "agent_id"));
     memcpy(d->id, id, sizeof id);
+    if (curlloop_add(a->drafts->curl, llm_call_handle(call), draft_done, d)) {
+        llm_call_cancel(call);
+        eh_free(d);
+        reply_unavailable(q, a, out, id, "cannot_schedule");
+        return;
+    }
     uv_timer_init(a->loop, &d->timer);
     d->timer.data = d;
     a->llm_inflight++;
