@@ -9,11 +9,11 @@
  *
  * Coaching never waits on the provider beyond --llm-budget: the call runs on
  * the loop (libcurl multi, hard --llm-timeout) and a timer on the loop races
- * it; neither holds a thread. A draft ready within the budget goes in the same answer
- * ("draft": {"status": "ready", ...}); otherwise the answer leaves with
- * {"status": "pending", "id"} and the draft follows as a coaching.updated
- * event {lead_id, agent_id, draft} on the realtime feed (topic
- * coaching:{agent}), whether it succeeded or not. */
+ * it; neither holds a thread. A draft ready within the budget goes in the
+ * same answer ("draft": {"status": "ready", ...}); otherwise the answer
+ * leaves with {"status": "pending", "id"} and the draft follows as a
+ * coaching.updated event {lead_id, agent_id, draft} on the realtime feed
+ * (topic coaching:{agent}), whether it succeeded or not. */
 #include <stdio.h>
 #include <string.h>
 

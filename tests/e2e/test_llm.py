@@ -424,7 +424,7 @@ def test_llm_inbound_message_draft_follows_on_the_feed(t):
     # a burst of inbound messages with a slow provider: 16 inbound drafts at once at most (a
     # call holds no thread, but the webhooks' pace must leave room for the agents' own drafts),
     # the others are skipped and counted, and the messages are not held up
-    _mode("slow%g" % (2 * t.slow))
+    _mode("slow%g" % (3 * t.slow))
     t0 = time.time()
     for k in range(20):
         tn.ok("POST", "/v1/leads/%d/activities" % lead["id"],
