@@ -13,7 +13,12 @@
 #      bench/llm_fake.py (a local stand-in that answers after a set delay),
 #      --llm-budget 1500ms: sequential /get-coaching answers with a provider
 #      answering in 100 ms (the draft comes in the answer) and with one that
-#      stalls (the answer leaves at the budget, draft "pending").
+#      stalls (the answer leaves at the budget, draft "pending"); then, with
+#      the provider answering in 3 s and the server on --threads 4
+#      (LLM_THREADS), 24 drafts started at once and 40 storage requests
+#      (GET/POST /v1/leads) timed while they are held (bench/llm_load.py).
+#      EHUB_BIN_BEFORE=old/ehub runs this part for the old binary and this
+#      one alternately, twice, in the same run.
 #
 # Targets: p99 < 1 ms in-process, < 3 ms over HTTP; a missed target prints
 # MISSED (exit status 0: the figures are the result). The LLM path's budget
@@ -90,17 +95,6 @@ BUDGET_MS=1500
 python3 bench/llm_fake.py "$tmp/fake.port" & FPID=$!
 for _ in $(seq 1 100); do [ -s "$tmp/fake.port" ] && break; sleep 0.05; done
 FPORT=$(cat "$tmp/fake.port")
-LPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-EHUB_LLM_API_KEY=bench-key "${SRV[@]}" "$BIN" serve --data-dir "$tmp/data-llm" --demo --port "$LPORT" --log-level warn \
-  --llm-provider anthropic --llm-url "http://127.0.0.1:$FPORT" --llm-budget "${BUDGET_MS}ms" --llm-timeout 10s \
-  >"$tmp/ehub-llm.log" 2>&1 & LPID=$!
-for _ in $(seq 1 300); do
-  curl -fs "http://127.0.0.1:$LPORT/health" >/dev/null 2>&1 && break
-  kill -0 "$LPID" 2>/dev/null || { cat "$tmp/ehub-llm.log" >&2; die "ehub (LLM) exited"; }
-  sleep 0.1
-done
-LKEY=$(grep -o 'ehk_[0-9a-f]*' "$tmp/ehub-llm.log" | head -1)
-[ -n "$LKEY" ] || die "no API key in the LLM server's log"
 llm_round() { # delay_ms requests
   curl -fs -X POST "http://127.0.0.1:$FPORT/delay?ms=$1" >/dev/null
   for i in $(seq 1 "$2"); do
@@ -112,10 +106,38 @@ import sys, collections
 rows = [l.split() for l in sys.stdin if l.strip()]
 t = sorted(float(r[0]) * 1000 for r in rows)
 st = collections.Counter(r[1] for r in rows)
-print('provider answering in %s ms: %d answers, p50 %.1f ms, max %.1f ms, drafts %s' % (sys.argv[1], len(t), t[len(t) // 2], t[-1], dict(st)))
+print('  provider answering in %s ms: %d answers, p50 %.1f ms, max %.1f ms, drafts %s' % (sys.argv[1], len(t), t[len(t) // 2], t[-1], dict(st)))
 " "$1"
 }
-llm_round 100 20
-llm_round 30000 6
-python3 -c "import sys; print('summary: built-in p99 in-process %.3f ms, over HTTP %.3f ms; LLM draft budget %d ms (hard timeout 10 s): the built-in answer never waits longer than the budget' % (float(sys.argv[1]) / 1000, float(sys.argv[2]) / 1000, int(sys.argv[3])))" \
+llm_path() { # binary label
+  echo "-- $2: $1"
+  LPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  rm -rf "$tmp/data-llm"
+  EHUB_LLM_API_KEY=bench-key "${SRV[@]}" "$1" serve --data-dir "$tmp/data-llm" --demo --port "$LPORT" --log-level warn \
+    --llm-provider anthropic --llm-url "http://127.0.0.1:$FPORT" --llm-budget "${BUDGET_MS}ms" --llm-timeout 10s \
+    --threads "$LLM_THREADS" >"$tmp/ehub-llm.log" 2>&1 & LPID=$!
+  for _ in $(seq 1 300); do
+    curl -fs "http://127.0.0.1:$LPORT/health" >/dev/null 2>&1 && break
+    kill -0 "$LPID" 2>/dev/null || { cat "$tmp/ehub-llm.log" >&2; die "ehub (LLM) exited"; }
+    sleep 0.1
+  done
+  LKEY=$(grep -o 'ehk_[0-9a-f]*' "$tmp/ehub-llm.log" | head -1)
+  [ -n "$LKEY" ] || die "no API key in the LLM server's log"
+  llm_round 100 20
+  llm_round 30000 6
+  # drafts held by a provider answering in 3 s, more of them than pool threads: storage meanwhile
+  curl -fs -X POST "http://127.0.0.1:$FPORT/delay?ms=3000" >/dev/null
+  echo "  provider answering in 3000 ms, --threads $LLM_THREADS: $("${CLI[@]}" python3 bench/llm_load.py "$LPORT" "$LKEY" "$tmp/bodies.jsonl" 24 40)"
+  kill -TERM "$LPID" 2>/dev/null || true
+  wait "$LPID" 2>/dev/null || true
+  LPID=""
+}
+LLM_THREADS=${LLM_THREADS:-4}
+if [ -n "${EHUB_BIN_BEFORE:-}" ]; then
+  # before and after side by side, twice, alternately: the machine's other work hits both
+  for r in 1 2; do llm_path "$EHUB_BIN_BEFORE" "before (run $r)"; llm_path "$BIN" "after (run $r)"; done
+else
+  llm_path "$BIN" "this binary"
+fi
+python3 -c "import sys; print('summary: built-in p99 in-process %.3f ms, over HTTP %.3f ms; LLM draft budget %d ms (hard timeout 10 s, calls on the loop): the built-in answer never waits longer than the budget' % (float(sys.argv[1]) / 1000, float(sys.argv[2]) / 1000, int(sys.argv[3])))" \
   "$(echo "$INPROC_LINE" | sed 's/.*p99_us=\([0-9.]*\).*/\1/')" "$HTTP_P99_US" "$BUDGET_MS"

@@ -129,8 +129,13 @@ int coach_forecast(struct store_tx *tx, struct app *a, int64_t agent, int64_t no
 
 /* ---- LLM reply drafts (draft.c; see README "Coaching") ---- */
 enum { COACH_DRAFT_WAIT = 0, COACH_DRAFT_ASYNC = 1, COACH_DRAFT_OFF = 2 };
-/* Calls to the provider running at once, at most; more get "busy". */
-#define COACH_DRAFT_MAX_INFLIGHT 8
+/* Calls to the provider running at once, at most; more get "busy". A call
+ * holds no thread (it runs on the loop), but a socket, up to ~0.8 MB of
+ * answer buffers at worst (256 KB each for the body, an SSE event and its
+ * text) and a share of the provider's own concurrency, whose refusals (429)
+ * feed the breaker; past a few dozen, a burst is better served by the
+ * built-in coaching at once than by drafts that come seconds late. */
+#define COACH_DRAFT_MAX_INFLIGHT 32
 /* "wait" (default, also NULL), "async", "off"; -1 if none of them. */
 int coach_draft_mode(const char *s);
 /* The prompt for a coaching answer {analysis, suggestions}: built from the
@@ -140,7 +145,7 @@ char *coach_draft_prompt(const json_t *coaching);
 const char *coach_draft_system_prompt(void);
 /* Loop thread. Answers q with out (stolen) plus "draft": at once when no
  * provider is configured (null), mode is off, or the breaker is open;
- * otherwise asks the provider on the pool and answers when the draft is in
+ * otherwise asks the provider (on the loop) and answers when the draft is in
  * or --llm-budget has passed (then "pending", and the draft follows as a
  * coaching.updated event); async answers "pending" at once. */
 struct http_req;

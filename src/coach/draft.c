@@ -8,13 +8,12 @@
  * leaves: the provider sees no e-mail, phone number, address...
  *
  * Coaching never waits on the provider beyond --llm-budget: the call runs on
- * the thread pool (libcurl, hard --llm-timeout) while a timer runs on the
- * loop. A draft ready within the budget goes in the same answer
- * ("draft": {"status": "ready", ...}); otherwise the answer leaves with
- * {"status": "pending", "id"} and the draft follows as a coaching.updated
- * event {lead_id, agent_id, draft} on the realtime feed (topic
- * coaching:{agent}), whether it succeeded or not. */
-#include <pthread.h>
+ * the loop (libcurl multi, hard --llm-timeout) and a timer on the loop races
+ * it; neither holds a thread. A draft ready within the budget goes in the
+ * same answer ("draft": {"status": "ready", ...}); otherwise the answer
+ * leaves with {"status": "pending", "id"} and the draft follows as a
+ * coaching.updated event {lead_id, agent_id, draft} on the realtime feed
+ * (topic coaching:{agent}), whether it succeeded or not. */
 #include <stdio.h>
 #include <string.h>
 
@@ -23,6 +22,7 @@
 #include "base/buf.h"
 #include "base/ids.h"
 #include "base/pii.h"
+#include "http/curlloop.h"
 #include "internal.h"
 #include "llm/llm.h"
 
@@ -101,24 +101,37 @@ char *coach_draft_prompt(const json_t *coaching) {
 
 const char *coach_draft_system_prompt(void) { return SYSTEM_PROMPT; }
 
-/* ---- the call ---- */
+/* ---- the calls ----
+ *
+ * Every provider call runs on the loop, in the drafts' own curl multi
+ * (src/http/curlloop.h): the request is built where the prompt is (on the
+ * loop for an answer, on the pool for an inbound message, which has to read
+ * the lead first), the transfer is driven by the loop's sockets and timers,
+ * the answer is read as it comes (an SSE stream incrementally) and parsed
+ * when it ends, on the loop: at most LLM_MAX_RESPONSE of JSON, tens of µs
+ * for a real draft. No thread waits on the provider; the pool does only
+ * storage (an inbound message's lead, a late draft's event). */
 
-enum { D_WAITING, D_REPLIED, D_FINISHED };
+/* Calls for inbound messages at once, at most, out of
+ * COACH_DRAFT_MAX_INFLIGHT: they come at the webhooks' pace, not at an
+ * agent's, and a burst of them must leave room for the drafts agents are
+ * waiting for in an answer. */
+#define INBOUND_MAX_INFLIGHT 16
 
-typedef struct draft_call {
-    uv_work_t work;
-    uv_timer_t timer;
-    pthread_mutex_t mu;
-    int state;            /* guarded by mu */
+typedef struct pushed {
+    int64_t tenant, lead_id, agent_id, seq;
+} pushed;
+
+struct coach_drafts {
     app *a;
-    http_req *q;          /* until replied */
-    json_t *out;          /* the coaching answer, until replied */
-    char *prompt;
-    int64_t tenant, lead_id, agent_id;
-    char id[24];
-    llm_result res;
-    int published;
-} draft_call;
+    curlloop *curl;             /* every provider call; NULL once closed */
+    uv_mutex_t mu;
+    uv_async_t wake;
+    pushed *q;  /* guarded by mu */
+    int nq, capq, closed;
+    int handle_closed, curl_closed, freeing; /* loop thread */
+    int inflight;               /* loop thread: inbound drafts being written */
+};
 
 static json_t *result_json(llm *l, const char *id, const llm_result *r) {
     if (r->status == LLM_OK)
@@ -128,8 +141,6 @@ static json_t *result_json(llm *l, const char *id, const llm_result *r) {
     return json_pack("{s:s, s:s, s:s, s:I}", "id", id, "status", "unavailable", "reason", llm_status_name(r->status),
                      "latency_ms", (json_int_t)r->ms);
 }
-
-static json_t *draft_json(const draft_call *d) { return result_json(d->a->llm, d->id, &d->res); }
 
 /* A late draft's event: coaching.updated {lead_id, agent_id, draft} and,
  * for an inbound message's, for_seq (the built-in coaching.updated it
@@ -158,20 +169,25 @@ static int publish_late(app *a, int64_t tenant, late_event *e) {
     return ok;
 }
 
-static void draft_work(uv_work_t *w) {
-    draft_call *d = w->data;
-    llm_complete(d->a->llm, SYSTEM_PROMPT, d->prompt, &d->res);
-    pthread_mutex_lock(&d->mu);
-    int late = d->state == D_REPLIED;
-    if (!late) d->state = D_FINISHED;
-    pthread_mutex_unlock(&d->mu);
-    if (late) {
-        /* the answer left with "pending": the draft follows on the feed */
-        late_event e = {d->lead_id, d->agent_id, 0, draft_json(d)};
-        d->published = publish_late(d->a, d->tenant, &e);
-        json_decref(e.draft);
-    }
+static void count(app *a, const char *result) {
+    const char *res[] = {result};
+    metric_add(a->m_llm, res, 1);
 }
+
+/* ---- a coaching answer's draft ---- */
+
+typedef struct draft_call {
+    uv_timer_t timer;     /* the budget; its close frees the call */
+    uv_work_t work;       /* publishing a late draft */
+    app *a;
+    http_req *q;          /* until replied */
+    json_t *out;          /* the coaching answer, until replied */
+    int64_t tenant;
+    late_event late;      /* a late draft's event (late.draft owned) */
+    char id[24];
+    llm_call *call;       /* until the transfer has ended */
+    llm_result res;
+} draft_call;
 
 static void reply(draft_call *d, json_t *draft) {
     json_object_set_new(d->out, "draft", draft);
@@ -182,32 +198,50 @@ static void reply(draft_call *d, json_t *draft) {
 
 static void on_timer_closed(uv_handle_t *h) {
     draft_call *d = h->data;
-    pthread_mutex_destroy(&d->mu);
     llm_result_free(&d->res);
     json_decref(d->out);
-    eh_free(d->prompt);
+    json_decref(d->late.draft);
     eh_free(d);
 }
 
+/* The budget ran out first: the answer leaves, the draft follows. */
 static void on_budget(uv_timer_t *t) {
     draft_call *d = t->data;
-    pthread_mutex_lock(&d->mu);
-    int now = d->state == D_WAITING;
-    if (now) d->state = D_REPLIED;
-    pthread_mutex_unlock(&d->mu);
-    if (now) reply(d, json_pack("{s:s, s:s}", "id", d->id, "status", "pending"));
+    if (d->q) reply(d, json_pack("{s:s, s:s}", "id", d->id, "status", "pending"));
 }
 
-static void draft_done(uv_work_t *w, int status) {
+static void publish_work(uv_work_t *w) {
     draft_call *d = w->data;
-    app *a = d->a;
-    uv_timer_stop(&d->timer);
-    const char *res[] = {llm_status_name(d->res.status)};
-    metric_add(a->m_llm, res, 1);
-    a->llm_inflight--;
-    if (d->q) reply(d, draft_json(d));
+    publish_late(d->a, d->tenant, &d->late);
+}
+
+static void publish_done(uv_work_t *w, int status) {
+    draft_call *d = w->data;
     uv_close((uv_handle_t *)&d->timer, on_timer_closed);
     (void)status;
+}
+
+/* Loop (curlloop): the provider answered, failed or timed out. */
+static void draft_done(CURL *h, CURLcode cc, void *ud) {
+    draft_call *d = ud;
+    app *a = d->a;
+    (void)h;
+    llm_call_end(d->call, cc, &d->res);
+    d->call = NULL;
+    uv_timer_stop(&d->timer);
+    count(a, llm_status_name(d->res.status));
+    a->llm_inflight--;
+    json_t *draft = result_json(a->llm, d->id, &d->res);
+    if (d->q) {
+        reply(d, draft);
+    } else {
+        /* the answer left with "pending": the draft follows on the feed */
+        d->late.draft = draft;
+        d->work.data = d;
+        if (uv_queue_work(a->loop, &d->work, publish_work, publish_done) == 0) return;
+        log_msg(a->log, LOG_WARN, "coaching draft not published", "cannot schedule");
+    }
+    uv_close((uv_handle_t *)&d->timer, on_timer_closed);
 }
 
 static void reply_now(http_req *q, json_t *out, json_t *draft) {
@@ -215,48 +249,56 @@ static void reply_now(http_req *q, json_t *out, json_t *draft) {
     http_reply_json(q, 200, out);
 }
 
+static void reply_unavailable(http_req *q, app *a, json_t *out, const char *id, const char *why) {
+    count(a, why);
+    reply_now(q, out, json_pack("{s:s, s:s, s:s}", "id", id, "status", "unavailable", "reason", why));
+}
+
 void coach_draft_reply(http_req *q, app *a, int64_t tenant, json_t *out, int mode) {
-    if (!a->llm || mode == COACH_DRAFT_OFF) {
+    if (!a->llm || !a->drafts || mode == COACH_DRAFT_OFF) {
         reply_now(q, out, a->llm ? json_pack("{s:s}", "status", "off") : json_null());
         return;
     }
     char id[24];
     ids_random_hex(id, sizeof id, 8);
-    /* a provider that keeps failing is not even tried (and costs no wait) */
-    if (llm_breaker_is_open(a->llm) || a->llm_inflight >= COACH_DRAFT_MAX_INFLIGHT) {
-        const char *why = a->llm_inflight >= COACH_DRAFT_MAX_INFLIGHT ? "busy" : "breaker_open";
-        const char *res[] = {why};
-        metric_add(a->m_llm, res, 1);
-        reply_now(q, out, json_pack("{s:s, s:s, s:s}", "id", id, "status", "unavailable", "reason", why));
+    if (a->llm_inflight >= COACH_DRAFT_MAX_INFLIGHT) {
+        reply_unavailable(q, a, out, id, "busy");
         return;
     }
-    draft_call *d = eh_calloc(1, sizeof *d);
-    char *prompt = d ? coach_draft_prompt(out) : NULL;
-    if (!prompt) {
-        eh_free(d);
-        reply_now(q, out, json_pack("{s:s, s:s}", "status", "unavailable", "reason", "out_of_memory"));
+    /* a provider that keeps failing is not even tried (and costs no wait) */
+    if (llm_breaker_is_open(a->llm)) {
+        reply_unavailable(q, a, out, id, "breaker_open");
+        return;
+    }
+    char *prompt = coach_draft_prompt(out);
+    llm_call *call = NULL;
+    llm_status st = prompt ? llm_call_new(a->llm, SYSTEM_PROMPT, prompt, &call) : LLM_E_NOMEM;
+    eh_free(prompt); /* the call has its own copy, in the request body */
+    draft_call *d = call ? eh_calloc(1, sizeof *d) : NULL;
+    if (!d) {
+        llm_call_cancel(call);
+        reply_unavailable(q, a, out, id, st == LLM_E_BREAKER ? "breaker_open" : "out_of_memory");
         return;
     }
     d->a = a;
     d->q = q;
     d->out = out;
-    d->prompt = prompt;
+    d->call = call;
     d->tenant = tenant;
-    d->lead_id = json_integer_value(json_object_get(out, "lead_id"));
-    d->agent_id = json_integer_value(json_object_get(out, "agent_id"));
+    d->late.lead_id = json_integer_value(json_object_get(out, "lead_id"));
+    d->late.agent_id = json_integer_value(json_object_get(out, "agent_id"));
     memcpy(d->id, id, sizeof id);
-    d->state = mode == COACH_DRAFT_ASYNC ? D_REPLIED : D_WAITING;
-    pthread_mutex_init(&d->mu, NULL);
-    uv_timer_init(a->loop, &d->timer);
-    d->timer.data = d;
-    d->work.data = d;
-    if (uv_queue_work(a->loop, &d->work, draft_work, draft_done)) {
-        d->state = D_REPLIED;
-        reply(d, json_pack("{s:s, s:s}", "status", "unavailable", "reason", "cannot_schedule"));
-        uv_close((uv_handle_t *)&d->timer, on_timer_closed);
+    if (curlloop_add(a->drafts->curl, llm_call_handle(call), draft_done, d)) {
+        llm_call_cancel(call);
+        eh_free(d);
+        reply_unavailable(q, a, out, id, "cannot_schedule");
         return;
     }
+    uv_timer_init(a->loop, &d->timer);
+    d->timer.data = d;
     a->llm_inflight++;
+    /* the transfer starts when the loop comes round: neither callback can
+     * run before this returns */
     if (mode == COACH_DRAFT_ASYNC) reply(d, json_pack("{s:s, s:s}", "id", d->id, "status", "pending"));
     else uv_timer_start(&d->timer, on_budget, a->cfg.llm_budget_ms, 0);
 }
@@ -273,42 +315,24 @@ int coach_draft_mode(const char *s) {
  * An inbound message coaches its lead inside the transaction that stores it
  * (coach_on_inbound: built in, no wait). When that transaction has
  * committed, the store's on_commit hook hands the coaching.updated event
- * here; the loop then asks the provider on the pool, as for an answer
- * (same redacted prompt, breaker, --llm-timeout and in-flight cap), and the
- * draft follows on the feed as coaching.updated {lead_id, agent_id, draft,
- * for_seq}. Nothing waits for it. A transaction's callback may run twice
- * (PostgreSQL retries), so this cannot start from inside it: only committed
- * events count, and only on the node that committed them. */
-
-typedef struct pushed {
-    int64_t tenant, lead_id, agent_id, seq;
-} pushed;
-
-struct coach_drafts {
-    app *a;
-    uv_mutex_t mu;
-    uv_async_t wake;
-    pushed *q;  /* guarded by mu */
-    int nq, capq, closed;
-    int handle_closed, freeing; /* loop thread */
-    int inflight;               /* loop thread: inbound drafts being written */
-};
-
-/* A provider call holds a pool thread (4 by default) for up to
- * --llm-timeout, and inbound messages come at the webhooks' pace, not at an
- * agent's: at most this many inbound drafts at once, so that storage work
- * keeps threads of its own. */
-#define INBOUND_MAX_INFLIGHT 2
+ * here; the pool then reads the lead's coaching again and builds the call
+ * (same redacted prompt as an answer's), the loop runs it (same breaker,
+ * --llm-timeout and in-flight caps), and the pool appends the result as
+ * coaching.updated {lead_id, agent_id, draft, for_seq}. Nothing waits for
+ * it. A transaction's callback may run twice (PostgreSQL retries), so this
+ * cannot start from inside it: only committed events count, and only on
+ * the node that committed them. */
 
 typedef struct inbound_draft {
-    uv_work_t work;
+    uv_work_t work;    /* reading the lead, then publishing */
     coach_drafts *cd;
     app *a;
     pushed p;
     char id[24];
     json_t *coaching;  /* the lead's coaching, read again on the pool */
+    llm_call *call;    /* built on the pool, run on the loop */
     llm_result res;
-    int asked;         /* the provider was called */
+    json_t *draft;     /* the event's draft */
 } inbound_draft;
 
 static int inbound_read_tx(store_tx *tx, void *arg, store_err *err) {
@@ -318,36 +342,69 @@ static int inbound_read_tx(store_tx *tx, void *arg, store_err *err) {
     return coach_lead(tx, d->a->coach, d->p.lead_id, d->p.agent_id, 0, &d->coaching, err);
 }
 
-static void inbound_work(uv_work_t *w) {
+/* Pool: the lead's coaching, and the call for it (or, in res.status, why
+ * there is none: the breaker opened meanwhile, out of memory). */
+static void inbound_read(uv_work_t *w) {
     inbound_draft *d = w->data;
     store_err err = {0};
     if (store_read(d->a->st, d->p.tenant, inbound_read_tx, d, &err)) {
         log_msg(d->a->log, LOG_WARN, "coaching draft: cannot read the lead", err.msg);
+        json_decref(d->coaching);
+        d->coaching = NULL;
         return;
     }
     char *prompt = coach_draft_prompt(d->coaching);
-    if (!prompt) return;
-    llm_complete(d->a->llm, SYSTEM_PROMPT, prompt, &d->res);
+    d->res.status = prompt ? llm_call_new(d->a->llm, SYSTEM_PROMPT, prompt, &d->call) : LLM_E_NOMEM;
     eh_free(prompt);
-    d->asked = 1;
-    late_event e = {d->p.lead_id, d->p.agent_id, d->p.seq, result_json(d->a->llm, d->id, &d->res)};
-    publish_late(d->a, d->p.tenant, &e);
-    json_decref(e.draft);
 }
 
-static void inbound_done(uv_work_t *w, int status) {
-    inbound_draft *d = w->data;
-    app *a = d->a;
-    if (d->asked) {
-        const char *res[] = {llm_status_name(d->res.status)};
-        metric_add(a->m_llm, res, 1);
-    }
-    a->llm_inflight--;
+static void inbound_free(inbound_draft *d) {
+    d->a->llm_inflight--;
     d->cd->inflight--;
+    llm_call_cancel(d->call);
     llm_result_free(&d->res);
     json_decref(d->coaching);
+    json_decref(d->draft);
     eh_free(d);
+}
+
+static void inbound_publish(uv_work_t *w) {
+    inbound_draft *d = w->data;
+    late_event e = {d->p.lead_id, d->p.agent_id, d->p.seq, d->draft};
+    publish_late(d->a, d->p.tenant, &e);
+}
+
+static void inbound_published(uv_work_t *w, int status) {
+    inbound_free(w->data);
     (void)status;
+}
+
+/* Loop: the provider's answer (or why there is none) goes to the feed. */
+static void inbound_result(inbound_draft *d) {
+    count(d->a, llm_status_name(d->res.status));
+    d->draft = result_json(d->a->llm, d->id, &d->res);
+    if (uv_queue_work(d->a->loop, &d->work, inbound_publish, inbound_published)) inbound_free(d);
+}
+
+static void inbound_call_done(CURL *h, CURLcode cc, void *ud) {
+    inbound_draft *d = ud;
+    (void)h;
+    llm_call_end(d->call, cc, &d->res);
+    d->call = NULL;
+    inbound_result(d);
+}
+
+static void inbound_read_done(uv_work_t *w, int status) {
+    inbound_draft *d = w->data;
+    (void)status;
+    if (d->call) {
+        /* stopping: the call is dropped unsent, as one not started at all */
+        if (curlloop_add(d->cd->curl, llm_call_handle(d->call), inbound_call_done, d)) inbound_free(d);
+    } else if (d->coaching) {
+        inbound_result(d); /* asked, and refused: breaker_open, out_of_memory */
+    } else {
+        inbound_free(d);   /* the lead could not be read (logged) */
+    }
 }
 
 static void inbound_start(coach_drafts *cd, const pushed *p) {
@@ -360,8 +417,7 @@ static void inbound_start(coach_drafts *cd, const pushed *p) {
                            ? "busy"
                            : NULL;
     if (skip) {
-        const char *res[] = {skip};
-        metric_add(a->m_llm, res, 1);
+        count(a, skip);
         return;
     }
     inbound_draft *d = eh_calloc(1, sizeof *d);
@@ -371,7 +427,7 @@ static void inbound_start(coach_drafts *cd, const pushed *p) {
     d->p = *p;
     ids_random_hex(d->id, sizeof d->id, 8);
     d->work.data = d;
-    if (uv_queue_work(a->loop, &d->work, inbound_work, inbound_done)) {
+    if (uv_queue_work(a->loop, &d->work, inbound_read, inbound_read_done)) {
         eh_free(d);
         return;
     }
@@ -395,11 +451,20 @@ coach_drafts *coach_drafts_new(app *a) {
     coach_drafts *cd = eh_calloc(1, sizeof *cd);
     if (!cd) return NULL;
     cd->a = a;
+    /* one transfer per draft in flight and none waiting: the caps above
+     * are checked first, and a queued call's wait would not count against
+     * its --llm-timeout */
+    if (!(cd->curl = curlloop_new(a->loop, COACH_DRAFT_MAX_INFLIGHT, 0))) {
+        eh_free(cd);
+        return NULL;
+    }
     if (uv_mutex_init(&cd->mu)) {
+        curlloop_close(cd->curl, 0, NULL, NULL);
         eh_free(cd);
         return NULL;
     }
     if (uv_async_init(a->loop, &cd->wake, on_pushed)) {
+        curlloop_close(cd->curl, 0, NULL, NULL);
         uv_mutex_destroy(&cd->mu);
         eh_free(cd);
         return NULL;
@@ -444,10 +509,21 @@ static void drafts_release(coach_drafts *cd) {
     eh_free(cd);
 }
 
+static void maybe_release(coach_drafts *cd) {
+    if (cd->freeing && cd->handle_closed && cd->curl_closed) drafts_release(cd);
+}
+
 static void on_wake_closed(uv_handle_t *h) {
     coach_drafts *cd = h->data;
     cd->handle_closed = 1;
-    if (cd->freeing) drafts_release(cd);
+    maybe_release(cd);
+}
+
+static void on_curl_closed(void *ud) {
+    coach_drafts *cd = ud;
+    cd->curl = NULL;
+    cd->curl_closed = 1;
+    maybe_release(cd);
 }
 
 void coach_drafts_stop(coach_drafts *cd) {
@@ -456,13 +532,17 @@ void coach_drafts_stop(coach_drafts *cd) {
     int was = cd->closed;
     cd->closed = 1;
     uv_mutex_unlock(&cd->mu);
-    if (!was) uv_close((uv_handle_t *)&cd->wake, on_wake_closed);
+    if (was) return;
+    uv_close((uv_handle_t *)&cd->wake, on_wake_closed);
+    /* calls still out end by their own --llm-timeout first (and are
+     * published as before); only one stuck past it is cut */
+    curlloop_close(cd->curl, (uint64_t)cd->a->cfg.llm_timeout_ms + 1000, on_curl_closed, cd);
 }
 
 void coach_drafts_free(coach_drafts *cd) {
     if (!cd) return;
     coach_drafts_stop(cd); /* a start-up that failed never ran the loop */
     cd->freeing = 1;
-    /* else freed when the handle has closed (main runs the loop once more) */
-    if (cd->handle_closed) drafts_release(cd);
+    /* else freed when the handles have closed (main runs the loop once more) */
+    maybe_release(cd);
 }

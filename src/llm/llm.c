@@ -181,6 +181,14 @@ static void breaker_leave(llm *l, int success) {
     pthread_mutex_unlock(&l->mu);
 }
 
+/* A call built but never sent: it neither succeeded nor failed, but a
+ * half-open trial must let the next one try. */
+static void breaker_cancel(llm *l) {
+    pthread_mutex_lock(&l->mu);
+    l->probing = 0;
+    pthread_mutex_unlock(&l->mu);
+}
+
 int llm_breaker_is_open(llm *l) {
     pthread_mutex_lock(&l->mu);
     int open = l->open_until && (clock_mono_ns() < l->open_until || l->probing);
@@ -406,18 +414,27 @@ llm_status llm_stream_finish(llm_stream *s) {
     return LLM_OK;
 }
 
-/* ---- the call ---- */
+/* ---- the call ----
+ * Built (llm_call_new) and ended (llm_call_end) here; the transfer between
+ * the two is driven by whoever holds the handle: curl_easy_perform for
+ * llm_complete, the loop's curl multi for coaching drafts. The write and
+ * header callbacks run wherever the transfer does; they are cheap (the SSE
+ * reader takes bytes as they come, a plain body is only appended). */
 
-typedef struct call {
+struct llm_call {
     llm *l;
+    CURL *h;
+    struct curl_slist *hd;
+    char *req;        /* the request body: curl reads it during the transfer */
     buf body;         /* a non-streamed body, or an error body */
     llm_stream *st;   /* streamed 2xx answers */
     long status;      /* from the status line, once headers are in */
     int is_sse;
-} call;
+    uint64_t t0;
+};
 
 static size_t on_header(char *d, size_t sz, size_t n, void *ud) {
-    call *c = ud;
+    llm_call *c = ud;
     size_t len = sz * n;
     if (len > 9 && !memcmp(d, "HTTP/", 5)) {
         const char *sp = memchr(d, ' ', len);
@@ -430,7 +447,7 @@ static size_t on_header(char *d, size_t sz, size_t n, void *ud) {
 }
 
 static size_t on_body(char *d, size_t sz, size_t n, void *ud) {
-    call *c = ud;
+    llm_call *c = ud;
     size_t len = sz * n;
     if (c->st && c->status >= 200 && c->status < 300 && c->is_sse) {
         if (llm_stream_feed(c->st, d, len) != LLM_OK) return 0; /* stop reading: the answer is an error */
@@ -439,81 +456,122 @@ static size_t on_body(char *d, size_t sz, size_t n, void *ud) {
     return buf_append(&c->body, d, len) ? 0 : len;
 }
 
-llm_status llm_complete(llm *l, const char *system, const char *user, llm_result *r) {
-    memset(r, 0, sizeof *r);
+static void call_free(llm_call *c) {
+    if (c->h) curl_easy_cleanup(c->h);
+    curl_slist_free_all(c->hd);
+    free(c->req);
+    buf_free(&c->body);
+    llm_stream_free(c->st);
+    eh_free(c);
+}
+
+llm_status llm_call_new(llm *l, const char *system, const char *user, llm_call **out) {
+    *out = NULL;
     uint64_t t0 = clock_mono_ns();
-    if (!breaker_enter(l)) return r->status = LLM_E_BREAKER;
-    call c = {.l = l};
-    buf_init(&c.body, LLM_MAX_RESPONSE);
-    if (l->stream && !(c.st = llm_stream_new(l->provider))) {
+    if (!breaker_enter(l)) return LLM_E_BREAKER;
+    llm_call *c = eh_calloc(1, sizeof *c);
+    if (!c) {
         breaker_leave(l, 0);
-        return r->status = LLM_E_NOMEM;
+        return LLM_E_NOMEM;
     }
-    char *req = llm_request_json(l->provider, l->model, system, user, l->max_tokens, l->stream);
-    CURL *h = req ? curl_easy_init() : NULL;
-    struct curl_slist *hd = NULL;
-    llm_status st = LLM_E_NOMEM;
-    if (!h) goto out;
-    char hdr[600];
-    if (l->provider == LLM_ANTHROPIC) {
-        snprintf(hdr, sizeof hdr, "x-api-key: %s", l->key);
-        hd = curl_slist_append(hd, hdr);
-        hd = curl_slist_append(hd, "anthropic-version: " LLM_ANTHROPIC_VERSION);
-    } else if (l->key[0]) {
-        snprintf(hdr, sizeof hdr, "Authorization: Bearer %s", l->key);
-        hd = curl_slist_append(hd, hdr);
+    c->l = l;
+    c->t0 = t0;
+    buf_init(&c->body, LLM_MAX_RESPONSE);
+    if ((l->stream && !(c->st = llm_stream_new(l->provider))) ||
+        !(c->req = llm_request_json(l->provider, l->model, system, user, l->max_tokens, l->stream)) ||
+        !(c->h = curl_easy_init()))
+        goto oom;
+    /* curl_slist_append returns NULL on OOM and leaves the list as it was */
+    const char *fixed[] = {l->provider == LLM_ANTHROPIC ? "anthropic-version: " LLM_ANTHROPIC_VERSION : NULL,
+                           "Content-Type: application/json",
+                           l->stream ? "Accept: text/event-stream" : "Accept: application/json", "Expect:"};
+    char hdr[600] = "";
+    if (l->provider == LLM_ANTHROPIC) snprintf(hdr, sizeof hdr, "x-api-key: %s", l->key);
+    else if (l->key[0]) snprintf(hdr, sizeof hdr, "Authorization: Bearer %s", l->key);
+    int ok = !hdr[0] || (c->hd = curl_slist_append(NULL, hdr)) != NULL;
+    memset(hdr, 0, sizeof hdr); /* the key leaves no copy on the stack */
+    for (size_t i = 0; ok && i < sizeof fixed / sizeof fixed[0]; i++) {
+        if (!fixed[i]) continue;
+        struct curl_slist *t = curl_slist_append(c->hd, fixed[i]);
+        if (t) c->hd = t;
+        else ok = 0;
     }
-    memset(hdr, 0, sizeof hdr);
-    hd = curl_slist_append(hd, "Content-Type: application/json");
-    hd = curl_slist_append(hd, l->stream ? "Accept: text/event-stream" : "Accept: application/json");
-    hd = curl_slist_append(hd, "Expect:");
+    if (!ok) goto oom;
+    CURL *h = c->h;
     curl_easy_setopt(h, CURLOPT_URL, l->url);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, req);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, c->hd);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, c->req);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)l->timeout_ms);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(l->timeout_ms < 3000 ? l->timeout_ms : 3000));
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &c);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, &c);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, c);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    CURLcode cc = curl_easy_perform(h);
+    *out = c;
+    return LLM_OK;
+oom:
+    breaker_leave(l, 0);
+    call_free(c);
+    return LLM_E_NOMEM;
+}
+
+CURL *llm_call_handle(llm_call *c) { return c->h; }
+
+void llm_call_cancel(llm_call *c) {
+    if (!c) return;
+    breaker_cancel(c->l);
+    call_free(c);
+}
+
+llm_status llm_call_end(llm_call *c, CURLcode cc, llm_result *r) {
+    memset(r, 0, sizeof *r);
+    llm *l = c->l;
+    llm_status st;
     long status = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &status);
     r->http_status = status;
-    if (cc == CURLE_OPERATION_TIMEDOUT) st = LLM_E_TIMEOUT;
-    else if (cc == CURLE_WRITE_ERROR && c.st && llm_stream_feed(c.st, "", 0) != LLM_OK) st = llm_stream_finish(c.st);
+    /* ABORTED: a shutdown ended it, and it waits longer than the timeout */
+    if (cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_ABORTED_BY_CALLBACK) st = LLM_E_TIMEOUT;
+    else if (cc == CURLE_WRITE_ERROR && c->st && llm_stream_feed(c->st, "", 0) != LLM_OK) st = llm_stream_finish(c->st);
     else if (cc == CURLE_WRITE_ERROR) st = LLM_E_MALFORMED; /* past LLM_MAX_RESPONSE */
+    else if (cc == CURLE_OUT_OF_MEMORY) st = LLM_E_NOMEM;
     else if (cc != CURLE_OK) st = LLM_E_CONNECT;
     else if (status < 200 || status >= 300) {
-        llm_parse_error(l->provider, c.body.p ? c.body.p : "", c.body.len, r->error_type, sizeof r->error_type);
+        llm_parse_error(l->provider, c->body.p ? c->body.p : "", c->body.len, r->error_type, sizeof r->error_type);
         st = status == 429 ? LLM_E_RATE_LIMITED
              : status == 529 || status == 503 || !strcmp(r->error_type, "overloaded_error") ? LLM_E_OVERLOADED
                                                                                              : LLM_E_HTTP;
-    } else if (c.st && c.is_sse) {
+    } else if (c->st && c->is_sse) {
         r->streamed = 1;
-        st = llm_stream_finish(c.st);
+        st = llm_stream_finish(c->st);
     } else {
         buf text;
         buf_init(&text, LLM_MAX_RESPONSE);
-        st = llm_parse_body(l->provider, c.body.p ? c.body.p : "", c.body.len, &text, r->error_type,
+        st = llm_parse_body(l->provider, c->body.p ? c->body.p : "", c->body.len, &text, r->error_type,
                             sizeof r->error_type);
         if (st == LLM_OK) r->text = buf_detach(&text, NULL);
         buf_free(&text);
     }
-    if (st == LLM_OK && r->streamed) r->text = eh_strdup(llm_stream_text(c.st));
-    if (c.st && st != LLM_OK && !r->error_type[0]) set_etype(r->error_type, sizeof r->error_type, llm_stream_error_type(c.st));
+    if (st == LLM_OK && r->streamed) r->text = eh_strdup(llm_stream_text(c->st));
+    if (c->st && st != LLM_OK && !r->error_type[0])
+        set_etype(r->error_type, sizeof r->error_type, llm_stream_error_type(c->st));
     if (st == LLM_OK && !r->text) st = LLM_E_NOMEM;
-out:
     breaker_leave(l, st == LLM_OK);
-    if (h) curl_easy_cleanup(h);
-    curl_slist_free_all(hd);
-    free(req);
-    buf_free(&c.body);
-    llm_stream_free(c.st);
-    r->ms = (int64_t)((clock_mono_ns() - t0) / 1000000);
+    r->ms = (int64_t)((clock_mono_ns() - c->t0) / 1000000);
+    call_free(c);
     return r->status = st;
+}
+
+llm_status llm_complete(llm *l, const char *system, const char *user, llm_result *r) {
+    llm_call *c;
+    llm_status st = llm_call_new(l, system, user, &c);
+    if (st != LLM_OK) {
+        memset(r, 0, sizeof *r);
+        return r->status = st;
+    }
+    return llm_call_end(c, curl_easy_perform(c->h), r);
 }
 
 void llm_result_free(llm_result *r) {

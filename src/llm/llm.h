@@ -6,19 +6,25 @@
  * (POST /v1/chat/completions, Bearer key, choices[0].message.content;
  * streamed as `data: {...}` chunks ending with `data: [DONE]`).
  *
- * llm_complete is blocking (libcurl easy with a hard timeout): call it on
- * the thread pool only. It sends the prompt it is given as it is: callers
- * redact personal data first (coach_draft_prompt does). A circuit breaker
+ * A call is built (llm_call_new), its libcurl handle transferred by the
+ * caller, and ended (llm_call_end), so that the server drives it on the
+ * loop with its curl multi (src/http/curlloop.h) and no thread waits on the
+ * provider; llm_complete is the same call done blocking (libcurl easy with
+ * a hard timeout), for tools and tests. It sends the prompt it is given as
+ * it is: callers redact personal data first (coach_draft_prompt does). A circuit breaker
  * shared by all callers stops calling a provider that keeps failing: after
  * `breaker_failures` failures in a row it opens for `breaker_cooldown_ms`;
  * then one trial call is let through (half-open), whose success closes it
- * and whose failure opens it again. The API key is kept in the context only,
- * never logged nor returned. An llm is safe to share between threads. */
+ * and whose failure opens it again. The API key is kept in the context only
+ * (and in a call's request headers), never logged nor returned. An llm is
+ * safe to share between threads; a call is used by one thread at a time. */
 #ifndef EH_LLM_H
 #define EH_LLM_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <curl/curl.h>
 
 #include "base/buf.h"
 
@@ -83,9 +89,29 @@ typedef struct llm_result {
     int streamed;
 } llm_result;
 
-/* Blocking: sends system + user to the provider and waits for the whole
- * answer (at most timeout_ms). Fills *r (call llm_result_free after) and
- * returns r->status. Failures feed the circuit breaker. */
+/* A call whose transfer someone else drives. llm_call_new asks the breaker
+ * (LLM_E_BREAKER: nothing built, nothing to end; when half-open, this call
+ * is the trial), builds the request and an easy handle with timeout_ms set,
+ * and gives *out (LLM_OK), or LLM_E_NOMEM (counted as a failure). Any
+ * thread. llm_call_handle: the handle to transfer (curl_easy_perform, or a
+ * multi); its callbacks read the answer as it comes (SSE incrementally, a
+ * plain body up to LLM_MAX_RESPONSE) and stay cheap, so they may run on the
+ * loop. Once the transfer has ended with cc and the handle is out of any
+ * multi, llm_call_end reads the result into *r (llm_result_free after),
+ * feeds the breaker, frees the call with its handle and returns r->status
+ * (CURLE_ABORTED_BY_CALLBACK, a shutdown's end of a transfer past its
+ * timeout, is LLM_E_TIMEOUT). A call that was built but never sent goes to
+ * llm_call_cancel instead: freed, the breaker neither fed nor left
+ * half-open. */
+typedef struct llm_call llm_call;
+llm_status llm_call_new(llm *l, const char *system, const char *user, llm_call **out);
+CURL *llm_call_handle(llm_call *c);
+llm_status llm_call_end(llm_call *c, CURLcode cc, llm_result *r);
+void llm_call_cancel(llm_call *c);
+
+/* Blocking: the same call, sent and waited for (at most timeout_ms) on
+ * this thread. Fills *r (call llm_result_free after) and returns
+ * r->status. */
 llm_status llm_complete(llm *l, const char *system, const char *user, llm_result *r);
 void llm_result_free(llm_result *r);
 

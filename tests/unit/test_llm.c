@@ -1,7 +1,11 @@
 /* llm: both providers' request bodies, whole answers and error bodies, the
  * SSE readers fed in pieces of every size (CRLF too), cut and failing
  * streams, the API key file's permission check, the circuit breaker against
- * a closed port, and the draft prompt's redaction. */
+ * a closed port, calls built with llm_call_new and driven on a libuv loop by
+ * curlloop against a loopback server (a stream in small pieces while the
+ * loop keeps ticking, an answer past 256 KB, a 529, a provider that never
+ * answers), a built call cancelled while half-open, and the draft prompt's
+ * redaction. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +13,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +23,7 @@
 
 #include "base/alloc.h"
 #include "coach/coach.h"
+#include "http/curlloop.h"
 #include "llm/llm.h"
 
 static void test_request_bodies(void **st) {
@@ -257,6 +263,212 @@ static void test_draft_prompt_redacts(void **st) {
     assert_int_equal(coach_draft_mode("x"), -1);
 }
 
+/* ---- calls driven on a loop (as the server does) against a loopback server ---- */
+
+typedef struct step {
+    const char *head;  /* status line and headers, without the blank line */
+    const char *body;  /* sent in pieces of `piece` bytes, `gap_ms` apart (0: at once) */
+    size_t body_len, piece;
+    int gap_ms;
+    int hang_ms;       /* > 0: answer nothing, close after this long */
+} step;
+
+typedef struct fake {
+    int fd, port;
+    const step *steps;
+    int nsteps;
+    pthread_t th;
+} fake;
+
+static void *fake_run(void *arg) {
+    fake *f = arg;
+    for (int i = 0; i < f->nsteps; i++) {
+        int c = accept(f->fd, NULL, NULL);
+        if (c < 0) return NULL;
+        /* the request: headers, then Content-Length bytes */
+        char in[8192];
+        size_t n = 0, need = 0;
+        char *end = NULL;
+        while (n < sizeof in - 1) {
+            ssize_t r = read(c, in + n, sizeof in - 1 - n);
+            if (r <= 0) break;
+            n += (size_t)r;
+            in[n] = 0;
+            if (!end && (end = strstr(in, "\r\n\r\n"))) {
+                const char *cl = strcasestr(in, "content-length:");
+                need = (size_t)(end + 4 - in) + (cl ? strtoul(cl + 15, NULL, 10) : 0);
+            }
+            if (end && n >= need) break;
+        }
+        const step *s = &f->steps[i];
+        if (s->hang_ms) {
+            usleep((useconds_t)s->hang_ms * 1000);
+        } else {
+            char head[512];
+            int hl = snprintf(head, sizeof head, "%s\r\n\r\n", s->head);
+            ssize_t w = send(c, head, (size_t)hl, MSG_NOSIGNAL);
+            for (size_t off = 0; w >= 0 && off < s->body_len; off += s->piece) {
+                size_t k = s->body_len - off < s->piece ? s->body_len - off : s->piece;
+                w = send(c, s->body + off, k, MSG_NOSIGNAL);
+                if (s->gap_ms) usleep((useconds_t)s->gap_ms * 1000);
+            }
+        }
+        close(c);
+    }
+    return NULL;
+}
+
+static void fake_start(fake *f, const step *steps, int n) {
+    f->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(f->fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(f->fd, 8), 0);
+    getsockname(f->fd, (struct sockaddr *)&a, &al);
+    f->port = ntohs(a.sin_port);
+    f->steps = steps;
+    f->nsteps = n;
+    pthread_create(&f->th, NULL, fake_run, f);
+}
+
+typedef struct on_loop {
+    llm_call *c;
+    llm_result r;
+    int done;
+    int ticks;         /* the loop's timer kept firing during the call */
+    uv_timer_t ticker;
+} on_loop;
+
+static void on_tick(uv_timer_t *t) { ((on_loop *)t->data)->ticks++; }
+
+static void on_call_done(CURL *h, CURLcode cc, void *ud) {
+    on_loop *o = ud;
+    (void)h;
+    llm_call_end(o->c, cc, &o->r);
+    o->done = 1;
+    uv_timer_stop(&o->ticker);
+}
+
+/* One call of l on a fresh loop's curlloop; fills *o. */
+static void call_on_loop(llm *l, on_loop *o) {
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    curlloop *cl = curlloop_new(&loop, 4, 0);
+    assert_non_null(cl);
+    memset(o, 0, sizeof *o);
+    assert_int_equal(llm_call_new(l, "sys", "draft it", &o->c), LLM_OK);
+    uv_timer_init(&loop, &o->ticker);
+    o->ticker.data = o;
+    uv_timer_start(&o->ticker, on_tick, 5, 5);
+    assert_int_equal(curlloop_add(cl, llm_call_handle(o->c), on_call_done, o), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_true(o->done);
+    uv_close((uv_handle_t *)&o->ticker, NULL);
+    curlloop_close(cl, 0, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+static void test_calls_on_the_loop(void **st) {
+    (void)st;
+    static const char sse[] =
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\"}}\n\n"
+        "event: ping\ndata: {\"type\": \"ping\"}\n\n"
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,"
+        "\"delta\":{\"type\":\"text_delta\",\"text\":\"Happy to \"}}\n\n"
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,"
+        "\"delta\":{\"type\":\"text_delta\",\"text\":\"help!\"}}\n\n"
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    static const char over[] = "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\"}}";
+    /* a whole answer past LLM_MAX_RESPONSE: {"content":[{"type":"text","text":"xxxx..."}]} */
+    size_t big_len = LLM_MAX_RESPONSE + 4096;
+    char *big = malloc(big_len);
+    memset(big, 'x', big_len);
+    static const char big_start[] = "{\"content\":[{\"type\":\"text\",\"text\":\"";
+    memcpy(big, big_start, sizeof big_start - 1);
+    memcpy(big + big_len - 4, "\"}]}", 4);
+    char big_head[128];
+    snprintf(big_head, sizeof big_head, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu",
+             big_len);
+    const step steps[] = {
+        {"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close", sse, sizeof sse - 1, 23, 15, 0},
+        {big_head, big, big_len, 16384, 0, 0},
+        {"HTTP/1.1 529 Overloaded\r\nContent-Type: application/json\r\nContent-Length: 52", over, sizeof over - 1,
+         sizeof over, 0, 0},
+        {NULL, NULL, 0, 0, 0, 2000},
+    };
+    assert_int_equal(sizeof over - 1, 52);
+    fake f;
+    fake_start(&f, steps, 4);
+    char url[64], why[200];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", f.port);
+    llm_opts o = {.provider = LLM_ANTHROPIC, .url = url, .key = "k", .timeout_ms = 400, .stream = 1,
+                  .breaker_failures = 10};
+    llm *l = llm_new(&o, why, sizeof why);
+    assert_non_null(l);
+    on_loop r;
+    /* a stream in 23-byte pieces 15 ms apart, read as it comes while the loop goes on */
+    call_on_loop(l, &r);
+    assert_int_equal(r.r.status, LLM_OK);
+    assert_true(r.r.streamed);
+    assert_string_equal(r.r.text, "Happy to help!");
+    assert_int_equal(r.r.http_status, 200);
+    assert_true(r.ticks >= 3);
+    llm_result_free(&r.r);
+    /* the answer is read up to 256 KB, no further */
+    call_on_loop(l, &r);
+    assert_int_equal(r.r.status, LLM_E_MALFORMED);
+    assert_null(r.r.text);
+    /* 529 with an overloaded_error body */
+    call_on_loop(l, &r);
+    assert_int_equal(r.r.status, LLM_E_OVERLOADED);
+    assert_int_equal(r.r.http_status, 529);
+    assert_string_equal(r.r.error_type, "overloaded_error");
+    /* no answer: the call's own timeout ends it, and the loop kept running meanwhile */
+    call_on_loop(l, &r);
+    assert_int_equal(r.r.status, LLM_E_TIMEOUT);
+    assert_true(r.r.ms >= 390 && r.r.ms < 1900); /* before the server hangs up */
+    assert_true(r.ticks >= 20);
+    pthread_join(f.th, NULL);
+    close(f.fd);
+    llm_free(l);
+    free(big);
+}
+
+static void test_cancelled_call_leaves_the_breaker_half_open(void **st) {
+    (void)st;
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    getsockname(s, (struct sockaddr *)&a, &al);
+    close(s);
+    char url[64], why[200];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", ntohs(a.sin_port));
+    llm_opts o = {.provider = LLM_OPENAI, .url = url, .timeout_ms = 500, .breaker_failures = 1,
+                  .breaker_cooldown_ms = 50};
+    llm *l = llm_new(&o, why, sizeof why);
+    llm_result r;
+    assert_int_equal(llm_complete(l, "s", "u", &r), LLM_E_CONNECT);
+    assert_string_equal(llm_breaker_state(l), "open");
+    llm_call *c = NULL;
+    assert_int_equal(llm_call_new(l, "s", "u", &c), LLM_E_BREAKER);
+    assert_null(c);
+    usleep(80 * 1000);
+    assert_string_equal(llm_breaker_state(l), "half_open");
+    assert_int_equal(llm_call_new(l, "s", "u", &c), LLM_OK); /* the trial */
+    assert_non_null(c);
+    assert_string_equal(llm_breaker_state(l), "open");       /* nobody else meanwhile */
+    llm_call *c2 = NULL;
+    assert_int_equal(llm_call_new(l, "s", "u", &c2), LLM_E_BREAKER);
+    llm_call_cancel(c);                                        /* never sent */
+    assert_string_equal(llm_breaker_state(l), "half_open");   /* the next call is the trial */
+    assert_int_equal(llm_complete(l, "s", "u", &r), LLM_E_CONNECT);
+    assert_string_equal(llm_breaker_state(l), "open");
+    llm_call_cancel(NULL);
+    llm_free(l);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_bodies),
@@ -266,6 +478,8 @@ int main(void) {
         cmocka_unit_test(test_key_file),
         cmocka_unit_test(test_breaker_against_a_closed_port),
         cmocka_unit_test(test_draft_prompt_redacts),
+        cmocka_unit_test(test_calls_on_the_loop),
+        cmocka_unit_test(test_cancelled_call_leaves_the_breaker_half_open),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
