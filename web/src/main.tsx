@@ -56,6 +56,17 @@ function Shell(p: { s: Session }) {
   const { path } = useLocation();
   const [menu, setMenu] = useState(false);
   useEffect(() => setMenu(false), [path]);
+  // The phone menu closes with Escape and gives focus back to its button.
+  useEffect(() => {
+    if (!menu) return;
+    const k = (e: KeyboardEvent) => {
+      if (e.key !== "Escape") return;
+      setMenu(false);
+      document.querySelector<HTMLElement>("button.menu-btn")?.focus();
+    };
+    document.addEventListener("keydown", k);
+    return () => document.removeEventListener("keydown", k);
+  }, [menu]);
   const items = nav.filter((n) => n.show(p.s));
   let page;
   let m: Record<string, string> | null;

@@ -95,7 +95,7 @@ export function LeadsPage() {
       <PageHead
         title="Leads"
         subtitle={
-          <span data-testid="lead-count">
+          <span data-testid="lead-count" role="status" aria-live="polite" aria-busy={loadState.loading}>
             {count(rows.length)} {rows.length === 1 ? "lead" : "leads"}
             {loadState.loading ? ` · loading ${count(loadState.loaded)}…` : ""}
             {loadState.complete && loadState.loaded >= MAX_ROWS ? ` · first ${count(MAX_ROWS)} shown` : ""}

@@ -75,11 +75,33 @@ export function SequencesPage() {
 
 function Modal(p: { title: string; onClose: () => void; children: any }) {
   useEffect(() => {
-    const k = (e: KeyboardEvent) => e.key === "Escape" && p.onClose();
+    // Escape closes; Tab stays inside the dialog; on close, focus goes back
+    // to what opened it (the Edit / New button).
+    const opener = document.activeElement as HTMLElement | null;
+    const k = (e: KeyboardEvent) => {
+      if (e.key === "Escape") {
+        e.preventDefault();
+        p.onClose();
+      } else if (e.key === "Tab") {
+        const all = [...document.querySelectorAll<HTMLElement>(".modal a[href], .modal button:not([disabled]), .modal input:not([disabled]), .modal select:not([disabled]), .modal textarea:not([disabled])")];
+        if (!all.length) return;
+        const i = all.indexOf(document.activeElement as HTMLElement);
+        if (e.shiftKey && i <= 0) {
+          e.preventDefault();
+          all[all.length - 1].focus();
+        } else if (!e.shiftKey && (i === -1 || i === all.length - 1)) {
+          e.preventDefault();
+          all[0].focus();
+        }
+      }
+    };
     document.addEventListener("keydown", k);
     const first = document.querySelector<HTMLElement>(".modal input, .modal select, .modal textarea");
     first?.focus();
-    return () => document.removeEventListener("keydown", k);
+    return () => {
+      document.removeEventListener("keydown", k);
+      if (opener && opener.isConnected) opener.focus();
+    };
   }, []);
   return (
     <div class="modal-back" onClick={(e) => e.target === e.currentTarget && p.onClose()}>

@@ -27,6 +27,14 @@ let srv = null, port = 0, dataDir = "", key = "", base = "";
 // must reach it (it records each message; the answer carries a sid).
 const twilioSent = [];
 let twilio = null, twilioUrl = "";
+// A local server that speaks OpenAI's chat completions (POST
+// /v1/chat/completions, Bearer key, system + user messages): the coaching
+// drafts come from it. Each answer is numbered, so a test can tell which
+// call a draft in the panel came from.
+const LLM_KEY = "sk-browser-" + randomBytes(8).toString("hex");
+const llmCalls = [];
+let llm = null, llmUrl = "";
+const draftText = (n) => `Thanks for the message! I can send you homes that fit your budget this week, and we can talk through prices on a quick call. (draft ${n})`;
 let browser = null, page = null;
 const consoleErrors = [];
 let restartWindow = null; // [t0, t1]: connection errors are expected then
@@ -45,11 +53,11 @@ function freePort() {
 
 async function startServer(demo) {
   const args = ["serve", "--host", "127.0.0.1", "--port", String(port), "--data-dir", dataDir,
-    "--log-level", "warn", "--twilio-url", twilioUrl];
+    "--log-level", "warn", "--twilio-url", twilioUrl, "--llm-provider", "openai", "--llm-url", llmUrl, "--llm-model", "gpt-fake-1"];
   if (demo) args.push("--demo");
   // The dashboard the binary carries (what a user gets), not web/dist: no
   // --web-dir, and a working directory without one.
-  const env = { ...process.env, EHUB_DEMO_PASSWORD: PASSWORD };
+  const env = { ...process.env, EHUB_DEMO_PASSWORD: PASSWORD, EHUB_LLM_API_KEY: LLM_KEY };
   delete env.EHUB_WEB_DIR;
   const p = spawn(BIN, args, { cwd: dataDir, env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
@@ -156,6 +164,29 @@ before(async () => {
   });
   await new Promise((r) => twilio.listen(0, "127.0.0.1", r));
   twilioUrl = `http://127.0.0.1:${twilio.address().port}`;
+  llm = createHttpServer((req, res) => {
+    let raw = "";
+    req.on("data", (d) => (raw += d));
+    req.on("end", () => {
+      const send = (code, obj) => {
+        res.writeHead(code, { "Content-Type": "application/json" });
+        res.end(JSON.stringify(obj));
+      };
+      if (req.method !== "POST" || req.url !== "/v1/chat/completions") return send(404, { error: { type: "invalid_request_error", message: "no route " + req.url } });
+      if (req.headers.authorization !== "Bearer " + LLM_KEY) return send(401, { error: { type: "invalid_request_error", code: "invalid_api_key" } });
+      let body;
+      try { body = JSON.parse(raw); } catch { return send(400, { error: { type: "invalid_request_error", message: "bad json" } }); }
+      const m = body.messages || [];
+      if (m.length !== 2 || m[0].role !== "system" || m[1].role !== "user" || typeof m[1].content !== "string" || !body.model)
+        return send(400, { error: { type: "invalid_request_error", message: "unexpected request shape" } });
+      const n = llmCalls.push({ model: body.model, prompt: m[1].content });
+      send(200, { id: "chatcmpl-" + n, object: "chat.completion", created: Math.floor(Date.now() / 1000), model: body.model,
+        choices: [{ index: 0, message: { role: "assistant", content: draftText(n) }, finish_reason: "stop" }],
+        usage: { prompt_tokens: 100, completion_tokens: 30, total_tokens: 130 } });
+    });
+  });
+  await new Promise((r) => llm.listen(0, "127.0.0.1", r));
+  llmUrl = `http://127.0.0.1:${llm.address().port}`;
   port = await freePort();
   base = `http://127.0.0.1:${port}`;
   trainSharedClassifier();
@@ -183,6 +214,7 @@ after(async () => {
   }
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   twilio?.close();
+  llm?.close();
 });
 
 let leadName = "", contactId = "", leadId = 0;
@@ -241,6 +273,34 @@ test("an InboundMessage updates the coaching panel live", async () => {
   assert.match(text, /Price too high/i);
   await page.waitForSelector("[data-testid=timeline] >> text=too high", { timeout: 5000 });
   await shot(page, "04-coaching-live");
+});
+
+test("the LLM's draft for the inbound message shows in the panel, and Use draft fills the composer", async () => {
+  // The lead page's own coaching answer already asked the fake for a draft;
+  // the inbound message of the test before asks once more, on the feed.
+  // First the draft for the message of the test before (the newest call).
+  await page.waitForFunction(() => document.querySelector("[data-testid=draft]")?.getAttribute("data-waiting") === "none"
+    && document.querySelector("[data-testid=draft-text]"), null, { timeout: 10000 });
+  assert.equal(await page.textContent("[data-testid=draft-text]"), draftText(llmCalls.length));
+  const n = llmCalls.length + 1;
+  await webhook({ type: "InboundMessage", contactId, messageType: "SMS", messageId: "m-" + randomBytes(4).toString("hex"),
+    body: "Could you send a few places? Our budget is tight" });
+  await page.waitForFunction((t) => document.querySelector("[data-testid=draft-text]")?.textContent === t, draftText(n), { timeout: 10000 });
+  assert.equal(await page.getAttribute("[data-testid=draft]", "data-status"), "ready");
+  assert.equal(await page.getAttribute("[data-testid=draft]", "data-waiting"), "none");
+  assert.match(await page.textContent("[data-testid=draft-meta]"), /^Written by openai · gpt-fake-1 · \d+ ms\./);
+  assert.equal(llmCalls[n - 1].model, "gpt-fake-1");
+  assert.ok(!llmCalls[n - 1].prompt.includes("@example.com"), "the prompt carries no e-mail address");
+  assert.match(await page.textContent("[data-testid=coaching-status]"), /Reply draft ready/);
+  // the suggestions of the built-in event are still there
+  assert.ok(await page.locator("[data-testid=suggestion]").count() > 0);
+  await page.click("[data-testid=use-draft]");
+  assert.equal(await page.inputValue("form.composer textarea[name=body]"), draftText(n));
+  assert.equal(await page.inputValue("form.composer select[name=channel]"), "sms");
+  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute("name")), "body");
+  // nothing was sent: the agent still reviews and sends
+  assert.equal(twilioSent.length, 0);
+  await shot(page, "04a-draft-in-panel");
 });
 
 test("the composer sends a text through Twilio and the timeline shows its status", async () => {
