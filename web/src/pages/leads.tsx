@@ -3,7 +3,7 @@
 // API's, search included; only the visible rows are in the DOM.
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import { agentName, useAgents } from "../agents";
-import { ago, count, leadName, moneyRange, phone } from "../format";
+import { ago, count, leadName, moneyRange, phone, score100 } from "../format";
 import type { Filters, Lead, SortKey } from "../merge";
 import { linkClick } from "../router";
 import { ensureLeadsLoaded, loadState, MAX_ROWS, reloadLeads, table, useTable } from "../state";
@@ -182,6 +182,7 @@ function LeadRow(p: { l: Lead; index: number; agents: ReturnType<typeof useAgent
       class={"lt-row" + (fresh ? " flash" : "")}
       role="row"
       aria-rowindex={p.index + 2}
+      aria-label={`${name}, score ${score100(l.score)}, ${l.status || "open"}`}
       style={{ transform: `translateY(${p.index * ROW}px)` }}
       data-lead-id={l.id}
     >

@@ -44,7 +44,7 @@ export function SequencesPage() {
                     </span>
                     <ol class="steps-inline">{q.steps.map((st) => <li>{stepText(st)}</li>)}</ol>
                   </div>
-                  {canWrite && <button class="btn btn-small" type="button" onClick={() => setEditSeq(q)}>Edit</button>}
+                  {canWrite && <button class="btn btn-small" type="button" onClick={() => setEditSeq(q)} aria-label={"Edit " + q.name}>Edit</button>}
                 </li>
               ))}
             </ul>
@@ -60,7 +60,7 @@ export function SequencesPage() {
                     <span class="chips"><Badge tone="info">{t.channel}</Badge>{t.marketing && <Badge>marketing</Badge>}</span>
                     <p class="muted small clamp">{t.subject ? t.subject + " — " : ""}{t.body}</p>
                   </div>
-                  <button class="btn btn-small" type="button" onClick={() => setEditTpl(t)}>{canWrite ? "Edit" : "Preview"}</button>
+                  <button class="btn btn-small" type="button" data-testid="template-open" onClick={() => setEditTpl(t)} aria-label={(canWrite ? "Edit " : "Preview ") + t.name}>{canWrite ? "Edit" : "Preview"}</button>
                 </li>
               ))}
             </ul>
@@ -96,7 +96,11 @@ function Modal(p: { title: string; onClose: () => void; children: any }) {
       }
     };
     document.addEventListener("keydown", k);
-    const first = document.querySelector<HTMLElement>(".modal input, .modal select, .modal textarea");
+    // the first field that can take focus (a read-only preview has none:
+    // then its first button)
+    const first =
+      document.querySelector<HTMLElement>(".modal input:not([disabled]), .modal select:not([disabled]), .modal textarea:not([disabled])") ||
+      document.querySelector<HTMLElement>(".modal button:not([disabled])");
     first?.focus();
     return () => {
       document.removeEventListener("keydown", k);

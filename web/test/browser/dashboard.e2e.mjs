@@ -466,6 +466,156 @@ test("the pipeline page draws the server's report, filtered from the URL", async
   await shot(page, "10-pipeline");
 });
 
+// ---- keyboard and screen readers ----
+
+// Presses Tab until the focused element matches `sel` (at most `max`
+// times); every stop on the way must show a focus style. Returns the stops.
+async function tabTo(p, sel, max) {
+  const stops = [];
+  for (let i = 0; i < max; i++) {
+    await p.keyboard.press("Tab");
+    const f = await p.evaluate((sel) => {
+      const e = document.activeElement;
+      if (!e || e === document.body) return { desc: "body", hit: false, shown: true };
+      const cs = getComputedStyle(e);
+      const shown = (cs.outlineStyle !== "none" && parseFloat(cs.outlineWidth) > 0) || cs.boxShadow !== "none";
+      const desc = e.tagName.toLowerCase() + (e.getAttribute("name") ? `[name=${e.getAttribute("name")}]` : "") + " " + (e.getAttribute("aria-label") || e.textContent || "").trim().slice(0, 40);
+      return { desc, hit: e.matches(sel), shown };
+    }, sel);
+    stops.push(f.desc);
+    assert.ok(f.shown, `no visible focus on ${f.desc}`);
+    if (f.hit) return stops;
+  }
+  assert.fail(`Tab did not reach ${sel} in ${max} stops: ${stops.join(" | ")}`);
+}
+
+const focused = (p) => p.evaluate(() => {
+  const e = document.activeElement;
+  return { tag: e?.tagName.toLowerCase(), name: e?.getAttribute("name"), text: (e?.textContent || "").trim(), testid: e?.getAttribute("data-testid"), id: e?.id };
+});
+
+test("keyboard only: sign in, reach the leads table, open a lead, use its draft in the composer", async () => {
+  const k = await newPage();
+  await k.goto(base + "/");
+  await k.waitForURL(/\/login/);
+  await k.waitForSelector("input[name=tenant]");
+  await tabTo(k, "input[name=tenant]", 3);
+  await k.keyboard.press("Control+A");
+  await k.keyboard.type("demo");
+  await k.keyboard.press("Tab");
+  assert.equal((await focused(k)).name, "email");
+  await k.keyboard.type("sofia@demo-realty.example");
+  await k.keyboard.press("Tab");
+  assert.equal((await focused(k)).name, "password");
+  await k.keyboard.type(PASSWORD);
+  await k.keyboard.press("Enter");
+  await k.waitForSelector("[data-lead-id]");
+  // the first stop is the skip link, shown when focused; it moves focus to the content
+  await k.keyboard.press("Tab");
+  assert.equal((await focused(k)).text, "Skip to content");
+  const skip = await k.locator("a.skip").boundingBox();
+  assert.ok(skip && skip.y >= 0, "the skip link is on screen when focused: " + JSON.stringify(skip));
+  await k.keyboard.press("Enter");
+  assert.equal((await focused(k)).id, "main");
+  await tabTo(k, "a.lt-row[data-lead-id]", 30);
+  const id = await k.evaluate(() => document.activeElement.getAttribute("data-lead-id"));
+  await k.keyboard.press("Enter");
+  await k.waitForURL(new RegExp(`/leads/${id}$`));
+  await k.waitForSelector("[data-testid=use-draft]", { timeout: 10000 });
+  const text = await k.textContent("[data-testid=draft-text]");
+  await tabTo(k, "[data-testid=use-draft]", 60);
+  await k.keyboard.press("Enter");
+  const f = await focused(k);
+  assert.equal(f.name, "body", "focus is in the composer: " + JSON.stringify(f));
+  assert.equal(await k.inputValue("form.composer textarea[name=body]"), text);
+  await k.keyboard.press("Tab");
+  assert.equal((await focused(k)).text, "Send text");
+  await shot(k, "11-keyboard-draft");
+  // a dialog opens from the keyboard, closes with Escape, and gives focus back
+  await k.goto(base + "/sequences");
+  await k.waitForSelector("main h1");
+  await k.waitForSelector("[data-testid=template-open]");
+  await tabTo(k, "[data-testid=template-open]", 40);
+  await k.keyboard.press("Enter");
+  await k.waitForSelector("[role=dialog]");
+  assert.ok(await k.evaluate(() => !!document.activeElement?.closest("[role=dialog]")), "focus moved into the dialog");
+  for (let i = 0; i < 12; i++) await k.keyboard.press("Tab");
+  assert.ok(await k.evaluate(() => !!document.activeElement?.closest("[role=dialog]")), "Tab stays in the dialog");
+  await k.keyboard.press("Escape");
+  await k.waitForSelector("[role=dialog]", { state: "detached" });
+  assert.equal((await focused(k)).text, "Preview", "focus went back to the button that opened the dialog");
+  await k.context().close();
+});
+
+// Every control on every page has an accessible name, as Chromium's own
+// accessibility tree computes it, and every input, select and textarea a label.
+// (A row needs a name only when it takes focus: the leads table's rows are links.)
+const CONTROL_ROLES = new Set(["button", "link", "textbox", "searchbox", "combobox", "listbox", "checkbox", "radio", "spinbutton", "slider", "switch", "menuitem", "tab"]);
+async function a11yProblems(p) {
+  const cdp = await p.context().newCDPSession(p);
+  const out = [];
+  try {
+    const { nodes } = await cdp.send("Accessibility.getFullAXTree");
+    for (const n of nodes) {
+      const role = n.role?.value;
+      const focusable = (n.properties || []).some((x) => x.name === "focusable" && x.value?.value === true);
+      const control = CONTROL_ROLES.has(role) || (role === "row" && focusable);
+      if (n.ignored || !control || (n.name?.value || "").trim()) continue;
+      let desc = "no name: " + role;
+      if (n.backendDOMNodeId) {
+        const { node } = await cdp.send("DOM.describeNode", { backendNodeId: n.backendDOMNodeId });
+        desc += ` <${node.nodeName.toLowerCase()} ${(node.attributes || []).join(" ")}>`;
+      }
+      out.push(desc);
+    }
+  } finally {
+    await cdp.detach();
+  }
+  const unlabeled = await p.evaluate(() => [...document.querySelectorAll("input, select, textarea")]
+    .filter((e) => e.type !== "hidden" && !(e.labels && e.labels.length) && !e.getAttribute("aria-label") && !e.getAttribute("aria-labelledby"))
+    .map((e) => "no label: " + e.outerHTML.slice(0, 160)));
+  return out.concat(unlabeled);
+}
+
+test("every page: each form control has an accessible name and a label", async () => {
+  const a = await newPage();
+  await a.goto(base + "/login");
+  await a.waitForSelector("input[name=tenant]");
+  const problems = (await a11yProblems(a)).map((x) => "/login " + x);
+  await login(a, "admin@demo-realty.example");
+  const live = await a.getAttribute("[data-testid=lead-count]", "aria-live");
+  assert.equal(live, "polite", "the live table count is a live region");
+  for (const path of ["/leads", `/leads/${leadId}`, "/agents", "/pipeline", "/sequences", "/ml-models", "/system"]) {
+    await a.goto(base + path);
+    await a.waitForSelector("main h1");
+    await a.waitForLoadState("networkidle").catch(() => {});
+    await a.waitForTimeout(200);
+    if (path.startsWith("/leads/")) {
+      await a.waitForSelector("[data-testid=draft]");
+      assert.equal(await a.getAttribute("[data-testid=coaching-status]", "aria-live"), "polite");
+    }
+    for (const x of await a11yProblems(a)) problems.push(path + " " + x);
+    if (path === "/sequences") {
+      // the editors' fields too: the demo sequence has SMS, wait, e-mail and
+      // task steps, and one more step is added
+      await a.click("button[aria-label^='Edit Buyer follow-up']");
+      await a.waitForSelector("[role=dialog]");
+      await a.click("[role=dialog] button:has-text('Add step')");
+      assert.ok(await a.locator("[role=dialog] input[type=number]").count() > 0, "a wait step's field is there");
+      for (const x of await a11yProblems(a)) problems.push(path + " (sequence editor) " + x);
+      await a.keyboard.press("Escape");
+      await a.waitForSelector("[role=dialog]", { state: "detached" });
+      await a.click("button:has-text('New template')");
+      await a.waitForSelector("[role=dialog]");
+      for (const x of await a11yProblems(a)) problems.push(path + " (template editor) " + x);
+      await a.keyboard.press("Escape");
+      await a.waitForSelector("[role=dialog]", { state: "detached" });
+    }
+  }
+  assert.deepEqual(problems, [], problems.join("\n"));
+  await a.context().close();
+});
+
 test("at 390 px wide no page scrolls sideways", async () => {
   const m = await newPage({ width: 390, height: 844 });
   await login(m, "manager@demo-realty.example");
@@ -478,10 +628,14 @@ test("at 390 px wide no page scrolls sideways", async () => {
     assert.ok(w <= 390, `${path} is ${w} px wide`);
     await shot(m, "07-mobile" + path.replace(/\//g, "-"));
   }
-  // the menu opens and navigates with the keyboard
+  // the menu opens and navigates with the keyboard, and Escape closes it
+  // with focus back on its button
   await m.click("button.menu-btn");
   await m.keyboard.press("Tab");
   await m.waitForSelector("#nav.open");
+  await m.keyboard.press("Escape");
+  await m.waitForSelector("#nav:not(.open)", { state: "attached" });
+  assert.ok(await m.evaluate(() => document.activeElement?.classList.contains("menu-btn")), "focus is back on the menu button");
   await m.context().close();
 });
 
