@@ -81,7 +81,7 @@ export function LeadsPage() {
       <button
         type="button"
         class={"th-sort" + (on ? " on" : "")}
-        aria-sort={on ? (sort === a ? "descending" : "ascending") : "none"}
+        aria-pressed={on}
         onClick={() => setSort(sort === a ? b : a)}
       >
         {label}
@@ -153,13 +153,13 @@ export function LeadsPage() {
       <div class="lt" role="table" aria-label="Leads" aria-rowcount={rows.length + 1} data-testid="leads-table" data-generation={loadState.generation} data-loading={loadState.loading ? "1" : "0"}>
         <div class="lt-head" role="rowgroup">
           <div class="lt-row lt-header" role="row" aria-rowindex={1}>
-            <div role="columnheader" class="c-name">{sortBtn("Lead", "name", "name")}</div>
+            <div role="columnheader" class="c-name" aria-sort={sort === "name" ? "ascending" : "none"}>{sortBtn("Lead", "name", "name")}</div>
             <div role="columnheader" class="c-score" aria-sort={sort.startsWith("score") ? (sort === "score_desc" ? "descending" : "ascending") : "none"}>{sortBtn("Score", "score_desc", "score_asc")}</div>
             <div role="columnheader" class="c-status">Status</div>
             <div role="columnheader" class="c-agent">Agent</div>
             <div role="columnheader" class="c-source">Source</div>
             <div role="columnheader" class="c-budget">Budget</div>
-            <div role="columnheader" class="c-created">{sortBtn("Created", "newest", "oldest")}</div>
+            <div role="columnheader" class="c-created" aria-sort={sort === "newest" ? "descending" : sort === "oldest" ? "ascending" : "none"}>{sortBtn("Created", "newest", "oldest")}</div>
           </div>
         </div>
         <VirtualRows rows={rows} render={(l, i) => <LeadRow key={l.id} l={l} index={i} agents={agents} />} empty={
