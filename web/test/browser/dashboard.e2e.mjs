@@ -34,6 +34,8 @@ let twilio = null, twilioUrl = "";
 const LLM_KEY = "sk-browser-" + randomBytes(8).toString("hex");
 const llmCalls = [];
 let llm = null, llmUrl = "";
+// the next call answers after a delay with a server error (a test sets it)
+let llmFailNext = null; // { delayMs }
 const draftText = (n) => `Thanks for the message! I can send you homes that fit your budget this week, and we can talk through prices on a quick call. (draft ${n})`;
 let browser = null, page = null;
 const consoleErrors = [];
@@ -180,6 +182,11 @@ before(async () => {
       if (m.length !== 2 || m[0].role !== "system" || m[1].role !== "user" || typeof m[1].content !== "string" || !body.model)
         return send(400, { error: { type: "invalid_request_error", message: "unexpected request shape" } });
       const n = llmCalls.push({ model: body.model, prompt: m[1].content });
+      if (llmFailNext) {
+        const { delayMs } = llmFailNext;
+        llmFailNext = null;
+        return setTimeout(() => send(500, { error: { type: "server_error", message: "The server had an error while processing your request." } }), delayMs);
+      }
       send(200, { id: "chatcmpl-" + n, object: "chat.completion", created: Math.floor(Date.now() / 1000), model: body.model,
         choices: [{ index: 0, message: { role: "assistant", content: draftText(n) }, finish_reason: "stop" }],
         usage: { prompt_tokens: 100, completion_tokens: 30, total_tokens: 130 } });
@@ -301,6 +308,17 @@ test("the LLM's draft for the inbound message shows in the panel, and Use draft 
   // nothing was sent: the agent still reviews and sends
   assert.equal(twilioSent.length, 0);
   await shot(page, "04a-draft-in-panel");
+  // The next message's draft is slow, then fails: the panel says it is
+  // writing one (the earlier draft still shown), then why there is none.
+  llmFailNext = { delayMs: 800 };
+  await webhook({ type: "InboundMessage", contactId, messageType: "SMS", messageId: "m-" + randomBytes(4).toString("hex"),
+    body: "Also, is there parking near the station?" });
+  await page.waitForSelector('[data-testid=draft][data-waiting="writing"]', { timeout: 5000 });
+  assert.equal(await page.textContent("[data-testid=draft-text]"), draftText(n));
+  await page.waitForSelector('[data-testid=draft][data-status="unavailable"]', { timeout: 10000 });
+  assert.equal(await page.textContent("[data-testid=draft-reason]"), "No draft: the writing service answered with an error.");
+  assert.equal(await page.locator("[data-testid=use-draft]").count(), 0);
+  await shot(page, "04b-draft-unavailable");
 });
 
 test("the composer sends a text through Twilio and the timeline shows its status", async () => {
@@ -325,7 +343,7 @@ test("the composer sends a text through Twilio and the timeline shows its status
   // the timeline shows it, and its status moves to "sent" live
   const item = page.locator("[data-testid=timeline] li", { hasText: "Thursday work" });
   await item.locator(".badge", { hasText: "sent" }).waitFor({ timeout: 5000 });
-  await shot(page, "04b-composer-sent");
+  await shot(page, "04c-composer-sent");
 });
 
 test("after a server restart the feed resumes: no event missed, none twice", async () => {
