@@ -48,6 +48,14 @@ export interface CoachPanel {
   awaiting: number;
   /** What changed last, for the panel's live region. */
   note: string;
+  /** No answer yet: events are collected, the answer is merged over them. */
+  loading: boolean;
+}
+
+/** The panel before its answer: events that arrive meanwhile (a draft for
+ * a message newer than the request, say) are kept and merged. */
+export function emptyPanel(): CoachPanel {
+  return { suggestions: [], seq: 0, draft: null, draftFor: 0, awaiting: 0, note: "", loading: true };
 }
 
 /** How long the panel says "writing a draft" for a new message before it
@@ -90,11 +98,12 @@ export function fromAnswer(prev: CoachPanel | null, answer: any, atSeq: number, 
     warnings: a.warnings ?? a.analysis?.warnings,
     analysis: a.analysis,
     pushed: undefined,
-    seq: 0,
+    seq: prev ? prev.seq : 0, // built-in events already seen are not applied again
     draft,
     draftFor,
     awaiting,
     note: draft?.status === "ready" ? "Coaching and a reply draft loaded" : "Coaching loaded",
+    loading: false,
   };
 }
 

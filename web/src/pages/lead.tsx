@@ -10,7 +10,7 @@ import type { Lead } from "../merge";
 import { navigate } from "../router";
 import { can } from "../roles";
 import { eventLeadId, feedInfo, useLiveEvents, useSession } from "../state";
-import { applyCoachingEvent, draftView, fromAnswer, type CoachPanel, type Suggestion } from "../coachpanel";
+import { applyCoachingEvent, draftView, emptyPanel, fromAnswer, type CoachPanel, type Suggestion } from "../coachpanel";
 import { Badge, Card, Empty, ErrorNote, Link, Loading, PageHead, ScorePill, Stat, toast, useAsync, useTick, type Tone } from "../ui";
 import { statusTone } from "./leads";
 import { SMS_MAX_SEGMENTS, smsCounter, smsSegments } from "../sms";
@@ -33,7 +33,7 @@ export function LeadPage(p: { id: number }) {
   const coachOk = can(role, "coaching");
   // The coaching panel (suggestions and the LLM reply draft): the answer,
   // then the feed's coaching.updated events merged by coachpanel.ts.
-  const [panel, setPanel] = useState<CoachPanel | null>(null);
+  const [panel, setPanel] = useState<CoachPanel>(emptyPanel);
   const [coachErr, setCoachErr] = useState<unknown>(null);
   const coachGen = useRef(0);
   const loadCoach = useCallback(() => {
@@ -47,7 +47,7 @@ export function LeadPage(p: { id: number }) {
     );
   }, [id, coachOk]);
   useEffect(() => {
-    setPanel(null);
+    setPanel(emptyPanel());
     loadCoach();
   }, [loadCoach]);
   // "Use draft": the text goes into the composer, which the agent reviews and sends
@@ -58,7 +58,7 @@ export function LeadPage(p: { id: number }) {
       if (eventLeadId(ev) !== id) return;
       const t = ev.type;
       if (t === "coaching.updated") {
-        setPanel((prev) => (prev ? applyCoachingEvent(prev, ev, Date.now()) : prev));
+        setPanel((prev) => applyCoachingEvent(prev, ev, Date.now()));
         return;
       }
       if (t === "lead.deleted") {
@@ -281,8 +281,8 @@ function ChurnCard(p: { a: ReturnType<typeof useAsync<any>> }) {
   );
 }
 
-function CoachingCard(p: { panel: CoachPanel | null; error: unknown; reload: () => void; onUseDraft?: (text: string) => void }) {
-  const c = p.panel;
+function CoachingCard(p: { panel: CoachPanel; error: unknown; reload: () => void; onUseDraft?: (text: string) => void }) {
+  const c = p.panel.loading ? null : p.panel;
   const [done, setDone] = useState<Record<number, string>>({});
   async function feedback(s: Suggestion, outcome: "accepted" | "dismissed") {
     if (!s.id) return;

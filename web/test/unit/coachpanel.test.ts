@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { applyCoachingEvent, draftMeta, draftView, DRAFT_WAIT_MS, fromAnswer, reasonText, type CoachPanel } from "../../src/coachpanel";
+import { applyCoachingEvent, draftMeta, draftView, DRAFT_WAIT_MS, emptyPanel, fromAnswer, reasonText, type CoachPanel } from "../../src/coachpanel";
 
 const sug = (text: string) => ({ id: 1, type: "question", item: "budget", text, reason: "why" });
 const ready = (id: string, text: string) => ({ id, status: "ready", text, provider: "openai", model: "gpt-4o-mini", latency_ms: 840, streamed: false });
@@ -44,6 +44,17 @@ describe("coaching panel: answers", () => {
     const s = answered({ id: "d1", status: "pending" });
     expect(draftView(s, 1000 + DRAFT_WAIT_MS - 1).main.kind).toBe("pending");
     expect(draftView(s, 1000 + DRAFT_WAIT_MS).main).toEqual({ kind: "unavailable", reason: "no draft arrived in time" });
+  });
+  it("events that arrive before the answer are merged into it", () => {
+    let s = emptyPanel();
+    expect(s.loading).toBe(true);
+    s = applyCoachingEvent(s, builtIn(20, "m1"), 900); // no draft known yet: nothing awaited
+    s = applyCoachingEvent(s, draftEv(21, ready("d2", "for m1"), 20), 950);
+    s = fromAnswer(s, { suggestions: [sug("answer")], draft: ready("d1", "answer's, asked at 15") }, 15, 1000);
+    expect(s.loading).toBe(false);
+    expect(s.suggestions[0].text).toBe("answer");
+    expect(draftView(s, 1000)).toMatchObject({ main: { kind: "ready", text: "for m1" }, waiting: "none" });
+    expect(applyCoachingEvent(s, builtIn(20, "m1 replayed"), 1100)).toBe(s);
   });
   it("keeps a draft event for a later message that raced the answer", () => {
     let s = answered(ready("d1", "old"), 10);
