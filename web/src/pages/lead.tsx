@@ -51,7 +51,7 @@ export function LeadPage(p: { id: number }) {
     loadCoach();
   }, [loadCoach]);
   // "Use draft": the text goes into the composer, which the agent reviews and sends
-  const [fill, setFill] = useState<{ text: string; n: number } | null>(null);
+  const [fill, setFill] = useState<Fill | null>(null);
 
   useLiveEvents(
     (ev) => {
@@ -120,7 +120,7 @@ export function LeadPage(p: { id: number }) {
             panel={panel}
             error={coachErr}
             reload={loadCoach}
-            onUseDraft={can(role, "lead.write") ? (text) => setFill((f) => ({ text, n: (f?.n || 0) + 1 })) : undefined}
+            onUseDraft={can(role, "lead.write") ? (text) => setFill((f) => ({ text, n: (f?.n || 0) + 1, channel: replyChannel(l) })) : undefined}
           />
         )}
         <ChurnCard a={churn} />
@@ -131,6 +131,17 @@ export function LeadPage(p: { id: number }) {
       </div>
     </div>
   );
+}
+
+/** A draft put into the composer; n tells one "Use draft" from the next. */
+interface Fill { text: string; n: number; channel: "sms" | "email" }
+
+/** The channel a reply goes out on: SMS where the lead consents to it,
+ * else e-mail where they consent to that (else SMS, and the server says why
+ * it cannot send). */
+function replyChannel(l: Lead): "sms" | "email" {
+  const x = l as any;
+  return !x.consent_sms && x.consent_email ? "email" : "sms";
 }
 
 function Field(p: { label: string; children: any }) {
@@ -381,7 +392,7 @@ function newKey(): string {
   return c && "randomUUID" in c ? c.randomUUID() : `k-${Date.now()}-${Math.random().toString(36).slice(2)}`;
 }
 
-function TimelineCard(p: { a: ReturnType<typeof useAsync<any[]>>; leadId: number; canWrite: boolean; fill: { text: string; n: number } | null }) {
+function TimelineCard(p: { a: ReturnType<typeof useAsync<any[]>>; leadId: number; canWrite: boolean; fill: Fill | null }) {
   const items = p.a.data;
   const [channel, setChannel] = useState("note");
   const [mode, setMode] = useState("send"); // send, in (from lead), out (sent elsewhere)
@@ -392,11 +403,12 @@ function TimelineCard(p: { a: ReturnType<typeof useAsync<any[]>>; leadId: number
   // double click) is the same send, never a second text
   const [idemKey, setIdemKey] = useState(newKey);
   const bodyRef = useRef<HTMLTextAreaElement>(null);
-  // "Use draft": a reply to the lead, so a message to send (SMS unless an
-  // e-mail is being written); the agent reviews it and presses send.
+  // "Use draft": a reply to the lead, so a message to send (on the lead's
+  // channel unless an SMS or e-mail is already being written); the agent
+  // reviews it and presses send.
   useEffect(() => {
     if (!p.fill) return;
-    if (channel !== "sms" && channel !== "email") setChannel("sms");
+    if (channel !== "sms" && channel !== "email") setChannel(p.fill.channel);
     setMode("send");
     setBody(p.fill.text);
     const el = bodyRef.current;

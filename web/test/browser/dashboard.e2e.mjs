@@ -304,7 +304,7 @@ test("the LLM's draft for the inbound message shows in the panel, and Use draft 
   await page.click("[data-testid=use-draft]");
   await page.waitForFunction((t) => document.activeElement?.getAttribute("name") === "body" && document.activeElement.value === t, draftText(n), { timeout: 2000 });
   assert.equal(await page.inputValue("form.composer textarea[name=body]"), draftText(n));
-  assert.equal(await page.inputValue("form.composer select[name=channel]"), "sms");
+  assert.equal(await page.inputValue("form.composer select[name=channel]"), "sms"); // no consent yet: SMS
   // nothing was sent: the agent still reviews and sends
   assert.equal(twilioSent.length, 0);
   await shot(page, "04a-draft-in-panel");
@@ -547,8 +547,20 @@ test("keyboard only: sign in, reach the leads table, open a lead, use its draft 
   await k.waitForFunction((t) => document.activeElement?.getAttribute("name") === "body" && document.activeElement.value === t, text, { timeout: 2000 })
     .catch(async () => assert.fail("focus is not in the composer: " + JSON.stringify(await focused(k))));
   assert.equal(await k.inputValue("form.composer textarea[name=body]"), text);
+  // the lead's channel: SMS where it consents to texts, else e-mail where it consents to that
+  const lead = (await api("GET", `/v1/leads/${id}`)).body;
+  const channel = !lead.consent_sms && lead.consent_email ? "email" : "sms";
+  assert.equal(await k.inputValue("form.composer select[name=channel]"), channel);
+  if (channel === "email") {
+    // an e-mail needs a subject: back one stop, type it, on to the send button
+    await k.keyboard.press("Shift+Tab");
+    assert.equal((await focused(k)).name, "subject");
+    await k.keyboard.type("Homes in your budget");
+    await k.keyboard.press("Tab");
+    assert.equal((await focused(k)).name, "body");
+  }
   await k.keyboard.press("Tab");
-  assert.equal((await focused(k)).text, "Send text");
+  assert.equal((await focused(k)).text, channel === "email" ? "Send e-mail" : "Send text");
   await shot(k, "11-keyboard-draft");
   // a dialog opens from the keyboard, closes with Escape, and gives focus back
   await k.goto(base + "/sequences");
