@@ -322,13 +322,13 @@ function CoachingCard(p: { panel: CoachPanel; error: unknown; reload: () => void
                       <Badge tone={typeTone[s.type] || "neutral"}>{humanize(s.type)}</Badge>
                       <span class="muted small">{humanize(s.item)}</span>
                     </div>
-                    <p class="sg-text">{s.text}</p>
+                    <p class="sg-text" id={s.id ? `sg-${s.id}-text` : undefined}>{s.text}</p>
                     <p class="sg-why muted small">{s.reason}</p>
                     {s.id && (
                       done[s.id] ? <span class="muted small">Marked {done[s.id]}</span> : (
                         <div class="sg-actions">
-                          <button type="button" class="btn btn-small" onClick={() => feedback(s, "accepted")} aria-label={"Use it: " + s.text}>Use it</button>
-                          <button type="button" class="btn btn-small btn-ghost" onClick={() => feedback(s, "dismissed")} aria-label={"Dismiss: " + s.text}>Dismiss</button>
+                          <button type="button" class="btn btn-small" onClick={() => feedback(s, "accepted")} aria-describedby={`sg-${s.id}-text`}>Use it</button>
+                          <button type="button" class="btn btn-small btn-ghost" onClick={() => feedback(s, "dismissed")} aria-describedby={`sg-${s.id}-text`}>Dismiss</button>
                         </div>
                       )
                     )}
@@ -365,12 +365,12 @@ function DraftBox(p: { panel: CoachPanel; onUse?: (text: string) => void }) {
       {main.kind === "unavailable" && <p class="small draft-reason" data-testid="draft-reason">No draft: {main.reason}.</p>}
       {main.kind === "ready" && (
         <>
-          <blockquote class="draft-text" data-testid="draft-text">{main.text}</blockquote>
+          <blockquote class="draft-text" id="draft-text" data-testid="draft-text">{main.text}</blockquote>
           <p class="muted small" data-testid="draft-meta">
             {main.meta ? "Written by " + main.meta + ". " : ""}Review it before sending.
           </p>
           {p.onUse && (
-            <button type="button" class="btn btn-small btn-primary" data-testid="use-draft" onClick={() => p.onUse!(main.text)}>
+            <button type="button" class="btn btn-small btn-primary" data-testid="use-draft" aria-describedby="draft-text" onClick={() => p.onUse!(main.text)}>
               Use draft
             </button>
           )}
