@@ -608,7 +608,32 @@ async function a11yProblems(p) {
   return out.concat(unlabeled);
 }
 
-test("every page: each form control has an accessible name and a label", async () => {
+// Tabs through the page's first `max` stops from the top: each must be on
+// screen with a visible focus style. Returns the problems.
+async function tabWalk(p, max) {
+  await p.evaluate(() => { document.activeElement?.blur(); window.scrollTo(0, 0); });
+  const out = [];
+  for (let i = 0; i < max; i++) {
+    await p.keyboard.press("Tab");
+    const f = await p.evaluate(() => {
+      const e = document.activeElement;
+      if (!e || e === document.body) return null;
+      const cs = getComputedStyle(e);
+      const r = e.getBoundingClientRect();
+      return {
+        desc: e.tagName.toLowerCase() + " " + (e.getAttribute("aria-label") || e.textContent || e.getAttribute("name") || "").trim().slice(0, 40),
+        shown: (cs.outlineStyle !== "none" && parseFloat(cs.outlineWidth) > 0) || cs.boxShadow !== "none",
+        sized: r.width > 0 && r.height > 0 && cs.visibility !== "hidden",
+      };
+    });
+    if (!f) break; // past the last stop
+    if (!f.shown) out.push("no focus style: " + f.desc);
+    if (!f.sized) out.push("focus on something not shown: " + f.desc);
+  }
+  return out;
+}
+
+test("every page: each control has an accessible name and a label, and Tab shows where it is", async () => {
   const a = await newPage();
   await a.goto(base + "/login");
   await a.waitForSelector("input[name=tenant]");
@@ -626,6 +651,7 @@ test("every page: each form control has an accessible name and a label", async (
       assert.equal(await a.getAttribute("[data-testid=coaching-status]", "aria-live"), "polite");
     }
     for (const x of await a11yProblems(a)) problems.push(path + " " + x);
+    for (const x of await tabWalk(a, 40)) problems.push(path + " " + x);
     if (path === "/sequences") {
       // the editors' fields too: the demo sequence has SMS, wait, e-mail and
       // task steps, and one more step is added
