@@ -1,7 +1,7 @@
 // The dashboard: sign-in, then the shell (navigation, live status) around
 // the page the path names.
 import { render } from "preact";
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { currentSession, logout, type Session } from "./api";
 import { match, navigate, useLocation } from "./router";
 import { can, roleLabel } from "./roles";
@@ -56,6 +56,25 @@ function Shell(p: { s: Session }) {
   const { path } = useLocation();
   const [menu, setMenu] = useState(false);
   useEffect(() => setMenu(false), [path]);
+  // After a client-side navigation the link that was followed is gone:
+  // focus the new page's content, as a full page load would start there.
+  const firstPath = useRef(path);
+  useEffect(() => {
+    if (path === firstPath.current) return;
+    firstPath.current = "";
+    document.getElementById("main")?.focus({ preventScroll: true });
+  }, [path]);
+  // The phone menu closes with Escape and gives focus back to its button.
+  useEffect(() => {
+    if (!menu) return;
+    const k = (e: KeyboardEvent) => {
+      if (e.key !== "Escape") return;
+      setMenu(false);
+      document.querySelector<HTMLElement>("button.menu-btn")?.focus();
+    };
+    document.addEventListener("keydown", k);
+    return () => document.removeEventListener("keydown", k);
+  }, [menu]);
   const items = nav.filter((n) => n.show(p.s));
   let page;
   let m: Record<string, string> | null;

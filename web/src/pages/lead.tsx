@@ -1,7 +1,7 @@
 // One lead: who they are and want, why they score what they score, churn
 // risk, what the agent should say next (live), the conversation, matching
 // homes, nurture sequences, and the actions the user's role allows.
-import { useMemo, useState } from "preact/hooks";
+import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { agentName, useAgents } from "../agents";
 import { api, ApiError, errorText, listAll } from "../api";
 import { ChartView } from "../chartview";
@@ -9,15 +9,14 @@ import { ago, dateTime, humanize, leadName, money, moneyRange, pct, phone, score
 import type { Lead } from "../merge";
 import { navigate } from "../router";
 import { can } from "../roles";
-import { eventLeadId, useLiveEvents, useSession } from "../state";
+import { eventLeadId, feedInfo, useLiveEvents, useSession } from "../state";
+import { applyCoachingEvent, draftView, emptyPanel, fromAnswer, type CoachPanel, type Suggestion } from "../coachpanel";
 import { Badge, Card, Empty, ErrorNote, Link, Loading, PageHead, ScorePill, Stat, toast, useAsync, useTick, type Tone } from "../ui";
 import { statusTone } from "./leads";
 import { SMS_MAX_SEGMENTS, smsCounter, smsSegments } from "../sms";
 
 interface Reason { feature: string; value: unknown; effect: number }
 interface ScoreInfo { score: number | null; kind: string; model_version: number | null; reasons: Reason[]; threshold: number; hot: boolean; scored_at: number; history: { score: number; kind: string; at: number }[] }
-interface Suggestion { id?: number; type: string; item: string; text: string; reason: string; message_id?: number }
-interface Coaching { suggestions: Suggestion[]; analysis?: any; warnings?: any; pushed?: number }
 
 export function LeadPage(p: { id: number }) {
   const id = p.id;
@@ -32,16 +31,34 @@ export function LeadPage(p: { id: number }) {
   const matchesA = useAsync<any>(() => api(`/v1/leads/${id}/matches?limit=4`), [id]);
   const enr = useAsync<any>(() => api(`/v1/leads/${id}/enrollments`), [id]);
   const coachOk = can(role, "coaching");
-  const coach = useAsync<Coaching | null>(() => (coachOk ? api(`/v1/leads/${id}/coaching`, { method: "POST" }) : Promise.resolve(null)), [id, coachOk]);
+  // The coaching panel (suggestions and the LLM reply draft): the answer,
+  // then the feed's coaching.updated events merged by coachpanel.ts.
+  const [panel, setPanel] = useState<CoachPanel>(emptyPanel);
+  const [coachErr, setCoachErr] = useState<unknown>(null);
+  const coachGen = useRef(0);
+  const loadCoach = useCallback(() => {
+    if (!coachOk) return;
+    const g = ++coachGen.current;
+    const at = feedInfo().lastSeq ?? 0; // what the answer is at least as new as
+    setCoachErr(null);
+    api(`/v1/leads/${id}/coaching`, { method: "POST" }).then(
+      (a) => g === coachGen.current && setPanel((prev) => fromAnswer(prev, a, at, Date.now())),
+      (e) => g === coachGen.current && setCoachErr(e),
+    );
+  }, [id, coachOk]);
+  useEffect(() => {
+    setPanel(emptyPanel());
+    loadCoach();
+  }, [loadCoach]);
+  // "Use draft": the text goes into the composer, which the agent reviews and sends
+  const [fill, setFill] = useState<Fill | null>(null);
 
   useLiveEvents(
     (ev) => {
       if (eventLeadId(ev) !== id) return;
       const t = ev.type;
       if (t === "coaching.updated") {
-        // an LLM draft that came after its coaching (no suggestions in it) leaves the panel as it is
-        if (!ev.data.suggestions) return;
-        coach.set({ suggestions: ev.data.suggestions || [], warnings: ev.data.warnings, analysis: coach.data?.analysis, pushed: Date.now() });
+        setPanel((prev) => applyCoachingEvent(prev, ev, Date.now()));
         return;
       }
       if (t === "lead.deleted") {
@@ -61,7 +78,7 @@ export function LeadPage(p: { id: number }) {
       }
       if (t.startsWith("nurture.")) enr.reload();
     },
-    [id, coach.data],
+    [id],
   );
 
   if (lead.error && !lead.data) {
@@ -98,15 +115,33 @@ export function LeadPage(p: { id: number }) {
       <div class="grid grid-lead">
         <ContactCard l={l} />
         <ScoreCard a={score} />
-        {coachOk && <CoachingCard a={coach} />}
+        {coachOk && (
+          <CoachingCard
+            panel={panel}
+            error={coachErr}
+            reload={loadCoach}
+            onUseDraft={can(role, "lead.write") ? (text) => setFill((f) => ({ text, n: (f?.n || 0) + 1, channel: replyChannel(l) })) : undefined}
+          />
+        )}
         <ChurnCard a={churn} />
-        <TimelineCard a={acts} leadId={id} canWrite={can(role, "lead.write")} />
+        <TimelineCard a={acts} leadId={id} canWrite={can(role, "lead.write")} fill={fill} />
         <NurtureCard a={enr} />
         <MatchesCard a={matchesA} />
         {can(role, "contact.privacy") && <PrivacyCard id={id} name={name} />}
       </div>
     </div>
   );
+}
+
+/** A draft put into the composer; n tells one "Use draft" from the next. */
+interface Fill { text: string; n: number; channel: "sms" | "email" }
+
+/** The channel a reply goes out on: SMS where the lead consents to it,
+ * else e-mail where they consent to that (else SMS, and the server says why
+ * it cannot send). */
+function replyChannel(l: Lead): "sms" | "email" {
+  const x = l as any;
+  return !x.consent_sms && x.consent_email ? "email" : "sms";
 }
 
 function Field(p: { label: string; children: any }) {
@@ -257,8 +292,8 @@ function ChurnCard(p: { a: ReturnType<typeof useAsync<any>> }) {
   );
 }
 
-function CoachingCard(p: { a: ReturnType<typeof useAsync<Coaching | null>> }) {
-  const c = p.a.data;
+function CoachingCard(p: { panel: CoachPanel; error: unknown; reload: () => void; onUseDraft?: (text: string) => void }) {
+  const c = p.panel.loading ? null : p.panel;
   const [done, setDone] = useState<Record<number, string>>({});
   async function feedback(s: Suggestion, outcome: "accepted" | "dismissed") {
     if (!s.id) return;
@@ -272,32 +307,76 @@ function CoachingCard(p: { a: ReturnType<typeof useAsync<Coaching | null>> }) {
   const typeTone: Record<string, Tone> = { warning: "bad", objection: "warn", next_step: "good", question: "info" };
   return (
     <Card title="Coaching" id="coaching" subtitle="What to say next, and why. Updates as messages arrive.">
-      <div data-testid="coaching-panel" aria-live="polite" data-pushed={c?.pushed ? "1" : "0"}>
-        {p.a.error && !c ? <ErrorNote error={p.a.error} retry={p.a.reload} /> : !c ? <Loading /> : !c.suggestions?.length ? <Empty>No suggestions: the conversation has nothing to act on yet.</Empty> : (
-          <ol class="suggestions">
-            {c.pushed && <li class="pushed-note muted small">Updated {ago(c.pushed)} from a new message</li>}
-            {c.suggestions.map((s) => (
-              <li class="suggestion" data-testid="suggestion">
-                <div class="sg-head">
-                  <Badge tone={typeTone[s.type] || "neutral"}>{humanize(s.type)}</Badge>
-                  <span class="muted small">{humanize(s.item)}</span>
-                </div>
-                <p class="sg-text">{s.text}</p>
-                <p class="sg-why muted small">{s.reason}</p>
-                {s.id && (
-                  done[s.id] ? <span class="muted small">Marked {done[s.id]}</span> : (
-                    <div class="sg-actions">
-                      <button type="button" class="btn btn-small" onClick={() => feedback(s, "accepted")}>Use it</button>
-                      <button type="button" class="btn btn-small btn-ghost" onClick={() => feedback(s, "dismissed")}>Dismiss</button>
+      {/* what changed, said once to screen readers (not the whole panel again) */}
+      <p class="sr-only" role="status" aria-live="polite" data-testid="coaching-status">{c?.note || ""}</p>
+      <div data-testid="coaching-panel" data-pushed={c?.pushed ? "1" : "0"}>
+        {p.error && !c ? <ErrorNote error={p.error} retry={p.reload} /> : !c ? <Loading /> : (
+          <>
+            <DraftBox panel={c} onUse={p.onUseDraft} />
+            {!c.suggestions?.length ? <Empty>No suggestions: the conversation has nothing to act on yet.</Empty> : (
+              <ol class="suggestions">
+                {c.pushed && <li class="pushed-note muted small">Updated {ago(c.pushed)} from a new message</li>}
+                {c.suggestions.map((s) => (
+                  <li class="suggestion" data-testid="suggestion">
+                    <div class="sg-head">
+                      <Badge tone={typeTone[s.type] || "neutral"}>{humanize(s.type)}</Badge>
+                      <span class="muted small">{humanize(s.item)}</span>
                     </div>
-                  )
-                )}
-              </li>
-            ))}
-          </ol>
+                    <p class="sg-text" id={s.id ? `sg-${s.id}-text` : undefined}>{s.text}</p>
+                    <p class="sg-why muted small">{s.reason}</p>
+                    {s.id && (
+                      done[s.id] ? <span class="muted small">Marked {done[s.id]}</span> : (
+                        <div class="sg-actions">
+                          <button type="button" class="btn btn-small" onClick={() => feedback(s, "accepted")} aria-describedby={`sg-${s.id}-text`}>Use it</button>
+                          <button type="button" class="btn btn-small btn-ghost" onClick={() => feedback(s, "dismissed")} aria-describedby={`sg-${s.id}-text`}>Dismiss</button>
+                        </div>
+                      )
+                    )}
+                  </li>
+                ))}
+              </ol>
+            )}
+          </>
         )}
       </div>
     </Card>
+  );
+}
+
+// The LLM's reply draft (README "LLM reply drafts"): shown with who wrote it
+// and how long it took; "Use draft" only fills the composer. Nothing is sent
+// without the agent.
+function DraftBox(p: { panel: CoachPanel; onUse?: (text: string) => void }) {
+  const { main, waiting } = draftView(p.panel, Date.now());
+  if (main.kind === "none") return null;
+  return (
+    <section class={"draft draft-" + main.kind} data-testid="draft" data-status={main.kind} data-waiting={waiting} aria-labelledby="draft-title">
+      <h3 class="h3" id="draft-title">Reply draft</h3>
+      {waiting === "writing" && (
+        <p class="muted small draft-waiting"><span class="spinner" aria-hidden="true" /> Writing a draft for the new message… {main.kind === "ready" ? "The one below answers an earlier message." : ""}</p>
+      )}
+      {waiting === "gave_up" && (
+        <p class="muted small draft-waiting">No draft came for the new message.{main.kind === "ready" ? " The one below answers an earlier message." : ""}</p>
+      )}
+      {main.kind === "pending" && (
+        <p class="muted"><span class="spinner" aria-hidden="true" /> Writing a draft…</p>
+      )}
+      {main.kind === "off" && <p class="muted small">Drafts were not asked for.</p>}
+      {main.kind === "unavailable" && <p class="small draft-reason" data-testid="draft-reason">No draft: {main.reason}.</p>}
+      {main.kind === "ready" && (
+        <>
+          <blockquote class="draft-text" id="draft-text" data-testid="draft-text">{main.text}</blockquote>
+          <p class="muted small" data-testid="draft-meta">
+            {main.meta ? "Written by " + main.meta + ". " : ""}Review it before sending.
+          </p>
+          {p.onUse && (
+            <button type="button" class="btn btn-small btn-primary" data-testid="use-draft" aria-describedby="draft-text" onClick={() => p.onUse!(main.text)}>
+              Use draft
+            </button>
+          )}
+        </>
+      )}
+    </section>
   );
 }
 
@@ -313,7 +392,7 @@ function newKey(): string {
   return c && "randomUUID" in c ? c.randomUUID() : `k-${Date.now()}-${Math.random().toString(36).slice(2)}`;
 }
 
-function TimelineCard(p: { a: ReturnType<typeof useAsync<any[]>>; leadId: number; canWrite: boolean }) {
+function TimelineCard(p: { a: ReturnType<typeof useAsync<any[]>>; leadId: number; canWrite: boolean; fill: Fill | null }) {
   const items = p.a.data;
   const [channel, setChannel] = useState("note");
   const [mode, setMode] = useState("send"); // send, in (from lead), out (sent elsewhere)
@@ -323,6 +402,22 @@ function TimelineCard(p: { a: ReturnType<typeof useAsync<any[]>>; leadId: number
   // one key per message being composed: a retry after a lost answer (or a
   // double click) is the same send, never a second text
   const [idemKey, setIdemKey] = useState(newKey);
+  const bodyRef = useRef<HTMLTextAreaElement>(null);
+  // "Use draft": a reply to the lead, so a message to send (on the lead's
+  // channel unless an SMS or e-mail is already being written); the agent
+  // reviews it and presses send.
+  useEffect(() => {
+    if (!p.fill) return;
+    if (channel !== "sms" && channel !== "email") setChannel(p.fill.channel);
+    setMode("send");
+    setBody(p.fill.text);
+    const el = bodyRef.current;
+    if (el) {
+      el.focus();
+      el.scrollIntoView({ block: "center" });
+    }
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [p.fill?.n]);
   const isMsg = channel === "sms" || channel === "email";
   const sending = isMsg && mode === "send";
   const seg = channel === "sms" && sending ? smsSegments(body) : null;
@@ -387,7 +482,7 @@ function TimelineCard(p: { a: ReturnType<typeof useAsync<any[]>>; leadId: number
           )}
           <label class="field">
             <span class="sr-only">{channel === "note" ? "Note" : "Message"}</span>
-            <textarea name="body" rows={2} placeholder={channel === "note" ? "Add a note…" : sending ? "Write to the lead…" : "What was said…"} value={body} onInput={(e) => setBody((e.target as HTMLTextAreaElement).value)} />
+            <textarea ref={bodyRef} name="body" rows={p.fill ? 4 : 2} placeholder={channel === "note" ? "Add a note…" : sending ? "Write to the lead…" : "What was said…"} value={body} onInput={(e) => setBody((e.target as HTMLTextAreaElement).value)} />
           </label>
           {seg && seg.segments > 0 && (
             <p class={"small " + (tooLong ? "bad" : "muted")} data-testid="sms-counter">

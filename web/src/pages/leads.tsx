@@ -3,7 +3,7 @@
 // API's, search included; only the visible rows are in the DOM.
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import { agentName, useAgents } from "../agents";
-import { ago, count, leadName, moneyRange, phone } from "../format";
+import { ago, count, leadName, moneyRange, phone, score100 } from "../format";
 import type { Filters, Lead, SortKey } from "../merge";
 import { linkClick } from "../router";
 import { ensureLeadsLoaded, loadState, MAX_ROWS, reloadLeads, table, useTable } from "../state";
@@ -81,7 +81,7 @@ export function LeadsPage() {
       <button
         type="button"
         class={"th-sort" + (on ? " on" : "")}
-        aria-sort={on ? (sort === a ? "descending" : "ascending") : "none"}
+        aria-pressed={on}
         onClick={() => setSort(sort === a ? b : a)}
       >
         {label}
@@ -95,7 +95,7 @@ export function LeadsPage() {
       <PageHead
         title="Leads"
         subtitle={
-          <span data-testid="lead-count">
+          <span data-testid="lead-count" role="status" aria-live="polite" aria-busy={loadState.loading}>
             {count(rows.length)} {rows.length === 1 ? "lead" : "leads"}
             {loadState.loading ? ` · loading ${count(loadState.loaded)}…` : ""}
             {loadState.complete && loadState.loaded >= MAX_ROWS ? ` · first ${count(MAX_ROWS)} shown` : ""}
@@ -153,13 +153,13 @@ export function LeadsPage() {
       <div class="lt" role="table" aria-label="Leads" aria-rowcount={rows.length + 1} data-testid="leads-table" data-generation={loadState.generation} data-loading={loadState.loading ? "1" : "0"}>
         <div class="lt-head" role="rowgroup">
           <div class="lt-row lt-header" role="row" aria-rowindex={1}>
-            <div role="columnheader" class="c-name">{sortBtn("Lead", "name", "name")}</div>
+            <div role="columnheader" class="c-name" aria-sort={sort === "name" ? "ascending" : "none"}>{sortBtn("Lead", "name", "name")}</div>
             <div role="columnheader" class="c-score" aria-sort={sort.startsWith("score") ? (sort === "score_desc" ? "descending" : "ascending") : "none"}>{sortBtn("Score", "score_desc", "score_asc")}</div>
             <div role="columnheader" class="c-status">Status</div>
             <div role="columnheader" class="c-agent">Agent</div>
             <div role="columnheader" class="c-source">Source</div>
             <div role="columnheader" class="c-budget">Budget</div>
-            <div role="columnheader" class="c-created">{sortBtn("Created", "newest", "oldest")}</div>
+            <div role="columnheader" class="c-created" aria-sort={sort === "newest" ? "descending" : sort === "oldest" ? "ascending" : "none"}>{sortBtn("Created", "newest", "oldest")}</div>
           </div>
         </div>
         <VirtualRows rows={rows} render={(l, i) => <LeadRow key={l.id} l={l} index={i} agents={agents} />} empty={
@@ -182,6 +182,7 @@ function LeadRow(p: { l: Lead; index: number; agents: ReturnType<typeof useAgent
       class={"lt-row" + (fresh ? " flash" : "")}
       role="row"
       aria-rowindex={p.index + 2}
+      aria-label={`${name}, score ${score100(l.score)}, ${l.status || "open"}`}
       style={{ transform: `translateY(${p.index * ROW}px)` }}
       data-lead-id={l.id}
     >

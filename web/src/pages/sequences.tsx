@@ -44,7 +44,7 @@ export function SequencesPage() {
                     </span>
                     <ol class="steps-inline">{q.steps.map((st) => <li>{stepText(st)}</li>)}</ol>
                   </div>
-                  {canWrite && <button class="btn btn-small" type="button" onClick={() => setEditSeq(q)}>Edit</button>}
+                  {canWrite && <button class="btn btn-small" type="button" onClick={() => setEditSeq(q)} aria-label={"Edit " + q.name}>Edit</button>}
                 </li>
               ))}
             </ul>
@@ -60,7 +60,7 @@ export function SequencesPage() {
                     <span class="chips"><Badge tone="info">{t.channel}</Badge>{t.marketing && <Badge>marketing</Badge>}</span>
                     <p class="muted small clamp">{t.subject ? t.subject + " — " : ""}{t.body}</p>
                   </div>
-                  <button class="btn btn-small" type="button" onClick={() => setEditTpl(t)}>{canWrite ? "Edit" : "Preview"}</button>
+                  <button class="btn btn-small" type="button" data-testid="template-open" onClick={() => setEditTpl(t)} aria-label={(canWrite ? "Edit " : "Preview ") + t.name}>{canWrite ? "Edit" : "Preview"}</button>
                 </li>
               ))}
             </ul>
@@ -75,11 +75,37 @@ export function SequencesPage() {
 
 function Modal(p: { title: string; onClose: () => void; children: any }) {
   useEffect(() => {
-    const k = (e: KeyboardEvent) => e.key === "Escape" && p.onClose();
+    // Escape closes; Tab stays inside the dialog; on close, focus goes back
+    // to what opened it (the Edit / New button).
+    const opener = document.activeElement as HTMLElement | null;
+    const k = (e: KeyboardEvent) => {
+      if (e.key === "Escape") {
+        e.preventDefault();
+        p.onClose();
+      } else if (e.key === "Tab") {
+        const all = [...document.querySelectorAll<HTMLElement>(".modal a[href], .modal button:not([disabled]), .modal input:not([disabled]), .modal select:not([disabled]), .modal textarea:not([disabled])")];
+        if (!all.length) return;
+        const i = all.indexOf(document.activeElement as HTMLElement);
+        if (e.shiftKey && i <= 0) {
+          e.preventDefault();
+          all[all.length - 1].focus();
+        } else if (!e.shiftKey && (i === -1 || i === all.length - 1)) {
+          e.preventDefault();
+          all[0].focus();
+        }
+      }
+    };
     document.addEventListener("keydown", k);
-    const first = document.querySelector<HTMLElement>(".modal input, .modal select, .modal textarea");
+    // the first field that can take focus (a read-only preview has none:
+    // then its first button)
+    const first =
+      document.querySelector<HTMLElement>(".modal input:not([disabled]), .modal select:not([disabled]), .modal textarea:not([disabled])") ||
+      document.querySelector<HTMLElement>(".modal button:not([disabled])");
     first?.focus();
-    return () => document.removeEventListener("keydown", k);
+    return () => {
+      document.removeEventListener("keydown", k);
+      if (opener && opener.isConnected) opener.focus();
+    };
   }, []);
   return (
     <div class="modal-back" onClick={(e) => e.target === e.currentTarget && p.onClose()}>

@@ -27,6 +27,16 @@ let srv = null, port = 0, dataDir = "", key = "", base = "";
 // must reach it (it records each message; the answer carries a sid).
 const twilioSent = [];
 let twilio = null, twilioUrl = "";
+// A local server that speaks OpenAI's chat completions (POST
+// /v1/chat/completions, Bearer key, system + user messages): the coaching
+// drafts come from it. Each answer is numbered, so a test can tell which
+// call a draft in the panel came from.
+const LLM_KEY = "sk-browser-" + randomBytes(8).toString("hex");
+const llmCalls = [];
+let llm = null, llmUrl = "";
+// the next call answers after a delay with a server error (a test sets it)
+let llmFailNext = null; // { delayMs }
+const draftText = (n) => `Thanks for the message! I can send you homes that fit your budget this week, and we can talk through prices on a quick call. (draft ${n})`;
 let browser = null, page = null;
 const consoleErrors = [];
 let restartWindow = null; // [t0, t1]: connection errors are expected then
@@ -45,11 +55,11 @@ function freePort() {
 
 async function startServer(demo) {
   const args = ["serve", "--host", "127.0.0.1", "--port", String(port), "--data-dir", dataDir,
-    "--log-level", "warn", "--twilio-url", twilioUrl];
+    "--log-level", "warn", "--twilio-url", twilioUrl, "--llm-provider", "openai", "--llm-url", llmUrl, "--llm-model", "gpt-fake-1"];
   if (demo) args.push("--demo");
   // The dashboard the binary carries (what a user gets), not web/dist: no
   // --web-dir, and a working directory without one.
-  const env = { ...process.env, EHUB_DEMO_PASSWORD: PASSWORD };
+  const env = { ...process.env, EHUB_DEMO_PASSWORD: PASSWORD, EHUB_LLM_API_KEY: LLM_KEY };
   delete env.EHUB_WEB_DIR;
   const p = spawn(BIN, args, { cwd: dataDir, env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
@@ -156,6 +166,34 @@ before(async () => {
   });
   await new Promise((r) => twilio.listen(0, "127.0.0.1", r));
   twilioUrl = `http://127.0.0.1:${twilio.address().port}`;
+  llm = createHttpServer((req, res) => {
+    let raw = "";
+    req.on("data", (d) => (raw += d));
+    req.on("end", () => {
+      const send = (code, obj) => {
+        res.writeHead(code, { "Content-Type": "application/json" });
+        res.end(JSON.stringify(obj));
+      };
+      if (req.method !== "POST" || req.url !== "/v1/chat/completions") return send(404, { error: { type: "invalid_request_error", message: "no route " + req.url } });
+      if (req.headers.authorization !== "Bearer " + LLM_KEY) return send(401, { error: { type: "invalid_request_error", code: "invalid_api_key" } });
+      let body;
+      try { body = JSON.parse(raw); } catch { return send(400, { error: { type: "invalid_request_error", message: "bad json" } }); }
+      const m = body.messages || [];
+      if (m.length !== 2 || m[0].role !== "system" || m[1].role !== "user" || typeof m[1].content !== "string" || !body.model)
+        return send(400, { error: { type: "invalid_request_error", message: "unexpected request shape" } });
+      const n = llmCalls.push({ model: body.model, prompt: m[1].content });
+      if (llmFailNext) {
+        const { delayMs } = llmFailNext;
+        llmFailNext = null;
+        return setTimeout(() => send(500, { error: { type: "server_error", message: "The server had an error while processing your request." } }), delayMs);
+      }
+      send(200, { id: "chatcmpl-" + n, object: "chat.completion", created: Math.floor(Date.now() / 1000), model: body.model,
+        choices: [{ index: 0, message: { role: "assistant", content: draftText(n) }, finish_reason: "stop" }],
+        usage: { prompt_tokens: 100, completion_tokens: 30, total_tokens: 130 } });
+    });
+  });
+  await new Promise((r) => llm.listen(0, "127.0.0.1", r));
+  llmUrl = `http://127.0.0.1:${llm.address().port}`;
   port = await freePort();
   base = `http://127.0.0.1:${port}`;
   trainSharedClassifier();
@@ -183,6 +221,7 @@ after(async () => {
   }
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   twilio?.close();
+  llm?.close();
 });
 
 let leadName = "", contactId = "", leadId = 0;
@@ -243,6 +282,45 @@ test("an InboundMessage updates the coaching panel live", async () => {
   await shot(page, "04-coaching-live");
 });
 
+test("the LLM's draft for the inbound message shows in the panel, and Use draft fills the composer", async () => {
+  // The lead page's own coaching answer already asked the fake for a draft;
+  // the inbound message of the test before asks once more, on the feed.
+  // First the draft for the message of the test before (the newest call).
+  await page.waitForFunction(() => document.querySelector("[data-testid=draft]")?.getAttribute("data-waiting") === "none"
+    && document.querySelector("[data-testid=draft-text]"), null, { timeout: 10000 });
+  assert.equal(await page.textContent("[data-testid=draft-text]"), draftText(llmCalls.length));
+  const n = llmCalls.length + 1;
+  await webhook({ type: "InboundMessage", contactId, messageType: "SMS", messageId: "m-" + randomBytes(4).toString("hex"),
+    body: "Could you send a few places? Our budget is tight" });
+  await page.waitForFunction((t) => document.querySelector("[data-testid=draft-text]")?.textContent === t, draftText(n), { timeout: 10000 });
+  assert.equal(await page.getAttribute("[data-testid=draft]", "data-status"), "ready");
+  assert.equal(await page.getAttribute("[data-testid=draft]", "data-waiting"), "none");
+  assert.match(await page.textContent("[data-testid=draft-meta]"), /^Written by openai · gpt-fake-1 · \d+ ms\./);
+  assert.equal(llmCalls[n - 1].model, "gpt-fake-1");
+  assert.ok(!llmCalls[n - 1].prompt.includes("@example.com"), "the prompt carries no e-mail address");
+  assert.match(await page.textContent("[data-testid=coaching-status]"), /Reply draft ready/);
+  // the suggestions of the built-in event are still there
+  assert.ok(await page.locator("[data-testid=suggestion]").count() > 0);
+  await page.click("[data-testid=use-draft]");
+  await page.waitForFunction((t) => document.activeElement?.getAttribute("name") === "body" && document.activeElement.value === t, draftText(n), { timeout: 2000 });
+  assert.equal(await page.inputValue("form.composer textarea[name=body]"), draftText(n));
+  assert.equal(await page.inputValue("form.composer select[name=channel]"), "sms"); // no consent yet: SMS
+  // nothing was sent: the agent still reviews and sends
+  assert.equal(twilioSent.length, 0);
+  await shot(page, "04a-draft-in-panel");
+  // The next message's draft is slow, then fails: the panel says it is
+  // writing one (the earlier draft still shown), then why there is none.
+  llmFailNext = { delayMs: 800 };
+  await webhook({ type: "InboundMessage", contactId, messageType: "SMS", messageId: "m-" + randomBytes(4).toString("hex"),
+    body: "Also, is there parking near the station?" });
+  await page.waitForSelector('[data-testid=draft][data-waiting="writing"]', { timeout: 5000 });
+  assert.equal(await page.textContent("[data-testid=draft-text]"), draftText(n));
+  await page.waitForSelector('[data-testid=draft][data-status="unavailable"]', { timeout: 10000 });
+  assert.equal(await page.textContent("[data-testid=draft-reason]"), "No draft: the writing service answered with an error.");
+  assert.equal(await page.locator("[data-testid=use-draft]").count(), 0);
+  await shot(page, "04b-draft-unavailable");
+});
+
 test("the composer sends a text through Twilio and the timeline shows its status", async () => {
   const sid = "AC" + "7".repeat(32);
   let r = await api("PATCH", "/v1/nurture/settings", { twilio_account_sid: sid, twilio_auth_token: "browser-token", twilio_from: "+14155550000" });
@@ -265,7 +343,7 @@ test("the composer sends a text through Twilio and the timeline shows its status
   // the timeline shows it, and its status moves to "sent" live
   const item = page.locator("[data-testid=timeline] li", { hasText: "Thursday work" });
   await item.locator(".badge", { hasText: "sent" }).waitFor({ timeout: 5000 });
-  await shot(page, "04b-composer-sent");
+  await shot(page, "04c-composer-sent");
 });
 
 test("after a server restart the feed resumes: no event missed, none twice", async () => {
@@ -406,6 +484,195 @@ test("the pipeline page draws the server's report, filtered from the URL", async
   await shot(page, "10-pipeline");
 });
 
+// ---- keyboard and screen readers ----
+
+// Presses Tab until the focused element matches `sel` (at most `max`
+// times); every stop on the way must show a focus style. Returns the stops.
+async function tabTo(p, sel, max) {
+  const stops = [];
+  for (let i = 0; i < max; i++) {
+    await p.keyboard.press("Tab");
+    const f = await p.evaluate((sel) => {
+      const e = document.activeElement;
+      if (!e || e === document.body) return { desc: "body", hit: false, shown: true };
+      const cs = getComputedStyle(e);
+      const shown = (cs.outlineStyle !== "none" && parseFloat(cs.outlineWidth) > 0) || cs.boxShadow !== "none";
+      const desc = e.tagName.toLowerCase() + (e.getAttribute("name") ? `[name=${e.getAttribute("name")}]` : "") + " " + (e.getAttribute("aria-label") || e.textContent || "").trim().slice(0, 40);
+      return { desc, hit: e.matches(sel), shown };
+    }, sel);
+    stops.push(f.desc);
+    assert.ok(f.shown, `no visible focus on ${f.desc}`);
+    if (f.hit) return stops;
+  }
+  assert.fail(`Tab did not reach ${sel} in ${max} stops: ${stops.join(" | ")}`);
+}
+
+const focused = (p) => p.evaluate(() => {
+  const e = document.activeElement;
+  return { tag: e?.tagName.toLowerCase(), name: e?.getAttribute("name"), text: (e?.textContent || "").trim(), testid: e?.getAttribute("data-testid"), id: e?.id };
+});
+
+test("keyboard only: sign in, reach the leads table, open a lead, use its draft in the composer", async () => {
+  const k = await newPage();
+  await k.goto(base + "/");
+  await k.waitForURL(/\/login/);
+  await k.waitForSelector("input[name=tenant]");
+  await tabTo(k, "input[name=tenant]", 3);
+  await k.keyboard.press("Control+A");
+  await k.keyboard.type("demo");
+  await k.keyboard.press("Tab");
+  assert.equal((await focused(k)).name, "email");
+  await k.keyboard.type("sofia@demo-realty.example");
+  await k.keyboard.press("Tab");
+  assert.equal((await focused(k)).name, "password");
+  await k.keyboard.type(PASSWORD);
+  await k.keyboard.press("Enter");
+  await k.waitForSelector("[data-lead-id]");
+  // the first stop is the skip link, shown when focused; it moves focus to the content
+  await k.keyboard.press("Tab");
+  assert.equal((await focused(k)).text, "Skip to content");
+  const skip = await k.locator("a.skip").boundingBox();
+  assert.ok(skip && skip.y >= 0, "the skip link is on screen when focused: " + JSON.stringify(skip));
+  await k.keyboard.press("Enter");
+  assert.equal((await focused(k)).id, "main");
+  await tabTo(k, "a.lt-row[data-lead-id]", 30);
+  const id = await k.evaluate(() => document.activeElement.getAttribute("data-lead-id"));
+  await k.keyboard.press("Enter");
+  await k.waitForURL(new RegExp(`/leads/${id}$`));
+  await k.waitForSelector("[data-testid=use-draft]", { timeout: 10000 });
+  const text = await k.textContent("[data-testid=draft-text]");
+  await tabTo(k, "[data-testid=use-draft]", 60);
+  await k.keyboard.press("Enter");
+  // the composer takes the text and the focus on its next render
+  await k.waitForFunction((t) => document.activeElement?.getAttribute("name") === "body" && document.activeElement.value === t, text, { timeout: 2000 })
+    .catch(async () => assert.fail("focus is not in the composer: " + JSON.stringify(await focused(k))));
+  assert.equal(await k.inputValue("form.composer textarea[name=body]"), text);
+  // the lead's channel: SMS where it consents to texts, else e-mail where it consents to that
+  const lead = (await api("GET", `/v1/leads/${id}`)).body;
+  const channel = !lead.consent_sms && lead.consent_email ? "email" : "sms";
+  assert.equal(await k.inputValue("form.composer select[name=channel]"), channel);
+  if (channel === "email") {
+    // an e-mail needs a subject: back one stop, type it, on to the send button
+    await k.keyboard.press("Shift+Tab");
+    assert.equal((await focused(k)).name, "subject");
+    await k.keyboard.type("Homes in your budget");
+    await k.keyboard.press("Tab");
+    assert.equal((await focused(k)).name, "body");
+  }
+  await k.keyboard.press("Tab");
+  assert.equal((await focused(k)).text, channel === "email" ? "Send e-mail" : "Send text");
+  await shot(k, "11-keyboard-draft");
+  // a dialog opens from the keyboard, closes with Escape, and gives focus back
+  await k.goto(base + "/sequences");
+  await k.waitForSelector("main h1");
+  await k.waitForSelector("[data-testid=template-open]");
+  await tabTo(k, "[data-testid=template-open]", 40);
+  await k.keyboard.press("Enter");
+  await k.waitForSelector("[role=dialog]");
+  assert.ok(await k.evaluate(() => !!document.activeElement?.closest("[role=dialog]")), "focus moved into the dialog");
+  for (let i = 0; i < 12; i++) await k.keyboard.press("Tab");
+  assert.ok(await k.evaluate(() => !!document.activeElement?.closest("[role=dialog]")), "Tab stays in the dialog");
+  await k.keyboard.press("Escape");
+  await k.waitForSelector("[role=dialog]", { state: "detached" });
+  assert.equal((await focused(k)).text, "Preview", "focus went back to the button that opened the dialog");
+  await k.context().close();
+});
+
+// Every control on every page has an accessible name, as Chromium's own
+// accessibility tree computes it, and every input, select and textarea a label.
+// (A row needs a name only when it takes focus: the leads table's rows are links.)
+const CONTROL_ROLES = new Set(["button", "link", "textbox", "searchbox", "combobox", "listbox", "checkbox", "radio", "spinbutton", "slider", "switch", "menuitem", "tab"]);
+async function a11yProblems(p) {
+  const cdp = await p.context().newCDPSession(p);
+  const out = [];
+  try {
+    const { nodes } = await cdp.send("Accessibility.getFullAXTree");
+    for (const n of nodes) {
+      const role = n.role?.value;
+      const focusable = (n.properties || []).some((x) => x.name === "focusable" && x.value?.value === true);
+      const control = CONTROL_ROLES.has(role) || (role === "row" && focusable);
+      if (n.ignored || !control || (n.name?.value || "").trim()) continue;
+      let desc = "no name: " + role;
+      if (n.backendDOMNodeId) {
+        const { node } = await cdp.send("DOM.describeNode", { backendNodeId: n.backendDOMNodeId });
+        desc += ` <${node.nodeName.toLowerCase()} ${(node.attributes || []).join(" ")}>`;
+      }
+      out.push(desc);
+    }
+  } finally {
+    await cdp.detach();
+  }
+  const unlabeled = await p.evaluate(() => [...document.querySelectorAll("input, select, textarea")]
+    .filter((e) => e.type !== "hidden" && !(e.labels && e.labels.length) && !e.getAttribute("aria-label") && !e.getAttribute("aria-labelledby"))
+    .map((e) => "no label: " + e.outerHTML.slice(0, 160)));
+  return out.concat(unlabeled);
+}
+
+// Tabs through the page's first `max` stops from the top: each must be on
+// screen with a visible focus style. Returns the problems.
+async function tabWalk(p, max) {
+  await p.evaluate(() => { document.activeElement?.blur(); window.scrollTo(0, 0); });
+  const out = [];
+  for (let i = 0; i < max; i++) {
+    await p.keyboard.press("Tab");
+    const f = await p.evaluate(() => {
+      const e = document.activeElement;
+      if (!e || e === document.body) return null;
+      const cs = getComputedStyle(e);
+      const r = e.getBoundingClientRect();
+      return {
+        desc: e.tagName.toLowerCase() + " " + (e.getAttribute("aria-label") || e.textContent || e.getAttribute("name") || "").trim().slice(0, 40),
+        shown: (cs.outlineStyle !== "none" && parseFloat(cs.outlineWidth) > 0) || cs.boxShadow !== "none",
+        sized: r.width > 0 && r.height > 0 && cs.visibility !== "hidden",
+      };
+    });
+    if (!f) break; // past the last stop
+    if (!f.shown) out.push("no focus style: " + f.desc);
+    if (!f.sized) out.push("focus on something not shown: " + f.desc);
+  }
+  return out;
+}
+
+test("every page: each control has an accessible name and a label, and Tab shows where it is", async () => {
+  const a = await newPage();
+  await a.goto(base + "/login");
+  await a.waitForSelector("input[name=tenant]");
+  const problems = (await a11yProblems(a)).map((x) => "/login " + x);
+  await login(a, "admin@demo-realty.example");
+  const live = await a.getAttribute("[data-testid=lead-count]", "aria-live");
+  assert.equal(live, "polite", "the live table count is a live region");
+  for (const path of ["/leads", `/leads/${leadId}`, "/agents", "/pipeline", "/sequences", "/ml-models", "/system"]) {
+    await a.goto(base + path);
+    await a.waitForSelector("main h1");
+    await a.waitForLoadState("networkidle").catch(() => {});
+    await a.waitForTimeout(200);
+    if (path.startsWith("/leads/")) {
+      await a.waitForSelector("[data-testid=draft]");
+      assert.equal(await a.getAttribute("[data-testid=coaching-status]", "aria-live"), "polite");
+    }
+    for (const x of await a11yProblems(a)) problems.push(path + " " + x);
+    for (const x of await tabWalk(a, 40)) problems.push(path + " " + x);
+    if (path === "/sequences") {
+      // the editors' fields too: the demo sequence has SMS, wait, e-mail and
+      // task steps, and one more step is added
+      await a.click("button[aria-label^='Edit Buyer follow-up']");
+      await a.waitForSelector("[role=dialog]");
+      await a.click("[role=dialog] button:has-text('Add step')");
+      assert.ok(await a.locator("[role=dialog] input[type=number]").count() > 0, "a wait step's field is there");
+      for (const x of await a11yProblems(a)) problems.push(path + " (sequence editor) " + x);
+      await a.keyboard.press("Escape");
+      await a.waitForSelector("[role=dialog]", { state: "detached" });
+      await a.click("button:has-text('New template')");
+      await a.waitForSelector("[role=dialog]");
+      for (const x of await a11yProblems(a)) problems.push(path + " (template editor) " + x);
+      await a.keyboard.press("Escape");
+      await a.waitForSelector("[role=dialog]", { state: "detached" });
+    }
+  }
+  assert.deepEqual(problems, [], problems.join("\n"));
+  await a.context().close();
+});
+
 test("at 390 px wide no page scrolls sideways", async () => {
   const m = await newPage({ width: 390, height: 844 });
   await login(m, "manager@demo-realty.example");
@@ -418,10 +685,14 @@ test("at 390 px wide no page scrolls sideways", async () => {
     assert.ok(w <= 390, `${path} is ${w} px wide`);
     await shot(m, "07-mobile" + path.replace(/\//g, "-"));
   }
-  // the menu opens and navigates with the keyboard
+  // the menu opens and navigates with the keyboard, and Escape closes it
+  // with focus back on its button
   await m.click("button.menu-btn");
   await m.keyboard.press("Tab");
   await m.waitForSelector("#nav.open");
+  await m.keyboard.press("Escape");
+  await m.waitForSelector("#nav:not(.open)", { state: "attached" });
+  assert.ok(await m.evaluate(() => document.activeElement?.classList.contains("menu-btn")), "focus is back on the menu button");
   await m.context().close();
 });
 
