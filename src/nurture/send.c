@@ -10,14 +10,17 @@
  * the same message. A step left "sending" by a crash is claimed again
  * after NURTURE_LEASE_MS and re-sent with the same key.
  *
- * A batch goes through three stages: claim and plan on the pool; its
- * provider calls on the loop, all at once, through the one libcurl multi
- * handle the loop drives (src/http/curlloop.h), each within
- * SEND_TIMEOUT_MS, so no thread waits on a provider; then its outcomes
- * recorded on the pool, each tenant's in one transaction. On shutdown the
- * calls in flight get NURTURE_STOP_GRACE_MS to finish; the rest are cut
- * and their steps queued again, attempt given back, for the same key to go
- * out after the restart. */
+ * A step goes through three stages: claimed (in a batch of up to BATCH)
+ * and planned on the pool; its provider call on the loop, through the one
+ * libcurl multi handle the loop drives (src/http/curlloop.h), within
+ * SEND_TIMEOUT_MS, so no thread waits on a provider; then its outcome
+ * recorded on the pool as soon as its own call ends, with the others that
+ * ended in the same turn of the loop (each tenant's in one transaction).
+ * A call that hangs holds back nothing but itself: claims go on while the
+ * steps out stay within CALLS_MAX, and one tenant's calls in flight within
+ * TENANT_CALLS. On shutdown the calls in flight get NURTURE_STOP_GRACE_MS
+ * to finish; the rest are cut and their steps queued again, attempt given
+ * back, for the same key to go out after the restart. */
 #include <curl/curl.h>
 #include <math.h>
 #include <pthread.h>
@@ -38,9 +41,9 @@
 
 #define BATCH 100
 #define SEND_TIMEOUT_MS 10000
-/* longer than a batch can take (its sends run at once, each within
- * SEND_TIMEOUT_MS): a step still "sending" after this was orphaned by a
- * crash */
+/* longer than a step can take from claim to record (its call ends within
+ * SEND_TIMEOUT_MS, then a recorder takes it): a step still "sending" after
+ * this was orphaned by a crash */
 #define NURTURE_LEASE_MS 30000
 #define TICK_MS 100
 #define NURTURE_STOP_GRACE_MS 2000 /* provider calls in flight at shutdown: then they are cut */
@@ -77,11 +80,11 @@ int64_t nurture_quiet_until(const char *tz, int quiet_start, int quiet_end, int6
 #define CLAIMERS 3
 #define RECORDERS 2
 #define CALLS_MAX 300 /* steps out at once; CURL_ACTIVE leaves room for an enrichment round */
-/* One tenant's provider calls in flight: half the room, so a tenant whose
- * provider hangs (or who has a burst) leaves at least one full claim's
- * room to everybody else. A send past it waits TENANT_DEFER_MS, attempt
- * given back. */
-#define TENANT_CALLS (CALLS_MAX / 2)
+/* One tenant's provider calls in flight: all but one claim's room, so a
+ * tenant whose provider hangs (or who has a burst) always leaves a full
+ * claim to everybody else, and a tenant alone still has two batches out
+ * at once. A send past it waits TENANT_DEFER_MS, attempt given back. */
+#define TENANT_CALLS (CALLS_MAX - BATCH)
 #define TENANT_DEFER_MS 1000
 struct claim;
 struct step_run;
@@ -107,7 +110,7 @@ static const char *const prov_label[PROV_N] = {"sms", "email", "smtp", "ghl"};
 static const char *const prov_name[PROV_N] = {"twilio", "sendgrid", "smtp", "ghl"};
 #define GHL_LIMIT 100 /* GoHighLevel: 100 requests per 10 s per location */
 /* a shared window's entry counts as in flight this long unless its request
- * ends sooner: longer than a batch can take, so a node that dies holding
+ * ends sooner: longer than a step can take, so a node that dies holding
  * one errs on the side of sending less */
 #define GHL_HOLD_MS NURTURE_LEASE_MS
 
@@ -162,10 +165,8 @@ struct nurture_ctx {
     recorder recorders[RECORDERS];
     int claiming, recording; /* of them, out on the pool */
     int out;                 /* steps claimed and not yet recorded */
-    int calls;               /* of them, provider calls on the loop */
     int more;                /* the last claim was full: more may be due */
     struct step_run *done, *done_tail; /* ended, waiting for a recorder */
-    int ndone;
     tenant_calls tcalls[CALLS_MAX];
     int ntcalls;
     int busy; /* claims, recorders and the background work out on the pool */
@@ -1207,7 +1208,6 @@ static void record_start(nurture_ctx *c) {
             rc->runs[rc->n++] = r;
         }
         if (!c->done) c->done_tail = NULL;
-        c->ndone -= rc->n;
         if (uv_queue_work(c->a->loop, &rc->work, record_work, record_done)) {
             /* cannot happen with a valid loop; the lease brings the steps back */
             for (int x = 0; x < rc->n; x++) run_free(rc->runs[x]);
@@ -1239,7 +1239,6 @@ static void done_push(nurture_ctx *c, step_run *r) {
     if (c->done_tail) c->done_tail->next = r;
     else c->done = r;
     c->done_tail = r;
-    c->ndone++;
     if (c->stopping) record_start(c); /* the check handle is closed */
     else uv_check_start(&c->check, on_check);
 }
@@ -1252,7 +1251,7 @@ static int tenant_call_add(nurture_ctx *c, int64_t tenant) {
             c->tcalls[i].n++;
             return 0;
         }
-    if (c->ntcalls == CALLS_MAX) return -1; /* cannot be: calls <= out <= CALLS_MAX */
+    if (c->ntcalls == CALLS_MAX) return -1; /* cannot be: calls in flight <= out <= CALLS_MAX */
     c->tcalls[c->ntcalls++] = (tenant_calls){tenant, 1};
     return 0;
 }
@@ -1270,7 +1269,6 @@ static void on_sent(CURL *h, CURLcode cc, void *ud) {
     nurture_ctx *c = r->c;
     (void)h;
     r->s.cc = cc;
-    c->calls--;
     tenant_call_drop(c, r->j.tenant);
     done_push(c, r);
 }
@@ -1305,8 +1303,6 @@ static void claim_done(uv_work_t *w, int status) {
             tenant_call_drop(c, r->j.tenant);
             r->s.cc = CURLE_ABORTED_BY_CALLBACK;
             done_push(c, r);
-        } else {
-            c->calls++;
         }
     }
     c->more = k->cl.n == BATCH;
@@ -1462,9 +1458,9 @@ void nurture_stop(nurture_ctx *c) {
     curlloop_close(c->curl, grace, on_curl_closed, c);
 }
 
-/* The memory goes when the timer is closed and no batch is out: after the
- * loop has run its close callbacks (main runs it once more after
- * app_free). */
+/* The memory goes when the timer and the check handle are closed and no
+ * claim, call or record is out: after the loop has run its close
+ * callbacks (main runs it once more after app_free). */
 void nurture_free(nurture_ctx *c) {
     if (!c) return;
     nurture_stop(c);

@@ -533,12 +533,12 @@ def test_nurture_hung_provider_holds_back_only_its_own_sends(t):
 
 def test_nurture_one_tenant_cannot_take_every_call_in_flight(t):
     """A tenant with more held texts than its share of the calls in flight
-    (150 of 300): the provider sees at most 150 of them at once, the rest
+    (200 of 300): the provider sees at most 200 of them at once, the rest
     wait (attempt given back) instead of taking the room, another tenant's
     first touch still goes out within a second, and when the provider
     answers every lead gets one message."""
     prefix = "+1415780"
-    tn, phones = _held_tenant(t, prefix, 170)
+    tn, phones = _held_tenant(t, prefix, 220)
     fake = _provider().state
     with fake["lock"]:
         fake["hold_to"] = prefix
@@ -547,13 +547,13 @@ def test_nurture_one_tenant_cannot_take_every_call_in_flight(t):
         st, h, b = tn.srv.request("POST", "/v1/leads/import", csv.encode(),
                                   {"Authorization": "Bearer " + tn.key, "Content-Type": "text/csv"}, timeout=60)
         assert st == 200 and json.loads(b)["imported"] == len(phones), (st, b[:300])
-        assert wait_for(lambda: len(_taken(prefix)) >= 150, timeout=10 * t.slow), len(_taken(prefix))
+        assert wait_for(lambda: len(_taken(prefix)) >= 200, timeout=10 * t.slow), len(_taken(prefix))
         waiting = "SELECT COUNT(*) AS n FROM nurture_jobs WHERE tenant_id = {tenant} AND state = 'queued' " \
-                  "AND attempts = 0 AND result LIKE 'waiting: the tenant has 150 provider calls in flight%'"
-        assert wait_for(lambda: tn.db(waiting)[0]["n"] == len(phones) - 150, timeout=10 * t.slow), tn.db(waiting)
+                  "AND attempts = 0 AND result LIKE 'waiting: the tenant has 200 provider calls in flight%'"
+        assert wait_for(lambda: tn.db(waiting)[0]["n"] == len(phones) - 200, timeout=10 * t.slow), tn.db(waiting)
         _first_touch_within_a_second(t, "+1415781")
         time.sleep(1.5)  # the waiting ones come round again, and wait again
-        assert len(_taken(prefix)) == 150, len(_taken(prefix))
+        assert len(_taken(prefix)) == 200, len(_taken(prefix))
     finally:
         with fake["lock"]:
             fake["hold_to"] = None
