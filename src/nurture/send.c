@@ -1182,9 +1182,11 @@ static void record_work(uv_work_t *w) {
         run_group m = {rc->runs, i, k};
         if (store_write(c->a->st, rc->runs[i]->j.tenant, record_many_tx, &m, &err)) {
             /* one at a time, so one bad step cannot hold back the others */
-            for (int x = i; x < k; x++)
-                if (rc->runs[x]->planned && store_write(c->a->st, rc->runs[x]->j.tenant, record_tx, &rc->runs[x]->o, &err))
+            for (int x = i; x < k; x++) {
+                step_run *r = rc->runs[x];
+                if (r->planned && store_write(c->a->st, r->j.tenant, record_tx, &r->o, &err))
                     log_msg(c->a->log, LOG_ERROR, "nurture: cannot record a step (it will be retried)", err.msg);
+            }
         }
         i = k;
     }
