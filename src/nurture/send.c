@@ -10,14 +10,17 @@
  * the same message. A step left "sending" by a crash is claimed again
  * after NURTURE_LEASE_MS and re-sent with the same key.
  *
- * A batch goes through three stages: claim and plan on the pool; its
- * provider calls on the loop, all at once, through the one libcurl multi
- * handle the loop drives (src/http/curlloop.h), each within
- * SEND_TIMEOUT_MS, so no thread waits on a provider; then its outcomes
- * recorded on the pool, each tenant's in one transaction. On shutdown the
- * calls in flight get NURTURE_STOP_GRACE_MS to finish; the rest are cut
- * and their steps queued again, attempt given back, for the same key to go
- * out after the restart. */
+ * A step goes through three stages: claimed (in a batch of up to BATCH)
+ * and planned on the pool; its provider call on the loop, through the one
+ * libcurl multi handle the loop drives (src/http/curlloop.h), within
+ * SEND_TIMEOUT_MS, so no thread waits on a provider; then its outcome
+ * recorded on the pool as soon as its own call ends, with the others that
+ * ended in the same turn of the loop (each tenant's in one transaction).
+ * A call that hangs holds back nothing but itself: claims go on while the
+ * steps out stay within CALLS_MAX, and one tenant's calls in flight within
+ * TENANT_CALLS. On shutdown the calls in flight get NURTURE_STOP_GRACE_MS
+ * to finish; the rest are cut and their steps queued again, attempt given
+ * back, for the same key to go out after the restart. */
 #include <curl/curl.h>
 #include <math.h>
 #include <pthread.h>
@@ -38,13 +41,13 @@
 
 #define BATCH 100
 #define SEND_TIMEOUT_MS 10000
-/* longer than a batch can take (its sends run at once, each within
- * SEND_TIMEOUT_MS): a step still "sending" after this was orphaned by a
- * crash */
+/* longer than a step can take from claim to record (its call ends within
+ * SEND_TIMEOUT_MS, then a recorder takes it): a step still "sending" after
+ * this was orphaned by a crash */
 #define NURTURE_LEASE_MS 30000
 #define TICK_MS 100
 #define NURTURE_STOP_GRACE_MS 2000 /* provider calls in flight at shutdown: then they are cut */
-#define CURL_ACTIVE 320            /* provider calls at once: SLOTS * BATCH and an enrichment round */
+#define CURL_ACTIVE 320            /* provider calls at once: CALLS_MAX and an enrichment round */
 #define CURL_QUEUED 1024
 
 int64_t nurture_quiet_until(const char *tz, int quiet_start, int quiet_end, int64_t now_ms) {
@@ -64,20 +67,27 @@ int64_t nurture_quiet_until(const char *tz, int quiet_start, int quiet_end, int6
 
 /* ---- the dispatcher ---- */
 
-/* A batch in flight. Three run at once, so one's sends and plans overlap
- * the other's writes (SQLite has one writer). */
-#define SLOTS 3
+/* Claims run on the pool, up to CLAIMERS at once, each of at most BATCH
+ * steps; a claim starts only while the steps out (claimed and not yet
+ * recorded: their calls in flight, and outcomes waiting for a recorder)
+ * plus BATCH for each claim under way stay within CALLS_MAX. A step is
+ * recorded as soon as its own call ends, not when its batch's last one
+ * does: the outcomes that end in one turn of the loop (and any that end
+ * while a recorder is busy) go to storage together, each tenant's in one
+ * transaction, up to RECORDERS at once. So a provider that hangs holds
+ * back only its own calls, each for at most SEND_TIMEOUT_MS, and the room
+ * that frees as the others end lets the next claim in. */
+#define CLAIMERS 3
+#define RECORDERS 2
+#define CALLS_MAX 300 /* steps out at once; CURL_ACTIVE leaves room for an enrichment round */
+/* One tenant's provider calls in flight: all but one claim's room, so a
+ * tenant whose provider hangs (or who has a burst) always leaves a full
+ * claim to everybody else, and a tenant alone still has two batches out
+ * at once. A send past it waits TENANT_DEFER_MS, attempt given back. */
+#define TENANT_CALLS (CALLS_MAX - BATCH)
+#define TENANT_DEFER_MS 1000
 struct claim;
 struct step_run;
-typedef struct slot {
-    struct nurture_ctx *c;
-    uv_work_t work;
-    int busy, claimed;
-    int sent[2], failed;
-    struct claim *cl;     /* the batch, from claim to record */
-    struct step_run *runs;
-    int inflight;         /* provider calls out on the loop */
-} slot;
 
 /* A circuit breaker per tenant and channel: BREAKER_FAILS retryable
  * failures in a row open it for BREAKER_COOL_MS, during which that
@@ -100,18 +110,66 @@ static const char *const prov_label[PROV_N] = {"sms", "email", "smtp", "ghl"};
 static const char *const prov_name[PROV_N] = {"twilio", "sendgrid", "smtp", "ghl"};
 #define GHL_LIMIT 100 /* GoHighLevel: 100 requests per 10 s per location */
 /* a shared window's entry counts as in flight this long unless its request
- * ends sooner: longer than a batch can take, so a node that dies holding
+ * ends sooner: longer than a step can take, so a node that dies holding
  * one errs on the side of sending less */
 #define GHL_HOLD_MS NURTURE_LEASE_MS
+
+typedef struct job {
+    int64_t id, tenant, enrollment;
+    int64_t message; /* a one-off message (nurture_messages), else 0: a sequence step */
+    int step, attempts;
+    char key[96];
+} job;
+
+typedef struct claim {
+    job jobs[BATCH];
+    int n;
+} claim;
+
+/* A claim under way: the steps it claimed, then their runs. */
+typedef struct claimer {
+    struct nurture_ctx *c;
+    uv_work_t work;
+    int busy;
+    claim cl;
+    struct step_run *runs[BATCH]; /* in the claim's (tenant) order */
+    int n;
+} claimer;
+
+/* Outcomes on their way to storage. */
+typedef struct recorder {
+    struct nurture_ctx *c;
+    uv_work_t work;
+    int busy;
+    struct step_run *runs[CALLS_MAX];
+    int n;
+    int sent[2], failed;
+} recorder;
+
+/* Provider calls in flight for one tenant (entries with n > 0 only, so at
+ * most CALLS_MAX). */
+typedef struct tenant_calls {
+    int64_t tenant;
+    int n;
+} tenant_calls;
 
 struct nurture_ctx {
     app *a;
     uv_timer_t timer;
-    pthread_mutex_t bmu; /* the two batch slots share the breakers */
+    uv_check_t check;    /* records the outcomes that ended in this turn of the loop */
+    int handles_open;    /* timer and check, until closed */
+    pthread_mutex_t bmu; /* the claims and recorders share the breakers */
     breaker br[BREAKERS];
     int nbr;
-    slot slots[SLOTS];
-    int busy; /* slots out (and the background work) */
+    claimer claimers[CLAIMERS];
+    recorder recorders[RECORDERS];
+    int claiming, recording; /* of them, out on the pool */
+    int out;                 /* steps claimed and not yet recorded */
+    int more;                /* the last claim was full: more may be due */
+    struct step_run *done, *done_tail; /* ended, waiting for a recorder */
+    tenant_calls tcalls[CALLS_MAX];
+    int ntcalls;
+    int busy; /* claims, recorders and the background work out on the pool */
     int stopping, closed, freed;
     uint64_t last_kick; /* loop ms of the last claim started by an event */
     curlloop *curl;  /* every provider call, on the loop */
@@ -164,18 +222,6 @@ static void breaker_note(nurture_ctx *c, int64_t tenant, int channel, int retrya
     }
     pthread_mutex_unlock(&c->bmu);
 }
-
-typedef struct job {
-    int64_t id, tenant, enrollment;
-    int64_t message; /* a one-off message (nurture_messages), else 0: a sequence step */
-    int step, attempts;
-    char key[96];
-} job;
-
-typedef struct claim {
-    job jobs[BATCH];
-    int n;
-} claim;
 
 /* Claims the rows sql finds (at most BATCH in all): "sending", attempt counted. */
 static int claim_some(store_tx *tx, claim *cl, const char *sql, int64_t cutoff, int64_t now, store_err *err) {
@@ -716,6 +762,20 @@ static int send_begin(nurture_ctx *c, plan *p, sendreq *r) {
     return 0;
 }
 
+/* The request's memory; again or on a zeroed one does nothing. */
+static void send_free(sendreq *r) {
+    if (r->h) curl_easy_cleanup(r->h);
+    curl_slist_free_all(r->hd);
+    curl_slist_free_all(r->rcpt);
+    free(r->form);
+    free(r->json);
+    buf_free(&r->body);
+    buf_free(&r->mail);
+    r->h = NULL;
+    r->hd = r->rcpt = NULL;
+    r->form = r->json = NULL;
+}
+
 /* 1 when the provider took the message (its id in id), else 0 with err
  * and *retryable: no answer, 408, 429, 5xx (SMTP: no answer or 4xx). */
 static int send_end(sendreq *r, char *id, size_t idlen, char *err, size_t errlen, int *retryable, long *status_out) {
@@ -759,14 +819,7 @@ static int send_end(sendreq *r, char *id, size_t idlen, char *err, size_t errlen
         }
         json_decref(j);
     }
-    if (r->h) curl_easy_cleanup(r->h);
-    curl_slist_free_all(r->hd);
-    curl_slist_free_all(r->rcpt);
-    free(r->form);
-    free(r->json);
-    buf_free(&r->body);
-    buf_free(&r->mail);
-    r->h = NULL;
+    send_free(r);
     *status_out = status;
     return ok;
 }
@@ -919,13 +972,17 @@ static int record_tx(store_tx *tx, void *arg, store_err *err) {
                             now, err);
 }
 
-/* One claimed step through plan, send and record. */
+/* One claimed step through plan, send and record; its own allocation, so
+ * a call that hangs holds nothing but itself. */
 typedef struct step_run {
+    job j;
     plan p;
     outcome o;
     sendreq s;
     int planned, sending;
-    struct slot *slot;
+    int deferred; /* its tenant had TENANT_CALLS calls in flight: not sent, due again soon */
+    struct nurture_ctx *c;
+    struct step_run *next; /* in the done list */
 } step_run;
 
 /* p's request ended at `end`; retry_after_until > 0: GHL said wait until then. */
@@ -933,11 +990,21 @@ static void ghl_window_done(nurture_ctx *c, plan *p, int64_t end, int64_t retry_
     nurture_limit_done(c->ghl_win, p->j->tenant, &p->win, end, retry_after_until);
 }
 
-static void settle(slot *c, step_run *r) {
+static void settle(recorder *rc, step_run *r) {
+    nurture_ctx *c = r->c;
     plan *p = &r->p;
     outcome *o = &r->o;
     job *j = p->j;
     o->p = p;
+    if (p->action == PLAN_SEND && r->deferred) {
+        /* never started: its place in GHL's window goes back, and the step
+         * waits like any other (PLAN_WAIT gives the attempt back) */
+        send_free(&r->s);
+        if (p->provider == PROV_GHL) ghl_window_done(c, p, clock_wall_ms(), 0);
+        p->action = PLAN_WAIT;
+        p->reschedule = clock_wall_ms() + TENANT_DEFER_MS;
+        snprintf(p->why, sizeof p->why, "waiting: the tenant has %d provider calls in flight", TENANT_CALLS);
+    }
     switch (p->action) {
     case PLAN_SEND: {
         char e[300] = "";
@@ -948,7 +1015,7 @@ static void settle(slot *c, step_run *r) {
              * again now, attempt given back; the same key makes a repeat
              * the same message. */
             send_end(&r->s, o->provider_id, sizeof o->provider_id, e, sizeof e, &retryable, &status);
-            if (p->provider == PROV_GHL) ghl_window_done(c->c, p, clock_wall_ms(), 0);
+            if (p->provider == PROV_GHL) ghl_window_done(c, p, clock_wall_ms(), 0);
             o->retry = o->throttled = 1;
             o->not_before = 0;
             o->provider_id[0] = 0;
@@ -959,24 +1026,24 @@ static void settle(slot *c, step_run *r) {
         int64_t end = clock_wall_ms();
         o->throttled = !ok && status == 429 && r->s.provider != PROV_SMTP;
         if (o->throttled) o->not_before = end + (r->s.retry_after_ms ? r->s.retry_after_ms : 1000);
-        if (p->provider == PROV_GHL) ghl_window_done(c->c, p, end, o->throttled ? o->not_before : 0);
+        if (p->provider == PROV_GHL) ghl_window_done(c, p, end, o->throttled ? o->not_before : 0);
         /* being paced (429) is no sign the provider is down */
-        breaker_note(c->c, j->tenant, p->provider, !ok && retryable && !o->throttled, p->now);
-        if (c->c->m_prov) {
+        breaker_note(c, j->tenant, p->provider, !ok && retryable && !o->throttled, p->now);
+        if (c->m_prov) {
             const char *lv[] = {prov_name[p->provider], ok ? "sent" : o->throttled ? "throttled" : retryable ? "retry" : "failed"};
-            metric_add(c->c->m_prov, lv, 1);
+            metric_add(c->m_prov, lv, 1);
         }
         if (ok) {
             o->ok = 1;
             snprintf(o->result, sizeof o->result, "sent via %s (%s)", prov_name[p->provider],
                      o->provider_id[0] ? o->provider_id : "no id");
-            c->sent[strcmp(p->type, "sms") != 0]++;
+            rc->sent[strcmp(p->type, "sms") != 0]++;
         } else {
             /* retry what may succeed later: no answer, 408, 429, 5xx (SMTP: 4xx) */
             o->retry = retryable && (o->throttled || j->attempts < NURTURE_MAX_ATTEMPTS);
             snprintf(o->result, sizeof o->result, "%s%s", e[0] ? e : "provider error",
                      retryable && !o->retry ? " (gave up)" : "");
-            if (!o->retry) c->failed++;
+            if (!o->retry) rc->failed++;
         }
         break;
     }
@@ -989,7 +1056,7 @@ static void settle(slot *c, step_run *r) {
         snprintf(o->result, sizeof o->result, "task created");
         break;
     case PLAN_FAIL:
-        c->failed++;
+        rc->failed++;
         snprintf(o->result, sizeof o->result, "%s", p->why);
         break;
     default:
@@ -997,104 +1064,90 @@ static void settle(slot *c, step_run *r) {
     }
 }
 
-typedef struct plan_many {
-    step_run *runs;
-    int from, to; /* one tenant's runs */
-} plan_many;
+/* One tenant's runs: runs[from..to). */
+typedef struct run_group {
+    step_run **runs;
+    int from, to;
+} run_group;
 
 static int plan_many_tx(store_tx *tx, void *arg, store_err *err) {
-    plan_many *m = arg;
+    run_group *m = arg;
     int rc = 0;
     for (int i = m->from; i < m->to && !rc; i++) {
-        m->runs[i].planned = 0;
-        if (!(rc = plan_tx(tx, &m->runs[i].p, err))) m->runs[i].planned = 1;
+        m->runs[i]->planned = 0;
+        if (!(rc = plan_tx(tx, &m->runs[i]->p, err))) m->runs[i]->planned = 1;
     }
     return rc;
 }
-
-typedef struct record_many {
-    step_run *runs;
-    int from, to; /* one tenant's runs */
-} record_many;
 
 static int record_many_tx(store_tx *tx, void *arg, store_err *err) {
-    record_many *m = arg;
+    run_group *m = arg;
     int rc = 0;
     for (int i = m->from; i < m->to && !rc; i++)
-        if (m->runs[i].planned) rc = record_tx(tx, &m->runs[i].o, err);
+        if (m->runs[i]->planned) rc = record_tx(tx, &m->runs[i]->o, err);
     return rc;
 }
 
-static void batch_free(slot *sl) {
-    for (int i = 0; sl->cl && sl->runs && i < sl->cl->n; i++) {
-        json_decref(sl->runs[i].p.steps);
-        buf_free(&sl->runs[i].p.body);
-    }
-    eh_free(sl->runs);
-    eh_free(sl->cl);
-    sl->runs = NULL;
-    sl->cl = NULL;
+static void run_free(step_run *r) {
+    send_free(&r->s); /* a request built and never sent */
+    json_decref(r->p.steps);
+    buf_free(&r->p.body);
+    eh_free(r);
 }
 
-/* Stage 1, on the pool: claim due steps, plan each, build its request. */
-static void batch_plan(uv_work_t *w) {
-    slot *sl = w->data;
-    nurture_ctx *c = sl->c;
-    claim *cl = eh_calloc(1, sizeof *cl);
-    /* allocated before the claim (claimed steps must not be left without
-     * room), cleared after it for the steps claimed only: a tick that finds
-     * nothing due does not clear BATCH runs of several KB each */
-    step_run *runs = cl ? eh_malloc(BATCH * sizeof *runs) : NULL;
+/* On the pool: claim due steps, plan each, build its request. */
+static void claim_work(uv_work_t *w) {
+    claimer *k = w->data;
+    nurture_ctx *c = k->c;
     store_err err = {0};
-    sl->claimed = 0;
-    sl->cl = NULL;
-    sl->runs = NULL;
-    if (!runs) {
-        eh_free(cl);
-        return;
-    }
-    if (store_write(c->a->st, 0, claim_tx, cl, &err)) {
+    k->n = 0;
+    k->cl.n = 0;
+    if (store_write(c->a->st, 0, claim_tx, &k->cl, &err)) {
         log_msg(c->a->log, LOG_WARN, "nurture: cannot claim steps", err.msg);
-        eh_free(runs);
-        eh_free(cl);
+        k->cl.n = 0;
         return;
     }
-    memset(runs, 0, (size_t)cl->n * sizeof *runs);
-    sl->cl = cl;
-    sl->runs = runs;
-    sl->claimed = cl->n;
     int64_t now = clock_wall_ms();
-    for (int i = 0; i < cl->n; i++) {
-        step_run *r = &runs[i];
-        r->p.j = &cl->jobs[i];
+    for (int i = 0; i < k->cl.n; i++) {
+        /* allocated for the steps claimed only: a tick that finds nothing
+         * due allocates nothing */
+        step_run *r = eh_calloc(1, sizeof *r);
+        if (!r) { /* left "sending": the lease brings it back */
+            log_msg(c->a->log, LOG_ERROR, "nurture: out of memory for a claimed step", NULL);
+            continue;
+        }
+        r->j = k->cl.jobs[i];
+        r->c = c;
+        r->p.j = &r->j;
         r->p.now = now;
         r->p.secrets_dir = c->secrets_dir;
         buf_init(&r->p.body, NURTURE_MAX_BODY + 1);
+        k->runs[k->n++] = r;
     }
     /* one read transaction per tenant (the claim put each tenant's steps together) */
-    for (int i = 0; i < cl->n;) {
-        int k = i;
-        while (k < cl->n && cl->jobs[k].tenant == cl->jobs[i].tenant) k++;
-        plan_many m = {runs, i, k};
-        if (store_read(c->a->st, cl->jobs[i].tenant, plan_many_tx, &m, &err)) {
+    for (int i = 0; i < k->n;) {
+        int e = i;
+        while (e < k->n && k->runs[e]->j.tenant == k->runs[i]->j.tenant) e++;
+        run_group m = {k->runs, i, e};
+        if (store_read(c->a->st, k->runs[i]->j.tenant, plan_many_tx, &m, &err)) {
             /* storage trouble: leave them "sending"; the lease brings them back */
             log_msg(c->a->log, LOG_WARN, "nurture: cannot plan steps", err.msg);
-            for (int x = i; x < k; x++) runs[x].planned = 0;
+            for (int x = i; x < e; x++) k->runs[x]->planned = 0;
         }
-        i = k;
+        i = e;
     }
-    for (int i = 0; i < cl->n; i++) {
-        step_run *r = &runs[i];
+    for (int i = 0; i < k->n; i++) {
+        step_run *r = k->runs[i];
         if (!r->planned) continue;
         r->p.win = (nurture_lease){.slot = -1};
-        int64_t until = r->p.action == PLAN_SEND ? breaker_open_until(c, cl->jobs[i].tenant, r->p.provider, now) : 0;
+        int64_t until = r->p.action == PLAN_SEND ? breaker_open_until(c, r->j.tenant, r->p.provider, now) : 0;
         if (until) {
             r->p.action = PLAN_WAIT;
             r->p.reschedule = until;
             snprintf(r->p.why, sizeof r->p.why, "circuit open: the provider failed %d times in a row", BREAKER_FAILS);
         } else if (r->p.action == PLAN_SEND && r->p.provider == PROV_GHL) {
             /* GHL's limit, counted here so its 429s stay rare */
-            if ((until = nurture_limit_take(c->ghl_win, cl->jobs[i].tenant, now, &r->p.win))) {
+            if ((until = nurture_limit_take(c->ghl_win, r->j.tenant, now, &r->p.win))) {
                 r->p.action = PLAN_WAIT;
                 r->p.reschedule = until;
                 snprintf(r->p.why, sizeof r->p.why, "GoHighLevel rate limit: %d sends per %lld ms",
@@ -1108,101 +1161,214 @@ static void batch_plan(uv_work_t *w) {
     }
 }
 
-/* Stage 3, on the pool: the outcomes into storage. */
-static void batch_record(uv_work_t *w) {
-    slot *sl = w->data;
-    nurture_ctx *c = sl->c;
-    claim *cl = sl->cl;
-    step_run *runs = sl->runs;
+static int run_by_tenant(const void *x, const void *y) {
+    const step_run *a = *(step_run *const *)x, *b = *(step_run *const *)y;
+    return job_by_tenant(&a->j, &b->j);
+}
+
+/* On the pool: the outcomes into storage, each tenant's in one transaction. */
+static void record_work(uv_work_t *w) {
+    recorder *rc = w->data;
+    nurture_ctx *c = rc->c;
     store_err err = {0};
-    /* claims come ordered by due time, not tenant: group each tenant's
-     * outcomes into one transaction where they are adjacent */
-    for (int i = 0; i < cl->n;) {
+    /* they ended in any order: each tenant's together */
+    qsort(rc->runs, (size_t)rc->n, sizeof rc->runs[0], run_by_tenant);
+    for (int i = 0; i < rc->n;) {
         int k = i;
-        while (k < cl->n && cl->jobs[k].tenant == cl->jobs[i].tenant) {
-            if (runs[k].planned) settle(sl, &runs[k]);
+        while (k < rc->n && rc->runs[k]->j.tenant == rc->runs[i]->j.tenant) {
+            if (rc->runs[k]->planned) settle(rc, rc->runs[k]);
             k++;
         }
-        record_many m = {runs, i, k};
-        if (store_write(c->a->st, cl->jobs[i].tenant, record_many_tx, &m, &err)) {
+        run_group m = {rc->runs, i, k};
+        if (store_write(c->a->st, rc->runs[i]->j.tenant, record_many_tx, &m, &err)) {
             /* one at a time, so one bad step cannot hold back the others */
-            for (int x = i; x < k; x++)
-                if (runs[x].planned && store_write(c->a->st, cl->jobs[x].tenant, record_tx, &runs[x].o, &err))
+            for (int x = i; x < k; x++) {
+                step_run *r = rc->runs[x];
+                if (r->planned && store_write(c->a->st, r->j.tenant, record_tx, &r->o, &err))
                     log_msg(c->a->log, LOG_ERROR, "nurture: cannot record a step (it will be retried)", err.msg);
+            }
         }
         i = k;
     }
 }
 
-static void batch_done(uv_work_t *w, int status);
+static void record_done(uv_work_t *w, int status);
 
-static void batch_to_record(slot *sl) {
-    if (uv_queue_work(sl->c->a->loop, &sl->work, batch_record, batch_done)) {
-        /* cannot happen with a valid loop; the lease brings the steps back */
-        batch_free(sl);
-        batch_done(&sl->work, UV_ECANCELED);
+/* The ended steps to recorders (all of them to the first free one). */
+static void record_start(nurture_ctx *c) {
+    for (int i = 0; i < RECORDERS && c->done && !c->freed; i++) {
+        recorder *rc = &c->recorders[i];
+        if (rc->busy) continue;
+        rc->c = c;
+        rc->work.data = rc;
+        rc->n = 0;
+        /* at most c->out (<= CALLS_MAX) are out, so all of them fit */
+        while (c->done && rc->n < CALLS_MAX) {
+            step_run *r = c->done;
+            c->done = r->next;
+            r->next = NULL;
+            rc->runs[rc->n++] = r;
+        }
+        if (!c->done) c->done_tail = NULL;
+        if (uv_queue_work(c->a->loop, &rc->work, record_work, record_done)) {
+            /* cannot happen with a valid loop; the lease brings the steps back */
+            for (int x = 0; x < rc->n; x++) run_free(rc->runs[x]);
+            c->out -= rc->n;
+            rc->n = 0;
+            return;
+        }
+        rc->busy = 1;
+        c->recording++;
+        c->busy++;
     }
+}
+
+static void on_check(uv_check_t *h) {
+    nurture_ctx *c = h->data;
+    uv_check_stop(h);
+    record_start(c);
+}
+
+/* A step's outcome is known (or it never went out): to storage with the
+ * others that end in this turn of the loop. */
+static void done_push(nurture_ctx *c, step_run *r) {
+    if (c->freed) { /* the store may be gone: the lease brings the step back */
+        run_free(r);
+        c->out--;
+        return;
+    }
+    r->next = NULL;
+    if (c->done_tail) c->done_tail->next = r;
+    else c->done = r;
+    c->done_tail = r;
+    if (c->stopping) record_start(c); /* the check handle is closed */
+    else uv_check_start(&c->check, on_check);
+}
+
+/* Calls in flight per tenant: 0 and one more counted, or -1 at the cap. */
+static int tenant_call_add(nurture_ctx *c, int64_t tenant) {
+    for (int i = 0; i < c->ntcalls; i++)
+        if (c->tcalls[i].tenant == tenant) {
+            if (c->tcalls[i].n >= TENANT_CALLS) return -1;
+            c->tcalls[i].n++;
+            return 0;
+        }
+    if (c->ntcalls == CALLS_MAX) return -1; /* cannot be: calls in flight <= out <= CALLS_MAX */
+    c->tcalls[c->ntcalls++] = (tenant_calls){tenant, 1};
+    return 0;
+}
+
+static void tenant_call_drop(nurture_ctx *c, int64_t tenant) {
+    for (int i = 0; i < c->ntcalls; i++)
+        if (c->tcalls[i].tenant == tenant) {
+            if (--c->tcalls[i].n == 0) c->tcalls[i] = c->tcalls[--c->ntcalls];
+            return;
+        }
 }
 
 static void on_sent(CURL *h, CURLcode cc, void *ud) {
     step_run *r = ud;
-    slot *sl = r->slot;
+    nurture_ctx *c = r->c;
     (void)h;
     r->s.cc = cc;
-    if (--sl->inflight == 0) batch_to_record(sl);
+    tenant_call_drop(c, r->j.tenant);
+    done_push(c, r);
 }
 
-/* Stage 2, on the loop: every request of the batch at once. */
-static void batch_planned(uv_work_t *w, int status) {
-    slot *sl = w->data;
-    nurture_ctx *c = sl->c;
+static void claim_start(nurture_ctx *c, int wanted);
+static int ctx_idle(const nurture_ctx *c);
+static void ctx_release(nurture_ctx *c);
+
+/* On the loop: the claim's requests to the provider, each on its own. */
+static void claim_done(uv_work_t *w, int status) {
+    claimer *k = w->data;
+    nurture_ctx *c = k->c;
     (void)status;
-    if (!sl->cl) { /* nothing claimed */
-        batch_done(w, 0);
+    k->busy = 0;
+    c->claiming--;
+    c->busy--;
+    c->out += k->n;
+    for (int i = 0; i < k->n; i++) {
+        step_run *r = k->runs[i];
+        k->runs[i] = NULL;
+        if (!r->sending || !r->s.h || r->s.cc != CURLE_OK) {
+            done_push(c, r);
+            continue;
+        }
+        if (tenant_call_add(c, r->j.tenant)) {
+            r->deferred = 1;
+            done_push(c, r);
+            continue;
+        }
+        /* refused (stopping, or full): not sent, queued again */
+        if (curlloop_add(c->curl, r->s.h, on_sent, r)) {
+            tenant_call_drop(c, r->j.tenant);
+            r->s.cc = CURLE_ABORTED_BY_CALLBACK;
+            done_push(c, r);
+        }
+    }
+    c->more = k->cl.n == BATCH;
+    k->n = 0;
+    if (c->freed && ctx_idle(c)) {
+        ctx_release(c);
         return;
     }
-    sl->inflight = 1; /* held while adding, so no completion records early */
-    for (int i = 0; i < sl->cl->n; i++) {
-        step_run *r = &sl->runs[i];
-        if (!r->sending || !r->s.h || r->s.cc != CURLE_OK) continue;
-        r->slot = sl;
-        /* refused (stopping, or full): not sent, queued again */
-        if (curlloop_add(c->curl, r->s.h, on_sent, r)) r->s.cc = CURLE_ABORTED_BY_CALLBACK;
-        else sl->inflight++;
-    }
-    if (--sl->inflight == 0) batch_to_record(sl);
+    claim_start(c, 0);
 }
 
-static void on_tick(uv_timer_t *t);
+static void record_done(uv_work_t *w, int status) {
+    recorder *rc = w->data;
+    nurture_ctx *c = rc->c;
+    (void)status;
+    for (int i = 0; i < rc->n; i++) run_free(rc->runs[i]);
+    c->out -= rc->n;
+    rc->n = 0;
+    rc->busy = 0;
+    c->recording--;
+    c->busy--;
+    if (c->freed) { /* nurture_free ran while it was out */
+        if (ctx_idle(c)) ctx_release(c);
+        return;
+    }
+    if (c->m_sent) {
+        const char *sms[] = {"sms"}, *email[] = {"email"};
+        if (rc->sent[0]) metric_add(c->m_sent, sms, (double)rc->sent[0]);
+        if (rc->sent[1]) metric_add(c->m_sent, email, (double)rc->sent[1]);
+        if (rc->failed) metric_add(c->m_fail, NULL, (double)rc->failed);
+    }
+    rc->sent[0] = rc->sent[1] = rc->failed = 0;
+    record_start(c); /* what ended while both were busy */
+    claim_start(c, 0);
+}
 
-static int ctx_idle(const nurture_ctx *c) { return c->freed && c->closed && c->curl_closed && !c->busy; }
+/* Claims while there is room: one when wanted (a tick, an event), more
+ * while the last one was full. */
+static void claim_start(nurture_ctx *c, int wanted) {
+    while (!c->stopping && (wanted || c->more) && c->claiming < CLAIMERS &&
+           c->out + (c->claiming + 1) * BATCH <= CALLS_MAX) {
+        claimer *k = NULL;
+        for (int i = 0; i < CLAIMERS && !k; i++)
+            if (!c->claimers[i].busy) k = &c->claimers[i];
+        k->c = c;
+        k->work.data = k;
+        k->n = 0;
+        if (uv_queue_work(c->a->loop, &k->work, claim_work, claim_done)) return;
+        k->busy = 1;
+        c->claiming++;
+        c->busy++;
+        wanted = 0;
+    }
+}
+
+static int ctx_idle(const nurture_ctx *c) {
+    return c->freed && c->closed && c->curl_closed && !c->busy && !c->done;
+}
 
 static void ctx_release(nurture_ctx *c) {
     pthread_mutex_destroy(&c->bmu);
     nurture_limit_free(c->ghl_win);
     nurture_bg_free(c->bg);
     eh_free(c);
-}
-
-static void batch_done(uv_work_t *w, int status) {
-    slot *sl = w->data;
-    nurture_ctx *c = sl->c;
-    batch_free(sl);
-    sl->busy = 0;
-    c->busy--;
-    if (c->freed && c->closed) { /* nurture_free ran while batches were out */
-        if (ctx_idle(c)) ctx_release(c);
-        return;
-    }
-    if (c->m_sent) {
-        const char *sms[] = {"sms"}, *email[] = {"email"};
-        if (sl->sent[0]) metric_add(c->m_sent, sms, (double)sl->sent[0]);
-        if (sl->sent[1]) metric_add(c->m_sent, email, (double)sl->sent[1]);
-        if (sl->failed) metric_add(c->m_fail, NULL, (double)sl->failed);
-    }
-    sl->sent[0] = sl->sent[1] = sl->failed = 0;
-    /* a full batch: more may be due now */
-    if (!c->stopping && sl->claimed == BATCH) on_tick(&c->timer);
 }
 
 static void bg_run(uv_work_t *w) {
@@ -1246,17 +1412,7 @@ static void on_tick(uv_timer_t *t) {
             c->busy++;
         }
     }
-    for (int i = 0; i < SLOTS && !c->stopping; i++) {
-        slot *sl = &c->slots[i];
-        if (sl->busy) continue;
-        sl->c = c;
-        sl->work.data = sl;
-        if (uv_queue_work(c->a->loop, &sl->work, batch_plan, batch_planned)) break;
-        sl->busy = 1;
-        c->busy++;
-        /* start the second one only when there is a backlog */
-        if (sl->claimed < BATCH) break;
-    }
+    claim_start(c, 1);
 }
 
 /* A speed-to-lead first touch or an agent's one-off would otherwise wait
@@ -1273,13 +1429,14 @@ static void on_event(void *ud, const store_event *ev) {
     uint64_t now = uv_now(a->loop);
     if (c->last_kick && now - c->last_kick < KICK_MIN_MS) return;
     c->last_kick = now;
-    on_tick(&c->timer);
+    claim_start(c, 1);
 }
 
 int nurture_wake_start(app *a) { return realtime_subscribe(a, on_event, a); }
 
 static void on_closed(uv_handle_t *h) {
     nurture_ctx *c = h->data;
+    if (--c->handles_open) return;
     c->closed = 1;
     if (ctx_idle(c)) ctx_release(c);
 }
@@ -1296,18 +1453,28 @@ void nurture_stop(nurture_ctx *c) {
     c->stopping = 1;
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, on_closed);
+    uv_close((uv_handle_t *)&c->check, on_closed);
+    record_start(c); /* what the check would have taken */
     uint64_t grace = NURTURE_STOP_GRACE_MS;
     if (c->a->cfg.shutdown_timeout_ms && c->a->cfg.shutdown_timeout_ms < grace) grace = c->a->cfg.shutdown_timeout_ms;
     curlloop_close(c->curl, grace, on_curl_closed, c);
 }
 
-/* The memory goes when the timer is closed and no batch is out: after the
- * loop has run its close callbacks (main runs it once more after
- * app_free). */
+/* The memory goes when the timer and the check handle are closed and no
+ * claim, call or record is out: after the loop has run its close
+ * callbacks (main runs it once more after app_free). */
 void nurture_free(nurture_ctx *c) {
     if (!c) return;
     nurture_stop(c);
     c->freed = 1;
+    /* normally nothing is left (the loop ran until the recorders were
+     * done); else the store may be gone: the lease brings the steps back */
+    while (c->done) {
+        step_run *r = c->done;
+        c->done = r->next;
+        run_free(r);
+    }
+    c->done_tail = NULL;
     if (ctx_idle(c)) ctx_release(c);
 }
 
@@ -1342,7 +1509,9 @@ nurture_ctx *nurture_ctx_start(app *a) {
     }
     pthread_mutex_init(&c->bmu, NULL);
     uv_timer_init(a->loop, &c->timer);
-    c->timer.data = c;
+    uv_check_init(a->loop, &c->check);
+    c->timer.data = c->check.data = c;
+    c->handles_open = 2;
     uv_timer_start(&c->timer, on_tick, TICK_MS, TICK_MS);
     return c;
 }

@@ -398,10 +398,9 @@ def test_nurture_sigterm_cuts_sends_in_flight_and_resends_them_once(t):
     tn.ok("POST", "/v1/sequences", {"name": "speed", "start_on": "new_lead", "steps": [{"type": "sms", "template": "hi"}]})
     fake = _provider().state
     prefix = "+1415777"
-    # three leads: a held send keeps its whole batch out, and the dispatcher
-    # has three batches, so with more leads one could be claimed only after
-    # the send timeout freed a batch (when the leads land in separate batches)
-    phones = [prefix + "%04d" % i for i in range(3)]
+    # five leads, one after another, so in several claims: a held send
+    # holds back only itself, so all five are out when the signal comes
+    phones = [prefix + "%04d" % i for i in range(5)]
 
     def taken():
         with fake["lock"]:
@@ -463,3 +462,99 @@ def test_nurture_circuit_breaker_opens_and_recovers(t):
     assert wait_for(lambda: all(_sms_to("+1415557%04d" % i) for i in range(6)), timeout=20 * t.slow)
     st, h, b = tn.srv.request("GET", "/metrics")
     assert b'ehub_nurture_breaker_open_total{channel="sms"}' in b, b[-2000:]
+
+
+def _held_tenant(t, prefix, n):
+    """A tenant whose new leads get a first text, and n of its leads whose
+    numbers start with prefix: the provider takes each text and holds its
+    answer (hold_to) until the test lets go. Returns (tenant, phones)."""
+    tn = _tenant(t)
+    tn.ok("POST", "/v1/templates", {"name": "hi", "channel": "sms", "body": "Hi {{first_name}}. Reply STOP to opt out"})
+    tn.ok("POST", "/v1/sequences", {"name": "speed", "start_on": "new_lead", "steps": [{"type": "sms", "template": "hi"}]})
+    return tn, [prefix + "%04d" % i for i in range(n)]
+
+
+def _taken(prefix):
+    fake = _provider().state
+    with fake["lock"]:
+        return [m for m in fake["sms"] if m["To"].startswith(prefix)]
+
+
+def _first_touch_within_a_second(t, prefix):
+    """Another tenant's new lead: its first text reaches the provider
+    within a second of the lead's creation."""
+    other, _ = _held_tenant(t, prefix, 0)
+    phone = prefix + "0001"
+    t0 = time.time()
+    other.create_lead(first_name="Quick", phone=phone, consent_sms=True)
+    got = wait_for(lambda: _sms_to(phone), timeout=5 * t.slow, step=0.005)
+    assert got, "no first touch for the other tenant's lead"
+    took = got[0]["at"] - t0
+    assert took < 1.0 * t.slow, "the other tenant's first touch took %.2f s" % took
+    return other, phone
+
+
+def _each_sent_once(t, tn, phones):
+    """After the provider lets go: every held step done, one message and one
+    outbound activity per lead."""
+    q = "SELECT state, COUNT(*) AS n FROM nurture_jobs WHERE tenant_id = {tenant} GROUP BY state"
+    assert wait_for(lambda: tn.db(q) == [{"state": "done", "n": len(phones)}], timeout=30 * t.slow), tn.db(q)
+    time.sleep(0.5)  # a repeat would show up now
+    assert sorted(m["To"] for m in _taken(phones[0][:-4])) == sorted(phones), "one message each"
+    acts = tn.db("SELECT a.lead_id, COUNT(*) AS n FROM activities a WHERE a.tenant_id = {tenant} "
+                 "AND a.direction = 'outbound' AND a.channel = 'sms' GROUP BY a.lead_id")
+    assert len(acts) == len(phones) and all(a["n"] == 1 for a in acts), acts
+
+
+def test_nurture_hung_provider_holds_back_only_its_own_sends(t):
+    """The provider hangs on every text to tenant A's numbers (ten of them,
+    one lead after another: more than the three batches the dispatcher once
+    had, each kept out by its held send). Tenant B's new lead still gets its
+    first text within a second; when the provider answers, A's ten are
+    recorded, one message each."""
+    prefix = "+1415778"
+    tn, phones = _held_tenant(t, prefix, 10)
+    fake = _provider().state
+    with fake["lock"]:
+        fake["hold_to"] = prefix
+    try:
+        for p in phones:
+            tn.create_lead(first_name="H", phone=p, consent_sms=True)
+        # each one claimed and its call made, though none has an answer
+        assert wait_for(lambda: len(_taken(prefix)) == len(phones), timeout=5 * t.slow), len(_taken(prefix))
+        _first_touch_within_a_second(t, "+1415779")
+        held = tn.db("SELECT state, COUNT(*) AS n FROM nurture_jobs WHERE tenant_id = {tenant} GROUP BY state")
+        assert held == [{"state": "sending", "n": len(phones)}], held
+    finally:
+        with fake["lock"]:
+            fake["hold_to"] = None
+    _each_sent_once(t, tn, phones)
+
+
+def test_nurture_one_tenant_cannot_take_every_call_in_flight(t):
+    """A tenant with more held texts than its share of the calls in flight
+    (200 of 300): the provider sees at most 200 of them at once, the rest
+    wait (attempt given back) instead of taking the room, another tenant's
+    first touch still goes out within a second, and when the provider
+    answers every lead gets one message."""
+    prefix = "+1415780"
+    tn, phones = _held_tenant(t, prefix, 220)
+    fake = _provider().state
+    with fake["lock"]:
+        fake["hold_to"] = prefix
+    try:
+        csv = "first_name,phone,consent_sms\n" + "".join("F%d,%s,yes\n" % (i, p) for i, p in enumerate(phones))
+        st, h, b = tn.srv.request("POST", "/v1/leads/import", csv.encode(),
+                                  {"Authorization": "Bearer " + tn.key, "Content-Type": "text/csv"}, timeout=60)
+        assert st == 200 and json.loads(b)["imported"] == len(phones), (st, b[:300])
+        assert wait_for(lambda: len(_taken(prefix)) >= 200, timeout=10 * t.slow), len(_taken(prefix))
+        waiting = "SELECT COUNT(*) AS n FROM nurture_jobs WHERE tenant_id = {tenant} AND state = 'queued' " \
+                  "AND attempts = 0 AND result LIKE 'waiting: the tenant has 200 provider calls in flight%'"
+        assert wait_for(lambda: tn.db(waiting)[0]["n"] == len(phones) - 200, timeout=10 * t.slow), tn.db(waiting)
+        _first_touch_within_a_second(t, "+1415781")
+        time.sleep(1.5)  # the waiting ones come round again, and wait again
+        assert len(_taken(prefix)) == 200, len(_taken(prefix))
+    finally:
+        with fake["lock"]:
+            fake["hold_to"] = None
+    _each_sent_once(t, tn, phones)
