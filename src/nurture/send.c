@@ -178,7 +178,7 @@ struct nurture_ctx {
     char secrets_dir[1100];
     /* GHL's window: this node's, and the nodes' through Redis (limit.c) */
     nurture_limit *ghl_win;
-    metric *m_sent, *m_fail, *m_open, *m_prov;
+    metric *m_sent, *m_fail, *m_open, *m_prov, *m_defer;
     /* enrichment and the "gone cold" scan (enrich.c), one at a time */
     uv_work_t bg_work;
     int bg_busy;
@@ -1004,6 +1004,7 @@ static void settle(recorder *rc, step_run *r) {
         p->action = PLAN_WAIT;
         p->reschedule = clock_wall_ms() + TENANT_DEFER_MS;
         snprintf(p->why, sizeof p->why, "waiting: the tenant has %d provider calls in flight", TENANT_CALLS);
+        if (c->m_defer) metric_add(c->m_defer, NULL, 1);
     }
     switch (p->action) {
     case PLAN_SEND: {
@@ -1496,6 +1497,8 @@ nurture_ctx *nurture_ctx_start(app *a) {
     c->m_open = metrics_counter(a->m, "ehub_nurture_breaker_open_total", "times a provider's circuit opened", "channel");
     c->m_prov = metrics_counter(a->m, "ehub_nurture_provider_requests_total",
                                 "provider calls by outcome (sent, retry, throttled, failed)", "provider,outcome");
+    c->m_defer = metrics_counter(a->m, "ehub_nurture_deferred_total",
+                                 "sends put off a second because their tenant had its most provider calls in flight", NULL);
     snprintf(c->ghl_url, sizeof c->ghl_url, "%s", a->cfg.ghl_url);
     snprintf(c->secrets_dir, sizeof c->secrets_dir, "%s/secrets", a->cfg.data_dir);
     int ghl_limit = a->cfg.ghl_limit > 0 ? a->cfg.ghl_limit : GHL_LIMIT;

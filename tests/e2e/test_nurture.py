@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 import urllib.parse
 
@@ -554,6 +555,9 @@ def test_nurture_one_tenant_cannot_take_every_call_in_flight(t):
         _first_touch_within_a_second(t, "+1415781")
         time.sleep(1.5)  # the waiting ones come round again, and wait again
         assert len(_taken(prefix)) == 200, len(_taken(prefix))
+        st, h, b = tn.srv.request("GET", "/metrics")
+        m = re.search(rb"^ehub_nurture_deferred_total (\d+)", b, re.M)
+        assert m and int(m.group(1)) >= len(phones) - 200, b[-1500:]
     finally:
         with fake["lock"]:
             fake["hold_to"] = None
