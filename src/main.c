@@ -318,7 +318,7 @@ static int cmd_retention(ehub_config *cfg, int npos, char **pos, int dry_run) {
     char url[1100], err[300];
     config_store_url(cfg, url, sizeof url);
     json_t *report = NULL;
-    if (privacy_cli_retention(url, cfg->tenant, dry_run, err, sizeof err, &report)) {
+    if (privacy_cli_retention(url, cfg->tenant, dry_run, cfg->erase_rewrite_max, err, sizeof err, &report)) {
         fprintf(stderr, "ehub retention: %s\n", err);
         return 1;
     }
