@@ -14,6 +14,7 @@ struct privacy_ctx {
     uv_timer_t timer;
     uv_work_t work;
     int busy, stopping, closed;
+    int final;              /* a last checkpoint pass is due (privacy_drain) */
     int retention_now;      /* set by the tick when a retention pass is due */
     int64_t retention_due;  /* loop time (ms) of the next retention pass */
     metric *m_erased, *m_runs, *m_checkpoints, *m_checkpoint_rows, *m_checkpoint_fail;
@@ -321,10 +322,17 @@ static int checkpoint_tx(store_tx *tx, void *arg, store_err *err) {
     return auth_inbox_checkpoint(tx, c->margin, c->now, &c->entries, &c->rows, err);
 }
 
-static void checkpoint_pass(privacy_ctx *c) {
+/* One pass over the tenants with uncovered rows. The last pass, at
+ * shutdown, goes through every tenant even though stopping is set, and
+ * without the margin: its transactions hold each tenant's row lock, which
+ * every webhook's transaction takes before it draws an inbox id (see
+ * auth_inbox_checkpoint), and this node's webhooks are all stored by then. */
+static void checkpoint_pass(privacy_ctx *c, int last, int *entries, int64_t *rows) {
     app *a = c->a;
     pending_arg *p = eh_calloc(1, sizeof *p);
     store_err err;
+    *entries = 0;
+    *rows = 0;
     if (!p) return;
     if (store_read(a->st, 0, pending_tx, p, &err)) {
         log_msg(a->log, LOG_WARN, "audit checkpoint: cannot list tenants", err.msg);
@@ -332,8 +340,8 @@ static void checkpoint_pass(privacy_ctx *c) {
         eh_free(p);
         return;
     }
-    int64_t margin = store_get_kind(a->st) == STORE_POSTGRES ? CHECKPOINT_MARGIN_PG_MS : 0;
-    for (int i = 0; i < p->n && !c->stopping; i++) {
+    int64_t margin = store_get_kind(a->st) == STORE_POSTGRES && !last ? CHECKPOINT_MARGIN_PG_MS : 0;
+    for (int i = 0; i < p->n && (last || !c->stopping); i++) {
         checkpoint_arg ca = {.margin = margin, .now = clock_wall_ms()};
         if (store_write(a->st, p->ids[i], checkpoint_tx, &ca, &err)) {
             log_msg(a->log, LOG_WARN, "audit checkpoint failed", err.msg);
@@ -342,6 +350,8 @@ static void checkpoint_pass(privacy_ctx *c) {
         }
         metric_add(c->m_checkpoints, NULL, ca.entries);
         metric_add(c->m_checkpoint_rows, NULL, (double)ca.rows);
+        *entries += ca.entries;
+        *rows += ca.rows;
     }
     eh_free(p);
 }
@@ -417,16 +427,57 @@ static void retention_pass(privacy_ctx *c) {
 
 static void sched_work(uv_work_t *w) {
     privacy_ctx *c = w->data;
-    if (c->a->cfg.audit_checkpoint_ms) checkpoint_pass(c);
+    int entries;
+    int64_t rows;
+    if (c->a->cfg.audit_checkpoint_ms) checkpoint_pass(c, 0, &entries, &rows);
     if (c->retention_now && !c->stopping) retention_pass(c);
 }
 
 static void ctx_release(privacy_ctx *c) { eh_free(c); }
 
+typedef struct final_pass {
+    privacy_ctx *c;
+    uv_work_t work;
+    int entries;
+    int64_t rows;
+} final_pass;
+
+static void final_work(uv_work_t *w) {
+    final_pass *f = w->data;
+    checkpoint_pass(f->c, 1, &f->entries, &f->rows);
+}
+
+static void final_done(uv_work_t *w, int status) {
+    final_pass *f = w->data;
+    privacy_ctx *c = f->c;
+    log_line l;
+    if (log_begin(c->a->log, &l, LOG_INFO, "audit checkpoint at shutdown")) {
+        log_int(&l, "entries", f->entries);
+        log_int(&l, "rows", f->rows);
+        log_end(&l);
+    }
+    eh_free(f);
+    c->busy = 0;
+    if (c->closed) ctx_release(c);
+}
+
+/* The loop stays alive while the work is queued, so the store (closed by
+ * app_free after uv_run returns) is still open for it. */
+static void queue_final(privacy_ctx *c) {
+    c->final = 0;
+    final_pass *f = eh_calloc(1, sizeof *f);
+    if (!f) return;
+    f->c = c;
+    f->work.data = f;
+    if (uv_queue_work(c->a->loop, &f->work, final_work, final_done) == 0) c->busy = 1;
+    else eh_free(f);
+}
+
 static void sched_done(uv_work_t *w, int status) {
     privacy_ctx *c = w->data;
     c->busy = 0;
-    if (c->stopping && c->closed) ctx_release(c);
+    if (c->final) queue_final(c); /* the pass that was running stopped early */
+    if (!c->busy && c->stopping && c->closed) ctx_release(c);
 }
 
 static void on_tick(uv_timer_t *t) {
@@ -439,6 +490,14 @@ static void on_tick(uv_timer_t *t) {
     if (!c->retention_now && !cfg->audit_checkpoint_ms) return;
     c->work.data = c;
     if (uv_queue_work(c->a->loop, &c->work, sched_work, sched_done) == 0) c->busy = 1;
+}
+
+void privacy_drain(app *a) {
+    privacy_ctx *c = a->privacy;
+    if (!c || c->stopping) return;
+    c->final = a->cfg.audit_checkpoint_ms != 0;
+    privacy_stop(a);
+    if (c->final && !c->busy) queue_final(c);
 }
 
 static void on_closed(uv_handle_t *h) {

@@ -83,6 +83,11 @@ struct app;
  * webhook checkpoints (auth_inbox_checkpoint, every --audit-checkpoint). */
 int privacy_register(struct app *a);
 void privacy_stop(struct app *a);
+/* At graceful shutdown, once the HTTP server has drained (every webhook
+ * answered is stored) and before the store closes: privacy_stop, then one
+ * last webhook checkpoint pass on the pool (unless --audit-checkpoint 0),
+ * so the rows of the last interval are covered too. */
+void privacy_drain(struct app *a);
 /* ehub retention run --tenant T [--dry-run]: prints the report.
  * rewrite_max: --erase-rewrite-max (see store_purge). */
 int privacy_cli_retention(const char *store_url, const char *tenant, int dry_run, size_t rewrite_max, char *errbuf,
