@@ -79,6 +79,11 @@ static int purge_after(app *a, const json_t *rows, store_purge_report *rep) {
     const char *tables[PRIVACY_TABLES_MAX];
     int n = privacy_changed_tables(rows, tables, PRIVACY_TABLES_MAX);
     store_err err;
+    if (!n) { /* nothing changed, nothing left behind */
+        memset(rep, 0, sizeof *rep);
+        rep->clean = 1;
+        return STORE_OK;
+    }
     int rc = store_purge(a->st, tables, n, a->cfg.erase_rewrite_max, rep, &err);
     if (rc) log_msg(a->log, LOG_WARN, "purge after erasure failed", err.msg);
     else if (!rep->clean) {
