@@ -30,6 +30,7 @@ static const char usage[] =
     "  key revoke ID --tenant T            revoke an API key\n"
     "  user add --tenant T --email E --role R [--password-file F]   create a user who can log in\n"
     "  audit verify [--tenant T]           check the audit trails' hash chains and webhook checkpoints (exit 1 if broken)\n"
+    "  audit checkpoint [--tenant T]       cover the webhooks stored since the last checkpoint now\n"
     "  jwt rotate [--keep N]               new JWT signing key; previous ones keep verifying\n"
     "  import leads FILE.csv --tenant T    import leads from CSV (per-row errors reported)\n"
     "  retention run --tenant T [--dry-run]  apply the tenant's retention policy now (or report it)\n"
@@ -318,7 +319,7 @@ static int cmd_retention(ehub_config *cfg, int npos, char **pos, int dry_run) {
     char url[1100], err[300];
     config_store_url(cfg, url, sizeof url);
     json_t *report = NULL;
-    if (privacy_cli_retention(url, cfg->tenant, dry_run, err, sizeof err, &report)) {
+    if (privacy_cli_retention(url, cfg->tenant, dry_run, cfg->erase_rewrite_max, err, sizeof err, &report)) {
         fprintf(stderr, "ehub retention: %s\n", err);
         return 1;
     }

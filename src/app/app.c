@@ -195,7 +195,7 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
 static void on_shutdown_done(void *ud) {
     app *a = ud;
     nurture_stop(a->nurture);
-    privacy_stop(a);
+    privacy_drain(a); /* a last webhook checkpoint: the HTTP server has drained */
     realtime_stop(a);
     coach_drafts_stop(a->drafts);
     uv_close((uv_handle_t *)&a->sig_term, NULL);

@@ -181,6 +181,10 @@ struct api_job {
     /* Optional: runs on the pool before the transaction, for slow work that
      * must not hold it (password hashing). Non-zero (api_job_fail) skips fn. */
     int (*pre)(api_job *j);
+    /* Optional: runs on the pool after fn's transaction committed, for work
+     * that cannot run inside one (the purge after an erasure); may add to
+     * out. */
+    void (*post)(api_job *j);
     int64_t tenant;       /* defaults to p.tenant */
     json_t *in;           /* parsed request body, may be NULL */
     int64_t id, id2;      /* path ids */

@@ -499,6 +499,7 @@ static void job_work(void *arg) {
     }
     j->rc = j->write ? store_write(j->a->st, j->tenant, job_tx, j, &j->err)
                      : store_read(j->a->st, j->tenant, job_tx, j, &j->err);
+    if (j->rc == STORE_OK && j->post) j->post(j);
 }
 
 static void job_free(api_job *j) {

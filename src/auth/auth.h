@@ -176,7 +176,12 @@ int auth_inbox_pending(store_tx *tx, int64_t *ids, int max, int *n, store_err *e
  * the transaction's tenant, covering rows after tenants.inbox_checkpoint_id
  * in id order up to the first one received at or after now_ms - margin_ms.
  * If another node moved the tenant's checkpoint meanwhile, this one writes
- * nothing. *entries and *rows get what was written. */
+ * nothing. *entries and *rows get what was written.
+ * margin_ms 0 (SQLite always; on PostgreSQL the shutdown pass and `ehub
+ * audit checkpoint`) covers every committed row: the caller's store_write
+ * holds the tenant's row lock, which every webhook's transaction takes
+ * before it draws an inbox id, so no lower id of the tenant can commit
+ * later. */
 #define AUTH_CHECKPOINT_ROWS 5000
 int auth_inbox_checkpoint(store_tx *tx, int64_t margin_ms, int64_t now_ms, int *entries, int64_t *rows,
                           store_err *err);
@@ -188,6 +193,7 @@ int auth_inbox_checkpoint(store_tx *tx, int64_t margin_ms, int64_t now_ms, int *
  * the first failing checkpoint's seq (0 if none), *bad_row the row named. */
 typedef struct auth_inbox_report {
     int64_t checkpoints, rows, covered_to;
+    int64_t uncovered; /* rows after covered_to: not yet covered, not a failure */
     int64_t bad_seq, bad_row;
     char why[240];
 } auth_inbox_report;

@@ -80,7 +80,8 @@ static const opt opts[] = {
     {"llm-stream", T_BOOL, O(llm_stream), "false", "ask the LLM for a streamed (SSE) answer"},
     {"llm-cooldown", T_MS, O(llm_cooldown_ms), "30s", "LLM circuit breaker: open this long after 5 failed calls in a row"},
     {"retention-every", T_MS, O(retention_every_ms), "1h", "how often each tenant's retention policy runs (0 = never; one node per run)"},
-    {"audit-checkpoint", T_MS, O(audit_checkpoint_ms), "10s", "how often provider webhooks are covered by the audit chain (webhooks.checkpoint entries; 0 = never)"},
+    {"erase-rewrite-max", T_SIZE, O(erase_rewrite_max), "64M", "PostgreSQL: after an erasure, rewrite (VACUUM FULL) each table it changed up to this size so the old row versions leave the files; larger ones only get VACUUM (0 = never rewrite)"},
+    {"audit-checkpoint", T_MS, O(audit_checkpoint_ms), "10s", "how often provider webhooks are covered by the audit chain (webhooks.checkpoint entries; one last pass at graceful shutdown; 0 = never)"},
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 

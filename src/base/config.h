@@ -73,6 +73,7 @@ typedef struct ehub_config {
     int llm_stream;
     unsigned llm_cooldown_ms; /* breaker: open this long after 5 failures in a row */
     unsigned retention_every_ms; /* privacy: retention policies' schedule (0 = off) */
+    size_t erase_rewrite_max;    /* privacy: largest PostgreSQL table an erasure rewrites (0 = never) */
     unsigned audit_checkpoint_ms; /* auth: webhook inbox checkpoints' schedule (0 = off) */
 } ehub_config;
 

@@ -14,6 +14,7 @@ struct privacy_ctx {
     uv_timer_t timer;
     uv_work_t work;
     int busy, stopping, closed;
+    int final;              /* a last checkpoint pass is due (privacy_drain) */
     int retention_now;      /* set by the tick when a retention pass is due */
     int64_t retention_due;  /* loop time (ms) of the next retention pass */
     metric *m_erased, *m_runs, *m_checkpoints, *m_checkpoint_rows, *m_checkpoint_fail;
@@ -65,10 +66,46 @@ typedef struct erase_job {
     auth_principal p;
     int64_t id;
     char actor[32], ip[64];
-    int already, rc, ckpt_rc;
+    int already, rc, purge_rc;
     json_t *summary;
+    store_purge_report purge;
     store_err err;
 } erase_job;
+
+/* After the erasure committed: the old row versions out of the files
+ * (store_purge: the SQLite WAL, PostgreSQL's dead tuples); tables from
+ * rows ({key: n}). Logged, not fatal: the erasure itself is done. */
+static int purge_after(app *a, const json_t *rows, store_purge_report *rep) {
+    const char *tables[PRIVACY_TABLES_MAX];
+    int n = privacy_changed_tables(rows, tables, PRIVACY_TABLES_MAX);
+    store_err err;
+    if (!n) { /* nothing changed, nothing left behind */
+        memset(rep, 0, sizeof *rep);
+        rep->clean = 1;
+        return STORE_OK;
+    }
+    int rc = store_purge(a->st, tables, n, a->cfg.erase_rewrite_max, rep, &err);
+    if (rc) log_msg(a->log, LOG_WARN, "purge after erasure failed", err.msg);
+    else if (!rep->clean) {
+        log_line l;
+        if (log_begin(a->log, &l, LOG_WARN, "erased values may stay in free space until overwritten")) {
+            log_str(&l, "tables", rep->residue);
+            log_end(&l);
+        }
+    }
+    return rc;
+}
+
+static json_t *residue_json(const store_purge_report *rep) {
+    json_t *arr = json_array();
+    const char *p = rep->residue;
+    while (*p) {
+        size_t l = strcspn(p, ",");
+        json_array_append_new(arr, json_stringn(p, l));
+        p += l + (p[l] == ',');
+    }
+    return arr;
+}
 
 static int erase_tx(store_tx *tx, void *arg, store_err *err) {
     erase_job *e = arg;
@@ -81,12 +118,9 @@ static int erase_tx(store_tx *tx, void *arg, store_err *err) {
 static void erase_work(void *arg) {
     erase_job *e = arg;
     e->rc = store_write(e->a->st, e->p.tenant, erase_tx, e, &e->err);
-    /* The erased bytes are still in the SQLite WAL until a checkpoint. */
-    if (e->rc == STORE_OK && !e->already) {
-        store_err ce;
-        e->ckpt_rc = store_checkpoint(e->a->st, &ce);
-        if (e->ckpt_rc) log_msg(e->a->log, LOG_WARN, "checkpoint after erasure failed", ce.msg);
-    }
+    /* The erased bytes are still in the SQLite WAL until a checkpoint, and
+     * in PostgreSQL's old row versions until those are rewritten. */
+    if (e->rc == STORE_OK && !e->already) e->purge_rc = purge_after(e->a, e->summary, &e->purge);
 }
 
 static void erase_done(http_req *q, void *arg) {
@@ -97,7 +131,10 @@ static void erase_done(http_req *q, void *arg) {
                                 e->already);
         if (e->summary) json_object_set_new(out, "rows", e->summary);
         e->summary = NULL;
-        if (!e->already) json_object_set_new(out, "files_clean", json_boolean(e->ckpt_rc == 0));
+        if (!e->already) {
+            json_object_set_new(out, "files_clean", json_boolean(e->purge_rc == 0 && e->purge.clean));
+            if (e->purge.residue[0]) json_object_set_new(out, "files_residue", residue_json(&e->purge));
+        }
         http_reply_json(q, 200, out);
     } else if (e->rc == STORE_NOTFOUND) {
         http_reply_error(q, 404, "not_found", "no such contact");
@@ -216,6 +253,15 @@ static int run_tx(store_tx *tx, api_job *j, store_err *err) {
     return privacy_retention_run(tx, &who, (int)j->id2, 0, clock_wall_ms(), &ran, &j->out, err);
 }
 
+/* on the pool, after the run committed */
+static void run_post(api_job *j) {
+    if (j->id2 || !j->out) return; /* a dry run changed nothing */
+    store_purge_report rep;
+    int rc = purge_after(j->a, json_object_get(j->out, "rows"), &rep);
+    json_object_set_new(j->out, "files_clean", json_boolean(rc == 0 && rep.clean));
+    if (rep.residue[0]) json_object_set_new(j->out, "files_residue", residue_json(&rep));
+}
+
 static void h_run(http_req *q, app *a, const auth_principal *p, void *ud) {
     int dry = 0;
     size_t len = 0;
@@ -238,6 +284,7 @@ static void h_run(http_req *q, app *a, const auth_principal *p, void *ud) {
     j->write = !dry;
     j->audited = 1; /* retention.run */
     j->fn = run_tx;
+    j->post = run_post;
     api_job_run(q, j);
 }
 
@@ -280,10 +327,17 @@ static int checkpoint_tx(store_tx *tx, void *arg, store_err *err) {
     return auth_inbox_checkpoint(tx, c->margin, c->now, &c->entries, &c->rows, err);
 }
 
-static void checkpoint_pass(privacy_ctx *c) {
+/* One pass over the tenants with uncovered rows. The last pass, at
+ * shutdown, goes through every tenant even though stopping is set, and
+ * without the margin: its transactions hold each tenant's row lock, which
+ * every webhook's transaction takes before it draws an inbox id (see
+ * auth_inbox_checkpoint), and this node's webhooks are all stored by then. */
+static void checkpoint_pass(privacy_ctx *c, int last, int *entries, int64_t *rows) {
     app *a = c->a;
     pending_arg *p = eh_calloc(1, sizeof *p);
     store_err err;
+    *entries = 0;
+    *rows = 0;
     if (!p) return;
     if (store_read(a->st, 0, pending_tx, p, &err)) {
         log_msg(a->log, LOG_WARN, "audit checkpoint: cannot list tenants", err.msg);
@@ -291,8 +345,8 @@ static void checkpoint_pass(privacy_ctx *c) {
         eh_free(p);
         return;
     }
-    int64_t margin = store_get_kind(a->st) == STORE_POSTGRES ? CHECKPOINT_MARGIN_PG_MS : 0;
-    for (int i = 0; i < p->n && !c->stopping; i++) {
+    int64_t margin = store_get_kind(a->st) == STORE_POSTGRES && !last ? CHECKPOINT_MARGIN_PG_MS : 0;
+    for (int i = 0; i < p->n && (last || !c->stopping); i++) {
         checkpoint_arg ca = {.margin = margin, .now = clock_wall_ms()};
         if (store_write(a->st, p->ids[i], checkpoint_tx, &ca, &err)) {
             log_msg(a->log, LOG_WARN, "audit checkpoint failed", err.msg);
@@ -301,6 +355,8 @@ static void checkpoint_pass(privacy_ctx *c) {
         }
         metric_add(c->m_checkpoints, NULL, ca.entries);
         metric_add(c->m_checkpoint_rows, NULL, (double)ca.rows);
+        *entries += ca.entries;
+        *rows += ca.rows;
     }
     eh_free(p);
 }
@@ -347,7 +403,7 @@ static void retention_pass(privacy_ctx *c) {
         eh_free(t);
         return;
     }
-    int erased_any = 0;
+    json_t *rows = json_object(); /* every tenant's, for one purge */
     for (int i = 0; i < t->n && !c->stopping; i++) {
         int64_t now = clock_wall_ms();
         /* a little under the period, so timers drifting apart still run it once */
@@ -357,27 +413,76 @@ static void retention_pass(privacy_ctx *c) {
         else if (s.ran) {
             metric_add(c->m_runs, NULL, 1);
             json_int_t n = json_integer_value(json_object_get(json_object_get(s.report, "leads"), "count"));
-            if (n) erased_any = 1;
             metric_add(c->m_erased, NULL, (double)n);
+            const char *k;
+            json_t *v;
+            json_object_foreach(json_object_get(s.report, "rows"), k, v) {
+                json_int_t prev = json_integer_value(json_object_get(rows, k));
+                json_object_set_new(rows, k, json_integer(prev + json_integer_value(v)));
+            }
         }
         json_decref(s.report);
     }
-    if (erased_any) store_checkpoint(a->st, &err);
+    /* one pass for the whole run, not one per person */
+    store_purge_report rep;
+    if (json_object_size(rows)) purge_after(a, rows, &rep);
+    json_decref(rows);
     eh_free(t);
 }
 
 static void sched_work(uv_work_t *w) {
     privacy_ctx *c = w->data;
-    if (c->a->cfg.audit_checkpoint_ms) checkpoint_pass(c);
+    int entries;
+    int64_t rows;
+    if (c->a->cfg.audit_checkpoint_ms) checkpoint_pass(c, 0, &entries, &rows);
     if (c->retention_now && !c->stopping) retention_pass(c);
 }
 
 static void ctx_release(privacy_ctx *c) { eh_free(c); }
 
+typedef struct final_pass {
+    privacy_ctx *c;
+    uv_work_t work;
+    int entries;
+    int64_t rows;
+} final_pass;
+
+static void final_work(uv_work_t *w) {
+    final_pass *f = w->data;
+    checkpoint_pass(f->c, 1, &f->entries, &f->rows);
+}
+
+static void final_done(uv_work_t *w, int status) {
+    final_pass *f = w->data;
+    privacy_ctx *c = f->c;
+    log_line l;
+    if (log_begin(c->a->log, &l, LOG_INFO, "audit checkpoint at shutdown")) {
+        log_int(&l, "entries", f->entries);
+        log_int(&l, "rows", f->rows);
+        log_end(&l);
+    }
+    eh_free(f);
+    c->busy = 0;
+    if (c->closed) ctx_release(c);
+}
+
+/* The loop stays alive while the work is queued, so the store (closed by
+ * app_free after uv_run returns) is still open for it. */
+static void queue_final(privacy_ctx *c) {
+    c->final = 0;
+    final_pass *f = eh_calloc(1, sizeof *f);
+    if (!f) return;
+    f->c = c;
+    f->work.data = f;
+    if (uv_queue_work(c->a->loop, &f->work, final_work, final_done) == 0) c->busy = 1;
+    else eh_free(f);
+}
+
 static void sched_done(uv_work_t *w, int status) {
     privacy_ctx *c = w->data;
     c->busy = 0;
-    if (c->stopping && c->closed) ctx_release(c);
+    if (c->final) queue_final(c); /* the pass that was running stopped early */
+    if (!c->busy && c->stopping && c->closed) ctx_release(c);
 }
 
 static void on_tick(uv_timer_t *t) {
@@ -390,6 +495,14 @@ static void on_tick(uv_timer_t *t) {
     if (!c->retention_now && !cfg->audit_checkpoint_ms) return;
     c->work.data = c;
     if (uv_queue_work(c->a->loop, &c->work, sched_work, sched_done) == 0) c->busy = 1;
+}
+
+void privacy_drain(app *a) {
+    privacy_ctx *c = a->privacy;
+    if (!c || c->stopping) return;
+    c->final = a->cfg.audit_checkpoint_ms != 0;
+    privacy_stop(a);
+    if (c->final && !c->busy) queue_final(c);
 }
 
 static void on_closed(uv_handle_t *h) {
@@ -478,8 +591,8 @@ static int cli_run_tx(store_tx *tx, void *arg, store_err *err) {
     return privacy_retention_run(tx, &who, r->dry, 0, clock_wall_ms(), &ran, &r->report, err);
 }
 
-int privacy_cli_retention(const char *store_url, const char *tenant, int dry_run, char *errbuf, size_t errlen,
-                          json_t **report) {
+int privacy_cli_retention(const char *store_url, const char *tenant, int dry_run, size_t rewrite_max, char *errbuf,
+                          size_t errlen, json_t **report) {
     store_err err;
     store *st = store_open(store_url, NULL, &err);
     if (!st) {
@@ -491,7 +604,16 @@ int privacy_cli_retention(const char *store_url, const char *tenant, int dry_run
     int rc = store_read(st, 0, find_tx, &c, &err);
     if (rc == STORE_NOTFOUND) snprintf(err.msg, sizeof err.msg, "no such tenant");
     if (!rc) rc = dry_run ? store_read(st, c.tenant, cli_run_tx, &r, &err) : store_write(st, c.tenant, cli_run_tx, &r, &err);
-    if (!rc && !dry_run) store_checkpoint(st, &err);
+    if (!rc && !dry_run) {
+        const char *tables[PRIVACY_TABLES_MAX];
+        int n = privacy_changed_tables(json_object_get(r.report, "rows"), tables, PRIVACY_TABLES_MAX);
+        store_purge_report rep;
+        store_err pe;
+        int prc = n ? store_purge(st, tables, n, rewrite_max, &rep, &pe) : STORE_OK;
+        if (prc) fprintf(stderr, "ehub retention: purge after erasure failed: %s\n", pe.msg);
+        json_object_set_new(r.report, "files_clean", json_boolean(prc == 0 && (!n || rep.clean)));
+        if (n && rep.residue[0]) json_object_set_new(r.report, "files_residue", residue_json(&rep));
+    }
     store_close(st);
     if (rc) {
         snprintf(errbuf, errlen, "%s", err.msg);

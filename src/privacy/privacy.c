@@ -357,13 +357,13 @@ int privacy_erase(store_tx *tx, int64_t lead, const auth_actor *actor, const cha
      * emptied above); one still queued is not sent */
     if (!rc)
         rc = exec_count(tx, "UPDATE nurture_messages SET subject = NULL WHERE tenant_id = $1 AND lead_id = $2", p, 2,
-                        NULL, "messages", err);
+                        sum, "messages", err);
     if (!rc)
         rc = exec_count(tx,
                         "UPDATE nurture_jobs SET result = NULL, state = CASE WHEN state IN ('queued', 'sending') "
                         "THEN 'skipped' ELSE state END, updated_at = $3 WHERE tenant_id = $1 AND message_id IN "
                         "(SELECT id FROM nurture_messages WHERE tenant_id = $1 AND lead_id = $2)",
-                        p, 3, NULL, "nurture_jobs", err);
+                        p, 3, sum, "nurture_jobs", err);
     /* nothing more is sent; provider answers may quote the address */
     if (!rc)
         rc = exec_count(tx,
@@ -437,6 +437,41 @@ int privacy_erase(store_tx *tx, int64_t lead, const auth_actor *actor, const cha
     return rc;
 }
 
+/* ---- after an erasure ---- */
+
+/* Adds the counts of b into a ({table: n}). */
+static void rows_add(json_t *a, json_t *b) {
+    const char *k;
+    json_t *v;
+    json_object_foreach(b, k, v) {
+        json_int_t prev = json_integer_value(json_object_get(a, k));
+        json_object_set_new(a, k, json_integer(prev + json_integer_value(v)));
+    }
+}
+
+/* The keys of an erasure's "rows" are the API's names; these are the
+ * tables behind them. */
+static const struct { const char *key, *table; } row_tables[] = {
+    {"leads", "leads"},
+    {"activities", "activities"},
+    {"opportunities", "opportunities"},
+    {"scores", "lead_scores"},
+    {"messages", "nurture_messages"},
+    {"nurture_jobs", "nurture_jobs"},
+    {"nurture_enrollments", "nurture_enrollments"},
+    {"consents", "consent_log"},
+    {"enrichment", "lead_enrichments"},
+    {"events", "events"},
+    {"webhook_inbox", "webhook_inbox"},
+};
+
+int privacy_changed_tables(const json_t *rows, const char **tables, int max) {
+    int n = 0;
+    for (size_t i = 0; i < sizeof row_tables / sizeof row_tables[0] && n < max; i++)
+        if (json_integer_value(json_object_get(rows, row_tables[i].key)) > 0) tables[n++] = row_tables[i].table;
+    return n;
+}
+
 /* ---- retention ---- */
 
 int privacy_policy_get(store_tx *tx, privacy_policy *pol, store_err *err) {
@@ -480,7 +515,7 @@ int privacy_retention_run(store_tx *tx, const auth_actor *actor, int dry_run, in
     json_t *rep = json_pack("{s:b, s:{s:o?, s:o?}}", "dry_run", dry_run, "policy", "lead_inactive_days",
                             pol.lead_inactive_days ? json_integer(pol.lead_inactive_days) : NULL, "inbox_days",
                             pol.inbox_days ? json_integer(pol.inbox_days) : NULL);
-    json_t *ids = json_array();
+    json_t *ids = json_array(), *rows = json_object();
     int64_t nleads = 0, ninbox = 0;
     if (pol.lead_inactive_days) {
         /* inactive: no change to the lead and no activity since the cutoff */
@@ -498,7 +533,10 @@ int privacy_retention_run(store_tx *tx, const auth_actor *actor, int dry_run, in
             nleads++;
             if (!dry_run) {
                 int already;
-                rc = privacy_erase(tx, id, actor, "retention", now_ms, &already, NULL, err);
+                json_t *sum = NULL;
+                rc = privacy_erase(tx, id, actor, "retention", now_ms, &already, &sum, err);
+                rows_add(rows, sum);
+                json_decref(sum);
             }
         }
         store_rows_free(r);
@@ -522,6 +560,11 @@ int privacy_retention_run(store_tx *tx, const auth_actor *actor, int dry_run, in
     }
     json_object_set_new(rep, "leads", json_pack("{s:I, s:o}", "count", (json_int_t)nleads, "ids", ids));
     json_object_set_new(rep, "inbox", json_pack("{s:I}", "count", (json_int_t)ninbox));
+    if (ninbox && !dry_run) { /* the emptied bodies' old versions, as an erasure's */
+        json_int_t prev = json_integer_value(json_object_get(rows, "webhook_inbox"));
+        json_object_set_new(rows, "webhook_inbox", json_integer(prev + (json_int_t)ninbox));
+    }
+    json_object_set_new(rep, "rows", rows);
     if (!rc && !dry_run) {
         json_t *d = json_pack("{s:I, s:I, s:O}", "leads_erased", (json_int_t)nleads, "inbox_emptied",
                               (json_int_t)ninbox, "policy", json_object_get(rep, "policy"));

@@ -54,6 +54,12 @@ int privacy_export(store_tx *tx, int64_t lead, json_t **out, store_err *err);
 int privacy_erase(store_tx *tx, int64_t lead, const auth_actor *actor, const char *reason, int64_t now_ms,
                   int *already, json_t **summary, store_err *err);
 
+/* The tables behind an erasure's or a retention run's "rows" ({key: n})
+ * with n > 0, for store_purge: up to max names (static strings) into
+ * tables; returns how many. */
+#define PRIVACY_TABLES_MAX 16
+int privacy_changed_tables(const json_t *rows, const char **tables, int max);
+
 /* ---- retention ---- */
 typedef struct privacy_policy {
     int lead_inactive_days; /* 0 = off */
@@ -65,7 +71,9 @@ int privacy_policy_get(store_tx *tx, privacy_policy *p, store_err *err);
  * nothing (and appends no audit entry). claim_before > 0: run only if the
  * last run was before it (node-safe scheduling: the claim row-locks the
  * policy, so a second node skips); *ran = 0 when skipped. *report gets
- * {dry_run, leads:{count, ids}, inbox:{count}, policy}. */
+ * {dry_run, leads:{count, ids}, inbox:{count}, policy, rows:{table: n}}
+ * (rows: what the erasures and the emptied bodies changed, for
+ * privacy_changed_tables). */
 int privacy_retention_run(store_tx *tx, const auth_actor *actor, int dry_run, int64_t claim_before, int64_t now_ms,
                           int *ran, json_t **report, store_err *err);
 
@@ -75,8 +83,14 @@ struct app;
  * webhook checkpoints (auth_inbox_checkpoint, every --audit-checkpoint). */
 int privacy_register(struct app *a);
 void privacy_stop(struct app *a);
-/* ehub retention run --tenant T [--dry-run]: prints the report. */
-int privacy_cli_retention(const char *store_url, const char *tenant, int dry_run, char *errbuf, size_t errlen,
-                          json_t **report);
+/* At graceful shutdown, once the HTTP server has drained (every webhook
+ * answered is stored) and before the store closes: privacy_stop, then one
+ * last webhook checkpoint pass on the pool (unless --audit-checkpoint 0),
+ * so the rows of the last interval are covered too. */
+void privacy_drain(struct app *a);
+/* ehub retention run --tenant T [--dry-run]: prints the report.
+ * rewrite_max: --erase-rewrite-max (see store_purge). */
+int privacy_cli_retention(const char *store_url, const char *tenant, int dry_run, size_t rewrite_max, char *errbuf,
+                          size_t errlen, json_t **report);
 
 #endif

@@ -30,6 +30,9 @@ typedef struct store_backend {
     int (*ping)(store *s, store_err *err);
     /* Optional (NULL = nothing to do): see store_checkpoint. */
     int (*checkpoint)(store *s, store_err *err);
+    /* Optional (NULL = checkpoint): see store_purge; tables validated. */
+    int (*purge)(store *s, const char *const *tables, int n, size_t rewrite_max, store_purge_report *rep,
+                 store_err *err);
 } store_backend;
 
 extern const store_backend store_sqlite_backend;

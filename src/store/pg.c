@@ -603,6 +603,106 @@ static int pg_ping(store *s, store_err *err) {
     return rc;
 }
 
+/* ---- after an erasure (store_purge) ---- */
+
+/* One statement on the purge's own connection; STORE_OK or the mapped
+ * error (err filled). */
+static int side_exec(pg_conn *pc, const char *sql, store_err *err) {
+    uint64_t t0 = clock_mono_ns();
+    PGresult *r = PQexec(pc->c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    int rc = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? STORE_OK : res_err(pc, r, err);
+    PQclear(r);
+    store__on_query(pc->ps->s, t0, rc == STORE_OK);
+    return rc;
+}
+
+static void side_warn(pg_store *ps, const char *what, const char *table, const store_err *e) {
+    log_line l;
+    if (log_begin(ps->s->opts.log, &l, LOG_WARN, what)) {
+        log_str(&l, "table", table);
+        log_str(&l, "error", e->msg);
+        log_end(&l);
+    }
+}
+
+/* A connection of its own, not one of the pool's: VACUUM must run outside
+ * a transaction, lock_timeout is set for the whole session, and a rewrite
+ * may take a while, during which the pool keeps all its connections. */
+static int pg_purge(store *s, const char *const *tables, int n, size_t rewrite_max, store_purge_report *rep,
+                    store_err *err) {
+    pg_store *ps = s->impl;
+    pg_conn side;
+    memset(&side, 0, sizeof side);
+    side.ps = ps;
+    sc_init(&side.cache, 1, drop_stmt, &side);
+    int rc = connect_conn(&side, err);
+    if (!rc) rc = side_exec(&side, "SET lock_timeout = '2s'", err);
+    for (int i = 0; !rc && i < n; i++) {
+        char sql[160], *id = PQescapeIdentifier(side.c, tables[i], strlen(tables[i]));
+        if (!id) {
+            rc = conn_err(&side, err);
+            break;
+        }
+        int64_t size = -1;
+        PGresult *r = NULL;
+        const char *vals[1] = {tables[i]};
+        if (rewrite_max) {
+            r = PQexecParams(side.c, "SELECT pg_total_relation_size($1::regclass)", 1, NULL, vals, NULL, NULL, 0);
+            if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1) size = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+            else rc = res_err(&side, r, err);
+            PQclear(r);
+        }
+        int full = !rc && rewrite_max && size >= 0 && (uint64_t)size <= (uint64_t)rewrite_max;
+        if (full) {
+            store_err e;
+            snprintf(sql, sizeof sql, "VACUUM (FULL) %s", id);
+            if (side_exec(&side, sql, &e) == STORE_OK) {
+                rep->rewritten++;
+            } else {
+                /* lock not had in time (55P03) or no disk for the copy:
+                 * the plain VACUUM below still removes the dead rows */
+                side_warn(ps, "store.purge_rewrite_failed", tables[i], &e);
+                full = 0;
+            }
+        }
+        if (!rc && !full) {
+            snprintf(sql, sizeof sql, "VACUUM %s", id);
+            rc = side_exec(&side, sql, err);
+            if (!rc) {
+                rep->vacuumed++;
+                size_t l = strlen(rep->residue);
+                snprintf(rep->residue + l, sizeof rep->residue - l, "%s%s", l ? "," : "", tables[i]);
+            }
+        }
+        /* the planner's sample of the table may quote the erased values */
+        if (!rc) {
+            snprintf(sql, sizeof sql, "ANALYZE %s", id);
+            rc = side_exec(&side, sql, err);
+        }
+        PQfreemem(id);
+    }
+    /* ANALYZE replaced the table's pg_statistic rows; the old versions, with
+     * the old samples, stay in that catalog's files until it is rewritten.
+     * Allowed to the database's owner (and superusers). */
+    if (!rc && n) {
+        store_err e;
+        if (side_exec(&side, "VACUUM (FULL) pg_statistic", &e) != STORE_OK) {
+            side_warn(ps, "store.purge_rewrite_failed", "pg_statistic", &e);
+            size_t l = strlen(rep->residue);
+            snprintf(rep->residue + l, sizeof rep->residue - l, "%spg_statistic", l ? "," : "");
+            rep->vacuumed++;
+        }
+    }
+    rep->clean = !rc && rep->vacuumed == 0;
+    PGconn *c = side.c;
+    side.c = NULL;
+    sc_clear(&side.cache);
+    if (c) PQfinish(c);
+    eh_free(side.dealloc);
+    return rc;
+}
+
 /* ---- open / close ---- */
 
 static void ps_free(pg_store *ps) {
@@ -695,4 +795,5 @@ const store_backend store_pg_backend = {
     .query = pg_query,
     .exec_script = pg_exec_script,
     .ping = pg_ping,
+    .purge = pg_purge,
 };

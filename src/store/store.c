@@ -410,6 +410,33 @@ int store_checkpoint(store *s, store_err *err) {
     return s->be->checkpoint ? s->be->checkpoint(s, err ? err : &local) : STORE_OK;
 }
 
+int store_purge(store *s, const char *const *tables, int n, size_t rewrite_max, store_purge_report *rep,
+                store_err *err) {
+    err_clear(err);
+    store_err local;
+    store_purge_report r;
+    memset(&r, 0, sizeof r);
+    if (!err) err = &local;
+    int rc = STORE_OK;
+    for (int i = 0; i < n && !rc; i++) {
+        /* the names are spliced into VACUUM / ANALYZE: only plain identifiers */
+        size_t len = tables[i] ? strlen(tables[i]) : 0;
+        if (!len || len > 63 || strspn(tables[i], "abcdefghijklmnopqrstuvwxyz_") != len) {
+            store__err(err, STORE_INVALID, "store_purge: not a table name");
+            rc = STORE_INVALID;
+        }
+    }
+    if (!rc) {
+        if (s->be->purge) rc = s->be->purge(s, tables, n, rewrite_max, &r, err);
+        else {
+            rc = s->be->checkpoint ? s->be->checkpoint(s, err) : STORE_OK;
+            r.clean = rc == STORE_OK;
+        }
+    }
+    if (rep) *rep = r;
+    return rc;
+}
+
 int store_ping(store *s, store_err *err) {
     err_clear(err);
     store_err local;

@@ -118,9 +118,34 @@ int store_migrate(store *s, int *applied, store_err *err);
 int store_schema_version(store *s, int *applied, int *known, store_err *err);
 /* After an erasure: SQLite folds the WAL into the database file and
  * truncates it (with secure_delete on, freed content is zeroed, so erased
- * bytes leave both files). PostgreSQL: a no-op (old row versions stay until
- * VACUUM). Blocking. */
+ * bytes leave both files). PostgreSQL: a no-op (see store_purge). Blocking. */
 int store_checkpoint(store *s, store_err *err);
+/* After an erasure: makes the erased values leave the database's files.
+ * tables: the n tables the erasure changed (names from the caller's code,
+ * [a-z_] only; anything else is STORE_INVALID).
+ * SQLite: store_checkpoint (tables are not needed: secure_delete zeroes
+ * freed content, the checkpoint empties the WAL).
+ * PostgreSQL: an UPDATE leaves the old row version (and its index entries)
+ * in the files until VACUUM, and a plain VACUUM only marks that space free:
+ * the bytes stay (measured, see README "Privacy"). So, on a connection of
+ * its own in autocommit mode (VACUUM cannot run in a transaction), each
+ * table whose total size (indexes and TOAST included) is at most
+ * rewrite_max bytes is rewritten with VACUUM FULL: it holds an ACCESS
+ * EXCLUSIVE lock on the table for the rewrite (~0.7 s per 130 MB here),
+ * and waits at most 2 s for it (lock_timeout: a waiting exclusive lock
+ * would queue every reader behind it). The old files are truncated at its
+ * commit. Larger tables (all, with rewrite_max 0) and tables whose lock
+ * was not had in time get a plain VACUUM and are named in rep->residue.
+ * Then ANALYZE of the tables and VACUUM FULL of pg_statistic: the planner's
+ * samples (histogram bounds, common values) may quote the erased values.
+ * rep->clean = 1 when nothing is left behind. Blocking; rep may be NULL. */
+typedef struct store_purge_report {
+    int rewritten, vacuumed; /* PostgreSQL: tables rewritten / only vacuumed */
+    int clean;               /* 1: the erased bytes left the files */
+    char residue[256];       /* tables only vacuumed, comma-separated */
+} store_purge_report;
+int store_purge(store *s, const char *const *tables, int n, size_t rewrite_max, store_purge_report *rep,
+                store_err *err);
 /* Cheap round trip to the database, for readiness checks. */
 int store_ping(store *s, store_err *err);
 

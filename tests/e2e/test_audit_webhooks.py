@@ -9,6 +9,7 @@ retention run that empty covered bodies do not. On PostgreSQL two nodes run
 the checkpoints at once and their ranges neither overlap nor leave gaps.
 Standard library + cryptography (as test_ghl)."""
 import hashlib
+import threading
 import json
 import time
 import uuid
@@ -268,3 +269,82 @@ def test_audit_webhooks_pg_long_transaction_defers(t):
     rows, cps = _wait_covered(t, tn, timeout=20)
     assert len(rows) == 3 and time.time() - t0 >= 9, (rows, time.time() - t0)
     _ok(t, srv, tn.slug)
+
+
+def _verify_full(t, srv, slug):
+    r = run_cli(t, srv, "audit", "verify", "--tenant", slug)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    return json.loads(r.stdout.strip().splitlines()[-1]), r.stderr
+
+
+def test_audit_webhooks_uncovered_count_cli_checkpoint_and_shutdown_pass(t):
+    # The periodic job far away (1 h): only the CLI and the shutdown pass
+    # can cover anything here.
+    srv = t.new_server(extra=["--audit-checkpoint", "1h"], name="whshut")
+    tn = GhlTenant(t, srv=srv, prefix="whs")
+    for _ in range(3):
+        tn.accept(contact(email="s.%s@example.com" % uuid.uuid4().hex[:8]))
+    # verify says how much is not covered yet, and that is not a failure
+    out, err = _verify_full(t, srv, tn.slug)
+    assert out["ok"] is True and out["checkpoints"] == 0 and out["inbox_uncovered"] == 3, out
+    assert "3 webhook inbox row(s) after id 0 not yet covered" in err, err
+    # `ehub audit checkpoint` covers them now (on PostgreSQL too: no margin)
+    r = run_cli(t, srv, "audit", "checkpoint", "--tenant", tn.slug)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    cp = json.loads(r.stdout.strip().splitlines()[-1])
+    rows = _inbox(t, srv, tn.slug)
+    assert cp == {"tenant": tn.slug, "entries": 1, "rows": 3, "covered_to": rows[-1]["id"]}, (cp, rows)
+    out, err = _verify_full(t, srv, tn.slug)
+    assert out["checkpoints"] == 1 and out["inbox_rows"] == 3 and out["inbox_uncovered"] == 0, out
+    assert "not yet covered" not in err, err
+    r = run_cli(t, srv, "audit", "checkpoint", "--tenant", tn.slug)  # nothing new: nothing written
+    assert r.returncode == 0 and json.loads(r.stdout)["entries"] == 0, r.stdout
+    assert run_cli(t, srv, "audit", "frobnicate").returncode == 2
+
+    # webhooks in flight when SIGTERM comes: every one answered 200 is
+    # stored before the answer, and the last pass at shutdown covers it
+    results = []
+
+    def post():
+        st, j = tn.send(contact(email="f.%s@example.com" % uuid.uuid4().hex[:8]))
+        results.append(st)
+
+    for _ in range(2):
+        tn.accept(contact(email="g.%s@example.com" % uuid.uuid4().hex[:8]))
+    out, _ = _verify_full(t, srv, tn.slug)
+    assert out["inbox_uncovered"] == 2, out
+    threads = [threading.Thread(target=lambda: _swallow(post)) for _ in range(4)]
+    for th in threads:
+        th.start()
+    time.sleep(0.02)
+    assert srv.stop() == 0
+    for th in threads:
+        th.join(30)
+    done = [l for l in srv.log_json() if l.get("msg") == "audit checkpoint at shutdown"]
+    assert len(done) == 1 and done[0]["entries"] >= 1 and done[0]["rows"] >= 2 + results.count(200), (done, results)
+    rows = _inbox(t, srv, tn.slug)
+    assert len(rows) >= 5 + results.count(200), (len(rows), results)
+    out, err = _verify_full(t, srv, tn.slug)
+    assert out["ok"] is True and out["inbox_uncovered"] == 0 and out["inbox_covered_to"] == rows[-1]["id"], out
+    assert out["inbox_rows"] == len(rows) and out["checkpoints"] == 2, out
+    cps = [json.loads(r["detail"]) if isinstance(r["detail"], str) else r["detail"]
+           for r in db_rows(t, srv, "SELECT detail FROM audit_log WHERE tenant_id = %s AND action = "
+                                    "'webhooks.checkpoint' ORDER BY seq" % (TID % tn.slug))]
+    assert cps[-1]["first_id"] == cps[0]["last_id"] + 1 and cps[-1]["count"] == len(rows) - 3, cps
+
+
+def _swallow(fn):
+    try:
+        fn()
+    except Exception:  # refused or cut by the shutdown: not stored, not counted
+        pass
+
+
+def test_audit_webhooks_no_shutdown_pass_when_checkpoints_off(t):
+    srv = t.new_server(extra=["--audit-checkpoint", "0"], name="whoff")
+    tn = GhlTenant(t, srv=srv, prefix="who")
+    tn.accept(contact(email="n.%s@example.com" % uuid.uuid4().hex[:8]))
+    assert srv.stop() == 0
+    assert not [l for l in srv.log_json() if l.get("msg") == "audit checkpoint at shutdown"]
+    out, err = _verify_full(t, srv, tn.slug)
+    assert out["checkpoints"] == 0 and out["inbox_uncovered"] == 1, out

@@ -1351,6 +1351,62 @@ static void test_checkpointer(void **state) {
     store_close(s);
 }
 
+/* ---- store_purge (after an erasure) ---- */
+
+static int filenode_fn(store_tx *tx, void *arg, store_err *err) {
+    store_rows *r = NULL;
+    int rc = store_query(tx, "SELECT pg_relation_filenode('purged')", NULL, 0, &r, err);
+    if (!rc) *(int64_t *)arg = store_rows_int(r, 0, 0);
+    store_rows_free(r);
+    return rc;
+}
+
+/* Names are checked before anything runs; SQLite folds its WAL; PostgreSQL
+ * rewrites a table within the bound (a new file), only vacuums one over it
+ * and says so. */
+static void test_purge(void **state) {
+    fx *f = *state;
+    store *s = open_ok(f, NULL);
+    store_err err;
+    store_purge_report rep;
+    assert_int_equal(exec_sql(s, "CREATE TABLE purged (id INTEGER PRIMARY KEY, secret TEXT)", &err), STORE_OK);
+    assert_int_equal(exec_sql(s, "INSERT INTO purged VALUES (1, 'zoe@example.org'), (2, 'kept@example.org')", &err),
+                     STORE_OK);
+    assert_int_equal(exec_sql(s, "UPDATE purged SET secret = NULL WHERE id = 1", &err), STORE_OK);
+    const char *bad[][1] = {{"purged; DROP TABLE purged"}, {""}, {"Purged"}, {NULL}};
+    for (int i = 0; i < 4; i++) {
+        memset(&rep, 0x55, sizeof rep);
+        assert_int_equal(store_purge(s, bad[i], 1, 1 << 20, &rep, &err), STORE_INVALID);
+        assert_int_equal(rep.clean, 0);
+    }
+    const char *t[] = {"purged"};
+    if (f->kind == STORE_SQLITE) {
+        assert_int_equal(store_purge(s, t, 1, 1 << 20, &rep, &err), STORE_OK);
+        assert_int_equal(rep.clean, 1);
+        store_close(s);
+        return;
+    }
+    int64_t before = 0, after = 0;
+    assert_int_equal(store_read(s, 0, filenode_fn, &before, &err), STORE_OK);
+    assert_int_equal(store_purge(s, t, 1, 1 << 20, &rep, &err), STORE_OK);
+    assert_int_equal(rep.rewritten, 1);
+    assert_int_equal(rep.vacuumed, 0);
+    assert_int_equal(rep.clean, 1);
+    assert_string_equal(rep.residue, "");
+    assert_int_equal(store_read(s, 0, filenode_fn, &after, &err), STORE_OK);
+    assert_true(after != before); /* a new file: the old one was truncated */
+    assert_int_equal(store_purge(s, t, 1, 0, &rep, &err), STORE_OK); /* rewriting off */
+    assert_int_equal(rep.rewritten, 0);
+    assert_int_equal(rep.vacuumed, 1);
+    assert_int_equal(rep.clean, 0);
+    assert_string_equal(rep.residue, "purged");
+    assert_int_equal(store_read(s, 0, filenode_fn, &before, &err), STORE_OK);
+    assert_int_equal(before, after);
+    const char *missing[] = {"no_such_table"};
+    assert_int_not_equal(store_purge(s, missing, 1, 1 << 20, &rep, &err), STORE_OK);
+    store_close(s);
+}
+
 /* ---- runner ---- */
 
 int main(void) {
@@ -1385,6 +1441,7 @@ int main(void) {
     T_BOTH(test_alloc_failures);
     T_BOTH(test_throughput);
     T_SQ(test_checkpointer);
+    T_BOTH(test_purge);
     if (pg.base) {
         T_PG(test_pg_rls);
         T_PG(test_pg_reconnect);
