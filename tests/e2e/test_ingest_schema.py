@@ -162,6 +162,40 @@ def test_ingest_schema_015_keeps_a_dangling_reference_as_found(t):
         c.close()
 
 
+def test_ingest_schema_015_refuses_a_table_changed_later(t):
+    """015 writes the tables out as 014 left them: on a store where one
+    already has a column or an index more (a later migration applied
+    first), it refuses, naming itself, and changes nothing."""
+    if t.backend != "sqlite":
+        return
+    srv = t.new_server()
+    _ingest(t, srv)
+    srv.stop()
+    for change in ["ALTER TABLE leads ADD COLUMN nickname TEXT",
+                   "CREATE INDEX leads_later ON leads (tenant_id, source)",
+                   "CREATE INDEX consent_later ON consent_log (source)"]:
+        c = _db(srv)
+        try:
+            c.execute(change)
+            c.commit()
+        finally:
+            c.close()
+        before = _snapshot(t, srv)
+        r = _reapply_015(t, srv)
+        assert r.returncode != 0, (change, r.stdout)
+        assert "015_check_without_in: leads, activities, opportunities or consent_log differ from 014" in r.stderr, \
+            r.stderr
+        assert _snapshot(t, srv) == before
+        c = _db(srv)
+        try:
+            assert c.execute("SELECT count(*) FROM schema_migrations WHERE version = 15").fetchone() == (0,)
+            assert "nickname" in c.execute("SELECT sql FROM sqlite_master WHERE name = 'leads'").fetchone()[0]
+            c.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (15, 'check_without_in', 0)")
+            c.commit()
+        finally:
+            c.close()
+
+
 def test_ingest_schema_constraints_hold(t):
     """Both backends: the store refuses a lead status, activity channel and
     consent channel outside their lists (PostgreSQL keeps its IN checks)."""

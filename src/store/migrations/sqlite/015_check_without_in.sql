@@ -15,6 +15,28 @@
 -- and created anew, and putting them back matches every child again: the
 -- COMMIT fails unless each reference is whole. Temporary indexes on the
 -- children's lead_id / activity_id keep those child lookups from scanning.
+--
+-- The tables are written out as 014 left them. A store where a later
+-- migration already changed one of them (a column or an index more: a
+-- version applied out of order) would lose that change here, so the
+-- migration refuses to run on it, naming itself, and changes nothing.
+CREATE TEMP TABLE m015_guard (
+    ok INTEGER CONSTRAINT "015_check_without_in: leads, activities, opportunities or consent_log differ from 014"
+        CHECK (ok)
+);
+INSERT INTO m015_guard (ok) SELECT
+    (SELECT count(*) FROM pragma_table_info('leads')) = 36 AND
+    (SELECT count(*) FROM pragma_table_info('activities')) = 11 AND
+    (SELECT count(*) FROM pragma_table_info('opportunities')) = 12 AND
+    (SELECT count(*) FROM pragma_table_info('consent_log')) = 8 AND
+    (SELECT count(*) FROM pragma_index_list('leads')) = 5 AND
+    (SELECT count(*) FROM pragma_index_list('activities')) = 1 AND
+    (SELECT count(*) FROM pragma_index_list('opportunities')) = 2 AND
+    (SELECT count(*) FROM pragma_index_list('consent_log')) = 1 AND
+    (SELECT count(*) FROM sqlite_master WHERE type = 'trigger'
+        AND tbl_name IN ('leads', 'activities', 'opportunities', 'consent_log')) = 0;
+DROP TABLE m015_guard;
+
 PRAGMA defer_foreign_keys = ON;
 
 CREATE INDEX m015_activities_lead ON activities (lead_id);
