@@ -544,7 +544,9 @@ int store_insert_returning(store_tx *tx, const char *insert_sql, const char *tab
     buf_puts(&q, cols);
     buf_puts(&q, " FROM ");
     buf_puts(&q, table);
-    if (buf_puts(&q, " WHERE rowid = last_insert_rowid()")) {
+    /* an INSERT that wrote nothing (ON CONFLICT DO NOTHING) answers no
+     * row, as its RETURNING would, not the connection's previous insert */
+    if (buf_puts(&q, changed ? " WHERE rowid = last_insert_rowid()" : " WHERE 0")) {
         rc = STORE_NOMEM;
         store__err(err, rc, "out of memory");
         store__tx_fail(tx, err);

@@ -192,7 +192,8 @@ int64_t store_tx_changes(const store_tx *tx);
  * runs the INSERT, then selects the row by last_insert_rowid(): SQLite
  * collects RETURNING rows in an ephemeral table made for every run, ~17k
  * instructions more than that SELECT (callgrind). Ownership and errors as
- * store_query; store_tx_changes counts the INSERT. */
+ * store_query; store_tx_changes counts the INSERT; an INSERT that wrote
+ * nothing (ON CONFLICT DO NOTHING) answers no row. */
 int store_insert_returning(store_tx *tx, const char *insert_sql, const char *table, const char *cols,
                            const store_val *params, int n, store_rows **rows, store_err *err);
 

@@ -836,7 +836,7 @@ static void test_rows(void **state) {
  * (SQLite: read back by rowid), the INSERT counted in store_tx_changes, and
  * each insert answering its own row. */
 typedef struct ret_ctx {
-    store_rows *a, *b;
+    store_rows *a, *b, *skipped;
     int64_t changes_a;
     int rc_bad;
 } ret_ctx;
@@ -854,6 +854,10 @@ static int returning_fn(store_tx *tx, void *arg, store_err *err) {
     if (rc) return rc;
     c->changes_a = store_tx_changes(tx);
     rc = store_insert_returning(tx, "INSERT INTO rets (s) VALUES ($1)", "rets", "id, s", pb, 1, &c->b, err);
+    if (rc) return rc;
+    /* an INSERT that writes nothing answers no row (not the last one) */
+    rc = store_insert_returning(tx, "INSERT INTO rets (id, s) VALUES (1, $1) ON CONFLICT DO NOTHING", "rets", "id, s",
+                                pb, 1, &c->skipped, err);
     if (rc) return rc;
     /* a failing INSERT answers its error and no rows */
     store_rows *none = (store_rows *)1;
@@ -881,6 +885,10 @@ static void test_insert_returning(void **state) {
     assert_int_equal(store_rows_cols(c.b), 2);
     assert_int_equal(store_rows_int(c.b, 0, 0), 2);
     assert_string_equal(store_rows_text(c.b, 0, 1), "second");
+    assert_non_null(c.skipped);
+    assert_int_equal(store_rows_count(c.skipped), 0);
+    assert_int_equal(store_rows_cols(c.skipped), 2);
+    store_rows_free(c.skipped);
     assert_true(c.rc_bad != STORE_OK && c.rc_bad != -99);
     store_rows_free(c.a);
     store_rows_free(c.b);
