@@ -321,14 +321,20 @@ int ent_insert_row_text(store_tx *tx, const ent_vals *v, int64_t now_ms, int64_t
     }
     buf_puts(&sql, ") VALUES (");
     buf_append(&sql, vals.p, vals.len);
-    buf_puts(&sql, ") RETURNING ");
+    buf_puts(&sql, ")");
     /* The whole row when asked, or when its consent flags are to be
-     * logged: what a SELECT right after would read, without that statement. */
+     * logged, as the INSERT's RETURNING (SQLite: a SELECT of the new rowid,
+     * cheaper than its RETURNING; see store_insert_returning). */
     int log_consent = e == &entity_lead && touches_consent(v);
-    if (row || text || log_consent) select_cols(e, &sql);
-    else buf_puts(&sql, "id");
+    buf cols;
+    buf_init(&cols, 4096);
+    if (row || text || log_consent) select_cols(e, &cols);
+    else buf_puts(&cols, "id");
     store_rows *r = NULL;
-    int rc = sql.len < sql.max - 1 ? store_query(tx, sql.p, p, n, &r, err) : STORE_ERR;
+    int rc = sql.len < sql.max - 1 && cols.len && cols.len < cols.max - 1
+                 ? store_insert_returning(tx, sql.p, e->table, cols.p, p, n, &r, err)
+                 : STORE_ERR;
+    buf_free(&cols);
     int flags[4];
     if (rc == STORE_OK) {
         *id = store_rows_int(r, 0, 0);

@@ -121,11 +121,11 @@ int leads_add_activity(store_tx *tx, int64_t lead_id, const activity_in *a, int6
                      SV_S(a->body), SV_S(a->status), SV_S(a->provider_message_id), SV_S(a->ghl_id),
                      SV_I(a->occurred_at ? a->occurred_at : now_ms), SV_I(now_ms)};
     store_rows *r = NULL;
-    int rc = store_query(tx,
-                         "INSERT INTO activities (tenant_id, lead_id, channel, direction, body, status, "
-                         "provider_message_id, ghl_id, occurred_at, created_at) "
-                         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
-                         p, 10, &r, err);
+    int rc = store_insert_returning(tx,
+                                    "INSERT INTO activities (tenant_id, lead_id, channel, direction, body, status, "
+                                    "provider_message_id, ghl_id, occurred_at, created_at) "
+                                    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                                    "activities", "id", p, 10, &r, err);
     if (rc) return rc;
     *id = store_rows_int(r, 0, 0);
     store_rows_free(r);

@@ -832,6 +832,69 @@ static void test_rows(void **state) {
     store_close(s);
 }
 
+/* store_insert_returning: the new row's columns as RETURNING gives them
+ * (SQLite: read back by rowid), the INSERT counted in store_tx_changes, and
+ * each insert answering its own row. */
+typedef struct ret_ctx {
+    store_rows *a, *b, *skipped;
+    int64_t changes_a;
+    int rc_bad;
+} ret_ctx;
+
+static int returning_fn(store_tx *tx, void *arg, store_err *err) {
+    ret_ctx *c = arg;
+    int pg = store_tx_kind(tx) == STORE_POSTGRES;
+    int rc = store_query(tx,
+                         pg ? "CREATE TABLE rets (id bigserial PRIMARY KEY, s text NOT NULL, n bigint DEFAULT 7)"
+                            : "CREATE TABLE rets (id INTEGER PRIMARY KEY, s TEXT NOT NULL, n INTEGER DEFAULT 7)",
+                         NULL, 0, NULL, err);
+    if (rc) return rc;
+    store_val pa[1] = {SV_S("first")}, pb[1] = {SV_S("second")};
+    rc = store_insert_returning(tx, "INSERT INTO rets (s) VALUES ($1)", "rets", "id, s, n", pa, 1, &c->a, err);
+    if (rc) return rc;
+    c->changes_a = store_tx_changes(tx);
+    rc = store_insert_returning(tx, "INSERT INTO rets (s) VALUES ($1)", "rets", "id, s", pb, 1, &c->b, err);
+    if (rc) return rc;
+    /* an INSERT that writes nothing answers no row (not the last one) */
+    rc = store_insert_returning(tx, "INSERT INTO rets (id, s) VALUES (1, $1) ON CONFLICT DO NOTHING", "rets", "id, s",
+                                pb, 1, &c->skipped, err);
+    if (rc) return rc;
+    /* a failing INSERT answers its error and no rows */
+    store_rows *none = (store_rows *)1;
+    store_err e2;
+    store_val pn[1] = {SV_NULLV};
+    c->rc_bad = store_insert_returning(tx, "INSERT INTO rets (s) VALUES ($1)", "rets", "id", pn, 1, &none, &e2);
+    if (none) c->rc_bad = -99;
+    return 0;
+}
+
+static void test_insert_returning(void **state) {
+    fx *f = *state;
+    store *s = open_ok(f, NULL);
+    store_err err;
+    ret_ctx c = {0};
+    store_write(s, 0, returning_fn, &c, &err); /* the failed INSERT dooms it */
+    assert_non_null(c.a);
+    assert_int_equal(store_rows_count(c.a), 1);
+    assert_int_equal(store_rows_cols(c.a), 3);
+    assert_int_equal(store_rows_int(c.a, 0, 0), 1);
+    assert_string_equal(store_rows_text(c.a, 0, 1), "first");
+    assert_int_equal(store_rows_int(c.a, 0, 2), 7); /* a default, as the row holds it */
+    assert_int_equal(c.changes_a, 1);
+    assert_int_equal(store_rows_count(c.b), 1);
+    assert_int_equal(store_rows_cols(c.b), 2);
+    assert_int_equal(store_rows_int(c.b, 0, 0), 2);
+    assert_string_equal(store_rows_text(c.b, 0, 1), "second");
+    assert_non_null(c.skipped);
+    assert_int_equal(store_rows_count(c.skipped), 0);
+    assert_int_equal(store_rows_cols(c.skipped), 2);
+    store_rows_free(c.skipped);
+    assert_true(c.rc_bad != STORE_OK && c.rc_bad != -99);
+    store_rows_free(c.a);
+    store_rows_free(c.b);
+    store_close(s);
+}
+
 /* ---- errors ---- */
 
 typedef struct conflict_ctx {
@@ -1436,6 +1499,7 @@ int main(void) {
     T_SQ(test_nested_write);
     T_BOTH(test_on_commit);
     T_BOTH(test_rows);
+    T_BOTH(test_insert_returning);
     T_BOTH(test_conflict);
     T_BOTH(test_conflict_rolls_back);
     T_BOTH(test_alloc_failures);
