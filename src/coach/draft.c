@@ -232,6 +232,9 @@ static void draft_done(CURL *h, CURLcode cc, void *ud) {
     count(a, llm_status_name(d->res.status));
     a->llm_inflight--;
     json_t *draft = result_json(a->llm, d->id, &d->res);
+    /* the client hung up: its reply would be dropped with the draft in it,
+     * so the draft follows on the feed, as one past the budget does */
+    if (d->q && http_req_gone(d->q)) reply(d, json_pack("{s:s, s:s}", "id", d->id, "status", "pending"));
     if (d->q) {
         reply(d, draft);
     } else {

@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 
+from lib import wait_for
 from tenants import Tenant
 
 KEY = "sk-test-e2e-0123456789abcdef"
@@ -553,6 +554,38 @@ def test_llm_slow_provider_holds_no_pool_thread(t):
     assert len(d) == 17 and all(x["status"] == "ready" for x in d), d
     m = srv.request("GET", "/metrics")[2].decode()
     assert 'ehub_llm_requests_total{result="ok"} 17' in m and 'result="busy"' not in m, m[-1500:]
+    _mode("ok")
+    assert srv.stop() == 0
+    assert not srv.sanitizer_errors(), srv.sanitizer_errors()[:5]
+
+
+def test_llm_client_gone_before_its_draft_gets_it_on_the_feed(t):
+    """A client that hangs up while its answer waits for the draft (within the budget): the
+    draft, paid for, is not dropped with the reply nobody reads; it follows on the feed as a
+    draft past the budget does."""
+    srv = t.new_server(extra=SERVER_ARGS, name="llm-gone")  # --llm-budget 3s
+    tn = Tenant(t, srv=srv, prefix="llm")
+    agent = tn.create_agent("Ann")
+    lead = tn.create_lead(first_name="Bo", agent_id=agent["id"])
+
+    def drafts():
+        return [e["payload"] for e in tn.events("coaching.updated") if "draft" in e["payload"]
+                and "for_seq" not in e["payload"]]
+    _mode("slow1")
+    n0 = len(_bodies())
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    s.sendall(("POST /v1/leads/%d/coaching HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+               "Content-Length: 0\r\n\r\n" % (lead["id"], tn.key)).encode())
+    assert wait_for(lambda: len(_bodies()) > n0, 3 * t.slow)  # the call is with the provider
+    s.close()  # and the client is gone before it answers (1 s, within the 3 s budget)
+    ev = wait_for(drafts, 5 * t.slow)
+    assert len(ev) == 1 and ev[0]["draft"]["status"] == "ready", ev
+    assert ev[0]["lead_id"] == lead["id"] and ev[0]["agent_id"] == agent["id"], ev
+    # a client that stays still gets its draft in the answer, and nothing on the feed
+    j, _ = _coach(tn)
+    assert j["draft"]["status"] == "ready", j["draft"]
+    time.sleep(0.3)
+    assert len(drafts()) == 1
     _mode("ok")
     assert srv.stop() == 0
     assert not srv.sanitizer_errors(), srv.sanitizer_errors()[:5]
