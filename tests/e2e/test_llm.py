@@ -589,3 +589,31 @@ def test_llm_client_gone_before_its_draft_gets_it_on_the_feed(t):
     _mode("ok")
     assert srv.stop() == 0
     assert not srv.sanitizer_errors(), srv.sanitizer_errors()[:5]
+
+
+def test_llm_shutdown_waits_for_drafts_no_longer_than_shutdown_timeout(t):
+    """SIGTERM with a draft out on a provider that takes longer than --shutdown-timeout (but
+    within a long --llm-timeout): the draft is cut at --shutdown-timeout, as nurture's sends
+    are, and its failure is still written (read back after a restart on the same store)."""
+    srv = t.new_server(extra=SERVER_ARGS[:-4] + ["--llm-timeout", "60s", "--shutdown-timeout", "1s"],
+                       name="llm-stop")
+    tn = Tenant(t, srv=srv, prefix="llm")
+    agent = tn.create_agent("Ann")
+    lead = tn.create_lead(first_name="Bo", agent_id=agent["id"])
+    _mode("slow15")
+    n0 = len(_bodies())
+    st, j = tn.api("POST", "/v1/leads/%d/coaching?draft=async" % lead["id"])
+    assert st == 200 and j["draft"]["status"] == "pending", j
+    did = j["draft"]["id"]
+    assert wait_for(lambda: len(_bodies()) > n0, 3 * t.slow)
+    t0 = time.time()
+    assert srv.stop() == 0
+    dt = time.time() - t0
+    assert dt < 6 * t.slow, dt  # not the provider's 15 s
+    assert not srv.sanitizer_errors(), srv.sanitizer_errors()[:5]
+    _mode("ok")
+    srv.start()
+    ev = [e["payload"]["draft"] for e in tn.events("coaching.updated") if "draft" in e["payload"]]
+    assert len(ev) == 1 and ev[0]["id"] == did and ev[0]["status"] == "unavailable", ev
+    assert ev[0]["reason"] == "timeout", ev
+    assert srv.stop() == 0
