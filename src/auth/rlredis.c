@@ -147,6 +147,11 @@ static redisContext *conn_get(auth_redis_limiter *l) {
     c = redisConnectWithTimeout(l->host, l->port, tv);
     if (!c || c->err) {
         if (c) redisFree(c);
+        /* a connect that failed skips Redis too: on a lost network each
+         * one waits out its timeout, and every caller would pay it */
+        pthread_mutex_lock(&l->mu);
+        l->skip_until = clock_wall_ms() + RL_RETRY_MS;
+        pthread_mutex_unlock(&l->mu);
         return NULL;
     }
     redisSetTimeout(c, tv);
@@ -154,14 +159,23 @@ static redisContext *conn_get(auth_redis_limiter *l) {
 }
 
 static void conn_put(auth_redis_limiter *l, redisContext *c, int ok) {
+    redisContext *dead[RL_CONNS];
+    int ndead = 0;
     pthread_mutex_lock(&l->mu);
-    if (!ok) l->skip_until = clock_wall_ms() + RL_RETRY_MS;
-    if (ok && l->nfree < RL_CONNS) {
+    if (!ok) {
+        l->skip_until = clock_wall_ms() + RL_RETRY_MS;
+        /* the idle ones most likely died with this one (a Redis restart):
+         * reused, each would fail in turn and cost another second */
+        memcpy(dead, l->free, (size_t)l->nfree * sizeof *dead);
+        ndead = l->nfree;
+        l->nfree = 0;
+    } else if (l->nfree < RL_CONNS) {
         l->free[l->nfree++] = c;
         c = NULL;
     }
     pthread_mutex_unlock(&l->mu);
     if (c) redisFree(c);
+    for (int i = 0; i < ndead; i++) redisFree(dead[i]);
 }
 
 /* Runs script `which` with argv[3..argc-1] (numkeys and after; argv[0..1]

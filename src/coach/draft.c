@@ -232,6 +232,9 @@ static void draft_done(CURL *h, CURLcode cc, void *ud) {
     count(a, llm_status_name(d->res.status));
     a->llm_inflight--;
     json_t *draft = result_json(a->llm, d->id, &d->res);
+    /* the client hung up: its reply would be dropped with the draft in it,
+     * so the draft follows on the feed, as one past the budget does */
+    if (d->q && http_req_gone(d->q)) reply(d, json_pack("{s:s, s:s}", "id", d->id, "status", "pending"));
     if (d->q) {
         reply(d, draft);
     } else {
@@ -535,8 +538,13 @@ void coach_drafts_stop(coach_drafts *cd) {
     if (was) return;
     uv_close((uv_handle_t *)&cd->wake, on_wake_closed);
     /* calls still out end by their own --llm-timeout first (and are
-     * published as before); only one stuck past it is cut */
-    curlloop_close(cd->curl, (uint64_t)cd->a->cfg.llm_timeout_ms + 1000, on_curl_closed, cd);
+     * published as before), but no later than --shutdown-timeout, as
+     * nurture's sends: --llm-timeout may be minutes, and a process that
+     * does not exit in its orchestrator's grace is killed mid-write. Cut
+     * calls are published as timeouts. */
+    uint64_t grace = (uint64_t)cd->a->cfg.llm_timeout_ms + 1000;
+    if (cd->a->cfg.shutdown_timeout_ms && cd->a->cfg.shutdown_timeout_ms < grace) grace = cd->a->cfg.shutdown_timeout_ms;
+    curlloop_close(cd->curl, grace, on_curl_closed, cd);
 }
 
 void coach_drafts_free(coach_drafts *cd) {

@@ -156,34 +156,39 @@ const char *llm_model(const llm *l) { return l ? l->model : ""; }
 
 /* ---- breaker ---- */
 
-/* 1 if the call may go ahead (and, when half-open, it is the trial). */
-static int breaker_enter(llm *l) {
+/* 1 if the call may go ahead; *trial when it is the half-open trial. */
+static int breaker_enter(llm *l, int *trial) {
     uint64_t now = clock_mono_ns();
     int ok = 1;
+    *trial = 0;
     pthread_mutex_lock(&l->mu);
     if (l->open_until) {
         if (now < l->open_until || l->probing) ok = 0;
-        else l->probing = 1;
+        else l->probing = *trial = 1;
     }
     pthread_mutex_unlock(&l->mu);
     return ok;
 }
 
-static void breaker_leave(llm *l, int success) {
+/* Only the trial's own end settles the trial: a call let in while the
+ * breaker was closed may end during it, and clearing `probing` then would
+ * let a second trial out beside the first. */
+static void breaker_leave(llm *l, int success, int trial) {
     pthread_mutex_lock(&l->mu);
     if (success) {
         l->failures = 0;
         l->open_until = 0;
-    } else if (++l->failures >= l->fail_max || l->probing) {
+    } else if (++l->failures >= l->fail_max || trial) {
         l->open_until = clock_mono_ns() + (uint64_t)l->cooldown_ms * 1000000ULL;
     }
-    l->probing = 0;
+    if (trial) l->probing = 0;
     pthread_mutex_unlock(&l->mu);
 }
 
 /* A call built but never sent: it neither succeeded nor failed, but a
  * half-open trial must let the next one try. */
-static void breaker_cancel(llm *l) {
+static void breaker_cancel(llm *l, int trial) {
+    if (!trial) return;
     pthread_mutex_lock(&l->mu);
     l->probing = 0;
     pthread_mutex_unlock(&l->mu);
@@ -430,6 +435,7 @@ struct llm_call {
     llm_stream *st;   /* streamed 2xx answers */
     long status;      /* from the status line, once headers are in */
     int is_sse;
+    int trial;        /* the breaker's half-open trial */
     uint64_t t0;
 };
 
@@ -468,13 +474,15 @@ static void call_free(llm_call *c) {
 llm_status llm_call_new(llm *l, const char *system, const char *user, llm_call **out) {
     *out = NULL;
     uint64_t t0 = clock_mono_ns();
-    if (!breaker_enter(l)) return LLM_E_BREAKER;
+    int trial;
+    if (!breaker_enter(l, &trial)) return LLM_E_BREAKER;
     llm_call *c = eh_calloc(1, sizeof *c);
     if (!c) {
-        breaker_leave(l, 0);
+        breaker_leave(l, 0, trial);
         return LLM_E_NOMEM;
     }
     c->l = l;
+    c->trial = trial;
     c->t0 = t0;
     buf_init(&c->body, LLM_MAX_RESPONSE);
     if ((l->stream && !(c->st = llm_stream_new(l->provider))) ||
@@ -512,7 +520,7 @@ llm_status llm_call_new(llm *l, const char *system, const char *user, llm_call *
     *out = c;
     return LLM_OK;
 oom:
-    breaker_leave(l, 0);
+    breaker_leave(l, 0, trial);
     call_free(c);
     return LLM_E_NOMEM;
 }
@@ -521,7 +529,7 @@ CURL *llm_call_handle(llm_call *c) { return c->h; }
 
 void llm_call_cancel(llm_call *c) {
     if (!c) return;
-    breaker_cancel(c->l);
+    breaker_cancel(c->l, c->trial);
     call_free(c);
 }
 
@@ -558,7 +566,7 @@ llm_status llm_call_end(llm_call *c, CURLcode cc, llm_result *r) {
     if (c->st && st != LLM_OK && !r->error_type[0])
         set_etype(r->error_type, sizeof r->error_type, llm_stream_error_type(c->st));
     if (st == LLM_OK && !r->text) st = LLM_E_NOMEM;
-    breaker_leave(l, st == LLM_OK);
+    breaker_leave(l, st == LLM_OK, c->trial);
     r->ms = (int64_t)((clock_mono_ns() - c->t0) / 1000000);
     call_free(c);
     return r->status = st;

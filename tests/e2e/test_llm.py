@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 
+from lib import wait_for
 from tenants import Tenant
 
 KEY = "sk-test-e2e-0123456789abcdef"
@@ -556,3 +557,63 @@ def test_llm_slow_provider_holds_no_pool_thread(t):
     _mode("ok")
     assert srv.stop() == 0
     assert not srv.sanitizer_errors(), srv.sanitizer_errors()[:5]
+
+
+def test_llm_client_gone_before_its_draft_gets_it_on_the_feed(t):
+    """A client that hangs up while its answer waits for the draft (within the budget): the
+    draft, paid for, is not dropped with the reply nobody reads; it follows on the feed as a
+    draft past the budget does."""
+    srv = t.new_server(extra=SERVER_ARGS, name="llm-gone")  # --llm-budget 3s
+    tn = Tenant(t, srv=srv, prefix="llm")
+    agent = tn.create_agent("Ann")
+    lead = tn.create_lead(first_name="Bo", agent_id=agent["id"])
+
+    def drafts():
+        return [e["payload"] for e in tn.events("coaching.updated") if "draft" in e["payload"]
+                and "for_seq" not in e["payload"]]
+    _mode("slow1")
+    n0 = len(_bodies())
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    s.sendall(("POST /v1/leads/%d/coaching HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+               "Content-Length: 0\r\n\r\n" % (lead["id"], tn.key)).encode())
+    assert wait_for(lambda: len(_bodies()) > n0, 3 * t.slow)  # the call is with the provider
+    s.close()  # and the client is gone before it answers (1 s, within the 3 s budget)
+    ev = wait_for(drafts, 5 * t.slow)
+    assert len(ev) == 1 and ev[0]["draft"]["status"] == "ready", ev
+    assert ev[0]["lead_id"] == lead["id"] and ev[0]["agent_id"] == agent["id"], ev
+    # a client that stays still gets its draft in the answer, and nothing on the feed
+    j, _ = _coach(tn)
+    assert j["draft"]["status"] == "ready", j["draft"]
+    time.sleep(0.3)
+    assert len(drafts()) == 1
+    _mode("ok")
+    assert srv.stop() == 0
+    assert not srv.sanitizer_errors(), srv.sanitizer_errors()[:5]
+
+
+def test_llm_shutdown_waits_for_drafts_no_longer_than_shutdown_timeout(t):
+    """SIGTERM with a draft out on a provider that takes longer than --shutdown-timeout (but
+    within a long --llm-timeout): the draft is cut at --shutdown-timeout, as nurture's sends
+    are, and its failure is still written (read back after a restart on the same store)."""
+    srv = t.new_server(extra=SERVER_ARGS[:-4] + ["--llm-timeout", "60s", "--shutdown-timeout", "1s"],
+                       name="llm-stop")
+    tn = Tenant(t, srv=srv, prefix="llm")
+    agent = tn.create_agent("Ann")
+    lead = tn.create_lead(first_name="Bo", agent_id=agent["id"])
+    _mode("slow15")
+    n0 = len(_bodies())
+    st, j = tn.api("POST", "/v1/leads/%d/coaching?draft=async" % lead["id"])
+    assert st == 200 and j["draft"]["status"] == "pending", j
+    did = j["draft"]["id"]
+    assert wait_for(lambda: len(_bodies()) > n0, 3 * t.slow)
+    t0 = time.time()
+    assert srv.stop() == 0
+    dt = time.time() - t0
+    assert dt < 6 * t.slow, dt  # not the provider's 15 s
+    assert not srv.sanitizer_errors(), srv.sanitizer_errors()[:5]
+    _mode("ok")
+    srv.start()
+    ev = [e["payload"]["draft"] for e in tn.events("coaching.updated") if "draft" in e["payload"]]
+    assert len(ev) == 1 and ev[0]["id"] == did and ev[0]["status"] == "unavailable", ev
+    assert ev[0]["reason"] == "timeout", ev
+    assert srv.stop() == 0

@@ -469,6 +469,50 @@ static void test_cancelled_call_leaves_the_breaker_half_open(void **st) {
     llm_free(l);
 }
 
+/* Calls built while the breaker was closed may end, or be dropped unsent,
+ * while a half-open trial is out: only the trial's own end settles the
+ * trial, or a second trial would go out beside it. */
+static void test_only_the_trial_settles_the_trial(void **st) {
+    (void)st;
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    getsockname(s, (struct sockaddr *)&a, &al);
+    close(s);
+    char url[64], why[200];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", ntohs(a.sin_port));
+    llm_opts o = {.provider = LLM_OPENAI, .url = url, .timeout_ms = 500, .breaker_failures = 1,
+                  .breaker_cooldown_ms = 50};
+    llm *l = llm_new(&o, why, sizeof why);
+    llm_call *old1 = NULL, *old2 = NULL, *trial = NULL, *c = NULL;
+    assert_int_equal(llm_call_new(l, "s", "u", &old1), LLM_OK); /* closed: not trials */
+    assert_int_equal(llm_call_new(l, "s", "u", &old2), LLM_OK);
+    llm_result r;
+    assert_int_equal(llm_complete(l, "s", "u", &r), LLM_E_CONNECT);
+    assert_string_equal(llm_breaker_state(l), "open");
+    usleep(80 * 1000);
+    assert_int_equal(llm_call_new(l, "s", "u", &trial), LLM_OK); /* the trial */
+    llm_call_cancel(old1); /* an older call dropped unsent */
+    assert_string_equal(llm_breaker_state(l), "open");
+    assert_int_equal(llm_call_new(l, "s", "u", &c), LLM_E_BREAKER);
+    /* an older call failing opens it again, the trial still out */
+    assert_int_equal(llm_call_end(old2, CURLE_COULDNT_CONNECT, &r), LLM_E_CONNECT);
+    usleep(80 * 1000);
+    assert_string_equal(llm_breaker_state(l), "open");
+    assert_int_equal(llm_call_new(l, "s", "u", &c), LLM_E_BREAKER);
+    assert_null(c);
+    /* the trial fails: open, and after the cooldown the next call is the trial */
+    assert_int_equal(llm_call_end(trial, CURLE_COULDNT_CONNECT, &r), LLM_E_CONNECT);
+    assert_string_equal(llm_breaker_state(l), "open");
+    usleep(80 * 1000);
+    assert_string_equal(llm_breaker_state(l), "half_open");
+    assert_int_equal(llm_call_new(l, "s", "u", &c), LLM_OK);
+    llm_call_cancel(c);
+    assert_string_equal(llm_breaker_state(l), "half_open");
+    llm_free(l);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_bodies),
@@ -480,6 +524,7 @@ int main(void) {
         cmocka_unit_test(test_draft_prompt_redacts),
         cmocka_unit_test(test_calls_on_the_loop),
         cmocka_unit_test(test_cancelled_call_leaves_the_breaker_half_open),
+        cmocka_unit_test(test_only_the_trial_settles_the_trial),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
