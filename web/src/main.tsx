@@ -65,16 +65,20 @@ function Shell(p: { s: Session }) {
     document.getElementById("main")?.focus({ preventScroll: true });
   }, [path]);
   // The phone menu closes with Escape and gives focus back to its button.
+  // One listener for the app's life, reading the state through a ref: one
+  // added when the menu opens would be added after paint, and an Escape
+  // pressed right after opening could come before it.
+  const menuOpen = useRef(menu);
+  menuOpen.current = menu;
   useEffect(() => {
-    if (!menu) return;
     const k = (e: KeyboardEvent) => {
-      if (e.key !== "Escape") return;
+      if (e.key !== "Escape" || !menuOpen.current) return;
       setMenu(false);
       document.querySelector<HTMLElement>("button.menu-btn")?.focus();
     };
     document.addEventListener("keydown", k);
     return () => document.removeEventListener("keydown", k);
-  }, [menu]);
+  }, []);
   const items = nav.filter((n) => n.show(p.s));
   let page;
   let m: Record<string, string> | null;
