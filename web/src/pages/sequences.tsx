@@ -1,7 +1,7 @@
 // Sequences and templates: the list, an editor for a sequence's steps and
 // a template's text, and a preview rendered by the server (with a lead's
 // values, or sample ones) including SMS encoding and segments.
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useState } from "preact/hooks";
 import { api, errorText, listAll } from "../api";
 import { can } from "../roles";
 import { useSession } from "../state";
@@ -74,7 +74,9 @@ export function SequencesPage() {
 }
 
 function Modal(p: { title: string; onClose: () => void; children: any }) {
-  useEffect(() => {
+  // a layout effect: focus and keys belong to the dialog from the moment it
+  // is in the page, not from the next paint
+  useLayoutEffect(() => {
     // Escape closes; Tab stays inside the dialog; on close, focus goes back
     // to what opened it (the Edit / New button).
     const opener = document.activeElement as HTMLElement | null;

@@ -569,7 +569,7 @@ test("keyboard only: sign in, reach the leads table, open a lead, use its draft 
   await tabTo(k, "[data-testid=template-open]", 40);
   await k.keyboard.press("Enter");
   await k.waitForSelector("[role=dialog]");
-  assert.ok(await k.evaluate(() => !!document.activeElement?.closest("[role=dialog]")), "focus moved into the dialog");
+  await k.waitForFunction(() => !!document.activeElement?.closest("[role=dialog]"), null, { timeout: 5000 });
   for (let i = 0; i < 12; i++) await k.keyboard.press("Tab");
   assert.ok(await k.evaluate(() => !!document.activeElement?.closest("[role=dialog]")), "Tab stays in the dialog");
   await k.keyboard.press("Escape");
