@@ -1,7 +1,7 @@
 // Sequences and templates: the list, an editor for a sequence's steps and
 // a template's text, and a preview rendered by the server (with a lead's
 // values, or sample ones) including SMS encoding and segments.
-import { useEffect, useLayoutEffect, useState } from "preact/hooks";
+import { useLayoutEffect, useState } from "preact/hooks";
 import { api, errorText, listAll } from "../api";
 import { can } from "../roles";
 import { useSession } from "../state";
