@@ -588,13 +588,13 @@ static int first_time(store_tx *tx, const char *provider, const char *id, const 
                       store_err *err) {
     store_val p[] = {SV_I(store_tx_tenant(tx)), SV_S(provider), SV_S(id), SV_S(type), SV_S("{}"), SV_I(now),
                      SV_S(auth_empty_body_hash)};
-    store_rows *r = NULL;
+    /* the row count says whether it went in: no RETURNING (on SQLite an
+     * ephemeral table per run) */
     int rc = store_query(tx,
                          "INSERT INTO webhook_inbox (tenant_id, provider, webhook_id, type, body, received_at, "
-                         "body_hash) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING webhook_id",
-                         p, 7, &r, err);
-    *fresh = !rc && store_rows_count(r) > 0;
-    store_rows_free(r);
+                         "body_hash) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                         p, 7, NULL, err);
+    *fresh = !rc && store_tx_changes(tx) > 0;
     return rc;
 }
 

@@ -130,10 +130,10 @@ static int message_tx(store_tx *tx, api_job *j, store_err *err) {
     if ((rc = leads_add_activity(tx, j->id, &ai, now, &aid, err))) return rc;
     store_val mp[] = {SV_I(tenant), SV_I(j->id), SV_I(aid), SV_S(m->channel), sms ? SV_NULLV : SV_S(m->subject),
                       m->key[0] ? SV_S(m->key) : SV_NULLV, SV_S(m->fingerprint), SV_I(now)};
-    rc = store_query(tx,
-                     "INSERT INTO nurture_messages (tenant_id, lead_id, activity_id, channel, subject, client_key, "
-                     "fingerprint, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-                     mp, 8, &r, err);
+    rc = store_insert_returning(tx,
+                                "INSERT INTO nurture_messages (tenant_id, lead_id, activity_id, channel, subject, "
+                                "client_key, fingerprint, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                                "nurture_messages", "id", mp, 8, &r, err);
     if (rc) return rc;
     mid = store_rows_int(r, 0, 0);
     store_rows_free(r);

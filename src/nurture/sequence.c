@@ -202,10 +202,12 @@ static int enroll(store_tx *tx, int64_t sequence_id, const char *steps_text, int
     }
     store_val p[] = {SV_I(store_tx_tenant(tx)), SV_I(sequence_id), SV_I(lead_id), SV_I(now_ms)};
     store_rows *r = NULL;
-    int rc = store_query(tx,
-                         "INSERT INTO nurture_enrollments (tenant_id, sequence_id, lead_id, created_at, updated_at) "
-                         "VALUES ($1, $2, $3, $4, $4) RETURNING id",
-                         p, 4, &r, err);
+    /* store_insert_returning: SQLite's RETURNING builds an ephemeral table
+     * per run, dearer than selecting the new row */
+    int rc = store_insert_returning(tx,
+                                    "INSERT INTO nurture_enrollments (tenant_id, sequence_id, lead_id, created_at, "
+                                    "updated_at) VALUES ($1, $2, $3, $4, $4)",
+                                    "nurture_enrollments", "id", p, 4, &r, err);
     if (!rc) {
         *enrollment = store_rows_int(r, 0, 0);
         json_t *ev = json_pack("{s:I, s:I, s:I, s:s}", "enrollment_id", (json_int_t)*enrollment, "sequence_id",
