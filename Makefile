@@ -52,6 +52,12 @@ $(B)/tools/rescore_bench: bench/rescore_bench.c $(B)/libehub.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libehub.a $(LDLIBS)
 
+# What the log module's PII redaction costs per line (bench/log_bench.c):
+# `make build/tools/log_bench`.
+$(B)/tools/log_bench: bench/log_bench.c $(B)/libehub.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(B)/libehub.a $(LDLIBS)
+
 $(B)/tools/embed: tools/embed.c
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -o $@ $<

@@ -8,6 +8,7 @@
 #include "alloc.h"
 #include "buf.h"
 #include "clock.h"
+#include "pii.h"
 
 struct logger {
     int fd;
@@ -62,6 +63,23 @@ static void put_json_str(log_line *l, const char *s, size_t n) {
     buf_free(&b);
 }
 
+/* Free text (the message, every string value but identifiers) passes
+ * through pii_redact before it is escaped: whatever a caller hands in -- an
+ * error that quotes user input, a database error quoting a row, a
+ * provider's answer -- no e-mail, phone, SSN, card, address, date of birth
+ * or IBAN reaches the log. A value that would not fit the line is dropped
+ * and the line marked truncated, as put_json_str does, so a cut never
+ * leaves half an e-mail behind. */
+static void put_text(log_line *l, const char *s, size_t n) {
+    if (l->truncated) return;
+    char red[LOG_LINE_MAX];
+    if (n >= sizeof red || pii_redact(s, n, red, sizeof red) >= sizeof red) {
+        l->truncated = 1;
+        return;
+    }
+    put_json_str(l, red, strlen(red));
+}
+
 static void put_key(log_line *l, const char *key) {
     put(l, ",", 1);
     put_json_str(l, key, strlen(key));
@@ -78,13 +96,19 @@ int log_begin(const logger *lg, log_line *l, log_level level, const char *msg) {
     int n = snprintf(l->buf, LOG_LINE_MAX, "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":", ts,
                      level_names[level]);
     l->n = (size_t)n;
-    put_json_str(l, msg, strlen(msg));
+    put_text(l, msg, strlen(msg));
     return 1;
 }
 
 void log_strn(log_line *l, const char *key, const char *val, size_t n) {
     put_key(l, key);
-    if (val) put_json_str(l, val, n);
+    if (val) put_text(l, val, n);
+    else put(l, "null", 4);
+}
+
+void log_id(log_line *l, const char *key, const char *val) {
+    put_key(l, key);
+    if (val) put_json_str(l, val, strlen(val));
     else put(l, "null", 4);
 }
 

@@ -13,7 +13,15 @@
  *
  * log_begin returns 0 (and nothing is written) below the logger's level.
  * Lines longer than LOG_LINE_MAX are truncated with "truncated":true.
- * Never pass personal data (phone, email, message bodies) at info level. */
+ *
+ * The message and every log_str/log_strn value are free text: they pass
+ * through pii_redact (src/base/pii.h) before they are written, so an
+ * e-mail, phone, SSN, card, street address, date of birth or IBAN in them
+ * comes out as [EMAIL], [PHONE]... whoever wrote the call. log_id writes
+ * verbatim and is only for identifiers the server made or validated
+ * (request ids, route patterns, methods, client addresses, tenant slugs),
+ * which redaction could mangle (a hex id that happens to pass Luhn).
+ * Still, do not log message bodies: redaction is the safety net. */
 #ifndef EH_LOG_H
 #define EH_LOG_H
 
@@ -44,6 +52,8 @@ int log_level_parse(const char *s);
 int log_begin(const logger *lg, log_line *l, log_level level, const char *msg);
 void log_str(log_line *l, const char *key, const char *val);
 void log_strn(log_line *l, const char *key, const char *val, size_t n);
+/* Verbatim (no redaction): identifiers only, see above. */
+void log_id(log_line *l, const char *key, const char *val);
 void log_int(log_line *l, const char *key, int64_t val);
 void log_double(log_line *l, const char *key, double val);
 void log_bool(log_line *l, const char *key, int val);

@@ -678,16 +678,16 @@ static void log_request(http_req *q, double secs) {
     }
     log_line l;
     if (log_begin(s->log, &l, LOG_INFO, "http.request")) {
-        log_str(&l, "method", q->method);
+        log_id(&l, "method", q->method);
         log_str(&l, "path", q->path ? q->path : "");
-        log_str(&l, "route", route);
+        log_id(&l, "route", route);
         log_int(&l, "status", q->status);
         log_int(&l, "bytes", (int64_t)q->bytes_out);
         log_double(&l, "duration_ms", secs * 1000.0);
-        log_str(&l, "request_id", q->id);
+        log_id(&l, "request_id", q->id);
         char ip[64];
-        if (q->c && http_req_client(q, ip, sizeof ip)[0]) log_str(&l, "ip", ip);
-        if (q->tenant[0]) log_str(&l, "tenant", q->tenant);
+        if (q->c && http_req_client(q, ip, sizeof ip)[0]) log_id(&l, "ip", ip);
+        if (q->tenant[0]) log_id(&l, "tenant", q->tenant);
         log_end(&l);
     }
 }

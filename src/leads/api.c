@@ -8,6 +8,8 @@
 #include "base/alloc.h"
 #include "base/clock.h"
 #include "base/csv.h"
+#include "base/pii.h"
+#include "coach/coach.h"
 #include "leads.h"
 #include "nurture/nurture.h"
 #include "score/score.h"
@@ -453,7 +455,34 @@ typedef struct export_job {
     list_in *l;
     buf out;
     int rows, truncated;
+    int redact; /* ?redact=true: no direct identifiers, free text redacted */
 } export_job;
+
+/* A CSV field with personal data replaced by [EMAIL], [PHONE]... (see
+ * base/pii.h). Short text is redacted on the stack; longer (an activity
+ * body is up to 20,000 bytes, and placeholders can be longer than what they
+ * replace) in a buffer of the size pii_redact asks for. */
+static int csv_write_redacted(buf *out, const char *s, size_t n) {
+    char small[1024];
+    size_t need = pii_redact(s, n, small, sizeof small);
+    if (need < sizeof small) return csv_write_field(out, small, need, 0);
+    char *big = eh_malloc(need + 1);
+    if (!big) return -1;
+    pii_redact(s, n, big, need + 1);
+    int rc = csv_write_field(out, big, need, 0);
+    eh_free(big);
+    return rc;
+}
+
+/* What ?redact=true leaves out of the leads export: the fields that name or
+ * reach the person (analytics needs none of them to count and compare). */
+static int direct_identifier(const char *name) {
+    static const char *const ids[] = {"first_name", "last_name", "email", "phone", "ghl_contact_id",
+                                      "linkedin_url", NULL};
+    for (int i = 0; ids[i]; i++)
+        if (strcmp(name, ids[i]) == 0) return 1;
+    return 0;
+}
 
 static void export_free(void *p) {
     export_job *x = p;
@@ -466,7 +495,8 @@ static int export_tx(store_tx *tx, api_job *j, store_err *err) {
     export_job *x = j->extra;
     const entity *e = &entity_lead;
     buf_puts(&x->out, "id");
-    for (int i = 0; i < e->nfields; i++) buf_printf(&x->out, ",%s", e->fields[i].name);
+    for (int i = 0; i < e->nfields; i++)
+        if (!(x->redact && direct_identifier(e->fields[i].name))) buf_printf(&x->out, ",%s", e->fields[i].name);
     buf_puts(&x->out, ",version,created_at,updated_at\r\n");
     /* Page through with the keyset cursor inside one read transaction: one
      * consistent snapshot, bounded memory per page. */
@@ -485,10 +515,13 @@ static int export_tx(store_tx *tx, api_job *j, store_err *err) {
             for (int f = 0; f <= e->nfields + 2; f++) {
                 const char *name = f < e->nfields ? e->fields[f].name
                                  : f == e->nfields ? "version" : f == e->nfields + 1 ? "created_at" : "updated_at";
+                if (x->redact && f < e->nfields && direct_identifier(name)) continue;
                 json_t *v = json_object_get(it, name);
                 buf_putc(&x->out, ',');
                 if (json_is_null(v) || !v) continue;
-                if (json_is_string(v)) {
+                if (json_is_string(v) && x->redact && f < e->nfields) {
+                    csv_write_redacted(&x->out, json_string_value(v), json_string_length(v));
+                } else if (json_is_string(v)) {
                     /* E.164 phones are validated "+digits": a number, not a formula. */
                     int fl = f < e->nfields && e->fields[f].t == F_PHONE ? CSV_WRITE_NUMBER : 0;
                     csv_write_field(&x->out, json_string_value(v), json_string_length(v), fl);
@@ -502,7 +535,8 @@ static int export_tx(store_tx *tx, api_job *j, store_err *err) {
                         if (k) buf_putc(&tmp, ';');
                         buf_puts(&tmp, json_string_value(s2) ? json_string_value(s2) : "");
                     }
-                    csv_write_field(&x->out, tmp.p ? tmp.p : "", tmp.len, 0);
+                    if (x->redact) csv_write_redacted(&x->out, tmp.p ? tmp.p : "", tmp.len);
+                    else csv_write_field(&x->out, tmp.p ? tmp.p : "", tmp.len, 0);
                     buf_free(&tmp);
                 } else {
                     char *s3 = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(15));
@@ -524,7 +558,19 @@ static int export_tx(store_tx *tx, api_job *j, store_err *err) {
 
 static void export_done_reply(http_req *q, api_job *j);
 
+/* ?NAME=true|false (absent: 0); -1 for anything else. */
+static int query_bool(http_req *q, const char *name) {
+    const char *v = http_req_query(q, name);
+    if (!v || strcmp(v, "false") == 0) return 0;
+    return strcmp(v, "true") == 0 ? 1 : -1;
+}
+
 static void h_export(http_req *q, app *a, const auth_principal *p, void *ud) {
+    int redact = query_bool(q, "redact");
+    if (redact < 0) {
+        http_reply_error(q, 400, "bad_query", "redact: true or false");
+        return;
+    }
     list_in *l = parse_list(q, (void *)&crud_lead, p, 1000);
     if (!l) return;
     l->q.limit = 1000;
@@ -537,6 +583,7 @@ static void h_export(http_req *q, app *a, const auth_principal *p, void *ud) {
         return;
     }
     x->l = l;
+    x->redact = redact;
     buf_init(&x->out, 256u * 1024 * 1024);
     j->extra = x;
     j->extra_free = export_free;
@@ -564,6 +611,179 @@ static int one_of(const char *s, const char *const *list) {
     for (; s && *list; list++)
         if (strcmp(s, *list) == 0) return 1;
     return 0;
+}
+
+/* ---- analytics export: activities without personal data ----
+ *
+ * GET /v1/analytics/activities.csv: one row per activity for BI tools --
+ * ids, channel, direction, status, time, the lead's agent, the body with
+ * every e-mail, phone, SSN, card, address, date of birth and IBAN replaced
+ * by its placeholder, and what the coach reads in it (sentiment, intents,
+ * objections). No name, e-mail or phone column: the lead is its id. Built
+ * like the leads export: keyset pages of 1,000 inside one read transaction
+ * on the pool, at most 100,000 rows (X-Export-Truncated), buffered up to
+ * 256 MiB. */
+
+typedef struct analytics_job {
+    int64_t since, until, lead, agent, after;
+    const char *channel, *direction;
+    int limit, rows, truncated;
+    buf out;
+} analytics_job;
+
+static void analytics_free(void *p) {
+    analytics_job *x = p;
+    buf_free(&x->out);
+    eh_free(x);
+}
+
+/* Joins the names in a of {key: name, ...} with ';' into a CSV field. */
+static void csv_write_names(buf *out, json_t *a, const char *key) {
+    char tmp[512];
+    size_t n = 0, i;
+    json_t *it;
+    tmp[0] = 0;
+    json_array_foreach(a, i, it) {
+        const char *v = json_string_value(json_object_get(it, key));
+        if (!v) continue;
+        int w = snprintf(tmp + n, sizeof tmp - n, "%s%s", n ? ";" : "", v);
+        if (w < 0 || (size_t)w >= sizeof tmp - n) break;
+        n += (size_t)w;
+    }
+    csv_write_field(out, tmp, n, 0);
+}
+
+/* sentiment,intents,objections of one message, as the coach reads it alone
+ * (intents and objections only from what the lead says). */
+static void analytics_coach(buf *out, const coach_ctx *cc, int64_t id, const char *dir, const char *body,
+                            size_t len) {
+    json_t *an = NULL;
+    if (cc && body && len) {
+        coach_msg m = {.id = id, .dir = strcmp(dir, "inbound") == 0 ? COACH_IN : strcmp(dir, "outbound") == 0
+                                                                                    ? COACH_OUT : COACH_NONE,
+                       .body = body, .len = len < COACH_MAX_BODY ? len : COACH_MAX_BODY};
+        an = coach_analyze(cc, &m, 1, NULL, 0);
+    }
+    json_t *per = json_array_get(json_object_get(json_object_get(an, "sentiment"), "per_message"), 0);
+    json_t *score = json_object_get(per, "score");
+    buf_putc(out, ',');
+    if (json_is_number(score)) buf_printf(out, "%.3f", json_number_value(score));
+    buf_putc(out, ',');
+    csv_write_names(out, json_object_get(an, "intents"), "intent");
+    buf_putc(out, ',');
+    csv_write_names(out, json_object_get(an, "objections"), "objection");
+    json_decref(an);
+}
+
+static int analytics_tx(store_tx *tx, api_job *j, store_err *err) {
+    analytics_job *x = j->extra;
+    const coach_ctx *cc = leads_coach(tx);
+    buf_puts(&x->out, "activity_id,lead_id,agent_id,channel,direction,status,occurred_at,body,sentiment,intents,"
+                      "objections\r\n");
+    char sql[768];
+    for (;;) {
+        store_val p[8];
+        int np = 0, n = 0;
+        p[np++] = SV_I(store_tx_tenant(tx));
+        p[np++] = SV_I(x->after);
+        n = snprintf(sql, sizeof sql,
+                     "SELECT a.id, a.lead_id, l.agent_id, a.channel, a.direction, a.status, a.occurred_at, a.body "
+                     "FROM activities a JOIN leads l ON l.id = a.lead_id AND l.tenant_id = a.tenant_id "
+                     "WHERE a.tenant_id = $1 AND a.id > $2 AND l.deleted_at IS NULL");
+#define COND(c, v)                                                                          \
+        do {                                                                                \
+            p[np++] = v;                                                                    \
+            n += snprintf(sql + n, sizeof sql - (size_t)n, " AND " c " $%d", np);           \
+        } while (0)
+        if (x->since) COND("a.occurred_at >=", SV_I(x->since));
+        if (x->until) COND("a.occurred_at <", SV_I(x->until));
+        if (x->lead) COND("a.lead_id =", SV_I(x->lead));
+        if (x->agent) COND("l.agent_id =", SV_I(x->agent));
+        if (x->channel) COND("a.channel =", SV_S(x->channel));
+        if (x->direction) COND("a.direction =", SV_S(x->direction));
+#undef COND
+        snprintf(sql + n, sizeof sql - (size_t)n, " ORDER BY a.id LIMIT 1000");
+        store_rows *r = NULL;
+        int rc = store_query(tx, sql, p, np, &r, err);
+        if (rc) return rc;
+        int count = store_rows_count(r);
+        for (int i = 0; i < count; i++) {
+            if (x->rows == x->limit) { x->truncated = 1; break; }
+            char num[160], ts[40];
+            int64_t id = store_rows_int(r, i, 0), at = store_rows_int(r, i, 6);
+            clock_rfc3339(at, ts, sizeof ts);
+            int w = snprintf(num, sizeof num, "%lld,%lld,", (long long)id, (long long)store_rows_int(r, i, 1));
+            if (!store_rows_isnull(r, i, 2)) w += snprintf(num + w, sizeof num - (size_t)w, "%lld",
+                                                           (long long)store_rows_int(r, i, 2));
+            buf_append(&x->out, num, (size_t)w);
+            const char *dir = store_rows_text(r, i, 4);
+            for (int c = 3; c <= 5; c++) {
+                buf_putc(&x->out, ',');
+                if (!store_rows_isnull(r, i, c))
+                    csv_write_field(&x->out, store_rows_text(r, i, c), store_rows_len(r, i, c), 0);
+            }
+            buf_printf(&x->out, ",%s,", ts);
+            const char *body = store_rows_isnull(r, i, 7) ? NULL : store_rows_text(r, i, 7);
+            size_t blen = body ? store_rows_len(r, i, 7) : 0;
+            if (body) csv_write_redacted(&x->out, body, blen);
+            analytics_coach(&x->out, cc, id, dir ? dir : "none", body, blen);
+            if (buf_puts(&x->out, "\r\n")) { x->truncated = 1; break; }
+            x->rows++;
+            x->after = id;
+        }
+        store_rows_free(r);
+        if (x->truncated || count < 1000) break;
+    }
+    return STORE_OK;
+}
+
+static void analytics_done(http_req *q, api_job *j) {
+    analytics_job *x = j->extra;
+    char n[32];
+    snprintf(n, sizeof n, "%d", x->rows);
+    http_res_header(q, "Content-Disposition", "attachment; filename=\"activities.csv\"");
+    http_res_header(q, "X-Export-Rows", n);
+    if (x->truncated) http_res_header(q, "X-Export-Truncated", "true");
+    http_reply(q, 200, "text/csv; charset=utf-8", x->out.p ? x->out.p : "", x->out.len);
+}
+
+static void h_analytics_activities(http_req *q, app *a, const auth_principal *p, void *ud) {
+    analytics_job *x = eh_calloc(1, sizeof *x);
+    if (!x) { http_reply_error(q, 503, "overloaded", "out of memory"); return; }
+    x->limit = EXPORT_MAX;
+    const char *bad = NULL, *v;
+    if ((v = http_req_query(q, "since")) && (parse_ms(v, &x->since) || x->since < 1)) bad = "since";
+    else if ((v = http_req_query(q, "until")) && (parse_ms(v, &x->until) || x->until < 1)) bad = "until";
+    else if ((v = http_req_query(q, "lead_id")) && (x->lead = api_parse_id(v)) < 1) bad = "lead_id";
+    else if ((v = http_req_query(q, "agent_id")) && (x->agent = api_parse_id(v)) < 1) bad = "agent_id";
+    else if ((v = http_req_query(q, "channel")) && !one_of(v, channels)) bad = "channel";
+    else if ((v = http_req_query(q, "direction")) && !one_of(v, directions)) bad = "direction";
+    else if ((v = http_req_query(q, "limit"))) {
+        int64_t lim = api_parse_id(v);
+        if (lim < 1 || lim > EXPORT_MAX) bad = "limit";
+        else x->limit = (int)lim;
+    }
+    if (bad) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "invalid value for query parameter \"%s\" (since/until: epoch milliseconds; "
+                                  "limit: 1-%d)", bad, EXPORT_MAX);
+        analytics_free(x);
+        http_reply_error(q, 400, "bad_query", msg);
+        return;
+    }
+    /* point into the constant lists, not the request, which the job outlives */
+    for (int i = 0; channels[i]; i++)
+        if ((v = http_req_query(q, "channel")) && strcmp(v, channels[i]) == 0) x->channel = channels[i];
+    for (int i = 0; directions[i]; i++)
+        if ((v = http_req_query(q, "direction")) && strcmp(v, directions[i]) == 0) x->direction = directions[i];
+    api_job *j = api_job_new(a, p);
+    if (!j) { analytics_free(x); http_reply_error(q, 503, "overloaded", "out of memory"); return; }
+    buf_init(&x->out, 256u * 1024 * 1024);
+    j->extra = x;
+    j->extra_free = analytics_free;
+    j->fn = analytics_tx;
+    j->on_done = analytics_done;
+    api_job_run(q, j);
 }
 
 static int lead_exists(store_tx *tx, int64_t id, store_err *err) {
@@ -699,7 +919,12 @@ DOC(d_lead_create, "Create a lead, or update the existing one with the same GHL 
     "lead fields (see README)", "the lead; 201 if created, 200 if an existing lead was updated");
 DOC(d_lead_list, "List leads, newest first: filters stage, status, agent_id, source, tag, email, phone, ghl_contact_id, score_min/max, created_/updated_after/before, q (name/email/phone); keyset pagination with cursor",
     NULL, "{items:[lead], next_cursor}");
-DOC(d_lead_export, "Export leads as CSV (same filters as the list; at most 100,000 rows, X-Export-Truncated says if cut)", NULL, "text/csv");
+DOC(d_lead_export, "Export leads as CSV (same filters as the list; at most 100,000 rows, X-Export-Truncated says if cut); redact=true leaves out names, e-mail, phone, GHL contact id and LinkedIn URL and redacts personal data in the other text columns", NULL, "text/csv");
+static const http_route_doc d_analytics_acts = {
+    "Activities for analytics as CSV, personal data redacted: activity_id, lead_id, agent_id, channel, direction, "
+    "status, occurred_at, body (pii_redact), sentiment, intents, objections; filters since, until, lead_id, agent_id, "
+    "channel, direction, limit (at most 100,000 rows, X-Export-Truncated says if cut)",
+    "analytics", NULL, "text/csv"};
 DOC(d_lead_get, "Get a lead (ETag carries its version)", NULL, "the lead");
 DOC(d_lead_patch, "Update some fields of a lead; send If-Match with its ETag (or \"version\") to avoid lost updates", "lead fields", "the lead; 412 if the version changed");
 DOC(d_lead_delete, "Delete a lead", NULL, "204");
@@ -722,6 +947,8 @@ int leads_api_register(app *a) {
     rc |= app_route(a, "POST", "/v1/leads", h_create, L, ROLES_LEAD_WRITE, &d_lead_create);
     rc |= app_route(a, "GET", "/v1/leads", h_list, L, ROLES_ANY, &d_lead_list);
     rc |= app_route(a, "GET", "/v1/leads/export.csv", h_export, L, ROLES_READ_ALL, &d_lead_export);
+    rc |= app_route(a, "GET", "/v1/analytics/activities.csv", h_analytics_activities, NULL, ROLES_READ_ALL,
+                    &d_analytics_acts);
     rc |= app_route(a, "GET", "/v1/leads/{id}", h_get, L, ROLES_ANY, &d_lead_get);
     rc |= app_route(a, "PATCH", "/v1/leads/{id}", h_update, L, ROLES_LEAD_WRITE, &d_lead_patch);
     rc |= app_route(a, "DELETE", "/v1/leads/{id}", h_delete, L, ROLES_MANAGE, &d_lead_delete);

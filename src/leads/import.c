@@ -455,7 +455,7 @@ static void reply_result(http_req *q, import_req *ir) {
     } else if (st == 0) {
         log_line l;
         if (log_begin(ir->a->log, &l, LOG_INFO, "leads imported")) {
-            log_str(&l, "request_id", http_req_id(q));
+            log_id(&l, "request_id", http_req_id(q));
             log_int(&l, "rows", s->rows);
             log_int(&l, "imported", s->imported);
             log_int(&l, "updated", s->updated);

@@ -687,7 +687,7 @@ static void activate_done(http_req *q, void *arg) {
         if (log_begin(j->c->a->log, &l, LOG_INFO, "model activated")) {
             log_str(&l, "model", j->name);
             log_int(&l, "version", j->version);
-            log_str(&l, "request_id", http_req_id(q));
+            log_id(&l, "request_id", http_req_id(q));
             log_end(&l);
         }
         j->reply = model_json(find(j->c, j->name));

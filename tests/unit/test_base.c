@@ -140,12 +140,65 @@ static void test_log_line(void **st) {
     close(fds[1]);
 }
 
+/* Every free-text detail is redacted by the log module itself: the message,
+ * log_str values and log_msg's error; identifiers written with log_id are
+ * kept as they are. */
+static void test_log_redacts_pii(void **st) {
+    (void)st;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    logger *lg = log_new(fds[1], LOG_INFO);
+    log_line l;
+    assert_true(log_begin(lg, &l, LOG_WARN, "provider refused jane.doe@example.com"));
+    log_str(&l, "error", "invalid value \"(415) 555-0101\" and card 4111 1111 1111 1111, SSN 123-45-6789");
+    log_strn(&l, "body", "call me at +44 20 7946 0958 or 12 Oak St apt 4 - ignored", 46);
+    log_id(&l, "request_id", "4111111111111111");
+    log_end(&l);
+    char out[4096];
+    ssize_t n = read(fds[0], out, sizeof out - 1);
+    assert_true(n > 0);
+    out[n] = 0;
+    for (const char *leak = "jane.doe|555-0101|4111 1111|123-45-6789|7946|Oak St"; *leak;) {
+        const char *bar = strchr(leak, '|');
+        size_t k = bar ? (size_t)(bar - leak) : strlen(leak);
+        char needle[32];
+        snprintf(needle, sizeof needle, "%.*s", (int)k, leak);
+        if (strstr(out, needle)) fail_msg("%s leaked: %s", needle, out);
+        leak += k + (bar ? 1 : 0);
+    }
+    assert_non_null(strstr(out, "\"msg\":\"provider refused [EMAIL]\""));
+    assert_non_null(strstr(out, "invalid value \\\"[PHONE]\\\" and card [CARD], SSN [SSN]"));
+    assert_non_null(strstr(out, "\"body\":\"call me at [PHONE] or [ADDRESS]\""));
+    assert_non_null(strstr(out, "\"request_id\":\"4111111111111111\""));
+    /* log_msg's error text too */
+    log_msg(lg, LOG_ERROR, "storage error", "duplicate key: Key (email)=(a.b@c.io) already exists");
+    n = read(fds[0], out, sizeof out - 1);
+    out[n] = 0;
+    assert_null(strstr(out, "a.b@c.io"));
+    assert_non_null(strstr(out, "Key (email)=([EMAIL]) already exists"));
+    /* a value too long for the line is dropped whole, never cut inside a span */
+    char big[LOG_LINE_MAX + 64];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    memcpy(big + LOG_LINE_MAX - 40, " 4111-1111-1111-1111 ", 21);
+    assert_true(log_begin(lg, &l, LOG_INFO, "big"));
+    log_str(&l, "v", big);
+    log_end(&l);
+    n = read(fds[0], out, sizeof out - 1);
+    out[n] = 0;
+    assert_null(strstr(out, "4111"));
+    assert_non_null(strstr(out, "\"truncated\":true}"));
+    log_free(lg);
+    close(fds[0]);
+    close(fds[1]);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf_cap),     cmocka_unit_test(test_buf_printf_long),
         cmocka_unit_test(test_json_escape), cmocka_unit_test(test_arena),
         cmocka_unit_test(test_alloc_failure), cmocka_unit_test(test_request_ids),
-        cmocka_unit_test(test_log_line),
+        cmocka_unit_test(test_log_line),    cmocka_unit_test(test_log_redacts_pii),
     };
     return cmocka_run_group_tests_name("base", tests, NULL, NULL);
 }
