@@ -10,12 +10,12 @@ accept what they accepted, and that a reference left dangling behind ehub's
 back is carried over as found. On PostgreSQL, 015 changes nothing and the constraints
 still refuse bad values.
 Standard library + cryptography (as test_ghl)."""
-import os
 import sqlite3
 
+from rebuilds import assert_checks_refuse, assert_refuses_later_changes, reapply, snapshot, sqlite_db
 from test_auth import db_exec
 from test_ghl import Tenant, contact, ev
-from tenants import db_rows, run_cli
+from tenants import db_rows
 
 TABLES = {
     "leads": "SELECT * FROM leads ORDER BY id",
@@ -50,21 +50,7 @@ def _ingest(t, srv):
 
 
 def _snapshot(t, srv):
-    return {name: db_rows(t, srv, sql) for name, sql in TABLES.items()}
-
-
-def _db(srv):
-    return sqlite3.connect(os.path.join(srv.tmp, "data", "ehub.db"), timeout=10)
-
-
-def _reapply_015(t, srv):
-    c = _db(srv)
-    try:
-        c.execute("DELETE FROM schema_migrations WHERE version = 15")
-        c.commit()
-    finally:
-        c.close()
-    return run_cli(t, srv, "migrate")
+    return snapshot(t, srv, TABLES)
 
 
 def test_ingest_schema_015_rebuild_keeps_rows_and_constraints(t):
@@ -80,12 +66,12 @@ def test_ingest_schema_015_rebuild_keeps_rows_and_constraints(t):
     assert len(before["consent_log"]) >= 1 and len(before["lead_scores"]) >= 2, before
     srv.stop()
 
-    r = _reapply_015(t, srv)
+    r = reapply(t, srv, 15)
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert '"applied":1' in r.stdout.replace(" ", ""), r.stdout
     after = _snapshot(t, srv)
     assert after == before  # every row, id and value
-    c = _db(srv)
+    c = sqlite_db(srv)
     try:
         assert c.execute("PRAGMA foreign_key_check").fetchall() == []
         assert c.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
@@ -97,17 +83,7 @@ def test_ingest_schema_015_rebuild_keeps_rows_and_constraints(t):
                 "opportunities_ghl", "opportunities_lead", "consent_log_lead"} <= idx, idx
         assert not [n for n in idx if n.startswith("m015_")], idx
         c.execute("PRAGMA foreign_keys = ON")
-        for table, col, good, bads in CHECKS:
-            rowid = before[table][0]["id"]
-            for bad in bads:
-                try:
-                    c.execute("UPDATE %s SET %s = ? WHERE id = ?" % (table, col), (bad, rowid))
-                except sqlite3.IntegrityError as e:
-                    assert "CHECK constraint failed" in str(e), (table, col, bad, e)
-                else:
-                    raise AssertionError("%s.%s accepted %r" % (table, col, bad))
-            c.execute("UPDATE %s SET %s = ? WHERE id = ?" % (table, col), (good, rowid))
-        c.rollback()
+        assert_checks_refuse(c, before, CHECKS)
         # the references into the rebuilt tables are still enforced
         try:
             c.execute("INSERT INTO activities (tenant_id, lead_id, channel, occurred_at, created_at) "
@@ -142,7 +118,7 @@ def test_ingest_schema_015_keeps_a_dangling_reference_as_found(t):
     srv = t.new_server()
     _ingest(t, srv)
     srv.stop()
-    c = _db(srv)  # foreign keys off on this connection: the orphan goes in
+    c = sqlite_db(srv)  # foreign keys off on this connection: the orphan goes in
     try:
         c.execute("INSERT INTO lead_scores (tenant_id, lead_id, kind, score, reasons, created_at) "
                   "SELECT tenant_id, 999999, kind, score, reasons, created_at FROM lead_scores LIMIT 1")
@@ -152,10 +128,10 @@ def test_ingest_schema_015_keeps_a_dangling_reference_as_found(t):
         c.close()
     assert len(orphans) == 1 and orphans[0][0] == "lead_scores" and orphans[0][2] == "leads", orphans
     before = _snapshot(t, srv)
-    r = _reapply_015(t, srv)
+    r = reapply(t, srv, 15)
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert _snapshot(t, srv) == before
-    c = _db(srv)
+    c = sqlite_db(srv)
     try:
         assert c.execute("PRAGMA foreign_key_check").fetchall() == orphans
     finally:
@@ -171,30 +147,12 @@ def test_ingest_schema_015_refuses_a_table_changed_later(t):
     srv = t.new_server()
     _ingest(t, srv)
     srv.stop()
-    for change in ["ALTER TABLE leads ADD COLUMN nickname TEXT",
-                   "CREATE INDEX leads_later ON leads (tenant_id, source)",
-                   "CREATE INDEX consent_later ON consent_log (source)"]:
-        c = _db(srv)
-        try:
-            c.execute(change)
-            c.commit()
-        finally:
-            c.close()
-        before = _snapshot(t, srv)
-        r = _reapply_015(t, srv)
-        assert r.returncode != 0, (change, r.stdout)
-        assert "015_check_without_in: leads, activities, opportunities or consent_log differ from 014" in r.stderr, \
-            r.stderr
-        assert _snapshot(t, srv) == before
-        c = _db(srv)
-        try:
-            assert c.execute("SELECT count(*) FROM schema_migrations WHERE version = 15").fetchone() == (0,)
-            assert "nickname" in c.execute("SELECT sql FROM sqlite_master WHERE name = 'leads'").fetchone()[0]
-            c.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (15, 'check_without_in', 0)")
-            c.commit()
-        finally:
-            c.close()
-
+    assert_refuses_later_changes(
+        t, srv, 15, "check_without_in", TABLES,
+        ["ALTER TABLE leads ADD COLUMN nickname TEXT",
+         "CREATE INDEX leads_later ON leads (tenant_id, source)",
+         "CREATE INDEX consent_later ON consent_log (source)"],
+        "015_check_without_in: leads, activities, opportunities or consent_log differ from 014")
 
 def test_ingest_schema_constraints_hold(t):
     """Both backends: the store refuses a lead status, activity channel and

@@ -12,12 +12,12 @@ sending on the rebuilt store, and that 016 refuses, naming itself and
 changing nothing, a store where one of the tables was changed later. On
 PostgreSQL 016 changes nothing and the constraints still refuse bad values.
 Standard library (the fake Twilio / SendGrid of test_nurture)."""
-import os
 import sqlite3
 
 import test_nurture as nu
 from lib import wait_for
-from tenants import Tenant, db_rows, run_cli
+from rebuilds import assert_checks_refuse, assert_refuses_later_changes, reapply, snapshot, sqlite_db
+from tenants import Tenant, db_rows
 from test_auth import db_exec
 
 SERVER_ARGS = nu.SERVER_ARGS + ["--apollo-url", nu._URL]
@@ -61,21 +61,7 @@ def _fill(t, srv, prefix):
 
 
 def _snapshot(t, srv):
-    return {name: db_rows(t, srv, sql) for name, sql in TABLES.items()}
-
-
-def _db(srv):
-    return sqlite3.connect(os.path.join(srv.tmp, "data", "ehub.db"), timeout=10)
-
-
-def _reapply_016(t, srv):
-    c = _db(srv)
-    try:
-        c.execute("DELETE FROM schema_migrations WHERE version = 16")
-        c.commit()
-    finally:
-        c.close()
-    return run_cli(t, srv, "migrate")
+    return snapshot(t, srv, TABLES)
 
 
 def test_nurture_schema_016_rebuild_keeps_rows_and_constraints(t):
@@ -91,11 +77,11 @@ def test_nurture_schema_016_rebuild_keeps_rows_and_constraints(t):
     srv.stop()
     before = _snapshot(t, srv)  # as the server left it at shutdown
 
-    r = _reapply_016(t, srv)
+    r = reapply(t, srv, 16)
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert '"applied":1' in r.stdout.replace(" ", ""), r.stdout
     assert _snapshot(t, srv) == before  # every row, id and value
-    c = _db(srv)
+    c = sqlite_db(srv)
     try:
         assert c.execute("PRAGMA foreign_key_check").fetchall() == []
         assert c.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
@@ -109,17 +95,7 @@ def test_nurture_schema_016_rebuild_keeps_rows_and_constraints(t):
         assert not [n for (n,) in c.execute("SELECT name FROM sqlite_master WHERE name LIKE 'm016%' "
                                              "OR name LIKE '%_new'")]
         c.execute("PRAGMA foreign_keys = ON")
-        for table, col, good, bads in CHECKS:
-            rowid = before[table][0]["id"]
-            for bad in bads + [None]:
-                try:
-                    c.execute("UPDATE %s SET %s = ? WHERE id = ?" % (table, col), (bad, rowid))
-                except sqlite3.IntegrityError as e:
-                    assert "constraint failed" in str(e), (table, col, bad, e)
-                else:
-                    raise AssertionError("%s.%s accepted %r" % (table, col, bad))
-            c.execute("UPDATE %s SET %s = ? WHERE id = ?" % (table, col), (good, rowid))
-        c.rollback()
+        assert_checks_refuse(c, before, CHECKS, also_bad=[None])
         # the default, the unique idem_key, the partial unique index and the
         # one-of (enrollment, message) check are all still there
         job = before["nurture_jobs"][0]
@@ -173,31 +149,12 @@ def test_nurture_schema_016_refuses_a_table_changed_later(t):
     srv = t.new_server(extra=SERVER_ARGS)
     _fill(t, srv, "n16r")
     srv.stop()
-    for change in ["ALTER TABLE nurture_jobs ADD COLUMN provider TEXT",
-                   "CREATE INDEX enrollments_later ON nurture_enrollments (sequence_id)",
-                   "CREATE INDEX enrichments_later ON lead_enrichments (lead_id)"]:
-        c = _db(srv)
-        try:
-            c.execute(change)
-            c.commit()
-        finally:
-            c.close()
-        before = _snapshot(t, srv)
-        r = _reapply_016(t, srv)
-        assert r.returncode != 0, (change, r.stdout)
-        assert "016_nurture_check_without_in: nurture_enrollments, nurture_jobs or lead_enrichments differ from 014" \
-            in r.stderr, r.stderr
-        assert _snapshot(t, srv) == before
-        c = _db(srv)
-        try:
-            assert c.execute("SELECT count(*) FROM schema_migrations WHERE version = 16").fetchone() == (0,)
-            assert "provider" in c.execute("SELECT sql FROM sqlite_master WHERE name = 'nurture_jobs'").fetchone()[0]
-            c.execute("INSERT INTO schema_migrations (version, name, applied_at) "
-                      "VALUES (16, 'nurture_check_without_in', 0)")
-            c.commit()
-        finally:
-            c.close()
-
+    assert_refuses_later_changes(
+        t, srv, 16, "nurture_check_without_in", TABLES,
+        ["ALTER TABLE nurture_jobs ADD COLUMN provider TEXT",
+         "CREATE INDEX enrollments_later ON nurture_enrollments (sequence_id)",
+         "CREATE INDEX enrichments_later ON lead_enrichments (lead_id)"],
+        "016_nurture_check_without_in: nurture_enrollments, nurture_jobs or lead_enrichments differ from 014")
 
 def test_nurture_schema_constraints_hold(t):
     """Both backends: the store refuses a job, enrolment or enrichment state
