@@ -592,14 +592,20 @@ static void h_export(http_req *q, app *a, const auth_principal *p, void *ud) {
     api_job_run(q, j);
 }
 
+/* A CSV export's answer: the file, its row count, and whether the size
+ * bound cut it short. */
+static void reply_csv(http_req *q, const char *disposition, int rows, int truncated, const buf *out) {
+    char n[32];
+    snprintf(n, sizeof n, "%d", rows);
+    http_res_header(q, "Content-Disposition", disposition);
+    http_res_header(q, "X-Export-Rows", n);
+    if (truncated) http_res_header(q, "X-Export-Truncated", "true");
+    http_reply(q, 200, "text/csv; charset=utf-8", out->p ? out->p : "", out->len);
+}
+
 static void export_done_reply(http_req *q, api_job *j) {
     export_job *x = j->extra;
-    char n[32];
-    snprintf(n, sizeof n, "%d", x->rows);
-    http_res_header(q, "Content-Disposition", "attachment; filename=\"leads.csv\"");
-    http_res_header(q, "X-Export-Rows", n);
-    if (x->truncated) http_res_header(q, "X-Export-Truncated", "true");
-    http_reply(q, 200, "text/csv; charset=utf-8", x->out.p ? x->out.p : "", x->out.len);
+    reply_csv(q, "attachment; filename=\"leads.csv\"", x->rows, x->truncated, &x->out);
 }
 
 /* ---- activities ---- */
@@ -739,12 +745,7 @@ static int analytics_tx(store_tx *tx, api_job *j, store_err *err) {
 
 static void analytics_done(http_req *q, api_job *j) {
     analytics_job *x = j->extra;
-    char n[32];
-    snprintf(n, sizeof n, "%d", x->rows);
-    http_res_header(q, "Content-Disposition", "attachment; filename=\"activities.csv\"");
-    http_res_header(q, "X-Export-Rows", n);
-    if (x->truncated) http_res_header(q, "X-Export-Truncated", "true");
-    http_reply(q, 200, "text/csv; charset=utf-8", x->out.p ? x->out.p : "", x->out.len);
+    reply_csv(q, "attachment; filename=\"activities.csv\"", x->rows, x->truncated, &x->out);
 }
 
 static void h_analytics_activities(http_req *q, app *a, const auth_principal *p, void *ud) {
