@@ -274,4 +274,21 @@ int http_ws_send(http_ws *ws, int opcode, const char *data, size_t len);
 void http_ws_close(http_ws *ws, int code, const char *reason);
 size_t http_ws_backlog(const http_ws *ws);
 
+/* One message encoded once as a WebSocket frame, to send to many
+ * connections (a fan-out): server frames are unmasked, so every connection
+ * gets the same bytes. Refcounted; loop thread only. */
+typedef struct http_ws_frame http_ws_frame;
+/* A text (1) or binary (2) frame of len bytes at data (copied). The
+ * caller holds one reference. NULL on OOM or a bad opcode. */
+http_ws_frame *http_ws_frame_new(int opcode, const char *data, size_t len);
+void http_ws_frame_unref(http_ws_frame *f);
+/* Sends f on ws as http_ws_send would, with the same backlog bound and
+ * results. Corked, the connection keeps a reference instead of a copy
+ * (up to a few per connection) and writes it at uncork; uncorked, the
+ * bytes go out at once (copied only if the socket does not take them
+ * all). When the session has frames of its own queued (a reply deferred
+ * inside its input processing), it falls back to the session's queue so
+ * order holds. */
+int http_ws_send_frame(http_ws *ws, http_ws_frame *f);
+
 #endif

@@ -16,6 +16,7 @@
 #include "ws.h"
 
 #define READ_CHUNK 65536
+#define CORK_REFS 4 /* frames held by reference per corked connection; more are copied */
 
 typedef enum {
     ST_IDLE,     /* keep-alive, waiting for the next request */
@@ -102,8 +103,22 @@ struct conn {
     /* WebSocket bytes gathered while the server is corked (see
      * http_server_cork), in order, written with one write at uncork. */
     buf cork;
+    /* Shared frames (http_ws_send_frame) gathered after the cork bytes,
+     * held by reference: a fan-out of one event to N subscribers costs no
+     * copy per subscriber. All of cork.p comes before all of these. */
+    http_ws_frame *cork_ref[CORK_REFS];
+    int ncork_ref;
+    size_t cork_ref_bytes;
     conn *cork_prev, *cork_next;
     int cork_linked, cork_ok;
+};
+
+struct http_ws_frame {
+    int refs;   /* loop thread only */
+    int opcode;
+    size_t hl;  /* header bytes */
+    size_t len; /* header + payload */
+    char data[];
 };
 
 struct http_server {
@@ -127,6 +142,7 @@ struct http_server {
     int closing_handles;
     int cork_depth;
     conn *corked;       /* connections with gathered bytes */
+    uint64_t ws_out;    /* messages sent while corked, counted at uncork */
     char read_buf[READ_CHUNK];
     char date[40];
     time_t date_sec;
@@ -259,35 +275,38 @@ static void conn_fail(conn *c) {
     else conn_close(c);
 }
 
-static int conn_write(conn *c, const void *a, size_t alen, const void *b, size_t blen) {
+/* Writes n buffers in order (n <= CORK_REFS + 1). */
+static int conn_writev(conn *c, uv_buf_t *bufs, unsigned n) {
+    size_t total = 0;
+    for (unsigned i = 0; i < n; i++) total += bufs[i].len;
+    size_t skip = 0; /* bytes the socket took at once */
     if (c->pending_writes == 0) {
-        uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)alen), uv_buf_init((char *)b, (unsigned)blen)};
-        int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, blen ? 2 : 1);
-        if (n >= 0) {
-            size_t w = (size_t)n;
-            if (w >= alen + blen) return 0;
-            if (w >= alen) {
-                b = (const char *)b + (w - alen);
-                blen -= w - alen;
-                alen = 0;
-            } else {
-                a = (const char *)a + w;
-                alen -= w;
-            }
-        } else if (n != UV_EAGAIN) {
+        int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+        if (w >= 0) {
+            if ((size_t)w >= total) return 0;
+            skip = (size_t)w;
+        } else if (w != UV_EAGAIN) {
             conn_fail(c);
             return -1;
         }
     }
-    write_req *wr = eh_malloc(sizeof *wr + alen + blen);
+    write_req *wr = eh_malloc(sizeof *wr + total - skip);
     if (!wr) {
         conn_fail(c);
         return -1;
     }
     wr->c = c;
-    wr->len = alen + blen;
-    if (alen) memcpy(wr->data, a, alen);
-    if (blen) memcpy(wr->data + alen, b, blen);
+    wr->len = 0;
+    for (unsigned i = 0; i < n; i++) {
+        size_t l = bufs[i].len;
+        if (skip >= l) {
+            skip -= l;
+            continue;
+        }
+        memcpy(wr->data + wr->len, bufs[i].base + skip, l - skip);
+        wr->len += l - skip;
+        skip = 0;
+    }
     uv_buf_t ub = uv_buf_init(wr->data, (unsigned)wr->len);
     int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &ub, 1, on_write);
     if (rc) {
@@ -299,6 +318,11 @@ static int conn_write(conn *c, const void *a, size_t alen, const void *b, size_t
     return 0;
 }
 
+static int conn_write(conn *c, const void *a, size_t alen, const void *b, size_t blen) {
+    uv_buf_t bufs[2] = {uv_buf_init((char *)a, (unsigned)alen), uv_buf_init((char *)b, (unsigned)blen)};
+    return conn_writev(c, bufs, blen ? 2 : 1);
+}
+
 static void cork_unlink(conn *c) {
     if (!c->cork_linked) return;
     if (c->cork_prev) c->cork_prev->cork_next = c->cork_next;
@@ -308,14 +332,48 @@ static void cork_unlink(conn *c) {
     c->cork_linked = 0;
 }
 
-/* Writes what was gathered for c. The buffer is freed, not kept: most
- * subscribers sit idle between bursts and their memory is the budget. */
+static void frame_unref(http_ws_frame *f) {
+    if (f && --f->refs == 0) eh_free(f);
+}
+
+static void cork_drop_refs(conn *c) {
+    for (int i = 0; i < c->ncork_ref; i++) frame_unref(c->cork_ref[i]);
+    c->ncork_ref = 0;
+    c->cork_ref_bytes = 0;
+}
+
+/* Copies the referenced frames into the cork buffer (to append bytes
+ * after them, or to make room). */
+static int cork_materialize(conn *c) {
+    int rc = BUF_OK;
+    for (int i = 0; i < c->ncork_ref && rc == BUF_OK; i++)
+        rc = buf_append(&c->cork, c->cork_ref[i]->data, c->cork_ref[i]->len);
+    cork_drop_refs(c);
+    return rc;
+}
+
+static void cork_link(conn *c) {
+    if (c->cork_linked) return;
+    c->cork_linked = 1;
+    c->cork_next = c->srv->corked;
+    if (c->cork_next) c->cork_next->cork_prev = c;
+    c->srv->corked = c;
+}
+
+/* Writes what was gathered for c, bytes then frames, in one write. The
+ * buffer is freed, not kept: most subscribers sit idle between bursts and
+ * their memory is the budget. */
 static int cork_flush(conn *c) {
     cork_unlink(c);
-    if (!c->cork.len) return 0;
+    if (!c->cork.len && !c->ncork_ref) return 0;
     buf b = c->cork;
     buf_init(&c->cork, b.max);
-    int rc = conn_write(c, b.p, b.len, NULL, 0);
+    uv_buf_t bufs[CORK_REFS + 1];
+    unsigned n = 0;
+    if (b.len) bufs[n++] = uv_buf_init(b.p, (unsigned)b.len);
+    for (int i = 0; i < c->ncork_ref; i++) bufs[n++] = uv_buf_init(c->cork_ref[i]->data, (unsigned)c->cork_ref[i]->len);
+    int rc = conn_writev(c, bufs, n);
+    cork_drop_refs(c);
     buf_free(&b);
     return rc;
 }
@@ -323,21 +381,17 @@ static int cork_flush(conn *c) {
 static int conn_send(conn *c, const void *a, size_t alen, const void *b, size_t blen) {
     if (c->closing || c->close_pending) return -1;
     if (c->cork_ok) {
-        if (buf_append(&c->cork, a, alen) != BUF_OK || (blen && buf_append(&c->cork, b, blen) != BUF_OK)) {
+        if ((c->ncork_ref && cork_materialize(c) != BUF_OK) || buf_append(&c->cork, a, alen) != BUF_OK ||
+            (blen && buf_append(&c->cork, b, blen) != BUF_OK)) {
             conn_fail(c);
             return -1;
         }
-        if (!c->cork_linked) {
-            c->cork_linked = 1;
-            c->cork_next = c->srv->corked;
-            if (c->cork_next) c->cork_next->cork_prev = c;
-            c->srv->corked = c;
-        }
+        cork_link(c);
         return 0;
     }
     /* Anything sent outside the cork (a close frame, a pong) goes after
      * what was gathered before it. */
-    if (c->cork.len && cork_flush(c)) return -1;
+    if ((c->cork.len || c->ncork_ref) && cork_flush(c)) return -1;
     return conn_write(c, a, alen, b, blen);
 }
 
@@ -346,6 +400,11 @@ void http_server_cork(http_server *s) { s->cork_depth++; }
 void http_server_uncork(http_server *s) {
     if (s->cork_depth == 0 || --s->cork_depth > 0) return;
     while (s->corked) cork_flush(s->corked);
+    if (s->ws_out && s->m_ws_msgs) {
+        const char *lv[] = {"out"};
+        metric_add(s->m_ws_msgs, lv, (double)s->ws_out);
+    }
+    s->ws_out = 0;
 }
 
 /* ---- connection lifecycle ---- */
@@ -359,6 +418,7 @@ static void on_handle_closed(uv_handle_t *h) {
     if (c->next) c->next->prev = c->prev;
     s->nconns--;
     cork_unlink(c);
+    cork_drop_refs(c);
     buf_free(&c->cork);
     buf_free(&c->in);
     buf_free(&c->field);
@@ -372,6 +432,7 @@ static void conn_close(conn *c) {
     c->closing = 1;
     http_server *s = c->srv;
     cork_unlink(c);
+    cork_drop_refs(c);
     buf_free(&c->cork);
     if (c->ws) {
         http_ws *ws = c->ws;
@@ -1562,7 +1623,62 @@ void http_ws_close(http_ws *ws, int code, const char *reason) {
 }
 
 size_t http_ws_backlog(const http_ws *ws) {
-    return ws_session_queued(ws->s) + ws->c->cork.len + uv_stream_get_write_queue_size((uv_stream_t *)&ws->c->tcp);
+    const conn *c = ws->c;
+    return ws_session_queued(ws->s) + c->cork.len + c->cork_ref_bytes +
+           uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+}
+
+http_ws_frame *http_ws_frame_new(int opcode, const char *data, size_t len) {
+    uint8_t h[WS_FRAME_HEADER_MAX];
+    size_t hl = ws_frame_header(h, opcode, len);
+    if (!hl || (len && !data)) return NULL;
+    http_ws_frame *f = eh_malloc(sizeof *f + hl + len);
+    if (!f) return NULL;
+    f->refs = 1;
+    f->opcode = opcode;
+    f->hl = hl;
+    f->len = hl + len;
+    memcpy(f->data, h, hl);
+    if (len) memcpy(f->data + hl, data, len);
+    return f;
+}
+
+void http_ws_frame_unref(http_ws_frame *f) { frame_unref(f); }
+
+int http_ws_send_frame(http_ws *ws, http_ws_frame *f) {
+    conn *c = ws->c;
+    if (c->closing || c->close_pending) return -1;
+    /* The session's own queue (a reply deferred inside feed) goes first:
+     * then the frame takes the session's path, copied. */
+    if (!ws_session_raw_ok(ws->s)) return http_ws_send(ws, f->opcode, f->data + f->hl, f->len - f->hl);
+    http_server *s = c->srv;
+    if (http_ws_backlog(ws) + f->len > s->cfg.ws_max_queue) {
+        if (s->m_ws_drops) metric_add(s->m_ws_drops, NULL, 1);
+        http_ws_close(ws, 1008, "slow consumer");
+        return -1;
+    }
+    if (s->cork_depth > 0) {
+        if (c->ncork_ref == CORK_REFS) {
+            if (cork_materialize(c) != BUF_OK || buf_append(&c->cork, f->data, f->len) != BUF_OK) {
+                conn_fail(c);
+                return -1;
+            }
+        } else {
+            f->refs++;
+            c->cork_ref[c->ncork_ref++] = f;
+            c->cork_ref_bytes += f->len;
+        }
+        cork_link(c);
+        s->ws_out++;
+        return 0;
+    }
+    if ((c->cork.len || c->ncork_ref) && cork_flush(c)) return -1;
+    if (conn_write(c, f->data, f->len, NULL, 0)) return -1;
+    if (s->m_ws_msgs) {
+        const char *lv[] = {"out"};
+        metric_add(s->m_ws_msgs, lv, 1);
+    }
+    return 0;
 }
 
 /* Pings every WebSocket each interval; one silent for two intervals is

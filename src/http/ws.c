@@ -454,6 +454,29 @@ int ws_session_close(ws_session *s, uint16_t code, const char *reason) {
     return rc;
 }
 
+size_t ws_frame_header(uint8_t *out, int opcode, size_t len) {
+    if (opcode != WS_TEXT && opcode != WS_BINARY) return 0;
+    out[0] = (uint8_t)(0x80 | opcode); /* FIN, no RSV bits */
+    if (len < 126) {
+        out[1] = (uint8_t)len;
+        return 2;
+    }
+    if (len <= 0xFFFF) {
+        out[1] = 126;
+        out[2] = (uint8_t)(len >> 8);
+        out[3] = (uint8_t)len;
+        return 4;
+    }
+    out[1] = 127;
+    uint64_t n = (uint64_t)len;
+    for (int i = 0; i < 8; i++) out[2 + i] = (uint8_t)(n >> (56 - 8 * i));
+    return 10;
+}
+
+int ws_session_raw_ok(const ws_session *s) {
+    return s && !s->in_recv && !ws_session_closing(s) && wslay_event_get_queued_msg_count(s->ctx) == 0;
+}
+
 int ws_handshake_accept(const char *key, size_t keylen, char *out, size_t outlen) {
     static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
     if (!key || !out || outlen < 29 || keylen != 24) return -1;

@@ -83,6 +83,24 @@ int ws_session_closing(const ws_session *s);
  * failed): the owner may close the transport. */
 int ws_session_done(const ws_session *s);
 
+/* ---- pre-encoded frames (fan-out) ----
+ * A server frame is unmasked, so one message sent to many sessions is the
+ * same bytes on every connection: the owner encodes it once
+ * (ws_frame_header + payload) and hands those bytes to each transport
+ * itself, bypassing the session's queue, when ws_session_raw_ok says that
+ * keeps the order of the session's own frames. */
+
+#define WS_FRAME_HEADER_MAX 10
+/* Writes the header of one final, unmasked frame (opcode WS_TEXT or
+ * WS_BINARY) of len payload bytes to out (WS_FRAME_HEADER_MAX bytes).
+ * Returns the header length (2, 4 or 10), or 0 for a bad opcode. */
+size_t ws_frame_header(uint8_t *out, int opcode, size_t len);
+/* 1 if a pre-encoded data frame may be written to the transport now: the
+ * session is open (no close sent, received or queued), nothing is queued
+ * inside it, and the call is not from inside ws_session_feed (where sends
+ * are deferred until feed returns, so a direct write would overtake them). */
+int ws_session_raw_ok(const ws_session *s);
+
 /* Computes Sec-WebSocket-Accept for a client's Sec-WebSocket-Key (which
  * must be 24 base64 chars decoding to 16 bytes). out must hold 29 bytes.
  * Returns 0, or -1 if the key is invalid. */

@@ -69,6 +69,7 @@ struct rt_hub {
     rt_client *clients;
     size_t nclients;
     int fanout, need_reap;
+    uint64_t out_n;       /* events sent, not yet counted (count_out) */
     size_t soft, hard;    /* backlog bounds (bytes) */
     metric *m_msgs, *m_drops, *m_lagging, *m_replays, *m_resyncs;
 };
@@ -307,15 +308,33 @@ static void send_json(rt_client *c, json_t *j) {
     free(s);
 }
 
+/* One event's message, built once and shared by every client of the
+ * tenant that gets it (they share the slug): the JSON text, and for a
+ * fan-out the WebSocket frame, encoded once and written to every socket by
+ * reference (http_ws_send_frame). */
+typedef struct rt_out {
+    char *msg;
+    size_t len;
+    char type[130];
+    int shared;            /* a fan-out: worth a shared frame */
+    http_ws_frame *frame;  /* built for the first WebSocket client */
+} rt_out;
+
+static void out_free(rt_out *o) {
+    eh_free(o->msg);
+    http_ws_frame_unref(o->frame);
+}
+
 /* An event, with backpressure: past the soft bound the client is told it
  * is lagging (once), past the hard bound it is closed with 1013 and the
  * seq to resume from, before the transport's own limit cuts it off with
- * no resume point. Other clients are not affected. */
-static void send_event(rt_client *c, const store_event *ev, const char *type, const char *msg, size_t len) {
+ * no resume point. Other clients are not affected. Messages out are
+ * counted in h->out_n (see count_out). */
+static void send_event(rt_client *c, const store_event *ev, rt_out *o) {
     rt_hub *h = c->h;
     if (!alive(c)) return;
     if (c->kind == C_SSE) {
-        if (sse_write(c, type, ev->seq, msg, len)) {
+        if (sse_write(c, o->type, ev->seq, o->msg, o->len)) {
             if (h->m_drops) {
                 const char *lv[] = {"sse_backlog"};
                 metric_add(h->m_drops, lv, 1);
@@ -324,11 +343,11 @@ static void send_event(rt_client *c, const store_event *ev, const char *type, co
             return;
         }
         c->last_sent = ev->seq;
-        count_msg(h, "out");
+        h->out_n++;
         return;
     }
     size_t bl = http_ws_backlog(c->ws);
-    if (bl + len > h->hard) {
+    if (bl + o->len > h->hard) {
         char reason[64];
         snprintf(reason, sizeof reason, "lagging; resume_from=%" PRId64, c->last_sent);
         if (h->m_drops) {
@@ -338,13 +357,17 @@ static void send_event(rt_client *c, const store_event *ev, const char *type, co
         client_end(c, 1013, reason);
         return;
     }
-    if (http_ws_send(c->ws, WS_TEXT_OPCODE, msg, len)) {
+    if (o->shared && !o->frame) o->frame = http_ws_frame_new(WS_TEXT_OPCODE, o->msg, o->len);
+    int rc = o->frame ? http_ws_send_frame(c->ws, o->frame) : http_ws_send(c->ws, WS_TEXT_OPCODE, o->msg, o->len);
+    if (rc) {
         c->closing = 1;
         return;
     }
-    count_msg(h, "out");
+    h->out_n++;
     c->last_sent = ev->seq;
-    bl = http_ws_backlog(c->ws);
+    /* The backlog grew by at most the frame; ask again only near a bound. */
+    if (bl + o->len + 16 > h->soft / 2 || c->lagging) bl = http_ws_backlog(c->ws);
+    else bl = 0;
     if (!c->lagging && bl > h->soft) {
         c->lagging = 1;
         if (h->m_lagging) metric_add(h->m_lagging, NULL, 1);
@@ -354,6 +377,17 @@ static void send_event(rt_client *c, const store_event *ev, const char *type, co
     } else if (c->lagging && bl < h->soft / 2) {
         c->lagging = 0;
     }
+}
+
+/* Adds the events sent since the last call to the messages counter: once
+ * per fan-out, not once per client (the counter takes a lock). */
+static void count_out(rt_hub *h) {
+    if (!h->out_n) return;
+    if (h->m_msgs) {
+        const char *lv[] = {"out"};
+        metric_add(h->m_msgs, lv, (double)h->out_n);
+    }
+    h->out_n = 0;
 }
 
 /* The message for one event: {"seq","type","tenant","time","data"}; a
@@ -395,15 +429,14 @@ static char *build_event(const store_event *ev, const char *slug, json_t *payloa
 }
 
 /* Gives one event to one client: advances its position, applies its
- * filter, sends. *msg caches the message across the clients of a tenant
- * (they share the slug). */
-static void client_event(rt_client *c, const store_event *ev, json_t *payload, const rt_event_info *info,
-                         char **msg, size_t *len, char *type, size_t type_cap) {
+ * filter, sends. o caches the message across the clients of a tenant. */
+static void client_event(rt_client *c, const store_event *ev, json_t *payload, const rt_event_info *info, rt_out *o) {
     if (ev->seq <= c->pos) return;
     c->pos = ev->seq;
     if (!rt_filter_match(&c->f, info)) return;
-    if (!*msg && !(*msg = build_event(ev, c->p.tenant_slug, payload, info, len, type, type_cap))) return;
-    send_event(c, ev, type, *msg, *len);
+    if (!o->msg && !(o->msg = build_event(ev, c->p.tenant_slug, payload, info, &o->len, o->type, sizeof o->type)))
+        return;
+    send_event(c, ev, o);
 }
 
 /* One event to one client, outside a fan-out (replay, held events). */
@@ -411,11 +444,11 @@ static void client_event1(rt_client *c, const store_event *ev) {
     json_t *payload = json_loads(ev->payload, 0, NULL);
     rt_event_info info;
     rt_event_classify(ev->type, payload, &info);
-    char *msg = NULL, type[130];
-    size_t len = 0;
-    client_event(c, ev, payload, &info, &msg, &len, type, sizeof type);
-    eh_free(msg);
+    rt_out o = {0};
+    client_event(c, ev, payload, &info, &o);
+    out_free(&o);
     json_decref(payload);
+    count_out(c->h);
 }
 
 static void client_hold(rt_client *c, const store_event *ev) {
@@ -473,8 +506,7 @@ static void on_bus_event(void *ud, const store_event *ev) {
     json_t *payload = NULL;
     rt_event_info info;
     int classified = 0;
-    char *msg = NULL, type[130];
-    size_t len = 0;
+    rt_out o = {.shared = 1};
     h->fanout++;
     for (rt_client *c = h->clients; c; c = c->next) {
         if (!c->subscribed || c->p.tenant != ev->tenant || !alive(c)) continue;
@@ -487,11 +519,12 @@ static void on_bus_event(void *ud, const store_event *ev) {
             rt_event_classify(ev->type, payload, &info);
             classified = 1;
         }
-        client_event(c, ev, payload, &info, &msg, &len, type, sizeof type);
+        client_event(c, ev, payload, &info, &o);
     }
     h->fanout--;
-    eh_free(msg);
+    out_free(&o);
     json_decref(payload);
+    count_out(h);
     reap(h);
 }
 

@@ -36,6 +36,7 @@ typedef struct T {
     int echo;                /* on_message replies with the same payload */
     int echo_rc;             /* last ws_session_send rc from on_message */
     size_t echo_copies;      /* replies per message */
+    int raw_ok_in_msg;       /* ws_session_raw_ok seen from on_message (-1 = not called) */
     int free_on_close;
 } T;
 
@@ -67,6 +68,7 @@ static void t_message(void *ud, int opcode, const uint8_t *data, size_t len) {
         memcpy(m->data, data, len);
         m->len = len;
     }
+    t->raw_ok_in_msg = ws_session_raw_ok(t->s);
     if (t->echo)
         for (size_t i = 0; i < (t->echo_copies ? t->echo_copies : 1); i++)
             t->echo_rc = ws_session_send(t->s, opcode, data, len);
@@ -490,6 +492,53 @@ static void test_send_frame_headers(void **state) {
     t_free(t);
 }
 
+/* A pre-encoded frame (ws_frame_header + payload) is byte for byte what
+ * the session itself sends for the same message, at every length class. */
+static void test_frame_header_matches_session(void **state) {
+    size_t lens[] = {0, 1, 125, 126, 127, 65535, 65536, 70000};
+    for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+        size_t len = lens[k];
+        uint8_t *p = malloc(len + 1);
+        assert_non_null(p);
+        for (size_t i = 0; i < len; i++) p[i] = (uint8_t)('a' + i % 26);
+        for (int op = WS_TEXT; op <= WS_BINARY; op++) {
+            T *t = t_new(0, 0);
+            assert_int_equal(ws_session_send(t->s, op, p, len), WS_OK);
+            uint8_t h[WS_FRAME_HEADER_MAX];
+            size_t hl = ws_frame_header(h, op, len);
+            assert_int_equal(hl + len, t->out_len);
+            assert_memory_equal(h, t->out, hl);
+            if (len) assert_memory_equal(t->out + hl, p, len);
+            t_free(t);
+        }
+        free(p);
+    }
+    uint8_t h[WS_FRAME_HEADER_MAX];
+    assert_int_equal(ws_frame_header(h, 0x9, 0), 0); /* control frames are the session's */
+    assert_int_equal(ws_frame_header(h, 0, 0), 0);
+}
+
+/* Raw frames may go out only when they cannot overtake the session's own:
+ * not from inside feed, not once a close is on its way. */
+static void test_raw_ok(void **state) {
+    T *t = t_new(0, 0);
+    assert_true(ws_session_raw_ok(t->s));
+    t->raw_ok_in_msg = -1;
+    uint8_t buf[32];
+    size_t n = enc(buf, 1, 0x1, "hi", 2);
+    assert_int_equal(ws_session_feed(t->s, buf, n), WS_OK);
+    assert_int_equal(t->raw_ok_in_msg, 0);
+    assert_true(ws_session_raw_ok(t->s)); /* feed returned: its queue is flushed */
+    assert_int_equal(ws_session_close(t->s, 1000, "bye"), WS_OK);
+    assert_false(ws_session_raw_ok(t->s));
+    assert_false(ws_session_raw_ok(NULL));
+    t_free(t);
+    t = t_new(0, 0);
+    assert_int_equal(feed_close(t, 1000, "done"), WS_OK);
+    assert_false(ws_session_raw_ok(t->s));
+    t_free(t);
+}
+
 static void test_max_queue(void **state) {
     T *t = t_new(0, 100);
     uint8_t p[101] = {0};
@@ -854,6 +903,8 @@ int main(void) {
         cmocka_unit_test(test_ping_pong),
         cmocka_unit_test(test_truncated_frame_waits),
         cmocka_unit_test(test_send_frame_headers),
+        cmocka_unit_test(test_frame_header_matches_session),
+        cmocka_unit_test(test_raw_ok),
         cmocka_unit_test(test_max_queue),
         cmocka_unit_test(test_echo_inside_feed),
         cmocka_unit_test(test_client_close),
