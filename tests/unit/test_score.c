@@ -20,6 +20,7 @@
 
 #include "base/alloc.h"
 #include "leads/entity.h"
+#include "leads/leads.h"
 #include "ml/ml.h"
 #include "score/internal.h"
 #include "score/score.h"
@@ -710,6 +711,22 @@ static void test_event_text_is_json_text(void **state) {
         buf_free(&t);
         json_decref(tree);
     }
+    /* routing's events */
+    static const char *const why[] = {"new lead; round robin; load 0/5", "x \"q\" \\ \u00e9\t\u2603", ""};
+    for (int i = 0; i < 3; i++)
+        for (int64_t agent = 0; agent < 2; agent++) {
+            json_t *ev = agent ? json_pack("{s:I, s:I, s:s}", "lead_id", (json_int_t)42, "agent_id",
+                                           (json_int_t)(agent * 9000000000LL), "reason", why[i])
+                               : json_pack("{s:I, s:s}", "lead_id", (json_int_t)-7, "reason", why[i]);
+            char *want = json_dumps(ev, JSON_COMPACT);
+            buf b;
+            buf_init(&b, 1024);
+            assert_int_equal(leads_route_event_text(&b, agent ? 42 : -7, agent * 9000000000LL, why[i]), BUF_OK);
+            assert_string_equal(b.p, want);
+            buf_free(&b);
+            free(want);
+            json_decref(ev);
+        }
     /* a score with no JSON form fails (the tree's json_pack failed too) */
     buf e;
     buf_init(&e, 1024);
