@@ -1,5 +1,6 @@
 #include "buf.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -83,6 +84,36 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
     }
     if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
     return len;
+}
+
+int buf_json_real(buf *b, double d) {
+    if (!isfinite(d)) return BUF_INVALID;
+    char t[40];
+    int n = snprintf(t, sizeof t - 3, "%.17g", d);
+    if (n < 0 || (size_t)n >= sizeof t - 3) return BUF_INVALID;
+    char *e = memchr(t, 'e', (size_t)n);
+    if (!e && !memchr(t, '.', (size_t)n)) {
+        t[n++] = '.';
+        t[n++] = '0';
+    } else if (e) {
+        /* "1e+20" -> "1e20", "1e-05" -> "1e-5" (jansson's jsonp_dtostr) */
+        char *start = e + 1, *end = start + 1;
+        if (*start == '-') start++;
+        while (end < t + n && *end == '0') end++;
+        if (end != start) {
+            memmove(start, end, (size_t)(t + n - end));
+            n -= (int)(end - start);
+        }
+    }
+    return buf_append(b, t, (size_t)n);
+}
+
+int buf_json_int(buf *b, long long v) {
+    char t[24], *p = t + sizeof t;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do *--p = (char)('0' + u % 10); while ((u /= 10));
+    if (v < 0) *--p = '-';
+    return buf_append(b, p, (size_t)(t + sizeof t - p));
 }
 
 int buf_json_str(buf *b, const char *s, size_t n) {

@@ -11,7 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 
-enum { BUF_OK = 0, BUF_NOMEM = -1, BUF_TOO_BIG = -2 };
+enum { BUF_OK = 0, BUF_NOMEM = -1, BUF_TOO_BIG = -2, BUF_INVALID = -3 };
 
 typedef struct buf {
     char *p;     /* NULL until the first append */
@@ -29,6 +29,13 @@ int buf_vprintf(buf *b, const char *fmt, va_list ap);
 /* Appends s as the inside of a JSON string (no quotes), escaping as needed.
  * Invalid UTF-8 bytes become U+FFFD so the output is always valid JSON. */
 int buf_json_str(buf *b, const char *s, size_t n);
+/* Appends d as jansson writes a real (json_dumps of json_real(d)): "%.17g",
+ * ".0" added to an integral value, the exponent without '+' or leading
+ * zeros; so text written here matches what a JSON tree dump gave, byte for
+ * byte. NaN and infinities have no JSON form: BUF_INVALID, nothing appended. */
+int buf_json_real(buf *b, double d);
+/* Appends v in decimal (jansson's integer form), without printf. */
+int buf_json_int(buf *b, long long v);
 void buf_reset(buf *b);  /* len = 0, keeps the memory */
 /* Removes the first n bytes (n <= len). */
 void buf_consume(buf *b, size_t n);

@@ -51,6 +51,11 @@ static inline struct coach_ctx *leads_coach(const store_tx *tx) {
 /* Appends an event whose payload is `data` (not stolen). */
 int leads_event(store_tx *tx, const char *type, json_t *data, store_err *err);
 
+/* lead.assigned's payload {"lead_id","agent_id","reason"} (agent_id 0:
+ * lead.unassigned's {"lead_id","reason"}) as compact JSON text appended to
+ * out: what json_pack and json_dumps gave, without the tree. A BUF_ code. */
+int leads_route_event_text(buf *out, int64_t lead_id, int64_t agent_id, const char *reason);
+
 /* Assigns an agent to lead_id according to the tenant's routing mode (off,
  * round_robin, least_loaded): among active agents with free capacity
  * (capacity = max open leads), those covering the lead's areas and speaking

@@ -4,6 +4,7 @@
 #include <strings.h>
 
 #include "base/alloc.h"
+#include "base/buf.h"
 #include "leads.h"
 
 int leads_event(store_tx *tx, const char *type, json_t *data, store_err *err) {
@@ -52,6 +53,34 @@ void leads_settings_free(tenant_settings *s) {
     eh_free(s->ghl_ed25519_pem);
     eh_free(s->ghl_rsa_pem);
     s->ghl_ed25519_pem = s->ghl_rsa_pem = NULL;
+}
+
+int leads_route_event_text(buf *out, int64_t lead_id, int64_t agent_id, const char *reason) {
+    int rc = buf_puts(out, "{\"lead_id\":");
+    rc |= buf_json_int(out, (long long)lead_id);
+    if (agent_id) {
+        rc |= buf_puts(out, ",\"agent_id\":");
+        rc |= buf_json_int(out, (long long)agent_id);
+    }
+    rc |= buf_puts(out, ",\"reason\":\"");
+    rc |= buf_json_str(out, reason, strlen(reason));
+    return rc ? rc : buf_puts(out, "\"}");
+}
+
+/* The routing event, written as text (on the path of every new lead). */
+static int route_event(store_tx *tx, int64_t lead_id, int64_t agent_id, const char *reason, store_err *err) {
+    buf b;
+    buf_init(&b, 4096);
+    int rc = leads_route_event_text(&b, lead_id, agent_id, reason);
+    if (rc) {
+        buf_free(&b);
+        err->code = STORE_NOMEM;
+        snprintf(err->msg, sizeof err->msg, "out of memory");
+        return STORE_NOMEM;
+    }
+    rc = store_event_append(tx, agent_id ? "lead.assigned" : "lead.unassigned", b.p, NULL, err);
+    buf_free(&b);
+    return rc;
 }
 
 /* 1 if the two JSON arrays of strings share an item (case-insensitive). */
@@ -145,10 +174,7 @@ static int route(store_tx *tx, int64_t lead_id, json_t *lead_areas, const char *
     if (best < 0) {
         store_rows_free(ar);
         snprintf(reason, sizeof reason, "%s: no active agent with free capacity", why);
-        json_t *ev = json_pack("{s:I, s:s}", "lead_id", (json_int_t)lead_id, "reason", reason);
-        rc = leads_event(tx, "lead.unassigned", ev, err);
-        json_decref(ev);
-        return rc;
+        return route_event(tx, lead_id, 0, reason, err);
     }
     int64_t aid = store_rows_int(ar, best, 1);
     int64_t load = store_rows_int(ar, best, 6), cap = store_rows_int(ar, best, 2);
@@ -164,10 +190,7 @@ static int route(store_tx *tx, int64_t lead_id, json_t *lead_areas, const char *
         rc = store_query(tx, "UPDATE agents SET last_assigned_at = $3 WHERE tenant_id = $1 AND id = $2",
                          ag, 3, NULL, err);
     if (rc) return rc;
-    json_t *ev = json_pack("{s:I, s:I, s:s}", "lead_id", (json_int_t)lead_id, "agent_id", (json_int_t)aid,
-                           "reason", reason);
-    rc = leads_event(tx, "lead.assigned", ev, err);
-    json_decref(ev);
+    rc = route_event(tx, lead_id, aid, reason, err);
     if (!rc) *agent_id = aid;
     return rc;
 }

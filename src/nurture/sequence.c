@@ -277,11 +277,27 @@ int nurture_exit_lead(store_tx *tx, int64_t lead_id, const char *reason, int64_t
     int reply = !strcmp(reason, "replied");
     store_val p[] = {SV_I(tenant), SV_I(lead_id), SV_S(reason), SV_I(now_ms), SV_I(reply)};
     store_rows *r = NULL;
-    int rc = store_query(tx,
-                         "UPDATE nurture_enrollments SET state = 'exited', exit_reason = $3, updated_at = $4 "
-                         "WHERE tenant_id = $1 AND lead_id = $2 AND state = 'active' AND ($5 = 0 OR sequence_id IN "
-                         "(SELECT id FROM nurture_sequences WHERE tenant_id = $1 AND exit_on_reply = 1)) RETURNING id",
+#define EXITING "WHERE tenant_id = $1 AND lead_id = $2 AND state = 'active' AND ($5 = 0 OR sequence_id IN " \
+                "(SELECT id FROM nurture_sequences WHERE tenant_id = $1 AND exit_on_reply = 1))"
+    /* Every inbound message comes here. PostgreSQL: one UPDATE ...
+     * RETURNING. SQLite: its RETURNING builds an ephemeral table on every
+     * run, so the ids are SELECTed first (the writer is alone: the UPDATE
+     * then changes exactly those rows), and a lead in no sequence, the
+     * usual case, costs that SELECT alone. */
+    int rc;
+    if (store_tx_kind(tx) == STORE_POSTGRES) {
+        rc = store_query(tx,
+                         "UPDATE nurture_enrollments SET state = 'exited', exit_reason = $3, updated_at = $4 " EXITING
+                         " RETURNING id",
                          p, 5, &r, err);
+    } else {
+        rc = store_query(tx, "SELECT id FROM nurture_enrollments " EXITING, p, 5, &r, err);
+        if (!rc && store_rows_count(r))
+            rc = store_query(tx,
+                             "UPDATE nurture_enrollments SET state = 'exited', exit_reason = $3, updated_at = $4 " EXITING,
+                             p, 5, NULL, err);
+    }
+#undef EXITING
     for (int i = 0; !rc && i < store_rows_count(r); i++) {
         int64_t enr = store_rows_int(r, i, 0);
         store_val q[] = {SV_I(tenant), SV_I(enr), SV_I(now_ms)};

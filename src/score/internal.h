@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "base/buf.h"
 #include "score.h"
 #include "store/store.h"
 
@@ -125,6 +126,15 @@ double score_predict(score_ctx *c, store_tx *tx, int64_t tenant, int b, const fe
                      int *version, double *base);
 /* The top reasons, biggest effect first (sorts rs). */
 json_t *score_reasons_json(const feats *f, reason *rs, int n, int kind_model);
+/* The same reasons as compact JSON text appended to out: byte for byte
+ * json_dumps(score_reasons_json(...), JSON_COMPACT) (sorts rs). A BUF_ code. */
+int score_reasons_text(const feats *f, reason *rs, int n, int kind_model, buf *out);
+/* lead.scored's payload: {"lead_id","score","previous","kind","model_version","reasons"}, the last
+ * spliced from rtext (the reasons' text); what json_pack and json_dumps gave. A BUF_ code. */
+int score_scored_text(buf *out, int64_t lead_id, double sc, int had, double old, const char *kind, int version,
+                      const char *rtext, size_t rlen);
+/* lead.hot's payload: {"lead_id","score","threshold","agent_id","reasons"}; agent 0 = null. */
+int score_hot_text(buf *out, int64_t lead_id, double sc, double thr, int64_t agent, const char *rtext, size_t rlen);
 /* Appends an event; steals ev (NULL = out of memory). */
 int score_append_event(store_tx *tx, const char *type, json_t *ev, store_err *err);
 

@@ -438,35 +438,105 @@ int score_append_event(store_tx *tx, const char *type, json_t *ev, store_err *er
     return rc;
 }
 
-/* Appends ev (taken) with a last key "reasons": rtext, the compact text of
- * reasons, spliced in rather than encoded again (the same text
- * json_dumps gives with reasons set last); without rtext, reasons is set
- * in ev and encoded. */
-static int append_with_reasons(store_tx *tx, const char *type, json_t *ev, json_t *reasons, const char *rtext,
-                               store_err *err) {
-    if (!rtext || !ev) {
-        if (ev) json_object_set(ev, "reasons", reasons);
-        return score_append_event(tx, type, ev, err);
+/* Text writers for the score events: the bytes json_dumps(JSON_COMPACT)
+ * gives for the JSON trees score_reasons_json and json_pack build (keys in
+ * insertion order; reals in jansson's "%.17g" form, buf_json_real), without
+ * building, encoding and freeing a tree per reason and per event on every
+ * lead write. A unit test compares them with jansson's encoding. Strings
+ * are escaped by buf_json_str (jansson writes \b and \f as such where it
+ * writes \u0008 and \u000c: the same JSON value). */
+
+/* ,"key": (or without the comma) */
+static int put_key(buf *b, const char *k, int first) {
+    int rc = first ? BUF_OK : buf_putc(b, ',');
+    rc |= buf_putc(b, '"');
+    rc |= buf_puts(b, k);
+    return rc | buf_append(b, "\":", 2);
+}
+
+/* One reason's value, as feat_value gives it. */
+static int put_feat_value(buf *b, const feats *f, int i) {
+    if (is_cat(i)) {
+        if (!f->cat[i][0]) return buf_append(b, "null", 4);
+        int rc = buf_putc(b, '"');
+        rc |= buf_json_str(b, f->cat[i], strlen(f->cat[i]));
+        return rc | buf_putc(b, '"');
     }
-    char *head = json_dumps(ev, JSON_COMPACT);
-    json_decref(ev);
-    size_t hl = head ? strlen(head) : 0, rl = strlen(rtext);
-    char *text = hl >= 2 ? eh_malloc(hl + rl + 16) : NULL;
-    int rc = STORE_NOMEM;
-    if (text) {
-        memcpy(text, head, hl - 1); /* without its closing brace */
-        memcpy(text + hl - 1, ",\"reasons\":", 11);
-        memcpy(text + hl + 10, rtext, rl);
-        memcpy(text + hl + 10 + rl, "}", 2);
-        rc = store_event_append(tx, type, text, NULL, err);
+    double v = f->num[i];
+    if (isnan(v)) return buf_append(b, "null", 4);
+    if (v == floor(v) && fabs(v) < 1e15) return buf_json_int(b, (long long)v);
+    return buf_json_real(b, round(v * 1000) / 1000);
+}
+
+int score_reasons_text(const feats *f, reason *rs, int n, int kind_model, buf *out) {
+    qsort(rs, (size_t)n, sizeof *rs, cmp_reason);
+    int rc = buf_putc(out, '[');
+    int written = 0;
+    for (int i = 0; !rc && i < n && i < 6; i++) {
+        double e = kind_model ? round(rs[i].effect * 10000) / 10000 : rs[i].effect;
+        /* a value with no JSON form (an infinite effect, say) failed the
+         * tree's json_pack, which left the reason out: so here too */
+        double v = is_cat(rs[i].feature) ? 0 : f->num[rs[i].feature];
+        if (!isfinite(e) || (!isnan(v) && !(v == floor(v) && fabs(v) < 1e15) && !isfinite(round(v * 1000) / 1000)))
+            continue;
+        if (written++) rc |= buf_putc(out, ',');
+        rc |= buf_putc(out, '{');
+        rc |= put_key(out, "feature", 1);
+        rc |= buf_putc(out, '"');
+        rc |= buf_puts(out, feat_name[rs[i].feature]);
+        rc |= buf_putc(out, '"');
+        rc |= put_key(out, "value", 0);
+        rc |= put_feat_value(out, f, rs[i].feature);
+        rc |= put_key(out, "effect", 0);
+        rc |= buf_json_real(out, e);
+        rc |= buf_putc(out, '}');
     }
-    eh_free(text);
-    free(head);
-    if (rc == STORE_NOMEM) {
-        err->code = STORE_NOMEM;
-        snprintf(err->msg, sizeof err->msg, "out of memory");
-    }
-    return rc;
+    return rc ? rc : buf_putc(out, ']');
+}
+
+/* {"lead_id":..,"score":..,"previous":..,"kind":..,"model_version":..,"reasons":rtext} */
+int score_scored_text(buf *out, int64_t lead_id, double sc, int had, double old, const char *kind, int version,
+                      const char *rtext, size_t rlen) {
+    int rc = buf_putc(out, '{');
+    rc |= put_key(out, "lead_id", 1);
+    rc |= buf_json_int(out, (long long)lead_id);
+    rc |= put_key(out, "score", 0);
+    rc |= buf_json_real(out, sc);
+    rc |= put_key(out, "previous", 0);
+    rc |= had ? buf_json_real(out, old) : buf_append(out, "null", 4);
+    rc |= put_key(out, "kind", 0);
+    rc |= buf_putc(out, '"');
+    rc |= buf_json_str(out, kind, strlen(kind));
+    rc |= buf_putc(out, '"');
+    rc |= put_key(out, "model_version", 0);
+    rc |= version ? buf_json_int(out, version) : buf_append(out, "null", 4);
+    rc |= put_key(out, "reasons", 0);
+    rc |= buf_append(out, rtext, rlen);
+    return rc ? rc : buf_putc(out, '}');
+}
+
+/* {"lead_id":..,"score":..,"threshold":..,"agent_id":..,"reasons":rtext} */
+int score_hot_text(buf *out, int64_t lead_id, double sc, double thr, int64_t agent, const char *rtext, size_t rlen) {
+    int rc = buf_putc(out, '{');
+    rc |= put_key(out, "lead_id", 1);
+    rc |= buf_json_int(out, (long long)lead_id);
+    rc |= put_key(out, "score", 0);
+    rc |= buf_json_real(out, sc);
+    rc |= put_key(out, "threshold", 0);
+    rc |= buf_json_real(out, thr);
+    rc |= put_key(out, "agent_id", 0);
+    rc |= agent ? buf_json_int(out, (long long)agent) : buf_append(out, "null", 4);
+    rc |= put_key(out, "reasons", 0);
+    rc |= buf_append(out, rtext, rlen);
+    return rc ? rc : buf_putc(out, '}');
+}
+
+/* A text writer's failure as the store's: out of memory, or a value with
+ * no JSON form (a NaN score: the tree's json_pack failed there too). */
+static int text_failed(int rc, store_err *err) {
+    err->code = rc == BUF_INVALID ? STORE_INVALID : STORE_NOMEM;
+    snprintf(err->msg, sizeof err->msg, "%s", rc == BUF_INVALID ? "score is not a finite number" : "out of memory");
+    return err->code;
 }
 
 static int rescore(store_tx *tx, int64_t lead_id, int64_t now_ms, int fresh, store_err *err) {
@@ -490,32 +560,35 @@ static int rescore(store_tx *tx, int64_t lead_id, int64_t now_ms, int fresh, sto
     if (had && fabs(sc - old) < 0.001) return STORE_OK;
 
     const char *kind = version ? "model" : "prior";
-    json_t *reasons = score_reasons_json(&f, rs, n, version != 0);
-    char *rtext = json_dumps(reasons, JSON_COMPACT);
+    buf rt, ev;
+    buf_init(&rt, 1 << 16);
+    buf_init(&ev, 1 << 16);
+    int brc = score_reasons_text(&f, rs, n, version != 0, &rt);
+    if (brc) rc = text_failed(brc, err);
     store_val up[] = {SV_I(store_tx_tenant(tx)), SV_I(lead_id), SV_D(sc)};
-    rc = store_query(tx, "UPDATE leads SET score = $3 WHERE tenant_id = $1 AND id = $2", up, 3, NULL, err);
+    if (!rc) rc = store_query(tx, "UPDATE leads SET score = $3 WHERE tenant_id = $1 AND id = $2", up, 3, NULL, err);
     if (!rc) {
         store_val ins[] = {SV_I(store_tx_tenant(tx)), SV_I(lead_id), SV_D(sc), SV_S(kind),
-                           version ? SV_I(version) : SV_NULLV, SV_S(rtext ? rtext : "[]"), SV_I(now_ms)};
+                           version ? SV_I(version) : SV_NULLV, SV_SN(rt.p, rt.len), SV_I(now_ms)};
         rc = store_query(tx,
                          "INSERT INTO lead_scores (tenant_id, lead_id, score, kind, model_version, reasons, created_at) "
                          "VALUES ($1, $2, $3, $4, $5, $6, $7)",
                          ins, 7, NULL, err);
     }
     /* both events end with the reasons: their text is the one just written */
-    if (!rc)
-        rc = append_with_reasons(tx, "lead.scored",
-                                 json_pack("{s:I, s:f, s:o, s:s, s:o}", "lead_id", (json_int_t)lead_id, "score", sc,
-                                           "previous", had ? json_real(old) : json_null(), "kind", kind,
-                                           "model_version", version ? json_integer(version) : json_null()),
-                                 reasons, rtext, err);
-    if (!rc && sc >= thr && (!had || old < thr))
-        rc = append_with_reasons(tx, "lead.hot",
-                                 json_pack("{s:I, s:f, s:f, s:o}", "lead_id", (json_int_t)lead_id, "score", sc,
-                                           "threshold", thr, "agent_id", agent ? json_integer(agent) : json_null()),
-                                 reasons, rtext, err);
-    free(rtext);
-    json_decref(reasons);
+    if (!rc) {
+        if ((brc = score_scored_text(&ev, lead_id, sc, had, old, kind, version, rt.p, rt.len)))
+            rc = text_failed(brc, err);
+        else
+            rc = store_event_append(tx, "lead.scored", ev.p, NULL, err);
+    }
+    if (!rc && sc >= thr && (!had || old < thr)) {
+        buf_reset(&ev);
+        if ((brc = score_hot_text(&ev, lead_id, sc, thr, agent, rt.p, rt.len))) rc = text_failed(brc, err);
+        else rc = store_event_append(tx, "lead.hot", ev.p, NULL, err);
+    }
+    buf_free(&ev);
+    buf_free(&rt);
     return rc;
 }
 

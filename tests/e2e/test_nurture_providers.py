@@ -257,6 +257,26 @@ def test_nurture_steps_task_branch_wait_until_and_takeover(t):
     enr = wait_for(lambda: [e for e in _enrollments(tn, lead["id"]) if e["state"] == "completed"])
     assert enr and [h["step"] for h in enr[0]["history"]] == [1, 3], enr
 
+    # a reply ends the lead's sequences that end on replies, and only those
+    # (SQLite: the ids are read, then that UPDATE; PostgreSQL: UPDATE ... RETURNING)
+    ends = tn.ok("POST", "/v1/sequences", {"name": "ends on reply", "steps": [
+        {"type": "wait", "minutes": 60}, {"type": "task", "text": "never"}]})
+    lead = tn.create_lead(first_name="Ends", phone="+14155557006")
+    e1 = tn.ok("POST", "/v1/sequences/%d/enroll" % ends["id"], {"lead_id": lead["id"]})
+    e2 = tn.ok("POST", "/v1/sequences/%d/enroll" % seq["id"], {"lead_id": lead["id"]})
+    other = tn.create_lead(first_name="Other", phone="+14155557007")
+    tn.ok("POST", "/v1/sequences/%d/enroll" % ends["id"], {"lead_id": other["id"]})
+    tn.ok("POST", "/v1/leads/%d/activities" % lead["id"], {"channel": "sms", "direction": "inbound", "body": "hi"})
+    by_seq = {e["sequence_id"]: e for e in _enrollments(tn, lead["id"])}
+    assert by_seq[ends["id"]]["state"] == "exited" and by_seq[ends["id"]]["exit_reason"] == "replied", by_seq
+    assert by_seq[seq["id"]]["state"] == "active", by_seq
+    assert _enrollments(tn, other["id"])[0]["state"] == "active"
+    exited = [e["payload"] for e in tn.events("nurture.exited") if e["payload"]["lead_id"] == lead["id"]]
+    assert [(x["enrollment_id"], x["reason"]) for x in exited] == [(by_seq[ends["id"]]["id"], "replied")], (exited, e1, e2)
+    # a second reply finds nothing to end
+    tn.ok("POST", "/v1/leads/%d/activities" % lead["id"], {"channel": "sms", "direction": "inbound", "body": "hi again"})
+    assert len([e for e in tn.events("nurture.exited") if e["payload"]["lead_id"] == lead["id"]]) == 1
+
     # wait_until a local window that is not now: due when it opens (UTC lead)
     now = time.gmtime()
     start_h = (now.tm_hour + 2) % 24

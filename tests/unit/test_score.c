@@ -20,7 +20,9 @@
 
 #include "base/alloc.h"
 #include "leads/entity.h"
+#include "leads/leads.h"
 #include "ml/ml.h"
+#include "score/internal.h"
 #include "score/score.h"
 
 static void test_timeline_buckets(void **state) {
@@ -642,6 +644,97 @@ static void test_row_text_is_row_json(void **state) {
     }
 }
 
+/* The score events are written as text (score_reasons_text,
+ * score_scored_text, score_hot_text): byte for byte what the JSON trees
+ * (score_reasons_json, json_pack) dumped compact gave, over random
+ * features and reasons: categorical values with quotes, backslashes and
+ * UTF-8, missing values, integral and fractional numbers, huge ones,
+ * infinite effects (left out by both), model and prior kinds. */
+static void test_event_text_is_json_text(void **state) {
+    uint64_t x = 0x9E3779B97F4A7C15ULL;
+#define RND() (x ^= x << 13, x ^= x >> 7, x ^= x << 17, x)
+    static const char *const cats[] = {"", "zillow", "a \"q\" \\ b", "M\u00fcller \u2603", "3-6 months", "x/y\tz"};
+    for (int round_ = 0; round_ < 3000; round_++) {
+        feats f;
+        memset(&f, 0, sizeof f);
+        for (int i = 0; i < NFEAT; i++) {
+            snprintf(f.cat[i], sizeof f.cat[i], "%s", cats[RND() % 6]);
+            switch (RND() % 6) {
+            case 0: f.num[i] = NAN; break;
+            case 1: f.num[i] = (double)(RND() % 1000); break;
+            case 2: f.num[i] = (double)(int64_t)(RND() >> 24) / 997.0; break;
+            case 3: f.num[i] = 1e16 + (double)(RND() % 7); break;
+            case 4: f.num[i] = (RND() & 1) ? INFINITY : 1e306; break;
+            default: f.num[i] = -(double)(RND() % 100000) / 3.0; break;
+            }
+        }
+        reason rs[NFEAT], rs2[NFEAT];
+        int n = (int)(RND() % 10);
+        for (int i = 0; i < n; i++) {
+            rs[i].feature = (int)(RND() % NFEAT);
+            rs[i].effect = (RND() % 17 == 0) ? INFINITY : (double)(int64_t)(RND() >> 30) / 1e6;
+        }
+        memcpy(rs2, rs, sizeof rs);
+        int model = (int)(RND() & 1);
+        json_t *tree = score_reasons_json(&f, rs, n, model);
+        char *want = json_dumps(tree, JSON_COMPACT);
+        buf t;
+        buf_init(&t, 1 << 16);
+        assert_int_equal(score_reasons_text(&f, rs2, n, model, &t), BUF_OK);
+        assert_string_equal(t.p, want);
+        free(want);
+
+        int64_t lead = (int64_t)(RND() % 1000000) + 1, agent = (int64_t)(RND() % 3);
+        double sc = round((double)(RND() % 1000000) / 1e6 * 10000) / 10000, old = (double)(RND() % 100) / 100;
+        int had = (int)(RND() & 1), version = model ? (int)(RND() % 20) + 1 : 0;
+        const char *kind = version ? "model" : "prior";
+        json_t *ev = json_pack("{s:I, s:f, s:o, s:s, s:o, s:O}", "lead_id", (json_int_t)lead, "score", sc, "previous",
+                               had ? json_real(old) : json_null(), "kind", kind, "model_version",
+                               version ? json_integer(version) : json_null(), "reasons", tree);
+        want = json_dumps(ev, JSON_COMPACT);
+        buf e;
+        buf_init(&e, 1 << 16);
+        assert_int_equal(score_scored_text(&e, lead, sc, had, old, kind, version, t.p, t.len), BUF_OK);
+        assert_string_equal(e.p, want);
+        free(want);
+        json_decref(ev);
+        double thr = (double)(RND() % 100) / 100;
+        ev = json_pack("{s:I, s:f, s:f, s:o, s:O}", "lead_id", (json_int_t)lead, "score", sc, "threshold", thr,
+                       "agent_id", agent ? json_integer(agent) : json_null(), "reasons", tree);
+        want = json_dumps(ev, JSON_COMPACT);
+        buf_reset(&e);
+        assert_int_equal(score_hot_text(&e, lead, sc, thr, agent, t.p, t.len), BUF_OK);
+        assert_string_equal(e.p, want);
+        free(want);
+        json_decref(ev);
+        buf_free(&e);
+        buf_free(&t);
+        json_decref(tree);
+    }
+    /* routing's events */
+    static const char *const why[] = {"new lead; round robin; load 0/5", "x \"q\" \\ \u00e9\t\u2603", ""};
+    for (int i = 0; i < 3; i++)
+        for (int64_t agent = 0; agent < 2; agent++) {
+            json_t *ev = agent ? json_pack("{s:I, s:I, s:s}", "lead_id", (json_int_t)42, "agent_id",
+                                           (json_int_t)(agent * 9000000000LL), "reason", why[i])
+                               : json_pack("{s:I, s:s}", "lead_id", (json_int_t)-7, "reason", why[i]);
+            char *want = json_dumps(ev, JSON_COMPACT);
+            buf b;
+            buf_init(&b, 1024);
+            assert_int_equal(leads_route_event_text(&b, agent ? 42 : -7, agent * 9000000000LL, why[i]), BUF_OK);
+            assert_string_equal(b.p, want);
+            buf_free(&b);
+            free(want);
+            json_decref(ev);
+        }
+    /* a score with no JSON form fails (the tree's json_pack failed too) */
+    buf e;
+    buf_init(&e, 1024);
+    assert_int_equal(score_scored_text(&e, 1, NAN, 0, 0, "prior", 0, "[]", 2), BUF_INVALID);
+    buf_free(&e);
+#undef RND
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_timeline_buckets),
@@ -650,6 +743,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_drift_of_builtin_rows, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_lead_scores_as_score_lead, setup, teardown),
         cmocka_unit_test_setup_teardown(test_row_text_is_row_json, setup, teardown),
+        cmocka_unit_test(test_event_text_is_json_text),
     };
     return cmocka_run_group_tests_name("score", tests, NULL, NULL);
 }
