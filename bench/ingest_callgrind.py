@@ -24,32 +24,16 @@ import argparse
 import http.client
 import json
 import os
-import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
+from callgrind_util import serve, tenant_with_key, total
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIGN = os.path.join(HERE, "ingest_sign.py")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def cli(binary, data, *args):
-    r = subprocess.run([binary] + list(args) + ["--data-dir", data, "--store", "sqlite:" + os.path.join(data, "ehub.db")],
-                       capture_output=True, text=True, timeout=120)
-    if r.returncode:
-        sys.exit("cli %s: %s" % (args, r.stderr))
-    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def run(binary, n, extra, keep, idle=0.0):
@@ -57,29 +41,12 @@ def run(binary, n, extra, keep, idle=0.0):
     data = os.path.join(tmp, "data")
     os.makedirs(data)
     slug = "cg"
-    cli(binary, data, "tenant", "add", slug, "callgrind")
-    key = cli(binary, data, "key", "create", "admin", "cg", "--tenant", slug)["key"]
+    key = tenant_with_key(binary, data, slug)
     priv = os.path.join(tmp, "k.pem")
     pub = subprocess.run([sys.executable, SIGN, "keygen", priv], capture_output=True, text=True, check=True).stdout
-    port = free_port()
     out = os.path.join(tmp, "callgrind.out")
-    srv = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, binary, "serve",
-                            "--host", "127.0.0.1", "--port", str(port), "--data-dir", data, "--log-level", "warn",
-                            "--store", "sqlite:" + os.path.join(data, "ehub.db")] + extra,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    srv, port = serve(binary, data, out, extra)
     try:
-        end = time.time() + 120
-        while True:
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                c.request("GET", "/ready")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if time.time() > end:
-                sys.exit("server did not start")
-            time.sleep(0.5)
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         c.request("PATCH", "/v1/settings", json.dumps({"ghl_ed25519_public_key": pub}),
                   {"Authorization": "Bearer " + key, "Content-Type": "application/json"})
@@ -111,15 +78,10 @@ def run(binary, n, extra, keep, idle=0.0):
     finally:
         srv.terminate()
         srv.wait(300)
-    total = None
-    with open(out) as f:
-        for line in f:
-            m = re.match(r"(summary|totals): (\d+)", line)
-            if m:
-                total = int(m.group(2))
+    n_total = total(out)
     if not keep:
         shutil.rmtree(tmp, ignore_errors=True)
-    return total, dur
+    return n_total, dur
 
 
 def main():

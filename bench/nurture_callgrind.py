@@ -22,22 +22,14 @@ import argparse
 import http.client
 import json
 import os
-import re
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+from callgrind_util import free_port, serve, tenant_with_key, total
 
 
 def nginx(tmp):
@@ -63,26 +55,14 @@ http {
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), port
 
 
-def cli(binary, data, *args):
-    r = subprocess.run([binary] + list(args) + ["--data-dir", data], capture_output=True, text=True, timeout=120)
-    if r.returncode:
-        sys.exit("cli %s: %s" % (args, r.stderr))
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
 def run(binary, n, steps, idle=0.0):
     tmp = tempfile.mkdtemp(prefix="ehub-ncg-")
     data = os.path.join(tmp, "data")
     os.makedirs(data)
     ng, nport = nginx(tmp)
-    cli(binary, data, "tenant", "add", "cg", "callgrind")
-    key = cli(binary, data, "key", "create", "admin", "cg", "--tenant", "cg")["key"]
-    port = free_port()
+    key = tenant_with_key(binary, data)
     out = os.path.join(tmp, "callgrind.out")
-    srv = subprocess.Popen(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, binary, "serve",
-                            "--host", "127.0.0.1", "--port", str(port), "--data-dir", data, "--log-level", "warn",
-                            "--twilio-url", "http://127.0.0.1:%d" % nport],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    srv, port = serve(binary, data, out, ["--twilio-url", "http://127.0.0.1:%d" % nport])
     H = {"Authorization": "Bearer " + key, "Content-Type": "application/json"}
 
     def call(method, path, body, ctype="application/json"):
@@ -96,18 +76,6 @@ def run(binary, n, steps, idle=0.0):
         return json.loads(b) if b else None
 
     try:
-        end = time.time() + 120
-        while True:
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-                c.request("GET", "/ready")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if time.time() > end:
-                sys.exit("server did not start")
-            time.sleep(0.5)
         call("PATCH", "/v1/nurture/settings", {"twilio_account_sid": "AC" + "1" * 32, "twilio_auth_token": "tok",
              "twilio_from": "+14155550000", "quiet_start": "00:00", "quiet_end": "00:00", "daily_cap": 10})
         call("POST", "/v1/templates", {"name": "s", "channel": "sms", "body": "Hi {{first_name}}. Reply STOP to opt out"})
@@ -139,14 +107,9 @@ def run(binary, n, steps, idle=0.0):
         srv.wait(300)
         ng.terminate()
         ng.wait(30)
-    total = None
-    with open(out) as f:
-        for line in f:
-            m = re.match(r"(summary|totals): (\d+)", line)
-            if m:
-                total = int(m.group(2))
+    n_total = total(out)
     shutil.rmtree(tmp, ignore_errors=True)
-    return total, dur
+    return n_total, dur
 
 
 def main():
