@@ -543,7 +543,10 @@ def test_llm_slow_provider_holds_no_pool_thread(t):
     assert time.time() - t0 < hold, "the provider let go before the measurement ended"
     lat.sort()
     p99 = lat[int(len(lat) * 0.99 + 0.999) - 1]
-    assert p99 < 0.05 * t.slow, ["%.1f ms" % (x * 1000) for x in lat[-5:]]
+    # with 50 requests the p99 is the slowest: bounded well below the hold
+    # (a request that waited for a pool thread would take seconds; the old
+    # design measured ~1 s) yet above a loaded machine's odd fsync stall
+    assert p99 < 0.25 * t.slow, ["%.1f ms" % (x * 1000) for x in lat[-5:]]
     # and the drafts were all written, late, on the feed
     def drafts():
         return [e["payload"]["draft"] for e in tn.events("coaching.updated") if "draft" in e["payload"]]
