@@ -2,7 +2,8 @@
 REST POST /v1/leads/{id}/activities, a signed GoHighLevel InboundMessage
 webhook, a signed Twilio inbound SMS -- reaches the agent's own WebSocket
 client as `coaching.updated` on `coaching:{agent_id}` within 50 ms of the
-request being sent (p99 over 42 messages, x --slow). The clock starts when
+request being sent (p99 over 102 messages, x --slow: with 102 the p99 is
+the second slowest, so one stall of a loaded machine is not the p99). The clock starts when
 the request is written and stops when the event is read off the socket, so
 it holds the whole path: HTTP parse, signature check, the write
 transaction that stores the message and coaches the lead, the commit, the
@@ -163,10 +164,10 @@ def report(out):
 def test_coach_feed_inbound_message_coaches_the_agent_within_50ms(t):
     s = Setup(t)
     try:
-        out = measure(s, rounds=14)  # 42 messages, 14 each way
+        out = measure(s, rounds=34)  # 102 messages, 34 each way
         print(report(out))
         every = [x for v in out.values() for x in v]
-        assert len(every) == 42 and all(len(v) == 14 for v in out.values()), out
+        assert len(every) == 102 and all(len(v) == 34 for v in out.values()), out
         assert pct(every, 99) < BUDGET_MS * t.slow, report(out)
         # every message was stored, and one coaching.updated per message in the log
         ev = s.tn.events("coaching.updated")
