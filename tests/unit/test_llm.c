@@ -188,16 +188,21 @@ static void test_key_file(void **st) {
     assert_string_equal(key, "");
 }
 
-static void test_breaker_against_a_closed_port(void **st) {
-    (void)st;
+/* A loopback URL where nobody listens: a port bound, read and let go. */
+static void closed_port_url(char *url, size_t n) {
     int s = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t al = sizeof a;
     assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
     getsockname(s, (struct sockaddr *)&a, &al);
-    close(s); /* nobody listens there now */
+    close(s);
+    snprintf(url, n, "http://127.0.0.1:%d", ntohs(a.sin_port));
+}
+
+static void test_breaker_against_a_closed_port(void **st) {
+    (void)st;
     char url[64], why[200];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d", ntohs(a.sin_port));
+    closed_port_url(url, sizeof url);
     llm_opts o = {.provider = LLM_OPENAI, .url = url, .key = "k", .timeout_ms = 500, .breaker_failures = 3,
                   .breaker_cooldown_ms = 150};
     llm *l = llm_new(&o, why, sizeof why);
@@ -437,14 +442,8 @@ static void test_calls_on_the_loop(void **st) {
 
 static void test_cancelled_call_leaves_the_breaker_half_open(void **st) {
     (void)st;
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof a;
-    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-    getsockname(s, (struct sockaddr *)&a, &al);
-    close(s);
     char url[64], why[200];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d", ntohs(a.sin_port));
+    closed_port_url(url, sizeof url);
     llm_opts o = {.provider = LLM_OPENAI, .url = url, .timeout_ms = 500, .breaker_failures = 1,
                   .breaker_cooldown_ms = 50};
     llm *l = llm_new(&o, why, sizeof why);
@@ -474,14 +473,8 @@ static void test_cancelled_call_leaves_the_breaker_half_open(void **st) {
  * trial, or a second trial would go out beside it. */
 static void test_only_the_trial_settles_the_trial(void **st) {
     (void)st;
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof a;
-    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-    getsockname(s, (struct sockaddr *)&a, &al);
-    close(s);
     char url[64], why[200];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d", ntohs(a.sin_port));
+    closed_port_url(url, sizeof url);
     llm_opts o = {.provider = LLM_OPENAI, .url = url, .timeout_ms = 500, .breaker_failures = 1,
                   .breaker_cooldown_ms = 50};
     llm *l = llm_new(&o, why, sizeof why);
