@@ -73,11 +73,12 @@ static void put_json_str(log_line *l, const char *s, size_t n) {
 static void put_text(log_line *l, const char *s, size_t n) {
     if (l->truncated) return;
     char red[LOG_LINE_MAX];
-    if (n >= sizeof red || pii_redact(s, n, red, sizeof red) >= sizeof red) {
+    size_t m = n < sizeof red ? pii_redact(s, n, red, sizeof red) : sizeof red;
+    if (m >= sizeof red) {
         l->truncated = 1;
         return;
     }
-    put_json_str(l, red, strlen(red));
+    put_json_str(l, red, m);
 }
 
 static void put_key(log_line *l, const char *key) {
