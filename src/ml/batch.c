@@ -12,6 +12,7 @@
  * objects) are reported like the jansson path reports them. */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,12 +107,33 @@ static int string(rd *r, char *out, size_t cap, size_t *len, int *trunc) {
     *trunc = 0;
     for (;;) {
         /* the common case: a run of printable ASCII, copied at once */
-        const char *run = r->p;
-        while (r->p < r->end) {
-            unsigned char a = (unsigned char)*r->p;
-            if (a < 0x20 || a >= 0x80 || a == '"' || a == '\\') break;
-            r->p++;
+        const char *run = r->p, *p = r->p, *end = r->end;
+        /* eight bytes at a time while none is a quote, a backslash, a
+         * control character or non-ASCII (haszero() over each byte lane:
+         * a set high bit flags a lane that may be one; the byte loop below
+         * then finds which exactly) */
+        while (end - p >= 8) {
+            uint64_t v;
+            memcpy(&v, p, 8);
+            const uint64_t ones = 0x0101010101010101u, highs = 0x8080808080808080u;
+            uint64_t q = v ^ (ones * '"'), b = v ^ (ones * '\\');
+            uint64_t flag = ((q - ones) & ~q) | ((b - ones) & ~b) | (v - ones * 0x20) | v;
+            if (flag & highs) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                /* the lowest flagged lane is exact (a borrow only flags lanes
+                 * above a real one): go straight to that byte */
+                p += __builtin_ctzll(flag & highs) >> 3;
+#endif
+                break;
+            }
+            p += 8;
         }
+        while (p < end) {
+            unsigned char a = (unsigned char)*p;
+            if (a < 0x20 || a >= 0x80 || a == '"' || a == '\\') break;
+            p++;
+        }
+        r->p = p;
         if (r->p > run) {
             size_t k = (size_t)(r->p - run);
             if (out && n + k < cap) memcpy(out + n, run, k);
@@ -352,6 +374,24 @@ static int on_model_key(rd *r, const char *key, void *ud) {
     return 1;
 }
 
+int ml_predict_model(const char *json, size_t len, char name[65]) {
+    rd r = {json, json + len, json, NULL, 0, 0};
+    char key[8];
+    size_t n;
+    int trunc;
+    char tmp[72];
+    /* fail() writes into err: give it somewhere harmless to write */
+    char scratch[8];
+    r.err = scratch, r.errlen = sizeof scratch;
+    if (expect(&r, '{')) return 0;
+    ws(&r);
+    if (string(&r, key, sizeof key, &n, &trunc) || trunc || strcmp(key, "model") != 0 || expect(&r, ':')) return 0;
+    ws(&r);
+    if (r.p >= r.end || *r.p != '"' || string(&r, tmp, sizeof tmp, &n, &trunc) || trunc || n > 64) return 0;
+    memcpy(name, tmp, n + 1);
+    return 1;
+}
+
 int ml_batch_model(const char *json, size_t len, char name[65], char *err, size_t errlen) {
     rd r = {json, json + len, json, err, errlen, 0};
     model_ud m = {name, 0};
@@ -521,11 +561,19 @@ int ml_batch_rows(const ml_schema *s, const char *json, size_t len, size_t max_r
 
 typedef struct one_ud {
     rows_ud rows;
-    int found, explain;
+    int found, explain, model;
 } one_ud;
 
 static int on_one_key(rd *r, const char *key, void *ud) {
     one_ud *o = ud;
+    /* the model's name was read by ml_predict_model or ml_batch_model; a
+     * second "model" would leave it ambiguous (ml_predict_model reads only
+     * the first key) */
+    if (strcmp(key, "model") == 0) {
+        if (o->model) return fail(r, 400, "duplicate key \"model\"");
+        o->model = 1;
+        return 0;
+    }
     if (strcmp(key, "features") == 0) {
         if (o->found) return fail(r, 400, "duplicate key \"features\"");
         o->found = 1;

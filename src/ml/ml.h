@@ -132,6 +132,11 @@ int ml_encode_value(const ml_schema *s, int feature, const ml_value *v, float *o
  * ml_batch_model finds the top-level "model" string (name[65]); returns 0,
  * or -1 (400: not JSON, or no model string) with err. */
 int ml_batch_model(const char *json, size_t len, char name[65], char *err, size_t errlen);
+/* The fast path of a single /predict: 1 with name set when the body's first
+ * key is "model" with a string of at most 64 bytes, else 0 (the caller then
+ * uses ml_batch_model). Reads only that far: ml_read_predict, which parses
+ * the whole body, checks the rest (and rejects a second "model"). */
+int ml_predict_model(const char *json, size_t len, char name[65]);
 /* Encodes every row into *X (rows x width floats, the caller frees with
  * eh_free); at most max_rows. Returns 0, or the HTTP status of the problem
  * (400 malformed JSON, 413 too many rows, 422 a bad row: err says which)

@@ -335,11 +335,18 @@ static void h_predict(http_req *q, app *a, const auth_principal *p, void *ud) {
     size_t blen;
     char name[65], err[ML_ERR_LEN + 64];
     if (http_req_json_body(q, &body, &blen)) return; /* answered */
-    if (ml_batch_model(body, blen, name, err, sizeof err)) {
-        http_reply_error(q, 400, strncmp(err, "invalid JSON", 12) == 0 ? "invalid_json" : "missing_field", err);
-        return;
+    /* Usually "model" comes first: read just that, and let ml_read_predict's
+     * one pass check the rest. Otherwise, or when the name is not one of
+     * ours (a malformed body must still answer 400 before 404), the whole
+     * body is parsed for it first. */
+    served *s = ml_predict_model(body, blen, name) ? find(c, name) : NULL;
+    if (!s || !s->cur) {
+        if (ml_batch_model(body, blen, name, err, sizeof err)) {
+            http_reply_error(q, 400, strncmp(err, "invalid JSON", 12) == 0 ? "invalid_json" : "missing_field", err);
+            return;
+        }
+        s = name[0] ? find(c, name) : NULL;
     }
-    served *s = name[0] ? find(c, name) : NULL;
     if ((!s || !s->cur) && score_builtin(name)) {
         builtin_predict(q, a, p, body, blen, name);
         return;

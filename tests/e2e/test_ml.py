@@ -533,8 +533,12 @@ def test_ml_bad_inputs_are_4xx_json(t):
         ("not JSON at all", b"model=churn&tenure=1", 400),
         ("empty body", b"", 400),
         ("duplicate key", good.replace('{"model": "churn",', '{"model": "churn", "model": "house",').encode(), 400),
+        # the name is read from a leading "model" alone, the rest in one pass after it: a second "model"
+        # anywhere, or broken JSON after an unknown name, must still be caught
+        ("duplicate key at the end", (good[:-1] + ', "model": "churn"}').encode(), 400),
+        ("broken JSON after an unknown model", b'{"model": "nope", "features": {', 400),
     ]
-    assert b"NaN" in cases[-8][1] and b"Infinity" in cases[-7][1], "test rows changed"
+    assert b"NaN" in cases[-10][1] and b"Infinity" in cases[-9][1], "test rows changed"
     for path in ("/predict", "/v1/predict"):
         for what, body, want in cases:
             s, j = a.call("POST", path, body)
@@ -566,6 +570,9 @@ def test_ml_bad_inputs_are_4xx_json(t):
                 assert "row 7" in j["error"]["message"], j
     # the server is still fine
     assert a.ok_predict("churn", row)["version"] == 1
+    # "model" after "features" is read by the whole-body path, with the same answer
+    s, j = a.call("POST", "/predict", {"features": row, "model": "churn"})
+    assert s == 200 and j["score"] == a.ok_predict("churn", row)["score"], (s, j)
 
 
 def test_ml_models_listing(t):

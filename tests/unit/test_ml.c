@@ -41,6 +41,56 @@ static int teardown(void **st) {
     return system(cmd) == 0 ? 0 : -1;
 }
 
+/* ---- reading request bodies (batch.c) ---- */
+
+/* The string reader checks eight bytes at a time for a quote, a backslash,
+ * a control character or non-ASCII: put each of those at every offset of
+ * a lane (and past it) and compare with what the byte-at-a-time rules say. */
+static void test_body_strings(void **st) {
+    (void)st;
+    static const struct { const char *raw, *decoded; int ok; } cases[] = {
+        {"\\\"", "\"", 1},       {"\\\\", "\\", 1},        {"\\u00e9", "\xc3\xa9", 1},
+        {"\xc3\xa9", "\xc3\xa9", 1}, {"\\n", "\n", 1},      {"\x7f", "\x7f", 1},
+        {"\t", NULL, 0},          {"\x01", NULL, 0},        {"\xff", NULL, 0},
+        {"\xc3", NULL, 0},        {"\x1f", NULL, 0},        {" ", " ", 1},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (int pre = 0; pre <= 17; pre++) {
+            for (int post = 0; post <= 9; post += 9) {
+                char raw[96], want[96], body[160], name[65], err[256];
+                memset(raw, 'a', (size_t)pre);
+                raw[pre] = 0;
+                strcat(raw, cases[c].raw);
+                memset(raw + strlen(raw), 'z', (size_t)post);
+                raw[pre + strlen(cases[c].raw) + (size_t)post] = 0;
+                snprintf(body, sizeof body, "{\"model\":\"%s\",\"rows\":[]}", raw);
+                int rc = ml_batch_model(body, strlen(body), name, err, sizeof err);
+                int fast = ml_predict_model(body, strlen(body), name);
+                if (!cases[c].ok) {
+                    assert_int_equal(rc, -1);
+                    assert_int_equal(fast, 0);
+                    continue;
+                }
+                memset(want, 'a', (size_t)pre);
+                want[pre] = 0;
+                strcat(want, cases[c].decoded);
+                memset(want + strlen(want), 'z', (size_t)post);
+                want[pre + strlen(cases[c].decoded) + (size_t)post] = 0;
+                assert_int_equal(rc, 0);
+                assert_string_equal(name, want);
+                assert_int_equal(fast, 1);
+                assert_string_equal(name, want);
+            }
+        }
+    }
+    /* the fast path reads only a first "model" string; anything else is
+     * left to ml_batch_model */
+    char name[65];
+    const char *no[] = {"{\"rows\":[],\"model\":\"m\"}", "{\"model\":5}", "[\"model\"]", "{\"modelx\":\"m\"}",
+                        "{\"model\":\"" /* unterminated */};
+    for (size_t i = 0; i < sizeof no / sizeof no[0]; i++) assert_int_equal(ml_predict_model(no[i], strlen(no[i]), name), 0);
+}
+
 /* ---- metrics ---- */
 
 static void test_auc(void **st) {
@@ -565,6 +615,7 @@ static void test_quality_sacramento(void **st) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_auc),
+        cmocka_unit_test(test_body_strings),
         cmocka_unit_test(test_losses),
         cmocka_unit_test(test_parse_number),
         cmocka_unit_test(test_format_g15),
