@@ -1,6 +1,7 @@
 /* Router: method + path pattern → handler. Routes are few (tens), so a
  * linear scan over pre-split patterns is faster than anything cleverer and
  * keeps registration order meaningful for /openapi.json. */
+#include <stdint.h>
 #include <string.h>
 
 #include "base/alloc.h"
@@ -19,8 +20,18 @@ typedef struct route {
     const http_route_doc *doc;
 } route;
 
+/* What a match checks first, kept apart from the (large) routes so a
+ * lookup scans one small array in order: the segment count and the first
+ * segment (its length and FNV-1a hash, unless it is a parameter). */
+typedef struct route_key {
+    uint32_t h0;
+    uint16_t len0;
+    uint8_t nsegs, param0;
+} route_key;
+
 struct http_router {
     route *routes;
+    route_key *keys;
     int n, cap;
     http_handler fallback;
     void *fallback_ud;
@@ -49,11 +60,18 @@ void http_router_free(http_router *r) {
     if (!r) return;
     for (int i = 0; i < r->n; i++) eh_free(r->routes[i].pattern);
     eh_free(r->routes);
+    eh_free(r->keys);
     eh_free(r);
 }
 
 /* Splits "/a/{b}/c" in place into segments; returns -1 if malformed. The
  * pattern copy is owned by the route and NUL-separated here. */
+static uint32_t seg_hash(const char *p, size_t n) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 16777619u;
+    return h;
+}
+
 static int split_pattern(route *rt) {
     char *p = rt->pattern;
     if (*p != '/') return -1;
@@ -93,6 +111,9 @@ int http_router_add(http_router *r, const char *method, const char *pattern, htt
         route *nr = eh_realloc(r->routes, (size_t)cap * sizeof *nr);
         if (!nr) return -1;
         r->routes = nr;
+        route_key *nk = eh_realloc(r->keys, (size_t)cap * sizeof *nk);
+        if (!nk) return -1;
+        r->keys = nk;
         r->cap = cap;
     }
     route *rt = &r->routes[r->n];
@@ -108,7 +129,7 @@ int http_router_add(http_router *r, const char *method, const char *pattern, htt
     char *split_copy = mem + len + 1;
     char *keep = rt->pattern;
     rt->pattern = split_copy;
-    int bad = split_pattern(rt);
+    int bad = split_pattern(rt) || (rt->nsegs && rt->segs[0].len > UINT16_MAX); /* route_key.len0 */
     rt->pattern = keep;
     if (bad) {
         eh_free(mem);
@@ -118,6 +139,11 @@ int http_router_add(http_router *r, const char *method, const char *pattern, htt
     rt->ud = ud;
     rt->flags = flags;
     rt->doc = doc;
+    route_key *k = &r->keys[r->n];
+    k->nsegs = (uint8_t)rt->nsegs;
+    k->param0 = rt->nsegs ? (uint8_t)rt->segs[0].param : 0;
+    k->len0 = rt->nsegs ? (uint16_t)rt->segs[0].len : 0;
+    k->h0 = rt->nsegs ? seg_hash(rt->segs[0].text, rt->segs[0].len) : 0;
     r->n++;
     return 0;
 }
@@ -176,7 +202,10 @@ int http_router_match(const http_router *r, const char *method, const char *path
     int path_found = 0;
     char allow[128] = "";
     int has_get = 0;
+    uint32_t h0 = n ? seg_hash(segs[0], lens[0]) : 0;
     for (int i = 0; i < r->n; i++) {
+        const route_key *k = &r->keys[i];
+        if (k->nsegs != n || (n && !k->param0 && (k->len0 != lens[0] || k->h0 != h0))) continue;
         const route *rt = &r->routes[i];
         if (!path_matches(rt, segs, lens, n, NULL)) continue;
         if (!strcmp(rt->method, want)) {

@@ -21,6 +21,9 @@ static http_router *mk(void) {
     assert_int_equal(http_router_add(r, "PATCH", "/v1/leads/{id}", h1, NULL, 0, NULL), 0);
     assert_int_equal(http_router_add(r, "GET", "/v1/leads/{id}/activities/{aid}", h1, NULL, 0, NULL), 0);
     assert_int_equal(http_router_add(r, "GET", "/", h1, NULL, 0, NULL), 0);
+    /* a parameter first: matched whatever the first segment is (the
+     * router's first check skips routes by their first literal segment) */
+    assert_int_equal(http_router_add(r, "GET", "/{t}/status", h2, (void *)9, 0, NULL), 0);
     return r;
 }
 
@@ -32,6 +35,13 @@ static void test_literal(void **st) {
     assert_string_equal(m.pattern, "/health");
     assert_int_equal(http_router_match(r, "GET", "/", &m), HTTP_MATCH_OK);
     assert_string_equal(m.pattern, "/");
+    assert_int_equal(http_router_match(r, "GET", "/acme/status", &m), HTTP_MATCH_OK);
+    assert_ptr_equal(m.ud, (void *)9);
+    assert_memory_equal(m.params[0].val, "acme", 4);
+    assert_int_equal(http_router_match(r, "GET", "/v1/status", &m), HTTP_MATCH_OK);
+    assert_ptr_equal(m.ud, (void *)9);
+    assert_int_equal(http_router_match(r, "GET", "/healthz", &m), HTTP_MATCH_NOT_FOUND);
+    assert_int_equal(http_router_match(r, "GET", "/healt", &m), HTTP_MATCH_NOT_FOUND);
     http_router_free(r);
 }
 
@@ -96,7 +106,7 @@ static void test_each(void **st) {
     http_router *r = mk();
     int n = 0;
     http_router_each(r, count_route, &n);
-    assert_int_equal(n, 7);
+    assert_int_equal(n, 8);
     http_router_free(r);
 }
 
