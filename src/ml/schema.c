@@ -22,6 +22,7 @@
  * categories; a linear strcmp scan was a fifth of reading it. */
 typedef struct strtab {
     int32_t *slot; /* index into the owner's array, -1 when empty */
+    uint32_t *hash; /* each slot's full hash: a probe compares strings only when it matches */
     uint32_t mask;
 } strtab;
 
@@ -55,7 +56,9 @@ static void feat_free(feat *f) {
     eh_free(f->cat);
     eh_free(f->rare);
     eh_free(f->cat_tab.slot);
+    eh_free(f->cat_tab.hash);
     eh_free(f->rare_tab.slot);
+    eh_free(f->rare_tab.hash);
 }
 
 static uint32_t str_hash(const char *s) {
@@ -68,14 +71,23 @@ static int strtab_build(strtab *t, char *const *names, int n) {
     uint32_t size = 8;
     while (size < 2u * (uint32_t)n) size *= 2;
     eh_free(t->slot);
+    eh_free(t->hash);
     t->slot = eh_malloc(size * sizeof *t->slot);
-    if (!t->slot) return -1;
+    t->hash = eh_malloc(size * sizeof *t->hash);
+    if (!t->slot || !t->hash) {
+        eh_free(t->slot);
+        eh_free(t->hash);
+        t->slot = NULL;
+        t->hash = NULL;
+        return -1;
+    }
     t->mask = size - 1;
     for (uint32_t i = 0; i < size; i++) t->slot[i] = -1;
     for (int i = 0; i < n; i++) {
-        uint32_t h = str_hash(names[i]) & t->mask;
+        uint32_t full = str_hash(names[i]), h = full & t->mask;
         while (t->slot[h] >= 0) h = (h + 1) & t->mask;
         t->slot[h] = i;
+        t->hash[h] = full;
     }
     return 0;
 }
@@ -84,8 +96,10 @@ static int strtab_build(strtab *t, char *const *names, int n) {
 static int strtab_find(const strtab *t, char *const *names, const char *s) {
     if (!t->slot) return -1;
     int found = -1;
-    for (uint32_t h = str_hash(s) & t->mask; t->slot[h] >= 0; h = (h + 1) & t->mask)
-        if (strcmp(names[t->slot[h]], s) == 0 && (found < 0 || t->slot[h] < found)) found = t->slot[h];
+    uint32_t full = str_hash(s);
+    for (uint32_t h = full & t->mask; t->slot[h] >= 0; h = (h + 1) & t->mask)
+        if (t->hash[h] == full && strcmp(names[t->slot[h]], s) == 0 && (found < 0 || t->slot[h] < found))
+            found = t->slot[h];
     return found;
 }
 
@@ -95,6 +109,7 @@ void ml_schema_free(ml_schema *s) {
     for (int i = 0; i < s->width; i++) eh_free(s->colname[i]);
     eh_free(s->f);
     eh_free(s->name_tab.slot);
+    eh_free(s->name_tab.hash);
     eh_free(s->fname);
     eh_free(s->colname);
     eh_free(s->owner);

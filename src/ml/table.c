@@ -182,6 +182,9 @@ int ml_is_missing(const char *s) {
      * told apart by their first byte, without nine strcasecmp calls */
     if (!s[0]) return 1;
     if (!strchr("nN?#-", s[0])) return 0;
+    /* and none is longer than four bytes ("no", "nonexistent", "nov" are
+     * common values that start with n) */
+    if (strnlen(s, 5) > 4) return 0;
     for (size_t i = 0; i < sizeof na / sizeof na[0]; i++)
         if (strcasecmp(s, na[i]) == 0) return 1;
     return 0;
