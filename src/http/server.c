@@ -629,8 +629,14 @@ void http_req_set_tenant(http_req *q, const char *tenant) {
 }
 
 const char *http_req_header(const http_req *q, const char *name) {
+    /* a request asks for several headers among several: most names differ
+     * in their first letter, told apart without a strcasecmp call (| 0x20
+     * folds ASCII letters; a non-letter that folds the same is left to
+     * strcasecmp) */
+    unsigned char f = (unsigned char)name[0] | 0x20;
     for (int i = 0; i < q->nhdrs; i++)
-        if (strcasecmp(q->hdrs[i].name, name) == 0) return q->hdrs[i].value;
+        if (((unsigned char)q->hdrs[i].name[0] | 0x20) == f && strcasecmp(q->hdrs[i].name, name) == 0)
+            return q->hdrs[i].value;
     return NULL;
 }
 

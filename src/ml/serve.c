@@ -207,7 +207,10 @@ static void reply_scored(http_req *q, const served *s, const mref *r, double mar
     buf b;
     buf_init(&b, (size_t)4 << 20);
     /* model names are [a-z0-9_-]: nothing to escape */
-    int rc = buf_printf(&b, "{\"model\":\"%s\",\"version\":%d", s->name, r->version);
+    int rc = buf_puts(&b, "{\"model\":\"");
+    if (rc == BUF_OK) rc = buf_puts(&b, s->name);
+    if (rc == BUF_OK) rc = buf_puts(&b, "\",\"version\":");
+    if (rc == BUF_OK) rc = buf_json_int(&b, r->version);
     if (rc == BUF_OK) rc = put_num(&b, ",\"score\":", ml_model_output(m, margin));
     if (rc == BUF_OK) rc = put_num(&b, ",\"margin\":", margin);
     if (phi && rc == BUF_OK) {
