@@ -108,12 +108,19 @@ int buf_json_real(buf *b, double d) {
     return buf_append(b, t, (size_t)n);
 }
 
+char *buf_fmt_u64(char *o, uint64_t v) {
+    char t[20], *p = t + sizeof t;
+    do *--p = (char)('0' + v % 10); while ((v /= 10));
+    size_t n = (size_t)(t + sizeof t - p);
+    memcpy(o, p, n);
+    return o + n;
+}
+
 int buf_json_int(buf *b, long long v) {
-    char t[24], *p = t + sizeof t;
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do *--p = (char)('0' + u % 10); while ((u /= 10));
-    if (v < 0) *--p = '-';
-    return buf_append(b, p, (size_t)(t + sizeof t - p));
+    char t[24], *p = t;
+    if (v < 0) *p++ = '-';
+    p = buf_fmt_u64(p, v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v);
+    return buf_append(b, t, (size_t)(p - t));
 }
 
 int buf_json_str(buf *b, const char *s, size_t n) {

@@ -10,6 +10,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum { BUF_OK = 0, BUF_NOMEM = -1, BUF_TOO_BIG = -2, BUF_INVALID = -3 };
 
@@ -36,6 +37,9 @@ int buf_json_str(buf *b, const char *s, size_t n);
 int buf_json_real(buf *b, double d);
 /* Appends v in decimal (jansson's integer form), without printf. */
 int buf_json_int(buf *b, long long v);
+/* Writes v in decimal at o (at most 20 bytes, no NUL) and returns the end:
+ * for text assembled in a buffer sized in advance (a response head). */
+char *buf_fmt_u64(char *o, uint64_t v);
 void buf_reset(buf *b);  /* len = 0, keeps the memory */
 /* Removes the first n bytes (n <= len). */
 void buf_consume(buf *b, size_t n);

@@ -738,21 +738,12 @@ static char *put_mem(char *o, const void *p, size_t n) {
     return o + n;
 }
 
-static char *put_uint(char *o, uint64_t v) {
-    char t[20];
-    int k = 0;
-    do t[k++] = (char)('0' + v % 10);
-    while (v /= 10);
-    while (k) *o++ = t[--k];
-    return o;
-}
-
 static void log_request(http_req *q, double secs) {
     http_server *s = q->srv;
     const char *route = q->match.pattern ? q->match.pattern : "unmatched";
     if (s->m_req) {
         char st[8];
-        *put_uint(st, (unsigned)q->status % 1000u) = 0;
+        *buf_fmt_u64(st, (unsigned)q->status % 1000u) = 0;
         const char *lv[] = {route, q->method, st};
         metric_add(s->m_req, lv, 1);
         const char *lh[] = {route};
@@ -828,7 +819,7 @@ void http_reply(http_req *q, int status, const char *content_type, const void *b
         }
         char *o = head;
         o = put_mem(o, q->http10 ? "HTTP/1.0 " : "HTTP/1.1 ", 9);
-        o = put_uint(o, (uint64_t)(unsigned)status);
+        o = buf_fmt_u64(o, (uint64_t)(unsigned)status);
         *o++ = ' ';
         o = put_mem(o, st, strlen(st));
         o = put_mem(o, "\r\n", 2);
@@ -839,7 +830,7 @@ void http_reply(http_req *q, int status, const char *content_type, const void *b
                 o = put_mem(o, "\r\n", 2);
             }
             o = put_mem(o, "Content-Length: ", 16);
-            o = put_uint(o, len);
+            o = buf_fmt_u64(o, len);
             o = put_mem(o, "\r\n", 2);
         }
         o = put_mem(o, "Date: ", 6);

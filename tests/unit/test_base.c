@@ -241,6 +241,14 @@ static void test_json_real_is_janssons(void **st) {
         assert_string_equal(b.p, want);
         buf_free(&b);
     }
+    /* buf_fmt_u64: the same digits, written in place */
+    const uint64_t us[] = {0, 7, 10, 999, 1000, 18446744073709551615ULL};
+    for (size_t i = 0; i < sizeof us / sizeof us[0]; i++) {
+        char got[24], want[24];
+        *buf_fmt_u64(got, us[i]) = 0;
+        snprintf(want, sizeof want, "%llu", (unsigned long long)us[i]);
+        assert_string_equal(got, want);
+    }
 }
 
 int main(void) {
