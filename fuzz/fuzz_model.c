@@ -7,7 +7,8 @@
  * loads, a few rows are scored and explained, and SHAP must stay additive.
  * A features object is encoded against a schema with numeric and
  * categorical fields; it either encodes or reports an error, never both.
- * A batch body is read by ml_batch_rows and, differentially, by jansson +
+ * ml_predict_model's name must be the body's "model" string. A batch body
+ * is read by ml_batch_rows and, differentially, by jansson +
  * ml_encode_json: both must accept the same bodies and rows and produce
  * the same floats. */
 #include <math.h>
@@ -41,6 +42,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         } else if (!j) {
             if (st != 400) abort();
         } else if (json_is_object(j)) {
+            /* the fast path's name is the body's "model" string */
+            char name[65];
+            if (ml_predict_model((const char *)data + 1, size - 1, name)) {
+                const char *m = json_string_value(json_object_get(j, "model"));
+                if (!m || strcmp(m, name) != 0) abort();
+            }
             json_t *f = json_object_get(j, "features");
             int bad = !f || ml_encode_json(s, f, x2, err, sizeof err) != 0;
             if (bad != (st == 422)) abort();

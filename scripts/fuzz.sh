@@ -9,15 +9,15 @@ mkdir -p build/fuzz
 PKG="libuv jansson openssl"
 CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Isrc $(pkg-config --cflags $PKG)"
 LIBS="$(pkg-config --libs $PKG) -lsodium -lhttp_parser -lwslay -lm -lpthread"
-BASE="src/base/alloc.c src/base/buf.c src/base/arena.c src/base/log.c src/base/clock.c src/base/ids.c"
+BASE="src/base/alloc.c src/base/buf.c src/base/arena.c src/base/log.c src/base/pii.c src/base/clock.c src/base/ids.c"
 declare -A SRCS=(
-  [http]="src/http/server.c src/http/router.c src/http/ws.c src/base/metrics.c $BASE"
+  [http]="src/http/server.c src/http/router.c src/http/proxy.c src/http/ws.c src/base/metrics.c $BASE"
   [ws]="src/http/ws.c $BASE"
   [sig]="src/auth/sig.c $BASE"
   [jwt]="src/auth/jwt.c $BASE"
   [csv]="src/base/csv.c $BASE"
   [pii]="src/base/pii.c"
-  [coach]="src/coach/analysis.c src/coach/playbook.c src/base/pii.c build/gen/coach_data.c $BASE"
+  [coach]="src/coach/analysis.c src/coach/playbook.c src/base/tz.c build/gen/coach_data.c $BASE"
   [llm]="src/llm/llm.c -lcurl $BASE"
   [model]="src/ml/model.c src/ml/schema.c src/ml/table.c src/ml/batch.c src/base/csv.c $BASE"
 )

@@ -2,7 +2,8 @@
 # Runs every test suite and ends with one line "N passed, N failed" that adds
 # them all up. Exit status is non-zero if anything failed.
 #
-#   scripts/test.sh            all suites: unit, e2e on SQLite, e2e on PostgreSQL + Redis,
+#   scripts/test.sh            all suites: unit, a few seconds of each libFuzzer target,
+#                              e2e on SQLite, e2e on PostgreSQL + Redis,
 #                              then unit and e2e (SQLite) again under ASan + UBSan
 #   scripts/test.sh unit       unit tests only (PostgreSQL parts run if EHUB_TEST_PG_URL is set)
 #   scripts/test.sh e2e        e2e on SQLite only
@@ -82,6 +83,20 @@ run_web() {
   add "$p" "$f"
 }
 
+# Every libFuzzer target builds and runs a few seconds on its seed corpus, so
+# a target cannot rot between `make fuzz` runs (a module that grows a new
+# dependency breaks its link here, not months later).
+run_fuzz_smoke() {
+  local t p=0 f=0 out
+  for t in $(ls fuzz/fuzz_*.c | sed -E 's|fuzz/fuzz_(.*)\.c|\1|'); do
+    out="$log_dir/fuzz-$t.log"
+    if FUZZ_SECONDS=3 scripts/fuzz.sh "$t" >"$out" 2>&1 && grep -q '^Done ' "$out"; then p=$((p + 1))
+    else f=$((f + 1)); echo "fuzz-smoke: fuzz_$t failed (see $out)"; tail -5 "$out"; fi
+  done
+  printf '%-12s %-28s %3d passed, %d failed\n' "fuzz-smoke" "libFuzzer targets" "$p" "$f"
+  add "$p" "$f"
+}
+
 services_dir=""
 cleanup() { [ -n "$services_dir" ] && scripts/services.sh stop "$services_dir"; }
 trap cleanup EXIT
@@ -100,6 +115,7 @@ case "$only" in
   web) run_web ;;
   all)
     run_unit build unit
+    run_fuzz_smoke
     run_web
     run_e2e e2e-sqlite --binary build/ehub
     if [ -n "$services_dir" ]; then
