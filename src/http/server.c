@@ -575,9 +575,10 @@ static int fan_uncork(http_server *s) {
      * waking up (tens of µs), large enough to claim rarely in a long one. */
     size_t chunk = f->n / (8 * (size_t)(f->nthreads + 1));
     f->chunk = chunk < 1 ? 1 : chunk > FAN_CHUNK ? FAN_CHUNK : chunk;
-    for (int i = 0; i < f->nthreads; i++) uv_sem_post(&f->go);
+    int helpers = f->n >= 2 ? f->nthreads : 0; /* everyone else was slow */
+    for (int i = 0; i < helpers; i++) uv_sem_post(&f->go);
     fan_run(f);
-    for (int i = 0; i < f->nthreads; i++) uv_sem_wait(&f->done);
+    for (int i = 0; i < helpers; i++) uv_sem_wait(&f->done);
     size_t nfail = 0;
     for (size_t i = 0; i < f->n; i++) {
         fan_item *it = &f->items[i];
