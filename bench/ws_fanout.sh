@@ -60,9 +60,18 @@ for n in "${SIZES[@]}"; do
       --subscribe '{"type":"subscribe","topics":["system"]}' --setup 2 \
       --post /v1/broadcast --auth "$KEY" --body "$BODY" --pid "$EPID" --rounds "$ROUNDS")
   echo "ehub  $e"
-  # which thread wrote the fan-out passes (no line: every write by the loop alone)
-  fan=$(curl -s "http://127.0.0.1:$EPORT/metrics" | grep '^ehub_ws_fanout_writes_total' | tr '\n' ' ' || true)
-  [ -z "$fan" ] || echo "ehub  $fan"
+  # who wrote the fan-out passes, and how long a pass took (the server's
+  # side of the latency; a binary without these metrics prints nothing)
+  curl -s "http://127.0.0.1:$EPORT/metrics" | python3 -c '
+import re, sys
+t = sys.stdin.read()
+w = dict(re.findall(r"^ehub_ws_fanout_writes_total\{thread=\"(\w+)\"\} (\S+)", t, re.M))
+s = dict(re.findall(r"^ehub_ws_fanout_pass_seconds_sum\{mode=\"(\w+)\"\} (\S+)", t, re.M))
+c = dict(re.findall(r"^ehub_ws_fanout_pass_seconds_count\{mode=\"(\w+)\"\} (\S+)", t, re.M))
+parts = ["%s %d passes, mean %.1f ms" % (m, float(c[m]), 1e3 * float(s[m]) / float(c[m])) for m in sorted(c) if float(c[m])]
+if w: parts.append("connections written by the helpers %.0f, by the loop %.0f" % (float(w.get("helper", 0)), float(w.get("loop", 0))))
+if parts: print("ehub  fan-out: " + "; ".join(parts))
+' || true
   [ "${SKIP_PEER:-0}" != 1 ] || continue
   p=$(taskset -c "$TCPU" "$TOOL" --port "$PPORT" -n "$n" --post /broadcast --body "$BODY" --pid "$PPID_" --rounds "$ROUNDS")
   echo "peer  $p"
