@@ -56,22 +56,35 @@ fi
 
 BODY='{"topic":"system","type":"bench","data":{"note":"a broadcast of about a hundred bytes of payload, like a dashboard notice"}}'
 for n in "${SIZES[@]}"; do
+  curl -s "http://127.0.0.1:$EPORT/metrics" >"$tmp/m0" || true
   e=$(taskset -c "$TCPU" "$TOOL" --port "$EPORT" -n "$n" --path "/ws/realtime?token=$KEY" \
       --subscribe '{"type":"subscribe","topics":["system"]}' --setup 2 \
       --post /v1/broadcast --auth "$KEY" --body "$BODY" --pid "$EPID" --rounds "$ROUNDS")
   echo "ehub  $e"
-  # who wrote the fan-out passes, and how long a pass took (the server's
-  # side of the latency; a binary without these metrics prints nothing)
-  curl -s "http://127.0.0.1:$EPORT/metrics" | python3 -c '
+  # who wrote this run's fan-out passes, and how long a pass took (the
+  # server's side of the latency; a binary without these metrics prints nothing)
+  curl -s "http://127.0.0.1:$EPORT/metrics" >"$tmp/m1" || true
+  python3 - "$tmp/m0" "$tmp/m1" <<'PY' || true
 import re, sys
-t = sys.stdin.read()
-w = dict(re.findall(r"^ehub_ws_fanout_writes_total\{thread=\"(\w+)\"\} (\S+)", t, re.M))
-s = dict(re.findall(r"^ehub_ws_fanout_pass_seconds_sum\{mode=\"(\w+)\"\} (\S+)", t, re.M))
-c = dict(re.findall(r"^ehub_ws_fanout_pass_seconds_count\{mode=\"(\w+)\"\} (\S+)", t, re.M))
-parts = ["%s %d passes, mean %.1f ms" % (m, float(c[m]), 1e3 * float(s[m]) / float(c[m])) for m in sorted(c) if float(c[m])]
-if w: parts.append("connections written by the helpers %.0f, by the loop %.0f" % (float(w.get("helper", 0)), float(w.get("loop", 0))))
-if parts: print("ehub  fan-out: " + "; ".join(parts))
-' || true
+def read(path):
+    try:
+        t = open(path).read()
+    except OSError:
+        return {}
+    return {k: float(v) for k, v in re.findall(r"^(ehub_ws_fanout_\w+\{\w+=\"\w+\"\}) (\S+)", t, re.M)}
+a, b = read(sys.argv[1]), read(sys.argv[2])
+d = lambda k: b.get(k, 0) - a.get(k, 0)
+parts = []
+for m in ("parallel", "loop"):
+    n = d('ehub_ws_fanout_pass_seconds_count{mode="%s"}' % m)
+    if n:
+        parts.append("%s %d passes, mean %.1f ms" % (m, n, 1e3 * d('ehub_ws_fanout_pass_seconds_sum{mode="%s"}' % m) / n))
+h, l = d('ehub_ws_fanout_writes_total{thread="helper"}'), d('ehub_ws_fanout_writes_total{thread="loop"}')
+if h or l:
+    parts.append("connections written by the helpers %.0f, by the loop %.0f" % (h, l))
+if parts:
+    print("ehub  fan-out: " + "; ".join(parts))
+PY
   [ "${SKIP_PEER:-0}" != 1 ] || continue
   p=$(taskset -c "$TCPU" "$TOOL" --port "$PPORT" -n "$n" --post /broadcast --body "$BODY" --pid "$PPID_" --rounds "$ROUNDS")
   echo "peer  $p"
