@@ -575,7 +575,7 @@ static int fan_uncork(http_server *s) {
      * waking up (tens of µs), large enough to claim rarely in a long one. */
     size_t chunk = f->n / (8 * (size_t)(f->nthreads + 1));
     f->chunk = chunk < 1 ? 1 : chunk > FAN_CHUNK ? FAN_CHUNK : chunk;
-    int helpers = f->n >= 2 ? f->nthreads : 0; /* everyone else was slow */
+    int helpers = f->n >= 2 ? f->nthreads : 0; /* one item (the others are slow) is not worth a wake-up */
     for (int i = 0; i < helpers; i++) uv_sem_post(&f->go);
     fan_run(f);
     for (int i = 0; i < helpers; i++) uv_sem_wait(&f->done);
