@@ -171,9 +171,13 @@ static size_t frames(sub *s, const char *buf, size_t len) {
         if (op == 1) {
             if (s->setup_left > 0) s->setup_left--;
             else s->got++;
-        } else if (op == 9) {
-            unsigned char pong[6] = {0x8A, 0x80, 0, 0, 0, 0};
-            write_all(s->fd, pong, sizeof pong); /* empty pong is enough for keepalive */
+        } else if (op == 9 && n <= 125) {
+            /* The pong carries the ping's data (RFC 6455 5.5.3): a server
+             * matching pongs to pings (Uvicorn's websockets) otherwise
+             * closes the connection after its ping timeout. Mask 0. */
+            unsigned char pong[6 + 125] = {0x8A, (unsigned char)(0x80 | n), 0, 0, 0, 0};
+            memcpy(pong + 6, p + hl, (size_t)n);
+            write_all(s->fd, pong, 6 + (size_t)n);
         } else if (op == 8) {
             fprintf(stderr, "subscriber closed by server\n");
             exit(1);

@@ -165,6 +165,8 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
         .ws_max_message = cfg->ws_max_message,
         .ws_max_queue = cfg->ws_max_queue,
         .ws_ping_ms = cfg->ws_ping_ms,
+        .ws_writers = cfg->ws_writers,
+        .ws_parallel_min = cfg->ws_parallel_min,
         .cors_origins = cfg->cors_origins,
         .trusted_proxies = cfg->trusted_proxies,
     };

@@ -43,6 +43,8 @@ static const opt opts[] = {
     {"ws-max-message", T_SIZE, O(ws_max_message), "64K", "largest incoming WebSocket message"},
     {"ws-max-queue", T_SIZE, O(ws_max_queue), "1M", "outgoing WebSocket backlog before a slow client is dropped"},
     {"ws-ping", T_MS, O(ws_ping_ms), "30s", "WebSocket ping interval (a client silent for 2 intervals is closed)"},
+    {"ws-writers", T_INT, O(ws_writers), "1", "threads that write a large WebSocket fan-out alongside the event loop (0 = the loop alone; at most 8; none when the process may use one CPU only)"},
+    {"ws-parallel-min", T_SIZE, O(ws_parallel_min), "256", "fewest subscribers one fan-out write pass shares with the --ws-writers threads"},
     {"replay-window", T_SIZE, O(replay_window), "100000", "events a realtime client may resume across; older asks for a resync"},
     {"threads", T_SIZE, O(threads), "16", "thread-pool size for storage and other blocking work"},
     {"sqlite-sync-full", T_BOOL, O(sqlite_sync_full), "false", "SQLite synchronous=FULL (default NORMAL)"},

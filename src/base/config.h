@@ -34,6 +34,8 @@ typedef struct ehub_config {
     size_t ws_max_message;
     size_t ws_max_queue;
     unsigned ws_ping_ms;
+    int ws_writers;          /* fan-out helper threads (http_config.ws_writers) */
+    size_t ws_parallel_min;  /* fewest connections an uncork shares with them */
     size_t replay_window;    /* realtime: how far back (events) a client may resume */
     size_t threads;          /* thread-pool size for blocking work */
     int sqlite_sync_full;

@@ -100,6 +100,12 @@ typedef struct http_config {
     unsigned header_timeout_ms, body_timeout_ms, idle_timeout_ms, shutdown_timeout_ms;
     size_t ws_max_message, ws_max_queue;
     unsigned ws_ping_ms;
+    /* Fan-out writes (see http_server_uncork): helper threads that write a
+     * share of the gathered WebSocket bytes alongside the loop, when an
+     * uncork has at least ws_parallel_min connections to write. 0 = none;
+     * none are started either when the process may run on one CPU only. */
+    int ws_writers;
+    size_t ws_parallel_min;   /* 0 = 256 */
     const char *cors_origins;  /* "", "*", or comma-separated origins */
     const char *trusted_proxies; /* --trusted-proxies: CIDR list ("" = none; see http_req_client) */
 } http_config;
@@ -125,7 +131,11 @@ void http_server_free(http_server *s);
  * nest). A fan-out of a burst of events then costs one write(2) per
  * subscriber instead of one per event and subscriber. Anything else sent
  * on a connection meanwhile (a close, a pong) flushes its bytes first, so
- * order holds. Uncork in the same loop iteration. */
+ * order holds. Uncork in the same loop iteration. With ws_writers helper
+ * threads, a large uncork's writes to connections with nothing queued in
+ * libuv are shared between the loop and the helpers (plain non-blocking
+ * sends on the sockets, nothing else); the loop waits for them, then
+ * queues what a socket did not take, as for its own writes. */
 void http_server_cork(http_server *s);
 void http_server_uncork(http_server *s);
 

@@ -2,10 +2,15 @@
  * http-parser, limits and timeouts, responses, the thread-pool bridge, and
  * the WebSocket upgrade. See http.h for the contract. */
 #include <ctype.h>
+#include <errno.h>
 #include <http_parser.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "base/alloc.h"
@@ -17,6 +22,8 @@
 
 #define READ_CHUNK 65536
 #define CORK_REFS 4 /* frames held by reference per corked connection; more are copied */
+#define FAN_CHUNK 32 /* most connections a fan-out writer claims at a time */
+#define FAN_MAX_WRITERS 8
 
 typedef enum {
     ST_IDLE,     /* keep-alive, waiting for the next request */
@@ -121,6 +128,32 @@ struct http_ws_frame {
     char data[];
 };
 
+/* One connection's share of a parallel uncork: its fd, and what the send
+ * did (filled by whichever thread claimed it). */
+typedef struct fan_item {
+    conn *c;
+    int fd;
+    int err;       /* errno of a failed send, 0 if none */
+    ssize_t wrote; /* bytes the socket took; -1 on error */
+} fan_item;
+
+/* The helper threads of parallel uncorks. A pass hands out items[0..n) in
+ * chunks through next; the loop thread writes too, then waits for every
+ * helper's done. Between go and done the loop touches no libuv handle and
+ * no connection state: the threads only read the items' cork bytes and
+ * frames (which nobody changes meanwhile) and write to the sockets. */
+typedef struct fan_pass {
+    uv_thread_t threads[FAN_MAX_WRITERS];
+    int nthreads;
+    uv_sem_t go, done;
+    int stop;       /* set before the last go */
+    int busy;       /* a pass is being written or settled (no nesting) */
+    fan_item *items;
+    size_t n, cap, chunk;
+    atomic_size_t next;
+    atomic_size_t helped; /* items written by helpers in this pass */
+} fan_pass;
+
 struct http_server {
     uv_loop_t *loop;
     http_config cfg;
@@ -142,7 +175,10 @@ struct http_server {
     int closing_handles;
     int cork_depth;
     conn *corked;       /* connections with gathered bytes */
+    size_t ncorked;
     uint64_t ws_out;    /* messages sent while corked, counted at uncork */
+    fan_pass fan;       /* parallel fan-out writes (see fan_uncork) */
+    metric *m_fan, *m_fan_pass;
     char read_buf[READ_CHUNK];
     char date[40];
     time_t date_sec;
@@ -275,6 +311,33 @@ static void conn_fail(conn *c) {
     else conn_close(c);
 }
 
+/* Queues what the socket did not take of bufs (it took the first skip
+ * bytes) as one copied libuv write. Returns 0, or -1 on out of memory or a
+ * libuv error: the caller fails the connection. */
+static int conn_queue(conn *c, const uv_buf_t *bufs, unsigned n, size_t total, size_t skip) {
+    write_req *wr = eh_malloc(sizeof *wr + total - skip);
+    if (!wr) return -1;
+    wr->c = c;
+    wr->len = 0;
+    for (unsigned i = 0; i < n; i++) {
+        size_t l = bufs[i].len;
+        if (skip >= l) {
+            skip -= l;
+            continue;
+        }
+        memcpy(wr->data + wr->len, bufs[i].base + skip, l - skip);
+        wr->len += l - skip;
+        skip = 0;
+    }
+    uv_buf_t ub = uv_buf_init(wr->data, (unsigned)wr->len);
+    if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, &ub, 1, on_write)) {
+        eh_free(wr);
+        return -1;
+    }
+    c->pending_writes++;
+    return 0;
+}
+
 /* Writes n buffers in order (n <= CORK_REFS + 1). */
 static int conn_writev(conn *c, uv_buf_t *bufs, unsigned n) {
     size_t total = 0;
@@ -290,31 +353,10 @@ static int conn_writev(conn *c, uv_buf_t *bufs, unsigned n) {
             return -1;
         }
     }
-    write_req *wr = eh_malloc(sizeof *wr + total - skip);
-    if (!wr) {
+    if (conn_queue(c, bufs, n, total, skip)) {
         conn_fail(c);
         return -1;
     }
-    wr->c = c;
-    wr->len = 0;
-    for (unsigned i = 0; i < n; i++) {
-        size_t l = bufs[i].len;
-        if (skip >= l) {
-            skip -= l;
-            continue;
-        }
-        memcpy(wr->data + wr->len, bufs[i].base + skip, l - skip);
-        wr->len += l - skip;
-        skip = 0;
-    }
-    uv_buf_t ub = uv_buf_init(wr->data, (unsigned)wr->len);
-    int rc = uv_write(&wr->w, (uv_stream_t *)&c->tcp, &ub, 1, on_write);
-    if (rc) {
-        eh_free(wr);
-        conn_fail(c);
-        return -1;
-    }
-    c->pending_writes++;
     return 0;
 }
 
@@ -330,6 +372,7 @@ static void cork_unlink(conn *c) {
     if (c->cork_next) c->cork_next->cork_prev = c->cork_prev;
     c->cork_prev = c->cork_next = NULL;
     c->cork_linked = 0;
+    c->srv->ncorked--;
 }
 
 static void frame_unref(http_ws_frame *f) {
@@ -355,14 +398,34 @@ static int cork_materialize(conn *c) {
 static void cork_link(conn *c) {
     if (c->cork_linked) return;
     c->cork_linked = 1;
+    c->srv->ncorked++;
     c->cork_next = c->srv->corked;
     if (c->cork_next) c->cork_next->cork_prev = c;
     c->srv->corked = c;
 }
 
-/* Writes what was gathered for c, bytes then frames, in one write. The
- * buffer is freed, not kept: most subscribers sit idle between bursts and
- * their memory is the budget. */
+/* The gathered bytes of c as buffers, bytes then frames (n <= CORK_REFS + 1). */
+static unsigned cork_bufs(conn *c, uv_buf_t *bufs, size_t *total) {
+    unsigned n = 0;
+    *total = c->cork.len;
+    if (c->cork.len) bufs[n++] = uv_buf_init(c->cork.p, (unsigned)c->cork.len);
+    for (int i = 0; i < c->ncork_ref; i++) {
+        bufs[n++] = uv_buf_init(c->cork_ref[i]->data, (unsigned)c->cork_ref[i]->len);
+        *total += c->cork_ref[i]->len;
+    }
+    return n;
+}
+
+/* Forgets what was gathered for c. The buffer is freed, not kept: most
+ * subscribers sit idle between bursts and their memory is the budget. */
+static void cork_clear(conn *c) {
+    cork_drop_refs(c);
+    size_t max = c->cork.max;
+    buf_free(&c->cork);
+    buf_init(&c->cork, max);
+}
+
+/* Writes what was gathered for c, bytes then frames, in one write. */
 static int cork_flush(conn *c) {
     cork_unlink(c);
     if (!c->cork.len && !c->ncork_ref) return 0;
@@ -397,9 +460,165 @@ static int conn_send(conn *c, const void *a, size_t alen, const void *b, size_t 
 
 void http_server_cork(http_server *s) { s->cork_depth++; }
 
+/* ---- parallel fan-out writes ---- */
+
+/* Sends what was gathered for one connection: any thread, no libuv call.
+ * MSG_NOSIGNAL because a helper thread must not take a SIGPIPE for a peer
+ * that left (the loop's own writes rely on SIGPIPE being ignored). */
+static void fan_write(fan_item *it) {
+    conn *c = it->c;
+    struct iovec iov[CORK_REFS + 1];
+    int n = 0;
+    if (c->cork.len) iov[n++] = (struct iovec){c->cork.p, c->cork.len};
+    for (int i = 0; i < c->ncork_ref; i++) iov[n++] = (struct iovec){c->cork_ref[i]->data, c->cork_ref[i]->len};
+    struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+    ssize_t w;
+    do w = sendmsg(it->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (w < 0 && errno == EINTR);
+    it->wrote = w;
+    it->err = w < 0 ? errno : 0;
+}
+
+/* Claims chunks of the pass until none is left; returns the items written. */
+static size_t fan_run(fan_pass *f) {
+    size_t done = 0;
+    for (;;) {
+        size_t i = atomic_fetch_add_explicit(&f->next, f->chunk, memory_order_relaxed);
+        if (i >= f->n) return done;
+        size_t end = i + f->chunk < f->n ? i + f->chunk : f->n;
+        done += end - i;
+        for (; i < end; i++) fan_write(&f->items[i]);
+    }
+}
+
+static void fan_thread(void *arg) {
+    fan_pass *f = arg;
+    for (;;) {
+        uv_sem_wait(&f->go);
+        if (f->stop) return;
+        atomic_fetch_add_explicit(&f->helped, fan_run(f), memory_order_relaxed);
+        uv_sem_post(&f->done);
+    }
+}
+
+/* Starts the helpers, unless the process may run on one CPU only (pinned
+ * with taskset, say): a helper on the loop's own CPU would only take turns
+ * with it. */
+static void fan_start(http_server *s) {
+    int want = s->cfg.ws_writers;
+    if (want <= 0) return;
+    if (want > FAN_MAX_WRITERS) want = FAN_MAX_WRITERS;
+    cpu_set_t cs;
+    if (sched_getaffinity(0, sizeof cs, &cs) == 0 && CPU_COUNT(&cs) < 2) return;
+    if (uv_sem_init(&s->fan.go, 0)) return;
+    if (uv_sem_init(&s->fan.done, 0)) {
+        uv_sem_destroy(&s->fan.go);
+        return;
+    }
+    while (s->fan.nthreads < want && uv_thread_create(&s->fan.threads[s->fan.nthreads], fan_thread, &s->fan) == 0)
+        s->fan.nthreads++;
+    if (s->fan.nthreads == 0) {
+        uv_sem_destroy(&s->fan.go);
+        uv_sem_destroy(&s->fan.done);
+    }
+}
+
+static void fan_stop(http_server *s) {
+    fan_pass *f = &s->fan;
+    if (f->nthreads) {
+        f->stop = 1;
+        for (int i = 0; i < f->nthreads; i++) uv_sem_post(&f->go);
+        for (int i = 0; i < f->nthreads; i++) uv_thread_join(&f->threads[i]);
+        uv_sem_destroy(&f->go);
+        uv_sem_destroy(&f->done);
+        f->nthreads = 0;
+    }
+    eh_free(f->items);
+    f->items = NULL;
+    f->cap = 0;
+}
+
+/* The parallel uncork. Connections with nothing queued in libuv (their
+ * next bytes go straight to the socket, as uv_try_write would send them)
+ * are taken off the corked list and written by the loop and the helpers
+ * together; the rest (a slow consumer's queue) go the usual way after.
+ * Each item is then settled on the loop with no callback run: what a
+ * socket did not take is queued through libuv, as conn_writev does, and
+ * the cork state cleared. Failed connections are closed last, once every
+ * item is settled, because closing runs handlers that may send on other
+ * connections. Returns 0, or -1 (out of memory: the caller writes them
+ * all itself). */
+static int fan_uncork(http_server *s) {
+    fan_pass *f = &s->fan;
+    if (f->cap < s->ncorked) {
+        size_t cap = s->ncorked + s->ncorked / 4;
+        fan_item *it = eh_realloc(f->items, cap * sizeof *it);
+        if (!it) return -1;
+        f->items = it;
+        f->cap = cap;
+    }
+    f->busy = 1;
+    f->n = 0;
+    conn *next;
+    for (conn *c = s->corked; c; c = next) {
+        next = c->cork_next;
+        uv_os_fd_t fd;
+        if (c->closing || c->close_pending || c->pending_writes || (!c->cork.len && !c->ncork_ref) ||
+            uv_fileno((uv_handle_t *)&c->tcp, &fd))
+            continue;
+        cork_unlink(c);
+        f->items[f->n++] = (fan_item){.c = c, .fd = fd};
+    }
+    atomic_store_explicit(&f->next, 0, memory_order_relaxed);
+    atomic_store_explicit(&f->helped, 0, memory_order_relaxed);
+    /* Chunks small enough that a short pass still leaves work for a helper
+     * waking up (tens of µs), large enough to claim rarely in a long one. */
+    size_t chunk = f->n / (8 * (size_t)(f->nthreads + 1));
+    f->chunk = chunk < 1 ? 1 : chunk > FAN_CHUNK ? FAN_CHUNK : chunk;
+    int helpers = f->n >= 2 ? f->nthreads : 0; /* one item (the others are slow) is not worth a wake-up */
+    for (int i = 0; i < helpers; i++) uv_sem_post(&f->go);
+    fan_run(f);
+    for (int i = 0; i < helpers; i++) uv_sem_wait(&f->done);
+    size_t nfail = 0;
+    for (size_t i = 0; i < f->n; i++) {
+        fan_item *it = &f->items[i];
+        conn *c = it->c;
+        uv_buf_t bufs[CORK_REFS + 1];
+        size_t total;
+        unsigned nb = cork_bufs(c, bufs, &total);
+        int bad = it->wrote < 0 && it->err != EAGAIN && it->err != EWOULDBLOCK;
+        if (!bad && (it->wrote < 0 || (size_t)it->wrote < total))
+            bad = conn_queue(c, bufs, nb, total, it->wrote < 0 ? 0 : (size_t)it->wrote) != 0;
+        cork_clear(c);
+        if (bad) f->items[nfail++].c = c;
+    }
+    if (s->m_fan) {
+        size_t helped = atomic_load_explicit(&f->helped, memory_order_relaxed);
+        const char *lv[] = {"helper"}, *lv2[] = {"loop"};
+        if (helped) metric_add(s->m_fan, lv, (double)helped);
+        if (f->n > helped) metric_add(s->m_fan, lv2, (double)(f->n - helped));
+    }
+    while (s->corked) cork_flush(s->corked);
+    for (size_t i = 0; i < nfail; i++)
+        if (!f->items[i].c->closing) conn_fail(f->items[i].c);
+    f->busy = 0;
+    return 0;
+}
+
 void http_server_uncork(http_server *s) {
     if (s->cork_depth == 0 || --s->cork_depth > 0) return;
-    while (s->corked) cork_flush(s->corked);
+    size_t min = s->cfg.ws_parallel_min ? s->cfg.ws_parallel_min : 256;
+    /* Large passes are timed, whoever writes them: the figure the helpers
+     * are there to cut (and a loaded machine's to blame when it grows). */
+    uint64_t t0 = s->ncorked >= min && s->m_fan_pass ? clock_mono_ns() : 0;
+    const char *mode = "loop";
+    if (s->fan.nthreads && !s->fan.busy && s->ncorked >= min && fan_uncork(s) == 0) mode = "parallel";
+    else
+        while (s->corked) cork_flush(s->corked);
+    if (t0) {
+        const char *lv[] = {mode};
+        metric_observe(s->m_fan_pass, lv, (double)(clock_mono_ns() - t0) / 1e9);
+    }
     if (s->ws_out && s->m_ws_msgs) {
         const char *lv[] = {"out"};
         metric_add(s->m_ws_msgs, lv, (double)s->ws_out);
@@ -1787,6 +2006,14 @@ http_server *http_server_new(uv_loop_t *loop, const http_config *cfg, http_route
         s->m_ws_msgs = metrics_counter(m, "ehub_ws_messages_total", "WebSocket messages", "direction");
         s->m_ws_drops = metrics_counter(m, "ehub_ws_slow_consumer_disconnects_total",
                                         "WebSocket connections closed because their backlog hit the bound", NULL);
+        s->m_fan = metrics_counter(m, "ehub_ws_fanout_writes_total",
+                                   "connections written by parallel fan-out passes, by the thread that wrote them",
+                                   "thread");
+        s->m_fan_pass = metrics_histogram(m, "ehub_ws_fanout_pass_seconds",
+                                          "time to write one fan-out pass of at least --ws-parallel-min connections, "
+                                          "by who wrote it (the loop alone, or with the --ws-writers threads)",
+                                          "mode", latency_buckets,
+                                          (int)(sizeof latency_buckets / sizeof latency_buckets[0]));
     }
     uv_tcp_init(loop, &s->listener);
     uv_timer_init(loop, &s->ping_timer);
@@ -1798,6 +2025,7 @@ http_server *http_server_new(uv_loop_t *loop, const http_config *cfg, http_route
         http_server_free(s);
         return NULL;
     }
+    fan_start(s);
     return s;
 }
 
@@ -1887,6 +2115,7 @@ void http_server_free(http_server *s) {
     if (!s) return;
     /* Call only after shutdown's done callback: by then every handle of
      * ours is closed. */
+    fan_stop(s);
     eh_free(s->host);
     eh_free(s->cors);
     http_proxies_free(s->proxies);

@@ -48,6 +48,17 @@ static void test_defaults(void **st) {
     assert_int_equal(c.refresh_ttl_ms, 7u * 86400 * 1000);
     char *a2[] = {"--refresh-ttl", "50d"};
     assert_int_equal(config_load(&c, 2, a2, NULL, NULL, err, sizeof err), -1);
+    /* fan-out writers: one helper by default, shared passes from 256 subscribers */
+    assert_int_equal(config_load(&c, 0, argv, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(c.ws_writers, 1);
+    assert_int_equal(c.ws_parallel_min, 256);
+    char *a3[] = {"--ws-writers", "0", "--ws-parallel-min", "2"};
+    assert_int_equal(config_load(&c, 4, a3, NULL, NULL, err, sizeof err), 0);
+    assert_int_equal(c.ws_writers, 0);
+    assert_int_equal(c.ws_parallel_min, 2);
+    char *a4[] = {"--ws-writers", "-1"};
+    assert_int_equal(config_load(&c, 2, a4, NULL, NULL, err, sizeof err), -1);
+    assert_non_null(strstr(err, "ws-writers"));
 }
 
 static void test_precedence(void **st) {
