@@ -102,6 +102,10 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
     a->m_store_err = metrics_counter(a->m, "ehub_store_errors_total", "failed storage statements", NULL);
     a->m_auth_fail = metrics_counter(a->m, "ehub_auth_failures_total", "requests refused by the route guard", "reason");
 
+    if (app_posts_start(a)) {
+        log_msg(log, LOG_ERROR, "startup failed", "out of memory");
+        return -1;
+    }
     /* Before the store: the store's on_commit hook hands events to it. */
     if (!(a->rt = realtime_new(a))) {
         log_msg(log, LOG_ERROR, "startup failed", "out of memory");
@@ -198,6 +202,7 @@ static void on_shutdown_done(void *ud) {
     privacy_drain(a); /* a last webhook checkpoint: the HTTP server has drained */
     realtime_stop(a);
     coach_drafts_stop(a->drafts);
+    app_posts_stop(a); /* the requests that waited on posts have been answered */
     uv_close((uv_handle_t *)&a->sig_term, NULL);
     uv_close((uv_handle_t *)&a->sig_int, NULL);
 }
@@ -254,6 +259,7 @@ void app_free(app *a) {
     /* Storage last: store_close waits for queued writes and checkpoints. */
     http_server_free(a->srv);
     store_close(a->st);
+    app_posts_stop(a); /* if the loop never ran to shutdown (main runs it once more) */
     realtime_free(a); /* after the store: its last commits may still call the hook */
     coach_drafts_free(a->drafts);
     score_ctx_free(a->score);

@@ -120,7 +120,16 @@ static unsigned slug_hash(const char *s) {
 
 /* ---- the job ---- */
 
-typedef struct ghl_job {
+typedef struct ghl_job ghl_job;
+
+typedef struct apply_args {
+    ghl_job *j;
+    json_t *p; /* normalised payload */
+    const char *country;
+} apply_args;
+
+struct ghl_job {
+    app_post_item post; /* the write's outcome, handed to the loop */
     app *a;
     char slug[65];
     char *body;
@@ -138,7 +147,15 @@ typedef struct ghl_job {
     char webhook_id[129];
     int64_t tenant;
     store_err err;
-} ghl_job;
+    /* the write, queued without a thread waiting for its COMMIT */
+    apply_args aa;
+    char country[4];
+    int attempt;
+    /* loop thread: what must still happen before the answer (ghl_done,
+     * and ghl_posted when the write was queued); the request meanwhile */
+    int waits;
+    http_req *q;
+};
 
 static void fail(ghl_job *j, int status, const char *code, const char *msg) {
     j->status = status;
@@ -449,12 +466,6 @@ static int opportunity(store_tx *tx, const char *type, json_t *p, const char *co
     return rc;
 }
 
-typedef struct apply_args {
-    ghl_job *j;
-    json_t *p; /* normalised payload */
-    const char *country;
-} apply_args;
-
 static int apply_tx(store_tx *tx, void *arg, store_err *err) {
     apply_args *aa = arg;
     ghl_job *j = aa->j;
@@ -563,6 +574,39 @@ static json_t *normalise(json_t *root) {
     return p;
 }
 
+static void write_failed(ghl_job *j, int rc) {
+    if (rc == STORE_BUSY || rc == STORE_UNAVAILABLE) fail(j, 503, "unavailable", "storage unavailable, retry");
+    else if (rc) fail(j, 500, "internal", "could not store the webhook");
+}
+
+static void ghl_posted(app_post_item *it);
+
+/* store_write_async's callback: on the SQLite writer thread after the
+ * COMMIT (or the failure), on the pool thread for PostgreSQL. */
+static void ghl_written(void *arg, int rc, const store_err *err) {
+    ghl_job *j = arg;
+    /* Events racing for the same new contact (or the same webhookId) can
+     * each find nothing and insert: the loser's unique violation rolls its
+     * transaction back whole, and running it again finds the winner's row
+     * (and answers "duplicate" for a replayed webhookId). */
+    if (rc == STORE_CONFLICT && j->attempt < 3) {
+        j->attempt++;
+        j->duplicate = j->stored_only = 0;
+        store_err e;
+        rc = store_write_async(j->a->st, j->tenant, apply_tx, &j->aa, ghl_written, j, &e);
+        if (rc == STORE_OK) return;
+        err = &e;
+    }
+    if (rc) j->err = *err;
+    json_decref(j->aa.p);
+    j->aa.p = NULL;
+    write_failed(j, rc);
+    j->post.fn = ghl_posted;
+    /* Cannot be refused: posts stop only after the HTTP server has drained,
+     * and this request is in flight until ghl_posted answers it. */
+    if (app_post(j->a, &j->post)) log_msg(j->a->log, LOG_ERROR, "ghl webhook lost", "the loop no longer takes work");
+}
+
 static void ghl_work(void *arg) {
     ghl_job *j = arg;
     app *a = j->a;
@@ -643,24 +687,26 @@ static void ghl_work(void *arg) {
             return;
         }
     }
-    apply_args aa = {j, p, ts.country};
-    int rc;
-    /* Events racing for the same new contact (or the same webhookId) can
-     * each find nothing and insert: the loser's unique violation rolls its
-     * transaction back whole, and running it again finds the winner's row
-     * (and answers "duplicate" for a replayed webhookId). */
-    for (int attempt = 0;; attempt++) {
-        j->duplicate = j->stored_only = 0;
-        rc = store_write(a->st, ts.id, apply_tx, &aa, &j->err);
-        if (rc != STORE_CONFLICT || attempt == 3) break;
+    /* Queued, not waited for: this pool thread goes on to the next
+     * webhook's signature, and the writer's group commit can take as many
+     * webhooks as are in flight (a thread sleeping per write capped it at
+     * the pool's size). The answer goes out when ghl_written posts the
+     * outcome after the COMMIT. */
+    memcpy(j->country, ts.country, sizeof j->country);
+    j->aa = (apply_args){j, p, j->country};
+    j->waits = 2;
+    int rc = store_write_async(a->st, ts.id, apply_tx, &j->aa, ghl_written, j, &j->err);
+    if (rc) {
+        /* done is never called for a call that fails at once */
+        j->waits = 1;
+        json_decref(p);
+        write_failed(j, rc);
     }
-    json_decref(p);
-    if (rc == STORE_BUSY || rc == STORE_UNAVAILABLE) fail(j, 503, "unavailable", "storage unavailable, retry");
-    else if (rc) fail(j, 500, "internal", "could not store the webhook");
+    /* queued: the writer may be running it already, so touch nothing more */
 }
 
-static void ghl_done(http_req *q, void *arg) {
-    ghl_job *j = arg;
+static void ghl_reply(ghl_job *j) {
+    http_req *q = j->q;
     if (j->code[0]) {
         if (j->status >= 500) log_msg(j->a->log, LOG_ERROR, "ghl webhook failed", j->err.msg);
         if (j->status == 503) http_res_header(q, "Retry-After", "1");
@@ -682,6 +728,19 @@ static void ghl_done(http_req *q, void *arg) {
     }
     eh_free(j->body);
     eh_free(j);
+}
+
+/* After ghl_work (loop thread). */
+static void ghl_done(http_req *q, void *arg) {
+    ghl_job *j = arg;
+    j->q = q;
+    if (--j->waits == 0) ghl_reply(j);
+}
+
+/* After the write's COMMIT (loop thread). */
+static void ghl_posted(app_post_item *it) {
+    ghl_job *j = (ghl_job *)it; /* the first member */
+    if (--j->waits == 0) ghl_reply(j);
 }
 
 static void copy_header(http_req *q, const char *name, char *out, size_t cap, int *have) {
@@ -715,6 +774,7 @@ static void h_ghl(http_req *q, void *ud) {
     memcpy(j->body, body, len);
     j->len = len;
     j->a = a;
+    j->waits = 1;
     snprintf(j->slug, sizeof j->slug, "%s", slug);
     copy_header(q, "x-ghl-signature", j->sig_ed, sizeof j->sig_ed, &j->have_ed);
     copy_header(q, "x-wh-signature", j->sig_rsa, sizeof j->sig_rsa, &j->have_rsa);

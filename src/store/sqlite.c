@@ -6,7 +6,9 @@
  * sleep; the writer takes every queued job, opens one BEGIN IMMEDIATE
  * transaction, runs each job's callback inside its own SAVEPOINT (a failing
  * callback is rolled back to its savepoint, the others keep their work),
- * COMMITs once, then wakes each caller with its own result. Reads never wait
+ * COMMITs once, then wakes each caller with its own result (or, for a job
+ * queued by store_write_async, calls its callback: nobody sleeps on such a
+ * job, so a batch is not capped by how many threads can wait). Reads never wait
  * for that: they run on a pool of reader connections, each read in a
  * deferred transaction, which in WAL mode is a consistent snapshot.
  *
@@ -66,7 +68,11 @@ typedef struct sq_job {
     int rc;
     store_err err;
     int done;
-    pthread_cond_t cv;  /* the caller sleeps on this, under sq_store.qmu */
+    pthread_cond_t cv;  /* store_write: the caller sleeps on this, under sq_store.qmu */
+    /* store_write_async: called instead of waking a caller; the job was
+     * allocated by sq_write_async and is freed after the call */
+    store_done_fn on_done;
+    void *done_arg;
     struct sq_job *next;
 } sq_job;
 
@@ -512,13 +518,26 @@ static void release_reader(sq_store *q, sq_conn *c) {
 /* ---- the writer ---- */
 
 static void finish_jobs(sq_store *q, sq_job *batch) {
+    sq_job *async = NULL, **tail = &async;
     pthread_mutex_lock(&q->qmu);
     for (sq_job *j = batch, *next; j; j = next) {
         next = j->next;  /* j lives on its caller's stack: done ends our use */
+        if (j->on_done) {
+            *tail = j;
+            tail = &j->next;
+            continue;
+        }
         j->done = 1;
         pthread_cond_signal(&j->cv);
     }
+    *tail = NULL;
     pthread_mutex_unlock(&q->qmu);
+    /* Outside the lock: a callback may queue its write again (a retry). */
+    for (sq_job *j = async, *next; j; j = next) {
+        next = j->next;
+        j->on_done(j->done_arg, j->rc, &j->err);
+        eh_free(j);
+    }
 }
 
 /* The batch cannot commit: every job fails with err (their callbacks' work
@@ -670,6 +689,34 @@ static int sq_write(store *s, int64_t tenant, store_fn fn, void *arg, store_err 
     pthread_cond_destroy(&j.cv);
     *err = j.err;
     return j.rc;
+}
+
+static int sq_write_async(store *s, int64_t tenant, store_fn fn, void *arg, store_done_fn done, void *done_arg,
+                          store_err *err) {
+    sq_store *q = s->impl;
+    sq_job *j = eh_calloc(1, sizeof *j);
+    if (!j) {
+        store__err(err, STORE_NOMEM, "out of memory");
+        return STORE_NOMEM;
+    }
+    j->fn = fn;
+    j->arg = arg;
+    j->tenant = tenant;
+    j->on_done = done;
+    j->done_arg = done_arg;
+    pthread_mutex_lock(&q->qmu);
+    if (q->stopping) {
+        pthread_mutex_unlock(&q->qmu);
+        eh_free(j);
+        store__err(err, STORE_UNAVAILABLE, "store is closing");
+        return STORE_UNAVAILABLE;
+    }
+    if (q->qtail) q->qtail->next = j;
+    else q->qhead = j;
+    q->qtail = j;
+    pthread_cond_signal(&q->qcv);
+    pthread_mutex_unlock(&q->qmu);
+    return STORE_OK;
 }
 
 static int sq_read(store *s, int64_t tenant, store_fn fn, void *arg, store_err *err) {
@@ -1005,6 +1052,7 @@ const store_backend store_sqlite_backend = {
     .open = sq_open,
     .close = sq_close,
     .write = sq_write,
+    .write_async = sq_write_async,
     .read = sq_read,
     .query = sq_query,
     .exec_script = sq_exec_script,

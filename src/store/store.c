@@ -456,6 +456,25 @@ int store_write(store *s, int64_t tenant, store_fn fn, void *arg, store_err *err
     return s->be->write(s, tenant, fn, arg, err);
 }
 
+int store_write_async(store *s, int64_t tenant, store_fn fn, void *arg, store_done_fn done, void *done_arg,
+                      store_err *err) {
+    err_clear(err);
+    store_err local;
+    if (!err) err = &local;
+    if (!s || !fn || !done || tenant < 0) {
+        store__err(err, STORE_INVALID, "store_write_async: bad argument");
+        return STORE_INVALID;
+    }
+    if (s->be->write_async) return s->be->write_async(s, tenant, fn, arg, done, done_arg, err);
+    /* No writer thread to hand the work to (PostgreSQL): the transaction
+     * runs here, as store_write's would, and its outcome is reported the
+     * same way. */
+    store_err e;
+    int rc = store_write(s, tenant, fn, arg, &e);
+    done(done_arg, rc, &e);
+    return STORE_OK;
+}
+
 int store_read(store *s, int64_t tenant, store_fn fn, void *arg, store_err *err) {
     err_clear(err);
     store_err local;
