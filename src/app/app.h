@@ -40,6 +40,7 @@ typedef struct app {
     http_router *router;
     http_server *srv;
     metric *m_store_lat, *m_store_err;
+    metric *m_store_batch;  /* SQLite group commits: write transactions in each */
     char *openapi;  /* /openapi.json, built once after all routes are registered */
     size_t openapi_len;
     uv_signal_t sig_term, sig_int;

@@ -557,7 +557,21 @@ static void fail_batch(sq_store *q, sq_job *batch, const store_err *err) {
     log_msg(q->s->opts.log, LOG_ERROR, "store.group_commit_failed", err->msg);
 }
 
+static void run_batch_jobs(sq_store *q, sq_job *batch);
+
 static void run_batch(sq_store *q, sq_job *batch) {
+    if (!q->s->opts.on_batch) {
+        run_batch_jobs(q, batch);
+        return;
+    }
+    int n = 0;
+    for (sq_job *j = batch; j; j = j->next) n++;
+    uint64_t t0 = clock_mono_ns();
+    run_batch_jobs(q, batch); /* the jobs may be gone after this */
+    q->s->opts.on_batch(q->s->opts.on_query_ud, n, (double)(clock_mono_ns() - t0) / 1e9);
+}
+
+static void run_batch_jobs(sq_store *q, sq_job *batch) {
     sq_conn *w = &q->writer;
     store_err err;
     /* IMMEDIATE takes the write lock now, so no job can hit SQLITE_BUSY

@@ -82,6 +82,10 @@ typedef struct store_opts {
      * the storage-latency metric). May be NULL. */
     void (*on_query)(void *ud, double seconds, int ok);
     void *on_query_ud;
+    /* SQLite: called on the writer thread after each group commit (or its
+     * failure) with how many store_write transactions it held and how long
+     * it took, BEGIN to COMMIT; with on_query_ud. May be NULL. */
+    void (*on_batch)(void *ud, int jobs, double seconds);
     /* Called after a store_write transaction is durably committed, with the
      * events appended in it (in seq order), from the committing thread. The
      * array is valid only during the call. May be NULL.
