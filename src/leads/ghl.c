@@ -150,6 +150,10 @@ struct ghl_job {
     /* the write, queued without a thread waiting for its COMMIT */
     apply_args aa;
     char country[4];
+    /* the body's hash outlives the body (erasure, retention) so the audit
+     * checkpoints covering its inbox row stay verifiable (src/auth/audit.c);
+     * hashed here, not on the writer, which every write waits for */
+    char body_hash[AUTH_HASH_HEX];
     int attempt;
     /* loop thread: what must still happen before the answer (ghl_done,
      * and ghl_posted when the write was queued); the request meanwhile */
@@ -472,12 +476,8 @@ static int apply_tx(store_tx *tx, void *arg, store_err *err) {
     json_t *p = aa->p;
     const char *cc = aa->country;
     int64_t now = clock_wall_ms();
-    /* the body's hash outlives the body (erasure, retention) so the audit
-     * checkpoints covering this row stay verifiable (src/auth/audit.c) */
-    char bh[AUTH_HASH_HEX];
-    auth_body_hash_hex(j->body, j->len, bh);
     store_val ip[] = {SV_I(store_tx_tenant(tx)), SV_S("ghl"), SV_S(j->webhook_id), SV_S(j->type),
-                      SV_SN(j->body, j->len), SV_I(now), SV_S(bh)};
+                      SV_SN(j->body, j->len), SV_I(now), SV_S(j->body_hash)};
     int rc = store_query(tx,
                          "INSERT INTO webhook_inbox (tenant_id, provider, webhook_id, type, body, received_at, "
                          "body_hash) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
@@ -693,6 +693,7 @@ static void ghl_work(void *arg) {
      * the pool's size). The answer goes out when ghl_written posts the
      * outcome after the COMMIT. */
     memcpy(j->country, ts.country, sizeof j->country);
+    auth_body_hash_hex(j->body, j->len, j->body_hash);
     j->aa = (apply_args){j, p, j->country};
     j->waits = 2;
     int rc = store_write_async(a->st, ts.id, apply_tx, &j->aa, ghl_written, j, &j->err);

@@ -900,8 +900,11 @@ int store__flush_events(store_tx *tx, store_err *err) {
     static const char *const head = "INSERT INTO events (tenant_id, seq, type, payload, created_at) VALUES ";
     for (int i = 0; !rc && i < n; i += FLUSH_ROWS) {
         int k = n - i < FLUSH_ROWS ? n - i : FLUSH_ROWS;
+        /* the same text for the same k (so one cached statement), written
+         * with appends: snprintf per row was ~2.3k instructions */
         char sql[512];
-        size_t len = (size_t)snprintf(sql, sizeof sql, "%s", head);
+        size_t hl = strlen(head), len = hl;
+        memcpy(sql, head, hl);
         store_val p[FLUSH_ROWS * 5];
         for (int j = 0; j < k; j++) {
             const store_event *e = &pe[i + j];
@@ -910,9 +913,16 @@ int store__flush_events(store_tx *tx, store_err *err) {
             p[j * 5 + 2] = SV_S(e->type);
             p[j * 5 + 3] = SV_S(e->payload);
             p[j * 5 + 4] = SV_I(e->time_ms);
-            len += (size_t)snprintf(sql + len, sizeof sql - len, "%s($%d, $%d, $%d, $%d, $%d)", j ? ", " : "",
-                                    j * 5 + 1, j * 5 + 2, j * 5 + 3, j * 5 + 4, j * 5 + 5);
+            if (j) sql[len++] = ',', sql[len++] = ' ';
+            sql[len++] = '(';
+            for (int c = 1; c <= 5; c++) {
+                sql[len++] = '$';
+                len += store__fmt_int(j * 5 + c, sql + len);
+                if (c < 5) sql[len++] = ',', sql[len++] = ' ';
+            }
+            sql[len++] = ')';
         }
+        sql[len] = '\0';
         rc = store_query(tx, sql, p, k * 5, NULL, err);
     }
     for (int i = 0; i < n; i++) {
