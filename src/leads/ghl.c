@@ -122,6 +122,18 @@ static unsigned slug_hash(const char *s) {
 
 typedef struct ghl_job ghl_job;
 
+/* A GHL contact payload as lead values (contact_parse). Fields GHL got
+ * wrong (an unparseable phone, say) are dropped, not fatal: the event is
+ * still stored, and the drop is reported in the lead event. Pure work (no
+ * storage), so the receiver does it on the pool before queueing the
+ * transaction: the writer, which every write waits for, does not. */
+typedef struct contact_vals {
+    json_t *in; /* the lead input; v's strings point into it */
+    ent_vals v;
+    int ok;     /* 0: nothing usable in it */
+} contact_vals;
+
+
 typedef struct apply_args {
     ghl_job *j;
     json_t *p; /* normalised payload */
@@ -154,6 +166,7 @@ struct ghl_job {
      * checkpoints covering its inbox row stay verifiable (src/auth/audit.c);
      * hashed here, not on the writer, which every write waits for */
     char body_hash[AUTH_HASH_HEX];
+    contact_vals cv; /* ContactCreate / ContactUpdate, parsed on the pool (cv.in set) */
     int attempt;
     /* loop thread: what must still happen before the answer (ghl_done,
      * and ghl_posted when the write was queued); the request meanwhile */
@@ -309,12 +322,10 @@ static void dnd_to_consent(json_t *src, json_t *in) {
         for (int i = 0; i < 3; i++) json_object_set_new(in, map[i].field, json_false());
 }
 
-/* Builds lead input from a GHL contact payload. Fields GHL got wrong (an
- * unparseable phone, say) are dropped, not fatal: the event is still
- * stored, and the drop is reported in the lead event. */
-static int contact_upsert(store_tx *tx, json_t *p, const char *country, int64_t now, int64_t *lead_id,
-                          store_err *err) {
-    json_t *in = json_object();
+static void contact_parse(json_t *p, const char *country, contact_vals *cv) {
+    memset(cv, 0, sizeof *cv);
+    json_t *in = cv->in = json_object();
+    if (!in) return;
     const char *id = str(p, "id") ? str(p, "id") : str(p, "contactId");
     if (id) json_object_set_new(in, "ghl_contact_id", json_string(id));
     if (str(p, "locationId")) json_object_set_new(in, "ghl_location_id", json_string(str(p, "locationId")));
@@ -337,31 +348,51 @@ static int contact_upsert(store_tx *tx, json_t *p, const char *country, int64_t 
     json_t *tags = json_object_get(p, "tags");
     if (json_is_array(tags)) json_object_set(in, "tags", tags);
     dnd_to_consent(p, in);
-    int rc = STORE_OK;
-    int64_t agent = 0;
-    if ((rc = agent_by_ghl(tx, str(p, "assignedTo"), &agent, err))) goto out;
-    if (agent) json_object_set_new(in, "agent_id", json_integer(agent));
-    ent_vals v;
+    /* the assigned agent is looked up in the transaction (contact_apply):
+     * an id, it never makes the parse fail */
     json_t *errors = NULL;
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (ent_parse(&entity_lead, in, 0, country, &v, &errors) == 0) break;
+        if (ent_parse(&entity_lead, in, 0, country, &cv->v, &errors) == 0) {
+            cv->ok = 1;
+            return;
+        }
         const char *k;
         json_t *e;
         json_object_foreach(errors, k, e) json_object_del(in, k);
         json_decref(errors);
         errors = NULL;
-        if (attempt == 1) {
-            rc = STORE_INVALID;
-            goto out;
-        }
     }
+}
+
+static void contact_vals_free(contact_vals *cv) {
+    if (cv->ok) ent_vals_free(&cv->v);
+    json_decref(cv->in);
+    memset(cv, 0, sizeof *cv);
+}
+
+/* Upserts the lead of a parsed contact; STORE_INVALID when nothing in it
+ * was usable. May run more than once (a retried transaction). */
+static int contact_apply(store_tx *tx, json_t *p, contact_vals *cv, int64_t now, int64_t *lead_id,
+                         store_err *err) {
+    if (!cv->ok) return STORE_INVALID;
+    int64_t agent = 0;
+    int rc = agent_by_ghl(tx, str(p, "assignedTo"), &agent, err);
+    if (rc) return rc;
+    int ai = ent_field(&entity_lead, "agent_id");
+    cv->v.present[ai] = agent != 0;
+    cv->v.v[ai] = agent ? SV_I(agent) : SV_NULLV;
+    cv->v.consent_source = "ghl";
+    cv->v.consent_evidence = str(p, "webhookId");
     int created;
-    v.consent_source = "ghl";
-    v.consent_evidence = str(p, "webhookId");
-    rc = leads_upsert(tx, &v, now, lead_id, &created, err);
-    ent_vals_free(&v);
-out:
-    json_decref(in);
+    return leads_upsert(tx, &cv->v, now, lead_id, &created, err);
+}
+
+static int contact_upsert(store_tx *tx, json_t *p, const char *country, int64_t now, int64_t *lead_id,
+                          store_err *err) {
+    contact_vals cv;
+    contact_parse(p, country, &cv);
+    int rc = cv.in ? contact_apply(tx, p, &cv, now, lead_id, err) : STORE_NOMEM;
+    contact_vals_free(&cv);
     return rc;
 }
 
@@ -490,7 +521,7 @@ static int apply_tx(store_tx *tx, void *arg, store_err *err) {
     const char *t = j->type;
     int64_t lead_id = 0;
     if (!strcmp(t, "ContactCreate") || !strcmp(t, "ContactUpdate")) {
-        rc = contact_upsert(tx, p, cc, now, &lead_id, err);
+        rc = j->cv.in ? contact_apply(tx, p, &j->cv, now, &lead_id, err) : contact_upsert(tx, p, cc, now, &lead_id, err);
         if (rc == STORE_INVALID) rc = STORE_OK; /* nothing usable in it; the body is in the inbox */
     } else if (!strcmp(t, "ContactDelete")) {
         if (!(rc = lead_by_ghl(tx, str(p, "id"), &lead_id, err)) && lead_id) {
@@ -598,6 +629,7 @@ static void ghl_written(void *arg, int rc, const store_err *err) {
         err = &e;
     }
     if (rc) j->err = *err;
+    contact_vals_free(&j->cv);
     json_decref(j->aa.p);
     j->aa.p = NULL;
     write_failed(j, rc);
@@ -694,12 +726,14 @@ static void ghl_work(void *arg) {
      * outcome after the COMMIT. */
     memcpy(j->country, ts.country, sizeof j->country);
     auth_body_hash_hex(j->body, j->len, j->body_hash);
+    if (!strcmp(j->type, "ContactCreate") || !strcmp(j->type, "ContactUpdate")) contact_parse(p, ts.country, &j->cv);
     j->aa = (apply_args){j, p, j->country};
     j->waits = 2;
     int rc = store_write_async(a->st, ts.id, apply_tx, &j->aa, ghl_written, j, &j->err);
     if (rc) {
         /* done is never called for a call that fails at once */
         j->waits = 1;
+        contact_vals_free(&j->cv);
         json_decref(p);
         write_failed(j, rc);
     }
