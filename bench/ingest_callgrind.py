@@ -2,11 +2,13 @@
 """Instructions per ingested webhook, under callgrind (deterministic: the same
 count for the same binary and inputs whatever else the machine is doing).
 
-  bench/ingest_callgrind.py BINARY [--n1 200] [--n2 1200] [-- EXTRA SERVE ARGS...]
+  bench/ingest_callgrind.py BINARY [--n1 200] [--n2 1200] [--conns 1] [-- EXTRA SERVE ARGS...]
 
 Runs BINARY twice under `valgrind --tool=callgrind` on a fresh SQLite store:
 once posting n1 signed GoHighLevel ContactCreate webhooks, once n2 (one
-keep-alive connection, one after another, so each is its own transaction),
+keep-alive connection, one after another, so each is its own transaction;
+--conns N: N keep-alive connections at once, so SQLite's group commits hold
+several webhooks, as under load),
 and prints the difference of the two totals divided by n2 - n1: start-up,
 set-up and shutdown cancel out. Everything the process does while the
 webhooks arrive counts, all threads included (the scoring, the event log,
@@ -28,6 +30,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from callgrind_util import serve, tenant_with_key, total
@@ -36,7 +39,33 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SIGN = os.path.join(HERE, "ingest_sign.py")
 
 
-def run(binary, n, extra, keep, idle=0.0):
+def post_all(port, slug, lines, conns):
+    """Posts every signed line over conns keep-alive connections at once; returns how many were accepted."""
+    ok = [0]
+    lock = threading.Lock()
+
+    def worker(part):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        for line in part:
+            sig, body = line.rstrip("\n").split("\t", 1)
+            c.request("POST", "/v1/webhooks/ghl/" + slug, body.encode(),
+                      {"Content-Type": "application/json", "x-ghl-signature": sig})
+            r = c.getresponse()
+            b = r.read()
+            if r.status == 200 and b'"accepted"' in b:
+                with lock:
+                    ok[0] += 1
+        c.close()
+
+    th = [threading.Thread(target=worker, args=(lines[i::conns],)) for i in range(conns)]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    return ok[0]
+
+
+def run(binary, n, extra, keep, idle=0.0, conns=1):
     tmp = tempfile.mkdtemp(prefix="ehub-cg-")
     data = os.path.join(tmp, "data")
     os.makedirs(data)
@@ -59,18 +88,11 @@ def run(binary, n, extra, keep, idle=0.0):
                            stdout=subprocess.DEVNULL)
         else:
             open(signed, "w").close()
-        ok = 0
         t0 = time.time()
         time.sleep(idle)
         with open(signed) as f:
-            for line in f:
-                sig, body = line.rstrip("\n").split("\t", 1)
-                c.request("POST", "/v1/webhooks/ghl/" + slug, body.encode(),
-                          {"Content-Type": "application/json", "x-ghl-signature": sig})
-                r = c.getresponse()
-                b = r.read()
-                if r.status == 200 and b'"accepted"' in b:
-                    ok += 1
+            lines = f.readlines()
+        ok = post_all(port, slug, lines, conns)
         if ok != n:
             sys.exit("only %d of %d webhooks accepted" % (ok, n))
         dur = time.time() - t0
@@ -91,6 +113,7 @@ def main():
     ap.add_argument("--n2", type=int, default=1200)
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--idle", type=float, default=30.0, help="seconds of the long idle run (0: no correction)")
+    ap.add_argument("--conns", type=int, default=1, help="connections posting at once")
     ap.add_argument("extra", nargs="*")
     a, unknown = ap.parse_known_args()
     a.extra = [x for x in unknown if x != "--"] + a.extra
@@ -99,11 +122,11 @@ def main():
         i0, d0 = run(a.binary, 0, a.extra, a.keep)
         i1, d1 = run(a.binary, 0, a.extra, a.keep, idle=a.idle)
         rate = (i1 - i0) / (d1 - d0)
-    t1, d1 = run(a.binary, a.n1, a.extra, a.keep)
-    t2, d2 = run(a.binary, a.n2, a.extra, a.keep)
+    t1, d1 = run(a.binary, a.n1, a.extra, a.keep, conns=a.conns)
+    t2, d2 = run(a.binary, a.n2, a.extra, a.keep, conns=a.conns)
     per = (t2 - t1) / (a.n2 - a.n1)
     cor = ((t2 - rate * d2) - (t1 - rate * d1)) / (a.n2 - a.n1)
-    print(json.dumps({"binary": a.binary, "extra": a.extra, "n1": a.n1, "total1": t1, "seconds1": round(d1, 1),
+    print(json.dumps({"binary": a.binary, "extra": a.extra, "conns": a.conns, "n1": a.n1, "total1": t1, "seconds1": round(d1, 1),
                       "n2": a.n2, "total2": t2, "seconds2": round(d2, 1),
                       "background_per_second": round(rate), "instructions_per_webhook": round(per),
                       "corrected_per_webhook": round(cor)}))

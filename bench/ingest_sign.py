@@ -177,7 +177,8 @@ def cpu(pids):
 
 
 def metrics(path):
-    """Mean and bucket-estimated p50/p99 of the store statement histogram and the webhook route."""
+    """Mean and bucket-estimated p50/p99 of the store statement histogram, the writes per SQLite group
+    commit and the webhook route."""
     hists = {}
     with open(path) as f:
         for line in f:
@@ -190,6 +191,7 @@ def metrics(path):
             else:
                 name, labels = name_labels, ""
             for fam, want in (("ehub_store_query_duration_seconds", ""),
+                              ("ehub_store_group_commit_writes", ""),
                               ("ehub_http_request_duration_seconds", 'route="/v1/webhooks/ghl/{tenant}"')):
                 if not name.startswith(fam) or (want and want not in labels):
                     continue
@@ -202,11 +204,25 @@ def metrics(path):
                 elif name.endswith("_count"):
                     h["count"] = float(value)
     for fam, label in (("ehub_store_query_duration_seconds", "store statements"),
+                       ("ehub_store_group_commit_writes", "group commits (writes each)"),
                        ("ehub_http_request_duration_seconds", "webhook route (server side)")):
         h = hists.get(fam)
         if not h or not h.get("count"):
             continue
         n = h["count"]
+        if fam == "ehub_store_group_commit_writes":
+            # a count, not seconds; the first bucket is 1 (a write alone)
+            b = sorted(h["buckets"])
+            alone = b[0][1] if b else 0
+
+            def qn(p):
+                for le, c in b:
+                    if c >= p * n:
+                        return "<=%g" % le if le != float("inf") else ">max bucket"
+                return "?"
+            print("  %-30s n=%-9d mean %.1f   p50 %s   p99 %s   alone %.0f%%" % (
+                label, n, h["sum"] / n, qn(0.5), qn(0.99), 100.0 * alone / n))
+            continue
 
         def q(p):
             for le, c in sorted(h["buckets"]):

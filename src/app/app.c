@@ -25,6 +25,13 @@ static void on_store_query(void *ud, double secs, int ok) {
     if (!ok) metric_add(a->m_store_err, NULL, 1);
 }
 
+static const double batch_buckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+
+static void on_store_batch(void *ud, int jobs, double secs) {
+    app *a = ud;
+    metric_observe(a->m_store_batch, NULL, (double)jobs);
+}
+
 static double g_conns(void *ud) { return (double)http_server_connections(((app *)ud)->srv); }
 static double g_ws(void *ud) { return (double)http_server_ws_connections(((app *)ud)->srv); }
 static double g_inflight(void *ud) { return (double)http_server_inflight(((app *)ud)->srv); }
@@ -99,9 +106,16 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
     a->m_store_lat = metrics_histogram(a->m, "ehub_store_query_duration_seconds",
                                        "storage statement latency", NULL, store_buckets,
                                        (int)(sizeof store_buckets / sizeof store_buckets[0]));
+    a->m_store_batch = metrics_histogram(a->m, "ehub_store_group_commit_writes",
+                                         "SQLite: write transactions sharing one group commit", NULL, batch_buckets,
+                                         (int)(sizeof batch_buckets / sizeof batch_buckets[0]));
     a->m_store_err = metrics_counter(a->m, "ehub_store_errors_total", "failed storage statements", NULL);
     a->m_auth_fail = metrics_counter(a->m, "ehub_auth_failures_total", "requests refused by the route guard", "reason");
 
+    if (app_posts_start(a)) {
+        log_msg(log, LOG_ERROR, "startup failed", "out of memory");
+        return -1;
+    }
     /* Before the store: the store's on_commit hook hands events to it. */
     if (!(a->rt = realtime_new(a))) {
         log_msg(log, LOG_ERROR, "startup failed", "out of memory");
@@ -127,6 +141,7 @@ int app_init(app *a, uv_loop_t *loop, const ehub_config *cfg, logger *log) {
         .log = log,
         .on_query = on_store_query,
         .on_query_ud = a,
+        .on_batch = on_store_batch,
         .ctx = &a->domain,
         .on_commit = on_commit,
         .on_commit_ud = a,
@@ -200,6 +215,7 @@ static void on_shutdown_done(void *ud) {
     privacy_drain(a); /* a last webhook checkpoint: the HTTP server has drained */
     realtime_stop(a);
     coach_drafts_stop(a->drafts);
+    app_posts_stop(a); /* the requests that waited on posts have been answered */
     uv_close((uv_handle_t *)&a->sig_term, NULL);
     uv_close((uv_handle_t *)&a->sig_int, NULL);
 }
@@ -256,6 +272,7 @@ void app_free(app *a) {
     /* Storage last: store_close waits for queued writes and checkpoints. */
     http_server_free(a->srv);
     store_close(a->st);
+    app_posts_stop(a); /* if the loop never ran to shutdown (main runs it once more) */
     realtime_free(a); /* after the store: its last commits may still call the hook */
     coach_drafts_free(a->drafts);
     score_ctx_free(a->score);

@@ -29,6 +29,7 @@ typedef struct rt_hub rt_hub;
 typedef struct llm llm;
 typedef struct privacy_ctx privacy_ctx;
 typedef struct web_ctx web_ctx;
+typedef struct app_posts app_posts;
 
 typedef struct app {
     uv_loop_t *loop;
@@ -39,6 +40,7 @@ typedef struct app {
     http_router *router;
     http_server *srv;
     metric *m_store_lat, *m_store_err;
+    metric *m_store_batch;  /* SQLite group commits: write transactions in each */
     char *openapi;  /* /openapi.json, built once after all routes are registered */
     size_t openapi_len;
     uv_signal_t sig_term, sig_int;
@@ -60,6 +62,7 @@ typedef struct app {
     struct coach_drafts *drafts; /* drafts for inbound messages' coaching, NULL without a provider (src/coach/draft.c) */
     privacy_ctx *privacy;  /* retention scheduler (src/privacy) */
     web_ctx *web;          /* the dashboard's files (web module) */
+    app_posts *posts;      /* work handed back to the loop (app_post, src/app/post.c) */
     int stopping;
     int exit_code;
 } app;
@@ -219,6 +222,23 @@ int api_job_fail(api_job *j, int status, const char *code, const char *msg);
 int64_t api_parse_id(const char *s);
 /* Parses If-Match ("3", "\"v3\"", W/"v3"); 0 if absent, -1 if malformed. */
 int64_t api_if_match(http_req *q);
+
+/* ---- handing work back to the loop ----
+ * app_post (any thread) runs it->fn(it) on the loop thread soon after; the
+ * item is the caller's (embed it in its job) and is not touched by the app
+ * once fn starts. Items posted close together run in one wake-up of the
+ * loop, in posting order. Returns 0, or -1 once the app has stopped taking
+ * them (shutdown, after the HTTP server drained): then fn never runs.
+ * app_posts_start / app_posts_stop (loop thread) open and close the
+ * channel; stop runs what is still queued. */
+typedef struct app_post_item app_post_item;
+struct app_post_item {
+    app_post_item *next;
+    void (*fn)(app_post_item *it);
+};
+int app_post(app *a, app_post_item *it);
+int app_posts_start(app *a);
+void app_posts_stop(app *a);
 
 /* Route registration, one function per module. */
 int api_system_register(app *a);

@@ -120,7 +120,28 @@ static unsigned slug_hash(const char *s) {
 
 /* ---- the job ---- */
 
-typedef struct ghl_job {
+typedef struct ghl_job ghl_job;
+
+/* A GHL contact payload as lead values (contact_parse). Fields GHL got
+ * wrong (an unparseable phone, say) are dropped, not fatal: the event is
+ * still stored, and the drop is reported in the lead event. Pure work (no
+ * storage), so the receiver does it on the pool before queueing the
+ * transaction: the writer, which every write waits for, does not. */
+typedef struct contact_vals {
+    json_t *in; /* the lead input; v's strings point into it */
+    ent_vals v;
+    int ok;     /* 0: nothing usable in it */
+} contact_vals;
+
+
+typedef struct apply_args {
+    ghl_job *j;
+    json_t *p; /* normalised payload */
+    const char *country;
+} apply_args;
+
+struct ghl_job {
+    app_post_item post; /* the write's outcome, handed to the loop */
     app *a;
     char slug[65];
     char *body;
@@ -138,7 +159,20 @@ typedef struct ghl_job {
     char webhook_id[129];
     int64_t tenant;
     store_err err;
-} ghl_job;
+    /* the write, queued without a thread waiting for its COMMIT */
+    apply_args aa;
+    char country[4];
+    /* the body's hash outlives the body (erasure, retention) so the audit
+     * checkpoints covering its inbox row stay verifiable (src/auth/audit.c);
+     * hashed here, not on the writer, which every write waits for */
+    char body_hash[AUTH_HASH_HEX];
+    contact_vals cv; /* ContactCreate / ContactUpdate, parsed on the pool (cv.in set) */
+    int attempt;
+    /* loop thread: what must still happen before the answer (ghl_done,
+     * and ghl_posted when the write was queued); the request meanwhile */
+    int waits;
+    http_req *q;
+};
 
 static void fail(ghl_job *j, int status, const char *code, const char *msg) {
     j->status = status;
@@ -288,12 +322,10 @@ static void dnd_to_consent(json_t *src, json_t *in) {
         for (int i = 0; i < 3; i++) json_object_set_new(in, map[i].field, json_false());
 }
 
-/* Builds lead input from a GHL contact payload. Fields GHL got wrong (an
- * unparseable phone, say) are dropped, not fatal: the event is still
- * stored, and the drop is reported in the lead event. */
-static int contact_upsert(store_tx *tx, json_t *p, const char *country, int64_t now, int64_t *lead_id,
-                          store_err *err) {
-    json_t *in = json_object();
+static void contact_parse(json_t *p, const char *country, contact_vals *cv) {
+    memset(cv, 0, sizeof *cv);
+    json_t *in = cv->in = json_object();
+    if (!in) return;
     const char *id = str(p, "id") ? str(p, "id") : str(p, "contactId");
     if (id) json_object_set_new(in, "ghl_contact_id", json_string(id));
     if (str(p, "locationId")) json_object_set_new(in, "ghl_location_id", json_string(str(p, "locationId")));
@@ -316,31 +348,51 @@ static int contact_upsert(store_tx *tx, json_t *p, const char *country, int64_t 
     json_t *tags = json_object_get(p, "tags");
     if (json_is_array(tags)) json_object_set(in, "tags", tags);
     dnd_to_consent(p, in);
-    int rc = STORE_OK;
-    int64_t agent = 0;
-    if ((rc = agent_by_ghl(tx, str(p, "assignedTo"), &agent, err))) goto out;
-    if (agent) json_object_set_new(in, "agent_id", json_integer(agent));
-    ent_vals v;
+    /* the assigned agent is looked up in the transaction (contact_apply):
+     * an id, it never makes the parse fail */
     json_t *errors = NULL;
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (ent_parse(&entity_lead, in, 0, country, &v, &errors) == 0) break;
+        if (ent_parse(&entity_lead, in, 0, country, &cv->v, &errors) == 0) {
+            cv->ok = 1;
+            return;
+        }
         const char *k;
         json_t *e;
         json_object_foreach(errors, k, e) json_object_del(in, k);
         json_decref(errors);
         errors = NULL;
-        if (attempt == 1) {
-            rc = STORE_INVALID;
-            goto out;
-        }
     }
+}
+
+static void contact_vals_free(contact_vals *cv) {
+    if (cv->ok) ent_vals_free(&cv->v);
+    json_decref(cv->in);
+    memset(cv, 0, sizeof *cv);
+}
+
+/* Upserts the lead of a parsed contact; STORE_INVALID when nothing in it
+ * was usable. May run more than once (a retried transaction). */
+static int contact_apply(store_tx *tx, json_t *p, contact_vals *cv, int64_t now, int64_t *lead_id,
+                         store_err *err) {
+    if (!cv->ok) return STORE_INVALID;
+    int64_t agent = 0;
+    int rc = agent_by_ghl(tx, str(p, "assignedTo"), &agent, err);
+    if (rc) return rc;
+    int ai = ent_field(&entity_lead, "agent_id");
+    cv->v.present[ai] = agent != 0;
+    cv->v.v[ai] = agent ? SV_I(agent) : SV_NULLV;
+    cv->v.consent_source = "ghl";
+    cv->v.consent_evidence = str(p, "webhookId");
     int created;
-    v.consent_source = "ghl";
-    v.consent_evidence = str(p, "webhookId");
-    rc = leads_upsert(tx, &v, now, lead_id, &created, err);
-    ent_vals_free(&v);
-out:
-    json_decref(in);
+    return leads_upsert(tx, &cv->v, now, lead_id, &created, err);
+}
+
+static int contact_upsert(store_tx *tx, json_t *p, const char *country, int64_t now, int64_t *lead_id,
+                          store_err *err) {
+    contact_vals cv;
+    contact_parse(p, country, &cv);
+    int rc = cv.in ? contact_apply(tx, p, &cv, now, lead_id, err) : STORE_NOMEM;
+    contact_vals_free(&cv);
     return rc;
 }
 
@@ -449,24 +501,14 @@ static int opportunity(store_tx *tx, const char *type, json_t *p, const char *co
     return rc;
 }
 
-typedef struct apply_args {
-    ghl_job *j;
-    json_t *p; /* normalised payload */
-    const char *country;
-} apply_args;
-
 static int apply_tx(store_tx *tx, void *arg, store_err *err) {
     apply_args *aa = arg;
     ghl_job *j = aa->j;
     json_t *p = aa->p;
     const char *cc = aa->country;
     int64_t now = clock_wall_ms();
-    /* the body's hash outlives the body (erasure, retention) so the audit
-     * checkpoints covering this row stay verifiable (src/auth/audit.c) */
-    char bh[AUTH_HASH_HEX];
-    auth_body_hash_hex(j->body, j->len, bh);
     store_val ip[] = {SV_I(store_tx_tenant(tx)), SV_S("ghl"), SV_S(j->webhook_id), SV_S(j->type),
-                      SV_SN(j->body, j->len), SV_I(now), SV_S(bh)};
+                      SV_SN(j->body, j->len), SV_I(now), SV_S(j->body_hash)};
     int rc = store_query(tx,
                          "INSERT INTO webhook_inbox (tenant_id, provider, webhook_id, type, body, received_at, "
                          "body_hash) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
@@ -479,7 +521,7 @@ static int apply_tx(store_tx *tx, void *arg, store_err *err) {
     const char *t = j->type;
     int64_t lead_id = 0;
     if (!strcmp(t, "ContactCreate") || !strcmp(t, "ContactUpdate")) {
-        rc = contact_upsert(tx, p, cc, now, &lead_id, err);
+        rc = j->cv.in ? contact_apply(tx, p, &j->cv, now, &lead_id, err) : contact_upsert(tx, p, cc, now, &lead_id, err);
         if (rc == STORE_INVALID) rc = STORE_OK; /* nothing usable in it; the body is in the inbox */
     } else if (!strcmp(t, "ContactDelete")) {
         if (!(rc = lead_by_ghl(tx, str(p, "id"), &lead_id, err)) && lead_id) {
@@ -563,6 +605,40 @@ static json_t *normalise(json_t *root) {
     return p;
 }
 
+static void write_failed(ghl_job *j, int rc) {
+    if (rc == STORE_BUSY || rc == STORE_UNAVAILABLE) fail(j, 503, "unavailable", "storage unavailable, retry");
+    else if (rc) fail(j, 500, "internal", "could not store the webhook");
+}
+
+static void ghl_posted(app_post_item *it);
+
+/* store_write_async's callback: on the SQLite writer thread after the
+ * COMMIT (or the failure), on the pool thread for PostgreSQL. */
+static void ghl_written(void *arg, int rc, const store_err *err) {
+    ghl_job *j = arg;
+    /* Events racing for the same new contact (or the same webhookId) can
+     * each find nothing and insert: the loser's unique violation rolls its
+     * transaction back whole, and running it again finds the winner's row
+     * (and answers "duplicate" for a replayed webhookId). */
+    if (rc == STORE_CONFLICT && j->attempt < 3) {
+        j->attempt++;
+        j->duplicate = j->stored_only = 0;
+        store_err e;
+        rc = store_write_async(j->a->st, j->tenant, apply_tx, &j->aa, ghl_written, j, &e);
+        if (rc == STORE_OK) return;
+        err = &e;
+    }
+    if (rc) j->err = *err;
+    contact_vals_free(&j->cv);
+    json_decref(j->aa.p);
+    j->aa.p = NULL;
+    write_failed(j, rc);
+    j->post.fn = ghl_posted;
+    /* Cannot be refused: posts stop only after the HTTP server has drained,
+     * and this request is in flight until ghl_posted answers it. */
+    if (app_post(j->a, &j->post)) log_msg(j->a->log, LOG_ERROR, "ghl webhook lost", "the loop no longer takes work");
+}
+
 static void ghl_work(void *arg) {
     ghl_job *j = arg;
     app *a = j->a;
@@ -643,24 +719,29 @@ static void ghl_work(void *arg) {
             return;
         }
     }
-    apply_args aa = {j, p, ts.country};
-    int rc;
-    /* Events racing for the same new contact (or the same webhookId) can
-     * each find nothing and insert: the loser's unique violation rolls its
-     * transaction back whole, and running it again finds the winner's row
-     * (and answers "duplicate" for a replayed webhookId). */
-    for (int attempt = 0;; attempt++) {
-        j->duplicate = j->stored_only = 0;
-        rc = store_write(a->st, ts.id, apply_tx, &aa, &j->err);
-        if (rc != STORE_CONFLICT || attempt == 3) break;
+    /* Queued, not waited for: this pool thread goes on to the next
+     * webhook's signature, and the writer's group commit can take as many
+     * webhooks as are in flight (a thread sleeping per write capped it at
+     * the pool's size). The answer goes out when ghl_written posts the
+     * outcome after the COMMIT. */
+    memcpy(j->country, ts.country, sizeof j->country);
+    auth_body_hash_hex(j->body, j->len, j->body_hash);
+    if (!strcmp(j->type, "ContactCreate") || !strcmp(j->type, "ContactUpdate")) contact_parse(p, ts.country, &j->cv);
+    j->aa = (apply_args){j, p, j->country};
+    j->waits = 2;
+    int rc = store_write_async(a->st, ts.id, apply_tx, &j->aa, ghl_written, j, &j->err);
+    if (rc) {
+        /* done is never called for a call that fails at once */
+        j->waits = 1;
+        contact_vals_free(&j->cv);
+        json_decref(p);
+        write_failed(j, rc);
     }
-    json_decref(p);
-    if (rc == STORE_BUSY || rc == STORE_UNAVAILABLE) fail(j, 503, "unavailable", "storage unavailable, retry");
-    else if (rc) fail(j, 500, "internal", "could not store the webhook");
+    /* queued: the writer may be running it already, so touch nothing more */
 }
 
-static void ghl_done(http_req *q, void *arg) {
-    ghl_job *j = arg;
+static void ghl_reply(ghl_job *j) {
+    http_req *q = j->q;
     if (j->code[0]) {
         if (j->status >= 500) log_msg(j->a->log, LOG_ERROR, "ghl webhook failed", j->err.msg);
         if (j->status == 503) http_res_header(q, "Retry-After", "1");
@@ -682,6 +763,19 @@ static void ghl_done(http_req *q, void *arg) {
     }
     eh_free(j->body);
     eh_free(j);
+}
+
+/* After ghl_work (loop thread). */
+static void ghl_done(http_req *q, void *arg) {
+    ghl_job *j = arg;
+    j->q = q;
+    if (--j->waits == 0) ghl_reply(j);
+}
+
+/* After the write's COMMIT (loop thread). */
+static void ghl_posted(app_post_item *it) {
+    ghl_job *j = (ghl_job *)it; /* the first member */
+    if (--j->waits == 0) ghl_reply(j);
 }
 
 static void copy_header(http_req *q, const char *name, char *out, size_t cap, int *have) {
@@ -715,6 +809,7 @@ static void h_ghl(http_req *q, void *ud) {
     memcpy(j->body, body, len);
     j->len = len;
     j->a = a;
+    j->waits = 1;
     snprintf(j->slug, sizeof j->slug, "%s", slug);
     copy_header(q, "x-ghl-signature", j->sig_ed, sizeof j->sig_ed, &j->have_ed);
     copy_header(q, "x-wh-signature", j->sig_rsa, sizeof j->sig_rsa, &j->have_rsa);

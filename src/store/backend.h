@@ -20,6 +20,10 @@ typedef struct store_backend {
     /* Finishes queued work and frees s->impl. */
     void (*close)(store *s);
     int (*write)(store *s, int64_t tenant, store_fn fn, void *arg, store_err *err);
+    /* Optional (NULL = write, then done on the caller's thread): see
+     * store_write_async. */
+    int (*write_async)(store *s, int64_t tenant, store_fn fn, void *arg, store_done_fn done, void *done_arg,
+                       store_err *err);
     int (*read)(store *s, int64_t tenant, store_fn fn, void *arg, store_err *err);
     /* Arguments were validated by store_query. Fills tx->changes, dooms the
      * tx (store__tx_fail) on a database error. */

@@ -6,7 +6,9 @@
  * sleep; the writer takes every queued job, opens one BEGIN IMMEDIATE
  * transaction, runs each job's callback inside its own SAVEPOINT (a failing
  * callback is rolled back to its savepoint, the others keep their work),
- * COMMITs once, then wakes each caller with its own result. Reads never wait
+ * COMMITs once, then wakes each caller with its own result (or, for a job
+ * queued by store_write_async, calls its callback: nobody sleeps on such a
+ * job, so a batch is not capped by how many threads can wait). Reads never wait
  * for that: they run on a pool of reader connections, each read in a
  * deferred transaction, which in WAL mode is a consistent snapshot.
  *
@@ -24,6 +26,7 @@
  * would. */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -66,7 +69,11 @@ typedef struct sq_job {
     int rc;
     store_err err;
     int done;
-    pthread_cond_t cv;  /* the caller sleeps on this, under sq_store.qmu */
+    pthread_cond_t cv;  /* store_write: the caller sleeps on this, under sq_store.qmu */
+    /* store_write_async: called instead of waking a caller; the job was
+     * allocated by sq_write_async and is freed after the call */
+    store_done_fn on_done;
+    void *done_arg;
     struct sq_job *next;
 } sq_job;
 
@@ -512,13 +519,26 @@ static void release_reader(sq_store *q, sq_conn *c) {
 /* ---- the writer ---- */
 
 static void finish_jobs(sq_store *q, sq_job *batch) {
+    sq_job *async = NULL, **tail = &async;
     pthread_mutex_lock(&q->qmu);
     for (sq_job *j = batch, *next; j; j = next) {
         next = j->next;  /* j lives on its caller's stack: done ends our use */
+        if (j->on_done) {
+            *tail = j;
+            tail = &j->next;
+            continue;
+        }
         j->done = 1;
         pthread_cond_signal(&j->cv);
     }
+    *tail = NULL;
     pthread_mutex_unlock(&q->qmu);
+    /* Outside the lock: a callback may queue its write again (a retry). */
+    for (sq_job *j = async, *next; j; j = next) {
+        next = j->next;
+        j->on_done(j->done_arg, j->rc, &j->err);
+        eh_free(j);
+    }
 }
 
 /* The batch cannot commit: every job fails with err (their callbacks' work
@@ -537,7 +557,21 @@ static void fail_batch(sq_store *q, sq_job *batch, const store_err *err) {
     log_msg(q->s->opts.log, LOG_ERROR, "store.group_commit_failed", err->msg);
 }
 
+static void run_batch_jobs(sq_store *q, sq_job *batch);
+
 static void run_batch(sq_store *q, sq_job *batch) {
+    if (!q->s->opts.on_batch) {
+        run_batch_jobs(q, batch);
+        return;
+    }
+    int n = 0;
+    for (sq_job *j = batch; j; j = j->next) n++;
+    uint64_t t0 = clock_mono_ns();
+    run_batch_jobs(q, batch); /* the jobs may be gone after this */
+    q->s->opts.on_batch(q->s->opts.on_query_ud, n, (double)(clock_mono_ns() - t0) / 1e9);
+}
+
+static void run_batch_jobs(sq_store *q, sq_job *batch) {
     sq_conn *w = &q->writer;
     store_err err;
     /* IMMEDIATE takes the write lock now, so no job can hit SQLITE_BUSY
@@ -629,6 +663,18 @@ static void *writer_main(void *arg) {
     for (;;) {
         pthread_mutex_lock(&q->qmu);
         while (!q->qhead && !q->stopping) pthread_cond_wait(&q->qcv, &q->qmu);
+        if (!q->stopping) {
+            /* Let whatever else is runnable on this CPU go first: the
+             * threads preparing the next writes add them to this batch.
+             * Woken by the first job, the writer otherwise preempts them
+             * and commits alone: with ehub on one core and writes queued
+             * by store_write_async, 80 % of the batches held one job
+             * (mean 5), 37 jobs on average with this. With an idle CPU
+             * beside it, it returns at once: no wait is added. */
+            pthread_mutex_unlock(&q->qmu);
+            sched_yield();
+            pthread_mutex_lock(&q->qmu);
+        }
         sq_job *batch = q->qhead;
         q->qhead = q->qtail = NULL;
         pthread_mutex_unlock(&q->qmu);
@@ -670,6 +716,34 @@ static int sq_write(store *s, int64_t tenant, store_fn fn, void *arg, store_err 
     pthread_cond_destroy(&j.cv);
     *err = j.err;
     return j.rc;
+}
+
+static int sq_write_async(store *s, int64_t tenant, store_fn fn, void *arg, store_done_fn done, void *done_arg,
+                          store_err *err) {
+    sq_store *q = s->impl;
+    sq_job *j = eh_calloc(1, sizeof *j);
+    if (!j) {
+        store__err(err, STORE_NOMEM, "out of memory");
+        return STORE_NOMEM;
+    }
+    j->fn = fn;
+    j->arg = arg;
+    j->tenant = tenant;
+    j->on_done = done;
+    j->done_arg = done_arg;
+    pthread_mutex_lock(&q->qmu);
+    if (q->stopping) {
+        pthread_mutex_unlock(&q->qmu);
+        eh_free(j);
+        store__err(err, STORE_UNAVAILABLE, "store is closing");
+        return STORE_UNAVAILABLE;
+    }
+    if (q->qtail) q->qtail->next = j;
+    else q->qhead = j;
+    q->qtail = j;
+    pthread_cond_signal(&q->qcv);
+    pthread_mutex_unlock(&q->qmu);
+    return STORE_OK;
 }
 
 static int sq_read(store *s, int64_t tenant, store_fn fn, void *arg, store_err *err) {
@@ -1005,6 +1079,7 @@ const store_backend store_sqlite_backend = {
     .open = sq_open,
     .close = sq_close,
     .write = sq_write,
+    .write_async = sq_write_async,
     .read = sq_read,
     .query = sq_query,
     .exec_script = sq_exec_script,

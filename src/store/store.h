@@ -24,7 +24,8 @@
  * pool of reader connections. Concurrent store_write calls are grouped into
  * one transaction (group commit), each callback inside its own SAVEPOINT so
  * one failing callback rolls back only its own changes; every caller returns
- * only after the shared COMMIT is durable.
+ * (or, with store_write_async, is called back) only after the shared
+ * COMMIT is durable.
  * PostgreSQL: a pool of libpq connections; each transaction runs
  * `SET LOCAL ehub.tenant_id` (as set_config(..., true), the id bound) so
  * row-level security policies can key on it.
@@ -81,6 +82,10 @@ typedef struct store_opts {
      * the storage-latency metric). May be NULL. */
     void (*on_query)(void *ud, double seconds, int ok);
     void *on_query_ud;
+    /* SQLite: called on the writer thread after each group commit (or its
+     * failure) with how many store_write transactions it held and how long
+     * it took, BEGIN to COMMIT; with on_query_ud. May be NULL. */
+    void (*on_batch)(void *ud, int jobs, double seconds);
     /* Called after a store_write transaction is durably committed, with the
      * events appended in it (in seq order), from the committing thread. The
      * array is valid only during the call. May be NULL.
@@ -160,6 +165,22 @@ typedef int (*store_fn)(store_tx *tx, void *arg, store_err *err);
  * Do not call store_write or store_read from inside fn (SQLite refuses a
  * nested store_write with STORE_INVALID; a pool can run dry). */
 int store_write(store *s, int64_t tenant, store_fn fn, void *arg, store_err *err);
+/* What store_write_async calls once the transaction is over: rc and err
+ * as store_write would have returned them (err valid during the call). */
+typedef void (*store_done_fn)(void *done_arg, int rc, const store_err *err);
+/* store_write without waiting: queues fn and returns; done(done_arg, rc,
+ * err) is called exactly once, after the COMMIT is durable or the
+ * transaction failed, and only if this returns STORE_OK (a call that fails
+ * at once never calls done). arg must stay valid until done is called.
+ * SQLite: fn and done run on the writer thread, in the same group commits
+ * as store_write (no thread sleeps until the commit: callers can keep more
+ * writes in one batch than there are pool threads); done must be short
+ * (hand off to another thread) and may call store_write_async again (a
+ * retry), never store_write. PostgreSQL: runs the transaction on the
+ * calling thread, blocking as store_write does, then calls done there
+ * before returning; so call it from the thread pool, not the loop. */
+int store_write_async(store *s, int64_t tenant, store_fn fn, void *arg, store_done_fn done, void *done_arg,
+                      store_err *err);
 /* Runs fn in a read-only transaction (a consistent snapshot). */
 int store_read(store *s, int64_t tenant, store_fn fn, void *arg, store_err *err);
 

@@ -639,6 +639,129 @@ static void test_group_rollback(void **state) {
     captured_free(&cap);
 }
 
+/* ---- store_write_async ---- */
+
+typedef struct async_job {
+    mix_job m;
+    store *s;
+    int64_t tenant;
+    int retries;         /* times done queues the job again before reporting */
+    atomic_int *left;    /* jobs not yet reported */
+    /* filled by done */
+    int calls, rc, code, seen, resubmit_rc;
+} async_job;
+
+static int seen_fn(store_tx *tx, void *arg, store_err *err) {
+    async_job *j = arg;
+    store_val p[1] = {SV_I(j->m.k)};
+    store_rows *r;
+    int rc = store_query(tx, "SELECT count(*) FROM scratch WHERE k = $1", p, 1, &r, err);
+    if (rc) return rc;
+    j->seen = (int)store_rows_int(r, 0, 0);
+    store_rows_free(r);
+    return 0;
+}
+
+/* SQLite: on the writer thread, after the COMMIT. A fresh snapshot must
+ * already hold a committed job's row: the callback comes after the commit,
+ * never before. */
+static void async_done(void *arg, int rc, const store_err *err) {
+    async_job *j = arg;
+    if (j->retries > 0 && rc == STORE_OK) {
+        /* a retry from the callback, as the GHL receiver does on a conflict:
+         * the row exists now, so the same insert fails with a conflict */
+        j->retries--;
+        store_err e;
+        j->resubmit_rc = store_write_async(j->s, j->tenant, mix_fn, &j->m, async_done, j, &e);
+        if (j->resubmit_rc == STORE_OK) return;
+    }
+    j->calls++;
+    j->rc = rc;
+    j->code = rc ? err->code : 0;
+    store_err e2;
+    if (store_read(j->s, j->tenant, seen_fn, j, &e2)) j->seen = -1;
+    atomic_fetch_sub(j->left, 1);
+}
+
+static void wait_left(atomic_int *left) {
+    for (int i = 0; i < 30000 && atomic_load(left) > 0; i++) {
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void test_write_async(void **state) {
+    fx *f = *state;
+    enum { N = 400 };
+    captured cap;
+    captured_init(&cap);
+    store_opts o = {.on_commit = on_commit_cb, .on_commit_ud = &cap};
+    store *s = open_ok(f, &o);
+    store_err err;
+    assert_int_equal(exec_sql(s, "CREATE TABLE scratch (k bigint PRIMARY KEY, v text NOT NULL)", &err),
+                     STORE_OK);
+    int64_t tenant = make_tenant(s, "async");
+    async_job *jobs = calloc(N, sizeof *jobs);
+    assert_non_null(jobs);
+    atomic_int left = N;
+    /* Queued from one thread without waiting: on SQLite they pile up
+     * behind the slow first job and share group commits far larger than
+     * any pool of waiting threads could make. Failing jobs (modes 1-3)
+     * take only their own rows with them. */
+    for (int i = 0; i < N; i++) {
+        jobs[i] = (async_job){.m = {i + 1, i % 4, i == 0}, .s = s, .tenant = tenant, .left = &left};
+        if (i == 8) jobs[i].retries = 1;
+        assert_int_equal(store_write_async(s, tenant, mix_fn, &jobs[i].m, async_done, &jobs[i], &err), STORE_OK);
+    }
+    wait_left(&left);
+    assert_int_equal(atomic_load(&left), 0);
+    int64_t want_n = 0;
+    for (int i = 0; i < N; i++) {
+        async_job *j = &jobs[i];
+        assert_int_equal(j->calls, 1);
+        if (i == 8) {
+            /* committed first, then the retry's insert met its own row */
+            assert_int_equal(j->resubmit_rc, STORE_OK);
+            assert_int_equal(j->rc, STORE_CONFLICT);
+            assert_int_equal(j->seen, 1);
+            want_n++;
+            continue;
+        }
+        assert_int_equal(j->rc, expected_rc(j->m.mode));
+        if (j->rc) assert_int_equal(j->code, j->rc);
+        assert_int_equal(j->seen, j->m.mode == 0 ? 1 : 0);
+        if (j->m.mode == 0) want_n++;
+    }
+    int64_t got[2];
+    assert_int_equal(store_read(s, tenant, count_fn, got, &err), STORE_OK);
+    assert_int_equal(got[0], want_n);
+    assert_int_equal(check_gap_free(s, tenant), want_n);
+    assert_int_equal(cap.n, want_n);
+
+    /* Closing drains: every queued job runs and reports before
+     * store_close returns. */
+    atomic_store(&left, 50);
+    for (int i = 0; i < 50; i++) {
+        jobs[i] = (async_job){.m = {10000 + i, 0, 0}, .s = s, .tenant = tenant, .left = &left};
+        assert_int_equal(store_write_async(s, tenant, mix_fn, &jobs[i].m, async_done, &jobs[i], &err), STORE_OK);
+    }
+    store_close(s);
+    assert_int_equal(atomic_load(&left), 0);
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(jobs[i].calls, 1);
+        assert_int_equal(jobs[i].rc, STORE_OK);
+        assert_int_equal(jobs[i].seen, 1);
+    }
+    s = open_ok(f, NULL);
+    assert_int_equal(store_read(s, tenant, count_fn, got, &err), STORE_OK);
+    assert_int_equal(got[0], want_n + 50);
+    /* A call that fails at once never calls back. */
+    assert_int_equal(store_write_async(s, tenant, mix_fn, &jobs[0].m, NULL, NULL, &err), STORE_INVALID);
+    store_close(s);
+    free(jobs);
+    captured_free(&cap);
+}
+
 static int nested_fn(store_tx *tx, void *arg, store_err *err) {
     store *s = arg;
     store_err e2;
@@ -1497,6 +1620,7 @@ int main(void) {
     T_BOTH(test_group_rollback);
     T_BOTH(test_events_deferred);
     T_SQ(test_nested_write);
+    T_BOTH(test_write_async);
     T_BOTH(test_on_commit);
     T_BOTH(test_rows);
     T_BOTH(test_insert_returning);
