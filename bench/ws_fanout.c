@@ -4,10 +4,12 @@
  *
  *   ws_fanout --port P --path /ws/realtime?token=ehk_... --subscribe '{"type":"subscribe","topics":["system"]}'
  *             --post /v1/broadcast --auth ehk_... --body '{"topic":"system","type":"bench","data":{}}'
- *             -n 1000 [--rounds 30] [--burst 50] [--pid SERVER_PID]
+ *             -n 1000 [--rounds 30] [--burst 50] [--pid SERVER_PID] [--threads T]
  *
- * One thread, epoll, non-blocking sockets, one read per readiness into a
- * shared buffer (no per-message allocation). A broadcast is one HTTP POST on
+ * Epoll, non-blocking sockets, one read per readiness into a shared buffer
+ * (no per-message allocation). Set-up runs on one thread; then --threads
+ * reader threads (default 1) each own a slice of the subscribers, so a
+ * tool allowed several CPUs is not the bottleneck of what it measures. A broadcast is one HTTP POST on
  * its own connection; every text frame a subscriber receives after set-up
  * counts as one delivery (for ehub: the "authenticated" and "subscribed"
  * control messages are awaited during set-up and not counted).
@@ -22,6 +24,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +41,7 @@ typedef struct sub {
     int fd;
     int state;        /* 0 handshake, 1 open */
     int setup_left;   /* control messages still expected before counting */
-    long got;         /* deliveries counted */
+    atomic_long got;  /* deliveries counted (written by the thread reading it) */
     char *rest;       /* bytes of an incomplete frame (or handshake) kept from the last read */
     size_t rest_len, rest_cap;
 } sub;
@@ -46,13 +50,14 @@ typedef struct sub {
  * a subscriber costs ~40 bytes and no allocation per message; only the
  * tail of a frame split across reads is kept aside (sub.rest). */
 #define RBUF (256 * 1024)
-static char g_rbuf[RBUF];
+static char g_rbuf[RBUF]; /* set-up's; each reader thread has its own */
 #define MAX_FRAME (64 * 1024) /* larger frames end the run: this is a fan-out of small events */
 
 static int g_port = 0, g_n = 100, g_rounds = 30, g_burst = 50, g_setup = 0;
 static const char *g_path = "/ws/realtime", *g_subscribe = NULL, *g_post = "/broadcast", *g_auth = NULL,
                   *g_body = "{\"msg\":\"bench\"}";
 static long g_pid = 0;
+static int g_threads = 1; /* reader threads after set-up */
 
 static double now_ms(void) {
     struct timespec ts;
@@ -170,7 +175,7 @@ static size_t frames(sub *s, const char *buf, size_t len) {
         if (len - off < hl + n) break; /* not all here yet: not received */
         if (op == 1) {
             if (s->setup_left > 0) s->setup_left--;
-            else s->got++;
+            else atomic_fetch_add_explicit(&s->got, 1, memory_order_relaxed);
         } else if (op == 9 && n <= 125) {
             /* The pong carries the ping's data (RFC 6455 5.5.3): a server
              * matching pongs to pings (Uvicorn's websockets) otherwise
@@ -207,11 +212,11 @@ static size_t consume(sub *s, const char *buf, size_t len) {
 
 /* One read per readiness (the socket is level-triggered: more data means
  * another event), into the shared buffer behind any kept bytes. */
-static void on_readable(sub *s) {
+static void on_readable(sub *s, char *rbuf) {
     size_t have = s->rest_len;
-    if (have) memcpy(g_rbuf, s->rest, have); /* a split frame: rare and small */
+    if (have) memcpy(rbuf, s->rest, have); /* a split frame: rare and small */
     ssize_t r;
-    do r = read(s->fd, g_rbuf + have, sizeof g_rbuf - have);
+    do r = read(s->fd, rbuf + have, RBUF - have);
     while (r < 0 && errno == EINTR);
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
     if (r <= 0) {
@@ -219,8 +224,8 @@ static void on_readable(sub *s) {
         exit(1);
     }
     size_t len = have + (size_t)r;
-    size_t used = consume(s, g_rbuf, len);
-    if (used < len) keep(s, g_rbuf + used, len - used);
+    size_t used = consume(s, rbuf, len);
+    if (used < len) keep(s, rbuf + used, len - used);
     else s->rest_len = 0;
 }
 
@@ -258,6 +263,96 @@ static int post(void) {
     return fd < 0 ? -1 : post_check(fd);
 }
 
+/* Reader threads (--threads): after set-up each owns a slice of the
+ * subscribers, with its own epoll and read buffer, so a client on several
+ * CPUs reads as fast as they allow rather than one core's worth. A round's
+ * deliveries are counted when a subscriber's count reaches the target the
+ * main thread set before posting. */
+typedef struct reader {
+    pthread_t th;
+    int ep;
+    char *rbuf;
+    double *each; /* this thread's delivery times, ms after the round's t0 */
+    size_t neach;
+} reader;
+
+static atomic_long g_target;   /* deliveries each subscriber must reach */
+static atomic_int g_have;      /* subscribers that reached it */
+static atomic_int g_stop;
+static _Atomic double g_t0;    /* the round's start (now_ms) */
+/* the main thread sleeps here until the last delivery (no polling: its
+ * wake-ups would take turns with the readers and the server) */
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
+
+static void *reader_main(void *arg) {
+    reader *rd = arg;
+    struct epoll_event evs[1024];
+    while (!atomic_load(&g_stop)) {
+        int k = epoll_wait(rd->ep, evs, 1024, 50);
+        if (k <= 0) continue;
+        for (int j = 0; j < k; j++) {
+            sub *s = evs[j].data.ptr;
+            long before = atomic_load_explicit(&s->got, memory_order_relaxed);
+            on_readable(s, rd->rbuf);
+            /* the target read after the read: a round that began while
+             * this batch waited is counted against its own target */
+            long target = atomic_load(&g_target);
+            if (before < target && atomic_load_explicit(&s->got, memory_order_relaxed) >= target) {
+                rd->each[rd->neach++] = now_ms() - atomic_load(&g_t0);
+                if (atomic_fetch_add(&g_have, 1) + 1 == g_n) { /* the last one: wake the main thread */
+                    pthread_mutex_lock(&g_mu);
+                    pthread_cond_signal(&g_cv);
+                    pthread_mutex_unlock(&g_mu);
+                }
+            }
+        }
+    }
+    return NULL;
+}
+
+/* Sets the target, runs f (the post(s)), and waits until every subscriber
+ * has reached it; returns the ms from just before f, or -1. */
+static double deliver(long target, int n, int (*f)(void *), void *ud, double timeout_ms) {
+    atomic_store(&g_have, 0);
+    atomic_store(&g_target, target);
+    double t0 = now_ms();
+    atomic_store(&g_t0, t0);
+    if (f(ud)) return -1;
+    pthread_mutex_lock(&g_mu);
+    while (atomic_load(&g_have) < n) {
+        double left = timeout_ms - (now_ms() - t0);
+        if (left <= 0) {
+            pthread_mutex_unlock(&g_mu);
+            fprintf(stderr, "target %ld: %d of %d delivered\n", target, atomic_load(&g_have), n);
+            return -1;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        long long ns = (long long)until.tv_nsec + (long long)(left < 100 ? left * 1e6 : 1e8);
+        until.tv_sec += (time_t)(ns / 1000000000);
+        until.tv_nsec = (long)(ns % 1000000000);
+        pthread_cond_timedwait(&g_cv, &g_mu, &until);
+    }
+    pthread_mutex_unlock(&g_mu);
+    /* the last reader stamped its own time; this wake-up adds its latency */
+    return now_ms() - t0;
+}
+
+static int post_one(void *ud) {
+    (void)ud;
+    return post();
+}
+
+typedef struct burst { int n, *fd; } burst;
+
+static int post_burst(void *ud) {
+    burst *b = ud;
+    for (int i = 0; i < b->n; i++)
+        if ((b->fd[i] = post_send()) < 0) return -1;
+    return 0;
+}
+
 static int cmp_d(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -284,13 +379,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--rounds")) g_rounds = atoi(v);
         else if (!strcmp(k, "--burst")) g_burst = atoi(v);
         else if (!strcmp(k, "--pid")) g_pid = atol(v);
+        else if (!strcmp(k, "--threads")) g_threads = atoi(v);
         else {
             fprintf(stderr, "unknown option %s\n", k);
             return 2;
         }
     }
     if (!g_port || g_n < 1) {
-        fprintf(stderr, "usage: ws_fanout --port P -n N [--path P] [--subscribe JSON --setup K] [--post PATH --auth KEY --body JSON] [--pid PID]\n");
+        fprintf(stderr, "usage: ws_fanout --port P -n N [--path P] [--subscribe JSON --setup K] [--post PATH --auth KEY --body JSON] [--pid PID] [--threads T]\n");
         return 2;
     }
     struct rlimit rl;
@@ -331,82 +427,70 @@ int main(int argc, char **argv) {
             return 1;
         }
         int k = epoll_wait(ep, evs, 4096, 100);
-        for (int j = 0; j < k; j++) on_readable(evs[j].data.ptr);
+        for (int j = 0; j < k; j++) on_readable(evs[j].data.ptr, g_rbuf);
     }
     long rss1 = g_pid ? rss_kb(g_pid) : -1;
 
+    /* hand the subscribers to the reader threads, a slice each */
+    if (g_threads < 1) g_threads = 1;
+    if (g_threads > 16) g_threads = 16;
+    reader *rds = calloc((size_t)g_threads, sizeof *rds);
+    if (!rds) return 1;
+    for (int t = 0; t < g_threads; t++) {
+        reader *rd = &rds[t];
+        rd->ep = epoll_create1(0);
+        rd->rbuf = malloc(RBUF);
+        rd->each = calloc((size_t)(g_rounds + 1) * (size_t)g_n, sizeof *rd->each);
+        if (rd->ep < 0 || !rd->rbuf || !rd->each) return 1;
+    }
+    for (int i = 0; i < g_n; i++) {
+        epoll_ctl(ep, EPOLL_CTL_DEL, subs[i].fd, NULL);
+        struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &subs[i]};
+        epoll_ctl(rds[i % g_threads].ep, EPOLL_CTL_ADD, subs[i].fd, &ev);
+    }
+    for (int t = 0; t < g_threads; t++)
+        if (pthread_create(&rds[t].th, NULL, reader_main, &rds[t])) return 1;
+
     /* latency: one broadcast at a time, until everyone has it */
     double *last = calloc((size_t)g_rounds, sizeof *last);
-    double *each = calloc((size_t)g_rounds * (size_t)g_n, sizeof *each);
-    size_t neach = 0;
     clockid_t srv_clock;
     int have_srv = g_pid && clock_getcpuclockid((pid_t)g_pid, &srv_clock) == 0;
     double *scpu = calloc((size_t)g_rounds, sizeof *scpu), *ccpu = calloc((size_t)g_rounds, sizeof *ccpu);
     for (int r = 0; r < g_rounds; r++) {
         double s0 = have_srv ? cpu_ms(srv_clock) : 0, c0 = cpu_ms(CLOCK_PROCESS_CPUTIME_ID);
-        double t0 = now_ms();
-        if (post()) return 1;
-        int have = 0;
-        for (int i = 0; i < g_n; i++)
-            if (subs[i].got >= r + 1) {
-                have++;
-                each[neach++] = now_ms() - t0;
-            }
-        while (have < g_n) {
-            int k = epoll_wait(ep, evs, 4096, 10000);
-            if (k == 0) {
-                fprintf(stderr, "round %d: %d of %d delivered\n", r, have, g_n);
-                return 1;
-            }
-            double t = now_ms() - t0;
-            for (int j = 0; j < k; j++) {
-                sub *s = evs[j].data.ptr;
-                long before = s->got;
-                on_readable(s);
-                if (before < r + 1 && s->got >= r + 1) {
-                    have++;
-                    each[neach++] = t;
-                }
-            }
-        }
-        last[r] = now_ms() - t0;
+        if ((last[r] = deliver(r + 1, g_n, post_one, NULL, 10000)) < 0) return 1;
         scpu[r] = have_srv ? cpu_ms(srv_clock) - s0 : -1;
         ccpu[r] = cpu_ms(CLOCK_PROCESS_CPUTIME_ID) - c0;
     }
+    size_t neach = 0;
+    double *each = calloc((size_t)g_rounds * (size_t)g_n + 1, sizeof *each);
+    for (int t = 0; t < g_threads; t++) {
+        memcpy(each + neach, rds[t].each, rds[t].neach * sizeof *each);
+        neach += rds[t].neach;
+        rds[t].neach = 0;
+    }
     /* throughput: a burst of broadcasts sent at once, each on its own
      * connection as independent producers would, then wait for every
-     * delivery; the answers are checked after. */
-    long base = (long)g_rounds;
-    int *pfd = calloc((size_t)g_burst, sizeof *pfd);
-    double t0 = now_ms();
-    for (int b = 0; b < g_burst; b++)
-        if ((pfd[b] = post_send()) < 0) return 1;
-    long want = base + g_burst;
-    for (;;) {
-        int done = 0;
-        for (int i = 0; i < g_n; i++) done += subs[i].got >= want;
-        if (done == g_n) break;
-        /* A slow server may spend a long while scheduling a burst before
-         * its first send: give up only after a minute of silence. */
-        int k = epoll_wait(ep, evs, 4096, 60000);
-        if (k == 0) {
-            fprintf(stderr, "burst: %d of %d complete\n", done, g_n);
-            return 1;
-        }
-        for (int j = 0; j < k; j++) on_readable(evs[j].data.ptr);
-    }
-    double burst_s = (now_ms() - t0) / 1000.0;
-    for (int b = 0; b < g_burst; b++)
-        if (post_check(pfd[b])) return 1;
-    free(pfd);
+     * delivery; the answers are checked after. A slow server may spend a
+     * long while scheduling a burst before its first send: give up only
+     * after a minute. */
+    burst b = {g_burst, calloc((size_t)g_burst, sizeof(int))};
+    double burst_ms = deliver((long)g_rounds + g_burst, g_n, post_burst, &b, 60000);
+    if (burst_ms < 0) return 1;
+    double burst_s = burst_ms / 1000.0;
+    atomic_store(&g_stop, 1);
+    for (int t = 0; t < g_threads; t++) pthread_join(rds[t].th, NULL);
+    for (int i = 0; i < g_burst; i++)
+        if (post_check(b.fd[i])) return 1;
+    free(b.fd);
     double eps = (double)g_n * g_burst / burst_s;
     printf("{\"subscribers\":%d,\"rounds\":%d,\"last_p50_ms\":%.2f,\"last_p99_ms\":%.2f,"
            "\"each_p50_ms\":%.2f,\"each_p99_ms\":%.2f,\"burst\":%d,\"events_per_s\":%.0f,"
-           "\"rss_per_conn_kb\":%.1f,\"server_cpu_ms_p50\":%.2f,\"client_cpu_ms_p50\":%.2f}\n",
+           "\"rss_per_conn_kb\":%.1f,\"server_cpu_ms_p50\":%.2f,\"client_cpu_ms_p50\":%.2f,\"reader_threads\":%d}\n",
            g_n, g_rounds, pct(last, (size_t)g_rounds, 0.5), pct(last, (size_t)g_rounds, 0.99),
            pct(each, neach, 0.5), pct(each, neach, 0.99), g_burst, eps,
            rss0 > 0 && rss1 > 0 ? (double)(rss1 - rss0) / g_n : -1.0, pct(scpu, (size_t)g_rounds, 0.5),
-           pct(ccpu, (size_t)g_rounds, 0.5));
+           pct(ccpu, (size_t)g_rounds, 0.5), g_threads);
     for (int i = 0; i < g_n; i++) {
         close(subs[i].fd);
         free(subs[i].rest);

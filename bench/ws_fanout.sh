@@ -15,6 +15,8 @@
 #                 writer threads (--ws-writers) use the second core, where the load
 #                 tool also runs: a pinned server (one CPU) starts none
 #   TOOL_CPUS     taskset list for the load tool (default 0)
+#   TOOL_THREADS  the tool's reader threads (default: as many as TOOL_CPUS lists), so a
+#                 tool given two cores reads with both, for ehub and the peer alike
 #   SKIP_PEER=1   skip the FastAPI peer (before/after runs of ehub alone)
 #   EHUB_ARGS     extra `ehub serve` options
 # Needs: build/ehub, build/tools/ws_fanout (make bench-ws builds both).
@@ -27,7 +29,8 @@ SIZES=("$@"); [ ${#SIZES[@]} -gt 0 ] || SIZES=(1000 10000)
 ROUNDS=${ROUNDS:-100}
 SCPU=${SERVER_CPUS:-1}
 TCPU=${TOOL_CPUS:-0}
-echo "servers on CPUs $SCPU, load tool on CPUs $TCPU, $ROUNDS rounds, $("$BIN" version 2>/dev/null | head -1) ($BIN)"
+TTHREADS=${TOOL_THREADS:-$(taskset -c "$TCPU" nproc)}
+echo "servers on CPUs $SCPU, load tool on CPUs $TCPU ($TTHREADS reader threads), $ROUNDS rounds, $("$BIN" version 2>/dev/null | head -1) ($BIN)"
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 tmp=$(mktemp -d /tmp/ehub-wsbench.XXXXXX)
@@ -59,7 +62,7 @@ for n in "${SIZES[@]}"; do
   curl -s "http://127.0.0.1:$EPORT/metrics" >"$tmp/m0" || true
   e=$(taskset -c "$TCPU" "$TOOL" --port "$EPORT" -n "$n" --path "/ws/realtime?token=$KEY" \
       --subscribe '{"type":"subscribe","topics":["system"]}' --setup 2 \
-      --post /v1/broadcast --auth "$KEY" --body "$BODY" --pid "$EPID" --rounds "$ROUNDS")
+      --post /v1/broadcast --auth "$KEY" --body "$BODY" --pid "$EPID" --rounds "$ROUNDS" --threads "$TTHREADS")
   echo "ehub  $e"
   # who wrote this run's fan-out passes, and how long a pass took (the
   # server's side of the latency; a binary without these metrics prints nothing)
@@ -86,7 +89,7 @@ if parts:
     print("ehub  fan-out: " + "; ".join(parts))
 PY
   [ "${SKIP_PEER:-0}" != 1 ] || continue
-  p=$(taskset -c "$TCPU" "$TOOL" --port "$PPORT" -n "$n" --post /broadcast --body "$BODY" --pid "$PPID_" --rounds "$ROUNDS")
+  p=$(taskset -c "$TCPU" "$TOOL" --port "$PPORT" -n "$n" --post /broadcast --body "$BODY" --pid "$PPID_" --rounds "$ROUNDS" --threads "$TTHREADS")
   echo "peer  $p"
   python3 - "$e" "$p" <<'PY'
 import json, sys
