@@ -3,7 +3,7 @@
 # /ws/realtime (topic "system", broadcasts through POST /v1/broadcast, so
 # each one is committed to the event log first) and on the FastAPI peer
 # (/work/shared/peers/fastapi_ws: POST /broadcast, in memory only), in the
-# same run. By default the servers get core 1, the load tool core 0.
+# same run. By default servers and load tool share every CPU (see SERVER_CPUS).
 # Prints the tool's JSON line per run and the ehub/peer ratios.
 #
 #   bench/ws_fanout.sh [N ...]
@@ -11,10 +11,12 @@
 #   EHUB_BIN      the ehub binary (default build/ehub), e.g. an older build to compare
 #   ROUNDS        broadcasts sent one at a time for the latency figures (default 100,
 #                 so p99 is not just the slowest one)
-#   SERVER_CPUS   taskset list for the servers (default 1); "0,1" lets ehub's fan-out
-#                 writer threads (--ws-writers) use the second core, where the load
-#                 tool also runs: a pinned server (one CPU) starts none
-#   TOOL_CPUS     taskset list for the load tool (default 0)
+#   SERVER_CPUS   taskset list for the servers (default: every CPU, shared with the tool,
+#                 so ehub's fan-out writer threads (--ws-writers) and the peer's event
+#                 loop use what a real node would); "1" pins the server to one core, where
+#                 ehub starts no writer thread (the layout of the figures before session 7)
+#   TOOL_CPUS     taskset list for the load tool (default: every CPU; "0" with SERVER_CPUS=1
+#                 keeps them apart)
 #   TOOL_THREADS  the tool's reader threads (default: as many as TOOL_CPUS lists), so a
 #                 tool given two cores reads with both, for ehub and the peer alike
 #   SKIP_PEER=1   skip the FastAPI peer (before/after runs of ehub alone)
@@ -27,8 +29,9 @@ TOOL=${WS_FANOUT:-build/tools/ws_fanout}
 PEER=${PEER_DIR:-/work/shared/peers/fastapi_ws}
 SIZES=("$@"); [ ${#SIZES[@]} -gt 0 ] || SIZES=(1000 10000)
 ROUNDS=${ROUNDS:-100}
-SCPU=${SERVER_CPUS:-1}
-TCPU=${TOOL_CPUS:-0}
+ALL=0-$(($(nproc) - 1))
+SCPU=${SERVER_CPUS:-$ALL}
+TCPU=${TOOL_CPUS:-$ALL}
 TTHREADS=${TOOL_THREADS:-$(taskset -c "$TCPU" nproc)}
 echo "servers on CPUs $SCPU, load tool on CPUs $TCPU ($TTHREADS reader threads), $ROUNDS rounds, $("$BIN" version 2>/dev/null | head -1) ($BIN)"
 
