@@ -2,6 +2,7 @@
 (/v1/events/stream), the event log pages (/v1/events), broadcasts, resume
 across restarts, backpressure, and — with --redis and a PostgreSQL --store —
 two nodes sharing Redis, with Redis killed and restarted mid-stream."""
+import base64
 import json
 import os
 import shutil
@@ -331,6 +332,73 @@ def test_realtime_broadcast(t):
     f.close()
 
 
+def slow_client(srv, key):
+    """A subscriber that reads nothing and advertises a tiny window."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", srv.port))
+    f = Feed.__new__(Feed)
+    f.s = s
+    wkey = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(("GET /ws/realtime?token=%s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (key, wkey)).encode())
+    f.buf = b""
+    while b"\r\n\r\n" not in f.buf:
+        f.buf += s.recv(4096)
+    f.buf = f.buf.partition(b"\r\n\r\n")[2]
+    f.close_code = None
+    f.send_json({"type": "subscribe", "topics": ["system"]})
+    return f
+
+
+def expect_cut_off(slow):
+    """Reads a slow client until the server closes it: it must have been
+    told it lags, then closed with 1013 and a resume point (returned)."""
+    slow.s.settimeout(10)
+    saw_lagging, code, reason = False, None, ""
+    try:
+        while True:
+            m = slow.next(10)
+            if m.get("type") == "lagging":
+                saw_lagging = True
+    except ConnectionError:
+        code, reason = slow.close_code, slow.close_reason
+    assert saw_lagging
+    assert code == 1013 and "resume_from=" in reason, (code, reason)
+    return int(reason.split("resume_from=")[1])
+
+
+def producer_bursts(tn, subs, kind, producers, per, sizes, meanwhile):
+    """Producers post per events each at once (pads of the given sizes)
+    while meanwhile() runs; every subscriber must get every event once, in
+    one seq order for all, each producer's in its own order, frames intact.
+    Returns that seq order."""
+    def send(p):
+        for i in range(per):
+            pad = "x" * sizes[(p + i) % len(sizes)]
+            tn.ok("POST", "/v1/broadcast", {"topic": "system", "type": kind, "data": {"p": p, "i": i, "pad": pad}},
+                  want=202)
+
+    ths = [threading.Thread(target=send, args=(p,)) for p in range(producers)]
+    for th in ths:
+        th.start()
+    meanwhile()
+    for th in ths:
+        th.join()
+    want = producers * per
+    first = None
+    for f in subs:
+        got = f.events(want, timeout=30)
+        s = seqs(got)
+        assert s == sorted(s) and len(set(s)) == want, s
+        assert all(len(m["data"]["pad"]) == sizes[(m["data"]["p"] + m["data"]["i"]) % len(sizes)] for m in got)
+        assert first is None or s == first, (s, first)
+        first = s
+        for p in range(producers):
+            assert [m["data"]["i"] for m in got if m["data"]["p"] == p] == list(range(per))
+    return first
+
+
 def test_realtime_fanout_burst_shared_frames(t):
     # Events committed together go out in one write per subscriber, each
     # frame encoded once and shared by every socket (held by reference, up
@@ -344,71 +412,13 @@ def test_realtime_fanout_burst_shared_frames(t):
     producers, per = 8, 6
     sizes = [0, 40, 300, 70000]
 
-    def send(p):
-        for i in range(per):
-            pad = "x" * sizes[(p + i) % len(sizes)]
-            tn.ok("POST", "/v1/broadcast", {"topic": "system", "type": "burst", "data": {"p": p, "i": i, "pad": pad}},
-                  want=202)
+    def pings():
+        for f in subs:
+            f.send(9, b"are you there")
 
-    ths = [threading.Thread(target=send, args=(p,)) for p in range(producers)]
-    for th in ths:
-        th.start()
-    for f in subs:
-        f.send(9, b"are you there")
-    for th in ths:
-        th.join()
-    want = producers * per
-    first = None
-    for f in subs:
-        got = f.events(want, timeout=30)
-        s = seqs(got)
-        assert s == sorted(s) and len(set(s)) == want, s
-        assert all(len(m["data"]["pad"]) == sizes[(m["data"]["p"] + m["data"]["i"]) % len(sizes)] for m in got)
-        assert first is None or s == first, (s, first)
-        first = s
-        # per producer, its events in its own order
-        for p in range(producers):
-            assert [m["data"]["i"] for m in got if m["data"]["p"] == p] == list(range(per))
+    producer_bursts(tn, subs, "burst", producers, per, sizes, pings)
     for f in subs:
         f.close()
-
-
-# ---- resume ----
-
-def test_realtime_resume_no_gap_no_duplicate(t):
-    tn = Tenant(t, prefix="rt")
-    f = feed(t, tn, ("all",))
-    for i in range(3):
-        lead(tn, i)
-    got = f.events(3, types=("lead.created",))
-    last = got[-1]["seq"]
-    f.close()
-    for i in range(3, 8):  # while disconnected
-        lead(tn, i)
-    stop = threading.Event()
-
-    def writer():  # and while the replay runs
-        i = 100
-        while not stop.is_set() and i < 115:
-            lead(tn, i)
-            i += 1
-
-    th = threading.Thread(target=writer)
-    th.start()
-    g = Feed(t.srv.port, tn.key)
-    g.expect("authenticated")
-    g.send_json({"type": "subscribe", "topics": ["all"], "resume_from": last})
-    ack = g.expect("subscribed")
-    th.join()
-    final = tn.events()[-1]["seq"]
-    msgs = g.events(final - last, timeout=30)
-    assert seqs(msgs) == list(range(last + 1, final + 1)), (last, final, seqs(msgs))
-    assert ack["last_seq"] >= last
-    # nothing more (no duplicate of the tail)
-    tn.ok("POST", "/v1/broadcast", {"topic": "system", "type": "end"}, want=202)
-    m = g.events(1)[0]
-    assert m["seq"] == final + 1 and m["type"] == "end", m
-    g.close()
 
 
 def test_realtime_resume_across_restart(t):
@@ -490,22 +500,7 @@ def test_realtime_peer_reset_while_sending(t):
 def test_realtime_slow_consumer_cut_off_others_continue(t):
     srv = t.new_server(extra=["--ws-max-queue", "256K", "--ws-ping", "30s", "--max-body", "2M"], name="rt-slow")
     tn = Tenant(t, srv=srv, prefix="rt")
-    # the slow client reads nothing and advertises a tiny window
-    slow = socket.socket()
-    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    slow.connect(("127.0.0.1", srv.port))
-    slow_ws = Feed.__new__(Feed)
-    slow_ws.s = slow
-    import base64
-    key = base64.b64encode(os.urandom(16)).decode()
-    slow.sendall(("GET /ws/realtime?token=%s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                  "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (tn.key, key)).encode())
-    slow_ws.buf = b""
-    while b"\r\n\r\n" not in slow_ws.buf:
-        slow_ws.buf += slow.recv(4096)
-    slow_ws.buf = slow_ws.buf.partition(b"\r\n\r\n")[2]
-    slow_ws.close_code = None
-    slow_ws.send_json({"type": "subscribe", "topics": ["system"]})
+    slow_ws = slow_client(srv, tn.key)
     fast = feed(t, tn, ("system",), srv=srv)
     time.sleep(0.3)
     blob = "z" * (64 * 1024)
@@ -526,22 +521,11 @@ def test_realtime_slow_consumer_cut_off_others_continue(t):
     assert len(done) == n and all(isinstance(m, dict) for m in done), done[-1:]
     assert [m["data"]["i"] for m in done] == list(range(n))
     # the slow one was told, then cut off with 1013 and where to resume
-    slow.settimeout(10)
-    saw_lagging, code, reason = False, None, ""
-    try:
-        while True:
-            m = slow_ws.next(10)
-            if m.get("type") == "lagging":
-                saw_lagging = True
-    except ConnectionError:
-        code, reason = slow_ws.close_code, slow_ws.close_reason
-    assert saw_lagging
-    assert code == 1013 and "resume_from=" in reason, (code, reason)
-    resume = int(reason.split("resume_from=")[1])
+    resume = expect_cut_off(slow_ws)
     assert 0 < resume < done[-1]["seq"], (resume, done[-1]["seq"])
     body = srv.request("GET", "/metrics")[2].decode()
     assert 'ehub_realtime_queue_drops_total{reason="ws_backlog"}' in body
-    slow.close()
+    slow_ws.s.close()
     fast.close()
     srv.stop()
 

@@ -7,8 +7,6 @@ session's own frames (pongs, pings, lagging, close) in between; a slow
 consumer is told it lags and cut off with 1013 and a resume point while
 the others get everything; shutdown closes every feed with 1001. Each test
 also checks, from /metrics, that the helper thread did write."""
-import base64
-import os
 import re
 import signal
 import socket
@@ -16,7 +14,7 @@ import threading
 import time
 
 from tenants import Tenant
-from test_realtime import Feed, feed, seqs
+from test_realtime import expect_cut_off, feed, producer_bursts, slow_client
 
 PARALLEL = ["--ws-writers", "1", "--ws-parallel-min", "2"]
 SERVER_ARGS = ["--ws-ping", "1s"] + PARALLEL
@@ -43,30 +41,11 @@ def test_parallel_fanout_producers_and_pings_keep_order(t):
     producers, per = 6, 8
     sizes = [0, 40, 300, 5000]
 
-    def send(p):
-        for i in range(per):
-            pad = "x" * sizes[(p + i) % len(sizes)]
-            tn.ok("POST", "/v1/broadcast", {"topic": "system", "type": "pburst", "data": {"p": p, "i": i, "pad": pad}},
-                  want=202)
+    def pings():
+        for k, f in enumerate(subs):
+            f.send(9, b"ping %d" % k)
 
-    ths = [threading.Thread(target=send, args=(p,)) for p in range(producers)]
-    for th in ths:
-        th.start()
-    for k, f in enumerate(subs):
-        f.send(9, b"ping %d" % k)
-    for th in ths:
-        th.join()
-    want = producers * per
-    first = None
-    for f in subs:
-        got = f.events(want, timeout=30)
-        s = seqs(got)
-        assert s == sorted(s) and len(set(s)) == want, s
-        assert all(len(m["data"]["pad"]) == sizes[(m["data"]["p"] + m["data"]["i"]) % len(sizes)] for m in got)
-        assert first is None or s == first, (s, first)
-        first = s
-        for p in range(producers):
-            assert [m["data"]["i"] for m in got if m["data"]["p"] == p] == list(range(per))
+    first = producer_bursts(tn, subs, "pburst", producers, per, sizes, pings)
     # one more broadcast after the server's pings had time to interleave
     time.sleep(1.2)
     tn.ok("POST", "/v1/broadcast", {"topic": "system", "type": "pafter", "data": {}}, want=202)
@@ -78,25 +57,6 @@ def test_parallel_fanout_producers_and_pings_keep_order(t):
     assert after["loop"] > before["loop"], (before, after)
     for f in subs:
         f.close()
-
-
-def slow_client(srv, key):
-    """A subscriber that reads nothing and advertises a tiny window."""
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.connect(("127.0.0.1", srv.port))
-    f = Feed.__new__(Feed)
-    f.s = s
-    wkey = base64.b64encode(os.urandom(16)).decode()
-    s.sendall(("GET /ws/realtime?token=%s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (key, wkey)).encode())
-    f.buf = b""
-    while b"\r\n\r\n" not in f.buf:
-        f.buf += s.recv(4096)
-    f.buf = f.buf.partition(b"\r\n\r\n")[2]
-    f.close_code = None
-    f.send_json({"type": "subscribe", "topics": ["system"]})
-    return f
 
 
 def test_parallel_fanout_slow_consumer_cut_off_others_continue(t):
@@ -132,18 +92,7 @@ def test_parallel_fanout_slow_consumer_cut_off_others_continue(t):
         assert isinstance(got, list), got
         assert [m["data"]["i"] for m in got] == list(range(n))
         assert all(len(m["data"]["blob"]) == len(blob) for m in got)
-    slow.s.settimeout(10)
-    saw_lagging, code, reason = False, None, ""
-    try:
-        while True:
-            m = slow.next(10)
-            if m.get("type") == "lagging":
-                saw_lagging = True
-    except ConnectionError:
-        code, reason = slow.close_code, slow.close_reason
-    assert saw_lagging
-    assert code == 1013 and "resume_from=" in reason, (code, reason)
-    resume = int(reason.split("resume_from=")[1])
+    resume = expect_cut_off(slow)
     assert 0 < resume < results[0][-1]["seq"], (resume, results[0][-1]["seq"])
     w = fanout_writes(srv)
     assert w["helper"] > 0 and w["loop"] > 0, w
