@@ -230,13 +230,15 @@ def test_auth_tokens_of_one_tenant_stay_there(t):
 # ---- tokens: expiry, refresh, revocation ----
 
 def test_auth_token_expiry_and_refresh(t):
-    srv = t.new_server(extra=("--jwt-ttl", "1s", "--jwt-leeway", "0") + SERVER_ARGS, name="auth-ttl")
+    # A token's times are whole seconds: with a TTL of 1 s one issued at
+    # x.999 expires 1 ms later. 2 s leaves a fresh token at least 1 s.
+    srv = t.new_server(extra=("--jwt-ttl", "2s", "--jwt-leeway", "0") + SERVER_ARGS, name="auth-ttl")
     ten = Tenant(t, srv=srv, prefix="ae")
     email = add_user(t, srv, ten.slug, "viewer")
     j = login(srv, ten.slug, email)
-    assert j["expires_in"] == 1
+    assert j["expires_in"] == 2
     assert call(srv, "GET", "/v1/leads", j["access_token"])[0] == 200
-    time.sleep(2.2)
+    time.sleep(3.2)
     st, hd, e = call(srv, "GET", "/v1/leads", j["access_token"])
     assert st == 401 and "expired" in e["error"]["message"] and "www-authenticate" in hd, (st, e)
     st, _, r = call(srv, "POST", "/v1/auth/refresh", body={"refresh_token": j["refresh_token"]})
