@@ -172,17 +172,19 @@ extern const char auth_empty_body_hash[AUTH_HASH_HEX];
 /* Tenants (admin-scope transaction) with inbox rows no checkpoint covers
  * yet: up to max ids into ids, *n how many. */
 int auth_inbox_pending(store_tx *tx, int64_t *ids, int max, int *n, store_err *err);
-/* Appends checkpoint entries (each at most AUTH_CHECKPOINT_ROWS rows) for
+/* Appends one checkpoint entry (at most AUTH_CHECKPOINT_ROWS rows) for
  * the transaction's tenant, covering rows after tenants.inbox_checkpoint_id
- * in id order up to the first one received at or after now_ms - margin_ms.
- * If another node moved the tenant's checkpoint meanwhile, this one writes
- * nothing. *entries and *rows get what was written.
+ * in id order up to the first one received at or after now_ms - margin_ms;
+ * call it again (a transaction each) until *entries is 0. If another node
+ * moved the tenant's checkpoint meanwhile, this one writes nothing.
+ * *entries (0 or 1) and *rows get what was written.
  * margin_ms 0 (SQLite always; on PostgreSQL the shutdown pass and `ehub
  * audit checkpoint`) covers every committed row: the caller's store_write
  * holds the tenant's row lock, which every webhook's transaction takes
  * before it draws an inbox id, so no lower id of the tenant can commit
  * later. */
-#define AUTH_CHECKPOINT_ROWS 5000
+/* An entry's rows bound the writer's hold: ~2 ms for 1,000 rows. */
+#define AUTH_CHECKPOINT_ROWS 1000
 int auth_inbox_checkpoint(store_tx *tx, int64_t margin_ms, int64_t now_ms, int *entries, int64_t *rows,
                           store_err *err);
 /* Recomputes every checkpoint of the transaction's tenant from the inbox

@@ -308,8 +308,7 @@ int auth_cli_audit(const ehub_config *cfg, logger *log, int npos, char **pos) {
         if (cfg->tenant[0] && strcmp(cfg->tenant, slug)) continue;
         seen++;
         if (checkpoint) {
-            /* a pass writes at most 20 entries (100,000 rows): go on until
-             * one covers nothing */
+            /* a transaction writes one entry: go on until one covers nothing */
             checkpoint_args c = {0}, total = {0};
             do {
                 if (store_write(st, store_rows_int(tl.r, i, 0), checkpoint_tx, &c, &err)) break;

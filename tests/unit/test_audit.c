@@ -325,8 +325,17 @@ typedef struct cp_thread {
 static void *checkpointer(void *p) {
     cp_thread *t = p;
     store_err err;
-    do t->rc = store_write(t->f->st, t->f->tenant, cp_fn, &t->c, &err);
-    while (t->rc == STORE_BUSY);
+    /* an entry a transaction: go on until one writes nothing */
+    int entries = 0;
+    int64_t rows = 0;
+    do {
+        do t->rc = store_write(t->f->st, t->f->tenant, cp_fn, &t->c, &err);
+        while (t->rc == STORE_BUSY);
+        entries += t->c.entries;
+        rows += t->c.rows;
+    } while (t->rc == STORE_OK && t->c.entries);
+    t->c.entries = entries;
+    t->c.rows = rows;
     return NULL;
 }
 
@@ -368,8 +377,11 @@ static void test_inbox_checkpoints(void **state) {
     /* the other tenant's rows are its own */
     int64_t me = f->tenant;
     f->tenant = ia.other;
-    assert_int_equal(store_write(f->st, f->tenant, cp_fn, &c, &err), STORE_OK);
-    assert_int_equal(c.rows, 450);
+    cp_thread all = {f, {.margin = 0}, 0};
+    checkpointer(&all); /* its rows alternate with ours: 3 entries of 200 runs at most */
+    assert_int_equal(all.rc, STORE_OK);
+    assert_int_equal(all.c.entries, 3);
+    assert_int_equal(all.c.rows, 450);
     assert_int_equal(store_read(f->st, f->tenant, inbox_verify_fn, &rep, &err), STORE_OK);
     assert_int_equal(rep.bad_seq, 0);
     f->tenant = me;
@@ -379,6 +391,44 @@ static void test_inbox_checkpoints(void **state) {
     assert_true(rep.bad_seq > 0);
     assert_true(rep.bad_row > 0);
     assert_non_null(strstr(rep.why, "was edited"));
+}
+
+/* n contiguous rows for the fixture's tenant: one run, so only the row cap splits it */
+static int inbox_run(store_tx *tx, void *arg, store_err *err) {
+    int n = *(int *)arg, rc = STORE_OK;
+    for (int i = 0; !rc && i < n; i++) {
+        char wid[32];
+        snprintf(wid, sizeof wid, "run-%d", i);
+        store_val v[] = {SV_I(store_tx_tenant(tx)), SV_S(wid), SV_I(clock_wall_ms() - 60000), SV_S(auth_empty_body_hash)};
+        rc = store_query(tx,
+                         "INSERT INTO webhook_inbox (tenant_id, provider, webhook_id, type, body, received_at, "
+                         "body_hash) VALUES ($1, 'ghl', $2, 'ContactCreate', '{}', $3, $4)",
+                         v, 4, NULL, err);
+    }
+    return rc;
+}
+
+/* An entry holds at most AUTH_CHECKPOINT_ROWS rows and a transaction writes
+ * one entry: 2.5 entries' worth of rows take three transactions. */
+static void test_inbox_checkpoint_rows(void **state) {
+    fx *f = *state;
+    store_err err;
+    int n = AUTH_CHECKPOINT_ROWS * 5 / 2;
+    assert_int_equal(store_write(f->st, f->tenant, inbox_run, &n, &err), STORE_OK);
+    cp_arg c = {.margin = 0};
+    assert_int_equal(store_write(f->st, f->tenant, cp_fn, &c, &err), STORE_OK);
+    assert_int_equal(c.entries, 1);
+    assert_int_equal(c.rows, AUTH_CHECKPOINT_ROWS);
+    cp_thread rest = {f, {.margin = 0}, 0};
+    checkpointer(&rest);
+    assert_int_equal(rest.rc, STORE_OK);
+    assert_int_equal(rest.c.entries, 2);
+    assert_int_equal(rest.c.rows, n - AUTH_CHECKPOINT_ROWS);
+    auth_inbox_report rep;
+    assert_int_equal(store_read(f->st, f->tenant, inbox_verify_fn, &rep, &err), STORE_OK);
+    assert_int_equal(rep.bad_seq, 0);
+    assert_int_equal(rep.checkpoints, 3);
+    assert_int_equal(rep.rows, n);
 }
 
 int main(void) {
@@ -396,6 +446,7 @@ int main(void) {
     T(test_list_pages);
     T(test_users_and_refresh_families);
     T(test_inbox_checkpoints);
+    T(test_inbox_checkpoint_rows);
     if (!pg.base) printf("audit: EHUB_TEST_PG_URL not set, PostgreSQL tests skipped\n");
     return _cmocka_run_group_tests("audit", tests, n, NULL, NULL);
 }
