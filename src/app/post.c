@@ -17,18 +17,21 @@ struct app_posts {
     int closed;                 /* guarded by mu */
 };
 
-static void on_async(uv_async_t *h) {
-    app_posts *p = h->data;
+/* Takes the whole list (closing it if asked) and runs it in posting order:
+ * the answers of one commit go out in commit order. */
+static void run_all(app_posts *p, int close) {
     pthread_mutex_lock(&p->mu);
+    if (close) p->closed = 1;
     app_post_item *it = p->head;
     p->head = p->tail = NULL;
     pthread_mutex_unlock(&p->mu);
-    /* in posting order: the answers of one commit go out in commit order */
     for (app_post_item *next; it; it = next) {
         next = it->next;
         it->fn(it);
     }
 }
+
+static void on_async(uv_async_t *h) { run_all(h->data, 0); }
 
 int app_posts_start(app *a) {
     app_posts *p = eh_calloc(1, sizeof *p);
@@ -74,15 +77,6 @@ void app_posts_stop(app *a) {
     app_posts *p = a->posts;
     if (!p) return;
     a->posts = NULL;
-    pthread_mutex_lock(&p->mu);
-    p->closed = 1;
-    app_post_item *it = p->head;
-    p->head = p->tail = NULL;
-    pthread_mutex_unlock(&p->mu);
-    /* anything posted after the last wake-up still runs */
-    for (app_post_item *next; it; it = next) {
-        next = it->next;
-        it->fn(it);
-    }
+    run_all(p, 1); /* anything posted after the last wake-up still runs */
     uv_close((uv_handle_t *)&p->async, on_closed);
 }
