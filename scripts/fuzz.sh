@@ -32,5 +32,7 @@ for t in "${targets[@]}"; do
   work="build/fuzz/corpus-$t"; mkdir -p "$work"
   [ -d "fuzz/corpus/$t" ] && cp -n fuzz/corpus/$t/* "$work/" 2>/dev/null || true
   echo "== fuzz_$t: running ${SECS}s"
-  (cd build/fuzz && "./fuzz_$t" -max_total_time="$SECS" -print_final_stats=1 "corpus-$t" 2>&1 | tail -12)
+  # the progress lines dropped, not the end: a sanitizer's report stays whole
+  (cd build/fuzz && "./fuzz_$t" -max_total_time="$SECS" -print_final_stats=1 "corpus-$t" 2>&1 |
+    grep -avE '^#[0-9]+[[:space:]]+(NEW|REDUCE|pulse|INITED|RELOAD)|^INFO: ')
 done

@@ -281,7 +281,7 @@ static size_t match_address(const char *s, size_t n, size_t i) {
                 if (u < n && s[u] == ',') u++;
                 if (u < n && s[u] == ' ') {
                     u++;
-                    size_t ul = s[u] == '#' ? 1 : word_of(s, n, u, units);
+                    size_t ul = u < n && s[u] == '#' ? 1 : word_of(s, n, u, units);
                     if (ul) {
                         u += ul;
                         if (u < n && s[u] == '.') u++;
