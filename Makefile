@@ -58,6 +58,12 @@ $(B)/tools/log_bench: bench/log_bench.c $(B)/libehub.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(B)/libehub.a $(LDLIBS)
 
+# Ed25519 verification, libsodium against auth/ed25519 (and OpenSSL), on
+# ~1 KB webhook bodies (bench/sig_bench.c): `make build/tools/sig_bench`.
+$(B)/tools/sig_bench: bench/sig_bench.c $(B)/libehub.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(B)/libehub.a $(LDLIBS)
+
 $(B)/tools/embed: tools/embed.c
 	@mkdir -p $(dir $@)
 	$(CC) -O1 -o $@ $<

@@ -496,6 +496,28 @@ static void test_ed25519(void **st) {
     sig_key_free(rsa);
 }
 
+/* libcrypto takes any 32 bytes as an Ed25519 key; the verifier refuses
+ * some (not on the curve, non-canonical, small order), as libsodium did.
+ * Such a key still loads, as before, and verifies nothing. */
+static void test_ed25519_refused_points(void **st) {
+    unsigned char der[44] = {0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00};
+    unsigned char raw[64] = {0};
+    char b64[100], sig[100];
+    assert_int_equal(sig_b64_encode(raw, 64, sig, sizeof sig), SIG_OK);
+    for (int c = 0; c < 4; c++) {
+        memset(der + 12, 0, 32); /* y = 0: a point of order 4 */
+        if (c == 1) der[12] = 1; /* the identity */
+        if (c == 2) der[12] = 2; /* y = 2 is not on the curve */
+        if (c == 3) memset(der + 12, 0xff, 32); /* y >= p */
+        assert_int_equal(sig_b64_encode(der, sizeof der, b64, sizeof b64), SIG_OK);
+        sig_key *k = load(b64);
+        assert_int_equal(sig_key_kind(k), SIG_KEY_ED25519);
+        assert_int_equal(sig_verify_ed25519(k, "", 0, sig), SIG_BAD);
+        assert_int_equal(sig_verify_ed25519(k, "msg", 3, sig), SIG_BAD);
+        sig_key_free(k);
+    }
+}
+
 static void test_rsa_sha256(void **st) {
     sig_key *ed = load_pub(fx.ed);
     check_verifier(sig_verify_rsa_sha256, fx.rsa, fx.rsa2, EVP_sha256(), ed);
@@ -916,7 +938,7 @@ int main(void) {
         cmocka_unit_test(test_rsa_sha256),       cmocka_unit_test(test_ecdsa_p256),
         cmocka_unit_test(test_ghl_keys),         cmocka_unit_test(test_hmac),
         cmocka_unit_test(test_twilio_vector),    cmocka_unit_test(test_twilio_ordering),
-        cmocka_unit_test(test_sendgrid_vector),
+        cmocka_unit_test(test_sendgrid_vector),  cmocka_unit_test(test_ed25519_refused_points),
         cmocka_unit_test(test_equal),
         cmocka_unit_test_teardown(test_alloc_failure_ours, reset_alloc),
         cmocka_unit_test_teardown(test_alloc_failure_all, reset_alloc),
