@@ -475,6 +475,8 @@ int store_write_async(store *s, int64_t tenant, store_fn fn, void *arg, store_do
     return STORE_OK;
 }
 
+int store_write_queues(const store *s) { return s && s->be->write_async != NULL; }
+
 int store_read(store *s, int64_t tenant, store_fn fn, void *arg, store_err *err) {
     err_clear(err);
     store_err local;

@@ -181,6 +181,10 @@ typedef void (*store_done_fn)(void *done_arg, int rc, const store_err *err);
  * before returning; so call it from the thread pool, not the loop. */
 int store_write_async(store *s, int64_t tenant, store_fn fn, void *arg, store_done_fn done, void *done_arg,
                       store_err *err);
+/* 1 if store_write_async only queues (SQLite's writer thread), so the loop
+ * may call it; 0 if it runs the transaction on the caller's thread
+ * (PostgreSQL). */
+int store_write_queues(const store *s);
 /* Runs fn in a read-only transaction (a consistent snapshot). */
 int store_read(store *s, int64_t tenant, store_fn fn, void *arg, store_err *err);
 

@@ -234,6 +234,33 @@ def test_contact_create_rsa_legacy_signature(t):
     assert lead and lead["phone"] == "+12125550199" and lead["email"] == "rsa@example.com", lead
 
 
+def test_loop_and_pool_paths_check_alike(t):
+    """A small Ed25519 webhook of a tenant already loaded is checked on the
+    loop; the tenant's first webhook, RSA and bodies over 8 KiB go to the
+    pool. Each path accepts a good one and refuses a forged or stale one
+    with nothing stored."""
+    tn = Tenant(t)
+    first = contact()
+    tn.accept(first)  # loads the tenant (pool)
+    cases = {"small": contact(), "large": contact(notes="n" * 20000)}
+    assert len(json.dumps(cases["small"])) < 8192 < len(json.dumps(cases["large"]))
+    for name, e in cases.items():
+        body = json.dumps(e).encode()
+        forged = json.dumps(dict(e, email="mallory@example.com")).encode()
+        st, j = tn.post_raw(forged, {"x-ghl-signature": sign_ed(tn.ed, body)})
+        assert st == 401 and j["error"]["code"] == "bad_signature", (name, st, j)
+        stale = dict(e, webhookId=str(uuid.uuid4()), timestamp=iso(now_ms() - 10 * 60 * 1000))
+        st, j = tn.send(stale)
+        assert st == 401 and j["error"]["code"] == "stale_timestamp", (name, st, j)
+        assert tn.lead_by_contact(e["id"]) is None and tn.inbox(e["webhookId"]) == [], name
+        tn.accept(e)
+        lead = tn.lead_by_contact(e["id"])
+        assert lead and lead["email"] == e["email"].lower(), (name, lead)
+        assert len(tn.inbox(e["webhookId"])) == 1, name
+        st, j = tn.send(e)  # the replay: same answer on either path
+        assert st == 200 and j["status"] == "duplicate", (name, st, j)
+
+
 def test_contact_create_name_only_splits(t):
     tn = Tenant(t)
     c = cid()
