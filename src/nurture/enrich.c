@@ -17,6 +17,7 @@
  *   round, a cursor walking the tenant's leads. A lead is enrolled at most
  *   once per cold_days in that sequence, and never twice while active. */
 #include <curl/curl.h>
+#include <sodium.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -532,7 +533,10 @@ void nurture_bg_work(nurture_bg *b) {
     int64_t now = clock_wall_ms();
     if (now >= b->next_enrich) {
         enrich_claim(b);
-        b->next_enrich = clock_wall_ms() + ENRICH_EVERY_MS;
+        /* +-25 %: nodes on one fixed period lock into a phase where the one
+         * that polls just after the shared window frees always takes it, and
+         * the other only ever claims rows to give them back */
+        b->next_enrich = clock_wall_ms() + ENRICH_EVERY_MS * 3 / 4 + randombytes_uniform(ENRICH_EVERY_MS / 2 + 1);
     }
     if (now >= b->next_cold) {
         cold_round(b);
