@@ -71,6 +71,7 @@ def main():
             continue
         for name, f in tests:
             t0 = time.time()
+            started = len(t.extra_servers)
             try:
                 f(t)
                 print("ok   %s.%s (%.2fs)" % (fn[:-3], name, time.time() - t0))
@@ -79,6 +80,11 @@ def main():
                 print("FAIL %s.%s: %s" % (fn[:-3], name, e))
                 traceback.print_exc(limit=3, file=sys.stdout)
                 failed += 1
+                # a failed test's servers would go on taking work from the
+                # store the next tests share, and fail them too
+                for s in t.extra_servers[started:]:
+                    if s.proc and s.proc.poll() is None:
+                        s.stop()
             sys.stdout.flush()
         servers = [t.srv] + t.extra_servers
         for s in servers:
