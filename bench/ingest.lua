@@ -13,6 +13,7 @@
 -- those repeats answer 200 "duplicate", are counted as such and are not
 -- acknowledgements, and the script warns (give it more bodies).
 
+local CHUNK = 1024
 local reqs, n, idx = {}, 0, 0
 local hdr = { ["Content-Type"] = "application/json" }
 
@@ -38,18 +39,24 @@ function init(args)
       if tab then
          n = n + 1
          hdr["x-ghl-signature"] = line:sub(1, tab - 1)
-         reqs[n] = wrk.format("POST", nil, hdr, line:sub(tab + 1))
+         local c = math.floor((n - 1) / CHUNK) + 1
+         reqs[c] = reqs[c] or {}
+         reqs[c][(n - 1) % CHUNK + 1] = wrk.format("POST", nil, hdr, line:sub(tab + 1))
       end
    end
    f:close()
    assert(n > 0, "no webhooks in " .. path)
-   -- No garbage collection during the run: with the requests' ~200 MB
-   -- live, LuaJIT's collector stalled wrk for up to ~90 ms (seen with perf
-   -- sched while ehub's own timings stayed under 35 ms), which wrk then
-   -- reported as the server's p99.9. The run's garbage (~1 KB a response)
-   -- just stays: ~100 MB for 12 s at 8k/s.
+   -- The collector runs (each response leaves ~1 KB of garbage). Stopped,
+   -- as it used to be, the responses' strings piled up in LuaJIT's string
+   -- table and wrk stalled for 70-100 ms, which it reported as ehub's
+   -- latency (p99.9 57-106 ms while the same requests' times on the wire,
+   -- tcpdump on lo, stayed under 35 ms). To keep the collector's steps
+   -- short, the requests are held in tables of CHUNK (LuaJIT marks a table's
+   -- entries in one step: 200,000 strings, a cache miss each) and their
+   -- bodies hash apart (see _b62 in ingest_sign.py).
+   -- wrk's p99.9 still shows stalls of 40-60 ms of its own (the wire's
+   -- stays near 20 ms): ingest.sh reports both.
    collectgarbage("collect")
-   collectgarbage("stop")
 end
 
 function request()
@@ -58,7 +65,7 @@ function request()
       idx = 1
       wraps = wraps + 1
    end
-   return reqs[idx]
+   return reqs[math.floor((idx - 1) / CHUNK) + 1][(idx - 1) % CHUNK + 1]
 end
 
 function response(status, headers, body)

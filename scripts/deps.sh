@@ -13,8 +13,9 @@ postgresql redis-server sqlite3 curl python3-cryptography python3-numpy python3-
 # A node that is already on PATH (18 or newer) will do; otherwise Debian's.
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || pkgs="$pkgs nodejs npm"
 pkgs="$pkgs chromium"
-# Benchmarks compare against nginx and drive load with wrk.
-[ "${1:-}" = "--bench" ] && pkgs="$pkgs wrk nginx-light"
+# Benchmarks compare against nginx, drive load with wrk, and time requests
+# on the wire with tcpdump (bench/ingest.sh).
+[ "${1:-}" = "--bench" ] && pkgs="$pkgs wrk nginx-light tcpdump"
 
 missing=""
 for p in $pkgs; do
