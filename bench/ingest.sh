@@ -28,11 +28,11 @@
 # answer's, without wrk's own time -- it runs ingest.lua for every response on
 # the same 2 cores, which adds 2-8 ms to its p99), status counts and socket
 # errors; then the target: >= 5,000 durable webhooks/s on SQLite with p99 <
-# 10 ms and no errors at 64 connections (MET or MISSED), judged on each.
-#   EHUB_BENCH_WIRE=0                       no capture (it needs root and tcpdump; it costs
-#                                           a few % of the CPU the run has) Exit status: 0 whether or not the target is met;
-# 1 if the benchmark itself could not run; 3 if an acknowledged webhook was
-# not stored (durability broken).
+# 10 ms and no errors at 64 connections (MET or MISSED), judged on each
+# (EHUB_BENCH_WIRE=0: no capture; it needs root and tcpdump, and costs a few %
+# of the run's CPU). Exit status: 0 whether or not the target is met; 1 if
+# the benchmark itself could not run; 3 if an acknowledged webhook was not
+# stored (durability broken).
 # Needs: wrk and tcpdump (scripts/deps.sh --bench), PostgreSQL (scripts/deps.sh), python3-cryptography.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,9 +65,11 @@ SRV_CPU=${EHUB_BENCH_SERVER_CPUS:-1}; WRK_CPU=${EHUB_BENCH_WRK_CPUS:-0}
 
 tmp=$(mktemp -d /tmp/ehub-ingest.XXXXXX)
 srv_pid=""
+cap_pid=""
 services_dir=""
 cleanup() {
   local rc=$?
+  if [ -n "$cap_pid" ]; then kill "$cap_pid" 2>/dev/null || true; fi
   if [ -n "$srv_pid" ]; then kill "$srv_pid" 2>/dev/null || true; wait "$srv_pid" 2>/dev/null || true; fi
   if [ -n "$services_dir" ]; then scripts/services.sh stop "$services_dir" || true; fi
   if [ -n "${EHUB_BENCH_KEEP:-}" ]; then echo "ingest: kept $tmp" >&2; else rm -rf "$tmp"; fi
@@ -160,7 +162,7 @@ PY
     pgcpu0=$("$PY" "$HELPER" cpu "$pg_pids")
   fi
   cpu0=$("$PY" "$HELPER" cpu "$srv_pid")
-  local cap_pid=""
+  cap_pid=""
   if [ "${EHUB_BENCH_WIRE:-1}" = 1 ]; then cap_pid=$(wire_start "$dir"); fi
   INGEST_BODIES=$dir/bodies.run INGEST_ACKED=$dir/acked INGEST_RESULT=$dir/result \
     taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -d"${DUR}s" --timeout 10s -s bench/ingest.lua \
@@ -173,6 +175,7 @@ PY
     while kill -0 "$cap_pid" 2>/dev/null; do sleep 0.1; done   # not our child: started in $(wire_start)
     "$PY" bench/wire_latency.py "$dir/wire.pcap" "$PORT" >"$dir/wire.json" || echo '{}' >"$dir/wire.json"
     rm -f "$dir/wire.pcap"
+    cap_pid=""
   fi
   echo $((COUNT - 1)) >>"$dir/acked"   # the probe's webhook: acknowledged too
   [ -n "$pg_pids" ] && pgcpu1=$("$PY" "$HELPER" cpu "$pg_pids")
