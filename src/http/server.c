@@ -493,6 +493,7 @@ static size_t fan_run(fan_pass *f) {
 
 static void fan_thread(void *arg) {
     fan_pass *f = arg;
+    pthread_setname_np(pthread_self(), "ehub-fanout");
     for (;;) {
         uv_sem_wait(&f->go);
         if (f->stop) return;
