@@ -423,8 +423,15 @@ static int conn_open(sq_store *q, sq_conn *c, const char *path, int writer, stor
         /* temp_store=MEMORY: each job in a group commit runs in a savepoint,
          * whose statement journal would otherwise be a temporary file —
          * measured at 40 KB written per webhook. */
+        /* page_size=2048, for a new database only (an existing one keeps
+         * its size: WAL mode cannot change it): most of a webhook's WAL
+         * frames are index leaves it dirties at random keys (e-mail, phone,
+         * contact id, webhook id), copied whole into the WAL. Half-size
+         * pages cut the WAL written per webhook from 8.2 KB to 6.1 KB,
+         * and with it the disk traffic that the WAL restart's fsyncs, on
+         * the writer, wait behind (the longest measured 11.4 -> 5.4 ms). */
         snprintf(pragmas, sizeof pragmas,
-                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON; "
+                 "PRAGMA page_size=2048; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s; PRAGMA foreign_keys=ON; "
                  "PRAGMA temp_store=MEMORY; PRAGMA secure_delete=ON;",
                  q->s->opts.sync_full ? "FULL" : "NORMAL");
     } else {
@@ -660,6 +667,7 @@ static void run_batch_jobs(sq_store *q, sq_job *batch) {
 
 static void *writer_main(void *arg) {
     sq_store *q = arg;
+    pthread_setname_np(pthread_self(), "ehub-writer"); /* top -H, perf, gdb */
     for (;;) {
         pthread_mutex_lock(&q->qmu);
         while (!q->qhead && !q->stopping) pthread_cond_wait(&q->qcv, &q->qmu);
@@ -809,6 +817,7 @@ static int wal_hook(void *arg, sqlite3 *db, const char *name, int nframes) {
 
 static void *ckpt_main(void *arg) {
     sq_store *q = arg;
+    pthread_setname_np(pthread_self(), "ehub-ckpt");
     int finish = 0;    /* the log may be complete once writes pause */
     int last_seen = 0; /* the writer's ckpt_last when last looked at */
     for (;;) {
