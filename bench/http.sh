@@ -64,16 +64,24 @@ run() { # name url [script]
   p99=$(echo "$out" | awk '$1=="99%" {print $2}')
   errs=$(echo "$out" | awk '/Non-2xx|Socket errors/ {print}' | tr '\n' ' ')
   printf '%-28s %10s req/s   p50 %-9s p99 %-9s %s\n' "$1" "$rps" "$p50" "$p99" "$errs" >&2
-  echo "$rps"
+  echo "$rps $p99"
 }
 
 echo "wrk -t1 -c$CONNS -d${DUR}s, server on core 1, wrk on core 0" >&2
 n=$(run "nginx static 200" "http://127.0.0.1:$NPORT/")
 e=$(run "ehub GET /health" "http://127.0.0.1:$EPORT/health")
 p=$(run "ehub POST /debug/echo (332B)" "http://127.0.0.1:$EPORT/debug/echo" "$tmp/post.lua")
-python3 - "$n" "$e" "$p" <<'PY'
+python3 - $n $e $p "$CONNS" <<'PY'
 import sys
-n, e, p = map(float, sys.argv[1:])
-print("ratio ehub/nginx GET /health: %.2f   (target >= 0.80)" % (e / n))
-print("ehub JSON POST echo: %.0f req/s (%.2f of nginx static)" % (p, p / n))
+def ms(v):  # wrk prints 506.00us, 1.42ms, 1.02s
+    for unit, f in (("us", 1e-3), ("ms", 1.0), ("s", 1e3)):
+        if v.endswith(unit):
+            return float(v[: -len(unit)]) * f
+    raise SystemExit("http.sh: cannot read wrk's p99 %r" % v)
+n, n99, e, e99, p, p99, conns = sys.argv[1:]
+n, e, p = float(n), float(e), float(p)
+print("ratio ehub/nginx GET /health: %.2f   (target >= 0.80: %s)" % (e / n, "MET" if e / n >= 0.8 else "MISSED"))
+print("ehub GET /health p99 %.2f ms at %s connections, nginx %.2f ms   (target < 2 ms: %s)"
+      % (ms(e99), conns, ms(n99), "MET" if ms(e99) < 2 else "MISSED"))
+print("ehub JSON POST echo: %.0f req/s (%.2f of nginx static), p99 %.2f ms" % (p, p / n, ms(p99)))
 PY

@@ -174,7 +174,7 @@ PY
     kill -INT "$cap_pid" 2>/dev/null
     while kill -0 "$cap_pid" 2>/dev/null; do sleep 0.1; done   # not our child: started in $(wire_start)
     "$PY" bench/wire_latency.py "$dir/wire.pcap" "$PORT" >"$dir/wire.json" || echo '{}' >"$dir/wire.json"
-    rm -f "$dir/wire.pcap"
+    if [ -n "${EHUB_BENCH_KEEP:-}" ]; then echo "$PORT" >"$dir/wire.port"; else rm -f "$dir/wire.pcap"; fi
     cap_pid=""
   fi
   echo $((COUNT - 1)) >>"$dir/acked"   # the probe's webhook: acknowledged too
