@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1525,7 +1526,7 @@ static void test_checkpointer(void **state) {
     store_err err = {0};
     assert_int_equal(exec_sql(s, "CREATE TABLE big (b BLOB)", &err), STORE_OK);
     uint32_t seq0 = wal_ckpt_seq(f);
-    for (int i = 0; i < 800; i++) assert_int_equal(store_write(s, 0, blob_fn, NULL, &err), STORE_OK); /* ~1,700 pages */
+    for (int i = 0; i < 800; i++) assert_int_equal(store_write(s, 0, blob_fn, NULL, &err), STORE_OK); /* 6.4 MB: ~3,300 pages of 2 KB */
     int restarted = 0;
     for (int tries = 0; tries < 20 && !restarted; tries++) {
         usleep(250 * 1000); /* a pause in the writes: the checkpointer finishes the log */
@@ -1535,6 +1536,56 @@ static void test_checkpointer(void **state) {
     }
     assert_true(restarted);
     store_close(s);
+}
+
+/* The page size in a database file's header (bytes 16-17; 1 means 65536). */
+static unsigned db_page_size(const char *path) {
+    unsigned char h[18] = {0};
+    FILE *fp = fopen(path, "rb");
+    if (fp) {
+        if (fread(h, 1, sizeof h, fp) != sizeof h) memset(h, 0, sizeof h);
+        fclose(fp);
+    }
+    unsigned n = (unsigned)h[16] << 8 | h[17];
+    return n == 1 ? 65536 : n;
+}
+
+/* A new database gets 2 KB pages (less WAL per random index insert, see
+ * src/store/sqlite.c); an existing one keeps the size it was made with,
+ * and its rows. */
+static void test_page_size(void **state) {
+    fx *f = *state;
+    store_err err = {0};
+    store *s = open_ok(f, NULL);
+    assert_int_equal(exec_sql(s, "CREATE TABLE t (x)", &err), STORE_OK);
+    store_close(s);
+    char path[512];
+    snprintf(path, sizeof path, "%s/data/test.db", f->dir);
+    assert_int_equal(db_page_size(path), 2048);
+
+    snprintf(path, sizeof path, "%s/data/old.db", f->dir);
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; "
+                                  "CREATE TABLE old (x); INSERT INTO old VALUES (1);",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    char url[600];
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    s = store_open(url, NULL, &err);
+    assert_non_null(s);
+    assert_int_equal(exec_sql(s, "INSERT INTO old VALUES (2)", &err), STORE_OK);
+    store_close(s);
+    assert_int_equal(db_page_size(path), 4096);
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM old", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 2);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
 }
 
 /* ---- store_purge (after an erasure) ---- */
@@ -1629,6 +1680,7 @@ int main(void) {
     T_BOTH(test_alloc_failures);
     T_BOTH(test_throughput);
     T_SQ(test_checkpointer);
+    T_SQ(test_page_size);
     T_BOTH(test_purge);
     if (pg.base) {
         T_PG(test_pg_rls);
