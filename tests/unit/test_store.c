@@ -1501,17 +1501,22 @@ static int blob_fn(store_tx *tx, void *arg, store_err *err) {
     return store_query(tx, "INSERT INTO big (b) VALUES ($1)", v, 1, NULL, err);
 }
 
+/* The first n bytes of a file; zeros if it is missing or shorter. */
+static void file_head(const char *path, unsigned char *h, size_t n) {
+    memset(h, 0, n);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return;
+    if (fread(h, 1, n, fp) != n) memset(h, 0, n);
+    fclose(fp);
+}
+
 /* The WAL header's checkpoint sequence: it grows each time the log starts
  * over from its beginning, which needs a checkpoint of all of it first. */
 static uint32_t wal_ckpt_seq(const fx *f) {
     char path[512];
     snprintf(path, sizeof path, "%s/data/test.db-wal", f->dir);
-    FILE *fp = fopen(path, "rb");
-    unsigned char h[16] = {0};
-    if (fp) {
-        if (fread(h, 1, sizeof h, fp) != sizeof h) memset(h, 0, sizeof h);
-        fclose(fp);
-    }
+    unsigned char h[16];
+    file_head(path, h, sizeof h);
     return (uint32_t)h[12] << 24 | (uint32_t)h[13] << 16 | (uint32_t)h[14] << 8 | h[15];
 }
 
@@ -1540,12 +1545,8 @@ static void test_checkpointer(void **state) {
 
 /* The page size in a database file's header (bytes 16-17; 1 means 65536). */
 static unsigned db_page_size(const char *path) {
-    unsigned char h[18] = {0};
-    FILE *fp = fopen(path, "rb");
-    if (fp) {
-        if (fread(h, 1, sizeof h, fp) != sizeof h) memset(h, 0, sizeof h);
-        fclose(fp);
-    }
+    unsigned char h[18];
+    file_head(path, h, sizeof h);
     unsigned n = (unsigned)h[16] << 8 | h[17];
     return n == 1 ? 65536 : n;
 }
