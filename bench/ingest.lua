@@ -5,6 +5,7 @@
 --   INGEST_BODIES  file of "<base64 Ed25519 signature>\t<JSON body>" lines (bench/ingest_sign.py sign)
 --   INGEST_ACKED   where done() writes the index of every webhook answered 200 "accepted"
 --   INGEST_RESULT  where done() writes "key value" lines (figures for the shell script)
+--   INGEST_RATE    if set and not empty: send this many requests/s in all (see "Paced" below)
 --
 -- The bodies are read and each request is built with wrk.format in init()
 -- (before wrk starts its clock), so request() allocates nothing; response() counts statuses and records which
@@ -59,11 +60,67 @@ function init(args)
    collectgarbage("collect")
 end
 
+-- Paced (INGEST_RATE set): the requests follow a fixed schedule, one every
+-- 1/RATE s from the first, whatever the answers do -- as a busy portal's
+-- webhooks would -- instead of each connection sending again as soon as it
+-- is answered. wrk calls delay() when a connection is ready to send; it
+-- claims the next slot of the schedule and waits until then (wrk's timers
+-- have 1 ms steps). A connection still waiting for a slow answer cannot send
+-- on time: its next request goes out late, at once, and its latency is
+-- counted from its slot, not from when it went out (the correction for
+-- "coordinated omission" that wrk2 makes; wrk's own figures and the wire's
+-- time each request from when it was sent). Slots claimed in one ms may be
+-- handed to that ms's requests in another order: their times differ by less
+-- than 1 ms. A request sent after a wait we chose is timed from when it went
+-- out: the timer's lateness is ours, not the server's.
+local RATE = tonumber(os.getenv("INGEST_RATE") or "")
+local slot_us, next_due, dues, dhead, dtail, due_of = nil, nil, {}, 1, 0, {}
+co = {}
+nco = 0
+local now_us
+if RATE then
+   assert(RATE > 0, "INGEST_RATE must be positive")
+   local ffi = require("ffi")
+   ffi.cdef [[
+      typedef struct { long tv_sec; long tv_nsec; } ingest_timespec;
+      int clock_gettime(int clk, ingest_timespec *ts);
+   ]]
+   local ts = ffi.new("ingest_timespec")
+   now_us = function()
+      ffi.C.clock_gettime(1, ts) -- CLOCK_MONOTONIC
+      return tonumber(ts.tv_sec) * 1e6 + tonumber(ts.tv_nsec) / 1e3
+   end
+   slot_us = 1e6 / RATE
+
+   function delay()
+      local now = now_us()
+      next_due = next_due or now
+      local due = next_due
+      next_due = next_due + slot_us
+      dtail = dtail + 1
+      if due > now then
+         dues[dtail] = -1 -- on schedule: timed from when it goes out
+         return math.ceil((due - now) / 1000)
+      end
+      dues[dtail] = due -- late: timed from its slot
+      return 0
+   end
+end
+
 function request()
    idx = idx + 1
    if idx > n then
       idx = 1
       wraps = wraps + 1
+   end
+   if RATE then
+      local due = -1
+      if dhead <= dtail then
+         due = dues[dhead]
+         dues[dhead] = nil
+         dhead = dhead + 1
+      end
+      due_of[idx] = due >= 0 and due or now_us()
    end
    return reqs[math.floor((idx - 1) / CHUNK) + 1][(idx - 1) % CHUNK + 1]
 end
@@ -74,7 +131,15 @@ function response(status, headers, body)
       local i = body:match('"webhook_id":%s*"wh%-%w+%-(%d+)"')
       if i then
          nacked = nacked + 1
-         acked[nacked] = tonumber(i)
+         i = tonumber(i)
+         acked[nacked] = i
+         -- the body's index is its line in the file, 0-based: request()'s idx - 1
+         local due = RATE and due_of[i + 1]
+         if due then
+            nco = nco + 1
+            co[nco] = now_us() - due
+            due_of[i + 1] = nil
+         end
          return
       end
    end
@@ -86,7 +151,7 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
-   local st, total_acked, total_dups, total_wraps, out_samples = {}, 0, 0, 0, {}
+   local st, total_acked, total_dups, total_wraps, out_samples, all_co = {}, 0, 0, 0, {}, {}
    local af = assert(io.open(assert(os.getenv("INGEST_ACKED"), "INGEST_ACKED is not set"), "w"))
    for _, t in ipairs(threads) do
       for code, c in pairs(t:get("statuses")) do st[code] = (st[code] or 0) + c end
@@ -97,6 +162,8 @@ function done(summary, latency, requests)
       total_dups = total_dups + t:get("dups")
       total_wraps = total_wraps + t:get("wraps")
       for _, s in ipairs(t:get("samples")) do out_samples[#out_samples + 1] = s end
+      local c = t:get("co")
+      for j = 1, t:get("nco") do all_co[#all_co + 1] = c[j] end
    end
    af:close()
 
@@ -129,6 +196,17 @@ function done(summary, latency, requests)
       put("lat_p" .. tostring(p):gsub("%.", "_") .. "_us", latency:percentile(p))
    end
    put("lat_max_us", latency.max)
+   if #all_co > 0 then
+      -- acknowledged requests timed from their slots (Paced, above)
+      table.sort(all_co)
+      put("co_n", #all_co)
+      put("co_rate", os.getenv("INGEST_RATE"))
+      for _, p in ipairs({ 50, 90, 99, 99.9 }) do
+         local k = math.max(1, math.ceil(#all_co * p / 100))
+         put("co_p" .. tostring(p):gsub("%.", "_") .. "_us", string.format("%.0f", all_co[k]))
+      end
+      put("co_max_us", string.format("%.0f", all_co[#all_co]))
+   end
    for _, s in ipairs(out_samples) do put("sample", (s:gsub("\n", " "))) end
    r:close()
 end
