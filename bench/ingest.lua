@@ -6,10 +6,12 @@
 --   INGEST_ACKED   where done() writes the index of every webhook answered 200 "accepted"
 --   INGEST_RESULT  where done() writes "key value" lines (figures for the shell script)
 --   INGEST_RATE    if set and not empty: send this many requests/s in all (see "Paced" below)
+--   INGEST_ARRIVALS  paced: "poisson" (default) or "even" spacing of the requests
 --
 -- The bodies are read and each request is built with wrk.format in init()
--- (before wrk starts its clock), so request() allocates nothing; response() counts statuses and records which
--- webhook each 200 acknowledged (the answer echoes its webhook_id, and the id
+-- (before wrk starts its clock), so request() builds nothing (paced, it
+-- notes when the request's time starts); response() counts statuses and
+-- records which webhook each 200 acknowledged (the answer echoes its webhook_id, and the id
 -- carries the index). If the run outlasts the bodies the list starts over:
 -- those repeats answer 200 "duplicate", are counted as such and are not
 -- acknowledgements, and the script warns (give it more bodies).
@@ -60,26 +62,37 @@ function init(args)
    collectgarbage("collect")
 end
 
--- Paced (INGEST_RATE set): the requests follow a fixed schedule, one every
--- 1/RATE s from the first, whatever the answers do -- as a busy portal's
--- webhooks would -- instead of each connection sending again as soon as it
--- is answered. wrk calls delay() when a connection is ready to send; it
--- claims the next slot of the schedule and waits until then (wrk's timers
--- have 1 ms steps). A connection still waiting for a slow answer cannot send
--- on time: its next request goes out late, at once, and its latency is
--- counted from its slot, not from when it went out (the correction for
--- "coordinated omission" that wrk2 makes; wrk's own figures and the wire's
--- time each request from when it was sent). Slots claimed in one ms may be
--- handed to that ms's requests in another order: their times differ by less
--- than 1 ms. A request sent after a wait we chose is timed from when it went
--- out: the timer's lateness is ours, not the server's.
+-- Paced (INGEST_RATE set): the requests follow a schedule of INGEST_RATE
+-- slots a second from the first, whatever the answers do, instead of each
+-- connection sending again as soon as it is answered. INGEST_ARRIVALS says
+-- how slots are spaced: "poisson" (default: random gaps, exponentially
+-- distributed, so deliveries bunch now and then as independent senders'
+-- do; a fixed seed, so every run gets the same schedule) or "even" (one
+-- every 1/RATE s, the gentlest load there is).
+--
+-- wrk calls delay() when a connection may send again (before its first
+-- request too) and waits the ms it returns (its timers have 1 ms steps);
+-- delay() aims at the next slot not yet aimed at. request() then takes the
+-- next slot not yet taken, and the request is timed from that slot if it
+-- goes out late, or from when it goes out if it is on time or early. A
+-- connection still waiting for a slow answer cannot send on time: its next
+-- request goes out late, and its latency counts from its slot, not from
+-- when it went out (the correction for "coordinated omission" that wrk2
+-- makes). Numbering slots in request() keeps that right when a connection
+-- reconnects (wrk then sends without asking delay()) or wrk's timers fire
+-- out of order: a request's slot is at worst a few slots (~0.2 ms each at
+-- 6,000/s) off its own. Slots never answered -- in flight, or not yet sent,
+-- when wrk stopped -- count too (done(), below): a stall at the end of a
+-- run must not vanish.
 local RATE = tonumber(os.getenv("INGEST_RATE") or "")
-local slot_us, next_due, dues, dhead, dtail, due_of = nil, nil, {}, 1, 0, {}
+local POISSON = (os.getenv("INGEST_ARRIVALS") or "poisson") ~= "even"
+local slot_us, t0, kd, kr, sched, due_of = nil, nil, 0, 0, {}, {}
 co = {}
 nco = 0
+first_slot = -1 -- exported to done(): the schedule's start (CLOCK_MONOTONIC, us)
 local now_us
 if RATE then
-   assert(RATE > 0, "INGEST_RATE must be positive")
+   assert(RATE > 0, "INGEST_RATE must be a positive number")
    local ffi = require("ffi")
    ffi.cdef [[
       typedef struct { long tv_sec; long tv_nsec; } ingest_timespec;
@@ -91,20 +104,40 @@ if RATE then
       return tonumber(ts.tv_sec) * 1e6 + tonumber(ts.tv_nsec) / 1e3
    end
    slot_us = 1e6 / RATE
+   math.randomseed(12345)
+   local last_k, last_due = -1, 0
+
+   -- the time of slot k (k = 0, 1, ...), generated in order and kept only
+   -- while delay() or request() may still ask for it
+   local function slot(k)
+      while last_k < k do
+         last_k = last_k + 1
+         if last_k == 0 then last_due = t0
+         elseif POISSON then last_due = last_due - math.log(1 - math.random()) * slot_us
+         else last_due = last_due + slot_us end
+         sched[last_k] = last_due
+      end
+      local d = sched[k]
+      local low = math.min(kd, kr)
+      while sched[low - 1] do -- drop what both have passed
+         sched[low - 1] = nil
+         low = low - 1
+      end
+      return d
+   end
 
    function delay()
       local now = now_us()
-      next_due = next_due or now
-      local due = next_due
-      next_due = next_due + slot_us
-      dtail = dtail + 1
-      if due > now then
-         dues[dtail] = -1 -- on schedule: timed from when it goes out
-         return math.ceil((due - now) / 1000)
+      if not t0 then
+         t0 = now
+         first_slot = t0
       end
-      dues[dtail] = due -- late: timed from its slot
-      return 0
+      local due = slot(kd)
+      kd = kd + 1
+      return due > now and math.ceil((due - now) / 1000) or 0
    end
+
+   slot_at = slot
 end
 
 function request()
@@ -113,14 +146,11 @@ function request()
       idx = 1
       wraps = wraps + 1
    end
-   if RATE then
-      local due = -1
-      if dhead <= dtail then
-         due = dues[dhead]
-         dues[dhead] = nil
-         dhead = dhead + 1
-      end
-      due_of[idx] = due >= 0 and due or now_us()
+   -- wrk calls request() once before the run to check it: no slot for that
+   if RATE and t0 then
+      local now, due = now_us(), slot_at(kr)
+      kr = kr + 1
+      due_of[idx] = math.min(now, due)
    end
    return reqs[math.floor((idx - 1) / CHUNK) + 1][(idx - 1) % CHUNK + 1]
 end
@@ -164,6 +194,7 @@ function done(summary, latency, requests)
       for _, s in ipairs(t:get("samples")) do out_samples[#out_samples + 1] = s end
       local c = t:get("co")
       for j = 1, t:get("nco") do all_co[#all_co + 1] = c[j] end
+      t0_all = t:get("first_slot")
    end
    af:close()
 
@@ -196,11 +227,46 @@ function done(summary, latency, requests)
       put("lat_p" .. tostring(p):gsub("%.", "_") .. "_us", latency:percentile(p))
    end
    put("lat_max_us", latency.max)
+   if RATE and t0_all and t0_all >= 0 then
+      -- Every slot up to wrk's stop that got no answer (in flight, or never
+      -- sent) counts as answered at the stop: a lower bound of its latency.
+      -- The stop is the schedule's start plus wrk's run time, a little late
+      -- (the run time also covers connecting), which adds only a few slots
+      -- whose bound is ~0. Which slots those are is known only roughly (the
+      -- answered ones are not always the earliest), so the latest ones are
+      -- taken: the bounds come out low, never high.
+      local t_end = t0_all + summary.duration
+      local k, x = 0, t0_all
+      if POISSON then math.randomseed(12345) end
+      while true do -- the number of slots due before the stop, as in slot()
+         if k > 0 then
+            if POISSON then x = x - math.log(1 - math.random()) * slot_us else x = x + slot_us end
+         end
+         if x > t_end then break end
+         k = k + 1
+      end
+      local answered = summary.requests
+      put("co_slots", k)
+      put("co_unanswered", math.max(0, k - answered))
+      if k > answered then
+         -- the due times of the last k - answered slots, again in order
+         if POISSON then math.randomseed(12345) end
+         x = t0_all
+         for j = 0, k - 1 do
+            if j > 0 then
+               if POISSON then x = x - math.log(1 - math.random()) * slot_us else x = x + slot_us end
+            end
+            if j >= answered then all_co[#all_co + 1] = t_end - x end
+         end
+      end
+   end
    if #all_co > 0 then
-      -- acknowledged requests timed from their slots (Paced, above)
+      -- acknowledged requests timed from their slots (Paced, above), and
+      -- the slots never answered
       table.sort(all_co)
       put("co_n", #all_co)
       put("co_rate", os.getenv("INGEST_RATE"))
+      put("co_arrivals", POISSON and "poisson" or "even")
       for _, p in ipairs({ 50, 90, 99, 99.9 }) do
          local k = math.max(1, math.ceil(#all_co * p / 100))
          put("co_p" .. tostring(p):gsub("%.", "_") .. "_us", string.format("%.0f", all_co[k]))

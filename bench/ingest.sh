@@ -11,14 +11,16 @@
 #   EHUB_BENCH_LAYOUTS="paced pinned unpinned"   which SQLite runs, in that order, each on a
 #                 fresh store (default: paced pinned):
 #       paced     ehub and wrk on the CPU lists above, wrk sending EHUB_BENCH_RATE webhooks/s
-#                 on a fixed schedule (bench/ingest.lua, "Paced"): the target's load, >= 5,000/s,
+#                 on a schedule (bench/ingest.lua, "Paced"): the target's load, >= 5,000/s,
 #                 and its latency. First by default: right after a saturation run (a gigabyte
-#                 written) its p99 measured 5.8-13 ms instead of 4.0-4.8 ms
+#                 written) it was sometimes slower (see README, GoHighLevel webhooks)
 #       pinned    the same CPUs, wrk sending as fast as answers come back (saturation: the
 #                 most webhooks/s ehub takes on one core)
 #       unpinned  ehub and wrk both free to use every CPU, as a real deployment's ehub
 #                 would be, at saturation
 #   EHUB_BENCH_RATE=6000                    the paced run's rate (default 6000: 20 % above the target)
+#   EHUB_BENCH_ARRIVALS=poisson             the paced run's spacing: poisson (random gaps, the
+#                                           default) or even (one every 1/rate s)
 #
 # For each backend: a fresh store (SQLite in a temporary data dir; PostgreSQL
 # from scripts/services.sh), a tenant whose webhook public key is a freshly
@@ -31,7 +33,10 @@
 # "accepted" must have its lead (store and GET /v1/leads) and its inbox row.
 #
 # Prints per backend (and per layout for SQLite): durable webhooks/s (acknowledged / wrk's run time), wrk's
-# exact latency percentiles, the same requests' latencies on the wire (tcpdump
+# latency percentiles (wrk 4 adds samples of its own to its histogram for
+# every answer slower than twice the mean time between a connection's
+# requests: its stats_correct; a stall shows larger there than on the wire),
+# the same requests' latencies on the wire (tcpdump
 # on lo, bench/wire_latency.py: from the request's first packet to the
 # answer's, without wrk's own time -- it runs ingest.lua for every response on
 # the same 2 cores, which adds 2-8 ms to its p99), status counts and socket
@@ -58,6 +63,9 @@ PY=/usr/bin/python3; [ -x "$PY" ] || PY=python3
 HELPER=bench/ingest_sign.py
 TARGET_RATE=5000
 PACE=${EHUB_BENCH_RATE:-6000}
+ARRIVALS=${EHUB_BENCH_ARRIVALS:-poisson}
+[[ "$PACE" =~ ^[1-9][0-9]*$ ]] || { echo "ingest: EHUB_BENCH_RATE must be a whole number of webhooks/s" >&2; exit 1; }
+case "$ARRIVALS" in poisson|even) ;; *) echo "ingest: EHUB_BENCH_ARRIVALS is poisson or even" >&2; exit 1 ;; esac
 TARGET_P99_MS=10
 SLUG=ingest-bench
 
@@ -133,11 +141,12 @@ stop_server() { # SIGNAL
   srv_pid=""
 }
 
-# Prints the figures of one backend and appends "backend rate p99_ms errors ok" to $tmp/summary.
+# Prints the figures of one backend and appends "name rate p50 p99 errors ok acked wire_p50
+# wire_p99 slot_p99" to $tmp/summary ("-" for what was not measured).
 bench_backend() { # name store [rate: paced]
   local name=$1 store=$2 dir=$tmp/$1 r rate=${3:-} k=1
   # a layout listed twice gets a fresh store the second time
-  while [ -e "$dir" ]; do k=$((k + 1)); dir=$tmp/$1.$k; store=${store/\/$1\//\/$1.$k\/}; done
+  while [ -e "$dir" ]; do k=$((k + 1)); dir=$tmp/$1.$k; store=${2/\/$1\//\/$1.$k\/}; done
   mkdir -p "$dir/data"
   local log=$dir/ehub.log
   echo "== $name ($store)"
@@ -171,7 +180,7 @@ PY
         --data-binary "${probe#*$'\t'}")
   [ "$r" = 200 ] || { echo "ingest: probe webhook answered $r: $(cat "$dir/probe.out")" >&2; exit 1; }
   head -n $((COUNT - 1)) "$dir/bodies" >"$dir/bodies.run"   # the probe's webhook is not resent
-  rm -f "$dir/bodies"
+  [ -n "${EHUB_BENCH_KEEP:-}" ] || rm -f "$dir/bodies"
   # The run starts on a quiet disk. The bodies just written (~200 MB) would
   # otherwise be written back 30 s later (vm.dirty_expire_centisecs), in the
   # middle of the next layout's run: its fdatasyncs then stalled 25-35 ms and
@@ -186,7 +195,7 @@ PY
   cpu0=$("$PY" "$HELPER" cpu "$srv_pid")
   cap_pid=""
   if [ "${EHUB_BENCH_WIRE:-1}" = 1 ]; then cap_pid=$(wire_start "$dir"); fi
-  INGEST_BODIES=$dir/bodies.run INGEST_ACKED=$dir/acked INGEST_RESULT=$dir/result INGEST_RATE=$rate \
+  INGEST_BODIES=$dir/bodies.run INGEST_ACKED=$dir/acked INGEST_RESULT=$dir/result INGEST_RATE=$rate INGEST_ARRIVALS=$ARRIVALS \
     taskset -c "$WRK_CPU" wrk -t1 -c"$CONNS" -d"${DUR}s" --timeout 10s -s bench/ingest.lua \
     "$base/v1/webhooks/ghl/$SLUG" >"$dir/wrk.out" 2>&1 \
     || { echo "ingest: wrk failed:" >&2; cat "$dir/wrk.out" >&2; exit 1; }
@@ -242,10 +251,11 @@ if w.get("n"):
           " tcpdump on lo, wrk's own time left out)" % (w["p50_ms"], w["p90_ms"], w["p99_ms"], w["p999_ms"], w["max_ms"],
                                                         w["n"]), file=out)
 if r.get("co_n"):
-    print("  from each request's slot   p50 %.2f ms   p90 %.2f ms   p99 %.2f ms   p99.9 %.2f ms   max %.2f ms   (%s acknowledged;"
-          " paced at %s/s: a request that could not go out on time is timed from when it should have)" % (
-              p("co_p50_us"), p("co_p90_us"), p("co_p99_us"), p("co_p99_9_us"), p("co_max_us"), r["co_n"], r["co_rate"]),
-          file=out)
+    print("  from each request's slot   p50 %.2f ms   p90 %.2f ms   p99 %.2f ms   p99.9 %.2f ms   max %.2f ms   (paced at %s/s,"
+          " %s arrivals, %s slots before wrk stopped, %s of them unanswered and counted until the stop;"
+          " a request that could not go out on time is timed from when it should have)" % (
+              p("co_p50_us"), p("co_p90_us"), p("co_p99_us"), p("co_p99_9_us"), p("co_max_us"), r["co_rate"],
+              r["co_arrivals"], r.get("co_slots", "?"), r.get("co_unanswered", "?")), file=out)
 print("  statuses %s   non-2xx %s   socket errors connect %s read %s write %s timeout %s   duplicates %s" % (
     r["statuses"], r["non2xx"], r["err_connect"], r["err_read"], r["err_write"], r["err_timeout"], r["duplicates"]), file=out)
 for s in samples: print("    e.g. " + s, file=out)
@@ -279,7 +289,7 @@ for b in $BACKENDS; do
         case "$layout" in
           pinned) bench_backend sqlite "sqlite:$tmp/sqlite/data/ehub.db" ;;
           paced)
-            echo "(sqlite-paced: $PACE webhooks/s on a fixed schedule)"
+            echo "(sqlite-paced: $PACE webhooks/s on a schedule, $ARRIVALS arrivals)"
             bench_backend sqlite-paced "sqlite:$tmp/sqlite-paced/data/ehub.db" "$PACE" ;;
           unpinned)
             pin_srv=$SRV_CPU; pin_wrk=$WRK_CPU
@@ -321,7 +331,7 @@ while read -r name rate p50 p99 errs ok _acked wp50 wp99 cop99; do
   case "$name" in
     sqlite|sqlite-*)
       lay=${name#sqlite-}; [ "$name" = sqlite ] && lay="pinned, saturation"
-      [ "$lay" = paced ] && lay="pinned, paced at $PACE/s"
+      [ "$lay" = paced ] && lay="pinned, paced at $PACE/s, $ARRIVALS"
       [ "$lay" = unpinned ] && lay="unpinned, saturation"
       line="target (SQLite, $CONNS connections, $lay): >= $TARGET_RATE durable webhooks/s, p99 < $TARGET_P99_MS ms, no errors:"
       if [ "$cop99" = - ]; then
