@@ -57,8 +57,9 @@ function init(args)
    -- short, the requests are held in tables of CHUNK (LuaJIT marks a table's
    -- entries in one step: 200,000 strings, a cache miss each) and their
    -- bodies hash apart (see _b62 in ingest_sign.py).
-   -- wrk's p99.9 still shows stalls of 40-60 ms of its own (the wire's
-   -- stays near 20 ms): ingest.sh reports both.
+   -- wrk's p99.9 still shows stalls of 40-60 ms more than the wire's (its
+   -- own pauses, and the samples its stats_correct adds for slow answers):
+   -- ingest.sh reports both.
    collectgarbage("collect")
 end
 
@@ -78,12 +79,15 @@ end
 -- connection still waiting for a slow answer cannot send on time: its next
 -- request goes out late, and its latency counts from its slot, not from
 -- when it went out (the correction for "coordinated omission" that wrk2
--- makes). Numbering slots in request() keeps that right when a connection
--- reconnects (wrk then sends without asking delay()) or wrk's timers fire
--- out of order: a request's slot is at worst a few slots (~0.2 ms each at
--- 6,000/s) off its own. Slots never answered -- in flight, or not yet sent,
--- when wrk stopped -- count too (done(), below): a stall at the end of a
--- run must not vanish.
+-- makes). Numbering slots in request() keeps wrk's timers firing out of
+-- order from mixing them up. A reconnect after a socket error (wrk then
+-- sends without asking delay()) moves every later request one slot later
+-- for good (~0.17 ms at 6,000/s), which hides that much lateness; such a
+-- run fails on its errors anyway. Slots never answered -- in flight, or not
+-- yet sent, when wrk stopped, or lost to a socket error -- count too, as
+-- answered at the stop (done(), below: a lower bound of their latency), so
+-- a stall at the end of a run does not vanish. One wrk thread only (-t1):
+-- the schedule is the thread's.
 local RATE = tonumber(os.getenv("INGEST_RATE") or "")
 local POISSON = (os.getenv("INGEST_ARRIVALS") or "poisson") ~= "even"
 local slot_us, t0, kd, kr, sched, due_of = nil, nil, 0, 0, {}, {}
@@ -181,6 +185,7 @@ function response(status, headers, body)
 end
 
 function done(summary, latency, requests)
+   assert(not RATE or #threads == 1, "paced (INGEST_RATE) needs one wrk thread: -t1")
    local st, total_acked, total_dups, total_wraps, out_samples, all_co = {}, 0, 0, 0, {}, {}
    local af = assert(io.open(assert(os.getenv("INGEST_ACKED"), "INGEST_ACKED is not set"), "w"))
    for _, t in ipairs(threads) do
@@ -245,7 +250,10 @@ function done(summary, latency, requests)
          if x > t_end then break end
          k = k + 1
       end
-      local answered = summary.requests
+      -- A request lost to a socket error has no answer, but the send after
+      -- the reconnect took a slot of its own without delay(): count the
+      -- errors as unanswered too.
+      local answered = summary.requests - summary.errors.read - summary.errors.write
       put("co_slots", k)
       put("co_unanswered", math.max(0, k - answered))
       if k > answered then

@@ -39,7 +39,7 @@
 # the same requests' latencies on the wire (tcpdump
 # on lo, bench/wire_latency.py: from the request's first packet to the
 # answer's, without wrk's own time -- it runs ingest.lua for every response on
-# the same 2 cores, which adds 2-8 ms to its p99), status counts and socket
+# the same 2 cores, and its stats_correct: together 1-8 ms on its p99), status counts and socket
 # errors (paced: also each request's latency from its slot in the schedule);
 # then the target: >= 5,000 durable webhooks/s on SQLite with p99 < 10 ms and
 # no errors at 64 connections (MET or MISSED), per SQLite run: at saturation
@@ -318,7 +318,7 @@ for b in $BACKENDS; do
 done
 
 echo
-# p50_ms/p99_ms: wrk's (its own time included); wire_*: the same requests on the wire.
+# p50_ms/p99_ms: wrk's (its own time and stats_correct included); wire_*: the same requests on the wire.
 printf '%-16s %12s %9s %9s %12s %12s %7s %11s\n' backend webhooks/s p50_ms p99_ms wire_p50_ms wire_p99_ms errors durability
 broken=0
 verdict() { # rate p99 errors
@@ -340,7 +340,8 @@ while read -r name rate p50 p99 errs ok _acked wp50 wp99 cop99; do
       else
         # paced: judged from each request's slot, which counts the time a late
         # request waited to go out (wrk's and the wire's p99 leave it out)
-        line="$line $(verdict "$rate" "$cop99" "$errs") ($rate/s, p99 $cop99 ms from each request's slot; wrk $p99 ms, wire $wp99 ms; $errs errors)"
+        wire="wire $wp99 ms"; [ "$wp99" = - ] && wire="no wire capture"
+        line="$line $(verdict "$rate" "$cop99" "$errs") ($rate/s, p99 $cop99 ms from each request's slot; wrk $p99 ms, $wire; $errs errors)"
       fi
       sqlite_lines="${sqlite_lines:-}$line"$'\n' ;;
   esac
