@@ -91,6 +91,11 @@ end
 local RATE = tonumber(os.getenv("INGEST_RATE") or "")
 local POISSON = (os.getenv("INGEST_ARRIVALS") or "poisson") ~= "even"
 local slot_us, t0, kd, kr, sched, due_of = nil, nil, 0, 0, {}, {}
+local SEED = 12345
+-- the time from one slot to the next
+local function next_gap()
+   return POISSON and -math.log(1 - math.random()) * slot_us or slot_us
+end
 co = {}
 nco = 0
 first_slot = -1 -- exported to done(): the schedule's start (CLOCK_MONOTONIC, us)
@@ -108,7 +113,7 @@ if RATE then
       return tonumber(ts.tv_sec) * 1e6 + tonumber(ts.tv_nsec) / 1e3
    end
    slot_us = 1e6 / RATE
-   math.randomseed(12345)
+   math.randomseed(SEED)
    local last_k, last_due = -1, 0
 
    -- the time of slot k (k = 0, 1, ...), generated in order and kept only
@@ -116,9 +121,7 @@ if RATE then
    local function slot(k)
       while last_k < k do
          last_k = last_k + 1
-         if last_k == 0 then last_due = t0
-         elseif POISSON then last_due = last_due - math.log(1 - math.random()) * slot_us
-         else last_due = last_due + slot_us end
+         last_due = last_k == 0 and t0 or last_due + next_gap()
          sched[last_k] = last_due
       end
       local d = sched[k]
@@ -241,32 +244,20 @@ function done(summary, latency, requests)
       -- answered ones are not always the earliest), so the latest ones are
       -- taken: the bounds come out low, never high.
       local t_end = t0_all + summary.duration
-      local k, x = 0, t0_all
-      if POISSON then math.randomseed(12345) end
-      while true do -- the number of slots due before the stop, as in slot()
-         if k > 0 then
-            if POISSON then x = x - math.log(1 - math.random()) * slot_us else x = x + slot_us end
-         end
-         if x > t_end then break end
-         k = k + 1
+      local dues, x = {}, t0_all
+      math.randomseed(SEED) -- the thread's schedule again, as slot() made it
+      while x <= t_end do
+         dues[#dues + 1] = x
+         x = x + next_gap()
       end
+      local k = #dues
       -- A request lost to a socket error has no answer, but the send after
       -- the reconnect took a slot of its own without delay(): count the
       -- errors as unanswered too.
       local answered = summary.requests - summary.errors.read - summary.errors.write
       put("co_slots", k)
       put("co_unanswered", math.max(0, k - answered))
-      if k > answered then
-         -- the due times of the last k - answered slots, again in order
-         if POISSON then math.randomseed(12345) end
-         x = t0_all
-         for j = 0, k - 1 do
-            if j > 0 then
-               if POISSON then x = x - math.log(1 - math.random()) * slot_us else x = x + slot_us end
-            end
-            if j >= answered then all_co[#all_co + 1] = t_end - x end
-         end
-      end
+      for j = math.max(answered, 0) + 1, k do all_co[#all_co + 1] = t_end - dues[j] end
    end
    if #all_co > 0 then
       -- acknowledged requests timed from their slots (Paced, above), and
