@@ -90,7 +90,11 @@ end
 -- the schedule is the thread's.
 local RATE = tonumber(os.getenv("INGEST_RATE") or "")
 local POISSON = (os.getenv("INGEST_ARRIVALS") or "poisson") ~= "even"
-local slot_us, t0, kd, kr, sched, due_of = nil, nil, 0, 0, {}, {}
+local slot_us, kd, kr, sched, due_of = nil, 0, 0, {}, {}
+-- t0: the schedule's start (CLOCK_MONOTONIC, us), global so done() can read
+-- it from the thread (nil until the first delay())
+t0 = nil
+local slot -- slot(k): the time of slot k (Paced, below)
 local SEED = 12345
 -- the time from one slot to the next
 local function next_gap()
@@ -98,7 +102,6 @@ local function next_gap()
 end
 co = {}
 nco = 0
-first_slot = -1 -- exported to done(): the schedule's start (CLOCK_MONOTONIC, us)
 local now_us
 if RATE then
    assert(RATE > 0, "INGEST_RATE must be a positive number")
@@ -118,7 +121,7 @@ if RATE then
 
    -- the time of slot k (k = 0, 1, ...), generated in order and kept only
    -- while delay() or request() may still ask for it
-   local function slot(k)
+   slot = function(k)
       while last_k < k do
          last_k = last_k + 1
          last_due = last_k == 0 and t0 or last_due + next_gap()
@@ -135,16 +138,12 @@ if RATE then
 
    function delay()
       local now = now_us()
-      if not t0 then
-         t0 = now
-         first_slot = t0
-      end
+      t0 = t0 or now
       local due = slot(kd)
       kd = kd + 1
       return due > now and math.ceil((due - now) / 1000) or 0
    end
 
-   slot_at = slot
 end
 
 function request()
@@ -155,7 +154,7 @@ function request()
    end
    -- wrk calls request() once before the run to check it: no slot for that
    if RATE and t0 then
-      local now, due = now_us(), slot_at(kr)
+      local now, due = now_us(), slot(kr)
       kr = kr + 1
       due_of[idx] = math.min(now, due)
    end
@@ -190,6 +189,7 @@ end
 function done(summary, latency, requests)
    assert(not RATE or #threads == 1, "paced (INGEST_RATE) needs one wrk thread: -t1")
    local st, total_acked, total_dups, total_wraps, out_samples, all_co = {}, 0, 0, 0, {}, {}
+   local t0_all
    local af = assert(io.open(assert(os.getenv("INGEST_ACKED"), "INGEST_ACKED is not set"), "w"))
    for _, t in ipairs(threads) do
       for code, c in pairs(t:get("statuses")) do st[code] = (st[code] or 0) + c end
@@ -202,7 +202,7 @@ function done(summary, latency, requests)
       for _, s in ipairs(t:get("samples")) do out_samples[#out_samples + 1] = s end
       local c = t:get("co")
       for j = 1, t:get("nco") do all_co[#all_co + 1] = c[j] end
-      t0_all = t:get("first_slot")
+      t0_all = t:get("t0")
    end
    af:close()
 
@@ -235,7 +235,7 @@ function done(summary, latency, requests)
       put("lat_p" .. tostring(p):gsub("%.", "_") .. "_us", latency:percentile(p))
    end
    put("lat_max_us", latency.max)
-   if RATE and t0_all and t0_all >= 0 then
+   if RATE and t0_all then
       -- Every slot up to wrk's stop that got no answer (in flight, or never
       -- sent) counts as answered at the stop: a lower bound of its latency.
       -- The stop is the schedule's start plus wrk's run time, a little late

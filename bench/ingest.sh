@@ -329,10 +329,12 @@ while read -r name rate p50 p99 errs ok _acked wp50 wp99 cop99; do
   printf '%-16s %12s %9s %9s %12s %12s %7s %11s\n' "$name" "$rate" "$p50" "$p99" "$wp50" "$wp99" "$errs" "$([ "$ok" = 1 ] && echo OK || echo FAILED)"
   [ "$ok" = 1 ] || broken=1
   case "$name" in
-    sqlite|sqlite-*)
-      lay=${name#sqlite-}; [ "$name" = sqlite ] && lay="pinned, saturation"
-      [ "$lay" = paced ] && lay="pinned, paced at $PACE/s, $ARRIVALS"
-      [ "$lay" = unpinned ] && lay="unpinned, saturation"
+    sqlite|sqlite-paced|sqlite-unpinned)
+      case "$name" in
+        sqlite) lay="pinned, saturation" ;;
+        sqlite-paced) lay="pinned, paced at $PACE/s, $ARRIVALS" ;;
+        *) lay="unpinned, saturation" ;;
+      esac
       line="target (SQLite, $CONNS connections, $lay): >= $TARGET_RATE durable webhooks/s, p99 < $TARGET_P99_MS ms, no errors:"
       if [ "$cop99" = - ]; then
         line="$line as wrk times it $(verdict "$rate" "$p99" "$errs") ($rate/s, p99 $p99 ms, $errs errors)"
